@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * abi.h: the one kernel/user ABI of mcp-sensor.
+ *
+ * Every record the kernel puts in the ring buffer, every map key and value
+ * the agent reads or writes, is declared here and nowhere else. The Rust
+ * side (mcp-sensor/src/abi.rs) mirrors these structs; a test checks the
+ * mirror against the BTF of the compiled object, so a change here that is
+ * not made there fails the build's tests.
+ *
+ * Rules for this file: fixed-width fields only, explicit _pad, no bool,
+ * long or enum; event kinds have stable numbers in bands and are never
+ * renumbered (add new ones, retire old ones).
+ */
+#ifndef MCP_SENSOR_ABI_H
+#define MCP_SENSOR_ABI_H
+
+#define MS_ABI_VERSION 1
+
+#define MS_COMM_LEN 16
+/* Longest path reported. Longer paths keep their last MS_PATH_MAX bytes
+ * and set MS_F_PATH_TRUNC. */
+#define MS_PATH_MAX 4096
+/* A path is built backwards from the end of its buffer; the slack lets the
+ * verifier prove a component (<= 255 bytes + '/') always fits. */
+#define MS_PATH_BUF (MS_PATH_MAX + 256)
+#define MS_ARGV_MAX 4096
+#define MS_SOCKADDR_MAX 112
+/* Size classes of stdio chunks: a syscall's bytes are split into records
+ * of the smallest class that holds them, so a 200-byte message does not
+ * take 16 KiB of ring. */
+#define MS_CHUNK_SMALL 1024
+#define MS_CHUNK_LARGE 16384
+
+/* Event kinds. Bands: 1-15 process lifecycle, 16-31 files, 32-47 network,
+ * 48-63 stdio capture. MS_EV_KIND_MAX sizes the drop counters. */
+#define MS_EV_FORK 1
+#define MS_EV_EXEC 2
+#define MS_EV_EXIT 3
+#define MS_EV_OPEN 16
+#define MS_EV_CONNECT 32
+#define MS_EV_STDIO 48
+#define MS_EV_KIND_MAX 64
+
+/* Flags shared by events (ms_header.flags). */
+#define MS_F_PATH_TRUNC (1u << 0)   /* a path was longer than MS_PATH_MAX */
+#define MS_F_ARGV_TRUNC (1u << 1)   /* argv was longer than MS_ARGV_MAX */
+#define MS_F_SCRIPT (1u << 2)       /* exec ran an interpreter for a script */
+#define MS_F_UNRESOLVED (1u << 3)   /* path is the caller's string (the open failed) */
+#define MS_F_PSEUDO (1u << 4)       /* file has no path in a mount (memfd, pipe, anon) */
+#define MS_F_DELETED (1u << 5)      /* file was unlinked when seen */
+#define MS_F_DATA_TRUNC (1u << 6)   /* stdio: bytes past the per-syscall cap were not captured */
+
+/* Stdio chunk directions, as seen from the watched server. */
+#define MS_DIR_IN 0  /* server read it: client -> server */
+#define MS_DIR_OUT 1 /* server wrote it: server -> client */
+
+/* Common head of every ring-buffer record. */
+struct ms_header {
+	__u32 kind;
+	__u32 flags;
+	__u64 ts_ns;     /* bpf_ktime_get_boot_ns() */
+	__u32 pid;       /* tgid */
+	__u32 tid;
+	__u32 ppid;      /* real parent's tgid */
+	__u32 uid;
+	__u32 gid;
+	__u32 session;   /* tgid of the root of the watched tree */
+	__u64 start_ns;  /* process start, boot-time ns: (pid, start_ns) is the lineage key */
+	char comm[MS_COMM_LEN];
+};
+
+struct ms_fork {
+	struct ms_header h; /* the parent */
+	__u32 child_pid;
+	__u32 _pad;
+	__u64 child_start_ns;
+};
+
+struct ms_exec {
+	struct ms_header h;
+	__u32 old_tid;      /* the thread that called execve (before de_thread) */
+	__u32 dev;          /* identity of the executed file */
+	__u64 ino;
+	__u16 exe_off;      /* exe path is exe[exe_off .. MS_PATH_MAX) (built backwards) */
+	__u16 cwd_off;      /* likewise in cwd */
+	__u16 filename_len; /* the path the caller passed, as given */
+	__u16 argv_len;     /* bytes of NUL-separated argv in argv */
+	char exe[MS_PATH_BUF];
+	char cwd[MS_PATH_BUF];
+	char filename[256];
+	char argv[MS_ARGV_MAX];
+};
+
+struct ms_exit {
+	struct ms_header h;
+	__u32 exit_code;    /* wait status as the kernel keeps it: code << 8 | signal */
+	__u32 _pad;
+};
+
+struct ms_open {
+	struct ms_header h;
+	__s32 ret;          /* fd, or -errno */
+	__u32 flags;        /* open flags (from the file when it opened) */
+	__u32 mode;
+	__u32 dev;
+	__u64 ino;
+	__u32 syscall;      /* MS_SYS_* */
+	__u16 path_off;     /* path is path[path_off .. path_off + path_len) */
+	__u16 path_len;
+	char path[MS_PATH_BUF];
+};
+
+#define MS_SYS_OPEN 1
+#define MS_SYS_OPENAT 2
+#define MS_SYS_OPENAT2 3
+#define MS_SYS_CREAT 4
+#define MS_SYS_OPEN_BY_HANDLE_AT 5
+
+/* The address is the caller's sockaddr as it was at syscall entry; the
+ * agent decodes it (family, address, port, unix path). */
+struct ms_connect {
+	struct ms_header h;
+	__s32 ret;          /* 0, or -errno (-EINPROGRESS for non-blocking) */
+	__u32 fd;
+	__u32 addrlen;      /* as passed by the caller */
+	__u32 _pad;
+	__u8 sockaddr[MS_SOCKADDR_MAX];
+};
+
+struct ms_stdio {
+	struct ms_header h;
+	__u64 chan_ino;     /* the channel: identity of the pipe or socket */
+	__u32 chan_dev;
+	__u8 dir;           /* MS_DIR_* */
+	__u8 _pad0;
+	__u16 len;          /* bytes of data in this record */
+	__u64 offset;       /* byte offset of data[0] in this channel direction */
+	__u32 fd;
+	__u32 _pad1;
+	char data[];        /* MS_CHUNK_SMALL or MS_CHUNK_LARGE bytes reserved */
+};
+
+/* Map values. */
+
+/* watched: tgid -> this. start_ns 0 means "claim on first sight": the agent
+ * inserts a child it has just forked and is holding before exec, and the
+ * kernel fills in the start time the first time it sees the process. */
+struct ms_watch {
+	__u64 start_ns;
+	__u32 session;
+	__u32 flags;
+};
+
+struct ms_chan_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 _pad;
+};
+
+struct ms_chan {
+	__u32 session;
+	__u32 flags;
+	__u64 off[2];       /* bytes seen so far, per MS_DIR_* */
+};
+
+/* Counters (the `counters` per-CPU array), besides per-kind ring drops. */
+#define MS_CNT_INFLIGHT_FULL 0  /* syscall stash map full: an event was not traced */
+#define MS_CNT_WATCH_FULL 1     /* watched map full: a child could not be watched */
+#define MS_CNT_STDIO_CAP 2      /* stdio bytes beyond the per-syscall capture cap */
+#define MS_CNT_STDIO_FAULT 3    /* stdio bytes whose user buffer could not be read */
+#define MS_CNT_MAX 8
+
+#endif /* MCP_SENSOR_ABI_H */

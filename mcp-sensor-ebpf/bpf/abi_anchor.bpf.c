@@ -1,0 +1,20 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * abi_anchor.bpf.c: puts every ring-buffer record type of abi.h into the
+ * object's BTF (clang only emits BTF for types that globals and functions
+ * use, not for locals), so the agent's tests can check its mirror of the
+ * ABI against what clang laid out. Never read at run time.
+ */
+#include "common.bpf.h"
+
+struct ms_abi_anchor {
+	struct ms_header header;
+	struct ms_fork fork;
+	struct ms_exec exec;
+	struct ms_exit exit;
+	struct ms_open open;
+	struct ms_connect connect;
+	struct ms_stdio stdio;
+};
+
+struct ms_abi_anchor *ms_abi_anchor __attribute__((used));

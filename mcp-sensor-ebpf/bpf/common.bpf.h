@@ -1,0 +1,160 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * common.bpf.h: the maps every program shares and the few helpers around
+ * them: "is this process watched?", the record header, and drop counting.
+ *
+ * Maps are defined __weak so that each .bpf.c can include this header and
+ * bpftool's linker folds the copies into one map.
+ */
+#ifndef MCP_SENSOR_COMMON_BPF_H
+#define MCP_SENSOR_COMMON_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "abi.h"
+
+#define MS_WEAK __attribute__((weak))
+
+/* The ring buffer. Its size is set by the loader (--ring-buffer-size). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 16 << 20);
+} EVENTS SEC(".maps") MS_WEAK;
+
+/* tgid -> ms_watch: the set of watched processes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct ms_watch);
+} WATCHED SEC(".maps") MS_WEAK;
+
+/* Ring-buffer reserves that failed, per CPU and per event kind. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MS_EV_KIND_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} DROPS SEC(".maps") MS_WEAK;
+
+/* Other losses, per CPU (MS_CNT_*). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MS_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} COUNTERS SEC(".maps") MS_WEAK;
+
+static __always_inline void ms_count_drop(__u32 kind)
+{
+	__u64 *n = bpf_map_lookup_elem(&DROPS, &kind);
+	if (n)
+		*n += 1; /* per-CPU slot: no atomics needed */
+}
+
+static __always_inline void ms_count(__u32 counter, __u64 by)
+{
+	__u64 *n = bpf_map_lookup_elem(&COUNTERS, &counter);
+	if (n)
+		*n += by;
+}
+
+static __always_inline __u64 ms_task_start_ns(struct task_struct *task)
+{
+	/* start_boottime (5.5+) matches /proc/PID/stat's starttime. */
+	return BPF_CORE_READ(task, group_leader, start_boottime);
+}
+
+/*
+ * The one lookup every program does first. Returns the watch entry of the
+ * current process, or NULL. An entry whose start time does not match the
+ * current process belongs to an earlier process with the same (recycled)
+ * pid: it is treated as absent.
+ */
+static __always_inline struct ms_watch *ms_watched(struct task_struct *task, __u32 tgid)
+{
+	struct ms_watch *w = bpf_map_lookup_elem(&WATCHED, &tgid);
+	if (!w)
+		return NULL;
+	__u64 start = ms_task_start_ns(task);
+	if (w->start_ns == 0) {
+		/* claim on first sight, see struct ms_watch */
+		w->start_ns = start;
+		return w;
+	}
+	return w->start_ns == start ? w : NULL;
+}
+
+static __always_inline struct ms_watch *ms_watched_current(void)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	return ms_watched((struct task_struct *)bpf_get_current_task(), tgid);
+}
+
+static __always_inline void ms_fill_header(struct ms_header *h, __u32 kind,
+					   struct task_struct *task, __u32 session)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 ug = bpf_get_current_uid_gid();
+
+	h->kind = kind;
+	h->flags = 0;
+	h->ts_ns = bpf_ktime_get_boot_ns();
+	h->pid = id >> 32;
+	h->tid = (__u32)id;
+	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	h->uid = (__u32)ug;
+	h->gid = ug >> 32;
+	h->session = session;
+	h->start_ns = ms_task_start_ns(task);
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+/* The struct file behind fd in task's table, or NULL. */
+static __always_inline struct file *ms_fd_file(struct task_struct *task, __u32 fd)
+{
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt)
+		return NULL;
+	if (fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]);
+	return f;
+}
+
+/*
+ * Per-thread stash between a syscall's entry and exit, for watched
+ * processes only: the exit programs' one lookup is in this map.
+ */
+struct ms_inflight {
+	__u32 kind;       /* MS_EV_* the exit will emit */
+	__u32 syscall;    /* MS_SYS_* for opens; MS_DIR_* for stdio */
+	__u32 session;
+	__u32 fd;
+	__u64 arg[3];
+	__u32 chan_dev;
+	__u32 flags;
+	__u64 chan_ino;
+	__u8 sockaddr[MS_SOCKADDR_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32); /* tid */
+	__type(value, struct ms_inflight);
+} INFLIGHT SEC(".maps") MS_WEAK;
+
+/* Stash for the current thread; counts a full map as a loss. */
+static __always_inline void ms_stash(struct ms_inflight *in)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	if (bpf_map_update_elem(&INFLIGHT, &tid, in, BPF_ANY))
+		ms_count(MS_CNT_INFLIGHT_FULL, 1);
+}
+
+#endif /* MCP_SENSOR_COMMON_BPF_H */

@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * lifecycle.bpf.c: fork, exec and exit of watched processes.
+ *
+ * Owns the watched set: a child is added at fork, before it runs its first
+ * instruction, so setsid, double forks and re-parenting never lose it; it is
+ * removed when its whole thread group has exited. Entries carry the start
+ * time, so a recycled pid never inherits a watch (see ms_watched()).
+ */
+#include "path.bpf.h"
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(ms_sched_process_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 ptgid = parent->tgid;
+	__u32 ctgid = child->tgid;
+
+	if (ptgid == ctgid)
+		return 0; /* a new thread: covered by its tgid's entry */
+	struct ms_watch *w = ms_watched(parent, ptgid);
+	if (!w)
+		return 0;
+
+	struct ms_watch cw = {
+		.start_ns = child->start_boottime,
+		.session = w->session,
+		.flags = w->flags,
+	};
+	if (bpf_map_update_elem(&WATCHED, &ctgid, &cw, BPF_ANY))
+		ms_count(MS_CNT_WATCH_FULL, 1);
+
+	struct ms_fork *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
+	if (!e) {
+		ms_count_drop(MS_EV_FORK);
+		return 0;
+	}
+	ms_fill_header(&e->h, MS_EV_FORK, parent, w->session);
+	e->child_pid = ctgid;
+	e->_pad = 0;
+	e->child_start_ns = cw.start_ns;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(ms_sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
+{
+	struct ms_watch *w = ms_watched(p, p->tgid);
+	if (!w)
+		return 0;
+
+	struct ms_exec *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
+	if (!e) {
+		ms_count_drop(MS_EV_EXEC);
+		return 0;
+	}
+	ms_fill_header(&e->h, MS_EV_EXEC, p, w->session);
+	__u32 flags = 0;
+
+	/* The file the new image runs from: for a script, the interpreter
+	 * binfmt_script put in bprm->file, not the path the caller passed. */
+	struct file *file = bprm->file;
+	e->old_tid = old_pid;
+	ms_file_id(file, &e->dev, &e->ino);
+	e->exe_off = ms_file_path(e->exe, file, &flags);
+	e->cwd_off = ms_path_build(e->cwd, BPF_CORE_READ(p, fs, pwd.dentry),
+				   BPF_CORE_READ(p, fs, pwd.mnt), &flags);
+
+	/* bprm->interp differs from bprm->filename once a binfmt handler
+	 * (#! or binfmt_misc) has redirected the exec to an interpreter. */
+	const char *filename = bprm->filename;
+	if (bprm->interp != filename)
+		flags |= MS_F_SCRIPT;
+	long n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), filename);
+	e->filename_len = n > 0 ? n - 1 : 0;
+
+	struct mm_struct *mm = p->mm;
+	__u64 start = BPF_CORE_READ(mm, arg_start);
+	__u64 len = BPF_CORE_READ(mm, arg_end) - start;
+	if (len > MS_ARGV_MAX) {
+		len = MS_ARGV_MAX;
+		flags |= MS_F_ARGV_TRUNC;
+	}
+	if (bpf_probe_read_user(e->argv, len, (void *)start))
+		len = 0;
+	e->argv_len = len;
+	e->h.flags = flags;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(ms_sched_process_exit, struct task_struct *p)
+{
+	__u32 tgid = p->tgid;
+	struct ms_watch *w = ms_watched(p, tgid);
+	if (!w)
+		return 0;
+	/* Only the last thread of the group ends the process. */
+	if (BPF_CORE_READ(p, signal, live.counter) != 0)
+		return 0;
+
+	__u32 session = w->session;
+	bpf_map_delete_elem(&WATCHED, &tgid);
+
+	struct ms_exit *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
+	if (!e) {
+		ms_count_drop(MS_EV_EXIT);
+		return 0;
+	}
+	ms_fill_header(&e->h, MS_EV_EXIT, p, session);
+	e->exit_code = p->exit_code;
+	e->_pad = 0;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,209 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * stdio.bpf.c: capture of the JSON-RPC channel of watched MCP servers.
+ *
+ * The channel is identified by the pipe or socket itself (device, inode in
+ * CHANNELS, registered by the agent), never by fd number: servers dup it
+ * off fds 0/1 and hand it to children. Entry checks the fd's file against
+ * CHANNELS; exit copies the bytes actually transferred, in records of
+ * MS_CHUNK_SMALL or MS_CHUNK_LARGE bytes, each with its byte offset in the
+ * channel direction. Bytes past ms_stdio_cap per syscall, failed reserves
+ * and unreadable buffers leave a gap in the offsets and are counted, so the
+ * agent knows exactly what it did not see.
+ */
+#include "path.bpf.h"
+
+/* Bytes captured from one syscall at most (set by the loader). */
+const volatile __u64 ms_stdio_cap = 16 << 20;
+
+#define MS_IOV_MAX 16
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct ms_chan_key);
+	__type(value, struct ms_chan);
+} CHANNELS SEC(".maps");
+
+/* io arg[0]: buffer or iovec array, arg[1]: count or iovcnt;
+ * in.flags bit 0: arg[0] is an iovec array. */
+#define MS_IO_IOV 1
+
+static __always_inline int ms_io_enter(__u64 fd, __u64 buf, __u64 count, __u32 dir, __u32 iov)
+{
+	struct ms_watch *w = ms_watched_current();
+	if (!w)
+		return 0;
+	struct file *file = ms_fd_file((struct task_struct *)bpf_get_current_task(), fd);
+	if (!file)
+		return 0;
+	struct ms_chan_key key = {};
+	ms_file_id(file, &key.dev, &key.ino);
+	struct ms_chan *chan = bpf_map_lookup_elem(&CHANNELS, &key);
+	if (!chan)
+		return 0;
+
+	struct ms_inflight in = {};
+	in.kind = MS_EV_STDIO;
+	in.syscall = dir;
+	in.session = chan->session;
+	in.fd = fd;
+	in.arg[0] = buf;
+	in.arg[1] = count;
+	in.flags = iov;
+	in.chan_dev = key.dev;
+	in.chan_ino = key.ino;
+	ms_stash(&in);
+	return 0;
+}
+
+#define MS_IO_ENTER(name, dir, iov)                                            \
+	SEC("tracepoint/syscalls/sys_enter_" #name)                            \
+	int ms_sys_enter_##name(struct trace_event_raw_sys_enter *ctx)             \
+	{                                                                      \
+		return ms_io_enter(ctx->args[0], ctx->args[1], ctx->args[2], dir, iov); \
+	}
+
+MS_IO_ENTER(read, MS_DIR_IN, 0)
+MS_IO_ENTER(pread64, MS_DIR_IN, 0)
+MS_IO_ENTER(recvfrom, MS_DIR_IN, 0)
+MS_IO_ENTER(readv, MS_DIR_IN, MS_IO_IOV)
+MS_IO_ENTER(preadv, MS_DIR_IN, MS_IO_IOV)
+MS_IO_ENTER(preadv2, MS_DIR_IN, MS_IO_IOV)
+MS_IO_ENTER(write, MS_DIR_OUT, 0)
+MS_IO_ENTER(pwrite64, MS_DIR_OUT, 0)
+MS_IO_ENTER(sendto, MS_DIR_OUT, 0)
+MS_IO_ENTER(writev, MS_DIR_OUT, MS_IO_IOV)
+MS_IO_ENTER(pwritev, MS_DIR_OUT, MS_IO_IOV)
+MS_IO_ENTER(pwritev2, MS_DIR_OUT, MS_IO_IOV)
+
+/* One span to capture, chunk i covering [i * MS_CHUNK_LARGE, ...). The
+ * callback never writes it: with an unchanging stack the verifier checks
+ * the step once instead of once per chunk. */
+struct ms_emit {
+	__u64 ptr;   /* user address of the span */
+	__u64 len;   /* bytes in the span */
+	__u64 off;   /* channel offset of ptr */
+	struct ms_inflight *in;
+};
+
+#define MS_EMIT_CLASS(CLS)                                                     \
+	do {                                                                   \
+		struct ms_stdio *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e) + (CLS), 0); \
+		if (!e) {                                                      \
+			ms_count_drop(MS_EV_STDIO);                            \
+			break;                                                 \
+		}                                                              \
+		__u64 n = step;                                                \
+		barrier_var(n);                                                \
+		if (n > (CLS))                                                 \
+			n = (CLS);                                             \
+		if (bpf_probe_read_user(e->data, n, (void *)(x->ptr + at))) {  \
+			bpf_ringbuf_discard(e, 0);                             \
+			ms_count(MS_CNT_STDIO_FAULT, n);                       \
+			break;                                                 \
+		}                                                              \
+		ms_fill_header(&e->h, MS_EV_STDIO,                             \
+			       (struct task_struct *)bpf_get_current_task(),   \
+			       in->session);                                   \
+		e->chan_ino = in->chan_ino;                                    \
+		e->chan_dev = in->chan_dev;                                    \
+		e->dir = in->syscall;                                          \
+		e->_pad0 = 0;                                                  \
+		e->len = n;                                                    \
+		e->offset = x->off + at;                                       \
+		e->fd = in->fd;                                                \
+		e->_pad1 = 0;                                                  \
+		bpf_ringbuf_submit(e, 0);                                      \
+	} while (0)
+
+static long ms_emit_chunk(__u64 i, struct ms_emit *x)
+{
+	struct ms_inflight *in = x->in;
+	__u64 at = i * MS_CHUNK_LARGE;
+
+	if (at >= x->len)
+		return 1;
+	__u64 step = x->len - at;
+	if (step > MS_CHUNK_LARGE)
+		step = MS_CHUNK_LARGE;
+	/* a lost chunk is counted; the next one's offset shows the gap */
+	if (step <= MS_CHUNK_SMALL)
+		MS_EMIT_CLASS(MS_CHUNK_SMALL);
+	else
+		MS_EMIT_CLASS(MS_CHUNK_LARGE);
+	return 0;
+}
+
+static __always_inline void ms_emit_span(struct ms_emit *x)
+{
+	bpf_loop((ms_stdio_cap / MS_CHUNK_LARGE) + 2, ms_emit_chunk, x, 0);
+}
+
+static __always_inline int ms_io_exit(long ret)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct ms_inflight *in = bpf_map_lookup_elem(&INFLIGHT, &tid);
+	if (!in)
+		return 0;
+	if (in->kind != MS_EV_STDIO || ret <= 0)
+		goto out;
+
+	struct ms_chan_key key = { .ino = in->chan_ino, .dev = in->chan_dev };
+	struct ms_chan *chan = bpf_map_lookup_elem(&CHANNELS, &key);
+	if (!chan)
+		goto out;
+	__u32 dir = in->syscall & 1;
+	__u64 base = __sync_fetch_and_add(&chan->off[dir], (__u64)ret);
+
+	__u64 want = ret;
+	if (want > ms_stdio_cap) {
+		ms_count(MS_CNT_STDIO_CAP, want - ms_stdio_cap);
+		want = ms_stdio_cap;
+	}
+	struct ms_emit x = { .off = base, .in = in };
+	if (!(in->flags & MS_IO_IOV)) {
+		x.ptr = in->arg[0];
+		x.len = want;
+		ms_emit_span(&x);
+		goto out;
+	}
+	for (int i = 0; i < MS_IOV_MAX && i < in->arg[1] && want > 0; i++) {
+		struct iovec iov = {};
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(in->arg[0] + i * sizeof(iov))))
+			break;
+		__u64 take = iov.iov_len < want ? iov.iov_len : want;
+		x.ptr = (__u64)iov.iov_base;
+		x.len = take;
+		ms_emit_span(&x);
+		x.off += take;
+		want -= take;
+	}
+	if (want > 0)
+		ms_count(MS_CNT_STDIO_CAP, want); /* more than MS_IOV_MAX vectors */
+out:
+	bpf_map_delete_elem(&INFLIGHT, &tid);
+	return 0;
+}
+
+#define MS_IO_EXIT(name)                                                       \
+	SEC("tracepoint/syscalls/sys_exit_" #name)                             \
+	int ms_sys_exit_##name(struct trace_event_raw_sys_exit *ctx)               \
+	{                                                                      \
+		return ms_io_exit(ctx->ret);                                   \
+	}
+
+MS_IO_EXIT(read)
+MS_IO_EXIT(pread64)
+MS_IO_EXIT(recvfrom)
+MS_IO_EXIT(readv)
+MS_IO_EXIT(preadv)
+MS_IO_EXIT(preadv2)
+MS_IO_EXIT(write)
+MS_IO_EXIT(pwrite64)
+MS_IO_EXIT(sendto)
+MS_IO_EXIT(writev)
+MS_IO_EXIT(pwritev)
+MS_IO_EXIT(pwritev2)
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,342 @@
+//! Rust mirror of `mcp-sensor-ebpf/bpf/abi.h`, the kernel/user ABI.
+//!
+//! Owns nothing but layouts and constants. The test at the bottom checks
+//! every struct here against the BTF of the compiled object, so the two
+//! cannot drift apart silently.
+
+#![allow(non_camel_case_types)]
+
+pub const COMM_LEN: usize = 16;
+pub const PATH_MAX: usize = 4096;
+pub const PATH_BUF: usize = PATH_MAX + 256;
+pub const ARGV_MAX: usize = 4096;
+pub const SOCKADDR_MAX: usize = 112;
+pub const CHUNK_SMALL: usize = 1024;
+pub const CHUNK_LARGE: usize = 16384;
+
+pub const EV_FORK: u32 = 1;
+pub const EV_EXEC: u32 = 2;
+pub const EV_EXIT: u32 = 3;
+pub const EV_OPEN: u32 = 16;
+pub const EV_CONNECT: u32 = 32;
+pub const EV_STDIO: u32 = 48;
+pub const EV_KIND_MAX: u32 = 64;
+
+pub const F_PATH_TRUNC: u32 = 1 << 0;
+pub const F_ARGV_TRUNC: u32 = 1 << 1;
+pub const F_SCRIPT: u32 = 1 << 2;
+pub const F_UNRESOLVED: u32 = 1 << 3;
+pub const F_PSEUDO: u32 = 1 << 4;
+pub const F_DELETED: u32 = 1 << 5;
+
+pub const DIR_IN: u8 = 0;
+pub const DIR_OUT: u8 = 1;
+
+pub const SYS_OPEN: u32 = 1;
+pub const SYS_OPENAT: u32 = 2;
+pub const SYS_OPENAT2: u32 = 3;
+pub const SYS_CREAT: u32 = 4;
+pub const SYS_OPEN_BY_HANDLE_AT: u32 = 5;
+
+pub const CNT_INFLIGHT_FULL: u32 = 0;
+pub const CNT_WATCH_FULL: u32 = 1;
+pub const CNT_STDIO_CAP: u32 = 2;
+pub const CNT_STDIO_FAULT: u32 = 3;
+pub const CNT_MAX: u32 = 8;
+
+/// Kernel-internal dev_t (`MAJOR << 20 | MINOR`, what BPF reads from
+/// `i_sb->s_dev`) to the encoding stat(2) returns in `st_dev`.
+pub fn kdev_to_user(k: u32) -> u64 {
+    libc::makedev(k >> 20, k & 0xfffff)
+}
+
+/// The inverse of [`kdev_to_user`], for keys the agent puts in maps.
+pub fn user_to_kdev(d: u64) -> u32 {
+    (libc::major(d) << 20) | libc::minor(d)
+}
+
+/// Name of an event kind for output and drop reports.
+pub fn kind_name(kind: u32) -> &'static str {
+    match kind {
+        EV_FORK => "fork",
+        EV_EXEC => "exec",
+        EV_EXIT => "exit",
+        EV_OPEN => "open",
+        EV_CONNECT => "connect",
+        EV_STDIO => "stdio",
+        _ => "unknown",
+    }
+}
+
+/// Name of a MS_CNT_* counter.
+pub fn counter_name(c: u32) -> Option<&'static str> {
+    Some(match c {
+        CNT_INFLIGHT_FULL => "syscall_stash_full",
+        CNT_WATCH_FULL => "watch_map_full",
+        CNT_STDIO_CAP => "stdio_bytes_over_cap",
+        CNT_STDIO_FAULT => "stdio_bytes_unreadable",
+        _ => return None,
+    })
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ms_header {
+    pub kind: u32,
+    pub flags: u32,
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub session: u32,
+    pub start_ns: u64,
+    pub comm: [u8; COMM_LEN],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ms_fork {
+    pub h: ms_header,
+    pub child_pid: u32,
+    pub _pad: u32,
+    pub child_start_ns: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ms_exec {
+    pub h: ms_header,
+    pub old_tid: u32,
+    pub dev: u32,
+    pub ino: u64,
+    pub exe_off: u16,
+    pub cwd_off: u16,
+    pub filename_len: u16,
+    pub argv_len: u16,
+    pub exe: [u8; PATH_BUF],
+    pub cwd: [u8; PATH_BUF],
+    pub filename: [u8; 256],
+    pub argv: [u8; ARGV_MAX],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ms_exit {
+    pub h: ms_header,
+    pub exit_code: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ms_open {
+    pub h: ms_header,
+    pub ret: i32,
+    pub flags: u32,
+    pub mode: u32,
+    pub dev: u32,
+    pub ino: u64,
+    pub syscall: u32,
+    pub path_off: u16,
+    pub path_len: u16,
+    pub path: [u8; PATH_BUF],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ms_connect {
+    pub h: ms_header,
+    pub ret: i32,
+    pub fd: u32,
+    pub addrlen: u32,
+    pub _pad: u32,
+    pub sockaddr: [u8; SOCKADDR_MAX],
+}
+
+/// Head of a stdio record; `len` bytes of data follow it.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ms_stdio {
+    pub h: ms_header,
+    pub chan_ino: u64,
+    pub chan_dev: u32,
+    pub dir: u8,
+    pub _pad0: u8,
+    pub len: u16,
+    pub offset: u64,
+    pub fd: u32,
+    pub _pad1: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ms_watch {
+    pub start_ns: u64,
+    pub session: u32,
+    pub flags: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ms_chan_key {
+    pub ino: u64,
+    pub dev: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ms_chan {
+    pub session: u32,
+    pub flags: u32,
+    pub off: [u64; 2],
+}
+
+// SAFETY: plain-old-data, every bit pattern valid; aya copies them to maps.
+unsafe impl aya::Pod for ms_watch {}
+unsafe impl aya::Pod for ms_chan_key {}
+unsafe impl aya::Pod for ms_chan {}
+
+#[cfg(test)]
+mod tests {
+    //! The ABI check: every mirrored struct's size and field offsets must
+    //! equal what clang laid out in the object (its BTF, via bpftool).
+    use super::*;
+    use std::collections::HashMap;
+    use std::mem::{offset_of, size_of};
+
+    /// name -> (size, member -> byte offset), from `bpftool btf dump format raw`.
+    fn btf_structs() -> HashMap<String, (usize, HashMap<String, usize>)> {
+        let dir = std::env::temp_dir().join(format!("ms-abi-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let obj = dir.join("obj.o");
+        std::fs::write(&obj, mcp_sensor_ebpf::object()).unwrap();
+        let out = std::process::Command::new("bpftool")
+            .args(["btf", "dump", "file"])
+            .arg(&obj)
+            .args(["format", "raw"])
+            .output()
+            .expect("bpftool is needed for the ABI check: apt-get install -y bpftool");
+        assert!(out.status.success(), "bpftool failed: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut all = HashMap::new();
+        let mut cur: Option<(String, usize, HashMap<String, usize>)> = None;
+        for line in text.lines() {
+            if line.starts_with('[') {
+                if let Some((n, s, m)) = cur.take() {
+                    all.insert(n, (s, m));
+                }
+                // [12] STRUCT 'ms_header' size=64 vlen=11
+                let mut parts = line.split_whitespace();
+                let (_, kind, name) = (parts.next(), parts.next(), parts.next());
+                if kind == Some("STRUCT") {
+                    let name = name.unwrap().trim_matches('\'').to_string();
+                    let size = parts
+                        .find_map(|p| p.strip_prefix("size="))
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    cur = Some((name, size, HashMap::new()));
+                }
+            } else if let Some((_, _, members)) = cur.as_mut() {
+                // 'kind' type_id=2 bits_offset=0
+                let line = line.trim();
+                let name = line.split('\'').nth(1).unwrap_or("").to_string();
+                let bits: usize = line
+                    .split_whitespace()
+                    .find_map(|p| p.strip_prefix("bits_offset="))
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                members.insert(name, bits / 8);
+            }
+        }
+        if let Some((n, s, m)) = cur.take() {
+            all.insert(n, (s, m));
+        }
+        all
+    }
+
+    macro_rules! check {
+        ($btf:expr, $ty:ident { $($field:ident),* $(,)? }) => {{
+            let (size, members) = $btf
+                .get(stringify!($ty))
+                .unwrap_or_else(|| panic!("{} not in the object's BTF", stringify!($ty)));
+            assert_eq!(*size, size_of::<$ty>(), "size of {}", stringify!($ty));
+            $(
+                assert_eq!(
+                    members.get(stringify!($field)).copied(),
+                    Some(offset_of!($ty, $field)),
+                    "offset of {}.{}", stringify!($ty), stringify!($field)
+                );
+            )*
+            // a member at offset == size is a flexible array (ms_stdio.data):
+            // the mirror reads it as the bytes after the struct
+            let fixed = members.values().filter(|&&off| off < *size).count();
+            assert_eq!(fixed, [$(stringify!($field)),*].len(),
+                "{} has fields the mirror lacks: {:?}", stringify!($ty), members.keys());
+        }};
+    }
+
+    #[test]
+    fn rust_mirror_matches_object_btf() {
+        let btf = btf_structs();
+        check!(btf, ms_header { kind, flags, ts_ns, pid, tid, ppid, uid, gid, session, start_ns, comm });
+        check!(btf, ms_fork { h, child_pid, _pad, child_start_ns });
+        check!(btf, ms_exec { h, old_tid, dev, ino, exe_off, cwd_off, filename_len, argv_len, exe, cwd, filename, argv });
+        check!(btf, ms_exit { h, exit_code, _pad });
+        check!(btf, ms_open { h, ret, flags, mode, dev, ino, syscall, path_off, path_len, path });
+        check!(btf, ms_connect { h, ret, fd, addrlen, _pad, sockaddr });
+        check!(btf, ms_stdio { h, chan_ino, chan_dev, dir, _pad0, len, offset, fd, _pad1 });
+        check!(btf, ms_watch { start_ns, session, flags });
+        check!(btf, ms_chan_key { ino, dev, _pad });
+        check!(btf, ms_chan { session, flags, off });
+    }
+
+    #[test]
+    fn dev_encodings_round_trip() {
+        for (maj, min) in [(0u32, 5u32), (8, 1), (259, 3), (0, 0x12345)] {
+            let user = libc::makedev(maj, min);
+            let k = user_to_kdev(user);
+            assert_eq!(k, (maj << 20) | min);
+            assert_eq!(kdev_to_user(k), user);
+        }
+    }
+
+    #[test]
+    fn constants_match_header() {
+        let h = std::fs::read_to_string(mcp_sensor_ebpf::ABI_HEADER).unwrap();
+        let define = |name: &str| -> String {
+            h.lines()
+                .find_map(|l| {
+                    let rest = l.strip_prefix("#define ")?.trim_start().strip_prefix(name)?;
+                    let value = rest.split("/*").next().unwrap();
+                    (rest.starts_with(' ') || rest.starts_with('\t'))
+                        .then(|| value.chars().filter(|c| !c.is_whitespace()).collect())
+                })
+                .unwrap_or_else(|| panic!("{name} not defined in abi.h"))
+        };
+        for (name, v) in [
+            ("MS_EV_FORK", EV_FORK), ("MS_EV_EXEC", EV_EXEC), ("MS_EV_EXIT", EV_EXIT),
+            ("MS_EV_OPEN", EV_OPEN), ("MS_EV_CONNECT", EV_CONNECT), ("MS_EV_STDIO", EV_STDIO),
+            ("MS_EV_KIND_MAX", EV_KIND_MAX), ("MS_CHUNK_SMALL", CHUNK_SMALL as u32),
+            ("MS_CHUNK_LARGE", CHUNK_LARGE as u32), ("MS_PATH_MAX", PATH_MAX as u32),
+            ("MS_CNT_MAX", CNT_MAX as u32), ("MS_CNT_STDIO_FAULT", CNT_STDIO_FAULT),
+            ("MS_SYS_OPEN_BY_HANDLE_AT", SYS_OPEN_BY_HANDLE_AT),
+        ] {
+            assert_eq!(define(name), v.to_string(), "{name}");
+        }
+        for (name, bit) in [
+            ("MS_F_PATH_TRUNC", F_PATH_TRUNC), ("MS_F_ARGV_TRUNC", F_ARGV_TRUNC),
+            ("MS_F_SCRIPT", F_SCRIPT), ("MS_F_UNRESOLVED", F_UNRESOLVED),
+            ("MS_F_PSEUDO", F_PSEUDO), ("MS_F_DELETED", F_DELETED),
+        ] {
+            let d = define(name);
+            let shift: u32 = d.trim_start_matches("(1u<<").trim_end_matches(')').trim().parse()
+                .unwrap_or_else(|_| panic!("{name}: {d}"));
+            assert_eq!(1 << shift, bit, "{name}");
+        }
+    }
+}

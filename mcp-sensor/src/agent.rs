@@ -1,0 +1,72 @@
+//! Agent: the running sensor. Owns the tasks between the kernel and the
+//! output: the ring drain, the pipeline, and the periodic drop report,
+//! until the caller's stop future resolves; then a final drain and totals.
+
+use crate::drops::Totals;
+use crate::loader::{LoadError, Sensor};
+use crate::pipeline::Pipeline;
+use crate::reader::Drain;
+use bytes::Bytes;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// How often losses are checked and reported.
+const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
+
+fn totals(sensor: &mut Sensor, queue: u64, undecodable: u64) -> Totals {
+    let (kernel, other) = sensor.counters().unwrap_or_default();
+    Totals { kernel, other, queue, undecodable }
+}
+
+/// Runs until `stop` resolves, then drains what the kernel already wrote,
+/// reports the final drop totals and flushes. Returns the pipeline.
+pub async fn run<F: Future<Output = ()>>(
+    mut sensor: Sensor,
+    mut pipeline: Pipeline,
+    queue_size: usize,
+    stop: F,
+) -> Result<Pipeline, LoadError> {
+    let ring = sensor.take_ring()?;
+    let (tx, mut rx) = mpsc::channel::<Bytes>(queue_size.max(1));
+    let overflow = Arc::new(AtomicU64::new(0));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let drain = Drain::new(ring, tx, overflow.clone()).map_err(LoadError::Poll)?;
+    let drain_task = tokio::spawn(drain.run(stop_rx));
+
+    let mut tick = tokio::time::interval(DROP_REPORT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    tokio::pin!(stop);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            biased;
+            rec = rx.recv() => match rec {
+                Some(raw) => {
+                    pipeline.on_raw(&raw);
+                    if rx.is_empty() {
+                        pipeline.out.flush();
+                    }
+                }
+                // the drain ended: after stop, or because polling failed
+                None => break,
+            },
+            _ = &mut stop, if !stopping => {
+                stopping = true;
+                let _ = stop_tx.send(true);
+            }
+            _ = tick.tick() => {
+                let t = totals(&mut sensor, overflow.load(Ordering::Relaxed), pipeline.undecodable);
+                pipeline.report_drops(t);
+            }
+        }
+    }
+    let _ = drain_task.await;
+    let t = totals(&mut sensor, overflow.load(Ordering::Relaxed), pipeline.undecodable);
+    pipeline.report_drops(t.clone());
+    pipeline.report_final_drops(&t);
+    pipeline.out.flush();
+    Ok(pipeline)
+}

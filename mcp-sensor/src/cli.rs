@@ -1,0 +1,98 @@
+//! Command line: the raw arguments as the user typed them (clap). Turning
+//! them into a validated configuration is each command's first step.
+
+use clap::{Args, Parser, Subcommand};
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "mcp-sensor", version, about = "eBPF sensor for MCP servers: what each tool call executed, opened and connected to")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run CMD (an MCP server) under watch: stdio untouched, exit status passed through.
+    Exec(ExecArgs),
+    /// Check which kernel features the sensor needs are present.
+    Doctor,
+}
+
+/// Settings of the kernel side and the queue, shared by every command that
+/// loads the sensor.
+#[derive(Debug, Clone, Args)]
+pub struct SensorArgs {
+    /// Kernel ring-buffer size (power of two): K, M, G suffixes, or KiB/MiB/GiB.
+    #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = parse_size)]
+    pub ring_buffer_size: u64,
+    /// Records the agent queues between the ring drain and processing.
+    #[arg(long, value_name = "N", default_value_t = 65536)]
+    pub queue_size: usize,
+    /// Stdio bytes captured from one read or write at most.
+    #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
+    pub stdio_cap: u64,
+    /// Do not capture the JSON-RPC channel (exec/open/connect only).
+    #[arg(long)]
+    pub no_stdio_capture: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Write events as JSON lines to PATH (created 0600, appended). Default: stderr.
+    /// Never stdout: that is the MCP channel.
+    #[arg(long, value_name = "PATH")]
+    pub events: Option<PathBuf>,
+    #[command(flatten)]
+    pub sensor: SensorArgs,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub cmd: Vec<OsString>,
+}
+
+/// Parses `4096`, `64K`, `32MiB`, `1G` (binary units either way).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("`{s}` is not a size (try 4096, 64K, 32MiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        u => return Err(format!("unknown size unit `{u}` in `{s}` (use K, M or G)")),
+    };
+    n.checked_mul(mult).ok_or_else(|| format!("`{s}` is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(64 << 10));
+        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_size("1g"), Ok(1 << 30));
+        assert!(parse_size("lots").unwrap_err().contains("not a size"));
+        assert!(parse_size("3 parsecs").unwrap_err().contains("unit"));
+        assert!(parse_size("99999999999999999999G").is_err());
+    }
+
+    #[test]
+    fn exec_takes_everything_after_cmd_verbatim() {
+        let cli = Cli::try_parse_from(["mcp-sensor", "exec", "--events", "/tmp/e", "--", "node", "--flag", "-x"]).unwrap();
+        let Command::Exec(a) = cli.command else { panic!() };
+        assert_eq!(a.cmd, vec!["node", "--flag", "-x"]);
+        assert_eq!(a.events.as_deref(), Some(std::path::Path::new("/tmp/e")));
+        assert_eq!(a.sensor.ring_buffer_size, 32 << 20);
+    }
+
+    #[test]
+    fn exec_needs_a_command() {
+        assert!(Cli::try_parse_from(["mcp-sensor", "exec"]).is_err());
+    }
+}

@@ -1,0 +1,493 @@
+//! Decode: ring-buffer record bytes to typed [`Record`]s.
+//!
+//! Owns the byte-level reading of the kernel's records (abi.h) and their
+//! rendering into readable values (open flags, errno names, socket
+//! addresses). Records are only 8-byte aligned in the ring: every struct is
+//! read with `read_unaligned` after a length check, never by reference.
+
+use crate::abi::{self, ms_header};
+use bytes::Bytes;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// The common head of every record, with `comm` made a string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    pub kind: u32,
+    pub flags: u32,
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub session: u32,
+    pub start_ns: u64,
+    pub comm: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    Fork { h: Header, child_pid: u32, child_start_ns: u64 },
+    Exec(Box<Exec>),
+    Exit { h: Header, status: u32 },
+    Open(Box<Open>),
+    Connect { h: Header, ret: i32, fd: u32, addr: SockAddr },
+    Stdio(Stdio),
+}
+
+impl Record {
+    pub fn header(&self) -> &Header {
+        match self {
+            Record::Fork { h, .. } | Record::Exit { h, .. } | Record::Connect { h, .. } => h,
+            Record::Exec(e) => &e.h,
+            Record::Open(o) => &o.h,
+            Record::Stdio(s) => &s.h,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exec {
+    pub h: Header,
+    pub exe: String,
+    pub cwd: String,
+    pub filename: String,
+    pub argv: Vec<String>,
+    pub dev: u32,
+    pub ino: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Open {
+    pub h: Header,
+    pub path: String,
+    pub ret: i32,
+    pub flags: u32,
+    pub mode: u32,
+    pub dev: u32,
+    pub ino: u64,
+    pub syscall: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stdio {
+    pub h: Header,
+    pub chan: abi::ms_chan_key,
+    pub dir: u8,
+    pub offset: u64,
+    pub fd: u32,
+    pub data: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SockAddr {
+    Inet { addr: Ipv4Addr, port: u16 },
+    Inet6 { addr: Ipv6Addr, port: u16 },
+    /// Path; abstract names are rendered with a leading `@`.
+    Unix { path: String },
+    /// Unnamed unix socket, or an address too short to read.
+    Other { family: u16 },
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than its {kind} layout ({need} bytes)")]
+    Short { kind: &'static str, len: usize, need: usize },
+    #[error("record kind {0} is not known to this agent (ABI mismatch?)")]
+    UnknownKind(u32),
+}
+
+fn read<T: Copy>(buf: &[u8], kind: &'static str) -> Result<T, DecodeError> {
+    let need = std::mem::size_of::<T>();
+    if buf.len() < need {
+        return Err(DecodeError::Short { kind, len: buf.len(), need });
+    }
+    // SAFETY: length checked above; T is a repr(C) POD mirror of abi.h, every
+    // bit pattern is valid, and read_unaligned has no alignment demand.
+    Ok(unsafe { std::ptr::read_unaligned(buf.as_ptr() as *const T) })
+}
+
+fn cstr(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// `buf[off..end]` as a string, with the offset clamped into the buffer.
+fn tail_path(buf: &[u8], off: u16, end: usize) -> String {
+    let off = (off as usize).min(end);
+    String::from_utf8_lossy(&buf[off..end]).into_owned()
+}
+
+fn header(h: &ms_header) -> Header {
+    Header {
+        kind: h.kind,
+        flags: h.flags,
+        ts_ns: h.ts_ns,
+        pid: h.pid,
+        tid: h.tid,
+        ppid: h.ppid,
+        uid: h.uid,
+        gid: h.gid,
+        session: h.session,
+        start_ns: h.start_ns,
+        comm: cstr(&h.comm),
+    }
+}
+
+/// Decodes one ring-buffer record. `raw` is the record copied out of the
+/// ring (stdio data is sliced from it without another copy).
+pub fn decode(raw: &Bytes) -> Result<Record, DecodeError> {
+    let buf = &raw[..];
+    let h: ms_header = read(buf, "header")?;
+    let hd = header(&h);
+    Ok(match h.kind {
+        abi::EV_FORK => {
+            let f: abi::ms_fork = read(buf, "fork")?;
+            Record::Fork { h: hd, child_pid: f.child_pid, child_start_ns: f.child_start_ns }
+        }
+        abi::EV_EXEC => {
+            let e: abi::ms_exec = read(buf, "exec")?;
+            let argv_len = (e.argv_len as usize).min(abi::ARGV_MAX);
+            let mut argv: Vec<String> = e.argv[..argv_len]
+                .split(|&b| b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            // argv is NUL-terminated: drop the empty piece after the last NUL
+            if argv.last().is_some_and(|a| a.is_empty()) {
+                argv.pop();
+            }
+            let fname_len = (e.filename_len as usize).min(e.filename.len());
+            Record::Exec(Box::new(Exec {
+                exe: tail_path(&e.exe, e.exe_off, abi::PATH_MAX),
+                cwd: tail_path(&e.cwd, e.cwd_off, abi::PATH_MAX),
+                filename: String::from_utf8_lossy(&e.filename[..fname_len]).into_owned(),
+                argv,
+                dev: e.dev,
+                ino: e.ino,
+                h: hd,
+            }))
+        }
+        abi::EV_EXIT => {
+            let e: abi::ms_exit = read(buf, "exit")?;
+            Record::Exit { h: hd, status: e.exit_code }
+        }
+        abi::EV_OPEN => {
+            let o: abi::ms_open = read(buf, "open")?;
+            let off = (o.path_off as usize).min(abi::PATH_BUF);
+            let end = (off + o.path_len as usize).min(abi::PATH_BUF);
+            Record::Open(Box::new(Open {
+                path: String::from_utf8_lossy(&o.path[off..end]).into_owned(),
+                ret: o.ret,
+                flags: o.flags,
+                mode: o.mode,
+                dev: o.dev,
+                ino: o.ino,
+                syscall: o.syscall,
+                h: hd,
+            }))
+        }
+        abi::EV_CONNECT => {
+            let c: abi::ms_connect = read(buf, "connect")?;
+            let len = (c.addrlen as usize).min(abi::SOCKADDR_MAX);
+            Record::Connect { h: hd, ret: c.ret, fd: c.fd, addr: sockaddr(&c.sockaddr[..len]) }
+        }
+        abi::EV_STDIO => {
+            let s: abi::ms_stdio = read(buf, "stdio")?;
+            let start = std::mem::size_of::<abi::ms_stdio>();
+            let need = start + s.len as usize;
+            if raw.len() < need {
+                return Err(DecodeError::Short { kind: "stdio", len: raw.len(), need });
+            }
+            Record::Stdio(Stdio {
+                chan: abi::ms_chan_key { ino: s.chan_ino, dev: s.chan_dev, _pad: 0 },
+                dir: s.dir,
+                offset: s.offset,
+                fd: s.fd,
+                data: raw.slice(start..need),
+                h: hd,
+            })
+        }
+        k => return Err(DecodeError::UnknownKind(k)),
+    })
+}
+
+/// Decodes a sockaddr as the caller passed it (host-endian family, network
+/// order port).
+pub fn sockaddr(b: &[u8]) -> SockAddr {
+    if b.len() < 2 {
+        return SockAddr::Other { family: 0 };
+    }
+    let family = u16::from_ne_bytes([b[0], b[1]]);
+    let port = |b: &[u8]| u16::from_be_bytes([b[2], b[3]]);
+    match family as i32 {
+        libc::AF_INET if b.len() >= 8 => SockAddr::Inet {
+            addr: Ipv4Addr::new(b[4], b[5], b[6], b[7]),
+            port: port(b),
+        },
+        libc::AF_INET6 if b.len() >= 24 => {
+            let mut a = [0u8; 16];
+            a.copy_from_slice(&b[8..24]);
+            SockAddr::Inet6 { addr: Ipv6Addr::from(a), port: port(b) }
+        }
+        libc::AF_UNIX if b.len() > 2 => {
+            let p = &b[2..];
+            if p[0] == 0 {
+                let end = p.len();
+                SockAddr::Unix { path: format!("@{}", String::from_utf8_lossy(&p[1..end]).trim_end_matches('\0')) }
+            } else {
+                SockAddr::Unix { path: cstr(p) }
+            }
+        }
+        _ => SockAddr::Other { family },
+    }
+}
+
+/// open(2) flags in symbolic form, access mode first.
+pub fn open_flags(flags: u32) -> Vec<&'static str> {
+    let mut out = vec![match flags & 0o3 {
+        0 => "O_RDONLY",
+        1 => "O_WRONLY",
+        2 => "O_RDWR",
+        _ => "O_ACCMODE",
+    }];
+    // __O_TMPFILE includes O_DIRECTORY, __O_SYNC includes O_DSYNC: test
+    // the composite flags first and strip their bits.
+    let mut rest = flags & !0o3;
+    for (bit, name) in [(0o20200000, "O_TMPFILE"), (0o4010000, "O_SYNC")] {
+        if rest & bit == bit {
+            out.push(name);
+            rest &= !bit;
+        }
+    }
+    for (bit, name) in [
+        (0o100, "O_CREAT"),
+        (0o200, "O_EXCL"),
+        (0o400, "O_NOCTTY"),
+        (0o1000, "O_TRUNC"),
+        (0o2000, "O_APPEND"),
+        (0o4000, "O_NONBLOCK"),
+        (0o10000, "O_DSYNC"),
+        (0o20000, "O_ASYNC"),
+        (0o40000, "O_DIRECT"),
+        (0o100000, "O_LARGEFILE"),
+        (0o200000, "O_DIRECTORY"),
+        (0o400000, "O_NOFOLLOW"),
+        (0o1000000, "O_NOATIME"),
+        (0o2000000, "O_CLOEXEC"),
+        (0o10000000, "O_PATH"),
+    ] {
+        if rest & bit != 0 {
+            out.push(name);
+        }
+    }
+    out
+}
+
+/// Does an open with these flags intend to modify the file?
+pub fn open_writes(flags: u32) -> bool {
+    flags & 0o3 != 0 || flags & (0o100 | 0o1000) != 0
+}
+
+/// Name of a (positive) errno value, e.g. `ENOENT`.
+pub fn errno_name(errno: i32) -> String {
+    let name = match errno {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EINTR => "EINTR",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EFAULT => "EFAULT",
+        libc::EBUSY => "EBUSY",
+        libc::EEXIST => "EEXIST",
+        libc::ENOTDIR => "ENOTDIR",
+        libc::EISDIR => "EISDIR",
+        libc::EINVAL => "EINVAL",
+        libc::EMFILE => "EMFILE",
+        libc::ETXTBSY => "ETXTBSY",
+        libc::ENOSPC => "ENOSPC",
+        libc::EROFS => "EROFS",
+        libc::ENAMETOOLONG => "ENAMETOOLONG",
+        libc::ELOOP => "ELOOP",
+        libc::ENOTSOCK => "ENOTSOCK",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        libc::EADDRNOTAVAIL => "EADDRNOTAVAIL",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::EISCONN => "EISCONN",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::ECONNREFUSED => "ECONNREFUSED",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::EALREADY => "EALREADY",
+        libc::EINPROGRESS => "EINPROGRESS",
+        libc::ESTALE => "ESTALE",
+        _ => return format!("E{errno}"),
+    };
+    name.to_string()
+}
+
+/// Renders a kernel-style return value: `None` for success, the errno name
+/// for `-errno`.
+pub fn ret_error(ret: i32) -> Option<String> {
+    (ret < 0).then(|| errno_name(-ret))
+}
+
+/// Splits a wait status as the kernel keeps it (exit_code) into
+/// (exit code, signal).
+pub fn wait_status(status: u32) -> (Option<i32>, Option<i32>) {
+    let sig = (status & 0x7f) as i32;
+    if sig == 0 {
+        (Some(((status >> 8) & 0xff) as i32), None)
+    } else {
+        (None, Some(sig))
+    }
+}
+
+/// Names for the MS_F_* bits that matter to a reader of an event.
+pub fn file_flags(flags: u32) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    for (bit, name) in [
+        (abi::F_PATH_TRUNC, "path_truncated"),
+        (abi::F_PSEUDO, "pseudo"),
+        (abi::F_DELETED, "deleted"),
+    ] {
+        if flags & bit != 0 {
+            out.push(name);
+        }
+    }
+    out
+}
+
+pub fn syscall_name(sys: u32) -> &'static str {
+    match sys {
+        abi::SYS_OPEN => "open",
+        abi::SYS_OPENAT => "openat",
+        abi::SYS_OPENAT2 => "openat2",
+        abi::SYS_CREAT => "creat",
+        abi::SYS_OPEN_BY_HANDLE_AT => "open_by_handle_at",
+        _ => "unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::mem::size_of;
+
+    fn zeroed<T>() -> T {
+        // SAFETY: the abi mirrors are POD; all-zero is a valid value.
+        unsafe { std::mem::zeroed() }
+    }
+
+    fn as_bytes<T>(v: &T) -> Vec<u8> {
+        // SAFETY: reading the bytes of a POD value.
+        unsafe { std::slice::from_raw_parts(v as *const T as *const u8, size_of::<T>()) }.to_vec()
+    }
+
+    fn hdr(kind: u32) -> ms_header {
+        let mut h: ms_header = zeroed();
+        h.kind = kind;
+        h.pid = 42;
+        h.ppid = 1;
+        h.comm[..3].copy_from_slice(b"cat");
+        h
+    }
+
+    #[test]
+    fn exec_record_reads_backwards_paths_and_argv() {
+        let mut e: abi::ms_exec = zeroed();
+        e.h = hdr(abi::EV_EXEC);
+        let exe = b"/usr/bin/cat";
+        let off = abi::PATH_MAX - exe.len();
+        e.exe[off..abi::PATH_MAX].copy_from_slice(exe);
+        e.exe_off = off as u16;
+        e.cwd[abi::PATH_MAX - 1] = b'/';
+        e.cwd_off = (abi::PATH_MAX - 1) as u16;
+        e.filename[..3].copy_from_slice(b"cat");
+        e.filename_len = 3;
+        let argv = b"cat\0/etc/hosts\0";
+        e.argv[..argv.len()].copy_from_slice(argv);
+        e.argv_len = argv.len() as u16;
+        let rec = decode(&Bytes::from(as_bytes(&e))).unwrap();
+        let Record::Exec(x) = rec else { panic!("not exec: {rec:?}") };
+        assert_eq!(x.exe, "/usr/bin/cat");
+        assert_eq!(x.cwd, "/");
+        assert_eq!(x.filename, "cat");
+        assert_eq!(x.argv, vec!["cat", "/etc/hosts"]);
+        assert_eq!(x.h.comm, "cat");
+    }
+
+    #[test]
+    fn hostile_offsets_are_clamped_not_panicking() {
+        let mut o: abi::ms_open = zeroed();
+        o.h = hdr(abi::EV_OPEN);
+        o.path_off = u16::MAX;
+        o.path_len = u16::MAX;
+        let Record::Open(x) = decode(&Bytes::from(as_bytes(&o))).unwrap() else { panic!() };
+        assert_eq!(x.path, "");
+    }
+
+    #[test]
+    fn short_and_unknown_records_are_errors() {
+        let h = as_bytes(&hdr(abi::EV_OPEN));
+        assert!(matches!(decode(&Bytes::from(h)), Err(DecodeError::Short { kind: "open", .. })));
+        assert!(matches!(decode(&Bytes::from(vec![1u8; 10])), Err(DecodeError::Short { .. })));
+        let h = as_bytes(&hdr(999));
+        assert_eq!(decode(&Bytes::from(h)), Err(DecodeError::UnknownKind(999)));
+    }
+
+    #[test]
+    fn stdio_data_is_sliced_by_len() {
+        let mut s: abi::ms_stdio = zeroed();
+        s.h = hdr(abi::EV_STDIO);
+        s.len = 5;
+        s.offset = 100;
+        let mut raw = as_bytes(&s);
+        raw.extend_from_slice(b"hello, and then garbage past len");
+        let Record::Stdio(x) = decode(&Bytes::from(raw)).unwrap() else { panic!() };
+        assert_eq!(&x.data[..], b"hello");
+        assert_eq!(x.offset, 100);
+        s.len = 500; // claims more than the record holds
+        assert!(decode(&Bytes::from(as_bytes(&s))).is_err());
+    }
+
+    #[test]
+    fn sockaddrs() {
+        let mut v4 = vec![0u8; 16];
+        v4[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        v4[2..4].copy_from_slice(&8080u16.to_be_bytes());
+        v4[4..8].copy_from_slice(&[127, 0, 0, 1]);
+        assert_eq!(sockaddr(&v4), SockAddr::Inet { addr: Ipv4Addr::LOCALHOST, port: 8080 });
+
+        let mut v6 = vec![0u8; 28];
+        v6[..2].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+        v6[2..4].copy_from_slice(&443u16.to_be_bytes());
+        v6[23] = 1;
+        assert_eq!(sockaddr(&v6), SockAddr::Inet6 { addr: Ipv6Addr::LOCALHOST, port: 443 });
+
+        let mut un = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
+        un.extend_from_slice(b"/run/x.sock\0\0\0");
+        assert_eq!(sockaddr(&un), SockAddr::Unix { path: "/run/x.sock".into() });
+        let mut abs = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
+        abs.extend_from_slice(b"\0hidden");
+        assert_eq!(sockaddr(&abs), SockAddr::Unix { path: "@hidden".into() });
+        assert_eq!(sockaddr(&[1]), SockAddr::Other { family: 0 });
+    }
+
+    #[test]
+    fn flags_and_statuses() {
+        assert_eq!(open_flags(0), vec!["O_RDONLY"]);
+        assert_eq!(
+            open_flags((libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC) as u32),
+            vec!["O_WRONLY", "O_CREAT", "O_TRUNC", "O_CLOEXEC"]
+        );
+        assert_eq!(open_flags(libc::O_TMPFILE as u32 | 2), vec!["O_RDWR", "O_TMPFILE"]);
+        assert!(open_writes(libc::O_RDWR as u32));
+        assert!(!open_writes(libc::O_CLOEXEC as u32));
+        assert_eq!(wait_status(3 << 8), (Some(3), None));
+        assert_eq!(wait_status(9), (None, Some(9)));
+        assert_eq!(errno_name(libc::ENOENT), "ENOENT");
+        assert_eq!(ret_error(-libc::EINPROGRESS).as_deref(), Some("EINPROGRESS"));
+        assert_eq!(ret_error(3), None);
+    }
+}

@@ -1,0 +1,134 @@
+//! Drops are data: turns loss counters into `drops` events.
+//!
+//! Owns the bookkeeping between successive reports: the kernel's per-kind
+//! ring-buffer reserve failures and other counters, the agent queue's
+//! overflow, and records the agent could not decode. A report names what
+//! was lost and the setting to raise.
+
+use crate::abi;
+use crate::event::Drops;
+use std::collections::BTreeMap;
+
+/// Every counter, as totals since the sensor started.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Totals {
+    /// Ring-buffer reserve failures, indexed by event kind (abi MS_EV_*).
+    pub kernel: Vec<u64>,
+    /// Other kernel counters, indexed by MS_CNT_*.
+    pub other: Vec<u64>,
+    pub queue: u64,
+    pub undecodable: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct DropTracker {
+    last: Totals,
+}
+
+fn sub(now: &[u64], before: &[u64], i: usize) -> u64 {
+    now.get(i).copied().unwrap_or(0).saturating_sub(before.get(i).copied().unwrap_or(0))
+}
+
+fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
+    let mut kernel = BTreeMap::new();
+    for i in 0..now.kernel.len() {
+        let n = sub(&now.kernel, &before.kernel, i);
+        if n > 0 {
+            *kernel.entry(abi::kind_name(i as u32).to_string()).or_insert(0) += n;
+        }
+    }
+    let mut other = BTreeMap::new();
+    for i in 0..now.other.len() {
+        let n = sub(&now.other, &before.other, i);
+        if let (true, Some(name)) = (n > 0, abi::counter_name(i as u32)) {
+            other.insert(name.to_string(), n);
+        }
+    }
+    let undecodable = now.undecodable.saturating_sub(before.undecodable);
+    if undecodable > 0 {
+        other.insert("undecodable_records".into(), undecodable);
+    }
+    let queue = now.queue.saturating_sub(before.queue);
+    let mut hints = Vec::new();
+    if let Some((kind, _)) = kernel.iter().max_by_key(|(_, n)| **n) {
+        hints.push(format!(
+            "the kernel ring buffer was full (busiest: {kind}): raise --ring-buffer-size"
+        ));
+    }
+    if queue > 0 {
+        hints.push("the agent's queue was full: raise --queue-size".into());
+    }
+    if other.contains_key("stdio_bytes_over_cap") {
+        hints.push("a single read/write was larger than --stdio-cap: raise it".into());
+    }
+    if other.contains_key("syscall_stash_full") || other.contains_key("watch_map_full") {
+        hints.push("too many watched processes or threads in syscalls at once".into());
+    }
+    Drops {
+        kernel,
+        queue,
+        other,
+        hint: (!hints.is_empty()).then(|| hints.join("; ")),
+        is_final,
+    }
+}
+
+impl DropTracker {
+    /// Losses since the last call, or `None` when there were none.
+    pub fn delta(&mut self, now: Totals) -> Option<Drops> {
+        let d = to_drops(&now, &self.last, false);
+        self.last = now;
+        let any = !d.kernel.is_empty() || d.queue > 0 || !d.other.is_empty();
+        any.then_some(d)
+    }
+
+    /// The run's totals, always.
+    pub fn total(&self, now: &Totals) -> Drops {
+        to_drops(now, &Totals::default(), true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn totals(open: u64, queue: u64, cap: u64) -> Totals {
+        let mut kernel = vec![0; abi::EV_KIND_MAX as usize];
+        kernel[abi::EV_OPEN as usize] = open;
+        let mut other = vec![0; abi::CNT_MAX as usize];
+        other[abi::CNT_STDIO_CAP as usize] = cap;
+        Totals { kernel, other, queue, undecodable: 0 }
+    }
+
+    #[test]
+    fn quiet_when_nothing_lost() {
+        let mut t = DropTracker::default();
+        assert_eq!(t.delta(totals(0, 0, 0)), None);
+    }
+
+    #[test]
+    fn reports_deltas_with_names_and_hints() {
+        let mut t = DropTracker::default();
+        let d = t.delta(totals(5, 2, 0)).unwrap();
+        assert_eq!(d.kernel.get("open"), Some(&5));
+        assert_eq!(d.queue, 2);
+        let hint = d.hint.unwrap();
+        assert!(hint.contains("--ring-buffer-size") && hint.contains("open"), "{hint}");
+        assert!(hint.contains("--queue-size"), "{hint}");
+        // next report counts only what is new
+        let d = t.delta(totals(7, 2, 100)).unwrap();
+        assert_eq!(d.kernel.get("open"), Some(&2));
+        assert_eq!(d.queue, 0);
+        assert_eq!(d.other.get("stdio_bytes_over_cap"), Some(&100));
+        assert_eq!(t.delta(totals(7, 2, 100)), None);
+    }
+
+    #[test]
+    fn final_report_is_totals_even_when_zero() {
+        let t = DropTracker::default();
+        let d = t.total(&totals(0, 0, 0));
+        assert!(d.is_final && d.kernel.is_empty() && d.queue == 0);
+        let d = t.total(&totals(3, 1, 0));
+        assert_eq!((d.kernel.get("open"), d.queue), (Some(&3), 1));
+    }
+}

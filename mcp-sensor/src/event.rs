@@ -1,0 +1,195 @@
+//! The event model: what the sensor reports, one JSON object per line.
+//!
+//! Owns the output schema (documented in docs/events.md). Fields are added
+//! over time, never renamed. Every line has `ts`, `kind`, `pid`, `ppid`,
+//! `comm`, `exe`; the kind-specific fields come from [`Body`], flattened in.
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// One output line.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// Wall-clock time, RFC 3339 UTC with nanoseconds.
+    pub ts: String,
+    /// Kernel boot-time ns of the event: ordering and latency, not output.
+    #[serde(skip)]
+    pub ts_ns: u64,
+    pub pid: u32,
+    pub tid: u32,
+    pub ppid: u32,
+    pub uid: u32,
+    pub comm: String,
+    /// The process's executable, from its exec event or /proc; `null` when
+    /// the process was never seen to exec and /proc did not say.
+    pub exe: Option<String>,
+    #[serde(flatten)]
+    pub body: Body,
+    /// The MCP server (session) whose tree this process belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerRef>,
+    /// The request(s) in flight in that server when this happened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call: Option<ToolCallRef>,
+}
+
+/// Kind-specific fields. The tag is the `kind` field of the line.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Body {
+    Fork {
+        child_pid: u32,
+    },
+    Exec {
+        /// Path the caller passed to execve, as given.
+        filename: String,
+        argv: Vec<String>,
+        cwd: String,
+        /// The script, when `exe` is the interpreter that runs it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        script: Option<String>,
+        /// Identity of the executed file.
+        dev: u32,
+        ino: u64,
+        #[serde(skip_serializing_if = "is_false")]
+        argv_truncated: bool,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        file_flags: Vec<&'static str>,
+    },
+    Open {
+        path: String,
+        /// `true` when the path was resolved from the opened file; `false`
+        /// when the open failed and `path` is the caller's string.
+        resolved: bool,
+        /// open(2) flags, symbolic (`O_RDONLY`, `O_CREAT`, ...).
+        flags: Vec<&'static str>,
+        /// The fd, or a negative errno.
+        ret: i32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+        dev: u32,
+        ino: u64,
+        syscall: &'static str,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        file_flags: Vec<&'static str>,
+    },
+    Connect {
+        /// `inet`, `inet6`, `unix`, or `af_N` for others.
+        family: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        addr: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        port: Option<u16>,
+        /// Unix socket path; abstract names start with `@`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path: Option<String>,
+        ret: i32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    Exit {
+        /// Exit status when the process exited, else `null`.
+        code: Option<i32>,
+        /// Signal that killed it, else `null`.
+        signal: Option<i32>,
+    },
+    /// Losses since the previous `drops` line; see docs/events.md.
+    Drops(Drops),
+    /// One JSON-RPC message on a watched server's stdio channel.
+    Rpc(Rpc),
+    /// Something on the channel that is not well-formed JSON-RPC.
+    Malformed {
+        direction: Direction,
+        reason: String,
+        /// Bytes of the offending frame (or the whole line), true length.
+        size: u64,
+    },
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Drops {
+    /// Ring-buffer reserves that failed in the kernel, per event kind.
+    pub kernel: std::collections::BTreeMap<String, u64>,
+    /// Records the agent's queue had no room for.
+    pub queue: u64,
+    /// Other kernel-side losses (stash map full, capture caps), by name.
+    pub other: std::collections::BTreeMap<String, u64>,
+    /// What to change to lose less.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+    /// `false`: losses since the previous `drops` line. `true`: the totals
+    /// of the whole run, written once at exit even when all are zero.
+    #[serde(rename = "final")]
+    pub is_final: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Client to server: what the server read.
+    ClientToServer,
+    /// Server to client: what the server wrote.
+    ServerToClient,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Rpc {
+    pub direction: Direction,
+    /// `request`, `response`, `error`, `notification`.
+    pub message: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<Value>,
+    /// For `tools/call` requests and their responses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<Value>,
+    /// Responses: a short summary of the result or error.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub is_error: Option<bool>,
+    /// Responses: ms from the request being read to the response written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<f64>,
+    /// Bytes of the message, true length even when truncated.
+    pub size: u64,
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ServerRef {
+    /// From the handshake (`serverInfo.name`), else the command line.
+    pub name: String,
+    /// pid of the server process the session is rooted at.
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ToolCallRef {
+    /// The request's id; `null` when several are in flight (see
+    /// `in_flight`): the sensor never guesses which one caused it.
+    pub id: Option<Value>,
+    /// Tool name for `tools/call`, else the method; `null` with several.
+    pub name: Option<String>,
+    pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<Value>,
+    /// All requests in flight when there is more than one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub in_flight: Vec<InFlightRef>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct InFlightRef {
+    pub id: Value,
+    pub method: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<String>,
+}

@@ -1,0 +1,25 @@
+//! mcp-sensor: an eBPF sensor for MCP servers.
+//!
+//! Data flow (ARCHITECTURE.md maps each arrow to its module):
+//! kernel probes -> ring buffer ([`reader`]) -> [`decode`] -> process tree
+//! ([`procs`]) -> MCP sessions ([`mcp`]) -> [`correlate`] -> [`rules`] ->
+//! outputs ([`output`]); [`pipeline`] runs the steps in that order, and
+//! [`loader`] owns the kernel side's handles.
+
+pub mod abi;
+pub mod agent;
+pub mod cli;
+pub mod correlate;
+pub mod decode;
+pub mod doctor;
+pub mod drops;
+pub mod event;
+pub mod exec_cmd;
+pub mod loader;
+pub mod mcp;
+pub mod output;
+pub mod pipeline;
+pub mod procs;
+pub mod reader;
+pub mod rules;
+pub mod timefmt;

@@ -1,0 +1,221 @@
+//! Loader: puts the embedded kernel programs into the kernel and attaches
+//! them; owns the maps' userspace handles afterwards.
+//!
+//! Attach points follow from program names (`ms_<tracepoint>`): a program
+//! `ms_sys_enter_openat` is the syscalls tracepoint `sys_enter_openat`, a
+//! `tp_btf` program `ms_sched_process_exec` the BTF tracepoint
+//! `sched_process_exec`. Every failure carries the hint a user can act on,
+//! and load failures carry the verifier's log.
+
+use crate::abi::{self, ms_chan, ms_chan_key, ms_watch};
+use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
+use aya::programs::{BtfTracePoint, Program, TracePoint};
+use aya::{Btf, Ebpf, EbpfLoader};
+use std::path::Path;
+
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Ring-buffer size in bytes (a power of two, multiple of the page size).
+    pub ring_bytes: u32,
+    /// Stdio bytes captured per syscall at most.
+    pub stdio_cap: u64,
+    /// Attach the stdio capture programs.
+    pub capture_stdio: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { ring_bytes: 32 << 20, stdio_cap: 16 << 20, capture_stdio: true }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("BPF needs root (CAP_BPF and CAP_PERFMON); run mcp-sensor as root")]
+    NotRoot,
+    #[error(
+        "kernel BTF not found at /sys/kernel/btf/vmlinux: this kernel needs \
+         CONFIG_DEBUG_INFO_BTF=y (run `mcp-sensor doctor`)"
+    )]
+    NoBtf,
+    #[error("--ring-buffer-size {0} must be a power of two of at least 4096 bytes")]
+    RingSize(u32),
+    #[error("loading the BPF object failed: {source}\nhint: {hint}")]
+    Object { source: aya::EbpfError, hint: &'static str },
+    #[error("loading program {name} failed: {source}\nhint: {hint}")]
+    Program { name: String, source: aya::programs::ProgramError, hint: &'static str },
+    #[error("attaching program {name} to {target} failed: {source}\nhint: {hint}")]
+    Attach { name: String, target: String, source: aya::programs::ProgramError, hint: &'static str },
+    #[error("registering the ring buffer with the event loop: {0}")]
+    Poll(std::io::Error),
+    #[error("map {0} missing from the BPF object (build mismatch)")]
+    Map(&'static str),
+    #[error("map {name}: {source}")]
+    MapAccess { name: &'static str, source: aya::maps::MapError },
+}
+
+fn hint_for(errno: Option<i32>) -> &'static str {
+    match errno {
+        Some(libc::EPERM) | Some(libc::EACCES) => {
+            "the kernel refused: run as root; under lockdown=confidentiality or with \
+             kernel.unprivileged_bpf_disabled, BPF tracing is not allowed"
+        }
+        Some(libc::E2BIG) | Some(libc::ENOSPC) => {
+            "the verifier ran out of room: this kernel may be older than the sensor supports (6.1+)"
+        }
+        Some(libc::ENOENT) => {
+            "a tracepoint or kernel type is missing: run `mcp-sensor doctor` to see what this kernel lacks"
+        }
+        _ => "run `mcp-sensor doctor` to see which kernel features are present",
+    }
+}
+
+fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io.raw_os_error();
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// Mounts tracefs when it is not mounted (syscall tracepoints need it to
+/// find their ids); root-only, like the rest of loading.
+fn ensure_tracefs() {
+    for dir in ["/sys/kernel/tracing/events", "/sys/kernel/debug/tracing/events"] {
+        if Path::new(dir).exists() {
+            return;
+        }
+    }
+    let (src, target, fs) = (c"tracefs", c"/sys/kernel/tracing", c"tracefs");
+    // SAFETY: constant NUL-terminated strings; failure is reported by the
+    // attach that needs it.
+    unsafe { libc::mount(src.as_ptr(), target.as_ptr(), fs.as_ptr(), 0, std::ptr::null()) };
+}
+
+/// The loaded, attached sensor. Dropping it detaches everything.
+pub struct Sensor {
+    ebpf: Ebpf,
+    pub attached: Vec<String>,
+}
+
+pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(LoadError::NotRoot);
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Err(LoadError::NoBtf);
+    }
+    if opts.ring_bytes < 4096 || !opts.ring_bytes.is_power_of_two() {
+        return Err(LoadError::RingSize(opts.ring_bytes));
+    }
+    ensure_tracefs();
+    let btf = Btf::from_sys_fs().map_err(|_| LoadError::NoBtf)?;
+    let mut ebpf = EbpfLoader::new()
+        .btf(Some(&btf))
+        .override_global("ms_stdio_cap", &opts.stdio_cap, true)
+        .map_max_entries("EVENTS", opts.ring_bytes)
+        .load(mcp_sensor_ebpf::object())
+        .map_err(|source| {
+            let hint = hint_for(errno_of(&source));
+            LoadError::Object { source, hint }
+        })?;
+
+    let mut attached = Vec::new();
+    let names: Vec<String> = ebpf.programs().map(|(n, _)| n.to_string()).collect();
+    for name in names {
+        let Some(target) = name.strip_prefix("ms_").map(str::to_string) else { continue };
+        let is_stdio = STDIO_SYSCALLS.iter().any(|s| target.ends_with(&format!("_{s}")));
+        if is_stdio && !opts.capture_stdio {
+            continue;
+        }
+        let prog = ebpf.program_mut(&name).expect("listed above");
+        let program_err = |source: aya::programs::ProgramError| LoadError::Program {
+            hint: hint_for(errno_of(&source)),
+            name: name.clone(),
+            source,
+        };
+        let attach_err = |target: &str, source: aya::programs::ProgramError| LoadError::Attach {
+            hint: hint_for(errno_of(&source)),
+            name: name.clone(),
+            target: target.to_string(),
+            source,
+        };
+        match prog {
+            Program::BtfTracePoint(p) => {
+                let p: &mut BtfTracePoint = p;
+                p.load(&target, &btf).map_err(program_err)?;
+                p.attach().map_err(|e| attach_err(&target, e))?;
+            }
+            Program::TracePoint(p) => {
+                let p: &mut TracePoint = p;
+                p.load().map_err(program_err)?;
+                p.attach("syscalls", &target).map_err(|e| attach_err(&target, e))?;
+            }
+            _ => continue,
+        }
+        attached.push(target);
+    }
+    Ok(Sensor { ebpf, attached })
+}
+
+/// Syscalls of the stdio capture programs (stdio.bpf.c).
+pub const STDIO_SYSCALLS: &[&str] = &[
+    "read", "pread64", "recvfrom", "readv", "preadv", "preadv2", "write", "pwrite64", "sendto",
+    "writev", "pwritev", "pwritev2",
+];
+
+impl Sensor {
+    pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, LoadError> {
+        let map = self.ebpf.take_map("EVENTS").ok_or(LoadError::Map("EVENTS"))?;
+        RingBuf::try_from(map).map_err(|source| LoadError::MapAccess { name: "EVENTS", source })
+    }
+
+    fn watched(&mut self) -> Result<BpfHashMap<&mut MapData, u32, ms_watch>, LoadError> {
+        let map = self.ebpf.map_mut("WATCHED").ok_or(LoadError::Map("WATCHED"))?;
+        BpfHashMap::try_from(map).map_err(|source| LoadError::MapAccess { name: "WATCHED", source })
+    }
+
+    /// Watches `pid` and everything it forks from now on, as session
+    /// `session`. A start time of 0 lets the kernel claim the process the
+    /// first time it sees it (for a child held before exec).
+    pub fn watch(&mut self, pid: u32, start_ns: u64, session: u32) -> Result<(), LoadError> {
+        let w = ms_watch { start_ns, session, flags: 0 };
+        self.watched()?
+            .insert(pid, w, 0)
+            .map_err(|source| LoadError::MapAccess { name: "WATCHED", source })
+    }
+
+    /// Registers a pipe or socket (kernel dev, inode) as a session's
+    /// JSON-RPC channel.
+    pub fn add_channel(&mut self, dev: u32, ino: u64, session: u32) -> Result<(), LoadError> {
+        let map = self.ebpf.map_mut("CHANNELS").ok_or(LoadError::Map("CHANNELS"))?;
+        let mut chans: BpfHashMap<&mut MapData, ms_chan_key, ms_chan> = BpfHashMap::try_from(map)
+            .map_err(|source| LoadError::MapAccess { name: "CHANNELS", source })?;
+        let key = ms_chan_key { ino, dev, _pad: 0 };
+        chans
+            .insert(key, ms_chan { session, flags: 0, off: [0, 0] }, 0)
+            .map_err(|source| LoadError::MapAccess { name: "CHANNELS", source })
+    }
+
+    /// Kernel-side loss counters summed over CPUs: (per-kind ring drops,
+    /// other counters), both indexed as in abi.h.
+    pub fn counters(&mut self) -> Result<(Vec<u64>, Vec<u64>), LoadError> {
+        let sum = |name: &'static str, n: u32| -> Result<Vec<u64>, LoadError> {
+            let map = self.ebpf.map(name).ok_or(LoadError::Map(name))?;
+            let arr: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(map)
+                .map_err(|source| LoadError::MapAccess { name, source })?;
+            (0..n)
+                .map(|i| {
+                    arr.get(&i, 0)
+                        .map(|v| v.iter().sum())
+                        .map_err(|source| LoadError::MapAccess { name, source })
+                })
+                .collect()
+        };
+        Ok((sum("DROPS", abi::EV_KIND_MAX)?, sum("COUNTERS", abi::CNT_MAX)?))
+    }
+}

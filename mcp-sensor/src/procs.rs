@@ -1,0 +1,245 @@
+//! The process table: who each pid is (exe, comm, parent) and what it
+//! inherited, so every event line can say `exe`, `ppid` and ancestry.
+//!
+//! Owns process identity in userspace. Entries are keyed by pid but carry
+//! the start time: a fork that reuses a pid replaces the old entry rather
+//! than inheriting it. Seeded from /proc so processes that were running
+//! before the agent started have ancestry too.
+
+use crate::event::ToolCallRef;
+use std::collections::HashMap;
+
+/// How many entries the table holds at most; the oldest exited-and-
+/// forgotten processes make room (live ones are never evicted first).
+const MAX_PROCS: usize = 1 << 16;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Proc {
+    pub pid: u32,
+    pub ppid: u32,
+    /// Boot-time ns; 0 when unknown.
+    pub start_ns: u64,
+    pub exe: Option<String>,
+    pub comm: String,
+    pub argv: Vec<String>,
+    /// The request(s) in flight in its server when this process was
+    /// forked: kept for its whole life (see correlate).
+    pub origin: Option<ToolCallRef>,
+    pub exited: bool,
+}
+
+/// Start times from /proc have clock-tick (10 ms) resolution, the kernel's
+/// have ns: compare at tick granularity.
+fn same_start(a: u64, b: u64) -> bool {
+    const TICK_NS: u64 = 10_000_000;
+    a / TICK_NS == b / TICK_NS
+}
+
+#[derive(Debug, Default)]
+pub struct ProcTable {
+    procs: HashMap<u32, Proc>,
+}
+
+impl ProcTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds every process in /proc. Errors on single processes (they exit
+    /// while we read) are skipped; only an unreadable /proc is an error.
+    pub fn seed_from_proc(&mut self) -> procfs::ProcResult<usize> {
+        let ticks = procfs::ticks_per_second();
+        let mut n = 0;
+        for p in procfs::process::all_processes()?.flatten() {
+            let Ok(stat) = p.stat() else { continue };
+            let exe = p.exe().ok().map(|e| e.to_string_lossy().into_owned());
+            let argv = p.cmdline().unwrap_or_default();
+            self.insert(Proc {
+                pid: stat.pid as u32,
+                ppid: stat.ppid as u32,
+                start_ns: stat.starttime * (1_000_000_000 / ticks),
+                exe,
+                comm: stat.comm,
+                argv,
+                origin: None,
+                exited: false,
+            });
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    pub fn insert(&mut self, p: Proc) {
+        if self.procs.len() >= MAX_PROCS && !self.procs.contains_key(&p.pid) {
+            self.evict_exited();
+        }
+        self.procs.insert(p.pid, p);
+    }
+
+    fn evict_exited(&mut self) {
+        self.procs.retain(|_, p| !p.exited);
+        if self.procs.len() >= MAX_PROCS {
+            // nothing exited to forget: drop an arbitrary tenth rather than
+            // grow without bound; their events still go out, with less context
+            let drop: Vec<u32> = self.procs.keys().take(MAX_PROCS / 10).copied().collect();
+            for pid in drop {
+                self.procs.remove(&pid);
+            }
+        }
+    }
+
+    pub fn get(&self, pid: u32) -> Option<&Proc> {
+        self.procs.get(&pid)
+    }
+
+    pub fn get_mut(&mut self, pid: u32) -> Option<&mut Proc> {
+        self.procs.get_mut(&pid)
+    }
+
+    /// A fork: the child starts as a copy of its parent's image and
+    /// inherits its origin unless the caller passes a fresher one.
+    pub fn on_fork(&mut self, parent: u32, child: u32, start_ns: u64, origin: Option<ToolCallRef>) {
+        let (exe, comm, argv, inherited) = match self.procs.get(&parent) {
+            Some(p) => (p.exe.clone(), p.comm.clone(), p.argv.clone(), p.origin.clone()),
+            None => (None, String::new(), Vec::new(), None),
+        };
+        self.insert(Proc {
+            pid: child,
+            ppid: parent,
+            start_ns,
+            exe,
+            comm,
+            argv,
+            origin: inherited.or(origin),
+            exited: false,
+        });
+    }
+
+    /// Makes sure `pid` has an entry that is the process the kernel just
+    /// described (same start time), creating or replacing it.
+    pub fn observe(&mut self, pid: u32, ppid: u32, start_ns: u64, comm: &str) -> &mut Proc {
+        let stale = self
+            .procs
+            .get(&pid)
+            .is_some_and(|p| p.start_ns != 0 && start_ns != 0 && !same_start(p.start_ns, start_ns));
+        if stale || !self.procs.contains_key(&pid) {
+            self.insert(Proc { pid, ppid, start_ns, comm: comm.to_string(), ..Default::default() });
+        }
+        let p = self.procs.get_mut(&pid).expect("inserted above");
+        p.ppid = ppid;
+        if p.start_ns == 0 {
+            p.start_ns = start_ns;
+        }
+        if p.comm != comm {
+            p.comm = comm.to_string();
+        }
+        p
+    }
+
+    pub fn on_exec(&mut self, pid: u32, exe: String, argv: Vec<String>) {
+        if let Some(p) = self.procs.get_mut(&pid) {
+            p.exe = Some(exe);
+            p.argv = argv;
+        }
+    }
+
+    /// Marks the process exited; it stays readable until space is needed,
+    /// because events of its children may still name it as parent.
+    pub fn on_exit(&mut self, pid: u32) {
+        if let Some(p) = self.procs.get_mut(&pid) {
+            p.exited = true;
+        }
+    }
+
+    /// (pid, exe) from `pid` up through its parents, at most `max` hops,
+    /// stopping at pid 1 or an unknown parent.
+    pub fn ancestry(&self, pid: u32, max: usize) -> Vec<(u32, Option<String>)> {
+        let mut out = Vec::new();
+        let mut cur = pid;
+        while out.len() < max {
+            let Some(p) = self.procs.get(&cur) else { break };
+            out.push((p.pid, p.exe.clone()));
+            if p.ppid == 0 || p.ppid == cur || cur == 1 {
+                break;
+            }
+            cur = p.ppid;
+        }
+        out
+    }
+
+    pub fn len(&self) -> usize {
+        self.procs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.procs.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn call(id: i64) -> ToolCallRef {
+        ToolCallRef {
+            id: Some(json!(id)),
+            name: Some("t".into()),
+            method: Some("tools/call".into()),
+            arguments: None,
+            in_flight: vec![],
+        }
+    }
+
+    #[test]
+    fn fork_inherits_image_and_origin() {
+        let mut t = ProcTable::new();
+        t.observe(10, 1, 100, "node");
+        t.on_exec(10, "/usr/bin/node".into(), vec!["node".into()]);
+        t.on_fork(10, 11, 200, Some(call(1)));
+        let c = t.get(11).unwrap();
+        assert_eq!(c.exe.as_deref(), Some("/usr/bin/node"));
+        assert_eq!(c.origin, Some(call(1)));
+        // a grandchild forked later, while request 2 runs, keeps request 1
+        t.on_fork(11, 12, 300, Some(call(2)));
+        assert_eq!(t.get(12).unwrap().origin, Some(call(1)));
+    }
+
+    #[test]
+    fn recycled_pid_does_not_inherit() {
+        let mut t = ProcTable::new();
+        t.on_fork(1, 50, 100_000_000, Some(call(7)));
+        t.on_exit(50);
+        // same pid, new start time: a different process
+        let p = t.observe(50, 1, 999_000_000, "other");
+        assert_eq!(p.origin, None);
+        assert_eq!(p.start_ns, 999_000_000);
+        assert!(!p.exited);
+    }
+
+    #[test]
+    fn ancestry_walks_up_and_stops() {
+        let mut t = ProcTable::new();
+        t.observe(1, 0, 1, "init");
+        t.on_exec(1, "/sbin/init".into(), vec![]);
+        t.on_fork(1, 2, 2, None);
+        t.on_exec(2, "/usr/bin/node".into(), vec![]);
+        t.on_fork(2, 3, 3, None);
+        t.on_exec(3, "/bin/sh".into(), vec![]);
+        let a = t.ancestry(3, 10);
+        let pids: Vec<u32> = a.iter().map(|x| x.0).collect();
+        assert_eq!(pids, vec![3, 2, 1]);
+        assert_eq!(a[0].1.as_deref(), Some("/bin/sh"));
+        assert_eq!(t.ancestry(3, 2).len(), 2);
+    }
+
+    #[test]
+    fn seeding_from_proc_finds_this_process() {
+        let mut t = ProcTable::new();
+        let n = t.seed_from_proc().expect("/proc readable");
+        assert!(n > 0);
+        let me = t.get(std::process::id()).expect("own pid seeded");
+        assert!(me.exe.is_some());
+        assert!(me.start_ns > 0);
+    }
+}

@@ -1,0 +1,69 @@
+//! Reader: drains the kernel ring buffer into the agent's queue.
+//!
+//! Owns the one rule that keeps the kernel side lossless for as long as
+//! possible: the drain never blocks. Records are copied out (the ring slot
+//! is released at once) and offered with `try_send`; what the queue has no
+//! room for is counted, and the count is reported as a `drops` event.
+
+use aya::maps::{MapData, RingBuf};
+use bytes::Bytes;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{mpsc, watch};
+
+pub struct Drain {
+    ring: AsyncFd<RingBuf<MapData>>,
+    tx: mpsc::Sender<Bytes>,
+    overflow: Arc<AtomicU64>,
+}
+
+impl Drain {
+    pub fn new(ring: RingBuf<MapData>, tx: mpsc::Sender<Bytes>, overflow: Arc<AtomicU64>) -> std::io::Result<Self> {
+        // SAFETY: the ring owns its fd (MapData closes it on drop), and the
+        // AsyncFd owns the ring, so the fd outlives the registration.
+        let ring = unsafe { AsyncFd::register(ring) }.map_err(|e| e.into_parts().1)?;
+        Ok(Drain { ring, tx, overflow })
+    }
+
+    fn drain_ready(&mut self) -> usize {
+        let mut n = 0;
+        let ring = self.ring.get_mut();
+        while let Some(item) = ring.next() {
+            let rec = Bytes::copy_from_slice(&item);
+            drop(item);
+            if self.tx.try_send(rec).is_err() {
+                self.overflow.fetch_add(1, Ordering::Relaxed);
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Drains until `stop` turns true, then takes what is left in the ring
+    /// and returns (dropping the sender ends the pipeline's input).
+    pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                guard = self.ring.readable_mut() => {
+                    let mut guard = match guard {
+                        Ok(g) => g,
+                        Err(e) => {
+                            eprintln!("mcp-sensor: polling the ring buffer failed: {e}");
+                            return;
+                        }
+                    };
+                    guard.clear_ready();
+                    drop(guard);
+                    self.drain_ready();
+                }
+                _ = stop.changed() => {
+                    if *stop.borrow() {
+                        while self.drain_ready() > 0 {}
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
