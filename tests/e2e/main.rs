@@ -1,0 +1,6 @@
+//! Privileged end-to-end tests: the real sensor binary, real BPF programs
+//! on this kernel, real processes (and, in `mcp`, real MCP software).
+//! Run as root with `cargo xtask test`; without root they fail, never skip.
+
+mod harness;
+mod sensor;
