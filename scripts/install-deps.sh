@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what building and testing mcp-sensor needs on Debian/Ubuntu, as
+# root: the kernel-side toolchain (clang, libbpf headers, bpftool), Python
+# and Node for the real MCP software the tests drive, and a Rust toolchain
+# when there is none. Idempotent: a second run changes nothing.
+set -euo pipefail
+
+need=()
+command -v clang >/dev/null || need+=(clang llvm)
+[ -f /usr/include/bpf/bpf_helpers.h ] || need+=(libbpf-dev)
+command -v bpftool >/dev/null || [ -x /usr/sbin/bpftool ] || need+=(bpftool)
+command -v setpriv >/dev/null || need+=(util-linux)
+command -v python3 >/dev/null || need+=(python3)
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
+command -v git >/dev/null || need+=(git)
+command -v cc >/dev/null || need+=(gcc libc6-dev)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "installing: ${need[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+export PATH="$HOME/.cargo/bin:/usr/sbin:$PATH"
+if ! command -v cargo >/dev/null; then
+  echo "installing the Rust toolchain (rustup, stable)" >&2
+  command -v curl >/dev/null || { apt-get update -qq; apt-get install -y -qq curl ca-certificates >/dev/null; }
+  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal >&2 || {
+    echo "error: no Rust toolchain and rustup could not be fetched: install Rust >= 1.95 (https://rustup.rs) and rerun" >&2
+    exit 1
+  }
+fi

@@ -1,0 +1,147 @@
+//! `cargo xtask bench`: overhead of the sensor, measured in one run.
+//!
+//! Each loop runs as its own process (`xtask worker`), in three settings:
+//! no sensor loaded (baseline), sensor loaded but the loop unwatched (every
+//! program leaves after one map lookup), and the loop watched (run under
+//! `mcp-sensor exec`). Settings are interleaved round by round so drift on
+//! the machine hits all of them alike; the median per setting is reported.
+
+use anyhow::{Context, Result};
+use std::io::Read;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Rounds per setting (the median is reported).
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// Iterations of the open/close loop per round.
+    #[arg(long, default_value_t = 200_000)]
+    open_iters: u64,
+    /// Iterations of the fork+exec loop per round.
+    #[arg(long, default_value_t = 2_000)]
+    exec_iters: u64,
+}
+
+/// The measured loops. Prints ns per iteration on stdout.
+pub fn worker(what: &str, iters: u64) -> Result<()> {
+    let start = Instant::now();
+    match what {
+        "open" => {
+            let path = c"/etc/hostname";
+            for _ in 0..iters {
+                // SAFETY: constant path; the fd is closed at once.
+                unsafe {
+                    let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
+                    libc::close(fd);
+                }
+            }
+        }
+        "exec" => {
+            for _ in 0..iters {
+                let st = Command::new("/bin/true").status()?;
+                anyhow::ensure!(st.success());
+            }
+        }
+        other => anyhow::bail!("unknown worker {other}"),
+    }
+    let ns = start.elapsed().as_nanos() as f64 / iters as f64;
+    println!("{ns:.1}");
+    Ok(())
+}
+
+fn sensor_bin() -> std::path::PathBuf {
+    crate::root().join("target/release/mcp-sensor")
+}
+
+fn xtask_bin() -> std::path::PathBuf {
+    std::env::current_exe().unwrap()
+}
+
+fn parse_ns(out: std::process::Output) -> Result<f64> {
+    anyhow::ensure!(out.status.success(), "worker failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().parse().context("worker output")
+}
+
+fn run_plain(what: &str, iters: u64) -> Result<f64> {
+    parse_ns(Command::new(xtask_bin()).args(["worker", what, &iters.to_string()]).output()?)
+}
+
+fn run_watched(what: &str, iters: u64, events: &std::path::Path) -> Result<f64> {
+    let out = Command::new(sensor_bin())
+        .args(["exec", "--events"])
+        .arg(events)
+        .arg("--")
+        .arg(xtask_bin())
+        .args(["worker", what, &iters.to_string()])
+        .output()?;
+    parse_ns(out)
+}
+
+/// A sensor loaded and attached, watching only a sleeping process, so the
+/// loops run unwatched with every program in place.
+fn start_idle_sensor(events: &std::path::Path) -> Result<Child> {
+    let mut child = Command::new(sensor_bin())
+        .args(["exec", "--events"])
+        .arg(events)
+        .args(["--", "sleep", "100000"])
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // loaded once the watched sleep's exec event is written
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::fs::read_to_string(events).unwrap_or_default().contains("\"kind\":\"exec\"") {
+            return Ok(child);
+        }
+        if let Some(st) = child.try_wait()? {
+            let mut err = String::new();
+            child.stderr.take().unwrap().read_to_string(&mut err)?;
+            anyhow::bail!("sensor exited ({st}): {err}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    anyhow::bail!("sensor did not start in 30 s")
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+pub fn run(a: BenchArgs) -> Result<()> {
+    crate::cargo(&["build", "--release", "-p", "mcp-sensor"])?;
+    let dir = std::env::temp_dir().join(format!("mcp-sensor-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut rows = Vec::new();
+    for (what, iters) in [("open", a.open_iters), ("exec", a.exec_iters)] {
+        let (mut base, mut unwatched, mut watched) = (vec![], vec![], vec![]);
+        run_plain(what, iters / 10)?; // warm caches
+        for round in 0..a.rounds {
+            base.push(run_plain(what, iters)?);
+            let ev = dir.join(format!("idle-{what}-{round}.jsonl"));
+            let mut idle = start_idle_sensor(&ev)?;
+            unwatched.push(run_plain(what, iters)?);
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(idle.id() as i32, libc::SIGTERM) };
+            idle.wait()?;
+            let ev = dir.join(format!("watched-{what}-{round}.jsonl"));
+            watched.push(run_watched(what, iters, &ev)?);
+            let _ = std::fs::remove_file(&ev);
+        }
+        let (b, u, w) = (median(base), median(unwatched), median(watched));
+        rows.push(format!(
+            "| {what} loop | {iters} | {b:.0} | {u:.0} | {:.3}x | {w:.0} | {:.3}x |",
+            u / b,
+            w / b
+        ));
+    }
+    println!("| loop | iterations/round | no sensor ns/op | unwatched ns/op | unwatched ratio | watched ns/op | watched ratio |");
+    println!("|---|---|---|---|---|---|---|");
+    for r in rows {
+        println!("{r}");
+    }
+    println!("\nmedian of {} interleaved rounds; {} CPUs", a.rounds, std::thread::available_parallelism().map_or(0, |n| n.get()));
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
