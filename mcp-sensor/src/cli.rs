@@ -33,6 +33,10 @@ pub struct SensorArgs {
     /// Stdio bytes captured from one read or write at most.
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
     pub stdio_cap: u64,
+    /// JSON-RPC messages longer than this keep a prefix (id and method are
+    /// still recovered) and report their true length.
+    #[arg(long, value_name = "SIZE", default_value = "8MiB", value_parser = parse_size)]
+    pub max_message: u64,
     /// Do not capture the JSON-RPC channel (exec/open/connect only).
     #[arg(long)]
     pub no_stdio_capture: bool,

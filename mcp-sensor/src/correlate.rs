@@ -2,47 +2,294 @@
 //! process's activity belongs to.
 //!
 //! Owns the sessions (one per watched server, keyed by the session id the
-//! kernel stamps on every record) and the attribution rule: a process
-//! forked while requests were in flight keeps them for life; otherwise an
-//! event carries whatever is in flight in its server when it happens.
+//! kernel stamps on every record: the tgid of the server's root process)
+//! and the attribution rule:
+//! - a process forked while requests were in flight in its server keeps
+//!   them for its whole life (procs.rs stores them as its origin);
+//! - any other process (the server itself, helpers started before the
+//!   first request) is attributed to whatever is in flight when it acts;
+//! - with several requests in flight, all are listed and none is picked.
+//!
+//! "In flight" means: read by the server from its channel and not yet
+//! answered on it. Capture and host events share one ring buffer, so the
+//! order the agent sees them in is the order they happened in.
 
+use crate::abi;
 use crate::decode::Stdio;
-use crate::event::{Event, ServerRef, ToolCallRef};
+use crate::event::{Body, Direction, Event, InFlightRef, ServerRef, ToolCallRef};
+use crate::mcp::{Frame, InFlight, Reassembler, Session, SessionOutput};
 use crate::procs::ProcTable;
 use std::collections::HashMap;
 
 struct SessionState {
     root_pid: u32,
-    /// Command line, the server's name until a handshake says otherwise.
+    /// The command line: the server's name until a handshake names it.
     cmdline_name: String,
+    /// One reassembler per direction, indexed by abi::DIR_*.
+    reasm: [Reassembler; 2],
+    session: Session,
 }
 
-#[derive(Default)]
 pub struct Sessions {
     sessions: HashMap<u32, SessionState>,
+    max_message: usize,
+    frames: Vec<Frame>,
+    outputs: Vec<SessionOutput>,
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self::new(crate::mcp::DEFAULT_MAX_MESSAGE)
+    }
+}
+
+fn in_flight_ref(r: &InFlight) -> InFlightRef {
+    InFlightRef { id: r.id.clone(), method: r.method.clone(), tool: r.tool.clone() }
+}
+
+/// The `tool_call` of an event given the requests in flight; `None` when
+/// there are none.
+pub fn tool_call_ref(in_flight: &[&InFlight]) -> Option<ToolCallRef> {
+    match in_flight {
+        [] => None,
+        [one] => Some(ToolCallRef {
+            id: Some(one.id.clone()),
+            name: Some(one.tool.clone().unwrap_or_else(|| one.method.clone())),
+            method: Some(one.method.clone()),
+            arguments: one.arguments.clone(),
+            in_flight: Vec::new(),
+        }),
+        many => Some(ToolCallRef {
+            id: None,
+            name: None,
+            method: None,
+            arguments: None,
+            in_flight: many.iter().map(|r| in_flight_ref(r)).collect(),
+        }),
+    }
 }
 
 impl Sessions {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(max_message: usize) -> Self {
+        Sessions { sessions: HashMap::new(), max_message, frames: Vec::new(), outputs: Vec::new() }
     }
 
     /// A new watched server rooted at `root_pid` (also its session id).
     pub fn register(&mut self, root_pid: u32, cmdline_name: String) {
-        self.sessions.insert(root_pid, SessionState { root_pid, cmdline_name });
+        let max = self.max_message;
+        self.sessions.insert(
+            root_pid,
+            SessionState {
+                root_pid,
+                cmdline_name,
+                reasm: [Reassembler::new(max), Reassembler::new(max)],
+                session: Session::new(),
+            },
+        );
     }
 
-    /// What a process forked now in `session` inherits.
-    pub fn attribution(&self, _session: u32, _pid: u32, _procs: &ProcTable) -> Option<ToolCallRef> {
-        None
+    /// The session of `id`, registered on first sight from the process
+    /// table when nobody registered it (servers found by the daemon).
+    fn state(&mut self, id: u32, procs: &ProcTable) -> &mut SessionState {
+        if !self.sessions.contains_key(&id) {
+            let name = procs
+                .get(id)
+                .map(|p| if p.argv.is_empty() { p.comm.clone() } else { p.argv.join(" ") })
+                .unwrap_or_else(|| format!("pid {id}"));
+            self.register(id, name);
+        }
+        self.sessions.get_mut(&id).expect("registered above")
     }
 
-    pub fn context(&self, session: u32, _pid: u32, _procs: &ProcTable) -> Option<(ServerRef, Option<ToolCallRef>)> {
+    pub fn session(&self, id: u32) -> Option<&Session> {
+        self.sessions.get(&id).map(|s| &s.session)
+    }
+
+    /// What a process forked now in `session` inherits: the requests in
+    /// flight there, if any.
+    pub fn attribution(&self, session: u32, _pid: u32, _procs: &ProcTable) -> Option<ToolCallRef> {
         let s = self.sessions.get(&session)?;
-        Some((ServerRef { name: s.cmdline_name.clone(), pid: s.root_pid }, None))
+        tool_call_ref(&s.session.in_flight())
     }
 
-    pub fn on_stdio(&mut self, _chunk: Stdio, _base: Event, _procs: &ProcTable) -> Vec<Event> {
-        Vec::new()
+    /// The server and the tool call of an event of `pid` in `session`.
+    pub fn context(&self, session: u32, pid: u32, procs: &ProcTable) -> Option<(ServerRef, Option<ToolCallRef>)> {
+        let s = self.sessions.get(&session)?;
+        let name = s.session.server_name().map(str::to_string).unwrap_or_else(|| s.cmdline_name.clone());
+        let call = match procs.get(pid).and_then(|p| p.origin.clone()) {
+            Some(origin) => Some(origin),
+            None => tool_call_ref(&s.session.in_flight()),
+        };
+        Some((ServerRef { name, pid: s.root_pid }, call))
+    }
+
+    /// A captured chunk of a server's channel: reassembles it and returns
+    /// the `rpc`/`malformed` events it completes (`base` carries the
+    /// common fields of the process that read or wrote it).
+    pub fn on_stdio(&mut self, chunk: Stdio, base: Event, procs: &ProcTable) -> Vec<Event> {
+        let (dir, idx) = if chunk.dir == abi::DIR_IN {
+            (Direction::ClientToServer, 0)
+        } else {
+            (Direction::ServerToClient, 1)
+        };
+        let mut frames = std::mem::take(&mut self.frames);
+        let mut outputs = std::mem::take(&mut self.outputs);
+        let id = chunk.h.session;
+        let s = self.state(id, procs);
+        s.reasm[idx].push(chunk.offset, chunk.h.ts_ns, &chunk.data, &mut frames);
+        for f in frames.drain(..) {
+            s.session.on_frame(dir, f, &mut outputs);
+        }
+        let server = ServerRef {
+            name: s.session.server_name().map(str::to_string).unwrap_or_else(|| s.cmdline_name.clone()),
+            pid: s.root_pid,
+        };
+        let events = outputs
+            .drain(..)
+            .map(|o| {
+                let mut ev = base.clone();
+                ev.body = Body::from(o);
+                ev.server = Some(server.clone());
+                ev
+            })
+            .collect();
+        self.frames = frames;
+        self.outputs = outputs;
+        events
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::Header;
+    use serde_json::json;
+
+    fn chunk(session: u32, dir: u8, offset: u64, data: &str) -> Stdio {
+        Stdio {
+            h: Header {
+                kind: abi::EV_STDIO,
+                flags: 0,
+                ts_ns: offset + 1,
+                pid: session,
+                tid: session,
+                ppid: 1,
+                uid: 0,
+                gid: 0,
+                session,
+                start_ns: 0,
+                comm: "node".into(),
+            },
+            chan: Default::default(),
+            dir,
+            offset,
+            fd: 0,
+            data: bytes::Bytes::copy_from_slice(data.as_bytes()),
+        }
+    }
+
+    fn base() -> Event {
+        Event {
+            ts: String::new(),
+            ts_ns: 0,
+            pid: 10,
+            tid: 10,
+            ppid: 1,
+            uid: 0,
+            comm: "node".into(),
+            exe: None,
+            body: Body::Exit { code: None, signal: None },
+            server: None,
+            tool_call: None,
+        }
+    }
+
+    /// Feeds a line in one direction, tracking offsets per direction.
+    struct Feed {
+        s: Sessions,
+        off: [u64; 2],
+        procs: ProcTable,
+    }
+
+    impl Feed {
+        fn new() -> Self {
+            let mut s = Sessions::default();
+            s.register(10, "node server.js".into());
+            Feed { s, off: [0, 0], procs: ProcTable::new() }
+        }
+        fn line(&mut self, dir: u8, v: serde_json::Value) -> Vec<Event> {
+            let text = format!("{v}\n");
+            let c = chunk(10, dir, self.off[dir as usize], &text);
+            self.off[dir as usize] += text.len() as u64;
+            self.s.on_stdio(c, base(), &self.procs)
+        }
+        fn call(&self, pid: u32) -> Option<ToolCallRef> {
+            self.s.context(10, pid, &self.procs).unwrap().1
+        }
+    }
+
+    #[test]
+    fn one_call_in_flight_is_named_then_cleared_by_its_response() {
+        let mut f = Feed::new();
+        assert_eq!(f.call(10), None);
+        let evs = f.line(abi::DIR_IN, json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"read_text_file","arguments":{"path":"/etc/hosts"}}}));
+        assert_eq!(evs.len(), 1);
+        assert!(matches!(&evs[0].body, Body::Rpc(r) if r.tool.as_deref() == Some("read_text_file")));
+        assert_eq!(evs[0].server.as_ref().unwrap().name, "node server.js");
+        let c = f.call(10).unwrap();
+        assert_eq!((c.id, c.name.as_deref()), (Some(json!(7)), Some("read_text_file")));
+        assert_eq!(c.arguments, Some(json!({"path":"/etc/hosts"})));
+        f.line(abi::DIR_OUT, json!({"jsonrpc":"2.0","id":7,"result":{"content":[]}}));
+        assert_eq!(f.call(10), None);
+    }
+
+    #[test]
+    fn several_in_flight_are_listed_never_guessed() {
+        let mut f = Feed::new();
+        f.line(abi::DIR_IN, json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"a"}}));
+        f.line(abi::DIR_IN, json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"b"}}));
+        let c = f.call(10).unwrap();
+        assert_eq!(c.id, None);
+        assert_eq!(c.name, None);
+        let ids: Vec<_> = c.in_flight.iter().map(|r| r.id.clone()).collect();
+        assert_eq!(ids, vec![json!(1), json!(2)]);
+    }
+
+    #[test]
+    fn a_child_forked_during_a_call_keeps_it_for_life() {
+        let mut f = Feed::new();
+        f.procs.observe(10, 1, 0, "node");
+        f.line(abi::DIR_IN, json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"run"}}));
+        let origin = f.s.attribution(10, 10, &f.procs);
+        f.procs.on_fork(10, 11, 5, origin);
+        f.line(abi::DIR_OUT, json!({"jsonrpc":"2.0","id":3,"result":{}}));
+        f.line(abi::DIR_IN, json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"other"}}));
+        // the child still carries call 3; the server itself is on call 4
+        assert_eq!(f.call(11).unwrap().id, Some(json!(3)));
+        assert_eq!(f.call(10).unwrap().id, Some(json!(4)));
+    }
+
+    #[test]
+    fn non_tool_requests_are_attributed_too_and_server_is_named_by_handshake() {
+        let mut f = Feed::new();
+        f.line(abi::DIR_IN, json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"clientInfo":{"name":"c","version":"1"},"protocolVersion":"2025-06-18"}}));
+        let c = f.call(10).unwrap();
+        assert_eq!((c.method.as_deref(), c.name.as_deref()), (Some("initialize"), Some("initialize")));
+        f.line(abi::DIR_OUT, json!({"jsonrpc":"2.0","id":0,"result":{"serverInfo":{"name":"secure-filesystem-server","version":"1"},"protocolVersion":"2025-06-18","capabilities":{}}}));
+        let (server, _) = f.s.context(10, 10, &f.procs).unwrap();
+        assert_eq!(server.name, "secure-filesystem-server");
+        f.line(abi::DIR_IN, json!({"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p"}}));
+        assert_eq!(f.call(10).unwrap().method.as_deref(), Some("prompts/get"));
+    }
+
+    #[test]
+    fn garbage_on_the_channel_is_reported_and_the_session_goes_on() {
+        let mut f = Feed::new();
+        let c = chunk(10, abi::DIR_IN, 0, "\u{1}\u{2}not json at all\n");
+        let evs = f.s.on_stdio(c, base(), &f.procs);
+        assert!(matches!(evs[0].body, Body::Malformed { .. }), "{:?}", evs[0].body);
+        f.off[0] = 18;
+        f.line(abi::DIR_IN, json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}));
+        assert_eq!(f.call(10).unwrap().name.as_deref(), Some("x"));
     }
 }

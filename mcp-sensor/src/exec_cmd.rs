@@ -199,7 +199,7 @@ fn prepare(args: &ExecArgs) -> Result<std::result::Result<(Sensor, Held, Pipelin
     let pid = held.pid as u32;
     let mut setup = || -> Result<Sessions> {
         sensor.watch(pid, 0, pid)?;
-        let mut sessions = Sessions::new();
+        let mut sessions = Sessions::new(args.sensor.max_message.min(usize::MAX as u64) as usize);
         let name = args.cmd.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
         sessions.register(pid, name);
         if !opts.capture_stdio {
@@ -299,7 +299,13 @@ mod tests {
         assert_eq!(resolve(OsStr::new("no-such-cmd-xyz"), None), Err(Unrunnable::NotFound));
         assert_eq!(resolve(OsStr::new("/no/such/file"), None), Err(Unrunnable::NotFound));
         // a file that exists but is not executable
-        assert_eq!(resolve(OsStr::new("/etc/hostname"), None).map_err(|e| e.status()), Err(126));
-        assert_eq!(resolve(OsStr::new("passwd"), Some(OsStr::new("/etc"))), Err(Unrunnable::NotExecutable));
+        let dir = std::env::temp_dir().join(format!("ms-resolve-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("plain");
+        std::fs::write(&f, "x").unwrap();
+        std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(resolve(f.as_os_str(), None).map_err(|e| e.status()), Err(126));
+        assert_eq!(resolve(OsStr::new("plain"), Some(dir.as_os_str())), Err(Unrunnable::NotExecutable));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

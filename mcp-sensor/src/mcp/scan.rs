@@ -20,7 +20,8 @@ pub struct Peek {
     pub id: Option<Value>,
     /// Top-level `method`.
     pub method: Option<String>,
-    /// `params.name` (the tool of a `tools/call`), prefix scans only.
+    /// `params.name` (the tool of a `tools/call`). From a suffix scan,
+    /// the `name` of a trailing object whose key was out of sight.
     pub params_name: Option<String>,
     /// A top-level `result` key was seen.
     pub has_result: bool,
@@ -134,7 +135,9 @@ fn walk_object(b: &[u8], i: usize, mut visit: impl FnMut(&[u8], usize) -> Option
         if b.get(i) != Some(&b'"') {
             return;
         }
-        let Some(key_end) = string_end(b, i) else { return };
+        let Some(key_end) = string_end(b, i) else {
+            return;
+        };
         // Keys we care about contain no escapes, so raw bytes compare fine.
         let key = &b[i + 1..key_end - 1];
         i = skip_ws(b, key_end);
@@ -240,44 +243,78 @@ fn rvalue_start(b: &[u8], end: usize) -> Option<usize> {
     }
 }
 
+/// Walks backwards over the members of the object whose `}` is at
+/// `b[close]`, calling `visit(key, value)`, last member first. Returns the
+/// end of the value whose start is not in the window, if that is where it
+/// stopped.
+fn rwalk_object(b: &[u8], close: usize, mut visit: impl FnMut(&[u8], &[u8])) -> Option<usize> {
+    let mut j = close;
+    loop {
+        j = rskip_ws(b, j);
+        if j == 0 || b[j - 1] == b'{' {
+            return None;
+        }
+        let Some(v) = rvalue_start(b, j) else {
+            return Some(j);
+        };
+        let colon = rskip_ws(b, v);
+        if colon == 0 || b[colon - 1] != b':' {
+            return None;
+        }
+        let key_end = rskip_ws(b, colon - 1);
+        if key_end == 0 || b[key_end - 1] != b'"' {
+            return None;
+        }
+        let k = rstring_start(b, key_end)?;
+        visit(&b[k + 1..key_end - 1], &b[v..j]);
+        j = rskip_ws(b, k);
+        if j == 0 || b[j - 1] != b',' {
+            return None;
+        }
+        j -= 1;
+    }
+}
+
+fn name_member(params: &[u8], close: usize) -> Option<String> {
+    let mut name = None;
+    rwalk_object(params, close, |k, v| {
+        if k == b"name" && name.is_none() {
+            name = serde_json::from_slice::<String>(v).ok();
+        }
+    });
+    name
+}
+
 /// Scans backwards from the end of a message whose start may be missing.
 /// Only members after the last value that does not fit are seen.
 pub fn scan_suffix(b: &[u8]) -> Peek {
     let mut peek = Peek::default();
-    let mut j = rskip_ws(b, b.len());
-    if j == 0 || b[j - 1] != b'}' {
+    let end = rskip_ws(b, b.len());
+    if end == 0 || b[end - 1] != b'}' {
         return peek;
     }
     peek.is_object = true;
-    j -= 1;
-    loop {
-        j = rskip_ws(b, j);
-        if j == 0 || b[j - 1] == b'{' {
-            return peek;
-        }
-        let Some(v) = rvalue_start(b, j) else { return peek };
-        let value = &b[v..j];
-        let colon = rskip_ws(b, v);
-        if colon == 0 || b[colon - 1] != b':' {
-            return peek;
-        }
-        let key_end = rskip_ws(b, colon - 1);
-        if key_end == 0 || b[key_end - 1] != b'"' {
-            return peek;
-        }
-        let Some(k) = rstring_start(b, key_end) else { return peek };
-        let key = &b[k + 1..key_end - 1];
+    let mut members = 0;
+    let stuck = rwalk_object(b, end - 1, |key, value| {
+        members += 1;
         // The first member found backwards is the last one written: keep
         // what was found first if a key repeats.
         let mut found = Peek::default();
         found.record(key, value);
-        peek = peek.merge(found);
-        j = rskip_ws(b, k);
-        if j == 0 || b[j - 1] != b',' {
-            return peek;
+        if key == b"params" && value.last() == Some(&b'}') {
+            found.params_name = name_member(value, value.len() - 1);
         }
-        j -= 1;
+        peek = std::mem::take(&mut peek).merge(found);
+    });
+    // The last member is an object too big to see whole, so its key is out
+    // of sight. In a request that can only be `params` (written after big
+    // `arguments` by serializers that sort keys): its `name` is the tool.
+    if let Some(value_end) = stuck {
+        if members == 0 && b[value_end - 1] == b'}' {
+            peek.params_name = name_member(b, value_end - 1);
+        }
     }
+    peek
 }
 
 #[cfg(test)]
@@ -359,6 +396,20 @@ mod tests {
     }
 
     #[test]
+    fn suffix_finds_tool_name_after_big_arguments() {
+        let p = scan_suffix(br#"aaaa"}},"name":"write_file"}}"#);
+        assert_eq!(p.params_name.as_deref(), Some("write_file"));
+        assert_eq!(p.id, None);
+        let p =
+            scan_suffix(br#"{"id":1,"method":"tools/call","params":{"arguments":{},"name":"t"}}"#);
+        assert_eq!(p.params_name.as_deref(), Some("t"));
+        assert_eq!(p.id, Some(json!(1)));
+        // A trailing object that is not the last member is not params.
+        let p = scan_suffix(br#"aaa"}},"name":"x"},"id":3}"#);
+        assert_eq!(p.params_name, None);
+    }
+
+    #[test]
     fn scanners_survive_deep_nesting() {
         let mut s = String::from(r#"{"id":1,"method":"m","params":"#);
         s.push_str(&"[".repeat(100_000));
@@ -373,8 +424,15 @@ mod tests {
 
     #[test]
     fn merge_prefers_self() {
-        let a = Peek { id: Some(json!(1)), ..Default::default() };
-        let b = Peek { id: Some(json!(2)), method: Some("m".into()), ..Default::default() };
+        let a = Peek {
+            id: Some(json!(1)),
+            ..Default::default()
+        };
+        let b = Peek {
+            id: Some(json!(2)),
+            method: Some("m".into()),
+            ..Default::default()
+        };
         let m = a.merge(b);
         assert_eq!(m.id, Some(json!(1)));
         assert_eq!(m.method.as_deref(), Some("m"));
