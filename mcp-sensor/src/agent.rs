@@ -5,11 +5,10 @@
 use crate::drops::Totals;
 use crate::loader::{LoadError, Sensor};
 use crate::pipeline::Pipeline;
-use crate::reader::Drain;
+use crate::reader::{Drain, QueueBudget};
 use bytes::Bytes;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
@@ -27,13 +26,14 @@ pub async fn run<F: Future<Output = ()>>(
     mut sensor: Sensor,
     mut pipeline: Pipeline,
     queue_size: usize,
+    queue_bytes: u64,
     stop: F,
 ) -> Result<Pipeline, LoadError> {
     let ring = sensor.take_ring()?;
     let (tx, mut rx) = mpsc::channel::<Bytes>(queue_size.max(1));
-    let overflow = Arc::new(AtomicU64::new(0));
+    let budget = QueueBudget::new(queue_bytes);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let drain = Drain::new(ring, tx, overflow.clone()).map_err(LoadError::Poll)?;
+    let drain = Drain::new(ring, tx, budget.clone()).map_err(LoadError::Poll)?;
     let drain_task = tokio::spawn(drain.run(stop_rx));
 
     let mut tick = tokio::time::interval(DROP_REPORT_EVERY);
@@ -46,6 +46,7 @@ pub async fn run<F: Future<Output = ()>>(
             rec = rx.recv() => match rec {
                 Some(raw) => {
                     pipeline.on_raw(&raw);
+                    budget.release(raw.len());
                     if rx.is_empty() {
                         pipeline.out.flush();
                     }
@@ -58,13 +59,13 @@ pub async fn run<F: Future<Output = ()>>(
                 let _ = stop_tx.send(true);
             }
             _ = tick.tick() => {
-                let t = totals(&mut sensor, overflow.load(Ordering::Relaxed), pipeline.undecodable);
+                let t = totals(&mut sensor, budget.overflow.load(Ordering::Relaxed), pipeline.undecodable);
                 pipeline.report_drops(t);
             }
         }
     }
     let _ = drain_task.await;
-    let t = totals(&mut sensor, overflow.load(Ordering::Relaxed), pipeline.undecodable);
+    let t = totals(&mut sensor, budget.overflow.load(Ordering::Relaxed), pipeline.undecodable);
     pipeline.report_drops(t.clone());
     pipeline.report_final_drops(&t);
     pipeline.out.flush();

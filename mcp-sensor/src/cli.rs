@@ -30,6 +30,9 @@ pub struct SensorArgs {
     /// Records the agent queues between the ring drain and processing.
     #[arg(long, value_name = "N", default_value_t = 65536)]
     pub queue_size: usize,
+    /// Bytes of records the agent queues at most.
+    #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
+    pub queue_bytes: u64,
     /// Stdio bytes captured from one read or write at most.
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
     pub stdio_cap: u64,

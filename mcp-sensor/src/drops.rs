@@ -56,7 +56,7 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
         ));
     }
     if queue > 0 {
-        hints.push("the agent's queue was full: raise --queue-size".into());
+        hints.push("the agent's queue was full: raise --queue-size / --queue-bytes".into());
     }
     if other.contains_key("stdio_bytes_over_cap") {
         hints.push("a single read/write was larger than --stdio-cap: raise it".into());

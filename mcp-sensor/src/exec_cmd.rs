@@ -237,7 +237,7 @@ pub fn run(args: ExecArgs) -> Result<i32> {
         .context("starting the async runtime")?;
     release(&held)?;
     let pid = held.pid;
-    let queue = args.sensor.queue_size;
+    let (queue, queue_bytes) = (args.sensor.queue_size, args.sensor.queue_bytes);
     rt.block_on(async move {
         let child = tokio::task::spawn_blocking(move || wait_status(pid));
         let forward = tokio::spawn(forward_signals(pid));
@@ -246,7 +246,7 @@ pub fn run(args: ExecArgs) -> Result<i32> {
             let status = child.await.unwrap_or(1);
             let _ = status_tx.send(status);
         };
-        let result = crate::agent::run(sensor, pipeline, queue, stop).await;
+        let result = crate::agent::run(sensor, pipeline, queue, queue_bytes, stop).await;
         forward.abort();
         result?;
         Ok(status_rx.await.unwrap_or(1))

@@ -12,28 +12,59 @@ use std::sync::Arc;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, watch};
 
+/// The queue's byte budget, shared by the drain (adds) and the consumer
+/// (subtracts once a record is processed): records are 100 bytes to 16 KiB,
+/// so a count alone would not bound memory.
+#[derive(Debug)]
+pub struct QueueBudget {
+    pub used: AtomicU64,
+    pub limit: u64,
+    /// Records dropped because the queue was full (count or bytes).
+    pub overflow: AtomicU64,
+}
+
+impl QueueBudget {
+    pub fn new(limit: u64) -> Arc<Self> {
+        Arc::new(QueueBudget { used: AtomicU64::new(0), limit, overflow: AtomicU64::new(0) })
+    }
+
+    /// Called by the consumer for each record it has finished with.
+    pub fn release(&self, len: usize) {
+        self.used.fetch_sub(len as u64, Ordering::Relaxed);
+    }
+}
+
 pub struct Drain {
     ring: AsyncFd<RingBuf<MapData>>,
     tx: mpsc::Sender<Bytes>,
-    overflow: Arc<AtomicU64>,
+    budget: Arc<QueueBudget>,
 }
 
 impl Drain {
-    pub fn new(ring: RingBuf<MapData>, tx: mpsc::Sender<Bytes>, overflow: Arc<AtomicU64>) -> std::io::Result<Self> {
+    pub fn new(ring: RingBuf<MapData>, tx: mpsc::Sender<Bytes>, budget: Arc<QueueBudget>) -> std::io::Result<Self> {
         // SAFETY: the ring owns its fd (MapData closes it on drop), and the
         // AsyncFd owns the ring, so the fd outlives the registration.
         let ring = unsafe { AsyncFd::register(ring) }.map_err(|e| e.into_parts().1)?;
-        Ok(Drain { ring, tx, overflow })
+        Ok(Drain { ring, tx, budget })
     }
 
     fn drain_ready(&mut self) -> usize {
         let mut n = 0;
         let ring = self.ring.get_mut();
         while let Some(item) = ring.next() {
+            let len = item.len() as u64;
+            let b = &self.budget;
+            if b.used.fetch_add(len, Ordering::Relaxed) + len > b.limit {
+                b.used.fetch_sub(len, Ordering::Relaxed);
+                b.overflow.fetch_add(1, Ordering::Relaxed);
+                n += 1;
+                continue;
+            }
             let rec = Bytes::copy_from_slice(&item);
             drop(item);
             if self.tx.try_send(rec).is_err() {
-                self.overflow.fetch_add(1, Ordering::Relaxed);
+                b.used.fetch_sub(len, Ordering::Relaxed);
+                b.overflow.fetch_add(1, Ordering::Relaxed);
             }
             n += 1;
         }

@@ -3,4 +3,5 @@
 //! Run as root with `cargo xtask test`; without root they fail, never skip.
 
 mod harness;
+mod mcp;
 mod sensor;

@@ -44,10 +44,16 @@ fn string(v: Option<&Value>) -> Option<String> {
     v.and_then(Value::as_str).map(str::to_owned)
 }
 
+/// `obj.<key>`, or where protocol 2026-07-28 moved it: into
+/// `obj._meta["io.modelcontextprotocol/<key>"]`.
+fn field<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
+    obj.get(key).or_else(|| obj.get("_meta")?.get(format!("io.modelcontextprotocol/{key}")))
+}
+
 impl Handshake {
     pub(super) fn on_initialize_request(&mut self, params: &Value) {
-        self.client = PeerInfo::from_json(params.get("clientInfo"));
-        self.client_protocol = string(params.get("protocolVersion"));
+        self.client = PeerInfo::from_json(field(params, "clientInfo"));
+        self.client_protocol = string(field(params, "protocolVersion"));
     }
 
     pub(super) fn on_initialize_result(&mut self, result: &Value) {
@@ -60,11 +66,13 @@ impl Handshake {
     /// Only a result that names the server counts: discovery results
     /// without `serverInfo` say nothing about which server this is.
     pub(super) fn on_discover_result(&mut self, result: &Value) {
-        let Some(info) = PeerInfo::from_json(result.get("serverInfo")) else {
+        let Some(info) = PeerInfo::from_json(field(result, "serverInfo")) else {
             return;
         };
         self.server = Some(info);
-        if let Some(v) = string(result.get("protocolVersion")) {
+        let version = string(result.get("protocolVersion"))
+            .or_else(|| string(result.get("supportedVersions").and_then(|v| v.get(0))));
+        if let Some(v) = version {
             self.server_protocol = Some(v);
         }
         if let Some(c) = result.get("capabilities") {

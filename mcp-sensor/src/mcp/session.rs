@@ -382,7 +382,7 @@ impl Session {
         } else {
             (None, None)
         };
-        if let (Direction::ClientToServer, "initialize", Some(params)) =
+        if let (Direction::ClientToServer, "initialize" | "server/discover", Some(params)) =
             (meta.dir, method.as_str(), &params)
         {
             self.handshake.on_initialize_request(params);

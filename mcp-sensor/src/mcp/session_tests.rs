@@ -344,3 +344,19 @@ fn tools_call_reports_latency_is_error_and_result_summary() {
     assert_eq!(r.is_error, Some(false));
     assert_eq!(r.latency_ms, Some(0.0001));
 }
+
+/// Regression: protocol 2026-07-28 (mcp 2.x servers such as mcp-server-git)
+/// moves serverInfo and clientInfo into `_meta`; the server went unnamed.
+#[test]
+fn handshake_via_discover_with_infos_in_meta() {
+    let mut s = Session::new();
+    let params = json!({"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",
+        "io.modelcontextprotocol/clientInfo":{"name":"mcp","version":"0.1.0"}}});
+    send(&mut s, C2S, req(json!(1), "server/discover", params), 1);
+    let result = json!({"capabilities":{"tools":{}},"supportedVersions":["2026-07-28"],
+        "_meta":{"io.modelcontextprotocol/serverInfo":{"name":"mcp-git","version":"2026.10.19"}}});
+    send(&mut s, S2C, ok(json!(1), result), 2);
+    assert_eq!(s.server_name(), Some("mcp-git"));
+    assert_eq!(s.client_name(), Some("mcp"));
+    assert_eq!(s.handshake().server_protocol.as_deref(), Some("2026-07-28"));
+}

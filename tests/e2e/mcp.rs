@@ -1,0 +1,186 @@
+//! Real MCP software through `mcp-sensor exec`: the official Python SDK
+//! client (mcp 2.x) drives published servers (npm filesystem server, PyPI
+//! git server on mcp 2.x, which moves its channel off fds 0/1); the tests
+//! assert that host activity is attributed to exactly the call that caused
+//! it and that big messages are captured whole. Needs tests/mcp/setup.sh
+//! (run by `cargo xtask test`).
+
+use crate::harness::*;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The variables tests/mcp/setup.sh wrote.
+fn mcp_env() -> HashMap<String, String> {
+    let deps = std::env::var("MCP_TEST_DEPS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/.deps"));
+    let text = std::fs::read_to_string(deps.join("env.sh")).unwrap_or_else(|e| {
+        panic!("{}/env.sh: {e}: run tests/mcp/setup.sh first (cargo xtask test does)", deps.display())
+    });
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+        .collect()
+}
+
+fn server_argv(env: &HashMap<String, String>, var: &str) -> Vec<String> {
+    env[var].split_whitespace().map(str::to_string).collect()
+}
+
+struct Session {
+    client: Value,
+    run: Run,
+}
+
+/// Runs the SDK client on `server` wrapped in `mcp-sensor exec`, with the
+/// given steps; returns the client's report and the sensor's events.
+fn drive(dir: &Path, server: Vec<String>, steps: Value, sensor_flags: &[&str]) -> Session {
+    require_root();
+    let env = mcp_env();
+    let events = dir.join("events.jsonl");
+    let _ = std::fs::remove_file(&events);
+    let mut command = vec![sensor_bin().to_string(), "exec".into(), "--events".into(), events.display().to_string()];
+    command.extend(sensor_flags.iter().map(|s| s.to_string()));
+    command.push("--".into());
+    command.extend(server);
+    let scenario = json!({"command": command, "steps": steps, "timeout": 60, "stderr": dir.join("server.stderr")});
+    let out = Command::new(&env["MCP_PY"])
+        .arg(&env["MCP_CLIENT"])
+        .arg("--json")
+        .arg(scenario.to_string())
+        .output()
+        .expect("run the MCP client");
+    assert!(out.status.success(), "client failed: {}", String::from_utf8_lossy(&out.stderr));
+    let client: Value = serde_json::from_slice(&out.stdout).expect("client prints JSON");
+    let run = Run { events: read_events(&events), out };
+    Session { client, run }
+}
+
+/// The id of the `tools/call` request for `tool` as the server read it.
+fn call_id(run: &Run, tool: &str) -> Value {
+    let reqs: Vec<_> = run
+        .of_kind("rpc")
+        .filter(|e| e["direction"] == "client_to_server" && e["method"] == "tools/call" && e["tool"] == tool)
+        .collect();
+    assert_eq!(reqs.len(), 1, "one {tool} request\n{}", run.describe());
+    reqs[0]["id"].clone()
+}
+
+fn assert_nothing_lost(run: &Run) {
+    let fin: Vec<_> = run.of_kind("drops").filter(|e| e["final"] == true).collect();
+    assert_eq!(fin.len(), 1, "one final drops line\n{}", run.describe());
+    assert_eq!(fin[0]["kernel"], json!({}), "{}", fin[0]);
+    assert_eq!(fin[0]["queue"], 0, "{}", fin[0]);
+}
+
+#[test]
+fn filesystem_read_is_attributed_to_exactly_its_call() {
+    let d = scratch("fs-read");
+    let target = d.join("notes.txt");
+    std::fs::write(&target, "remember the milk\n").unwrap();
+    let other = d.join("other.txt");
+    std::fs::write(&other, "second\n").unwrap();
+    let env = mcp_env();
+    let mut server = server_argv(&env, "MCP_FS_SERVER");
+    server.push(d.display().to_string());
+    let s = drive(
+        &d,
+        server,
+        json!([
+            {"call": "read_text_file", "arguments": {"path": target}},
+            {"call": "get_file_info", "arguments": {"path": other}},
+        ]),
+        &[],
+    );
+    assert_eq!(s.client["results"][0]["content_text"], "remember the milk\n", "{}", s.client);
+    let run = &s.run;
+    let read_id = call_id(run, "read_text_file");
+    let opens = run.find("open", "path", target.to_str().unwrap());
+    assert!(!opens.is_empty(), "the server opened the file\n{}", run.describe());
+    for o in &opens {
+        assert_eq!(o["tool_call"]["id"], read_id, "{o}");
+        assert_eq!(o["tool_call"]["name"], "read_text_file", "{o}");
+        assert_eq!(o["tool_call"]["arguments"]["path"], target.display().to_string(), "{o}");
+        assert_eq!(o["server"]["name"], "secure-filesystem-server", "{o}");
+        assert!(o["tool_call"]["in_flight"].is_null(), "a single call is named, not listed: {o}");
+    }
+    // the other call's activity is not attributed to the read
+    let info_id = call_id(run, "get_file_info");
+    assert_ne!(info_id, read_id);
+    for e in run.events.iter().filter(|e| e["path"] == other.display().to_string()) {
+        assert_eq!(e["tool_call"]["id"], info_id, "{e}");
+    }
+    // the response went back on the channel, matched to its request
+    let resp: Vec<_> = run
+        .of_kind("rpc")
+        .filter(|e| e["direction"] == "server_to_client" && e["id"] == read_id)
+        .collect();
+    assert_eq!(resp.len(), 1, "{}", run.describe());
+    assert_eq!(resp[0]["tool"], "read_text_file");
+    assert_eq!(resp[0]["is_error"], false);
+    assert!(resp[0]["latency_ms"].as_f64().unwrap() > 0.0);
+    assert_nothing_lost(run);
+}
+
+#[test]
+fn one_mib_file_read_is_captured_as_one_whole_message() {
+    let d = scratch("fs-big");
+    let target = d.join("big.txt");
+    let line = "0123456789abcdef".repeat(4) + "\n"; // 65 bytes
+    let content: String = line.repeat((1 << 20) / line.len() + 1)[..1 << 20].to_string();
+    std::fs::write(&target, &content).unwrap();
+    let env = mcp_env();
+    let mut server = server_argv(&env, "MCP_FS_SERVER");
+    server.push(d.display().to_string());
+    let s = drive(&d, server, json!([{"call": "read_text_file", "arguments": {"path": target}}]), &[]);
+    assert_eq!(s.client["results"][0]["content_text"].as_str().map(str::len), Some(1 << 20));
+    let run = &s.run;
+    let id = call_id(run, "read_text_file");
+    let resp: Vec<_> = run
+        .of_kind("rpc")
+        .filter(|e| e["direction"] == "server_to_client" && e["id"] == id)
+        .collect();
+    assert_eq!(resp.len(), 1, "exactly one response message\n{}", run.describe());
+    // the text is in both content and structuredContent: > 2 MiB on the wire
+    assert!(resp[0]["size"].as_u64().unwrap() > 2 << 20, "{}", resp[0]);
+    assert_eq!(resp[0]["truncated"], false, "{}", resp[0]);
+    assert_eq!(run.of_kind("malformed").count(), 0, "{}", run.describe());
+    assert_nothing_lost(run);
+}
+
+#[test]
+fn python_sdk2_server_off_fd_0_1_is_captured_and_its_git_exec_attributed() {
+    let d = scratch("git");
+    let repo = d.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| assert!(Command::new("git").args(args).current_dir(&repo).status().unwrap().success());
+    git(&["init", "-q"]);
+    std::fs::write(repo.join("new.txt"), "x").unwrap();
+    let env = mcp_env();
+    let s = drive(
+        &d,
+        server_argv(&env, "MCP_GIT_SERVER"),
+        json!([{"call": "git_status", "arguments": {"repo_path": repo}}]),
+        &[],
+    );
+    assert!(s.client["results"][0]["content_text"].as_str().unwrap_or("").contains("new.txt"), "{}", s.client);
+    let run = &s.run;
+    // the handshake went over fds other than 0/1 and was still captured
+    let fds: Vec<_> = run.of_kind("rpc").collect();
+    assert!(fds.iter().any(|e| e["method"] == "server/discover"), "{}", run.describe());
+    let id = call_id(run, "git_status");
+    let git_execs: Vec<_> = run
+        .of_kind("exec")
+        .filter(|e| e["exe"].as_str().unwrap_or("").ends_with("/git") && e["argv"].as_array().unwrap().iter().any(|a| a == "status"))
+        .collect();
+    assert!(!git_execs.is_empty(), "git status was executed\n{}", run.describe());
+    for e in &git_execs {
+        assert_eq!(e["tool_call"]["id"], id, "{e}");
+        assert_eq!(e["tool_call"]["name"], "git_status", "{e}");
+        assert_eq!(e["server"]["name"], "mcp-git", "{e}");
+    }
+    assert_nothing_lost(run);
+}
