@@ -184,3 +184,81 @@ fn python_sdk2_server_off_fd_0_1_is_captured_and_its_git_exec_attributed() {
     }
     assert_nothing_lost(run);
 }
+
+/// Max RSS (KiB) and exit status of a finished child, from wait4.
+fn wait_rusage(child: std::process::Child) -> (i32, i64) {
+    let mut status = 0;
+    // SAFETY: zeroed rusage is valid; waiting for our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = child.id() as i32;
+    std::mem::forget(child);
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    assert_eq!(r, pid);
+    (libc::WEXITSTATUS(status), ru.ru_maxrss)
+}
+
+#[test]
+fn hostile_channel_bytes_leave_sensor_up_bounded_and_server_unaffected() {
+    use std::io::Write;
+    require_root();
+    let d = scratch("hostile");
+    let events = d.join("events.jsonl");
+    let count = d.join("count");
+    // a "server" that reads its channel to EOF and records how many bytes it got
+    let server = format!(
+        "import sys\nn=0\nwhile True:\n  b=sys.stdin.buffer.read(1<<16)\n  if not b: break\n  n+=len(b)\nopen('{}','w').write(str(n))\n",
+        count.display()
+    );
+    let mut child = Command::new(sensor_bin())
+        .args(["exec", "--events"])
+        .arg(&events)
+        .args(["--", "python3", "-c", &server])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut sent = 0usize;
+    let mut send = |b: &[u8]| {
+        stdin.write_all(b).unwrap();
+        sent += b.len();
+    };
+    send(b"\x00\x01\x02\xff\xfe binary garbage\n");
+    send(b"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"\xc3\x28bad utf8\"}}\n");
+    send(&[b'['; 100_000]);
+    send(b"\n");
+    let chunk = vec![b'a'; 1 << 20];
+    send(b"{\"jsonrpc\":\"2.0\",\"id\":\"huge\",\"method\":\"tools/call\",\"params\":{\"name\":\"big\",\"arguments\":{\"x\":\"");
+    for _ in 0..100 {
+        send(&chunk);
+    }
+    send(b"\"}}}\n");
+    send(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"after\"}}\n");
+    drop(send);
+    drop(stdin);
+    let (status, maxrss_kib) = wait_rusage(child);
+    assert_eq!(status, 0, "server exits normally");
+    let got: usize = std::fs::read_to_string(&count).unwrap().parse().unwrap();
+    assert_eq!(got, sent, "the watched server received every byte unchanged");
+    // 100 MB went through; the agent keeps at most a bounded prefix per message
+    assert!(maxrss_kib < 400 * 1024, "sensor memory bounded: max RSS {maxrss_kib} KiB");
+
+    let evs = read_events(&events);
+    let malformed = evs.iter().filter(|e| e["kind"] == "malformed").count();
+    assert!(malformed >= 2, "garbage and deep nesting are reported: {malformed}");
+    let rpc = |id: Value| evs.iter().find(|e| e["kind"] == "rpc" && e["id"] == id).cloned();
+    let huge = rpc(json!("huge"));
+    let after = rpc(json!(2)).unwrap_or_else(|| panic!("the message after the hostile ones is parsed"));
+    assert_eq!(after["tool"], "after");
+    let fin = evs.iter().find(|e| e["kind"] == "drops" && e["final"] == true).expect("final drops");
+    let lost = fin["kernel"].as_object().map_or(0, |m| m.len()) + fin["queue"].as_u64().unwrap() as usize;
+    match huge {
+        // captured: true length reported, truncated, id and method recovered from the prefix
+        Some(h) => {
+            assert_eq!(h["truncated"], true, "{h}");
+            assert!(h["size"].as_u64().unwrap() > 100 << 20, "{h}");
+            assert_eq!(h["method"], "tools/call");
+        }
+        // or its chunks did not fit: then the loss is counted, never silent
+        None => assert!(lost > 0, "the 100 MB line was neither reported nor counted as lost: {fin}"),
+    }
+}
