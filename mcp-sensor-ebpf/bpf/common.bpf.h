@@ -47,6 +47,17 @@ struct {
 	__type(value, __u64);
 } COUNTERS SEC(".maps") MS_WEAK;
 
+/* Wake the agent only once this much is pending: a wakeup per event costs
+ * more than the event. The agent also polls every few ms (reader.rs), so
+ * a quiet trickle is delayed by that much at most. */
+#define MS_WAKEUP_BYTES (64 << 10)
+
+static __always_inline __u64 ms_wakeup(void)
+{
+	return bpf_ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA) >= MS_WAKEUP_BYTES ?
+		       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+}
+
 static __always_inline void ms_count_drop(__u32 kind)
 {
 	__u64 *n = bpf_map_lookup_elem(&DROPS, &kind);

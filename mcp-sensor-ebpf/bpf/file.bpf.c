@@ -99,7 +99,7 @@ static __always_inline int ms_open_exit(long ret)
 		flags |= MS_F_UNRESOLVED;
 	}
 	e->h.flags = flags;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, ms_wakeup());
 out:
 	bpf_map_delete_elem(&INFLIGHT, &tid);
 	return 0;

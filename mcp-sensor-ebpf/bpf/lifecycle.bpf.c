@@ -38,7 +38,7 @@ int BPF_PROG(ms_sched_process_fork, struct task_struct *parent, struct task_stru
 	e->child_pid = ctgid;
 	e->_pad = 0;
 	e->child_start_ns = cw.start_ns;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, ms_wakeup());
 	return 0;
 }
 
@@ -85,7 +85,7 @@ int BPF_PROG(ms_sched_process_exec, struct task_struct *p, pid_t old_pid, struct
 		len = 0;
 	e->argv_len = len;
 	e->h.flags = flags;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, ms_wakeup());
 	return 0;
 }
 
@@ -111,7 +111,7 @@ int BPF_PROG(ms_sched_process_exit, struct task_struct *p)
 	ms_fill_header(&e->h, MS_EV_EXIT, p, session);
 	e->exit_code = p->exit_code;
 	e->_pad = 0;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, ms_wakeup());
 	return 0;
 }
 

@@ -50,7 +50,7 @@ int ms_sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 	e->addrlen = in->arg[1];
 	e->_pad = 0;
 	__builtin_memcpy(e->sockaddr, in->sockaddr, sizeof(e->sockaddr));
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, ms_wakeup());
 out:
 	bpf_map_delete_elem(&INFLIGHT, &tid);
 	return 0;

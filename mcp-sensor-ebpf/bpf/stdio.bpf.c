@@ -114,7 +114,7 @@ struct ms_emit {
 		e->offset = x->off + at;                                       \
 		e->fd = in->fd;                                                \
 		e->_pad1 = 0;                                                  \
-		bpf_ringbuf_submit(e, 0);                                      \
+		bpf_ringbuf_submit(e, ms_wakeup());                                      \
 	} while (0)
 
 static long ms_emit_chunk(__u64 i, struct ms_emit *x)

@@ -34,6 +34,9 @@ impl QueueBudget {
     }
 }
 
+/// How long a record may wait in the ring when the kernel did not wake us.
+const POLL_EVERY: std::time::Duration = std::time::Duration::from_millis(10);
+
 pub struct Drain {
     ring: AsyncFd<RingBuf<MapData>>,
     tx: mpsc::Sender<Bytes>,
@@ -74,8 +77,14 @@ impl Drain {
     /// Drains until `stop` turns true, then takes what is left in the ring
     /// and returns (dropping the sender ends the pipeline's input).
     pub async fn run(mut self, mut stop: watch::Receiver<bool>) {
+        // the kernel wakes us only past a threshold (common.bpf.h): poll too
+        let mut poll = tokio::time::interval(POLL_EVERY);
+        poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
+                _ = poll.tick() => {
+                    self.drain_ready();
+                }
                 guard = self.ring.readable_mut() => {
                     let mut guard = match guard {
                         Ok(g) => g,

@@ -21,7 +21,11 @@ pub struct RuleError {
 
 impl fmt::Display for RuleError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
     }
 }
 
@@ -46,9 +50,19 @@ impl Diag {
     /// Errors sorted by file order of appearance then position, without the
     /// duplicates a macro used by several rules would produce.
     pub fn finish(mut self, file_order: &[Arc<str>]) -> Vec<RuleError> {
-        let rank = |f: &str| file_order.iter().position(|p| &**p == f).unwrap_or(usize::MAX);
+        let rank = |f: &str| {
+            file_order
+                .iter()
+                .position(|p| &**p == f)
+                .unwrap_or(usize::MAX)
+        };
         self.errs.sort_by(|a, b| {
-            (rank(&a.file), a.line, a.col, &a.message).cmp(&(rank(&b.file), b.line, b.col, &b.message))
+            (rank(&a.file), a.line, a.col, &a.message).cmp(&(
+                rank(&b.file),
+                b.line,
+                b.col,
+                &b.message,
+            ))
         });
         self.errs.dedup();
         self.errs

@@ -68,7 +68,8 @@ pub enum Severity {
 }
 
 impl Severity {
-    pub(crate) const NAMES: &'static [&'static str] = &["info", "low", "medium", "high", "critical"];
+    pub(crate) const NAMES: &'static [&'static str] =
+        &["info", "low", "medium", "high", "critical"];
     pub(crate) fn from_name(s: &str) -> Option<Severity> {
         Some(match s {
             "info" => Severity::Info,
@@ -137,9 +138,26 @@ macro_rules! fields {
 
 pub(crate) const FILE_FLAGS: &[&str] = &["pseudo", "deleted", "path_truncated"];
 pub(crate) const OPEN_FLAGS: &[&str] = &[
-    "O_RDONLY", "O_WRONLY", "O_RDWR", "O_CREAT", "O_EXCL", "O_NOCTTY", "O_TRUNC", "O_APPEND",
-    "O_NONBLOCK", "O_DSYNC", "O_ASYNC", "O_DIRECT", "O_LARGEFILE", "O_DIRECTORY", "O_NOFOLLOW",
-    "O_NOATIME", "O_CLOEXEC", "O_PATH", "O_SYNC", "O_TMPFILE",
+    "O_RDONLY",
+    "O_WRONLY",
+    "O_RDWR",
+    "O_CREAT",
+    "O_EXCL",
+    "O_NOCTTY",
+    "O_TRUNC",
+    "O_APPEND",
+    "O_NONBLOCK",
+    "O_DSYNC",
+    "O_ASYNC",
+    "O_DIRECT",
+    "O_LARGEFILE",
+    "O_DIRECTORY",
+    "O_NOFOLLOW",
+    "O_NOATIME",
+    "O_CLOEXEC",
+    "O_PATH",
+    "O_SYNC",
+    "O_TMPFILE",
 ];
 
 fields! {
@@ -181,13 +199,19 @@ impl Field {
 
 /// Names of the kinds in a mask, for messages.
 pub(crate) fn kind_names(mask: u16) -> String {
-    let v: Vec<&str> =
-        EventKind::ALL.iter().filter(|k| mask & k.bit() != 0).map(|k| k.name()).collect();
+    let v: Vec<&str> = EventKind::ALL
+        .iter()
+        .filter(|k| mask & k.bit() != 0)
+        .map(|k| k.name())
+        .collect();
     v.join(", ")
 }
 
 /// "`a`, `b` or `c`" for "expected one of" messages.
 pub(crate) fn one_of(names: impl IntoIterator<Item = impl AsRef<str>>) -> String {
-    let v: Vec<String> = names.into_iter().map(|n| format!("`{}`", n.as_ref())).collect();
+    let v: Vec<String> = names
+        .into_iter()
+        .map(|n| format!("`{}`", n.as_ref()))
+        .collect();
     v.join(", ")
 }

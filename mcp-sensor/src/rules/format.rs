@@ -1,5 +1,6 @@
 //! The rule-file format: maps the positioned YAML tree of one file to its
 //! items (rules, lists, macros, disables), checking field names and shapes.
+//! Match blocks and exceptions are in `format_match`.
 //!
 //! Values stay text here (with their position and file): what a value means
 //! (glob, CIDR, regex, list reference) is decided when the rules are
@@ -8,86 +9,29 @@
 
 use std::sync::Arc;
 
+use super::ast::{Item, Loc, RuleBody, RuleDef, Value};
 use super::error::Diag;
-use super::fields::{one_of, EventKind, Field, Severity};
+use super::fields::{one_of, EventKind, Severity};
 use super::yaml::{Node, NodeKind, Pos};
 
-/// A position in a named file.
-#[derive(Debug, Clone)]
-pub(crate) struct Loc {
-    pub file: Arc<str>,
-    pub pos: Pos,
-}
-
-/// One scalar value as written (`$name` is a list reference).
-#[derive(Debug, Clone)]
-pub(crate) struct Value {
-    pub loc: Loc,
-    pub text: String,
-}
-
-/// A `match:` mapping: every condition must hold.
-#[derive(Debug, Clone)]
-pub(crate) struct Block {
-    pub loc: Loc,
-    pub conds: Vec<Cond>,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) enum Cond {
-    Field { field: Field, loc: Loc, values: Vec<Value> },
-    Any(Loc, Vec<Block>),
-    Not(Loc, Box<Block>),
-    Macro(Vec<Value>),
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct ExceptionDef {
-    pub name: Value,
-    /// `None` when appending values to an exception defined earlier.
-    pub fields: Option<Vec<(Field, Loc)>>,
-    /// Rows of cells, one cell per field; a cell is one value or a list.
-    pub rows: Vec<(Loc, Vec<Vec<Value>>)>,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) struct RuleDef {
-    pub description: String,
-    pub severity: Severity,
-    pub tags: Vec<String>,
-    pub kinds: Vec<(EventKind, Loc)>,
-    pub block: Option<Block>,
-    pub after_first_request: bool,
-    pub except: Vec<Block>,
-    pub exceptions: Vec<ExceptionDef>,
-    pub action: super::fields::Action,
-    pub kill_scope: super::fields::KillScope,
-    pub enabled: bool,
-}
-
-#[derive(Debug, Clone)]
-pub(crate) enum RuleBody {
-    Define(Box<RuleDef>),
-    Append { tags: Vec<String>, except: Vec<Block>, exceptions: Vec<ExceptionDef> },
-    Toggle(bool),
-}
-
-#[derive(Debug, Clone)]
-pub(crate) enum Item {
-    Rule { id: Value, body: RuleBody },
-    List { name: Value, items: Vec<Value>, append: bool },
-    Macro { name: Value, block: Block },
-    Disable(Vec<Value>),
-}
-
 const RULE_KEYS: &[&str] = &[
-    "rule", "description", "severity", "tags", "kind", "match", "after_first_request", "except",
-    "exceptions", "action", "kill_scope", "enabled", "append",
+    "rule",
+    "description",
+    "severity",
+    "tags",
+    "kind",
+    "match",
+    "after_first_request",
+    "except",
+    "exceptions",
+    "action",
+    "kill_scope",
+    "enabled",
+    "append",
 ];
 const APPEND_KEYS: &[&str] = &["rule", "append", "tags", "except", "exceptions"];
 const LIST_KEYS: &[&str] = &["list", "items", "append"];
 const MACRO_KEYS: &[&str] = &["macro", "match"];
-const EXCEPTION_KEYS: &[&str] = &["name", "fields", "values"];
 
 /// Parses one file into items; problems go to `diag`.
 pub(crate) fn parse_file(file: &Arc<str>, text: &str, diag: &mut Diag) -> Vec<Item> {
@@ -104,66 +48,92 @@ pub(crate) fn parse_file(file: &Arc<str>, text: &str, diag: &mut Diag) -> Vec<It
         return Vec::new();
     }
     let NodeKind::Seq(items) = &root.kind else {
-        p.err(root.pos, format!("expected a list of rules, lists and macros, found {}", root.what()));
+        p.err(
+            root.pos,
+            format!(
+                "expected a list of rules, lists and macros, found {}",
+                root.what()
+            ),
+        );
         return Vec::new();
     };
     items.iter().filter_map(|n| p.item(n)).collect()
 }
 
-struct P<'a> {
+pub(super) struct P<'a> {
     file: &'a Arc<str>,
     diag: &'a mut Diag,
 }
 
-type Entries = [(Node, Node)];
+pub(super) type Entries = [(Node, Node)];
 
-fn get<'n>(m: &'n Entries, key: &str) -> Option<&'n Node> {
-    m.iter().find(|(k, _)| k.scalar() == Some(key)).map(|(_, v)| v)
+pub(super) fn get<'n>(m: &'n Entries, key: &str) -> Option<&'n Node> {
+    m.iter()
+        .find(|(k, _)| k.scalar() == Some(key))
+        .map(|(_, v)| v)
 }
 
 impl P<'_> {
-    fn err(&mut self, pos: Pos, msg: impl Into<String>) {
+    pub(super) fn err(&mut self, pos: Pos, msg: impl Into<String>) {
         self.diag.err(self.file, pos, msg)
     }
 
-    fn loc(&self, pos: Pos) -> Loc {
-        Loc { file: self.file.clone(), pos }
+    pub(super) fn loc(&self, pos: Pos) -> Loc {
+        Loc {
+            file: self.file.clone(),
+            pos,
+        }
     }
 
-    fn map<'n>(&mut self, n: &'n Node, what: &str) -> Option<&'n Entries> {
+    pub(super) fn map<'n>(&mut self, n: &'n Node, what: &str) -> Option<&'n Entries> {
         match &n.kind {
             NodeKind::Map(m) => Some(m),
             _ => {
-                self.err(n.pos, format!("expected {what} (a mapping), found {}", n.what()));
+                self.err(
+                    n.pos,
+                    format!("expected {what} (a mapping), found {}", n.what()),
+                );
                 None
             }
         }
     }
 
     /// Reports keys outside `allowed`; `false` if there were any.
-    fn keys(&mut self, m: &Entries, allowed: &[&str]) -> bool {
+    pub(super) fn keys(&mut self, m: &Entries, allowed: &[&str]) -> bool {
         let mut ok = true;
         for (k, _) in m {
             let name = k.scalar().unwrap_or("");
             if !allowed.contains(&name) {
-                self.err(k.pos, format!("unknown field `{name}`, expected one of {}", one_of(allowed)));
+                self.err(
+                    k.pos,
+                    format!(
+                        "unknown field `{name}`, expected one of {}",
+                        one_of(allowed)
+                    ),
+                );
                 ok = false;
             }
         }
         ok
     }
 
-    fn string(&mut self, n: &Node, what: &str) -> Option<Value> {
+    pub(super) fn string(&mut self, n: &Node, what: &str) -> Option<Value> {
         match n.scalar() {
-            Some(s) if !n.is_null() => Some(Value { loc: self.loc(n.pos), text: s.to_string() }),
+            Some(s) if !n.is_null() => Some(Value {
+                loc: self.loc(n.pos),
+                text: s.to_string(),
+            }),
             _ => {
-                self.err(n.pos, format!("expected {what} (a string), found {}", n.what()));
+                self.err(
+                    n.pos,
+                    format!("expected {what} (a string), found {}", n.what()),
+                );
                 None
             }
         }
     }
 
-    fn boolean(&mut self, n: &Node, what: &str) -> Option<bool> {
+    pub(super) fn boolean(&mut self, n: &Node, what: &str) -> Option<bool> {
         match n.scalar() {
             Some("true") => Some(true),
             Some("false") => Some(false),
@@ -175,7 +145,7 @@ impl P<'_> {
     }
 
     /// One value or a list of values.
-    fn values(&mut self, n: &Node, what: &str) -> Option<Vec<Value>> {
+    pub(super) fn values(&mut self, n: &Node, what: &str) -> Option<Vec<Value>> {
         match &n.kind {
             NodeKind::Seq(items) => items.iter().map(|i| self.string(i, what)).collect(),
             _ => self.string(n, what).map(|v| vec![v]),
@@ -191,12 +161,17 @@ impl P<'_> {
                 Some("macro") => return self.macro_(m),
                 Some("disable") => {
                     self.keys(m, &["disable"]);
-                    return self.values(get(m, "disable")?, "a rule id").map(Item::Disable);
+                    return self
+                        .values(get(m, "disable")?, "a rule id")
+                        .map(Item::Disable);
                 }
                 _ => {}
             }
         }
-        self.err(n.pos, "expected an item with one of `rule`, `list`, `macro`, `disable`");
+        self.err(
+            n.pos,
+            "expected an item with one of `rule`, `list`, `macro`, `disable`",
+        );
         None
     }
 
@@ -208,24 +183,37 @@ impl P<'_> {
             None => false,
         };
         let Some(items) = get(m, "items") else {
-            self.err(name.loc.pos, format!("list `{}` is missing `items`", name.text));
+            self.err(
+                name.loc.pos,
+                format!("list `{}` is missing `items`", name.text),
+            );
             return None;
         };
         let items = match &items.kind {
             NodeKind::Seq(_) => self.values(items, "a list item")?,
             _ => {
-                self.err(items.pos, format!("expected a list of items, found {}", items.what()));
+                self.err(
+                    items.pos,
+                    format!("expected a list of items, found {}", items.what()),
+                );
                 return None;
             }
         };
-        ok.then_some(Item::List { name, items, append })
+        ok.then_some(Item::List {
+            name,
+            items,
+            append,
+        })
     }
 
     fn macro_(&mut self, m: &Entries) -> Option<Item> {
         let ok = self.keys(m, MACRO_KEYS);
         let name = self.string(get(m, "macro")?, "a macro name")?;
         let Some(b) = get(m, "match") else {
-            self.err(name.loc.pos, format!("macro `{}` is missing `match`", name.text));
+            self.err(
+                name.loc.pos,
+                format!("macro `{}` is missing `match`", name.text),
+            );
             return None;
         };
         let block = self.block(b)?;
@@ -234,8 +222,15 @@ impl P<'_> {
 
     fn rule(&mut self, m: &Entries) -> Option<Item> {
         let id = self.string(get(m, "rule")?, "a rule id")?;
-        if !id.text.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            self.err(id.loc.pos, "expected a rule id of letters, digits, `-`, `_` and `.`");
+        if !id
+            .text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            self.err(
+                id.loc.pos,
+                "expected a rule id of letters, digits, `-`, `_` and `.`",
+            );
         }
         let append = match get(m, "append") {
             Some(a) => self.boolean(a, "append")?,
@@ -254,27 +249,51 @@ impl P<'_> {
             let tags = self.opt_strings(m, "tags")?;
             let except = self.blocks(m)?;
             let exceptions = self.exceptions(m, true)?;
-            return ok.then_some(Item::Rule { id, body: RuleBody::Append { tags, except, exceptions } });
+            return ok.then_some(Item::Rule {
+                id,
+                body: RuleBody::Append {
+                    tags,
+                    except,
+                    exceptions,
+                },
+            });
         }
         let ok = self.keys(m, RULE_KEYS);
-        if m.iter().all(|(k, _)| matches!(k.scalar(), Some("rule" | "enabled"))) {
+        if m.iter()
+            .all(|(k, _)| matches!(k.scalar(), Some("rule" | "enabled")))
+        {
             let Some(e) = get(m, "enabled") else {
                 self.err(id.loc.pos, format!("rule `{}` needs `description`, `severity` and `kind` (or only `enabled:` to switch a rule defined earlier on or off)", id.text));
                 return None;
             };
-            return Some(Item::Rule { id, body: RuleBody::Toggle(self.boolean(e, "enabled")?) });
+            return Some(Item::Rule {
+                id,
+                body: RuleBody::Toggle(self.boolean(e, "enabled")?),
+            });
         }
         let def = self.rule_def(&id, m);
         match def {
-            Some(d) if ok => Some(Item::Rule { id, body: RuleBody::Define(Box::new(d)) }),
+            Some(d) if ok => Some(Item::Rule {
+                id,
+                body: RuleBody::Define(Box::new(d)),
+            }),
             _ => None,
         }
     }
 
-    fn required<'n>(&mut self, m: &'n Entries, id: &Value, key: &str, hint: &str) -> Option<&'n Node> {
+    fn required<'n>(
+        &mut self,
+        m: &'n Entries,
+        id: &Value,
+        key: &str,
+        hint: &str,
+    ) -> Option<&'n Node> {
         let n = get(m, key);
         if n.is_none() {
-            self.err(id.loc.pos, format!("rule `{}` is missing `{key}`{hint}", id.text));
+            self.err(
+                id.loc.pos,
+                format!("rule `{}` is missing `{key}`{hint}", id.text),
+            );
         }
         n
     }
@@ -284,13 +303,27 @@ impl P<'_> {
         let sev_hint = format!(" (one of {})", one_of(Severity::NAMES));
         let description = self.required(m, id, "description", "");
         let severity = self.required(m, id, "severity", &sev_hint);
-        let kind = self.required(m, id, "kind", &format!(" (one or more of {})", one_of(EventKind::ALL.map(|k| k.name()))));
+        let kind = self.required(
+            m,
+            id,
+            "kind",
+            &format!(
+                " (one or more of {})",
+                one_of(EventKind::ALL.map(|k| k.name()))
+            ),
+        );
         let description = self.string(description?, "a description")?.text;
         let sev = severity?;
         let severity = match sev.scalar().and_then(Severity::from_name) {
             Some(s) => s,
             None => {
-                self.err(sev.pos, format!("invalid severity, expected one of {}", one_of(Severity::NAMES)));
+                self.err(
+                    sev.pos,
+                    format!(
+                        "invalid severity, expected one of {}",
+                        one_of(Severity::NAMES)
+                    ),
+                );
                 return None;
             }
         };
@@ -298,7 +331,14 @@ impl P<'_> {
         for v in self.values(kind?, "an event kind")? {
             match EventKind::from_name(&v.text) {
                 Some(k) => kinds.push((k, v.loc)),
-                None => self.err(v.loc.pos, format!("unknown event kind `{}`, expected one of {}", v.text, one_of(EventKind::ALL.map(|k| k.name())))),
+                None => self.err(
+                    v.loc.pos,
+                    format!(
+                        "unknown event kind `{}`, expected one of {}",
+                        v.text,
+                        one_of(EventKind::ALL.map(|k| k.name()))
+                    ),
+                ),
             }
         }
         let action = match get(m, "action") {
@@ -318,7 +358,10 @@ impl P<'_> {
                 Some("process") => KillScope::Process,
                 Some("tree") => KillScope::Tree,
                 _ => {
-                    self.err(n.pos, "invalid kill_scope, expected one of `process`, `tree`");
+                    self.err(
+                        n.pos,
+                        "invalid kill_scope, expected one of `process`, `tree`",
+                    );
                     return None;
                 }
             },
@@ -351,106 +394,5 @@ impl P<'_> {
             None => Some(Vec::new()),
             Some(n) => Some(self.values(n, key)?.into_iter().map(|v| v.text).collect()),
         }
-    }
-
-    /// `except:` — a list of match blocks, any of which suppresses the rule.
-    fn blocks(&mut self, m: &Entries) -> Option<Vec<Block>> {
-        let Some(n) = get(m, "except") else { return Some(Vec::new()) };
-        match &n.kind {
-            NodeKind::Seq(items) => items.iter().map(|b| self.block(b)).collect(),
-            _ => {
-                self.err(n.pos, format!("expected a list of match blocks for `except`, found {}", n.what()));
-                None
-            }
-        }
-    }
-
-    fn block(&mut self, n: &Node) -> Option<Block> {
-        let m = self.map(n, "a match block")?;
-        let mut conds = Vec::new();
-        let mut ok = true;
-        for (k, v) in m {
-            let key = k.scalar().unwrap_or("");
-            let loc = self.loc(k.pos);
-            let cond = match key {
-                "any" => match &v.kind {
-                    NodeKind::Seq(items) => items.iter().map(|b| self.block(b)).collect::<Option<Vec<_>>>().map(|bs| Cond::Any(loc, bs)),
-                    _ => {
-                        self.err(v.pos, format!("expected a list of match blocks for `any`, found {}", v.what()));
-                        None
-                    }
-                },
-                "not" => self.block(v).map(|b| Cond::Not(loc, Box::new(b))),
-                "macro" => self.values(v, "a macro name").map(Cond::Macro),
-                _ => match Field::from_name(key) {
-                    Some(field) => self.values(v, "a value").map(|values| Cond::Field { field, loc, values }),
-                    None => {
-                        let names = Field::ALL.iter().map(|f| f.name()).chain(["any", "not", "macro"]);
-                        self.err(k.pos, format!("unknown field `{key}`, expected one of {}", one_of(names)));
-                        None
-                    }
-                },
-            };
-            match cond {
-                Some(c) => conds.push(c),
-                None => ok = false,
-            }
-        }
-        ok.then(|| Block { loc: self.loc(n.pos), conds })
-    }
-
-    /// Falco-style `exceptions:` — named tuples of fields and value rows.
-    fn exceptions(&mut self, m: &Entries, appending: bool) -> Option<Vec<ExceptionDef>> {
-        let Some(n) = get(m, "exceptions") else { return Some(Vec::new()) };
-        let NodeKind::Seq(items) = &n.kind else {
-            self.err(n.pos, format!("expected a list of exceptions, found {}", n.what()));
-            return None;
-        };
-        let mut out = Vec::new();
-        for it in items {
-            let e = self.map(it, "an exception")?;
-            self.keys(e, EXCEPTION_KEYS).then_some(())?;
-            let Some(name) = get(e, "name") else {
-                self.err(it.pos, "exception is missing `name`");
-                return None;
-            };
-            let name = self.string(name, "an exception name")?;
-            let fields = match get(e, "fields") {
-                None if appending => None,
-                None => {
-                    self.err(it.pos, format!("exception `{}` is missing `fields`", name.text));
-                    return None;
-                }
-                Some(f) => {
-                    let mut fs = Vec::new();
-                    for v in self.values(f, "a field name")? {
-                        match Field::from_name(&v.text) {
-                            Some(fd) => fs.push((fd, v.loc)),
-                            None => {
-                                self.err(v.loc.pos, format!("unknown field `{}`, expected one of {}", v.text, one_of(Field::ALL.iter().map(|f| f.name()))));
-                                return None;
-                            }
-                        }
-                    }
-                    Some(fs)
-                }
-            };
-            let mut rows = Vec::new();
-            if let Some(vs) = get(e, "values") {
-                let NodeKind::Seq(rs) = &vs.kind else {
-                    self.err(vs.pos, format!("expected a list of value rows, found {}", vs.what()));
-                    return None;
-                };
-                for r in rs {
-                    let cells = match &r.kind {
-                        NodeKind::Seq(cells) => cells.iter().map(|c| self.values(c, "a value")).collect::<Option<Vec<_>>>()?,
-                        _ => vec![self.values(r, "a value")?],
-                    };
-                    rows.push((self.loc(r.pos), cells));
-                }
-            }
-            out.push(ExceptionDef { name, fields, rows });
-        }
-        Some(out)
     }
 }

@@ -17,7 +17,10 @@ pub struct Pos {
 
 impl Pos {
     fn of(span: &Span) -> Pos {
-        Pos { line: span.start.line() as u32, col: span.start.col() as u32 + 1 }
+        Pos {
+            line: span.start.line() as u32,
+            col: span.start.col() as u32 + 1,
+        }
     }
 }
 
@@ -30,7 +33,10 @@ pub(crate) struct Node {
 #[derive(Debug, Clone)]
 pub(crate) enum NodeKind {
     /// `plain` is false for quoted and block scalars: `"null"` is a string.
-    Scalar { text: String, plain: bool },
+    Scalar {
+        text: String,
+        plain: bool,
+    },
     Seq(Vec<Node>),
     Map(Vec<(Node, Node)>),
 }
@@ -65,7 +71,13 @@ pub(crate) fn parse(text: &str) -> Result<Option<Node>, (Pos, String)> {
     for item in Parser::new_from_str(text) {
         let (ev, span) = item.map_err(|e| {
             let m = e.marker();
-            (Pos { line: m.line() as u32, col: m.col() as u32 + 1 }, e.info().to_string())
+            (
+                Pos {
+                    line: m.line() as u32,
+                    col: m.col() as u32 + 1,
+                },
+                e.info().to_string(),
+            )
         })?;
         b.event(ev, span)?;
     }
@@ -93,12 +105,21 @@ impl Builder {
             Event::DocumentStart(_) => {
                 self.docs += 1;
                 if self.docs > 1 {
-                    return Err((pos, "expected one YAML document per rule file, found a second".into()));
+                    return Err((
+                        pos,
+                        "expected one YAML document per rule file, found a second".into(),
+                    ));
                 }
             }
             Event::Scalar(v, style, anchor, _tag) => {
                 let plain = matches!(style, ScalarStyle::Plain);
-                let node = Node { pos, kind: NodeKind::Scalar { text: v.into_owned(), plain } };
+                let node = Node {
+                    pos,
+                    kind: NodeKind::Scalar {
+                        text: v.into_owned(),
+                        plain,
+                    },
+                };
                 self.push(node, anchor)?;
             }
             Event::Alias(id) => {
@@ -111,12 +132,21 @@ impl Builder {
                     .ok_or((pos, "alias to an unknown anchor".to_string()))?;
                 self.push(node, 0)?;
             }
-            Event::SequenceStart(anchor, _) => {
-                self.stack.push(Open::Seq(Node { pos, kind: NodeKind::Seq(Vec::new()) }, anchor))
-            }
-            Event::MappingStart(anchor, _) => {
-                self.stack.push(Open::Map(Node { pos, kind: NodeKind::Map(Vec::new()) }, anchor, None))
-            }
+            Event::SequenceStart(anchor, _) => self.stack.push(Open::Seq(
+                Node {
+                    pos,
+                    kind: NodeKind::Seq(Vec::new()),
+                },
+                anchor,
+            )),
+            Event::MappingStart(anchor, _) => self.stack.push(Open::Map(
+                Node {
+                    pos,
+                    kind: NodeKind::Map(Vec::new()),
+                },
+                anchor,
+                None,
+            )),
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
                 Some(Open::Seq(n, a)) | Some(Open::Map(n, a, None)) => self.push(n, a)?,
                 _ => return Err((pos, "unbalanced YAML structure".into())),
@@ -132,12 +162,21 @@ impl Builder {
         }
         match self.stack.last_mut() {
             None => self.root = Some(node),
-            Some(Open::Seq(Node { kind: NodeKind::Seq(items), .. }, _)) => items.push(node),
+            Some(Open::Seq(
+                Node {
+                    kind: NodeKind::Seq(items),
+                    ..
+                },
+                _,
+            )) => items.push(node),
             Some(Open::Map(map, _, pending)) => match pending.take() {
                 None => {
-                    let NodeKind::Map(entries) = &map.kind else { unreachable!() };
+                    let NodeKind::Map(entries) = &map.kind else {
+                        unreachable!()
+                    };
                     if let Some(k) = node.scalar() {
-                        if let Some((prev, _)) = entries.iter().find(|(p, _)| p.scalar() == Some(k)) {
+                        if let Some((prev, _)) = entries.iter().find(|(p, _)| p.scalar() == Some(k))
+                        {
                             return Err((
                                 node.pos,
                                 format!("duplicate key `{k}` (first at line {})", prev.pos.line),
@@ -147,7 +186,9 @@ impl Builder {
                     *pending = Some(node);
                 }
                 Some(key) => {
-                    let NodeKind::Map(entries) = &mut map.kind else { unreachable!() };
+                    let NodeKind::Map(entries) = &mut map.kind else {
+                        unreachable!()
+                    };
                     entries.push((key, node));
                 }
             },
@@ -164,11 +205,17 @@ mod tests {
     #[test]
     fn positions_are_one_based() {
         let n = parse("- rule: a\n  tags: [x, y]\n").unwrap().unwrap();
-        let NodeKind::Seq(items) = &n.kind else { panic!() };
-        let NodeKind::Map(m) = &items[0].kind else { panic!() };
+        let NodeKind::Seq(items) = &n.kind else {
+            panic!()
+        };
+        let NodeKind::Map(m) = &items[0].kind else {
+            panic!()
+        };
         assert_eq!(m[0].0.pos, Pos { line: 1, col: 3 });
         assert_eq!(m[1].1.pos, Pos { line: 2, col: 9 });
-        let NodeKind::Seq(tags) = &m[1].1.kind else { panic!() };
+        let NodeKind::Seq(tags) = &m[1].1.kind else {
+            panic!()
+        };
         assert_eq!(tags[1].pos, Pos { line: 2, col: 13 });
     }
 
@@ -182,7 +229,9 @@ mod tests {
 
     #[test]
     fn aliases_and_quoting() {
-        let n = parse("a: &x [1, 2]\nb: *x\nc: \"null\"\nd:\n").unwrap().unwrap();
+        let n = parse("a: &x [1, 2]\nb: *x\nc: \"null\"\nd:\n")
+            .unwrap()
+            .unwrap();
         let NodeKind::Map(m) = &n.kind else { panic!() };
         assert!(matches!(&m[1].1.kind, NodeKind::Seq(v) if v.len() == 2));
         assert!(!m[2].1.is_null());

@@ -1,0 +1,418 @@
+//! Evaluation: runs one event through the compiled rules of its kind.
+//!
+//! Hot path (≥1M events/s target): rules are indexed by event kind, values
+//! an event is tested on (glob candidates, parsed address, joined argv) are
+//! computed at most once per event and only if some rule asks, and the
+//! matches borrow from the rule set, so a benign event allocates nothing.
+
+use std::cell::OnceCell;
+use std::net::IpAddr;
+
+use globset::Candidate;
+use serde::Serialize;
+use smallvec::SmallVec;
+
+use super::compile::{CompiledRule, Cond, Leaf};
+use super::fields::{Action, EventKind, Field, KillScope, Severity, FILE_FLAGS, OPEN_FLAGS};
+use super::identity::FileIdentities;
+use super::matchers::{parse_ip, PathMatch};
+use crate::event::{Body, Direction, Event};
+
+/// What the event alone does not say; the agent fills it per event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EvalContext<'a> {
+    /// The server's session has read its first request. Rules with
+    /// `after_first_request: true` stay quiet until then, which silences
+    /// launchers (`npx` runs servers through `sh -c`).
+    pub first_request_seen: bool,
+    /// The server's name; when `None`, `event.server.name` is used.
+    pub server_name: Option<&'a str>,
+    /// The server's command line, space-joined (`server_cmdline:`).
+    pub server_cmdline: Option<&'a str>,
+    /// Rpc events: the full text of the message, for `text_regex:`; when
+    /// `None`, the event's `result` summary is searched instead.
+    pub message_text: Option<&'a str>,
+    /// Rpc events: tools whose description changed since the server was
+    /// last seen, from [`super::DescriptionStore::observe_tools_list`].
+    pub changed_tools: &'a [String],
+    /// Identities of the paths named in `file:` fields, resolved by the agent.
+    pub identities: Option<&'a FileIdentities>,
+}
+
+/// A rule as loaded: what a match reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rule {
+    pub id: String,
+    pub description: String,
+    pub severity: Severity,
+    pub tags: Vec<String>,
+    pub kinds: Vec<EventKind>,
+    pub action: Action,
+    pub kill_scope: KillScope,
+    pub enabled: bool,
+}
+
+/// One rule that matched an event. Borrows from the [`RuleSet`].
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Match<'r> {
+    pub id: &'r str,
+    pub severity: Severity,
+    pub action: Action,
+    pub kill_scope: KillScope,
+    pub description: &'r str,
+    pub tags: &'r [String],
+}
+
+/// Matches of one event; two inline before it allocates.
+pub type Matches<'r> = SmallVec<[Match<'r>; 2]>;
+
+/// Compiled rules, ready to evaluate. Build with [`super::check`] or
+/// [`super::load`]. `Send + Sync`: share one behind an `Arc`.
+pub struct RuleSet {
+    rules: Vec<CompiledRule>,
+    by_kind: [Vec<Indexed>; EventKind::ALL.len()],
+    /// Per kind, the union of the path globs that gated rules require:
+    /// most opens match none, and one test then skips all of those rules.
+    gates: [Option<PathMatch>; EventKind::ALL.len()],
+    identity_paths: Vec<String>,
+}
+
+// The agent shares one set between threads; keep it that way.
+const _: fn() = || {
+    fn shareable<T: Send + Sync>() {}
+    shareable::<RuleSet>();
+};
+
+#[derive(Clone, Copy)]
+struct Indexed {
+    rule: u32,
+    /// The rule cannot match unless the kind's gate does.
+    gated: bool,
+}
+
+/// The path globs a condition cannot match without (a top-level conjunct).
+fn required_paths(c: &Cond) -> Option<&PathMatch> {
+    match c {
+        Cond::Leaf(Leaf::Path(Field::Path | Field::UnixPath, m)) => Some(m),
+        Cond::All(cs) => cs.iter().find_map(required_paths),
+        _ => None,
+    }
+}
+
+impl RuleSet {
+    pub(crate) fn new(rules: Vec<CompiledRule>, identity_paths: Vec<String>) -> RuleSet {
+        let mut by_kind: [Vec<Indexed>; EventKind::ALL.len()] = Default::default();
+        let mut gate_globs: [Vec<globset::Glob>; EventKind::ALL.len()] = Default::default();
+        for (i, r) in rules.iter().enumerate().filter(|(_, r)| r.info.enabled) {
+            let req = required_paths(&r.cond);
+            for k in EventKind::ALL {
+                if r.kinds & k.bit() != 0 {
+                    by_kind[k as usize].push(Indexed {
+                        rule: i as u32,
+                        gated: req.is_some(),
+                    });
+                    gate_globs[k as usize].extend(req.iter().flat_map(|m| m.globs.iter().cloned()));
+                }
+            }
+        }
+        let gates = gate_globs.map(|g| (!g.is_empty()).then(|| PathMatch::from_globs(g)));
+        RuleSet {
+            rules,
+            by_kind,
+            gates,
+            identity_paths,
+        }
+    }
+
+    /// Every rule, enabled or not, in definition order.
+    pub fn rules(&self) -> impl Iterator<Item = &Rule> {
+        self.rules.iter().map(|r| &r.info)
+    }
+
+    /// A rule by id, enabled or not.
+    pub fn rule(&self, id: &str) -> Option<&Rule> {
+        self.rules().find(|r| r.id == id)
+    }
+
+    /// Paths named in `file:` fields: the agent stats them and passes the
+    /// result as [`FileIdentities`] in [`EvalContext::identities`].
+    pub fn identity_paths(&self) -> &[String] {
+        &self.identity_paths
+    }
+
+    /// The rules that match `ev`.
+    pub fn evaluate<'r>(&'r self, ev: &Event, ctx: &EvalContext<'_>) -> Matches<'r> {
+        let mut out = Matches::new();
+        let Some(kind) = kind_of(&ev.body) else {
+            return out;
+        };
+        let view = View::new(ev, ctx);
+        let gate = OnceCell::new();
+        for &Indexed { rule, gated } in &self.by_kind[kind as usize] {
+            let r = &self.rules[rule as usize];
+            if r.after_first_request && !ctx.first_request_seen {
+                continue;
+            }
+            if gated
+                && !*gate.get_or_init(|| {
+                    let g = self.gates[kind as usize].as_ref();
+                    view.path_cand()
+                        .is_some_and(|c| g.is_some_and(|g| g.is_match(c)))
+                })
+            {
+                continue;
+            }
+            if view.cond(&r.cond) && !r.except.iter().any(|c| view.cond(c)) {
+                out.push(Match {
+                    id: &r.info.id,
+                    severity: r.info.severity,
+                    action: r.info.action,
+                    kill_scope: r.info.kill_scope,
+                    description: &r.info.description,
+                    tags: &r.info.tags,
+                });
+            }
+        }
+        out
+    }
+}
+
+fn kind_of(b: &Body) -> Option<EventKind> {
+    Some(match b {
+        Body::Exec { .. } => EventKind::Exec,
+        Body::Open { .. } => EventKind::Open,
+        Body::Connect { .. } => EventKind::Connect,
+        Body::Rpc(_) => EventKind::Rpc,
+        Body::Exit { .. } => EventKind::Exit,
+        Body::Fork { .. } => EventKind::Fork,
+        Body::Malformed { .. } => EventKind::Malformed,
+        Body::Drops(_) => return None,
+    })
+}
+
+/// One event, with what rules test on it computed lazily, once.
+struct View<'e> {
+    ev: &'e Event,
+    ctx: &'e EvalContext<'e>,
+    exe: OnceCell<Option<Candidate<'e>>>,
+    path: OnceCell<Option<Candidate<'e>>>,
+    cmdline: OnceCell<String>,
+    ip: OnceCell<Option<IpAddr>>,
+    ident: OnceCell<&'e [u32]>,
+}
+
+fn basename(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+fn names_mask(table: &[&str], names: &[&'static str], mask: u32) -> bool {
+    names.iter().any(|n| {
+        table
+            .iter()
+            .position(|t| t == n)
+            .is_some_and(|i| mask & (1 << i) != 0)
+    })
+}
+
+impl<'e> View<'e> {
+    fn new(ev: &'e Event, ctx: &'e EvalContext<'e>) -> Self {
+        View {
+            ev,
+            ctx,
+            exe: OnceCell::new(),
+            path: OnceCell::new(),
+            cmdline: OnceCell::new(),
+            ip: OnceCell::new(),
+            ident: OnceCell::new(),
+        }
+    }
+
+    fn cond(&self, c: &Cond) -> bool {
+        match c {
+            Cond::All(cs) => cs.iter().all(|c| self.cond(c)),
+            Cond::Any(cs) => cs.iter().any(|c| self.cond(c)),
+            Cond::Not(c) => !self.cond(c),
+            Cond::Leaf(l) => self.leaf(l),
+        }
+    }
+
+    fn server_name(&self) -> Option<&'e str> {
+        self.ctx
+            .server_name
+            .or(self.ev.server.as_ref().map(|s| s.name.as_str()))
+    }
+
+    /// The tool (or method) in flight: every candidate must pass, so an
+    /// allowlist never excuses an event that an unlisted call may have caused.
+    fn in_flight(&self, tool: bool, f: impl Fn(&str) -> bool) -> bool {
+        if let Body::Rpc(r) = &self.ev.body {
+            return if tool {
+                r.tool.as_deref()
+            } else {
+                r.method.as_deref()
+            }
+            .is_some_and(f);
+        }
+        let Some(tc) = &self.ev.tool_call else {
+            return false;
+        };
+        let one = if tool {
+            tc.name.as_deref()
+        } else {
+            tc.method.as_deref()
+        };
+        match one {
+            Some(n) => f(n),
+            None => {
+                !tc.in_flight.is_empty()
+                    && tc.in_flight.iter().all(|c| {
+                        if tool {
+                            c.tool.as_deref().is_some_and(&f)
+                        } else {
+                            f(&c.method)
+                        }
+                    })
+            }
+        }
+    }
+
+    fn exe_cand(&self) -> Option<&Candidate<'e>> {
+        self.exe
+            .get_or_init(|| self.ev.exe.as_deref().map(Candidate::new))
+            .as_ref()
+    }
+
+    fn path_cand(&self) -> Option<&Candidate<'e>> {
+        self.path
+            .get_or_init(|| match &self.ev.body {
+                Body::Open { path, .. } => Some(Candidate::new(path.as_str())),
+                Body::Connect { path: Some(p), .. } => Some(Candidate::new(p.as_str())),
+                _ => None,
+            })
+            .as_ref()
+    }
+
+    fn identity(&self) -> &'e [u32] {
+        self.ident.get_or_init(|| {
+            let (dev, ino) = match &self.ev.body {
+                Body::Open { dev, ino, .. } | Body::Exec { dev, ino, .. } => (*dev, *ino),
+                _ => return &[],
+            };
+            self.ctx.identities.map_or(&[][..], |t| t.lookup(dev, ino))
+        })
+    }
+
+    fn leaf(&self, l: &Leaf) -> bool {
+        let ev = self.ev;
+        match l {
+            Leaf::Str(f, m) => match (f, &ev.body) {
+                (Field::Server, _) => self.server_name().is_some_and(|s| m.is_match(s)),
+                (Field::ServerCmdline, _) => self.ctx.server_cmdline.is_some_and(|s| m.is_match(s)),
+                (Field::Tool, _) => self.in_flight(true, |t| m.is_match(t)),
+                (Field::Method, _) => self.in_flight(false, |t| m.is_match(t)),
+                (Field::ExeName, _) => ev.exe.as_deref().is_some_and(|e| m.is_match(basename(e))),
+                (Field::Comm, _) => m.is_match(&ev.comm),
+                (Field::ArgvContains, Body::Exec { argv, .. }) => {
+                    argv.iter().any(|a| m.is_match(a))
+                }
+                (Field::Basename, Body::Open { path, .. }) => m.is_match(basename(path)),
+                (Field::Family, Body::Connect { family, .. }) => m.is_match(family),
+                _ => false,
+            },
+            Leaf::Path(f, m) => match (f, &ev.body) {
+                (Field::Exe, _) => self.exe_cand().is_some_and(|c| m.is_match(c)),
+                (
+                    Field::Script,
+                    Body::Exec {
+                        script: Some(s), ..
+                    },
+                ) => m.is_match(&Candidate::new(s.as_str())),
+                (Field::Filename, Body::Exec { filename, .. }) => {
+                    m.is_match(&Candidate::new(filename.as_str()))
+                }
+                (Field::Path, Body::Open { .. }) | (Field::UnixPath, Body::Connect { .. }) => {
+                    self.path_cand().is_some_and(|c| m.is_match(c))
+                }
+                _ => false,
+            },
+            Leaf::Regex(f, re) => match (f, &ev.body) {
+                (Field::ArgvRegex, Body::Exec { argv, .. }) => {
+                    re.is_match(self.cmdline.get_or_init(|| argv.join(" ")))
+                }
+                (Field::TextRegex, Body::Rpc(r)) => self
+                    .ctx
+                    .message_text
+                    .or(r.result.as_deref())
+                    .is_some_and(|t| re.is_match(t)),
+                _ => false,
+            },
+            Leaf::Enum(f, mask) => match (f, &ev.body) {
+                (
+                    Field::FileFlags,
+                    Body::Exec { file_flags, .. } | Body::Open { file_flags, .. },
+                ) => names_mask(FILE_FLAGS, file_flags, *mask),
+                (Field::Flags, Body::Open { flags, .. }) => names_mask(OPEN_FLAGS, flags, *mask),
+                (Field::Outcome, Body::Open { ret, .. } | Body::Connect { ret, .. }) => {
+                    // -EINPROGRESS is a non-blocking connect under way, not a failure.
+                    let ok = *ret >= 0
+                        || *ret == -libc::EINPROGRESS && matches!(ev.body, Body::Connect { .. });
+                    mask & (if ok { 1 } else { 2 }) != 0
+                }
+                (
+                    Field::Direction,
+                    Body::Rpc(crate::event::Rpc { direction, .. })
+                    | Body::Malformed { direction, .. },
+                ) => {
+                    mask & (if *direction == Direction::ClientToServer {
+                        1
+                    } else {
+                        2
+                    }) != 0
+                }
+                (Field::Message, Body::Rpc(r)) => names_mask(
+                    &["request", "response", "error", "notification"],
+                    &[r.message],
+                    *mask,
+                ),
+                _ => false,
+            },
+            Leaf::Bool(f, want) => match (f, &ev.body) {
+                (Field::Write, Body::Open { flags, .. }) => {
+                    flags
+                        .iter()
+                        .any(|f| matches!(*f, "O_WRONLY" | "O_RDWR" | "O_CREAT" | "O_TRUNC"))
+                        == *want
+                }
+                (Field::IsError, Body::Rpc(r)) => {
+                    r.is_error.unwrap_or(r.message == "error") == *want
+                }
+                (Field::DescriptionChanged, Body::Rpc(_)) => {
+                    self.ctx.changed_tools.is_empty() != *want
+                }
+                _ => false,
+            },
+            Leaf::Uid(u) => u.contains(&ev.uid),
+            Leaf::Addr(s) => match &ev.body {
+                Body::Connect { addr: Some(a), .. } => self
+                    .ip
+                    .get_or_init(|| parse_ip(a))
+                    .is_some_and(|ip| s.contains(ip)),
+                _ => false,
+            },
+            Leaf::Port(s) => {
+                matches!(&ev.body, Body::Connect { port: Some(p), .. } if s.contains(*p))
+            }
+            Leaf::File(paths, ids) => {
+                let by_path = match &ev.body {
+                    Body::Open { .. } => self.path_cand().is_some_and(|c| paths.is_match(c)),
+                    Body::Exec { .. } => self.exe_cand().is_some_and(|c| paths.is_match(c)),
+                    _ => false,
+                };
+                by_path || {
+                    let found = self.identity();
+                    !found.is_empty() && ids.iter().any(|i| found.contains(i))
+                }
+            }
+        }
+    }
+}
