@@ -219,7 +219,7 @@ async def run_scenario(sc: dict[str, Any], report: dict[str, Any], errlog: Any) 
             except Exception as e:  # noqa: BLE001 - transport death, timeout, validation error
                 r = {"step": i, "ok": False, "is_error": False, "content_text": "", "error": describe_exc(e)}
                 fatal = r["error"]
-            r["elapsed"] = round(time.monotonic() - t0, 4)
+            r["elapsed"] = round(time.monotonic() - t0, 6)
             results.append(r)
     if fatal is not None:
         report["error"] = fatal

@@ -22,6 +22,18 @@ pub struct BenchArgs {
     /// Iterations of the fork+exec loop per round.
     #[arg(long, default_value_t = 2_000)]
     exec_iters: u64,
+    /// Tool calls per MCP session in the round-trip benchmark.
+    #[arg(long, default_value_t = 200)]
+    mcp_calls: usize,
+    /// MiB pushed through a watched pipe in the capture benchmark.
+    #[arg(long, default_value_t = 256)]
+    capture_mib: usize,
+    /// Only the syscall loops (skip the MCP benchmarks).
+    #[arg(long)]
+    loops_only: bool,
+    /// Only the MCP benchmarks (skip the syscall loops).
+    #[arg(long, conflicts_with = "loops_only")]
+    mcp_only: bool,
 }
 
 /// The measured loops. Prints ns per iteration on stdout.
@@ -114,7 +126,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let dir = std::env::temp_dir().join(format!("mcp-sensor-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let mut rows = Vec::new();
-    for (what, iters) in [("open", a.open_iters), ("exec", a.exec_iters)] {
+    let loops: &[(&str, u64)] = if a.mcp_only { &[] } else { &[("open", a.open_iters), ("exec", a.exec_iters)] };
+    for &(what, iters) in loops {
         let (mut base, mut unwatched, mut watched) = (vec![], vec![], vec![]);
         run_plain(what, iters / 10)?; // warm caches
         for round in 0..a.rounds {
@@ -142,6 +155,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
         println!("{r}");
     }
     println!("\nmedian of {} interleaved rounds; {} CPUs", a.rounds, std::thread::available_parallelism().map_or(0, |n| n.get()));
+    if !a.loops_only {
+        println!("\n| MCP | n | no sensor | watched | ratio |\n|---|---|---|---|---|");
+        println!("{}", crate::bench_mcp::round_trip(a.rounds.min(5), a.mcp_calls)?);
+        println!("{}", crate::bench_mcp::throughput(a.capture_mib)?);
+    }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -1,0 +1,121 @@
+//! MCP benchmarks: tool-call round trip through a real server with and
+//! without the sensor, and stdio capture throughput with an accounting of
+//! every message (delivered, or counted as lost).
+
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+fn mcp_env() -> Result<HashMap<String, String>> {
+    let st = Command::new("bash").arg(crate::root().join("tests/mcp/setup.sh")).status()?;
+    anyhow::ensure!(st.success(), "tests/mcp/setup.sh failed");
+    let text = std::fs::read_to_string(crate::root().join("tests/.deps/env.sh"))?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.strip_prefix("export ")?.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+        .collect())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[v.len() / 2]
+}
+
+/// Per-call round trips (seconds) of `calls` echo calls in one session.
+fn session(env: &HashMap<String, String>, prefix: &[String], calls: usize) -> Result<Vec<f64>> {
+    let mut command: Vec<String> = prefix.to_vec();
+    command.extend(env["MCP_EVERYTHING_SERVER"].split_whitespace().map(str::to_string));
+    let steps: Vec<Value> = (0..calls).map(|i| json!({"call": "echo", "arguments": {"message": format!("m{i}")}})).collect();
+    let scenario = json!({"command": command, "steps": steps, "timeout": 300});
+    let out = Command::new(&env["MCP_PY"]).arg(&env["MCP_CLIENT"]).arg("--json").arg(scenario.to_string()).output()?;
+    let v: Value = serde_json::from_slice(&out.stdout).context("client output")?;
+    anyhow::ensure!(v["ok"] == true, "session failed: {v}");
+    // the first call warms the server's code paths: leave it out
+    Ok(v["results"].as_array().unwrap().iter().skip(1).filter_map(|r| r["elapsed"].as_f64()).collect())
+}
+
+pub fn round_trip(rounds: usize, calls: usize) -> Result<String> {
+    let env = mcp_env()?;
+    let sensor = crate::root().join("target/release/mcp-sensor").display().to_string();
+    let events = std::env::temp_dir().join("mcp-sensor-bench-rt.jsonl");
+    let wrapped = vec![sensor, "exec".into(), "--events".into(), events.display().to_string(), "--".into()];
+    let (mut plain, mut watched) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        plain.extend(session(&env, &[], calls)?);
+        watched.extend(session(&env, &wrapped, calls)?);
+        let _ = std::fs::remove_file(&events);
+    }
+    let (p, w) = (median(plain.clone()) * 1e6, median(watched.clone()) * 1e6);
+    Ok(format!(
+        "| tool-call round trip (everything server `echo`, mcp 2.3.0 client) | {} calls | {p:.0} µs | {w:.0} µs | {:.3}x |",
+        plain.len(),
+        w / p
+    ))
+}
+
+/// Pushes `mb` MiB of JSON-RPC lines through a watched (or plain) pipe
+/// into a reader; returns (MB/s, summary of what the sensor accounted).
+fn push(mb: usize, watched: bool) -> Result<(f64, String)> {
+    let events = std::env::temp_dir().join("mcp-sensor-bench-tp.jsonl");
+    let _ = std::fs::remove_file(&events);
+    let reader = ["python3", "-c", "import sys\nwhile sys.stdin.buffer.read(1<<20): pass"];
+    let mut cmd = if watched {
+        let mut c = Command::new(crate::root().join("target/release/mcp-sensor"));
+        c.args(["exec", "--events"]).arg(&events).arg("--").args(reader);
+        c
+    } else {
+        let mut c = Command::new(reader[0]);
+        c.args(&reader[1..]);
+        c
+    };
+    let mut child = cmd.stdin(Stdio::piped()).spawn()?;
+    let pad = "x".repeat(900);
+    let mut buf = Vec::new();
+    let mut msgs = 0u64;
+    while buf.len() < mb << 20 {
+        writeln!(buf, r#"{{"jsonrpc":"2.0","id":{msgs},"method":"tools/call","params":{{"name":"t","arguments":{{"p":"{pad}"}}}}}}"#)?;
+        msgs += 1;
+    }
+    let t0 = Instant::now();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(&buf)?;
+    drop(stdin);
+    child.wait()?;
+    let secs = t0.elapsed().as_secs_f64();
+    let rate = buf.len() as f64 / secs / (1 << 20) as f64;
+    if !watched {
+        return Ok((rate, String::new()));
+    }
+    let text = std::fs::read_to_string(&events)?;
+    let (mut rpc, mut truncated, mut malformed) = (0u64, 0u64, 0u64);
+    let mut fin = Value::Null;
+    for l in text.lines() {
+        let e: Value = serde_json::from_str(l)?;
+        match e["kind"].as_str() {
+            Some("rpc") if e["truncated"] == true => truncated += 1,
+            Some("rpc") => rpc += 1,
+            Some("malformed") => malformed += 1,
+            Some("drops") if e["final"] == true => fin = e,
+            _ => {}
+        }
+    }
+    let lost_records = fin["kernel"].as_object().map_or(0, |m| m.values().filter_map(Value::as_u64).sum::<u64>())
+        + fin["queue"].as_u64().unwrap_or(0);
+    Ok((rate, format!(
+        "{msgs} messages sent: {rpc} delivered whole, {truncated} truncated by a counted gap, {malformed} malformed; {lost_records} capture records counted lost (final drops: kernel {}, queue {})",
+        fin["kernel"], fin["queue"]
+    )))
+}
+
+pub fn throughput(mb: usize) -> Result<String> {
+    let (plain, _) = push(mb, false)?;
+    let (watched, acct) = push(mb, true)?;
+    Ok(format!(
+        "| stdio capture throughput ({mb} MiB of 1 KiB JSON-RPC lines) | {plain:.0} MiB/s | {watched:.0} MiB/s | {:.3}x |\n\naccounting: {acct}",
+        plain / watched
+    ))
+}
