@@ -16,7 +16,7 @@ mod pending;
 pub mod scan;
 pub mod session;
 mod summary;
-mod tools;
+pub(crate) mod tools;
 
 pub use framing::{Frame, Reassembler, Stats as FramingStats, DEFAULT_MAX_MESSAGE};
 pub use handshake::{Handshake, PeerInfo};

@@ -50,7 +50,7 @@ pub(crate) struct Catalog {
     pub dropped_changes: u64,
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     let digest = Sha256::digest(bytes);
     let mut hex = String::with_capacity(64);
     for b in digest {
@@ -62,7 +62,7 @@ fn sha256_hex(bytes: &[u8]) -> String {
 /// JSON with object keys sorted, so the hash does not depend on the
 /// sender's key order. Values come from serde_json, which caps nesting at
 /// 128, so the recursion is bounded.
-fn canonical(v: &Value, out: &mut String) {
+pub(crate) fn canonical(v: &Value, out: &mut String) {
     match v {
         Value::Object(map) => {
             let mut keys: Vec<&String> = map.keys().collect();
