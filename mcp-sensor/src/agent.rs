@@ -16,7 +16,12 @@ use tokio::sync::{mpsc, watch};
 const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
 
 fn totals(sensor: &mut Sensor, queue: u64, undecodable: u64) -> Totals {
-    let (kernel, other) = sensor.counters().unwrap_or_default();
+    let (kernel, other) = sensor.counters().unwrap_or_else(|e| {
+        // kernel losses would go unreported: say so rather than show zeros
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| eprintln!("mcp-sensor: reading the kernel loss counters failed: {e}"));
+        Default::default()
+    });
     Totals { kernel, other, queue, undecodable }
 }
 

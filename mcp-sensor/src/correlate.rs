@@ -107,7 +107,7 @@ impl Sessions {
 
     /// What a process forked now in `session` inherits: the requests in
     /// flight there, if any.
-    pub fn attribution(&self, session: u32, _pid: u32, _procs: &ProcTable) -> Option<ToolCallRef> {
+    pub fn attribution(&self, session: u32) -> Option<ToolCallRef> {
         let s = self.sessions.get(&session)?;
         tool_call_ref(&s.session.in_flight())
     }
@@ -260,7 +260,7 @@ mod tests {
         let mut f = Feed::new();
         f.procs.observe(10, 1, 0, "node");
         f.line(abi::DIR_IN, json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"run"}}));
-        let origin = f.s.attribution(10, 10, &f.procs);
+        let origin = f.s.attribution(10);
         f.procs.on_fork(10, 11, 5, origin);
         f.line(abi::DIR_OUT, json!({"jsonrpc":"2.0","id":3,"result":{}}));
         f.line(abi::DIR_IN, json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"other"}}));

@@ -53,7 +53,7 @@ impl Pipeline {
         self.procs.observe(h.pid, h.ppid, h.start_ns, &h.comm);
         let body = match rec {
             Record::Fork { child_pid, child_start_ns, .. } => {
-                let origin = self.sessions.attribution(h.session, h.pid, &self.procs);
+                let origin = self.sessions.attribution(h.session);
                 self.procs.on_fork(h.pid, child_pid, child_start_ns, origin);
                 Body::Fork { child_pid }
             }

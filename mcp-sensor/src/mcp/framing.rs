@@ -61,6 +61,10 @@ impl Frame {
             Frame::Message { size, .. } | Frame::Malformed { size, .. } => *size,
         }
     }
+
+    pub fn truncated(&self) -> bool {
+        matches!(self, Frame::Message { truncated: true, .. })
+    }
 }
 
 /// Counters since the reassembler was created.

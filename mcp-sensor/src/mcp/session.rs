@@ -230,33 +230,18 @@ impl Session {
 
     /// Takes one frame of direction `dir`; its output goes to `out`.
     pub fn on_frame(&mut self, dir: Direction, frame: Frame, out: &mut Vec<SessionOutput>) {
+        let meta = Meta {
+            dir,
+            size: frame.size(),
+            truncated: frame.truncated(),
+            ts_ns: frame.ts_ns(),
+        };
         match frame {
-            Frame::Malformed {
-                reason,
-                size,
-                ts_ns,
-            } => {
-                let meta = Meta {
-                    dir,
-                    size,
-                    truncated: false,
-                    ts_ns,
-                };
-                self.malformed(meta, reason, out);
-            }
+            Frame::Malformed { reason, .. } => self.malformed(meta, reason, out),
             Frame::Message {
                 value: Some(Value::Array(items)),
-                size,
-                truncated,
-                ts_ns,
                 ..
             } => {
-                let meta = Meta {
-                    dir,
-                    size,
-                    truncated,
-                    ts_ns,
-                };
                 if items.is_empty() {
                     return self.malformed(meta, "empty JSON-RPC batch".into(), out);
                 }
@@ -268,36 +253,16 @@ impl Session {
                 }
             }
             Frame::Message {
-                value: Some(value),
-                size,
-                truncated,
-                ts_ns,
-                ..
-            } => {
-                let meta = Meta {
-                    dir,
-                    size,
-                    truncated,
-                    ts_ns,
-                };
-                self.on_value(meta, value, out);
-            }
+                value: Some(value), ..
+            } => self.on_value(meta, value, out),
             Frame::Message {
                 value: None,
                 id,
                 method,
                 params_name,
                 error,
-                size,
-                truncated,
-                ts_ns,
+                ..
             } => {
-                let meta = Meta {
-                    dir,
-                    size,
-                    truncated,
-                    ts_ns,
-                };
                 match (method, id) {
                     (Some(method), Some(id)) => {
                         self.on_request(meta, id, method, None, params_name, out)
