@@ -1,7 +1,7 @@
 //! Command line: the raw arguments as the user typed them (clap). Turning
 //! them into a validated configuration is each command's first step.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -18,6 +18,8 @@ pub enum Command {
     Exec(ExecArgs),
     /// Check which kernel features the sensor needs are present.
     Doctor,
+    /// What did a tool call do? Timelines of sessions, calls and their host activity from event logs.
+    Investigate(InvestigateArgs),
 }
 
 /// Settings of the kernel side and the queue, shared by every command that
@@ -56,6 +58,52 @@ pub struct ExecArgs {
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InvestigateFormat {
+    /// Readable text (the default on a terminal).
+    Table,
+    /// sessions -> calls -> activity, documented in docs/investigate.md (the default otherwise).
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct InvestigateArgs {
+    /// Event logs: files, or directories (their events.jsonl* files, rotated ones oldest first).
+    /// Default: /var/log/mcp-sensor.
+    #[arg(value_name = "LOG")]
+    pub logs: Vec<PathBuf>,
+    /// Sessions of the server whose name contains TEXT (any case), or whose pid is TEXT.
+    #[arg(long, value_name = "TEXT")]
+    pub server: Option<String>,
+    /// Calls of this tool (or method, for requests other than tools/call); globs like `read_*`.
+    #[arg(long, value_name = "NAME")]
+    pub tool: Option<String>,
+    /// The call with this request id (`3` matches 3 and "3").
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// Calls in which this pid acted (and its activity outside calls).
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Calls with an alert of this rule (globs like `ssh-*`).
+    #[arg(long, value_name = "RULE")]
+    pub rule: Option<String>,
+    /// From this time: RFC 3339 (`2026-11-21T12:00:00Z`, `...+02:00`, `2026-11-21`) or ago (`10m`, `2h`, `1d`).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Until this time (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Output on stdout. Default: table on a terminal, else json; none with --html alone.
+    #[arg(long, value_enum)]
+    pub format: Option<InvestigateFormat>,
+    /// Also write a self-contained HTML page with a visual timeline to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Table: list every event (by default long groups show their first events and a count).
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Parses `4096`, `64K`, `32MiB`, `1G` (binary units either way).

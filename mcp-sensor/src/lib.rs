@@ -15,6 +15,7 @@ pub mod doctor;
 pub mod drops;
 pub mod event;
 pub mod exec_cmd;
+pub mod investigate;
 pub mod loader;
 pub mod mcp;
 pub mod output;

@@ -1,6 +1,7 @@
 //! mcp-sensor's entry point: parses the command line and turns every error
 //! into an exit status in exactly one place, printed with its full chain.
-//! Never writes to stdout (in `exec` mode stdout is an MCP channel).
+//! Only `investigate` writes to stdout (in `exec` mode stdout is an MCP
+//! channel).
 
 use clap::Parser;
 use mcp_sensor::cli::{Cli, Command};
@@ -10,6 +11,7 @@ fn main() {
     let result = match cli.command {
         Command::Exec(args) => mcp_sensor::exec_cmd::run(args),
         Command::Doctor => Ok(mcp_sensor::doctor::run()),
+        Command::Investigate(args) => mcp_sensor::investigate::run(args),
     };
     match result {
         Ok(status) => std::process::exit(status),
