@@ -19,7 +19,7 @@ const CSS: &str = include_str!("page/page.css");
 const JS: &str = include_str!("page/page.js");
 
 /// Standard base64 with padding (for the CSP hash).
-fn base64(bytes: &[u8]) -> String {
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
