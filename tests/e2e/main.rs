@@ -3,5 +3,6 @@
 //! Run as root with `cargo xtask test`; without root they fail, never skip.
 
 mod harness;
+mod investigate;
 mod mcp;
 mod sensor;

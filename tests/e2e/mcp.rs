@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The variables tests/mcp/setup.sh wrote.
-fn mcp_env() -> HashMap<String, String> {
+pub(crate) fn mcp_env() -> HashMap<String, String> {
     let deps = std::env::var("MCP_TEST_DEPS")
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/.deps"));
@@ -26,18 +26,18 @@ fn mcp_env() -> HashMap<String, String> {
         .collect()
 }
 
-fn server_argv(env: &HashMap<String, String>, var: &str) -> Vec<String> {
+pub(crate) fn server_argv(env: &HashMap<String, String>, var: &str) -> Vec<String> {
     env[var].split_whitespace().map(str::to_string).collect()
 }
 
-struct Session {
-    client: Value,
-    run: Run,
+pub(crate) struct Session {
+    pub(crate) client: Value,
+    pub(crate) run: Run,
 }
 
 /// Runs the SDK client on `server` wrapped in `mcp-sensor exec`, with the
 /// given steps; returns the client's report and the sensor's events.
-fn drive(dir: &Path, server: Vec<String>, steps: Value, sensor_flags: &[&str]) -> Session {
+pub(crate) fn drive(dir: &Path, server: Vec<String>, steps: Value, sensor_flags: &[&str]) -> Session {
     require_root();
     let env = mcp_env();
     let events = dir.join("events.jsonl");
@@ -60,7 +60,7 @@ fn drive(dir: &Path, server: Vec<String>, steps: Value, sensor_flags: &[&str]) -
 }
 
 /// The id of the `tools/call` request for `tool` as the server read it.
-fn call_id(run: &Run, tool: &str) -> Value {
+pub(crate) fn call_id(run: &Run, tool: &str) -> Value {
     let reqs: Vec<_> = run
         .of_kind("rpc")
         .filter(|e| e["direction"] == "client_to_server" && e["method"] == "tools/call" && e["tool"] == tool)

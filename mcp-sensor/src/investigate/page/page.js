@@ -76,9 +76,9 @@
     const range = d1 - d0, raw = range / 7, pow = Math.pow(10, Math.floor(Math.log10(raw)));
     const step = [1, 2, 5, 10].map(m => m * pow).find(s => s >= raw) || raw;
     for (let v = Math.ceil((d0 - origin) / step) * step; v + origin <= d1; v += step) {
-      const t = el('div', 'tick');
-      t.style.left = ((v + origin - d0) / range * 100) + '%';
-      add(t, el('span', '', '+' + dur(v)));
+      const t = el('div', 'tick'), x = (v + origin - d0) / range * 100;
+      t.style.left = x + '%';
+      if (x < 93) add(t, el('span', '', Math.abs(v) < 1e-9 ? '0' : (v > 0 ? '+' : '') + dur(v)));
       add(track, t);
     }
   }
@@ -149,7 +149,15 @@
     bar.style.width = Math.max(0, right - left) + '%';
     tipData.set(bar, [['tk', (c.tool || c.method || '?') + '  #' + idText(c.id)], ['ts', clock(c.request_ts) + '  ' + (c.latency_ms !== null ? dur(c.latency_ms) : 'no response')],
       ['sm', c.arguments ? JSON.stringify(c.arguments).slice(0, 300) : ''], ['sm', c.result ? '→ ' + c.result.slice(0, 300) : '']]);
-    if (c1 >= dom[0] && c0 <= dom[1]) add(track, bar);
+    if (c1 >= dom[0] && c0 <= dom[1]) {
+      add(track, bar);
+      const kinds = {};
+      c.activity.forEach(a => { kinds[a.kind] = (kinds[a.kind] || 0) + 1; });
+      const said = [c.latency_ms !== null ? dur(c.latency_ms) : 'no response'].concat(Object.keys(kinds).sort().map(k => kinds[k] + ' ' + k));
+      const bl = el('div', 'bar-label', said.join(' · '));
+      if (right > 80) { bl.style.right = (100 - left) + '%'; bl.classList.add('left'); } else bl.style.left = right + '%';
+      add(track, bl);
+    }
     const details = el('div', 'details');
     const trs = [];
     const ctx = { row, trs, origin: c0 };
@@ -199,7 +207,15 @@
     const tools = el('div', 's-tools');
     const reset = el('button', '', 'reset zoom');
     reset.hidden = true;
-    add(tools, reset);
+    const toCalls = el('button', '', 'zoom to the calls');
+    const expand = el('button', '', 'expand all');
+    add(tools, toCalls, reset, expand);
+    expand.addEventListener('click', () => {
+      const rows = Array.from(body.querySelectorAll('.row'));
+      const open = !rows.every(r => r.classList.contains('open'));
+      rows.forEach(r => r.classList.toggle('open', open));
+      expand.textContent = open ? 'collapse all' : 'expand all';
+    });
     add(head, tools);
     if (s.server.names.length > 1) add(head, el('div', 's-meta', 'also named: ' + s.server.names.filter(n => n !== s.server.name).join(' | ')));
     const body = el('div', 'body');
@@ -217,7 +233,13 @@
       if (!s.calls.length && !s.outside.length) add(body, el('div', 'empty', 'nothing in this session matches'));
     }
     reset.addEventListener('click', () => draw(full));
+    const spans = s.calls.map(c => span(c, t1));
+    if (spans.length) {
+      const a = Math.min(...spans.map(x => x[0])), b = Math.max(...spans.map(x => x[1])), pad = Math.max((b - a) * 0.03, 0.05);
+      toCalls.addEventListener('click', () => draw([a - pad, b + pad]));
+    } else toCalls.hidden = true;
     draw(full);
+    if (location.hash === '#expand') expand.click();
     return add(card, head, body);
   }
 
