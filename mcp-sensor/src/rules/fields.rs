@@ -70,6 +70,9 @@ pub enum Severity {
 impl Severity {
     pub(crate) const NAMES: &'static [&'static str] =
         &["info", "low", "medium", "high", "critical"];
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
     pub(crate) fn from_name(s: &str) -> Option<Severity> {
         Some(match s {
             "info" => Severity::Info,
