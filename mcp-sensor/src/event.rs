@@ -87,6 +87,16 @@ pub enum Body {
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// The process set up io_uring: I/O the syscall hooks do not see.
+    #[serde(rename = "io_uring_setup")]
+    IoUringSetup {
+        /// The ring's fd.
+        fd: i32,
+        sq_entries: u32,
+        cq_entries: u32,
+        /// `IORING_SETUP_*` flags, symbolic.
+        flags: Vec<&'static str>,
+    },
     Exit {
         /// Exit status when the process exited, else `null`.
         code: Option<i32>,

@@ -94,6 +94,9 @@ impl Pipeline {
                 file_flags: decode::file_flags(h.flags),
             },
             Record::Connect { ret, addr, .. } => connect_body(ret, addr),
+            Record::IoUring { fd, sq_entries, cq_entries, flags, .. } => {
+                Body::IoUringSetup { fd, sq_entries, cq_entries, flags: decode::uring_flags(flags) }
+            }
             Record::Stdio(s) => {
                 let base = self.base(&h);
                 for ev in self.sessions.on_stdio(s, base, &self.procs) {

@@ -204,3 +204,21 @@ fn rules_check_reports_file_line_column_and_exits_1() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("{}:6:11:", glob.display())), "glob position: {err}");
 }
+
+#[test]
+fn io_uring_setup_is_reported_and_flagged() {
+    let d = scratch("uring");
+    let env = mcp_env();
+    // io_uring_setup(2) is syscall 425 on x86_64 and aarch64
+    let script = "import ctypes,os\nlibc=ctypes.CDLL(None,use_errno=True)\np=ctypes.create_string_buffer(120)\nfd=libc.syscall(425,8,p)\nassert fd>=0, os.strerror(ctypes.get_errno())\nprint(fd)\n";
+    let run = exec(&d, &[&env["MCP_PY"], "-c", script]);
+    assert_eq!(run.status(), 0, "{}", run.describe());
+    let fd: i64 = run.stdout().trim().parse().unwrap();
+    let ev: Vec<_> = run.of_kind("io_uring_setup").collect();
+    assert_eq!(ev.len(), 1, "{}", run.describe());
+    assert_eq!(ev[0]["fd"], fd);
+    assert_eq!(ev[0]["sq_entries"], 8);
+    let a = alerts(&run, "io-uring-setup");
+    assert_eq!(a.len(), 1, "{}", run.describe());
+    assert_eq!(a[0]["event"]["kind"], "io_uring_setup");
+}

@@ -17,8 +17,7 @@ pub enum EventKind {
     Exit,
     Fork,
     Malformed,
-    /// No kernel event produces this yet: rules may name it so that they
-    /// start working when the sensor learns to report `io_uring_setup`.
+    /// A successful io_uring_setup(2).
     IoUringSetup,
 }
 
