@@ -2,12 +2,12 @@
 //! Chromium renders it (the DOM after its script ran: call bars, tool
 //! names, the opened path under its call, the alert mark, hostile log text
 //! inert), and the JSON of a real session (Python SDK client, npm
-//! filesystem server, `mcp-sensor exec --events`) showing a read under
-//! its call. Chromium missing is a failure: scripts/install-deps.sh
+//! filesystem server, `mcp-sensor exec --events` with the default rules)
+//! showing a read under its call and the SSH key read's alert on its call. Chromium missing is a failure: scripts/install-deps.sh
 //! installs it.
 
 use crate::harness::*;
-use crate::mcp::{call_id, drive, mcp_env, server_argv};
+use crate::mcp::{drive, mcp_env, server_argv};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -99,6 +99,9 @@ fn investigate_json_of_a_real_session_shows_the_read_under_its_call() {
     std::fs::write(&target, "remember the milk\n").unwrap();
     let other = d.join("other.txt");
     std::fs::write(&other, "second\n").unwrap();
+    std::fs::create_dir_all(d.join(".ssh")).unwrap();
+    let key = d.join(".ssh/id_ed25519");
+    std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA-not-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n").unwrap();
     let env = mcp_env();
     let mut server = server_argv(&env, "MCP_FS_SERVER");
     server.push(d.display().to_string());
@@ -108,11 +111,17 @@ fn investigate_json_of_a_real_session_shows_the_read_under_its_call() {
         json!([
             {"call": "read_text_file", "arguments": {"path": target}},
             {"call": "get_file_info", "arguments": {"path": other}},
+            {"call": "read_text_file", "arguments": {"path": key}},
         ]),
         &[],
     );
     assert_eq!(s.client["results"][0]["content_text"], "remember the milk\n", "{}", s.client);
-    let read_id = call_id(&s.run, "read_text_file");
+    let read_id = s
+        .run
+        .of_kind("rpc")
+        .find(|e| e["direction"] == "client_to_server" && e["arguments"]["path"] == target.display().to_string())
+        .expect("the notes read request was captured")["id"]
+        .clone();
     let events = d.join("events.jsonl");
     let json_of = |extra: &[&str]| -> Value {
         let mut args = vec![events.to_str().unwrap(), "--format", "json"];
@@ -124,7 +133,8 @@ fn investigate_json_of_a_real_session_shows_the_read_under_its_call() {
     assert_eq!(sessions.len(), 1, "{all:#}");
     assert_eq!(sessions[0]["server"]["name"], "secure-filesystem-server");
     let calls = sessions[0]["calls"].as_array().unwrap();
-    let read: Vec<_> = calls.iter().filter(|c| c["tool"] == "read_text_file").collect();
+    let by_path = |p: &Path| -> Vec<&Value> { calls.iter().filter(|c| c["arguments"]["path"] == p.display().to_string()).collect() };
+    let read = by_path(&target);
     assert_eq!(read.len(), 1, "{calls:#?}");
     let read = read[0];
     assert_eq!(read["id"], read_id);
@@ -137,12 +147,27 @@ fn investigate_json_of_a_real_session_shows_the_read_under_its_call() {
     let info = calls.iter().find(|c| c["tool"] == "get_file_info").expect("the second call");
     assert!(!opened(info, &target), "the read is not under get_file_info");
 
+    assert_eq!(read["alerts"], json!([]), "reading notes.txt raised nothing");
+
+    // the key read: its call carries the alerts, the open its own
+    let key_call = by_path(&key)[0];
+    assert!(opened(key_call, &key), "{key_call:#}");
+    let rules: Vec<&str> = key_call["alerts"].as_array().unwrap().iter().map(|a| a["rule"].as_str().unwrap()).collect();
+    assert!(rules.contains(&"ssh-key-read"), "{key_call:#}");
+    let key_open = key_call["activity"].as_array().unwrap().iter().find(|a| a["event"]["path"] == key.display().to_string()).unwrap();
+    assert_eq!(key_open["alerts"][0]["rule"], "ssh-key-read", "the alert is on the event it names: {key_open:#}");
+    let by_rule = json_of(&["--rule", "ssh-key-read"]);
+    let flagged: Vec<&Value> = by_rule["sessions"].as_array().unwrap().iter().flat_map(|s| s["calls"].as_array().unwrap()).collect();
+    assert_eq!(flagged.len(), 1, "{by_rule:#}");
+    assert_eq!(flagged[0]["id"], key_call["id"]);
+
     // --id keeps exactly that call, with its open
     let only = json_of(&["--id", &read_id.to_string()]);
     let kept: Vec<&Value> = only["sessions"].as_array().unwrap().iter().flat_map(|s| s["calls"].as_array().unwrap()).collect();
     assert_eq!(kept.len(), 1, "{only:#}");
     assert_eq!(kept[0]["tool"], "read_text_file");
     assert!(opened(kept[0], &target));
+    assert!(!opened(kept[0], &key));
     assert_eq!(only["sessions"][0]["outside"], json!([]), "--id names a call: nothing outside it");
     assert_eq!(only["filters"], json!({"id": read_id.to_string()}));
 }

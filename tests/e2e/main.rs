@@ -5,4 +5,5 @@
 mod harness;
 mod investigate;
 mod mcp;
+mod rules;
 mod sensor;

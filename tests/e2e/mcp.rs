@@ -31,8 +31,8 @@ pub(crate) fn server_argv(env: &HashMap<String, String>, var: &str) -> Vec<Strin
 }
 
 pub(crate) struct Session {
-    pub(crate) client: Value,
-    pub(crate) run: Run,
+    pub client: Value,
+    pub run: Run,
 }
 
 /// Runs the SDK client on `server` wrapped in `mcp-sensor exec`, with the
@@ -43,6 +43,8 @@ pub(crate) fn drive(dir: &Path, server: Vec<String>, steps: Value, sensor_flags:
     let events = dir.join("events.jsonl");
     let _ = std::fs::remove_file(&events);
     let mut command = vec![sensor_bin().to_string(), "exec".into(), "--events".into(), events.display().to_string()];
+    // tool definitions remembered per test, not in the host's /var/lib
+    command.extend(["--state-dir".to_string(), dir.join("state").display().to_string()]);
     command.extend(sensor_flags.iter().map(|s| s.to_string()));
     command.push("--".into());
     command.extend(server);
@@ -69,7 +71,7 @@ pub(crate) fn call_id(run: &Run, tool: &str) -> Value {
     reqs[0]["id"].clone()
 }
 
-fn assert_nothing_lost(run: &Run) {
+pub(crate) fn assert_nothing_lost(run: &Run) {
     let fin: Vec<_> = run.of_kind("drops").filter(|e| e["final"] == true).collect();
     assert_eq!(fin.len(), 1, "one final drops line\n{}", run.describe());
     assert_eq!(fin[0]["kernel"], json!({}), "{}", fin[0]);

@@ -239,7 +239,9 @@
       toCalls.addEventListener('click', () => draw([a - pad, b + pad]));
     } else toCalls.hidden = true;
     draw(full);
-    if (location.hash === '#expand') expand.click();
+    // #calls: start zoomed to the calls; #expand: every row open (for printing)
+    if (/calls/.test(location.hash) && !toCalls.hidden) toCalls.click();
+    if (/expand/.test(location.hash)) expand.click();
     return add(card, head, body);
   }
 
