@@ -130,7 +130,7 @@ impl Filters {
     }
 
     fn call_matches(&self, c: &Call) -> bool {
-        let id_ok = self.id.as_ref().is_none_or(|want| c.id.to_string() == *want || c.id.as_str() == Some(want));
+        let id_ok = self.id.as_ref().is_none_or(|want| c.id.as_str() == Some(want) || serde_json::from_str::<Value>(want).is_ok_and(|v| v == c.id));
         let tool_ok = self.tool.as_ref().is_none_or(|g| g.is_match(c.label()));
         let pid_ok = self.pid.is_none_or(|p| c.activity.iter().any(|a| a.pid == Some(p)));
         let times = c.start_ns.into_iter().chain(c.end_ns).chain(c.activity.iter().map(|a| a.ts_ns));

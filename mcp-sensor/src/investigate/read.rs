@@ -112,7 +112,7 @@ pub fn expand(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(logs
         .into_iter()
         .flat_map(|(_, mut files)| {
-            files.sort_by(|a, b| b.0.cmp(&a.0));
+            files.sort_by_key(|f| std::cmp::Reverse(f.0));
             files.into_iter().map(|(_, p)| p)
         })
         .collect())

@@ -201,7 +201,7 @@ fn rotated_files_are_read_oldest_first_whatever_the_order_named() {
     // as a shell glob would name them
     let globbed: Vec<PathBuf> = ["events.jsonl", "events.jsonl.1", "events.jsonl.10", "events.jsonl.2"].iter().map(|n| d.join(n)).collect();
     assert_eq!(names(expand(&globbed).unwrap()), want);
-    let log = Log::read(&expand(&[d.clone()]).unwrap()).unwrap();
+    let log = Log::read(&expand(std::slice::from_ref(&d)).unwrap()).unwrap();
     let r = build(&log);
     assert_eq!(r.sessions.len(), 1);
     assert_eq!(r.sessions[0].calls[1].activity.len(), 2);
