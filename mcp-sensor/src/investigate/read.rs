@@ -90,6 +90,9 @@ fn log_files_in(dir: &Path) -> Result<Vec<PathBuf>> {
 /// in the order first named. No arguments: the daemon's directory.
 pub fn expand(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let default = [PathBuf::from(DEFAULT_LOG_DIR)];
+    if args.is_empty() && !default[0].exists() {
+        bail!("no daemon log at {DEFAULT_LOG_DIR}: pass LOG, e.g. the file `mcp-sensor exec --events FILE` wrote");
+    }
     let args = if args.is_empty() { &default[..] } else { args };
     let mut named = Vec::new();
     for arg in args {
