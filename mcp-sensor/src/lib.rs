@@ -21,6 +21,8 @@ pub mod loader;
 pub mod mcp;
 pub mod output;
 pub mod pipeline;
+#[cfg(test)]
+mod pipeline_bench;
 pub mod procs;
 pub mod reader;
 pub mod rulefiles;
