@@ -37,18 +37,38 @@ impl Clock {
 }
 
 /// Unix-epoch ns as `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`.
+///
+/// Every event line carries one: the digits are written straight into a
+/// fixed buffer (the `format!` machinery cost ten times more, measured in
+/// BENCHMARKS.md); years outside 0..=9999 take the general path.
 pub fn rfc3339(unix_ns: i128) -> String {
     let secs = unix_ns.div_euclid(1_000_000_000) as i64;
     let nanos = unix_ns.rem_euclid(1_000_000_000) as u32;
     let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
+    let sod = secs.rem_euclid(86_400) as u32;
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        sod / 3600,
-        (sod % 3600) / 60,
-        sod % 60
-    )
+    let (hh, mm, ss) = (sod / 3600, (sod % 3600) / 60, sod % 60);
+    if !(0..=9999).contains(&y) {
+        return format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}.{nanos:09}Z");
+    }
+    let mut b = *b"0000-00-00T00:00:00.000000000Z";
+    digits(&mut b[0..4], y as u32);
+    digits(&mut b[5..7], m);
+    digits(&mut b[8..10], d);
+    digits(&mut b[11..13], hh);
+    digits(&mut b[14..16], mm);
+    digits(&mut b[17..19], ss);
+    digits(&mut b[20..29], nanos);
+    // only ASCII digits were written over an ASCII template
+    String::from_utf8(b.to_vec()).expect("ASCII")
+}
+
+/// Writes `v` as decimal into all of `out`, zero-padded (`v` fits).
+fn digits(out: &mut [u8], mut v: u32) {
+    for c in out.iter_mut().rev() {
+        *c = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
 }
 
 /// Parses what [`rfc3339`] writes (and the same without fraction) back to
@@ -100,6 +120,11 @@ mod tests {
         // 2000-02-29 (leap day) 12:34:56.789
         assert_eq!(rfc3339(951_827_696_789_000_000), "2000-02-29T12:34:56.789000000Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59.999999999Z");
+        // 9999-12-31T23:59:59.999999999, then the first instant of year 10000
+        let end = 253_402_300_800_000_000_000i128;
+        assert_eq!(rfc3339(end - 1), "9999-12-31T23:59:59.999999999Z");
+        assert_eq!(rfc3339(end), "10000-01-01T00:00:00.000000000Z");
+        assert_eq!(rfc3339(-62_167_219_200_000_000_001), "-001-12-31T23:59:59.999999999Z");
     }
 
     #[test]
