@@ -17,6 +17,10 @@ pub struct Output {
     pub write_errors: u64,
     pub lines: u64,
     path: Option<PathBuf>,
+    /// The line being written: serialized here, then handed to the sink in
+    /// one `write_all` (serde_json writes every token separately, and each
+    /// write through the `BufWriter` costs more than a `Vec` push).
+    line: Vec<u8>,
 }
 
 impl Output {
@@ -29,18 +33,20 @@ impl Output {
             }
             None => (Box::new(io::stderr()), None),
         };
-        Ok(Output { sink: BufWriter::with_capacity(256 << 10, sink), write_errors: 0, lines: 0, path })
+        Ok(Output { sink: BufWriter::with_capacity(256 << 10, sink), write_errors: 0, lines: 0, path, line: Vec::new() })
     }
 
     /// An in-memory sink, for tests.
     pub fn to_writer(w: Box<dyn Write + Send>) -> Self {
-        Output { sink: BufWriter::new(w), write_errors: 0, lines: 0, path: None }
+        Output { sink: BufWriter::new(w), write_errors: 0, lines: 0, path: None, line: Vec::new() }
     }
 
     pub fn emit(&mut self, ev: &Event) {
-        let res = serde_json::to_writer(&mut self.sink, ev)
-            .map_err(io::Error::from)
-            .and_then(|_| self.sink.write_all(b"\n"));
+        self.line.clear();
+        let res = serde_json::to_writer(&mut self.line, ev).map_err(io::Error::from).and_then(|_| {
+            self.line.push(b'\n');
+            self.sink.write_all(&self.line)
+        });
         match res {
             Ok(()) => self.lines += 1,
             Err(e) => {

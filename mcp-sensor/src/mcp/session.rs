@@ -342,13 +342,17 @@ impl Session {
         if meta.dir == Direction::ClientToServer {
             self.first_request_seen = true;
         }
-        let param = |k: &str| params.as_ref().and_then(|p| p.get(k));
+        let mut params = params;
         let (tool, arguments) = if method == "tools/call" {
-            let name = param("name").and_then(Value::as_str).map(str::to_owned);
-            (name.or(scanned_tool), param("arguments").cloned())
+            let name = params.as_ref().and_then(|p| p.get("name")).and_then(Value::as_str).map(str::to_owned);
+            // moved out, not copied: the request's event owns them, the
+            // pending entry gets the one copy below
+            let arguments = params.as_mut().and_then(Value::as_object_mut).and_then(|o| o.remove("arguments"));
+            (name.or(scanned_tool), arguments)
         } else {
             (None, None)
         };
+        let param = |k: &str| params.as_ref().and_then(|p| p.get(k));
         if let (Direction::ClientToServer, "initialize" | "server/discover", Some(params)) =
             (meta.dir, method.as_str(), &params)
         {
