@@ -52,10 +52,26 @@ struct {
  * a quiet trickle is delayed by that much at most. */
 #define MS_WAKEUP_BYTES (64 << 10)
 
+/* Producer position at the last forced wakeup (one per object file; races
+ * between CPUs cost at most an extra wakeup). */
+static __u64 ms_woken_at;
+
+/*
+ * Past the threshold, wake once per MS_WAKEUP_BYTES produced, not on every
+ * record: while the agent is behind, each forced wakeup queues irq work (a
+ * self-IPI, a VM exit under a hypervisor), which cost more than the capture
+ * of a small record itself (BENCHMARKS.md). The agent drains the ring whole
+ * when woken, so the next crossing of the threshold is at least that far on.
+ */
 static __always_inline __u64 ms_wakeup(void)
 {
-	return bpf_ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA) >= MS_WAKEUP_BYTES ?
-		       BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP;
+	if (bpf_ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA) < MS_WAKEUP_BYTES)
+		return BPF_RB_NO_WAKEUP;
+	__u64 prod = bpf_ringbuf_query(&EVENTS, BPF_RB_PROD_POS);
+	if (prod - ms_woken_at < MS_WAKEUP_BYTES)
+		return BPF_RB_NO_WAKEUP;
+	ms_woken_at = prod;
+	return BPF_RB_FORCE_WAKEUP;
 }
 
 static __always_inline void ms_count_drop(__u32 kind)
