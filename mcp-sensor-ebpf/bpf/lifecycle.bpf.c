@@ -7,7 +7,7 @@
  * removed when its whole thread group has exited. Entries carry the start
  * time, so a recycled pid never inherits a watch (see ms_watched()).
  */
-#include "path.bpf.h"
+#include "discover.bpf.h"
 
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(ms_sched_process_fork, struct task_struct *parent, struct task_struct *child)
@@ -47,6 +47,8 @@ int BPF_PROG(ms_sched_process_exec, struct task_struct *p, pid_t old_pid, struct
 {
 	struct ms_watch *w = ms_watched(p, p->tgid);
 	if (!w)
+		w = ms_discover_exec(p);
+	if (!w)
 		return 0;
 
 	struct ms_exec *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
@@ -84,6 +86,9 @@ int BPF_PROG(ms_sched_process_exec, struct task_struct *p, pid_t old_pid, struct
 	if (bpf_probe_read_user(e->argv, len, (void *)start))
 		len = 0;
 	e->argv_len = len;
+	/* a candidate's root says why it is one (MS_F_CAND_*) */
+	if (w->session == p->tgid)
+		flags |= w->flags & (MS_F_CAND_CLIENT | MS_F_CAND_PIPES);
 	e->h.flags = flags;
 	bpf_ringbuf_submit(e, ms_wakeup());
 	return 0;

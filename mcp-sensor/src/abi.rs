@@ -64,6 +64,7 @@ pub fn kind_name(kind: u32) -> &'static str {
         EV_OPEN => "open",
         EV_CONNECT => "connect",
         EV_STDIO => "stdio",
+        EV_CHAN_REJECT => "chan_reject",
         _ => "unknown",
     }
 }
@@ -199,6 +200,46 @@ unsafe impl aya::Pod for ms_watch {}
 unsafe impl aya::Pod for ms_chan_key {}
 unsafe impl aya::Pod for ms_chan {}
 
+// ==== discovery (mcp-sensor run): the block of the same name in abi.h ====
+pub const DISC_CLIENTS: u32 = 1 << 0;
+pub const DISC_PIPES: u32 = 1 << 1;
+pub const F_CAND_CLIENT: u32 = 1 << 12;
+pub const F_CAND_PIPES: u32 = 1 << 13;
+pub const CH_CANDIDATE: u32 = 1 << 0;
+pub const EV_CHAN_REJECT: u32 = 56;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ms_chan_reject {
+    pub h: ms_header,
+    pub chan_ino: u64,
+    pub chan_dev: u32,
+    pub dir: u8,
+    pub byte: u8,
+    pub _pad: u16,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ms_comm_key {
+    pub comm: [u8; COMM_LEN],
+}
+
+impl ms_comm_key {
+    /// The key of a comm as the kernel stores it: at most 15 bytes, NUL-padded.
+    pub fn new(comm: &str) -> Self {
+        let mut k = ms_comm_key { comm: [0; COMM_LEN] };
+        let b = comm.as_bytes();
+        let n = b.len().min(COMM_LEN - 1);
+        k.comm[..n].copy_from_slice(&b[..n]);
+        k
+    }
+}
+
+// SAFETY: plain-old-data, as above.
+unsafe impl aya::Pod for ms_comm_key {}
+// ==== end of discovery ====
+
 #[cfg(test)]
 mod tests {
     //! The ABI check: every mirrored struct's size and field offsets must
@@ -293,6 +334,8 @@ mod tests {
         check!(btf, ms_watch { start_ns, session, flags });
         check!(btf, ms_chan_key { ino, dev, _pad });
         check!(btf, ms_chan { session, flags, off });
+        check!(btf, ms_chan_reject { h, chan_ino, chan_dev, dir, byte, _pad });
+        check!(btf, ms_comm_key { comm });
     }
 
     #[test]
@@ -325,6 +368,7 @@ mod tests {
             ("MS_CHUNK_LARGE", CHUNK_LARGE as u32), ("MS_PATH_MAX", PATH_MAX as u32),
             ("MS_CNT_MAX", CNT_MAX as u32), ("MS_CNT_STDIO_FAULT", CNT_STDIO_FAULT),
             ("MS_SYS_OPEN_BY_HANDLE_AT", SYS_OPEN_BY_HANDLE_AT),
+            ("MS_EV_CHAN_REJECT", EV_CHAN_REJECT),
         ] {
             assert_eq!(define(name), v.to_string(), "{name}");
         }
@@ -332,6 +376,9 @@ mod tests {
             ("MS_F_PATH_TRUNC", F_PATH_TRUNC), ("MS_F_ARGV_TRUNC", F_ARGV_TRUNC),
             ("MS_F_SCRIPT", F_SCRIPT), ("MS_F_UNRESOLVED", F_UNRESOLVED),
             ("MS_F_PSEUDO", F_PSEUDO), ("MS_F_DELETED", F_DELETED),
+            ("MS_F_CAND_CLIENT", F_CAND_CLIENT), ("MS_F_CAND_PIPES", F_CAND_PIPES),
+            ("MS_DISC_CLIENTS", DISC_CLIENTS), ("MS_DISC_PIPES", DISC_PIPES),
+            ("MS_CH_CANDIDATE", CH_CANDIDATE),
         ] {
             let d = define(name);
             let shift: u32 = d.trim_start_matches("(1u<<").trim_end_matches(')').trim().parse()

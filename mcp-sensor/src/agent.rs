@@ -1,6 +1,9 @@
 //! Agent: the running sensor. Owns the tasks between the kernel and the
 //! output: the ring drain, the pipeline, and the periodic drop report,
 //! until the caller's stop future resolves; then a final drain and totals.
+//! Between records it applies what the pipeline asks of the kernel maps
+//! (discovery's unwatching) and the caller's control messages (the
+//! daemon's config reload), so only this task ever touches the sensor.
 
 use crate::drops::Totals;
 use crate::loader::{LoadError, Sensor};
@@ -12,8 +15,22 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// How often losses are checked and reported.
+/// How often losses are checked and reported, and the output flushed.
 const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
+
+/// A change the caller wants made with the sensor and pipeline in hand
+/// (e.g. a reloaded configuration), run between two records.
+pub type Control = Box<dyn FnOnce(&mut Sensor, &mut Pipeline) + Send>;
+
+fn apply_kernel_actions(sensor: &mut Sensor, pipeline: &mut Pipeline) {
+    for a in pipeline.take_kernel_actions() {
+        let crate::discover::KernelAction::Unwatch { session, pids, complete } = a;
+        if let Err(e) = sensor.unwatch_session(session, &pids, complete) {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| eprintln!("mcp-sensor: unwatching a process that is not an MCP server failed: {e}"));
+        }
+    }
+}
 
 fn totals(sensor: &mut Sensor, queue: u64, undecodable: u64) -> Totals {
     let (kernel, other) = sensor.counters().unwrap_or_else(|e| {
@@ -28,11 +45,24 @@ fn totals(sensor: &mut Sensor, queue: u64, undecodable: u64) -> Totals {
 /// Runs until `stop` resolves, then drains what the kernel already wrote,
 /// reports the final drop totals and flushes. Returns the pipeline.
 pub async fn run<F: Future<Output = ()>>(
+    sensor: Sensor,
+    pipeline: Pipeline,
+    queue_size: usize,
+    queue_bytes: u64,
+    stop: F,
+) -> Result<Pipeline, LoadError> {
+    let (_keep, control) = mpsc::channel(1);
+    run_with_control(sensor, pipeline, queue_size, queue_bytes, stop, control).await
+}
+
+/// [`run`], also applying each [`Control`] received on `control`.
+pub async fn run_with_control<F: Future<Output = ()>>(
     mut sensor: Sensor,
     mut pipeline: Pipeline,
     queue_size: usize,
     queue_bytes: u64,
     stop: F,
+    mut control: mpsc::Receiver<Control>,
 ) -> Result<Pipeline, LoadError> {
     let ring = sensor.take_ring()?;
     let (tx, mut rx) = mpsc::channel::<Bytes>(queue_size.max(1));
@@ -52,6 +82,7 @@ pub async fn run<F: Future<Output = ()>>(
                 Some(raw) => {
                     pipeline.on_raw(&raw);
                     budget.release(raw.len());
+                    apply_kernel_actions(&mut sensor, &mut pipeline);
                     if rx.is_empty() {
                         pipeline.out.flush();
                     }
@@ -63,9 +94,11 @@ pub async fn run<F: Future<Output = ()>>(
                 stopping = true;
                 let _ = stop_tx.send(true);
             }
+            Some(c) = control.recv() => c(&mut sensor, &mut pipeline),
             _ = tick.tick() => {
                 let t = totals(&mut sensor, budget.overflow.load(Ordering::Relaxed), pipeline.undecodable);
                 pipeline.report_drops(t);
+                pipeline.out.flush();
             }
         }
     }

@@ -101,6 +101,17 @@ impl Sessions {
         self.sessions.get_mut(&id).expect("registered above")
     }
 
+    /// Registers session `id` now (named from the process table) if it is
+    /// not yet: a candidate server found by the daemon.
+    pub fn ensure(&mut self, id: u32, procs: &ProcTable) {
+        self.state(id, procs);
+    }
+
+    /// Forgets session `id` (a candidate that turned out not to be MCP).
+    pub fn forget(&mut self, id: u32) {
+        self.sessions.remove(&id);
+    }
+
     pub fn session(&self, id: u32) -> Option<&Session> {
         self.sessions.get(&id).map(|s| &s.session)
     }

@@ -97,6 +97,17 @@ pub enum Body {
     Drops(Drops),
     /// One JSON-RPC message on a watched server's stdio channel.
     Rpc(Rpc),
+    /// Discovery (`run`): a process found to be an MCP server. Written when
+    /// its channel first says something only MCP says; its earlier events,
+    /// held until then, follow it.
+    #[serde(rename = "server_found")]
+    ServerFound {
+        /// `client_child` (started by a known client) or `stdio_pipes`
+        /// (started with pipes on stdin and stdout).
+        how: &'static str,
+        /// Events held before the verdict and written right after this line.
+        held: u64,
+    },
     /// Something on the channel that is not well-formed JSON-RPC.
     Malformed {
         direction: Direction,
@@ -161,6 +172,26 @@ pub struct Rpc {
     /// Bytes of the message, true length even when truncated.
     pub size: u64,
     pub truncated: bool,
+}
+
+impl Rpc {
+    /// A message with only its direction, kind and size known; the caller
+    /// fills in what it parsed.
+    pub fn new(direction: Direction, message: &'static str, size: u64, truncated: bool) -> Rpc {
+        Rpc {
+            direction,
+            message,
+            method: None,
+            id: None,
+            tool: None,
+            arguments: None,
+            result: None,
+            is_error: None,
+            latency_ms: None,
+            size,
+            truncated,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

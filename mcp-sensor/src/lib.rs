@@ -9,13 +9,17 @@
 pub mod abi;
 pub mod agent;
 pub mod cli;
+pub mod config;
 pub mod correlate;
+pub mod daemon;
 pub mod decode;
+pub mod discover;
 pub mod doctor;
 pub mod drops;
 pub mod event;
 pub mod exec_cmd;
 pub mod loader;
+pub mod logfile;
 pub mod mcp;
 pub mod output;
 pub mod pipeline;

@@ -5,6 +5,7 @@
 
 use crate::correlate::Sessions;
 use crate::decode::{self, Record, SockAddr};
+use crate::discover::{Gate, How, KernelAction};
 use crate::drops::{DropTracker, Totals};
 use crate::event::{Body, Event};
 use crate::output::Output;
@@ -20,6 +21,9 @@ pub struct Pipeline {
     drops: DropTracker,
     pub undecodable: u64,
     pub records: u64,
+    /// Discovery (`run` only): holds candidate servers' events until they
+    /// are known to be MCP. `None` in `exec`.
+    pub gate: Option<Gate>,
 }
 
 impl Pipeline {
@@ -32,6 +36,80 @@ impl Pipeline {
             drops: DropTracker::default(),
             undecodable: 0,
             records: 0,
+            gate: None,
+        }
+    }
+
+    /// What discovery needs done in the kernel's maps (the agent applies it).
+    pub fn take_kernel_actions(&mut self) -> Vec<KernelAction> {
+        let Some(g) = self.gate.as_mut() else { return Vec::new() };
+        let actions = std::mem::take(&mut g.actions);
+        for KernelAction::Unwatch { session, .. } in &actions {
+            self.sessions.forget(*session);
+        }
+        actions
+    }
+
+    /// Writes `ev` of `session`, unless discovery holds or drops it.
+    fn deliver(&mut self, session: u32, ev: Event) {
+        let ev = match self.gate.as_mut() {
+            Some(g) => g.offer(session, ev),
+            None => Some(ev),
+        };
+        if let Some(ev) = ev {
+            self.out.emit(&ev);
+        }
+    }
+
+    /// Discovery's view of a record before it becomes an event.
+    fn discover(&mut self, rec: &Record) {
+        let Some(g) = self.gate.as_mut() else { return };
+        let h = rec.header();
+        match rec {
+            Record::Exec(_) if h.pid == h.session => {
+                if let Some(how) = How::from_flags(h.flags) {
+                    g.add(h.session, how);
+                    self.sessions.ensure(h.session, &self.procs);
+                }
+            }
+            Record::Fork { child_pid, .. } => g.member(h.session, *child_pid),
+            Record::ChanReject { byte, .. } => g.reject(
+                h.session,
+                format!("its stdio began with {:?}, which no JSON-RPC message starts with", *byte as char),
+            ),
+            _ => {}
+        }
+    }
+
+    /// Channel messages of `session`: through discovery, which may confirm
+    /// a candidate (its `server_found` line, then what it held).
+    fn deliver_channel(&mut self, session: u32, h: &decode::Header, evs: Vec<Event>) {
+        let Some(g) = self.gate.as_mut() else {
+            for ev in &evs {
+                self.out.emit(ev);
+            }
+            return;
+        };
+        let (found, evs) = g.on_channel(session, evs);
+        let server = found.as_ref().and_then(|_| self.sessions.context(session, session, &self.procs)).map(|c| c.0);
+        if let Some(f) = found {
+            let mut line = self.base(h);
+            line.pid = session;
+            line.tid = session;
+            if let Some(p) = self.procs.get(session) {
+                line.ppid = p.ppid;
+                line.comm = p.comm.clone();
+            }
+            line.exe = self.procs.get(session).and_then(|p| p.exe.clone());
+            line.body = Body::ServerFound { how: f.how.as_str(), held: f.held };
+            line.server = server.clone();
+            self.out.emit(&line);
+        }
+        for mut ev in evs {
+            if ev.server.is_none() {
+                ev.server = server.clone();
+            }
+            self.out.emit(&ev);
         }
     }
 
@@ -51,6 +129,7 @@ impl Pipeline {
     pub fn on_record(&mut self, rec: Record) {
         let h = rec.header().clone();
         self.procs.observe(h.pid, h.ppid, h.start_ns, &h.comm);
+        self.discover(&rec);
         let body = match rec {
             Record::Fork { child_pid, child_start_ns, .. } => {
                 let origin = self.sessions.attribution(h.session);
@@ -76,6 +155,7 @@ impl Pipeline {
                 let (code, signal) = decode::wait_status(status);
                 Body::Exit { code, signal }
             }
+            Record::ChanReject { .. } => return,
             Record::Open(o) => Body::Open {
                 resolved: h.flags & crate::abi::F_UNRESOLVED == 0,
                 path: o.path,
@@ -90,9 +170,8 @@ impl Pipeline {
             Record::Connect { ret, addr, .. } => connect_body(ret, addr),
             Record::Stdio(s) => {
                 let base = self.base(&h);
-                for ev in self.sessions.on_stdio(s, base, &self.procs) {
-                    self.out.emit(&ev);
-                }
+                let evs = self.sessions.on_stdio(s, base, &self.procs);
+                self.deliver_channel(h.session, &h, evs);
                 return;
             }
         };
@@ -102,7 +181,13 @@ impl Pipeline {
             ev.server = Some(server);
             ev.tool_call = call;
         }
-        self.out.emit(&ev);
+        let root_exit = matches!(ev.body, Body::Exit { .. }) && h.pid == h.session;
+        self.deliver(h.session, ev);
+        if root_exit {
+            if let Some(g) = self.gate.as_mut() {
+                g.root_exited(h.session);
+            }
+        }
     }
 
     /// An event with the common fields filled in from the header and the

@@ -119,19 +119,7 @@ struct Meta {
 
 impl Meta {
     fn rpc(&self, message: &'static str) -> Rpc {
-        Rpc {
-            direction: self.dir,
-            message,
-            method: None,
-            id: None,
-            tool: None,
-            arguments: None,
-            result: None,
-            is_error: None,
-            latency_ms: None,
-            size: self.size,
-            truncated: self.truncated,
-        }
+        Rpc::new(self.dir, message, self.size, self.truncated)
     }
 }
 

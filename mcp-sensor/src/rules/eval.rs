@@ -186,7 +186,7 @@ fn kind_of(b: &Body) -> Option<EventKind> {
         Body::Exit { .. } => EventKind::Exit,
         Body::Fork { .. } => EventKind::Fork,
         Body::Malformed { .. } => EventKind::Malformed,
-        Body::Drops(_) => return None,
+        Body::Drops(_) | Body::ServerFound { .. } => return None,
     })
 }
 
