@@ -64,11 +64,27 @@ static __always_inline void ms_add_candidate_channel(struct file *f, __u32 sessi
 	bpf_map_update_elem(&CHANNELS, &key, &c, BPF_NOEXIST);
 }
 
+#define MS_F_CAND_MASK (MS_F_CAND_CLIENT | MS_F_CAND_PIPES)
+
 /*
- * Called at exec of a process nobody watches. Returns its new watch entry
- * when it became a candidate, else NULL.
+ * Whether an exec may make a new candidate: the process is not watched,
+ * or it is a member (not the root) of a candidate still undecided. The
+ * second case is a server started inside a tree that is itself only a
+ * candidate (an agent started with pipes that runs servers): it becomes a
+ * candidate of its own. Once the agent confirms a candidate it clears the
+ * candidate flags of its tree, so a real server's children stay its own.
  */
-static __always_inline struct ms_watch *ms_discover_exec(struct task_struct *p)
+static __always_inline int ms_may_discover(struct ms_watch *w, __u32 tgid)
+{
+	return !w || ((w->flags & MS_F_CAND_MASK) && w->session != tgid);
+}
+
+/*
+ * Called at exec when ms_may_discover(). Returns the process's new watch
+ * entry when it became a candidate, else NULL. `split`: it is a member of
+ * another candidate and leaves that tree.
+ */
+static __always_inline struct ms_watch *ms_discover_exec(struct task_struct *p, int split)
 {
 	__u32 mode = ms_discover_flags;
 	if (!mode)
@@ -104,7 +120,7 @@ static __always_inline struct ms_watch *ms_discover_exec(struct task_struct *p)
 		return NULL;
 
 	struct ms_watch w = { .start_ns = start, .session = tgid, .flags = reason };
-	if (bpf_map_update_elem(&WATCHED, &tgid, &w, BPF_NOEXIST)) {
+	if (bpf_map_update_elem(&WATCHED, &tgid, &w, split ? BPF_EXIST : BPF_NOEXIST)) {
 		ms_count(MS_CNT_WATCH_FULL, 1);
 		return NULL;
 	}
@@ -125,22 +141,24 @@ static __always_inline struct ms_watch *ms_discover_exec(struct task_struct *p)
 static __always_inline int ms_may_be_jsonrpc(__u64 ptr, __u64 len, __u8 *byte)
 {
 	__u8 b[MS_PEEK] = {};
-	__u64 n = len;
-	if (n > MS_PEEK)
-		n = MS_PEEK;
+	__u32 n = len > MS_PEEK ? MS_PEEK : (__u32)len;
 	if (n == 0 || bpf_probe_read_user(b, n, (void *)ptr))
 		return 1;
+	/* unused bytes of b stay 0, which is not blank: the scan stops there */
+	int ok = 1, seen = 0;
 #pragma unroll
 	for (int i = 0; i < MS_PEEK; i++) {
-		if (i >= n)
-			break;
 		__u8 c = b[i];
-		if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
-			continue;
-		*byte = c;
-		return c == '{' || c == '[' || c == 'C' || c == 'c';
+		int blank = c == ' ' || c == '\t' || c == '\r' || c == '\n';
+		if (!seen && !blank && i < n) {
+			seen = 1;
+			*byte = c;
+			ok = c == '{' || c == '[' || c == 'C' || c == 'c';
+		}
+		if (c == 0)
+			seen = 1;
 	}
-	return 1;
+	return ok;
 }
 
 /* Unwatches the current process and its channel, and tells the agent. */

@@ -46,8 +46,11 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(ms_sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	struct ms_watch *w = ms_watched(p, p->tgid);
-	if (!w)
-		w = ms_discover_exec(p);
+	if (ms_may_discover(w, p->tgid)) {
+		struct ms_watch *c = ms_discover_exec(p, w != NULL);
+		if (c)
+			w = c;
+	}
 	if (!w)
 		return 0;
 

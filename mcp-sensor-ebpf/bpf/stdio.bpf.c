@@ -35,6 +35,11 @@ static __always_inline int ms_io_enter(__u64 fd, __u64 buf, __u64 count, __u32 d
 	struct ms_chan *chan = bpf_map_lookup_elem(&CHANNELS, &key);
 	if (!chan)
 		return 0;
+	/* only the server's own tree is captured on its channel: a watched
+	 * process of another session (a client that is itself a candidate
+	 * under `run`) writing to it is the other end */
+	if (chan->session != w->session)
+		return 0;
 
 	struct ms_inflight in = {};
 	in.kind = MS_EV_STDIO;

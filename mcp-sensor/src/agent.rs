@@ -23,11 +23,15 @@ const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
 pub type Control = Box<dyn FnOnce(&mut Sensor, &mut Pipeline) + Send>;
 
 fn apply_kernel_actions(sensor: &mut Sensor, pipeline: &mut Pipeline) {
+    use crate::discover::KernelAction;
     for a in pipeline.take_kernel_actions() {
-        let crate::discover::KernelAction::Unwatch { session, pids, complete } = a;
-        if let Err(e) = sensor.unwatch_session(session, &pids, complete) {
+        let r = match a {
+            KernelAction::Unwatch { session, pids, complete } => sensor.unwatch_session(session, &pids, complete),
+            KernelAction::Confirm { session, pids, complete } => sensor.confirm_session(session, &pids, complete),
+        };
+        if let Err(e) = r {
             static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| eprintln!("mcp-sensor: unwatching a process that is not an MCP server failed: {e}"));
+            SAID.call_once(|| eprintln!("mcp-sensor: updating the watched set after a discovery verdict failed: {e}"));
         }
     }
 }

@@ -153,6 +153,13 @@ pub fn run(args: RunArgs) -> Result<i32> {
         let result = crate::agent::run_with_control(sensor, pipeline, queue, queue_bytes, stop, ctl_rx).await;
         reloader.abort();
         let pipeline = result?;
+        if let Some(g) = &pipeline.gate {
+            let s = &g.stats;
+            eprintln!(
+                "mcp-sensor: discovery: {} candidates, {} MCP servers, {} not MCP ({} of their events discarded)",
+                s.candidates, s.confirmed, s.rejected, s.discarded
+            );
+        }
         drop(pipeline);
         log.0.lock().unwrap_or_else(|p| p.into_inner()).sync().context("syncing the event log")?;
         eprintln!("mcp-sensor: stopped");

@@ -165,6 +165,15 @@ pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
     Ok(Sensor { ebpf, attached })
 }
 
+/// `pids`, plus every pid of `session` in the watched map unless `complete`.
+fn session_pids(w: &BpfHashMap<&mut MapData, u32, ms_watch>, session: u32, pids: &[u32], complete: bool) -> Vec<u32> {
+    let mut v = pids.to_vec();
+    if !complete {
+        v.extend(w.iter().filter_map(Result::ok).filter(|(_, x)| x.session == session).map(|(k, _)| k));
+    }
+    v
+}
+
 /// Syscalls of the stdio capture programs (stdio.bpf.c).
 pub const STDIO_SYSCALLS: &[&str] = &[
     "read", "pread64", "recvfrom", "readv", "preadv", "preadv2", "write", "pwrite64", "sendto",
@@ -261,11 +270,7 @@ impl Sensor {
         let mut removed = 0;
         {
             let mut w = self.watched()?;
-            let mut targets: Vec<u32> = pids.to_vec();
-            if !complete {
-                targets.extend(w.iter().filter_map(Result::ok).filter(|(_, v)| v.session == session).map(|(k, _)| k));
-            }
-            for pid in targets {
+            for pid in session_pids(&w, session, pids, complete) {
                 if w.get(&pid, 0).is_ok_and(|v| v.session == session) && w.remove(&pid).is_ok() {
                     removed += 1;
                 }
@@ -279,6 +284,24 @@ impl Sensor {
             let _ = ch.remove(&k).map_err(err("CHANNELS"));
         }
         Ok(removed)
+    }
+
+    /// Candidate `session` is an MCP server: its processes lose their
+    /// candidate flags (see ms_may_discover in discover.bpf.h).
+    pub fn confirm_session(&mut self, session: u32, pids: &[u32], complete: bool) -> Result<usize, LoadError> {
+        let mut w = self.watched()?;
+        let mut n = 0;
+        for pid in session_pids(&w, session, pids, complete) {
+            let Ok(mut v) = w.get(&pid, 0) else { continue };
+            if v.session == session && v.flags & (abi::F_CAND_CLIENT | abi::F_CAND_PIPES) != 0 {
+                v.flags &= !(abi::F_CAND_CLIENT | abi::F_CAND_PIPES);
+                // BPF_EXIST: an entry the kernel removed meanwhile stays removed
+                if w.insert(pid, v, 2).is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
     }
 
     /// Kernel-side loss counters summed over CPUs: (per-kind ring drops,

@@ -44,8 +44,10 @@ impl Pipeline {
     pub fn take_kernel_actions(&mut self) -> Vec<KernelAction> {
         let Some(g) = self.gate.as_mut() else { return Vec::new() };
         let actions = std::mem::take(&mut g.actions);
-        for KernelAction::Unwatch { session, .. } in &actions {
-            self.sessions.forget(*session);
+        for a in &actions {
+            if let KernelAction::Unwatch { session, .. } = a {
+                self.sessions.forget(*session);
+            }
         }
         actions
     }
@@ -66,14 +68,14 @@ impl Pipeline {
         let Some(g) = self.gate.as_mut() else { return };
         let h = rec.header();
         match rec {
-            Record::Exec(_) if h.pid == h.session => {
+            Record::Exec(e) if h.pid == h.session => {
                 if let Some(how) = How::from_flags(h.flags) {
                     g.add(h.session, how);
-                    self.sessions.ensure(h.session, &self.procs);
+                    self.sessions.register(h.session, e.argv.join(" "));
                 }
             }
             Record::Fork { child_pid, .. } => g.member(h.session, *child_pid),
-            Record::ChanReject { byte, .. } => g.reject(
+            Record::ChanReject { byte, .. } => g.reject_candidate(
                 h.session,
                 format!("its stdio began with {:?}, which no JSON-RPC message starts with", *byte as char),
             ),

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The variables tests/mcp/setup.sh wrote.
-fn mcp_env() -> HashMap<String, String> {
+pub fn mcp_env() -> HashMap<String, String> {
     let deps = std::env::var("MCP_TEST_DEPS")
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/.deps"));
@@ -26,7 +26,7 @@ fn mcp_env() -> HashMap<String, String> {
         .collect()
 }
 
-fn server_argv(env: &HashMap<String, String>, var: &str) -> Vec<String> {
+pub fn server_argv(env: &HashMap<String, String>, var: &str) -> Vec<String> {
     env[var].split_whitespace().map(str::to_string).collect()
 }
 

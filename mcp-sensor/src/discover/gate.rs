@@ -32,6 +32,9 @@ pub enum KernelAction {
     /// Remove the watch of every process of `session` (`pids` known to be
     /// in it; `complete` false: others may be, scan the map) and its channels.
     Unwatch { session: u32, pids: Vec<u32>, complete: bool },
+    /// `session` is an MCP server: clear the candidate flags of its
+    /// processes, so the servers' own children stay in its tree.
+    Confirm { session: u32, pids: Vec<u32>, complete: bool },
 }
 
 #[derive(Debug)]
@@ -164,6 +167,7 @@ impl Gate {
                     self.held_total -= c.held.len();
                     self.stats.confirmed += 1;
                     let found = Found { session, how: c.how, held: c.held.len() as u64 };
+                    self.actions.push(KernelAction::Confirm { session, pids: c.members, complete: c.members_complete });
                     let mut out = c.held;
                     out.push(ev);
                     out.extend(it);
@@ -197,8 +201,16 @@ impl Gate {
         }
     }
 
+    /// The kernel rejected candidate `session` (its first byte).
+    pub fn reject_candidate(&mut self, session: u32, reason: String) {
+        self.reject(session, reason);
+    }
+
     /// Drops a candidate and asks for its tree to be unwatched.
-    pub fn reject(&mut self, session: u32, reason: String) {
+    fn reject(&mut self, session: u32, reason: String) {
+        if std::env::var_os("MCP_SENSOR_DEBUG_DISCOVERY").is_some() {
+            eprintln!("mcp-sensor: discovery: pid {session} is not an MCP server: {reason}");
+        }
         let Some(c) = self.cands.remove(&session) else { return };
         self.held_total -= c.held.len();
         self.stats.discarded += c.held.len() as u64;

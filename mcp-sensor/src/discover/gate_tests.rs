@@ -55,7 +55,7 @@ fn confirmed_candidate_writes_held_events_in_order_then_streams() {
     assert!(matches!(&out[4].body, Body::Rpc(r) if r.method.as_deref() == Some("tools/list")));
     assert!(!g.is_candidate(10));
     assert!(g.offer(10, open(10)).is_some(), "a confirmed server streams");
-    assert!(g.actions.is_empty());
+    assert_eq!(g.actions, vec![KernelAction::Confirm { session: 10, pids: vec![10], complete: true }]);
     assert_eq!(g.stats.confirmed, 1);
 }
 
