@@ -206,6 +206,9 @@ impl Config {
         if a.stdio_cap != b.stdio_cap {
             v.push("sensor.stdio_cap");
         }
+        if a.max_message != b.max_message {
+            v.push("sensor.max_message");
+        }
         if self.discovery.stdio_pipes != new.discovery.stdio_pipes {
             v.push("discovery.stdio_pipes");
         }
