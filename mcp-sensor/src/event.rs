@@ -170,6 +170,9 @@ pub struct Rpc {
     /// Responses: ms from the request being read to the response written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
+    /// `notifications/cancelled`: the id of the request it cancels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Value>,
     /// Bytes of the message, true length even when truncated.
     pub size: u64,
     pub truncated: bool,

@@ -129,6 +129,7 @@ impl Meta {
             result: None,
             is_error: None,
             latency_ms: None,
+            request_id: None,
             size: self.size,
             truncated: self.truncated,
             text: None,
@@ -518,10 +519,12 @@ impl Session {
             }
             _ => {}
         }
+        let request_id = (method == "notifications/cancelled").then(|| param("requestId").cloned()).flatten();
         out.push(SessionOutput::Rpc {
             ts_ns: meta.ts_ns,
             rpc: Rpc {
                 method: Some(method),
+                request_id,
                 ..meta.rpc("notification")
             },
         });
