@@ -1,14 +1,17 @@
 //! Agent: the running sensor. Owns the tasks between the kernel and the
-//! output: the ring drain, the pipeline, and the periodic drop report,
-//! until the caller's stop future resolves; then a final drain and totals.
+//! output: the ring drain, the pipeline, the periodic drop report and
+//! rules upkeep (reload when rule files change or on request, re-stat the
+//! files rules name), until the caller's stop future resolves; then a
+//! final drain and totals.
 //! Between records it applies what the pipeline asks of the kernel maps
-//! (discovery's unwatching) and the caller's control messages (the
+//! (discovery's verdicts) and the caller's control messages (the
 //! daemon's config reload), so only this task ever touches the sensor.
 
 use crate::drops::Totals;
 use crate::loader::{LoadError, Sensor};
 use crate::pipeline::Pipeline;
 use crate::reader::{Drain, QueueBudget};
+use crate::rulefiles::RuleFiles;
 use bytes::Bytes;
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -17,6 +20,37 @@ use tokio::sync::{mpsc, watch};
 
 /// How often losses are checked and reported, and the output flushed.
 const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
+/// How often (in drop-report ticks) rule files are checked for changes and
+/// the files rules name are stat'ed again.
+const RULES_EVERY_TICKS: u64 = 2;
+
+/// How the agent runs, besides the sensor and the pipeline.
+pub struct Options {
+    /// Records queued between the ring drain and processing, at most.
+    pub queue_size: usize,
+    /// Bytes of records queued, at most.
+    pub queue_bytes: u64,
+    /// The user's rule files: reloaded when they change.
+    pub rule_files: Option<RuleFiles>,
+    /// Each message asks for a rules reload now (SIGHUP in the daemon).
+    pub reload: Option<mpsc::UnboundedReceiver<()>>,
+}
+
+/// Loads the rule files again; a failure keeps the rules running and says why.
+pub fn reload_rules(pipeline: &mut Pipeline, files: &mut RuleFiles, why: &str) -> bool {
+    match files.load() {
+        Ok(set) => {
+            let on = set.rules().filter(|r| r.enabled).count();
+            pipeline.detect.replace_rules(set);
+            eprintln!("mcp-sensor: rules reloaded ({why}): {on} enabled");
+            true
+        }
+        Err(e) => {
+            eprintln!("mcp-sensor: rules reload ({why}) failed; the previous rules keep running:\n{e}");
+            false
+        }
+    }
+}
 
 /// A change the caller wants made with the sensor and pipeline in hand
 /// (e.g. a reloaded configuration), run between two records.
@@ -51,26 +85,27 @@ fn totals(sensor: &mut Sensor, queue: u64, undecodable: u64) -> Totals {
 pub async fn run<F: Future<Output = ()>>(
     sensor: Sensor,
     pipeline: Pipeline,
-    queue_size: usize,
-    queue_bytes: u64,
+    opts: Options,
     stop: F,
 ) -> Result<Pipeline, LoadError> {
     let (_keep, control) = mpsc::channel(1);
-    run_with_control(sensor, pipeline, queue_size, queue_bytes, stop, control).await
+    run_with_control(sensor, pipeline, opts, stop, control).await
 }
 
 /// [`run`], also applying each [`Control`] received on `control`.
 pub async fn run_with_control<F: Future<Output = ()>>(
     mut sensor: Sensor,
     mut pipeline: Pipeline,
-    queue_size: usize,
-    queue_bytes: u64,
+    opts: Options,
     stop: F,
     mut control: mpsc::Receiver<Control>,
 ) -> Result<Pipeline, LoadError> {
+    let Options { queue_size, queue_bytes, mut rule_files, reload } = opts;
     let ring = sensor.take_ring()?;
     let (tx, mut rx) = mpsc::channel::<Bytes>(queue_size.max(1));
     let budget = QueueBudget::new(queue_bytes);
+    let mut reload = reload;
+    let mut ticks = 0u64;
     let (stop_tx, stop_rx) = watch::channel(false);
     let drain = Drain::new(ring, tx, budget.clone()).map_err(LoadError::Poll)?;
     let drain_task = tokio::spawn(drain.run(stop_rx));
@@ -99,10 +134,24 @@ pub async fn run_with_control<F: Future<Output = ()>>(
                 let _ = stop_tx.send(true);
             }
             Some(c) = control.recv() => c(&mut sensor, &mut pipeline),
+            Some(()) = async { reload.as_mut()?.recv().await }, if reload.is_some() => {
+                if let Some(files) = rule_files.as_mut() {
+                    reload_rules(&mut pipeline, files, "requested");
+                }
+            }
             _ = tick.tick() => {
                 let t = totals(&mut sensor, budget.overflow.load(Ordering::Relaxed), pipeline.undecodable);
                 pipeline.report_drops(t);
                 pipeline.out.flush();
+                ticks += 1;
+                if ticks % RULES_EVERY_TICKS == 0 {
+                    if let Some(files) = rule_files.as_mut() {
+                        if files.changed() {
+                            reload_rules(&mut pipeline, files, "rule files changed");
+                        }
+                    }
+                    pipeline.detect.refresh_identities();
+                }
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Command line: the raw arguments as the user typed them (clap). Turning
 //! them into a validated configuration is each command's first step.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -20,6 +20,45 @@ pub enum Command {
     Run(RunArgs),
     /// Check which kernel features the sensor needs are present.
     Doctor,
+    /// Validate or list rules: the embedded defaults plus the files given.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// What did a tool call do? Timelines of sessions, calls and their host activity from event logs.
+    Investigate(InvestigateArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate rule files (over the embedded defaults): every problem as
+    /// file:line:column; exit status 1 when any.
+    Check {
+        /// Rule files or directories of *.yaml, in load order.
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// List the active rules: id, severity, action, kinds, enabled.
+    List {
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// One JSON object per rule instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where rules come from and what they remember.
+#[derive(Debug, Clone, Args)]
+pub struct RulesArgs {
+    /// A rule file or a directory of *.yaml, loaded after the embedded
+    /// defaults, in order (repeatable). Default: /etc/mcp-sensor/rules.d
+    /// when it exists. Changed files are reloaded while running; a change
+    /// that fails validation keeps the previous rules.
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+    /// Where state kept between runs goes (tool definitions, for the
+    /// tool-description-changed rule).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/mcp-sensor")]
+    pub state_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -28,6 +67,8 @@ pub struct RunArgs {
     /// defaults (dist/mcp-sensor.toml). SIGHUP reloads it.
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub rules: RulesArgs,
     /// Check the configuration and exit (0: valid) without loading the sensor.
     #[arg(long)]
     pub check_config: bool,
@@ -66,9 +107,57 @@ pub struct ExecArgs {
     pub events: Option<PathBuf>,
     #[command(flatten)]
     pub sensor: SensorArgs,
+    #[command(flatten)]
+    pub rules: RulesArgs,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InvestigateFormat {
+    /// Readable text (the default on a terminal).
+    Table,
+    /// sessions -> calls -> activity, documented in docs/investigate.md (the default otherwise).
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct InvestigateArgs {
+    /// Event logs: files, or directories (their events.jsonl* files, rotated ones oldest first).
+    /// Default: /var/log/mcp-sensor.
+    #[arg(value_name = "LOG")]
+    pub logs: Vec<PathBuf>,
+    /// Sessions of the server whose name contains TEXT (any case), or whose pid is TEXT.
+    #[arg(long, value_name = "TEXT")]
+    pub server: Option<String>,
+    /// Calls of this tool (or method, for requests other than tools/call); globs like `read_*`.
+    #[arg(long, value_name = "NAME")]
+    pub tool: Option<String>,
+    /// The call with this request id (`3` matches 3 and "3").
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// Calls in which this pid acted (and its activity outside calls).
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Calls with an alert of this rule (globs like `ssh-*`).
+    #[arg(long, value_name = "RULE")]
+    pub rule: Option<String>,
+    /// From this time: RFC 3339 (`2026-11-21T12:00:00Z`, `...+02:00`, `2026-11-21`) or ago (`10m`, `2h`, `1d`).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Until this time (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Output on stdout. Default: table on a terminal, else json; none with --html alone.
+    #[arg(long, value_enum)]
+    pub format: Option<InvestigateFormat>,
+    /// Also write a self-contained HTML page with a visual timeline to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Table: list every event (by default long groups show their first events and a count).
+    #[arg(long)]
+    pub all: bool,
 }
 
 /// Parses `4096`, `64K`, `32MiB`, `1G` (binary units either way).
@@ -117,6 +206,16 @@ mod tests {
         let Command::Run(a) = cli.command else { panic!() };
         assert_eq!(a.config.as_deref(), Some(std::path::Path::new("/etc/mcp-sensor.toml")));
         assert!(!a.check_config);
+    }
+
+    #[test]
+    fn rules_are_repeatable_and_rules_check_takes_paths() {
+        let cli = Cli::try_parse_from(["mcp-sensor", "exec", "--rules", "a.yaml", "--rules", "d", "--", "srv"]).unwrap();
+        let Command::Exec(a) = cli.command else { panic!() };
+        assert_eq!(a.rules.rules, vec![PathBuf::from("a.yaml"), PathBuf::from("d")]);
+        let cli = Cli::try_parse_from(["mcp-sensor", "rules", "check", "x.yaml", "y.yaml"]).unwrap();
+        let Command::Rules(RulesCommand::Check { paths }) = cli.command else { panic!() };
+        assert_eq!(paths.len(), 2);
     }
 
     #[test]

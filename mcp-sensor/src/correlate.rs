@@ -16,6 +16,7 @@
 
 use crate::abi;
 use crate::decode::Stdio;
+use crate::detect::Facts;
 use crate::event::{Body, Direction, Event, InFlightRef, ServerRef, ToolCallRef};
 use crate::mcp::{Frame, InFlight, Reassembler, Session, SessionOutput};
 use crate::procs::ProcTable;
@@ -110,6 +111,12 @@ impl Sessions {
     /// Forgets session `id` (a candidate that turned out not to be MCP).
     pub fn forget(&mut self, id: u32) {
         self.sessions.remove(&id);
+    }
+
+    /// What rules need to know about session `id` beyond the event.
+    pub fn facts(&self, id: u32) -> Option<Facts<'_>> {
+        let s = self.sessions.get(&id)?;
+        Some(Facts { first_request_seen: s.session.first_request_seen(), server_cmdline: Some(&s.cmdline_name) })
     }
 
     pub fn session(&self, id: u32) -> Option<&Session> {

@@ -11,6 +11,8 @@
 
 use crate::cli::RunArgs;
 use crate::config::Config;
+use crate::detect::Detector;
+use crate::rulefiles::RuleFiles;
 use crate::correlate::Sessions;
 use crate::discover::{scan, Gate, How};
 use crate::loader::{self, LoadOptions, Sensor};
@@ -122,7 +124,13 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let mut procs = ProcTable::new();
     procs.seed_from_proc().context("reading /proc to seed the process table")?;
     let sessions = Sessions::new(cfg.sensor.max_message.min(usize::MAX as u64) as usize);
-    let mut pipeline = Pipeline::new(out, procs, sessions);
+    let mut rule_files = RuleFiles::new(args.rules.rules.clone());
+    let rules = rule_files
+        .load()
+        .map_err(|e| anyhow::anyhow!("{e}\nhint: `mcp-sensor rules check PATH...` validates rule files; see rules/README.md"))
+        .context("loading rules")?;
+    let detector = Detector::new(rules, Some(args.rules.state_dir.join(crate::exec_cmd::TOOL_STORE)));
+    let mut pipeline = Pipeline::new(out, procs, sessions, detector);
     pipeline.gate = Some(Gate::new(cfg.discovery.max_held_events));
     let (clients, running) = adopt_running(&cfg, &mut sensor, &mut pipeline)?;
     eprintln!(
@@ -136,21 +144,28 @@ pub fn run(args: RunArgs) -> Result<i32> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    let (queue, queue_bytes) = (cfg.sensor.queue_size, cfg.sensor.queue_bytes);
+    let (rules_tx, rules_rx) = tokio::sync::mpsc::unbounded_channel();
+    let opts = crate::agent::Options {
+        queue_size: cfg.sensor.queue_size,
+        queue_bytes: cfg.sensor.queue_bytes,
+        rule_files: Some(rule_files),
+        // SIGHUP reloads the rules too (agent::reload_rules, as in exec)
+        reload: Some(rules_rx),
+    };
     rt.block_on(async move {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
         let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
         let hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
         let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel::<crate::agent::Control>(4);
-        let reloader = tokio::spawn(reload_on_hup(args.config.clone(), cfg, log.clone(), ctl_tx, hup));
+        let reloader = tokio::spawn(reload_on_hup(args.config.clone(), cfg, log.clone(), ctl_tx, rules_tx, hup));
         let stop = async move {
             tokio::select! {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
             }
         };
-        let result = crate::agent::run_with_control(sensor, pipeline, queue, queue_bytes, stop, ctl_rx).await;
+        let result = crate::agent::run_with_control(sensor, pipeline, opts, stop, ctl_rx).await;
         reloader.abort();
         let pipeline = result?;
         if let Some(g) = &pipeline.gate {
@@ -174,9 +189,12 @@ async fn reload_on_hup(
     mut current: Config,
     log: SharedLog,
     tx: tokio::sync::mpsc::Sender<crate::agent::Control>,
+    rules: tokio::sync::mpsc::UnboundedSender<()>,
     mut hup: tokio::signal::unix::Signal,
 ) {
     while hup.recv().await.is_some() {
+        // rules: their own reload, which keeps the running rules on error
+        let _ = rules.send(());
         let new = match Config::load(path.as_deref()) {
             Ok(c) => c,
             Err(e) => {

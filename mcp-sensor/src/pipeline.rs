@@ -1,10 +1,12 @@
 //! Pipeline: one record at a time through decode -> process table ->
-//! sessions/correlation -> output. Owns the order of those steps.
+//! sessions/correlation -> output -> rules (alerts follow the event that
+//! raised them). Owns the order of those steps.
 //!
 //! Pure apart from the sink: tests feed it hand-built records.
 
 use crate::correlate::Sessions;
 use crate::decode::{self, Record, SockAddr};
+use crate::detect::Detector;
 use crate::discover::{Gate, How, KernelAction};
 use crate::drops::{DropTracker, Totals};
 use crate::event::{Body, Event};
@@ -18,6 +20,8 @@ pub struct Pipeline {
     pub procs: ProcTable,
     pub sessions: Sessions,
     pub out: Output,
+    pub detect: Detector,
+    alerts: Vec<Event>,
     drops: DropTracker,
     pub undecodable: u64,
     pub records: u64,
@@ -27,12 +31,14 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(out: Output, procs: ProcTable, sessions: Sessions) -> Self {
+    pub fn new(out: Output, procs: ProcTable, sessions: Sessions, detect: Detector) -> Self {
         Pipeline {
             clock: Clock::now(),
             procs,
             sessions,
             out,
+            detect,
+            alerts: Vec::new(),
             drops: DropTracker::default(),
             undecodable: 0,
             records: 0,
@@ -59,7 +65,7 @@ impl Pipeline {
             None => Some(ev),
         };
         if let Some(ev) = ev {
-            self.out.emit(&ev);
+            self.publish(&ev, session);
         }
     }
 
@@ -88,7 +94,7 @@ impl Pipeline {
     fn deliver_channel(&mut self, session: u32, h: &decode::Header, evs: Vec<Event>) {
         let Some(g) = self.gate.as_mut() else {
             for ev in &evs {
-                self.out.emit(ev);
+                self.publish(ev, session);
             }
             return;
         };
@@ -111,7 +117,7 @@ impl Pipeline {
             if ev.server.is_none() {
                 ev.server = server.clone();
             }
-            self.out.emit(&ev);
+            self.publish(&ev, session);
         }
     }
 
@@ -170,6 +176,9 @@ impl Pipeline {
                 file_flags: decode::file_flags(h.flags),
             },
             Record::Connect { ret, addr, .. } => connect_body(ret, addr),
+            Record::IoUring { fd, sq_entries, cq_entries, flags, .. } => {
+                Body::IoUringSetup { fd, sq_entries, cq_entries, flags: decode::uring_flags(flags) }
+            }
             Record::Stdio(s) => {
                 let base = self.base(&h);
                 let evs = self.sessions.on_stdio(s, base, &self.procs);
@@ -189,6 +198,16 @@ impl Pipeline {
             if let Some(g) = self.gate.as_mut() {
                 g.root_exited(h.session);
             }
+        }
+    }
+
+    /// Writes `ev`, then the alerts it raises.
+    fn publish(&mut self, ev: &Event, session: u32) {
+        self.out.emit(ev);
+        let facts = self.sessions.facts(session).unwrap_or_default();
+        self.detect.check(ev, facts, &self.procs, &mut self.alerts);
+        for a in self.alerts.drain(..) {
+            self.out.emit(&a);
         }
     }
 

@@ -4,5 +4,7 @@
 
 mod daemon;
 mod harness;
+mod investigate;
 mod mcp;
+mod rules;
 mod sensor;

@@ -97,7 +97,9 @@ fn root_exit_rejects_an_undecided_candidate_only() {
     g.root_exited(10);
     g.root_exited(20);
     assert_eq!(g.stats.rejected, 1);
-    assert!(matches!(&g.actions[0], KernelAction::Unwatch { session: 10, .. }));
+    assert!(matches!(&g.actions[0], KernelAction::Confirm { session: 20, .. }));
+    assert!(matches!(&g.actions[1], KernelAction::Unwatch { session: 10, .. }));
+    assert_eq!(g.actions.len(), 2);
 }
 
 #[test]

@@ -106,8 +106,11 @@ pub(crate) fn rpc(
         result: result.map(Into::into),
         is_error: None,
         latency_ms: None,
+        request_id: None,
         size: 200,
         truncated: false,
+        text: None,
+        tools_list: None,
     });
     event("/usr/bin/node", body, None)
 }
