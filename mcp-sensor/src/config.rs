@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// The documented defaults, embedded.
 pub const DEFAULT_TOML: &str = include_str!("../../dist/mcp-sensor.toml");
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub log: LogConfig,
@@ -108,11 +108,6 @@ impl Default for SensorConfig {
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config { log: LogConfig::default(), discovery: DiscoveryConfig::default(), sensor: SensorConfig::default() }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
