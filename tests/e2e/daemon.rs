@@ -150,9 +150,24 @@ fn daemon_finds_an_unwrapped_server_by_its_stdio_and_logs_its_call_and_open() {
     let daemon = Daemon::start(&d, "");
     let report = run_client(&mut client(&d, json!([{"call": "read_text_file", "arguments": {"path": target}}])));
     assert_eq!(report["results"][0]["content_text"], "remember the milk\n");
+    let log_dir = daemon.log_dir.clone();
     let (status, evs) = daemon.stop();
     assert_eq!(status, 0, "SIGTERM: clean exit");
-    assert_read_attributed(&evs, &target, "stdio_pipes", true);
+    let server_pid = assert_read_attributed(&evs, &target, "stdio_pipes", true);
+    // and `investigate` on the daemon's log directory shows the open under that call
+    let out = Command::new(sensor_bin())
+        .args(["investigate", "--format", "json", "--tool", "read_text_file", "--server"])
+        .arg(server_pid.to_string())
+        .arg(&log_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let calls: Vec<&Value> = report["sessions"].as_array().unwrap().iter().flat_map(|s| s["calls"].as_array().unwrap()).collect();
+    assert_eq!(calls.len(), 1, "{report}");
+    assert_eq!(calls[0]["arguments"]["path"], target.display().to_string(), "{report}");
+    let opened: Vec<&Value> = calls[0]["activity"].as_array().unwrap().iter().filter(|a| a["kind"] == "open").collect();
+    assert!(opened.iter().any(|a| a["event"]["path"] == target.display().to_string()), "{report}");
 }
 
 #[test]
