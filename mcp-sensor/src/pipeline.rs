@@ -198,6 +198,7 @@ impl Pipeline {
             if let Some(g) = self.gate.as_mut() {
                 g.root_exited(h.session);
             }
+            self.sessions.on_exit(h.session);
         }
     }
 
