@@ -161,8 +161,22 @@ fn alert_event(ev: &Event, m: &Match<'_>, procs: &ProcTable) -> Event {
             killed: Vec::new(),
             kill_delay_us: None,
         })),
+        tool_call: ev.tool_call.clone().or_else(|| message_call(ev)),
         ..ev.clone()
     }
+}
+
+/// An alert on a message names the request it is (or answers) as its call.
+fn message_call(ev: &Event) -> Option<crate::event::ToolCallRef> {
+    let Body::Rpc(r) = &ev.body else { return None };
+    let id = r.id.clone()?;
+    Some(crate::event::ToolCallRef {
+        id: Some(id),
+        name: r.tool.clone().or_else(|| r.method.clone()),
+        method: r.method.clone(),
+        arguments: r.arguments.clone(),
+        in_flight: Vec::new(),
+    })
 }
 
 /// The process and its parents up to the MCP client: past the server's
