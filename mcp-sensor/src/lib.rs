@@ -13,6 +13,7 @@ pub mod correlate;
 pub mod decode;
 pub mod doctor;
 pub mod drops;
+pub mod enforce;
 pub mod event;
 pub mod exec_cmd;
 pub mod loader;
