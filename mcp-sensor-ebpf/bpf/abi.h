@@ -37,6 +37,7 @@
 #define MS_EV_FORK 1
 #define MS_EV_EXEC 2
 #define MS_EV_EXIT 3
+#define MS_EV_IO_URING 4
 #define MS_EV_OPEN 16
 #define MS_EV_CONNECT 32
 #define MS_EV_STDIO 48
@@ -96,6 +97,16 @@ struct ms_exit {
 	struct ms_header h;
 	__u32 exit_code;    /* wait status as the kernel keeps it: code << 8 | signal */
 	__u32 _pad;
+};
+
+/* io_uring_setup succeeded: the process can now do file and network I/O
+ * that the syscall hooks above never see. */
+struct ms_io_uring {
+	struct ms_header h;
+	__s32 fd;           /* the ring's fd */
+	__u32 sq_entries;
+	__u32 cq_entries;
+	__u32 flags;        /* IORING_SETUP_* */
 };
 
 struct ms_open {

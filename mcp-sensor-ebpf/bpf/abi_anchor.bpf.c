@@ -12,6 +12,7 @@ struct ms_abi_anchor {
 	struct ms_fork fork;
 	struct ms_exec exec;
 	struct ms_exit exit;
+	struct ms_io_uring io_uring;
 	struct ms_open open;
 	struct ms_connect connect;
 	struct ms_stdio stdio;

@@ -17,6 +17,7 @@ pub const CHUNK_LARGE: usize = 16384;
 pub const EV_FORK: u32 = 1;
 pub const EV_EXEC: u32 = 2;
 pub const EV_EXIT: u32 = 3;
+pub const EV_IO_URING: u32 = 4;
 pub const EV_OPEN: u32 = 16;
 pub const EV_CONNECT: u32 = 32;
 pub const EV_STDIO: u32 = 48;
@@ -61,6 +62,7 @@ pub fn kind_name(kind: u32) -> &'static str {
         EV_FORK => "fork",
         EV_EXEC => "exec",
         EV_EXIT => "exit",
+        EV_IO_URING => "io_uring_setup",
         EV_OPEN => "open",
         EV_CONNECT => "connect",
         EV_STDIO => "stdio",
@@ -127,6 +129,16 @@ pub struct ms_exit {
     pub h: ms_header,
     pub exit_code: u32,
     pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ms_io_uring {
+    pub h: ms_header,
+    pub fd: i32,
+    pub sq_entries: u32,
+    pub cq_entries: u32,
+    pub flags: u32,
 }
 
 #[repr(C)]
@@ -378,6 +390,7 @@ mod tests {
         check!(btf, ms_fork { h, child_pid, _pad, child_start_ns });
         check!(btf, ms_exec { h, old_tid, dev, ino, exe_off, cwd_off, filename_len, argv_len, exe, cwd, filename, argv });
         check!(btf, ms_exit { h, exit_code, _pad });
+        check!(btf, ms_io_uring { h, fd, sq_entries, cq_entries, flags });
         check!(btf, ms_open { h, ret, flags, mode, dev, ino, syscall, path_off, path_len, path });
         check!(btf, ms_connect { h, ret, fd, addrlen, _pad, sockaddr });
         check!(btf, ms_stdio { h, chan_ino, chan_dev, dir, _pad0, len, offset, fd, _pad1 });
@@ -418,7 +431,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{name} not defined in abi.h"))
         };
         for (name, v) in [
-            ("MS_EV_FORK", EV_FORK), ("MS_EV_EXEC", EV_EXEC), ("MS_EV_EXIT", EV_EXIT),
+            ("MS_EV_FORK", EV_FORK), ("MS_EV_EXEC", EV_EXEC), ("MS_EV_EXIT", EV_EXIT), ("MS_EV_IO_URING", EV_IO_URING),
             ("MS_EV_OPEN", EV_OPEN), ("MS_EV_CONNECT", EV_CONNECT), ("MS_EV_STDIO", EV_STDIO),
             ("MS_EV_KIND_MAX", EV_KIND_MAX), ("MS_CHUNK_SMALL", CHUNK_SMALL as u32),
             ("MS_CHUNK_LARGE", CHUNK_LARGE as u32), ("MS_PATH_MAX", PATH_MAX as u32),

@@ -1,11 +1,14 @@
 //! Agent: the running sensor. Owns the tasks between the kernel and the
-//! output: the ring drain, the pipeline, and the periodic drop report,
-//! until the caller's stop future resolves; then a final drain and totals.
+//! output: the ring drain, the pipeline, the periodic drop report and
+//! rules upkeep (reload when rule files change or on request, re-stat the
+//! files rules name), until the caller's stop future resolves; then a
+//! final drain and totals.
 
 use crate::drops::Totals;
 use crate::loader::{LoadError, Sensor};
 use crate::pipeline::Pipeline;
 use crate::reader::{Drain, QueueBudget};
+use crate::rulefiles::RuleFiles;
 use bytes::Bytes;
 use std::future::Future;
 use std::sync::atomic::Ordering;
@@ -14,6 +17,37 @@ use tokio::sync::{mpsc, watch};
 
 /// How often losses are checked and reported.
 const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
+/// How often (in drop-report ticks) rule files are checked for changes and
+/// the files rules name are stat'ed again.
+const RULES_EVERY_TICKS: u64 = 2;
+
+/// How the agent runs, besides the sensor and the pipeline.
+pub struct Options {
+    /// Records queued between the ring drain and processing, at most.
+    pub queue_size: usize,
+    /// Bytes of records queued, at most.
+    pub queue_bytes: u64,
+    /// The user's rule files: reloaded when they change.
+    pub rule_files: Option<RuleFiles>,
+    /// Each message asks for a rules reload now (SIGHUP in the daemon).
+    pub reload: Option<mpsc::UnboundedReceiver<()>>,
+}
+
+/// Loads the rule files again; a failure keeps the rules running and says why.
+pub fn reload_rules(pipeline: &mut Pipeline, files: &mut RuleFiles, why: &str) -> bool {
+    match files.load() {
+        Ok(set) => {
+            let on = set.rules().filter(|r| r.enabled).count();
+            pipeline.detect.replace_rules(set);
+            eprintln!("mcp-sensor: rules reloaded ({why}): {on} enabled");
+            true
+        }
+        Err(e) => {
+            eprintln!("mcp-sensor: rules reload ({why}) failed; the previous rules keep running:\n{e}");
+            false
+        }
+    }
+}
 
 fn totals(sensor: &mut Sensor, queue: u64, undecodable: u64) -> Totals {
     let (kernel, other) = sensor.counters().unwrap_or_else(|e| {
@@ -30,13 +64,15 @@ fn totals(sensor: &mut Sensor, queue: u64, undecodable: u64) -> Totals {
 pub async fn run<F: Future<Output = ()>>(
     mut sensor: Sensor,
     mut pipeline: Pipeline,
-    queue_size: usize,
-    queue_bytes: u64,
+    opts: Options,
     stop: F,
 ) -> Result<Pipeline, LoadError> {
+    let Options { queue_size, queue_bytes, mut rule_files, reload } = opts;
     let ring = sensor.take_ring()?;
     let (tx, mut rx) = mpsc::channel::<Bytes>(queue_size.max(1));
     let budget = QueueBudget::new(queue_bytes);
+    let mut reload = reload;
+    let mut ticks = 0u64;
     let (stop_tx, stop_rx) = watch::channel(false);
     let drain = Drain::new(ring, tx, budget.clone()).map_err(LoadError::Poll)?;
     let drain_task = tokio::spawn(drain.run(stop_rx));
@@ -63,9 +99,23 @@ pub async fn run<F: Future<Output = ()>>(
                 stopping = true;
                 let _ = stop_tx.send(true);
             }
+            Some(()) = async { reload.as_mut()?.recv().await }, if reload.is_some() => {
+                if let Some(files) = rule_files.as_mut() {
+                    reload_rules(&mut pipeline, files, "requested");
+                }
+            }
             _ = tick.tick() => {
                 let t = totals(&mut sensor, budget.overflow.load(Ordering::Relaxed), pipeline.undecodable);
                 pipeline.report_drops(t);
+                ticks += 1;
+                if ticks % RULES_EVERY_TICKS == 0 {
+                    if let Some(files) = rule_files.as_mut() {
+                        if files.changed() {
+                            reload_rules(&mut pipeline, files, "rule files changed");
+                        }
+                    }
+                    pipeline.detect.refresh_identities();
+                }
             }
         }
     }

@@ -18,6 +18,43 @@ pub enum Command {
     Exec(ExecArgs),
     /// Check which kernel features the sensor needs are present.
     Doctor,
+    /// Validate or list rules: the embedded defaults plus the files given.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Validate rule files (over the embedded defaults): every problem as
+    /// file:line:column; exit status 1 when any.
+    Check {
+        /// Rule files or directories of *.yaml, in load order.
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+    },
+    /// List the active rules: id, severity, action, kinds, enabled.
+    List {
+        #[arg(value_name = "PATH")]
+        paths: Vec<PathBuf>,
+        /// One JSON object per rule instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where rules come from and what they remember.
+#[derive(Debug, Clone, Args)]
+pub struct RulesArgs {
+    /// A rule file or a directory of *.yaml, loaded after the embedded
+    /// defaults, in order (repeatable). Default: /etc/mcp-sensor/rules.d
+    /// when it exists. Changed files are reloaded while running; a change
+    /// that fails validation keeps the previous rules.
+    #[arg(long = "rules", value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+    /// Where state kept between runs goes (tool definitions, for the
+    /// tool-description-changed rule).
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/mcp-sensor")]
+    pub state_dir: PathBuf,
 }
 
 /// Settings of the kernel side and the queue, shared by every command that
@@ -58,6 +95,8 @@ pub struct ExecArgs {
     pub events: Option<PathBuf>,
     #[command(flatten)]
     pub sensor: SensorArgs,
+    #[command(flatten)]
+    pub rules: RulesArgs,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,
@@ -101,6 +140,16 @@ mod tests {
         assert_eq!(a.cmd, vec!["node", "--flag", "-x"]);
         assert_eq!(a.events.as_deref(), Some(std::path::Path::new("/tmp/e")));
         assert_eq!(a.sensor.ring_buffer_size, 32 << 20);
+    }
+
+    #[test]
+    fn rules_are_repeatable_and_rules_check_takes_paths() {
+        let cli = Cli::try_parse_from(["mcp-sensor", "exec", "--rules", "a.yaml", "--rules", "d", "--", "srv"]).unwrap();
+        let Command::Exec(a) = cli.command else { panic!() };
+        assert_eq!(a.rules.rules, vec![PathBuf::from("a.yaml"), PathBuf::from("d")]);
+        let cli = Cli::try_parse_from(["mcp-sensor", "rules", "check", "x.yaml", "y.yaml"]).unwrap();
+        let Command::Rules(RulesCommand::Check { paths }) = cli.command else { panic!() };
+        assert_eq!(paths.len(), 2);
     }
 
     #[test]

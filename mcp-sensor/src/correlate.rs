@@ -16,6 +16,7 @@
 
 use crate::abi;
 use crate::decode::Stdio;
+use crate::detect::Facts;
 use crate::event::{Body, Direction, Event, InFlightRef, ServerRef, ToolCallRef};
 use crate::mcp::{Frame, InFlight, Reassembler, Session, SessionOutput};
 use crate::procs::ProcTable;
@@ -99,6 +100,12 @@ impl Sessions {
             self.register(id, name);
         }
         self.sessions.get_mut(&id).expect("registered above")
+    }
+
+    /// What rules need to know about session `id` beyond the event.
+    pub fn facts(&self, id: u32) -> Option<Facts<'_>> {
+        let s = self.sessions.get(&id)?;
+        Some(Facts { first_request_seen: s.session.first_request_seen(), server_cmdline: Some(&s.cmdline_name) })
     }
 
     pub fn session(&self, id: u32) -> Option<&Session> {

@@ -30,6 +30,7 @@ pub enum Record {
     Fork { h: Header, child_pid: u32, child_start_ns: u64 },
     Exec(Box<Exec>),
     Exit { h: Header, status: u32 },
+    IoUring { h: Header, fd: i32, sq_entries: u32, cq_entries: u32, flags: u32 },
     Open(Box<Open>),
     Connect { h: Header, ret: i32, fd: u32, addr: SockAddr },
     Stdio(Stdio),
@@ -38,7 +39,7 @@ pub enum Record {
 impl Record {
     pub fn header(&self) -> &Header {
         match self {
-            Record::Fork { h, .. } | Record::Exit { h, .. } | Record::Connect { h, .. } => h,
+            Record::Fork { h, .. } | Record::Exit { h, .. } | Record::IoUring { h, .. } | Record::Connect { h, .. } => h,
             Record::Exec(e) => &e.h,
             Record::Open(o) => &o.h,
             Record::Stdio(s) => &s.h,
@@ -171,6 +172,10 @@ pub fn decode(raw: &Bytes) -> Result<Record, DecodeError> {
             let e: abi::ms_exit = read(buf, "exit")?;
             Record::Exit { h: hd, status: e.exit_code }
         }
+        abi::EV_IO_URING => {
+            let u: abi::ms_io_uring = read(buf, "io_uring")?;
+            Record::IoUring { h: hd, fd: u.fd, sq_entries: u.sq_entries, cq_entries: u.cq_entries, flags: u.flags }
+        }
         abi::EV_OPEN => {
             let o: abi::ms_open = read(buf, "open")?;
             let off = (o.path_off as usize).min(abi::PATH_BUF);
@@ -281,6 +286,18 @@ pub fn open_flags(flags: u32) -> Vec<&'static str> {
         }
     }
     out
+}
+
+/// io_uring_setup(2) flags in symbolic form (linux/io_uring.h).
+pub fn uring_flags(flags: u32) -> Vec<&'static str> {
+    const NAMES: [&str; 17] = [
+        "IORING_SETUP_IOPOLL", "IORING_SETUP_SQPOLL", "IORING_SETUP_SQ_AFF", "IORING_SETUP_CQSIZE",
+        "IORING_SETUP_CLAMP", "IORING_SETUP_ATTACH_WQ", "IORING_SETUP_R_DISABLED", "IORING_SETUP_SUBMIT_ALL",
+        "IORING_SETUP_COOP_TASKRUN", "IORING_SETUP_TASKRUN_FLAG", "IORING_SETUP_SQE128", "IORING_SETUP_CQE32",
+        "IORING_SETUP_SINGLE_ISSUER", "IORING_SETUP_DEFER_TASKRUN", "IORING_SETUP_NO_MMAP",
+        "IORING_SETUP_REGISTERED_FD_ONLY", "IORING_SETUP_NO_SQARRAY",
+    ];
+    (0..32).filter(|b| flags & (1 << b) != 0).map(|b| NAMES.get(b).copied().unwrap_or("IORING_SETUP_UNKNOWN")).collect()
 }
 
 /// Does an open with these flags intend to modify the file?

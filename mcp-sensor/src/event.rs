@@ -87,6 +87,16 @@ pub enum Body {
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// The process set up io_uring: I/O the syscall hooks do not see.
+    #[serde(rename = "io_uring_setup")]
+    IoUringSetup {
+        /// The ring's fd.
+        fd: i32,
+        sq_entries: u32,
+        cq_entries: u32,
+        /// `IORING_SETUP_*` flags, symbolic.
+        flags: Vec<&'static str>,
+    },
     Exit {
         /// Exit status when the process exited, else `null`.
         code: Option<i32>,
@@ -104,6 +114,8 @@ pub enum Body {
         /// Bytes of the offending frame (or the whole line), true length.
         size: u64,
     },
+    /// A rule matched the event in `event`; written right after it.
+    Alert(Box<Alert>),
 }
 
 fn is_false(b: &bool) -> bool {
@@ -161,6 +173,14 @@ pub struct Rpc {
     /// Bytes of the message, true length even when truncated.
     pub size: u64,
     pub truncated: bool,
+    /// Server-to-client responses: the text a rule's `text_regex` searches
+    /// (every string in the result or error, newline-joined). Not output.
+    #[serde(skip)]
+    pub text: Option<String>,
+    /// `tools/list` responses: the `result`, for tool-definition memory.
+    /// Not output.
+    #[serde(skip)]
+    pub tools_list: Option<Value>,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -192,4 +212,37 @@ pub struct InFlightRef {
     pub method: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool: Option<String>,
+}
+
+/// The `alert` fields: which rule matched, what was done, and the evidence.
+#[derive(Debug, Clone, Serialize)]
+pub struct Alert {
+    pub rule: String,
+    /// `info`, `low`, `medium`, `high`, `critical`.
+    pub severity: &'static str,
+    /// `alert`; `would_kill` for a kill rule without `--enforce`; `killed`
+    /// or `denied` when enforcement acted.
+    pub action: &'static str,
+    pub description: String,
+    pub tags: Vec<String>,
+    /// The triggering event, whole, as its own line reports it.
+    pub event: Box<Event>,
+    /// The process and its parents up to the MCP client, nearest first.
+    pub ancestry: Vec<Hop>,
+    /// Enforcement: `kernel` or `agent`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub decided_by: Option<&'static str>,
+    /// Enforcement: the processes killed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub killed: Vec<Hop>,
+    /// Enforcement: µs from the violating syscall to the kill.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kill_delay_us: Option<u64>,
+}
+
+/// One process in an ancestry chain.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Hop {
+    pub pid: u32,
+    pub exe: Option<String>,
 }

@@ -9,6 +9,9 @@
 
 use crate::cli::{ExecArgs, SensorArgs};
 use crate::correlate::Sessions;
+use crate::detect::Detector;
+use crate::rulefiles::RuleFiles;
+use std::io::IsTerminal;
 use crate::loader::{self, LoadOptions, Sensor};
 use crate::output::Output;
 use crate::pipeline::Pipeline;
@@ -171,7 +174,7 @@ fn wait_status(pid: libc::pid_t) -> i32 {
 
 /// Everything `exec` does before the child runs: returns the loaded sensor
 /// and the held child, or the exit status when CMD cannot run.
-fn prepare(args: &ExecArgs) -> Result<std::result::Result<(Sensor, Held, Pipeline), i32>> {
+fn prepare(args: &ExecArgs) -> Result<std::result::Result<(Sensor, Held, Pipeline, RuleFiles), i32>> {
     let cmd0 = &args.cmd[0];
     let path = match resolve(cmd0, std::env::var_os("PATH").as_deref()) {
         Ok(p) => p,
@@ -182,6 +185,13 @@ fn prepare(args: &ExecArgs) -> Result<std::result::Result<(Sensor, Held, Pipelin
         }
     };
     let opts = load_options(&args.sensor)?;
+    let mut rule_files = RuleFiles::new(args.rules.rules.clone());
+    let rules = rule_files
+        .load()
+        .map_err(|e| anyhow::anyhow!("{e}\nhint: `mcp-sensor rules check PATH...` validates rule files; see rules/README.md"))
+        .context("loading rules")?;
+    let mut detector = Detector::new(rules, Some(args.rules.state_dir.join(TOOL_STORE)));
+    detector.summary = std::io::stderr().is_terminal();
     let out = Output::open(args.events.as_deref())
         .with_context(|| format!("opening the events file {}", args.events.as_deref().unwrap_or(Path::new("-")).display()))?;
     let mut sensor = loader::load(&opts)?;
@@ -215,7 +225,7 @@ fn prepare(args: &ExecArgs) -> Result<std::result::Result<(Sensor, Held, Pipelin
     match setup() {
         Ok(sessions) => {
             procs.observe(pid, std::process::id(), 0, "mcp-sensor");
-            Ok(Ok((sensor, held, Pipeline::new(out, procs, sessions))))
+            Ok(Ok((sensor, held, Pipeline::new(out, procs, sessions, detector), rule_files)))
         }
         Err(e) => {
             kill_held(&held);
@@ -224,9 +234,12 @@ fn prepare(args: &ExecArgs) -> Result<std::result::Result<(Sensor, Held, Pipelin
     }
 }
 
+/// The tool-definition store's file name under `--state-dir`.
+pub const TOOL_STORE: &str = "tool-definitions.json";
+
 /// Runs `exec`; returns the process exit status.
 pub fn run(args: ExecArgs) -> Result<i32> {
-    let (sensor, held, pipeline) = match prepare(&args)? {
+    let (sensor, held, pipeline, rule_files) = match prepare(&args)? {
         Ok(x) => x,
         Err(status) => return Ok(status),
     };
@@ -237,7 +250,13 @@ pub fn run(args: ExecArgs) -> Result<i32> {
         .context("starting the async runtime")?;
     release(&held)?;
     let pid = held.pid;
-    let (queue, queue_bytes) = (args.sensor.queue_size, args.sensor.queue_bytes);
+    let opts = crate::agent::Options {
+        queue_size: args.sensor.queue_size,
+        queue_bytes: args.sensor.queue_bytes,
+        rule_files: Some(rule_files),
+        // SIGHUP is the child's (passed on): rule files reload when they change
+        reload: None,
+    };
     rt.block_on(async move {
         let child = tokio::task::spawn_blocking(move || wait_status(pid));
         let forward = tokio::spawn(forward_signals(pid));
@@ -246,7 +265,7 @@ pub fn run(args: ExecArgs) -> Result<i32> {
             let status = child.await.unwrap_or(1);
             let _ = status_tx.send(status);
         };
-        let result = crate::agent::run(sensor, pipeline, queue, queue_bytes, stop).await;
+        let result = crate::agent::run(sensor, pipeline, opts, stop).await;
         forward.abort();
         result?;
         Ok(status_rx.await.unwrap_or(1))

@@ -1,6 +1,6 @@
 //! mcp-sensor's entry point: parses the command line and turns every error
 //! into an exit status in exactly one place, printed with its full chain.
-//! Never writes to stdout (in `exec` mode stdout is an MCP channel).
+//! `exec` never writes to stdout: there it is the MCP channel.
 
 use clap::Parser;
 use mcp_sensor::cli::{Cli, Command};
@@ -10,6 +10,7 @@ fn main() {
     let result = match cli.command {
         Command::Exec(args) => mcp_sensor::exec_cmd::run(args),
         Command::Doctor => Ok(mcp_sensor::doctor::run()),
+        Command::Rules(cmd) => Ok(mcp_sensor::rules_cmd::run(cmd)),
     };
     match result {
         Ok(status) => std::process::exit(status),

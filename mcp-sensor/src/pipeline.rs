@@ -1,10 +1,12 @@
 //! Pipeline: one record at a time through decode -> process table ->
-//! sessions/correlation -> output. Owns the order of those steps.
+//! sessions/correlation -> output -> rules (alerts follow the event that
+//! raised them). Owns the order of those steps.
 //!
 //! Pure apart from the sink: tests feed it hand-built records.
 
 use crate::correlate::Sessions;
 use crate::decode::{self, Record, SockAddr};
+use crate::detect::Detector;
 use crate::drops::{DropTracker, Totals};
 use crate::event::{Body, Event};
 use crate::output::Output;
@@ -17,18 +19,22 @@ pub struct Pipeline {
     pub procs: ProcTable,
     pub sessions: Sessions,
     pub out: Output,
+    pub detect: Detector,
+    alerts: Vec<Event>,
     drops: DropTracker,
     pub undecodable: u64,
     pub records: u64,
 }
 
 impl Pipeline {
-    pub fn new(out: Output, procs: ProcTable, sessions: Sessions) -> Self {
+    pub fn new(out: Output, procs: ProcTable, sessions: Sessions, detect: Detector) -> Self {
         Pipeline {
             clock: Clock::now(),
             procs,
             sessions,
             out,
+            detect,
+            alerts: Vec::new(),
             drops: DropTracker::default(),
             undecodable: 0,
             records: 0,
@@ -88,10 +94,13 @@ impl Pipeline {
                 file_flags: decode::file_flags(h.flags),
             },
             Record::Connect { ret, addr, .. } => connect_body(ret, addr),
+            Record::IoUring { fd, sq_entries, cq_entries, flags, .. } => {
+                Body::IoUringSetup { fd, sq_entries, cq_entries, flags: decode::uring_flags(flags) }
+            }
             Record::Stdio(s) => {
                 let base = self.base(&h);
                 for ev in self.sessions.on_stdio(s, base, &self.procs) {
-                    self.out.emit(&ev);
+                    self.publish(&ev, h.session);
                 }
                 return;
             }
@@ -102,7 +111,17 @@ impl Pipeline {
             ev.server = Some(server);
             ev.tool_call = call;
         }
-        self.out.emit(&ev);
+        self.publish(&ev, h.session);
+    }
+
+    /// Writes `ev`, then the alerts it raises.
+    fn publish(&mut self, ev: &Event, session: u32) {
+        self.out.emit(ev);
+        let facts = self.sessions.facts(session).unwrap_or_default();
+        self.detect.check(ev, facts, &self.procs, &mut self.alerts);
+        for a in self.alerts.drain(..) {
+            self.out.emit(&a);
+        }
     }
 
     /// An event with the common fields filled in from the header and the

@@ -86,6 +86,8 @@ pub fn exec_with(dir: &Path, flags: &[&str], cmd: &[&str], stdin: Stdio) -> Run 
         .arg("exec")
         .arg("--events")
         .arg(&events)
+        .arg("--state-dir")
+        .arg(dir.join("state"))
         .args(flags)
         .arg("--")
         .args(cmd)

@@ -4,4 +4,5 @@
 
 mod harness;
 mod mcp;
+mod rules;
 mod sensor;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The variables tests/mcp/setup.sh wrote.
-fn mcp_env() -> HashMap<String, String> {
+pub(crate) fn mcp_env() -> HashMap<String, String> {
     let deps = std::env::var("MCP_TEST_DEPS")
         .map(PathBuf::from)
         .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/.deps"));
@@ -26,23 +26,25 @@ fn mcp_env() -> HashMap<String, String> {
         .collect()
 }
 
-fn server_argv(env: &HashMap<String, String>, var: &str) -> Vec<String> {
+pub(crate) fn server_argv(env: &HashMap<String, String>, var: &str) -> Vec<String> {
     env[var].split_whitespace().map(str::to_string).collect()
 }
 
-struct Session {
-    client: Value,
-    run: Run,
+pub(crate) struct Session {
+    pub client: Value,
+    pub run: Run,
 }
 
 /// Runs the SDK client on `server` wrapped in `mcp-sensor exec`, with the
 /// given steps; returns the client's report and the sensor's events.
-fn drive(dir: &Path, server: Vec<String>, steps: Value, sensor_flags: &[&str]) -> Session {
+pub(crate) fn drive(dir: &Path, server: Vec<String>, steps: Value, sensor_flags: &[&str]) -> Session {
     require_root();
     let env = mcp_env();
     let events = dir.join("events.jsonl");
     let _ = std::fs::remove_file(&events);
     let mut command = vec![sensor_bin().to_string(), "exec".into(), "--events".into(), events.display().to_string()];
+    // tool definitions remembered per test, not in the host's /var/lib
+    command.extend(["--state-dir".to_string(), dir.join("state").display().to_string()]);
     command.extend(sensor_flags.iter().map(|s| s.to_string()));
     command.push("--".into());
     command.extend(server);
@@ -60,7 +62,7 @@ fn drive(dir: &Path, server: Vec<String>, steps: Value, sensor_flags: &[&str]) -
 }
 
 /// The id of the `tools/call` request for `tool` as the server read it.
-fn call_id(run: &Run, tool: &str) -> Value {
+pub(crate) fn call_id(run: &Run, tool: &str) -> Value {
     let reqs: Vec<_> = run
         .of_kind("rpc")
         .filter(|e| e["direction"] == "client_to_server" && e["method"] == "tools/call" && e["tool"] == tool)
@@ -69,7 +71,7 @@ fn call_id(run: &Run, tool: &str) -> Value {
     reqs[0]["id"].clone()
 }
 
-fn assert_nothing_lost(run: &Run) {
+pub(crate) fn assert_nothing_lost(run: &Run) {
     let fin: Vec<_> = run.of_kind("drops").filter(|e| e["final"] == true).collect();
     assert_eq!(fin.len(), 1, "one final drops line\n{}", run.describe());
     assert_eq!(fin[0]["kernel"], json!({}), "{}", fin[0]);

@@ -15,7 +15,7 @@
 use super::framing::Frame;
 use super::handshake::Handshake;
 use super::pending::{id_key, InFlight, Pending, Table};
-use super::summary::{error_summary, result_summary};
+use super::summary::{error_summary, result_summary, text_of};
 use super::tools::{Catalog, ToolChange, ToolInfo};
 use crate::event::{Body, Direction, Rpc};
 use serde_json::Value;
@@ -131,6 +131,8 @@ impl Meta {
             latency_ms: None,
             size: self.size,
             truncated: self.truncated,
+            text: None,
+            tools_list: None,
         }
     }
 }
@@ -451,6 +453,14 @@ impl Session {
             .as_ref()
             .map(|p| meta.ts_ns.saturating_sub(p.req.ts_ns) as f64 / 1e6);
         let (method, tool) = req.map_or((None, None), |p| (Some(p.req.method), p.req.tool));
+        // What rules look at in an answer the model is about to see.
+        let (text, tools_list) = match (&outcome, meta.dir) {
+            (Outcome::Result(v) | Outcome::Error(v), Direction::ServerToClient) => {
+                let list = (method.as_deref() == Some("tools/list")).then(|| v.clone());
+                (Some(text_of(v)), list.filter(|_| matches!(outcome, Outcome::Result(_))))
+            }
+            _ => (None, None),
+        };
         out.push(SessionOutput::Rpc {
             ts_ns: meta.ts_ns,
             rpc: Rpc {
@@ -460,6 +470,8 @@ impl Session {
                 result,
                 is_error,
                 latency_ms,
+                text,
+                tools_list,
                 ..meta.rpc(message)
             },
         });

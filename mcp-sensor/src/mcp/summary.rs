@@ -84,9 +84,37 @@ pub(crate) fn error_summary(error: &Value) -> String {
     }
 }
 
+/// Every string in `v` (values, not keys), newline-joined: the text a
+/// result shows the model, for secret patterns to search. A PEM key inside
+/// a JSON string has `\n` escapes on the wire; here it has real newlines.
+pub(crate) fn text_of(v: &Value) -> String {
+    fn walk(v: &Value, out: &mut String) {
+        match v {
+            Value::String(s) => {
+                if !out.is_empty() {
+                    out.push('\n');
+                }
+                out.push_str(s);
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            Value::Object(map) => map.values().for_each(|i| walk(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    walk(v, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_of_joins_string_values_with_real_newlines() {
+        let v = serde_json::json!({"content":[{"type":"text","text":"a\nb"},{"type":"text","text":"c"}],"isError":false});
+        assert_eq!(text_of(&v), "a\nb\ntext\nc\ntext");
+    }
     use serde_json::json;
 
     #[test]

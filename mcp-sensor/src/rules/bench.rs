@@ -108,6 +108,8 @@ pub(crate) fn rpc(
         latency_ms: None,
         size: 200,
         truncated: false,
+        text: None,
+        tools_list: None,
     });
     event("/usr/bin/node", body, None)
 }

@@ -184,9 +184,10 @@ fn kind_of(b: &Body) -> Option<EventKind> {
         Body::Connect { .. } => EventKind::Connect,
         Body::Rpc(_) => EventKind::Rpc,
         Body::Exit { .. } => EventKind::Exit,
+        Body::IoUringSetup { .. } => EventKind::IoUringSetup,
         Body::Fork { .. } => EventKind::Fork,
         Body::Malformed { .. } => EventKind::Malformed,
-        Body::Drops(_) => return None,
+        Body::Drops(_) | Body::Alert(_) => return None,
     })
 }
 

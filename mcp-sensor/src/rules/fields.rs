@@ -17,8 +17,7 @@ pub enum EventKind {
     Exit,
     Fork,
     Malformed,
-    /// No kernel event produces this yet: rules may name it so that they
-    /// start working when the sensor learns to report `io_uring_setup`.
+    /// A successful io_uring_setup(2).
     IoUringSetup,
 }
 
@@ -70,6 +69,9 @@ pub enum Severity {
 impl Severity {
     pub(crate) const NAMES: &'static [&'static str] =
         &["info", "low", "medium", "high", "critical"];
+    pub fn name(self) -> &'static str {
+        Self::NAMES[self as usize]
+    }
     pub(crate) fn from_name(s: &str) -> Option<Severity> {
         Some(match s {
             "info" => Severity::Info,

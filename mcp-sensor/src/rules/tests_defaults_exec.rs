@@ -217,9 +217,12 @@ fn evasive_execution() {
         "dynamic-loader-exec",
     );
 
-    // io_uring_setup has no event yet: the rule loads and is indexed.
-    let r = s.rule("io-uring-setup").unwrap();
-    assert!(r.enabled && r.kinds == [super::EventKind::IoUringSetup]);
+    let uring = super::bench::event(
+        "/usr/bin/python3",
+        Body::IoUringSetup { fd: 5, sq_entries: 8, cq_entries: 16, flags: vec![] },
+        Some("run"),
+    );
+    fires(&s, &uring, "io-uring-setup");
 }
 
 #[test]

@@ -1,0 +1,224 @@
+//! Detection: the rule stage of the pipeline. Owns the active rule set,
+//! the state rules need beyond one event (identities of the files rules
+//! name, tool definitions remembered across sessions), and turning matches
+//! into `alert` events with the process ancestry up to the MCP client.
+//!
+//! Pure apart from two things it does on purpose: it stats the paths rules
+//! name (`refresh_identities`) and loads/saves the tool-definition store.
+
+use crate::event::{Alert, Body, Event, Hop};
+use crate::procs::ProcTable;
+use crate::rules::{Action, DescriptionStore, EvalContext, FileId, FileIdentities, Match, RuleSet};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+/// Hops of ancestry an alert reports at most.
+const MAX_ANCESTRY: usize = 16;
+
+/// What the session says about an event that the event does not.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Facts<'a> {
+    pub first_request_seen: bool,
+    pub server_cmdline: Option<&'a str>,
+}
+
+pub struct Detector {
+    rules: RuleSet,
+    identities: FileIdentities,
+    descriptions: DescriptionStore,
+    /// Where tool definitions are kept between runs; `None`: memory only.
+    store: Option<PathBuf>,
+    /// Also write a one-line summary of each alert to stderr (a terminal).
+    pub summary: bool,
+    pub alerts: u64,
+    store_errors: u64,
+    changed: Vec<String>,
+}
+
+impl Detector {
+    /// `store`: the tool-definition file (created when first needed). A
+    /// store that cannot be read is reported and replaced by an empty one:
+    /// changes are then detected from this run on.
+    pub fn new(rules: RuleSet, store: Option<PathBuf>) -> Self {
+        let descriptions = match store.as_deref().map(std::fs::read_to_string) {
+            Some(Ok(text)) => DescriptionStore::from_json(&text).unwrap_or_else(|e| {
+                eprintln!(
+                    "mcp-sensor: ignoring the tool-definition store {}: {e} (tool-description changes are detected from now on; delete the file to silence this)",
+                    store.as_deref().unwrap().display()
+                );
+                DescriptionStore::new()
+            }),
+            _ => DescriptionStore::new(),
+        };
+        let mut d = Detector {
+            rules,
+            identities: FileIdentities::default(),
+            descriptions,
+            store,
+            summary: false,
+            alerts: 0,
+            store_errors: 0,
+            changed: Vec::new(),
+        };
+        d.refresh_identities();
+        d
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Switches to a new rule set (a reload that passed validation).
+    pub fn replace_rules(&mut self, rules: RuleSet) {
+        self.rules = rules;
+        self.refresh_identities();
+    }
+
+    /// Stats the files rules name by identity, so links and bind mounts of
+    /// them match; files that appear later match once this runs again.
+    pub fn refresh_identities(&mut self) {
+        self.identities = FileIdentities::resolve(self.rules.identity_paths(), |p| {
+            std::fs::metadata(p).ok().map(|m| FileId::from_stat(m.dev(), m.ino()))
+        });
+    }
+
+    /// Runs `ev` through the rules; each match becomes an `alert` event in `out`.
+    pub fn check(&mut self, ev: &Event, facts: Facts<'_>, procs: &ProcTable, out: &mut Vec<Event>) {
+        self.changed.clear();
+        let mut message_text = None;
+        if let Body::Rpc(rpc) = &ev.body {
+            message_text = rpc.text.as_deref();
+            if let (Some(list), Some(server)) = (&rpc.tools_list, &ev.server) {
+                let changes = self.descriptions.observe_tools_list(&server.name, list);
+                self.changed.extend(changes.into_iter().map(|c| c.tool));
+                self.save_store();
+            }
+        }
+        let ctx = EvalContext {
+            first_request_seen: facts.first_request_seen,
+            server_name: None,
+            server_cmdline: facts.server_cmdline,
+            message_text,
+            changed_tools: &self.changed,
+            identities: Some(&self.identities),
+        };
+        for m in self.rules.evaluate(ev, &ctx) {
+            let alert = alert_event(ev, &m, procs);
+            if self.summary {
+                eprintln!("{}", summary_line(&alert));
+            }
+            self.alerts += 1;
+            out.push(alert);
+        }
+    }
+
+    fn save_store(&mut self) {
+        let Some(path) = &self.store else { return };
+        let tmp = path.with_extension("tmp");
+        let res = (|| {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+            f.write_all(self.descriptions.to_json().as_bytes())?;
+            f.sync_data()?;
+            std::fs::rename(&tmp, path)
+        })();
+        if let Err(e) = res {
+            if self.store_errors == 0 {
+                eprintln!(
+                    "mcp-sensor: saving tool definitions to {}: {e} (rug pulls across runs go unnoticed; pick a writable --state-dir)",
+                    path.display()
+                );
+            }
+            self.store_errors += 1;
+        }
+    }
+}
+
+/// What an alert says was done. Enforcement decisions replace `would_kill`.
+fn action_name(m: &Match<'_>) -> &'static str {
+    match m.action {
+        Action::Alert => "alert",
+        Action::Kill => "would_kill",
+    }
+}
+
+fn alert_event(ev: &Event, m: &Match<'_>, procs: &ProcTable) -> Event {
+    let root = ev.server.as_ref().map(|s| s.pid);
+    Event {
+        body: Body::Alert(Box::new(Alert {
+            rule: m.id.to_string(),
+            severity: m.severity.name(),
+            action: action_name(m),
+            description: m.description.to_string(),
+            tags: m.tags.to_vec(),
+            event: Box::new(ev.clone()),
+            ancestry: ancestry(procs, ev.pid, root),
+            decided_by: None,
+            killed: Vec::new(),
+            kill_delay_us: None,
+        })),
+        ..ev.clone()
+    }
+}
+
+/// The process and its parents up to the MCP client: past the server's
+/// root, through `mcp-sensor exec` when it wraps the server, to the first
+/// other process. Without a server, up to pid 1.
+pub fn ancestry(procs: &ProcTable, pid: u32, server_root: Option<u32>) -> Vec<Hop> {
+    let chain = procs.ancestry(pid, MAX_ANCESTRY);
+    let me = std::process::id();
+    let mut out = Vec::with_capacity(chain.len());
+    let mut past_root = false;
+    for (pid, exe) in chain {
+        if pid == 1 {
+            break;
+        }
+        out.push(Hop { pid, exe });
+        if past_root && pid != me {
+            break; // the client
+        }
+        if Some(pid) == server_root {
+            past_root = true;
+        }
+    }
+    out
+}
+
+/// `mcp-sensor: ALERT high ssh-key-read: node[123] open /root/.ssh/id_rsa
+/// (tools/call read_text_file id=3, server fs)`.
+pub fn summary_line(alert: &Event) -> String {
+    let Body::Alert(a) = &alert.body else { return String::new() };
+    let ev = &a.event;
+    let what = match &ev.body {
+        Body::Exec { filename, .. } => format!("exec {filename}"),
+        Body::Open { path, .. } => format!("open {path}"),
+        Body::Connect { addr: Some(addr), port, .. } => format!("connect {addr}:{}", port.unwrap_or(0)),
+        Body::Connect { path: Some(p), .. } => format!("connect {p}"),
+        Body::Rpc(r) => format!("rpc {} {}", r.message, r.method.as_deref().unwrap_or("")),
+        Body::Malformed { reason, .. } => format!("malformed: {reason}"),
+        _ => "event".to_string(),
+    };
+    let call = match &ev.tool_call {
+        Some(c) if c.id.is_some() => format!(
+            " during {} {} id={}",
+            c.method.as_deref().unwrap_or("?"),
+            c.name.as_deref().unwrap_or("?"),
+            c.id.as_ref().unwrap()
+        ),
+        Some(c) => format!(" during {} requests in flight", c.in_flight.len()),
+        None => String::new(),
+    };
+    let server = ev.server.as_ref().map(|s| format!(" [server {}]", s.name)).unwrap_or_default();
+    format!(
+        "mcp-sensor: ALERT {} {} ({}): {}[{}] {what}{call}{server}",
+        a.severity, a.rule, a.action, ev.comm, ev.pid
+    )
+}
+
+#[cfg(test)]
+#[path = "detect_tests.rs"]
+mod tests;

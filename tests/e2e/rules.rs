@@ -1,0 +1,224 @@
+//! Rules on real MCP software through `mcp-sensor exec`: the default pack
+//! flags an SSH key read through the real filesystem server and a shell
+//! from a real command-running server, names the call that did it, and
+//! stays quiet on benign sessions of several real servers. User rule files
+//! are loaded, and a broken edit keeps the previous rules running.
+
+use crate::harness::*;
+use crate::mcp::{assert_nothing_lost, call_id, drive, mcp_env, server_argv};
+use serde_json::{json, Value};
+
+fn alerts<'a>(run: &'a Run, rule: &'a str) -> Vec<&'a Value> {
+    run.of_kind("alert").filter(|a| a["rule"] == rule).collect()
+}
+
+const FAKE_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA-not-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n";
+
+#[test]
+fn ssh_key_read_through_the_filesystem_server_raises_one_alert_naming_the_call() {
+    let d = scratch("rule-ssh");
+    let home = d.join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    let key = home.join(".ssh/id_ed25519");
+    std::fs::write(&key, FAKE_KEY).unwrap();
+    std::fs::write(home.join(".ssh/id_ed25519.pub"), "ssh-ed25519 AAAA test\n").unwrap();
+    std::fs::write(home.join("notes.txt"), "benign\n").unwrap();
+    let env = mcp_env();
+    let mut server = server_argv(&env, "MCP_FS_SERVER");
+    server.push(home.display().to_string());
+    let s = drive(
+        &d,
+        server,
+        json!([
+            {"call": "read_text_file", "arguments": {"path": home.join("notes.txt")}},
+            {"call": "get_file_info", "arguments": {"path": home.join(".ssh/id_ed25519.pub")}},
+            {"call": "read_text_file", "arguments": {"path": key}},
+        ]),
+        &[],
+    );
+    assert!(s.client["results"][2]["content_text"].as_str().unwrap_or("").contains("PRIVATE KEY"), "{}", s.client);
+    let run = &s.run;
+    let ssh = alerts(run, "ssh-key-read");
+    assert_eq!(ssh.len(), 1, "exactly one ssh-key-read alert\n{}", run.describe());
+    let a = ssh[0];
+    // the call that read the key, not the one that read notes.txt
+    let key_call = run
+        .of_kind("rpc")
+        .find(|e| e["direction"] == "client_to_server" && e["arguments"]["path"] == key.display().to_string())
+        .expect("the key read request was captured");
+    assert_eq!(a["tool_call"]["id"], key_call["id"], "{a}");
+    assert_eq!(a["tool_call"]["name"], "read_text_file", "{a}");
+    assert_eq!(a["tool_call"]["arguments"]["path"], key.display().to_string(), "{a}");
+    assert_eq!(a["event"]["kind"], "open", "{a}");
+    assert_eq!(a["event"]["path"], key.display().to_string(), "{a}");
+    assert_eq!(a["server"]["name"], "secure-filesystem-server", "{a}");
+    assert_eq!(a["action"], "alert");
+    assert_eq!(a["severity"], "high");
+    // ancestry: the server process, then mcp-sensor exec, then the client
+    let hops = a["ancestry"].as_array().unwrap();
+    assert_eq!(hops[0]["pid"], a["pid"], "{a}");
+    assert!(hops.iter().any(|h| h["exe"].as_str().unwrap_or("").ends_with("/node")), "{a}");
+    assert!(hops.last().unwrap()["exe"].as_str().unwrap_or("").contains("python"), "ends at the client: {a}");
+    // the alert line follows its event's line
+    let pos = |v: &Value| run.events.iter().position(|e| std::ptr::eq(e, v)).unwrap();
+    let open = run.events.iter().position(|e| e["kind"] == "open" && e["path"] == key.display().to_string()).unwrap();
+    assert_eq!(pos(a), open + 1);
+    // the key went back to the client: the response is flagged too
+    let leak = alerts(run, "secret-in-response");
+    assert_eq!(leak.len(), 1, "{}", run.describe());
+    assert_eq!(leak[0]["event"]["id"], key_call["id"]);
+    // nothing else: the .pub and notes reads are benign
+    let others: Vec<_> = run.of_kind("alert").filter(|a| a["rule"] != "ssh-key-read" && a["rule"] != "secret-in-response").collect();
+    assert!(others.is_empty(), "{others:?}");
+    assert_nothing_lost(run);
+}
+
+#[test]
+fn a_shell_from_a_command_server_raises_unexpected_shell() {
+    let d = scratch("rule-shell");
+    let env = mcp_env();
+    let s = drive(
+        &d,
+        server_argv(&env, "MCP_SHELL_SERVER"),
+        json!([{"call": "run_command", "arguments": {"command": "echo hello-from-shell"}}]),
+        &[],
+    );
+    assert!(s.client["results"][0]["content_text"].as_str().unwrap_or("").contains("hello-from-shell"), "{}", s.client);
+    let run = &s.run;
+    let id = call_id(run, "run_command");
+    let shells = alerts(run, "unexpected-shell");
+    assert!(!shells.is_empty(), "{}", run.describe());
+    for a in &shells {
+        assert_eq!(a["tool_call"]["id"], id, "{a}");
+        assert_eq!(a["tool_call"]["name"], "run_command", "{a}");
+        assert_eq!(a["event"]["kind"], "exec", "{a}");
+    }
+    assert!(shells.iter().any(|a| a["event"]["argv"].to_string().contains("echo hello-from-shell")), "{shells:?}");
+}
+
+#[test]
+fn benign_sessions_of_several_real_servers_raise_nothing() {
+    let env = mcp_env();
+    let d = scratch("rule-benign");
+    std::fs::write(d.join("readme.md"), "# hello\n").unwrap();
+    let repo = d.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    assert!(std::process::Command::new("git").args(["init", "-q"]).current_dir(&repo).status().unwrap().success());
+    let mut fs = server_argv(&env, "MCP_FS_SERVER");
+    fs.push(d.display().to_string());
+    let sessions = [
+        (fs, json!([
+            {"list_tools": true},
+            {"call": "list_directory", "arguments": {"path": d}},
+            {"call": "read_text_file", "arguments": {"path": d.join("readme.md")}},
+            {"call": "write_file", "arguments": {"path": d.join("out.txt"), "content": "x"}},
+            {"call": "search_files", "arguments": {"path": d, "pattern": "readme"}},
+        ])),
+        (server_argv(&env, "MCP_EVERYTHING_SERVER"), json!([
+            {"list_tools": true},
+            {"call": "echo", "arguments": {"message": "hi"}},
+            {"call": "get-sum", "arguments": {"a": 1, "b": 2}},
+        ])),
+        (server_argv(&env, "MCP_TIME_SERVER"), json!([
+            {"call": "get_current_time", "arguments": {"timezone": "UTC"}},
+        ])),
+        (server_argv(&env, "MCP_GIT_SERVER"), json!([
+            {"call": "git_status", "arguments": {"repo_path": repo}},
+            {"call": "git_log", "arguments": {"repo_path": repo}},
+        ])),
+    ];
+    for (i, (server, steps)) in sessions.into_iter().enumerate() {
+        let dir = d.join(format!("s{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let name = server.join(" ");
+        let s = drive(&dir, server, steps, &[]);
+        let run = &s.run;
+        assert!(run.of_kind("rpc").count() > 2, "{name}: the session was captured\n{}", run.describe());
+        let alerts: Vec<_> = run.of_kind("alert").collect();
+        assert!(alerts.is_empty(), "{name}: benign session raised {alerts:#?}");
+    }
+}
+
+#[test]
+fn user_rules_load_and_a_broken_edit_keeps_the_previous_rules() {
+    let d = scratch("rule-user");
+    let rules = d.join("mine.yaml");
+    std::fs::write(
+        &rules,
+        "- rule: notes-read\n  description: somebody read the notes\n  severity: low\n  kind: open\n  match:\n    path: \"**/notes-*.txt\"\n",
+    )
+    .unwrap();
+    for n in 1..=3 {
+        std::fs::write(d.join(format!("notes-{n}.txt")), "x\n").unwrap();
+    }
+    let env = mcp_env();
+    let mut server = server_argv(&env, "MCP_FS_SERVER");
+    server.push(d.display().to_string());
+    // break the rule file while the session runs (between the first and
+    // second read), then read again: the old rule still fires
+    let rules_arg = rules.display().to_string();
+    let editor = {
+        let rules = rules.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            std::fs::write(&rules, "- rule: notes-read\n  sevrity: high\n").unwrap();
+        })
+    };
+    let s = drive(
+        &d,
+        server,
+        json!([
+            {"call": "read_text_file", "arguments": {"path": d.join("notes-1.txt")}},
+            {"sleep": 4.5},
+            {"call": "read_text_file", "arguments": {"path": d.join("notes-2.txt")}},
+        ]),
+        &["--rules", &rules_arg],
+    );
+    editor.join().unwrap();
+    let run = &s.run;
+    let hits: Vec<_> = alerts(run, "notes-read").iter().map(|a| a["event"]["path"].as_str().unwrap().to_string()).collect();
+    assert_eq!(hits, [d.join("notes-1.txt").display().to_string(), d.join("notes-2.txt").display().to_string()], "{}", run.describe());
+    let stderr = std::fs::read_to_string(d.join("server.stderr")).unwrap_or_default() + &run.stderr();
+    assert!(stderr.contains("previous rules keep running") && stderr.contains("unknown field `sevrity`"), "{stderr}");
+}
+
+#[test]
+fn rules_check_reports_file_line_column_and_exits_1() {
+    let d = scratch("rules-check");
+    let good = d.join("good.yaml");
+    std::fs::write(&good, "- disable: [dotenv-read]\n").unwrap();
+    let bad = d.join("bad.yaml");
+    std::fs::write(&bad, "- rule: x\n  description: d\n  severity: hihg\n  kind: open\n").unwrap();
+    let glob = d.join("glob.yaml");
+    std::fs::write(&glob, "- rule: y\n  description: d\n  severity: high\n  kind: open\n  match:\n    path: \"[\"\n").unwrap();
+    let ok = std::process::Command::new(sensor_bin()).args(["rules", "check"]).arg(&good).output().unwrap();
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("ok: "), "{}", String::from_utf8_lossy(&ok.stdout));
+    let out = std::process::Command::new(sensor_bin()).args(["rules", "check"]).arg(&good).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let b = bad.display().to_string();
+    assert!(err.contains(&format!("{b}:3:13:")), "severity position: {err}");
+    let out = std::process::Command::new(sensor_bin()).args(["rules", "check"]).arg(&glob).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{}:6:11:", glob.display())), "glob position: {err}");
+}
+
+#[test]
+fn io_uring_setup_is_reported_and_flagged() {
+    let d = scratch("uring");
+    let env = mcp_env();
+    // io_uring_setup(2) is syscall 425 on x86_64 and aarch64
+    let script = "import ctypes,os\nlibc=ctypes.CDLL(None,use_errno=True)\np=ctypes.create_string_buffer(120)\nfd=libc.syscall(425,8,p)\nassert fd>=0, os.strerror(ctypes.get_errno())\nprint(fd)\n";
+    let run = exec(&d, &[&env["MCP_PY"], "-c", script]);
+    assert_eq!(run.status(), 0, "{}", run.describe());
+    let fd: i64 = run.stdout().trim().parse().unwrap();
+    let ev: Vec<_> = run.of_kind("io_uring_setup").collect();
+    assert_eq!(ev.len(), 1, "{}", run.describe());
+    assert_eq!(ev[0]["fd"], fd);
+    assert_eq!(ev[0]["sq_entries"], 8);
+    let a = alerts(&run, "io-uring-setup");
+    assert_eq!(a.len(), 1, "{}", run.describe());
+    assert_eq!(a[0]["event"]["kind"], "io_uring_setup");
+}
