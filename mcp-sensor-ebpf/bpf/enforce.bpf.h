@@ -104,6 +104,46 @@ static __always_inline __u32 ms_enf_kill(const struct ms_verdict *v, __u32 sessi
 	return flags;
 }
 
+/* One name tested against a protected directory's patterns, one slot per
+ * bpf_loop step (the verifier checks a step once). */
+struct ms_name_ctx {
+	struct ms_dir_key dk;
+	__u32 len;         /* the name's length */
+	__u32 tl;          /* bytes in head and tail: min(len, MS_NAME_PART) */
+	char head[MS_NAME_PART];
+	char tail[MS_NAME_PART]; /* the last tl bytes of the name */
+	struct ms_verdict v;
+	__u32 found;
+};
+
+/* All-ones when i < n (both <= MS_NAME_PART), else 0; BPF has no setcc,
+ * and a branch per byte would multiply the verifier's states. */
+#define MS_LT_MASK(i, n) ((__u32)((__s32)((__u32)(i) - (n)) >> 31))
+
+static __attribute__((unused)) long ms_dir_slot(__u64 slot, struct ms_name_ctx *c)
+{
+	c->dk.slot = slot;
+	struct ms_dir_rule *r = bpf_map_lookup_elem(&DENY_DIRS, &c->dk);
+	if (!r)
+		return 1; /* slots are dense: no more */
+	__u32 p = r->prefix_len, s = r->suffix_len, len = c->len, tl = c->tl;
+	if (p > MS_NAME_PART || s > MS_NAME_PART || len < p + s || s > tl)
+		return 0;
+	if (r->exact && len != p)
+		return 0;
+	__u32 diff = 0;
+#pragma unroll
+	for (__u32 i = 0; i < MS_NAME_PART; i++) {
+		diff |= MS_LT_MASK(i, p) & (__u8)(c->head[i] ^ r->prefix[i]);
+		diff |= MS_LT_MASK(i, s) & (__u8)(c->tail[(tl - s + i) & (MS_NAME_PART - 1)] ^ r->suffix[i]);
+	}
+	if (diff)
+		return 0;
+	c->v = r->v;
+	c->found = 1;
+	return 1;
+}
+
 /* Open: the struct file the kernel opened is protected. */
 static __always_inline __u32 ms_enforce_open(struct file *file, __u32 session)
 {
@@ -124,34 +164,17 @@ static __always_inline __u32 ms_enforce_open(struct file *file, __u32 session)
 	if (!bpf_map_lookup_elem(&DENY_DIRS, &dk))
 		return 0; /* slot 0 absent: the common case, one lookup */
 
+	struct ms_name_ctx c = { .dk = dk };
 	__u32 len = BPF_CORE_READ(d, d_name.len);
 	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
-	char head[MS_NAME_PART] = {}, tail[MS_NAME_PART] = {};
-	bpf_probe_read_kernel(head, len < MS_NAME_PART ? len : MS_NAME_PART, name);
 	__u32 tl = len < MS_NAME_PART ? len : MS_NAME_PART;
-	bpf_probe_read_kernel(tail, tl, name + len - tl);
-
-	for (__u32 slot = 0; slot < MS_DIR_SLOTS; slot++) {
-		dk.slot = slot;
-		struct ms_dir_rule *r = bpf_map_lookup_elem(&DENY_DIRS, &dk);
-		if (!r)
-			break;
-		__u32 p = r->prefix_len, s = r->suffix_len;
-		if (p > MS_NAME_PART || s > MS_NAME_PART || len < p + s)
-			continue;
-		if (r->exact && len != p)
-			continue;
-		int ok = 1;
-		for (__u32 i = 0; i < MS_NAME_PART; i++) {
-			if (i < p && head[i] != r->prefix[i])
-				ok = 0;
-			/* suffix bytes are the last s of tail[0..tl) */
-			if (i < s && tail[(tl - s + i) & (MS_NAME_PART - 1)] != r->suffix[i])
-				ok = 0;
-		}
-		if (ok)
-			return ms_enf_kill(&r->v, session, MS_ENF_KILL_OPEN);
-	}
+	c.len = len;
+	c.tl = tl;
+	bpf_probe_read_kernel(c.head, tl, name);
+	bpf_probe_read_kernel(c.tail, tl, name + len - tl);
+	bpf_loop(MS_DIR_SLOTS, ms_dir_slot, &c, 0);
+	if (c.found)
+		return ms_enf_kill(&c.v, session, MS_ENF_KILL_OPEN);
 	return 0;
 }
 

@@ -163,8 +163,9 @@ pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
                 p.load().map_err(program_err)?;
                 p.attach("syscalls", &target).map_err(|e| attach_err(&target, e))?;
             }
-            // enforcement: cgroup/connect4|6 at the cgroup v2 root, next to
-            // whatever else is attached there (ALLOW_MULTI)
+            // enforcement: cgroup/connect4|6 at the cgroup v2 root, as a
+            // bpf_link (5.7+), which runs next to whatever else is attached
+            // there (a link takes no ALLOW_MULTI flag: it is always multi)
             Program::CgroupSockAddr(p) => {
                 if !opts.enforce {
                     continue;
@@ -172,7 +173,7 @@ pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
                 let root = crate::enforce::cgroup2_root().ok_or(LoadError::NoCgroup2)?;
                 let dir = std::fs::File::open(&root).map_err(|_| LoadError::NoCgroup2)?;
                 p.load().map_err(program_err)?;
-                p.attach(dir, CgroupAttachMode::AllowMultiple).map_err(|e| attach_err(&root, e))?;
+                p.attach(dir, CgroupAttachMode::Single).map_err(|e| attach_err(&root, e))?;
             }
             _ => continue,
         }

@@ -100,7 +100,7 @@ impl Pipeline {
             Record::Stdio(s) => {
                 let base = self.base(&h);
                 for ev in self.sessions.on_stdio(s, base, &self.procs) {
-                    self.publish(&ev, h.session);
+                    self.publish(&ev, &h);
                 }
                 return;
             }
@@ -111,14 +111,16 @@ impl Pipeline {
             ev.server = Some(server);
             ev.tool_call = call;
         }
-        self.publish(&ev, h.session);
+        self.publish(&ev, &h);
     }
 
     /// Writes `ev`, then the alerts it raises.
-    fn publish(&mut self, ev: &Event, session: u32) {
+    fn publish(&mut self, ev: &Event, h: &decode::Header) {
         self.out.emit(ev);
-        let facts = self.sessions.facts(session).unwrap_or_default();
-        self.detect.check(ev, facts, &self.procs, &mut self.alerts);
+        let facts = self.sessions.facts(h.session).unwrap_or_default();
+        // enforcement: the record's kernel decision and whom to kill
+        let rec = crate::enforce::RecordFacts::of(h);
+        self.detect.check_record(ev, facts, Some(&rec), &self.procs, &mut self.alerts);
         for a in self.alerts.drain(..) {
             self.out.emit(&a);
         }

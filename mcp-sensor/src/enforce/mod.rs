@@ -13,11 +13,13 @@
 //! syscall). Without `--enforce` the pipeline never calls it: kill rules
 //! then report `would_kill`.
 
+mod alert;
 mod compile;
 mod kill;
 mod kmaps;
 pub mod walk;
 
+pub use alert::{act, install_and_report, unmatched_kernel_kill, RecordFacts, RESCAN_EVERY_REFRESHES};
 pub use compile::{compile, Tables, Verdict};
 pub use kill::{kill as kill_target, kill_tree, proc_start_ns, Missed, Target};
 
