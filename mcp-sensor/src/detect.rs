@@ -188,6 +188,7 @@ fn action_name(m: &Match<'_>) -> &'static str {
     match m.action {
         Action::Alert => "alert",
         Action::Kill => "would_kill",
+        Action::Deny => "would_deny",
     }
 }
 

@@ -62,10 +62,13 @@ fn fill(alert: &mut Event, o: super::Outcome) {
 /// A kill rule matched: the kernel already acted on the record (its flags
 /// say so), or the agent kills now.
 pub fn act(e: &Enforcer, rec: &RecordFacts, m: &Match<'_>, alert: &mut Event, procs: &ProcTable) {
-    if m.action != Action::Kill {
+    if m.action == Action::Alert {
         return;
     }
     let kernel = KernelDecision::from_flags(rec.flags);
+    if m.action == Action::Deny && kernel.is_none() {
+        return; // a connect can only be refused in the kernel: `would_deny`
+    }
     let o = e.decide(rec.offender(), m.kill_scope, kernel, procs);
     if o.killed.is_empty() && o.action == "killed" {
         // the process was gone before the agent could act: say so

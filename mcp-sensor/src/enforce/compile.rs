@@ -173,7 +173,7 @@ pub fn compile(set: &RuleSet, homes: &[PathBuf]) -> Tables {
     let mut net_rules: Vec<(([u8; 16], u8), u16, u16, Verdict)> = Vec::new();
     let mut ndirs = 0;
     for k in set.kill_rules() {
-        let v = Verdict::new(k.index, k.scope, true);
+        let v = Verdict::new(k.index, k.scope, k.kill);
         match &k.plan {
             KernelPlan::Open { paths, new_files } => {
                 for g in paths {

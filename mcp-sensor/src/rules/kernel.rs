@@ -35,7 +35,7 @@ pub enum KernelPlan {
     Agent { why: &'static str },
 }
 
-/// An enabled rule with `action: kill`.
+/// An enabled rule with `action: kill` (or `deny`).
 #[derive(Debug, Clone)]
 pub struct KillRule<'r> {
     /// Index in [`RuleSet::rules`]: what the kernel reports back.
@@ -43,6 +43,8 @@ pub struct KillRule<'r> {
     pub id: &'r str,
     pub kind: EventKind,
     pub scope: KillScope,
+    /// `false` for `action: deny`: the connect is refused, nobody killed.
+    pub kill: bool,
     pub plan: KernelPlan,
 }
 
@@ -141,7 +143,7 @@ impl RuleSet {
     pub fn kill_rules(&self) -> Vec<KillRule<'_>> {
         let mut out = Vec::new();
         for (i, r) in self.compiled().iter().enumerate() {
-            if !r.info.enabled || r.info.action != Action::Kill {
+            if !r.info.enabled || r.info.action == Action::Alert {
                 continue;
             }
             let kinds = &r.info.kinds;
@@ -153,7 +155,8 @@ impl RuleSet {
             } else {
                 plan(kind, &r.cond, &r.except)
             };
-            out.push(KillRule { index: i as u32, id: &r.info.id, kind, scope: r.info.kill_scope, plan });
+            let kill = r.info.action == Action::Kill;
+            out.push(KillRule { index: i as u32, id: &r.info.id, kind, scope: r.info.kill_scope, kill, plan });
         }
         out
     }
