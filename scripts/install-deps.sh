@@ -16,6 +16,8 @@ command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v git >/dev/null || need+=(git)
 command -v cc >/dev/null || need+=(gcc libc6-dev)
+# headless browser: the investigate HTML report is checked by what it renders
+command -v chromium >/dev/null || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive

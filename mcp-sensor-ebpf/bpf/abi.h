@@ -182,6 +182,49 @@ struct ms_chan {
 #define MS_CNT_STDIO_FAULT 3    /* stdio bytes whose user buffer could not be read */
 #define MS_CNT_MAX 8
 
+/* ==== discovery (mcp-sensor run) =========================================
+ * Everything host-wide discovery adds to the ABI is in this block. The
+ * daemon finds MCP servers nobody wrapped: at exec, a child of a known
+ * client (CLIENT_COMMS / CLIENTS) or a process whose stdin and stdout are
+ * both pipes or sockets becomes a *candidate*: watched as its own session,
+ * its stdio pipes registered as channels flagged MS_CH_CANDIDATE. The
+ * kernel rejects a candidate whose first channel byte cannot start JSON-RPC
+ * (MS_EV_CHAN_REJECT); the agent decides the rest (mcp-sensor/src/discover/). */
+
+/* ms_discover_flags (set by the loader; 0 in `exec`: no discovery at all). */
+#define MS_DISC_CLIENTS (1u << 0) /* children of processes in CLIENTS */
+#define MS_DISC_PIPES (1u << 1)   /* any exec with stdin and stdout pipes/sockets */
+
+/* Why a process is a candidate: in ms_watch.flags of the candidate's tree,
+ * and in the header flags of the candidate root's exec record. */
+#define MS_F_CAND_CLIENT (1u << 12) /* its parent is a known MCP client */
+#define MS_F_CAND_PIPES (1u << 13)  /* its stdin and stdout are pipes or sockets */
+
+/* ms_chan.flags */
+#define MS_CH_CANDIDATE (1u << 0)   /* first byte of each direction is checked */
+
+/* A candidate's channel carried a first byte no JSON-RPC framing starts
+ * with: the kernel removed the channel and the process's watch entry; the
+ * agent drops the candidate and unwatches the rest of its tree. In the
+ * stdio band. */
+#define MS_EV_CHAN_REJECT 56
+
+struct ms_chan_reject {
+	struct ms_header h;  /* h.session: the rejected candidate */
+	__u64 chan_ino;
+	__u32 chan_dev;
+	__u8 dir;            /* MS_DIR_* of the offending transfer */
+	__u8 byte;           /* the first non-blank byte seen */
+	__u16 _pad;
+};
+
+/* CLIENT_COMMS key: a client's comm, NUL-padded as bpf_get_current_comm
+ * writes it. */
+struct ms_comm_key {
+	char comm[MS_COMM_LEN];
+};
+/* ==== end of discovery =================================================== */
+
 /* ==== enforcement (--enforce, rules with `action: kill`) ================
  * Everything enforcement adds to the ABI is in this block. The agent fills
  * the deny maps from the kill rules the kernel can decide (see

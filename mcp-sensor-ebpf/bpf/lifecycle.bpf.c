@@ -8,6 +8,7 @@
  * time, so a recycled pid never inherits a watch (see ms_watched()).
  */
 #include "enforce.bpf.h"
+#include "discover.bpf.h"
 
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(ms_sched_process_fork, struct task_struct *parent, struct task_struct *child)
@@ -46,6 +47,11 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(ms_sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	struct ms_watch *w = ms_watched(p, p->tgid);
+	if (ms_may_discover(w, p->tgid)) {
+		struct ms_watch *c = ms_discover_exec(p, w != NULL);
+		if (c)
+			w = c;
+	}
 	if (!w)
 		return 0;
 
@@ -85,6 +91,9 @@ int BPF_PROG(ms_sched_process_exec, struct task_struct *p, pid_t old_pid, struct
 	if (bpf_probe_read_user(e->argv, len, (void *)start))
 		len = 0;
 	e->argv_len = len;
+	/* a candidate's root says why it is one (MS_F_CAND_*) */
+	if (w->session == p->tgid)
+		flags |= w->flags & (MS_F_CAND_CLIENT | MS_F_CAND_PIPES);
 	e->h.flags = flags;
 	bpf_ringbuf_submit(e, ms_wakeup());
 	return 0;

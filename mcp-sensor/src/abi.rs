@@ -66,6 +66,7 @@ pub fn kind_name(kind: u32) -> &'static str {
         EV_OPEN => "open",
         EV_CONNECT => "connect",
         EV_STDIO => "stdio",
+        EV_CHAN_REJECT => "chan_reject",
         _ => "unknown",
     }
 }
@@ -210,6 +211,46 @@ pub struct ms_chan {
 unsafe impl aya::Pod for ms_watch {}
 unsafe impl aya::Pod for ms_chan_key {}
 unsafe impl aya::Pod for ms_chan {}
+
+// ==== discovery (mcp-sensor run): the block of the same name in abi.h ====
+pub const DISC_CLIENTS: u32 = 1 << 0;
+pub const DISC_PIPES: u32 = 1 << 1;
+pub const F_CAND_CLIENT: u32 = 1 << 12;
+pub const F_CAND_PIPES: u32 = 1 << 13;
+pub const CH_CANDIDATE: u32 = 1 << 0;
+pub const EV_CHAN_REJECT: u32 = 56;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ms_chan_reject {
+    pub h: ms_header,
+    pub chan_ino: u64,
+    pub chan_dev: u32,
+    pub dir: u8,
+    pub byte: u8,
+    pub _pad: u16,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ms_comm_key {
+    pub comm: [u8; COMM_LEN],
+}
+
+impl ms_comm_key {
+    /// The key of a comm as the kernel stores it: at most 15 bytes, NUL-padded.
+    pub fn new(comm: &str) -> Self {
+        let mut k = ms_comm_key { comm: [0; COMM_LEN] };
+        let b = comm.as_bytes();
+        let n = b.len().min(COMM_LEN - 1);
+        k.comm[..n].copy_from_slice(&b[..n]);
+        k
+    }
+}
+
+// SAFETY: plain-old-data, as above.
+unsafe impl aya::Pod for ms_comm_key {}
+// ==== end of discovery ====
 
 // ==== enforcement (abi.h's enforcement block) ==============================
 
@@ -405,6 +446,8 @@ mod tests {
         check!(btf, ms_dir_rule { v, prefix_len, suffix_len, exact, _pad, prefix, suffix });
         check!(btf, ms_port_rule { lo, hi, v });
         check!(btf, ms_net_deny { n, _pad, r });
+        check!(btf, ms_chan_reject { h, chan_ino, chan_dev, dir, byte, _pad });
+        check!(btf, ms_comm_key { comm });
     }
 
     #[test]
@@ -442,6 +485,7 @@ mod tests {
             ("MS_ENF_KILL_OPEN", ENF_KILL_OPEN), ("MS_ENF_KILL_EXEC", ENF_KILL_EXEC),
             ("MS_ENF_KILL_CONNECT", ENF_KILL_CONNECT), ("MS_ENF_DENY_CONNECT", ENF_DENY_CONNECT),
             ("MS_ENF_KILL_ROOT", ENF_KILL_ROOT), ("MS_ENF_MAX", ENF_MAX),
+            ("MS_EV_CHAN_REJECT", EV_CHAN_REJECT),
         ] {
             assert_eq!(define(name), v.to_string(), "{name}");
         }
@@ -451,6 +495,9 @@ mod tests {
             ("MS_F_PSEUDO", F_PSEUDO), ("MS_F_DELETED", F_DELETED),
             ("MS_F_KILLED", F_KILLED), ("MS_F_DENIED", F_DENIED), ("MS_F_KILL_TREE", F_KILL_TREE),
             ("MS_VF_KILL", VF_KILL), ("MS_VF_TREE", VF_TREE),
+            ("MS_F_CAND_CLIENT", F_CAND_CLIENT), ("MS_F_CAND_PIPES", F_CAND_PIPES),
+            ("MS_DISC_CLIENTS", DISC_CLIENTS), ("MS_DISC_PIPES", DISC_PIPES),
+            ("MS_CH_CANDIDATE", CH_CANDIDATE),
         ] {
             let d = define(name);
             let shift: u32 = d.trim_start_matches("(1u<<").trim_end_matches(')').trim().parse()

@@ -1,7 +1,7 @@
 //! Command line: the raw arguments as the user typed them (clap). Turning
 //! them into a validated configuration is each command's first step.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -16,11 +16,15 @@ pub struct Cli {
 pub enum Command {
     /// Run CMD (an MCP server) under watch: stdio untouched, exit status passed through.
     Exec(ExecArgs),
+    /// Watch the whole host: find MCP servers nobody wrapped, log to a durable rotating log.
+    Run(RunArgs),
     /// Check which kernel features the sensor needs are present.
     Doctor,
     /// Validate or list rules: the embedded defaults plus the files given.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// What did a tool call do? Timelines of sessions, calls and their host activity from event logs.
+    Investigate(InvestigateArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -55,6 +59,19 @@ pub struct RulesArgs {
     /// tool-description-changed rule).
     #[arg(long, value_name = "DIR", default_value = "/var/lib/mcp-sensor")]
     pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML, see docs/config.md). Default: the built-in
+    /// defaults (dist/mcp-sensor.toml). SIGHUP reloads it.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    /// Check the configuration and exit (0: valid) without loading the sensor.
+    #[arg(long)]
+    pub check_config: bool,
 }
 
 /// Settings of the kernel side and the queue, shared by every command that
@@ -102,6 +119,52 @@ pub struct ExecArgs {
     pub cmd: Vec<OsString>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InvestigateFormat {
+    /// Readable text (the default on a terminal).
+    Table,
+    /// sessions -> calls -> activity, documented in docs/investigate.md (the default otherwise).
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct InvestigateArgs {
+    /// Event logs: files, or directories (their events.jsonl* files, rotated ones oldest first).
+    /// Default: /var/log/mcp-sensor.
+    #[arg(value_name = "LOG")]
+    pub logs: Vec<PathBuf>,
+    /// Sessions of the server whose name contains TEXT (any case), or whose pid is TEXT.
+    #[arg(long, value_name = "TEXT")]
+    pub server: Option<String>,
+    /// Calls of this tool (or method, for requests other than tools/call); globs like `read_*`.
+    #[arg(long, value_name = "NAME")]
+    pub tool: Option<String>,
+    /// The call with this request id (`3` matches 3 and "3").
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// Calls in which this pid acted (and its activity outside calls).
+    #[arg(long, value_name = "PID")]
+    pub pid: Option<u32>,
+    /// Calls with an alert of this rule (globs like `ssh-*`).
+    #[arg(long, value_name = "RULE")]
+    pub rule: Option<String>,
+    /// From this time: RFC 3339 (`2026-11-21T12:00:00Z`, `...+02:00`, `2026-11-21`) or ago (`10m`, `2h`, `1d`).
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Until this time (same forms as --since).
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Output on stdout. Default: table on a terminal, else json; none with --html alone.
+    #[arg(long, value_enum)]
+    pub format: Option<InvestigateFormat>,
+    /// Also write a self-contained HTML page with a visual timeline to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Table: list every event (by default long groups show their first events and a count).
+    #[arg(long)]
+    pub all: bool,
+}
+
 /// Parses `4096`, `64K`, `32MiB`, `1G` (binary units either way).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
@@ -140,6 +203,14 @@ mod tests {
         assert_eq!(a.cmd, vec!["node", "--flag", "-x"]);
         assert_eq!(a.events.as_deref(), Some(std::path::Path::new("/tmp/e")));
         assert_eq!(a.sensor.ring_buffer_size, 32 << 20);
+    }
+
+    #[test]
+    fn run_takes_a_config_path() {
+        let cli = Cli::try_parse_from(["mcp-sensor", "run", "--config", "/etc/mcp-sensor.toml"]).unwrap();
+        let Command::Run(a) = cli.command else { panic!() };
+        assert_eq!(a.config.as_deref(), Some(std::path::Path::new("/etc/mcp-sensor.toml")));
+        assert!(!a.check_config);
     }
 
     #[test]

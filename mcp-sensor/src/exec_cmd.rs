@@ -86,7 +86,7 @@ pub fn load_options(s: &SensorArgs) -> Result<LoadOptions> {
     if s.queue_size == 0 {
         bail!("--queue-size must be at least 1");
     }
-    Ok(LoadOptions { ring_bytes, stdio_cap: s.stdio_cap, capture_stdio: !s.no_stdio_capture, enforce: s.enforce })
+    Ok(LoadOptions { ring_bytes, stdio_cap: s.stdio_cap, capture_stdio: !s.no_stdio_capture, discover: 0, enforce: s.enforce })
 }
 
 /// A child forked and held before exec.

@@ -2,8 +2,10 @@
 //! on this kernel, real processes (and, in `mcp`, real MCP software).
 //! Run as root with `cargo xtask test`; without root they fail, never skip.
 
+mod daemon;
 mod enforce;
 mod harness;
+mod investigate;
 mod mcp;
 mod rules;
 mod sensor;

@@ -106,7 +106,12 @@ fn benign_sessions_of_several_real_servers_raise_nothing() {
     assert!(std::process::Command::new("git").args(["init", "-q"]).current_dir(&repo).status().unwrap().success());
     let mut fs = server_argv(&env, "MCP_FS_SERVER");
     fs.push(d.display().to_string());
+    // launched the way npx does it: through `sh -c` (quiet: before the first request)
+    let launcher = vec!["/bin/sh".to_string(), "-c".into(), format!("{} \"$0\"; exit $?", env["MCP_FS_SERVER"]), d.display().to_string()];
     let sessions = [
+        (launcher, json!([
+            {"call": "list_allowed_directories", "arguments": {}},
+        ])),
         (fs, json!([
             {"list_tools": true},
             {"call": "list_directory", "arguments": {"path": d}},
@@ -134,6 +139,10 @@ fn benign_sessions_of_several_real_servers_raise_nothing() {
         let s = drive(&dir, server, steps, &[]);
         let run = &s.run;
         assert!(run.of_kind("rpc").count() > 2, "{name}: the session was captured\n{}", run.describe());
+        if i == 0 {
+            let shell = run.of_kind("exec").any(|e| e["exe"].as_str().is_some_and(|x| x.ends_with("sh")));
+            assert!(shell, "the launcher shell ran under watch\n{}", run.describe());
+        }
         let alerts: Vec<_> = run.of_kind("alert").collect();
         assert!(alerts.is_empty(), "{name}: benign session raised {alerts:#?}");
     }

@@ -30,6 +30,22 @@ impl RecordFacts {
         RecordFacts { flags: h.flags, pid: h.pid, start_ns: h.start_ns, ts_ns: h.ts_ns, session: h.session }
     }
 
+    /// The current record's facts when `ev` came from it; else (an event
+    /// held back and delivered later) what the event and the process table
+    /// say, without a kernel decision.
+    pub fn for_event(cur: Option<RecordFacts>, ev: &Event, session: u32, procs: &ProcTable) -> RecordFacts {
+        match cur {
+            Some(r) if r.pid == ev.pid && r.ts_ns == ev.ts_ns => r,
+            _ => RecordFacts {
+                flags: 0,
+                pid: ev.pid,
+                start_ns: procs.get(ev.pid).map_or(0, |p| p.start_ns),
+                ts_ns: ev.ts_ns,
+                session,
+            },
+        }
+    }
+
     fn offender(&self) -> Offender {
         Offender { pid: self.pid, start_ns: self.start_ns, ts_ns: self.ts_ns, session: self.session }
     }

@@ -1,0 +1,127 @@
+//! One-line descriptions of events for people: the path of an open, the
+//! argv of an exec, the address of a connect. Text only: escaping for a
+//! terminal or a page is the renderer's job.
+
+use serde_json::Value;
+
+fn s<'a>(ev: &'a Value, k: &str) -> Option<&'a str> {
+    ev.get(k).and_then(Value::as_str)
+}
+
+/// An argument as a shell would need it to be typed (readable, not exact).
+fn quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%^".contains(&b));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+fn join_strings(v: Option<&Value>, sep: &str) -> String {
+    v.and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect::<Vec<_>>().join(sep))
+        .unwrap_or_default()
+}
+
+fn ret_failed(ev: &Value) -> bool {
+    ev.get("ret").and_then(Value::as_i64).is_some_and(|r| r < 0)
+}
+
+fn with_error(mut text: String, ev: &Value) -> String {
+    if let Some(err) = s(ev, "error") {
+        text.push_str(" -> ");
+        text.push_str(err);
+    } else if ret_failed(ev) {
+        text.push_str(&format!(" -> {}", ev["ret"]));
+    }
+    text
+}
+
+/// `(summary, failed)` of an event line.
+pub fn describe(ev: &Value) -> (String, bool) {
+    let kind = s(ev, "kind").unwrap_or("?");
+    match kind {
+        "exec" => {
+            let argv: Vec<String> = ev
+                .get("argv")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).map(quote).collect())
+                .unwrap_or_default();
+            let mut text = if argv.is_empty() { s(ev, "filename").unwrap_or("?").to_string() } else { argv.join(" ") };
+            if ev.get("argv_truncated") == Some(&Value::Bool(true)) {
+                text.push_str(" …");
+            }
+            if let Some(script) = s(ev, "script") {
+                text.push_str(&format!(" (script {script})"));
+            }
+            (text, false)
+        }
+        "open" => {
+            let mut text = s(ev, "path").unwrap_or("?").to_string();
+            let flags = join_strings(ev.get("flags"), "|");
+            if !flags.is_empty() {
+                text.push_str(&format!(" ({flags})"));
+            }
+            (with_error(text, ev), ret_failed(ev))
+        }
+        "connect" => {
+            let family = s(ev, "family").unwrap_or("?");
+            let port = ev.get("port").and_then(Value::as_u64);
+            let text = match (s(ev, "addr"), port, s(ev, "path")) {
+                (Some(a), Some(p), _) if family == "inet6" => format!("[{a}]:{p}"),
+                (Some(a), Some(p), _) => format!("{a}:{p}"),
+                (Some(a), None, _) => a.to_string(),
+                (None, _, Some(path)) => format!("unix {path}"),
+                _ => family.to_string(),
+            };
+            // a non-blocking connect says EINPROGRESS and goes on
+            let failed = ret_failed(ev) && s(ev, "error") != Some("EINPROGRESS");
+            (with_error(text, ev), failed)
+        }
+        "fork" => (format!("child {}", ev.get("child_pid").unwrap_or(&Value::Null)), false),
+        "exit" => match (ev.get("signal").and_then(Value::as_i64), ev.get("code").and_then(Value::as_i64)) {
+            (Some(sig), _) => (format!("killed by signal {sig}"), true),
+            (None, Some(code)) => (format!("exit code {code}"), code != 0),
+            _ => ("exited".into(), false),
+        },
+        "malformed" => (
+            format!(
+                "{}: {} ({} bytes)",
+                s(ev, "direction").unwrap_or("?"),
+                s(ev, "reason").unwrap_or("?"),
+                ev.get("size").unwrap_or(&Value::Null)
+            ),
+            true,
+        ),
+        "rpc" => {
+            let method = s(ev, "method").unwrap_or("?");
+            let text = match (s(ev, "direction"), s(ev, "message")) {
+                (Some("server_to_client"), Some("request")) => format!("server asked the client: {method}"),
+                (dir, msg) => format!("{} {} {method}", dir.unwrap_or("?"), msg.unwrap_or("?")),
+            };
+            (text, false)
+        }
+        other => (other.to_string(), false),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn events_read_like_what_happened() {
+        let exec = json!({"kind":"exec","argv":["sh","-c","cat /etc/passwd"],"filename":"/bin/sh"});
+        assert_eq!(describe(&exec), ("sh -c 'cat /etc/passwd'".into(), false));
+        let open = json!({"kind":"open","path":"/x","flags":["O_RDONLY","O_CLOEXEC"],"ret":-2,"error":"ENOENT"});
+        assert_eq!(describe(&open), ("/x (O_RDONLY|O_CLOEXEC) -> ENOENT".into(), true));
+        let conn = json!({"kind":"connect","family":"inet6","addr":"::1","port":443,"ret":-115,"error":"EINPROGRESS"});
+        assert_eq!(describe(&conn), ("[::1]:443 -> EINPROGRESS".into(), false));
+        let unix = json!({"kind":"connect","family":"unix","path":"@abstract","ret":0});
+        assert_eq!(describe(&unix).0, "unix @abstract");
+        assert_eq!(describe(&json!({"kind":"exit","code":null,"signal":9})), ("killed by signal 9".into(), true));
+    }
+}

@@ -1,0 +1,76 @@
+//! `mcp-sensor investigate [LOG...]`: answers "what did this tool call
+//! do?" from event logs, offline, without root or BPF.
+//!
+//! Data flow: [`read`] (which files, in which order; lines, torn or bad
+//! ones reported) -> [`timeline`] (sessions -> calls -> activity, alerts
+//! attached; [`describe`] says each event in one line) -> [`filter`] ->
+//! a renderer: [`table`] (terminal), JSON (the [`model`] serialised), or
+//! [`html`] (one self-contained page). docs/investigate.md is the user's
+//! side of this.
+
+pub mod describe;
+pub mod filter;
+pub mod html;
+pub mod model;
+pub mod read;
+pub mod table;
+pub mod timeline;
+
+#[cfg(test)]
+mod tests_fixtures;
+#[cfg(test)]
+mod tests_render;
+#[cfg(test)]
+mod tests_timeline;
+
+use crate::cli::{InvestigateArgs, InvestigateFormat};
+use anyhow::{Context, Result};
+use std::io::{IsTerminal, Write};
+
+fn now_ns() -> i128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i128)
+}
+
+/// Reads, builds, filters and renders; problems in the logs go to stderr.
+pub fn run(args: InvestigateArgs) -> Result<i32> {
+    let filters = filter::Filters::from_args(&args, now_ns())?;
+    let files = read::expand(&args.logs)?;
+    let log = read::Log::read(&files)?;
+    for p in &log.problems {
+        eprintln!("mcp-sensor: warning: {p}");
+    }
+    let mut report = timeline::build(&log);
+    filter::apply(&mut report, &filters);
+    if !report.losses.is_empty() {
+        eprintln!("mcp-sensor: warning: the sensor lost events while writing these logs (see `losses`): the timeline may be incomplete");
+    }
+    let stdout = std::io::stdout();
+    let tty = stdout.is_terminal();
+    if let Some(path) = &args.html {
+        std::fs::write(path, html::page(&report)).with_context(|| format!("cannot write {}", path.display()))?;
+        let calls: usize = report.sessions.iter().map(|s| s.calls.len()).sum();
+        eprintln!("mcp-sensor: wrote {} ({} sessions, {calls} calls)", path.display(), report.sessions.len());
+    }
+    let format = match (args.format, &args.html) {
+        (Some(f), _) => Some(f),
+        (None, Some(_)) => None,
+        (None, None) if tty => Some(InvestigateFormat::Table),
+        (None, None) => Some(InvestigateFormat::Json),
+    };
+    let mut out = stdout.lock();
+    match format {
+        Some(InvestigateFormat::Table) => {
+            let color = tty && std::env::var_os("NO_COLOR").is_none();
+            table::render(&report, &table::Style { color, all: args.all }, &mut out)
+        }
+        Some(InvestigateFormat::Json) => {
+            serde_json::to_writer_pretty(&mut out, &report).map_err(std::io::Error::from).and_then(|()| writeln!(out))
+        }
+        None => Ok(()),
+    }
+    .or_else(|e| if e.kind() == std::io::ErrorKind::BrokenPipe { Ok(()) } else { Err(e) })
+    .context("cannot write to stdout")?;
+    Ok(0)
+}

@@ -1,0 +1,195 @@
+//! Reading event logs: which files the LOG arguments mean, in which order,
+//! and their lines, tolerating logs that are being written or were cut.
+//!
+//! A directory means its `events.jsonl*` files. Rotated files of one log
+//! (`events.jsonl.2`, `.1`, then `events.jsonl`: a higher number is older)
+//! are read oldest first, whatever order they were named in (a shell glob
+//! sorts `.10` before `.2`). A last line without its newline that is not a
+//! whole JSON object is a line being written (or cut by a crash): reported
+//! with `file:line` and skipped. A bad line anywhere else is reported,
+//! counted, and reading goes on.
+
+use anyhow::{bail, Context, Result};
+use serde::Serialize;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+/// Where the daemon writes its log.
+pub const DEFAULT_LOG_DIR: &str = "/var/log/mcp-sensor";
+/// Bad lines reported one by one per file; the rest are only counted.
+const REPORTED_PER_FILE: u64 = 20;
+
+/// One event line, parsed.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub value: Value,
+    /// Unix-epoch ns of `ts`.
+    pub ts_ns: i128,
+    /// Index into [`Log::sources`].
+    pub source: usize,
+    pub line: u64,
+}
+
+/// What was read from one file.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Source {
+    pub path: PathBuf,
+    /// Event lines kept.
+    pub events: u64,
+    /// Lines that were not events (reported on stderr), torn tail included.
+    pub bad_lines: u64,
+    /// The last line had no newline and was not a whole event.
+    pub torn_tail: bool,
+}
+
+/// Everything read, in order, with the problems found on the way.
+#[derive(Debug, Default)]
+pub struct Log {
+    pub sources: Vec<Source>,
+    pub lines: Vec<Line>,
+    /// `file:line: message`, ready for stderr.
+    pub problems: Vec<String>,
+}
+
+/// `(log name without its rotation suffix, rotation number)`: `events.jsonl`
+/// is 0, `events.jsonl.3` is 3. Names without a numeric suffix are their own log.
+fn rotation(path: &Path) -> (PathBuf, u64) {
+    if let (Some(ext), Some(stem)) = (path.extension().and_then(|e| e.to_str()), path.file_stem()) {
+        if let Ok(n) = ext.parse::<u64>() {
+            if stem.to_string_lossy().ends_with(".jsonl") {
+                return (path.with_file_name(stem), n);
+            }
+        }
+    }
+    (path.to_path_buf(), 0)
+}
+
+/// `events.jsonl` and its rotated siblings in `dir`.
+fn log_files_in(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.with_context(|| format!("cannot list {}", dir.display()))?.path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let rotated = name.strip_prefix("events.jsonl.").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if (name == "events.jsonl" || rotated) && path.is_file() {
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        bail!(
+            "no events.jsonl* files in {}: pass the file `mcp-sensor exec --events FILE` wrote, or the daemon's log directory",
+            dir.display()
+        );
+    }
+    Ok(files)
+}
+
+/// The files LOG arguments name, each log's rotations oldest first; logs
+/// in the order first named. No arguments: the daemon's directory.
+pub fn expand(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let default = [PathBuf::from(DEFAULT_LOG_DIR)];
+    if args.is_empty() && !default[0].exists() {
+        bail!("no daemon log at {DEFAULT_LOG_DIR}: pass LOG, e.g. the file `mcp-sensor exec --events FILE` wrote");
+    }
+    let args = if args.is_empty() { &default[..] } else { args };
+    let mut named = Vec::new();
+    for arg in args {
+        let md = std::fs::metadata(arg).with_context(|| format!("cannot read {}", arg.display()))?;
+        if md.is_dir() {
+            named.extend(log_files_in(arg)?);
+        } else {
+            named.push(arg.clone());
+        }
+    }
+    let mut logs: Vec<(PathBuf, Vec<(u64, PathBuf)>)> = Vec::new();
+    for path in named {
+        let (base, n) = rotation(&path);
+        match logs.iter_mut().find(|(b, _)| *b == base) {
+            Some((_, files)) if files.iter().any(|(_, p)| *p == path) => {}
+            Some((_, files)) => files.push((n, path)),
+            None => logs.push((base, vec![(n, path)])),
+        }
+    }
+    Ok(logs
+        .into_iter()
+        .flat_map(|(_, mut files)| {
+            files.sort_by_key(|f| std::cmp::Reverse(f.0));
+            files.into_iter().map(|(_, p)| p)
+        })
+        .collect())
+}
+
+/// Why a line is not an event, or its time.
+fn parse_line(bytes: &[u8]) -> Result<(Value, i128), String> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON ({e})"))?;
+    if !value.is_object() {
+        return Err("not an event: not a JSON object".into());
+    }
+    if !value.get("kind").is_some_and(Value::is_string) {
+        return Err("not an event: no `kind`".into());
+    }
+    let ts = value.get("ts").and_then(Value::as_str).ok_or("not an event: no `ts`")?;
+    let ts_ns = crate::timefmt::parse_rfc3339(ts).ok_or_else(|| format!("`ts` {ts:?} is not an RFC 3339 UTC time"))?;
+    Ok((value, ts_ns))
+}
+
+impl Log {
+    /// Reads `paths` in order. A file that cannot be opened is an error;
+    /// bad lines are not (see the module doc).
+    pub fn read(paths: &[PathBuf]) -> Result<Log> {
+        let mut log = Log::default();
+        for path in paths {
+            let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            log.read_one(path, BufReader::with_capacity(1 << 20, file))
+                .with_context(|| format!("cannot read {}", path.display()))?;
+        }
+        Ok(log)
+    }
+
+    /// Reads one log from `reader` (named `path` in reports).
+    pub fn read_one(&mut self, path: &Path, mut reader: impl BufRead) -> std::io::Result<()> {
+        let source = self.sources.len();
+        let mut src = Source { path: path.to_path_buf(), ..Source::default() };
+        let mut buf = Vec::new();
+        let mut line_no = 0u64;
+        loop {
+            buf.clear();
+            if reader.read_until(b'\n', &mut buf)? == 0 {
+                break;
+            }
+            line_no += 1;
+            let complete = buf.last() == Some(&b'\n');
+            let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
+            let text = text.strip_suffix(b"\r").unwrap_or(text);
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match parse_line(text) {
+                Ok((value, ts_ns)) => {
+                    src.events += 1;
+                    self.lines.push(Line { value, ts_ns, source, line: line_no });
+                }
+                Err(why) => {
+                    src.bad_lines += 1;
+                    let msg = if complete {
+                        why
+                    } else {
+                        src.torn_tail = true;
+                        format!("torn last line (no newline: being written, or cut short), skipped: {why}")
+                    };
+                    if src.bad_lines <= REPORTED_PER_FILE || !complete {
+                        self.problems.push(format!("{}:{line_no}: {msg}", path.display()));
+                    }
+                }
+            }
+        }
+        let unreported = src.bad_lines.saturating_sub(REPORTED_PER_FILE + u64::from(src.torn_tail));
+        if unreported > 0 {
+            self.problems.push(format!("{}: {unreported} more bad lines not shown", path.display()));
+        }
+        self.sources.push(src);
+        Ok(())
+    }
+}

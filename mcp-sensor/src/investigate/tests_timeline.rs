@@ -1,0 +1,230 @@
+//! Tests of reading logs and building the timeline from fixture lines.
+
+use super::model::Status;
+use super::read::{expand, Log};
+use super::tests_fixtures::*;
+use super::timeline::build;
+use serde_json::json;
+use std::path::PathBuf;
+
+#[test]
+fn requests_are_matched_to_responses_by_id_even_out_of_order() {
+    let r = report(&story());
+    assert_eq!(r.sessions.len(), 1);
+    let s = &r.sessions[0];
+    assert_eq!(s.server.name, "secure-filesystem-server");
+    assert_eq!(s.server.names, vec!["node /srv/fs/index.js /home/me", "secure-filesystem-server"]);
+    let ids: Vec<_> = s.calls.iter().map(|c| c.id.clone()).collect();
+    assert_eq!(ids, vec![json!(0), json!(3), json!(5), json!(6)]);
+    let read = &s.calls[1];
+    assert_eq!((read.tool.as_deref(), read.status), (Some("read_text_file"), Status::Ok));
+    assert_eq!(read.arguments, Some(json!({"path": "/home/me/notes.txt"})));
+    assert_eq!(read.result.as_deref(), Some("remember the milk"));
+    assert_eq!(read.latency_ms, Some(40.0));
+    assert_eq!(read.response_ts.as_deref(), Some(ts(140).as_str()));
+    // 6 was answered before 5: each got its own response
+    assert_eq!(s.calls[2].result.as_deref(), Some("No matches found"));
+    assert_eq!(s.calls[3].result.as_deref(), Some("[FILE] notes.txt"));
+    assert_eq!(s.notifications, 1);
+    assert_eq!(s.exit.as_ref().map(|e| e.code), Some(Some(0)));
+}
+
+#[test]
+fn activity_goes_under_the_call_it_names_and_startup_apart() {
+    let r = report(&story());
+    let s = &r.sessions[0];
+    let read = &s.calls[1];
+    let paths: Vec<_> = read.activity.iter().map(|a| a.event["path"].as_str().unwrap()).collect();
+    assert_eq!(paths, vec!["/home/me/notes.txt", "/home/me/.ssh/id_rsa"]);
+    assert!(read.activity.iter().all(|a| a.in_flight.is_none() && !a.after_response));
+    let outside: Vec<_> = s.outside.iter().map(|a| (a.kind.as_str(), a.phase.unwrap())).collect();
+    assert_eq!(
+        outside,
+        vec![("exec", "startup"), ("open", "startup"), ("open", "between_calls"), ("exit", "between_calls")]
+    );
+    assert_eq!(s.outside[2].event["path"], "/etc/hosts");
+}
+
+#[test]
+fn an_event_with_several_in_flight_is_under_each_marked_never_guessed() {
+    let r = report(&story());
+    let s = &r.sessions[0];
+    for c in &s.calls[2..] {
+        assert_eq!(c.activity.len(), 1, "{:?}", c.id);
+        let a = &c.activity[0];
+        assert_eq!(a.event["path"], "/home/me");
+        assert_eq!(a.in_flight, Some(vec![json!(5), json!(6)]));
+    }
+    let table = {
+        let mut out = Vec::new();
+        super::table::render(&r, &super::table::Style { color: false, all: true }, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    };
+    assert_eq!(table.matches("(one of 2 in flight: 5, 6)").count(), 2, "{table}");
+}
+
+#[test]
+fn an_alert_marks_its_event_and_its_call() {
+    let r = report(&story());
+    let s = &r.sessions[0];
+    assert_eq!(s.alerts, 1);
+    let read = &s.calls[1];
+    assert_eq!(read.alerts.len(), 1);
+    assert_eq!(read.alerts[0].rule, "ssh-key-read");
+    assert_eq!(read.alerts[0].severity, "critical");
+    assert!(read.activity[0].alerts.is_empty(), "notes.txt is not the key");
+    assert_eq!(read.activity[1].alerts[0].rule, "ssh-key-read");
+    assert!(s.calls.iter().filter(|c| c.id != json!(3)).all(|c| c.alerts.is_empty()));
+}
+
+#[test]
+fn alert_without_its_event_in_the_log_goes_to_the_call_it_names() {
+    let key = open(130, 4242, FS, "/root/.ssh/id_ed25519", Some(tool_call(9, "run", json!({}))));
+    let lines = vec![request(100, FS, 9, "run", json!({})), alert(131, "ssh-key-read", &key)];
+    let r = report(&lines);
+    let c = &r.sessions[0].calls[0];
+    assert_eq!(c.alerts.len(), 1);
+    assert!(c.activity.is_empty());
+    // and one naming no call at all shows its triggering event outside calls
+    let lone = open(5, 4242, FS, "/etc/shadow", None);
+    let r = report(&[alert(6, "shadow-read", &lone)]);
+    let s = &r.sessions[0];
+    assert_eq!((s.outside.len(), s.outside[0].summary.as_str()), (1, "/etc/shadow (O_RDONLY)"));
+    assert_eq!(s.outside[0].alerts[0].rule, "shadow-read");
+}
+
+#[test]
+fn activity_of_a_call_whose_request_is_not_in_the_log_still_gets_a_call() {
+    // a rotated-away request: the call is known from the event's tool_call
+    let lines = vec![open(10, 4242, FS, "/data/x", Some(tool_call(7, "read_file", json!({"path": "/data/x"})))), response(20, FS, 7, "read_file", "x", 15.0)];
+    let r = report(&lines);
+    let c = &r.sessions[0].calls[0];
+    assert_eq!((c.id.clone(), c.tool.as_deref(), c.request_ts.clone()), (json!(7), Some("read_file"), None));
+    assert_eq!(c.activity.len(), 1);
+    assert_eq!(c.status, Status::Ok);
+}
+
+#[test]
+fn activity_after_the_response_is_flagged() {
+    let lines = vec![
+        request(0, FS, 1, "spawn", json!({})),
+        response(10, FS, 1, "spawn", "ok", 10.0),
+        ev(50, "exec", 5000, Some(FS), json!({"filename":"/bin/sleep","argv":["sleep","60"],"cwd":"/","dev":1,"ino":1,"tool_call":tool_call(1, "spawn", json!({}))})),
+    ];
+    let r = report(&lines);
+    assert!(r.sessions[0].calls[0].activity[0].after_response);
+}
+
+#[test]
+fn pid_reuse_after_exit_starts_a_new_session() {
+    let a = ("first", 777);
+    let b = ("second", 777);
+    let lines = vec![
+        ev(0, "exec", 777, Some(a), json!({"filename":"/a","argv":["a"],"cwd":"/","dev":1,"ino":1})),
+        ev(5, "exec", 778, Some(a), json!({"filename":"/c","argv":["c"],"cwd":"/","dev":1,"ino":1})),
+        ev(10, "exit", 777, Some(a), json!({"code":1,"signal":null})),
+        // the old server's child still acting: same session
+        open(11, 778, a, "/tmp/leftover", None),
+        ev(20, "exec", 777, Some(b), json!({"filename":"/b","argv":["b"],"cwd":"/","dev":1,"ino":1})),
+    ];
+    let r = report(&lines);
+    assert_eq!(r.sessions.len(), 2);
+    assert_eq!((r.sessions[0].server.name.as_str(), r.sessions[0].server.instance), ("first", 1));
+    assert_eq!(r.sessions[0].outside.last().unwrap().phase, Some("after_exit"));
+    assert_eq!((r.sessions[1].server.name.as_str(), r.sessions[1].server.instance), ("second", 2));
+    assert_eq!(r.sessions[1].outside.len(), 1);
+}
+
+#[test]
+fn losses_add_up_final_totals_and_deltas_of_runs_without_one() {
+    let d = |ms, q, fin| ev(ms, "drops", 1, None, json!({"kernel":{"open":q},"queue":q,"other":{},"final":fin}));
+    // run 1: deltas 2 + 3 then final total 6; run 2 crashed after a delta of 4
+    let r = report(&[d(1, 2, false), d(2, 3, false), d(3, 6, true), d(4, 4, false)]);
+    assert_eq!(r.losses.queue, 10);
+    assert_eq!(r.losses.kernel["open"], 10);
+}
+
+#[test]
+fn a_torn_last_line_is_reported_and_skipped_nothing_else_lost() {
+    let mut t = text(&story());
+    let whole = story().len() as u64 - 1; // the line numbers of the story are 1..=whole+1
+    t.push_str(r#"{"ts":"2026-11-21T12:00:01Z","kind":"open","pid":4242,"path":"/ha"#);
+    let log = log_of(&t);
+    assert_eq!(log.lines.len() as u64, whole + 1);
+    assert_eq!(log.sources[0].bad_lines, 1);
+    assert!(log.sources[0].torn_tail);
+    assert_eq!(log.problems.len(), 1);
+    let p = &log.problems[0];
+    assert!(p.starts_with(&format!("events.jsonl:{}: torn last line", whole + 2)), "{p}");
+    // a last line without newline that is a whole event is kept
+    let mut t = text(&story());
+    t.pop();
+    assert_eq!(log_of(&t).lines.len() as u64, whole + 1);
+    assert!(log_of(&t).problems.is_empty());
+}
+
+#[test]
+fn a_bad_line_in_the_middle_is_reported_counted_and_reading_goes_on() {
+    let lines = story();
+    let mut t = text(&lines[..3]);
+    t.push_str("{\"not\": \"an event\"}\n\u{1}garbage\n");
+    t.push_str(&text(&lines[3..]));
+    let log = log_of(&t);
+    assert_eq!(log.lines.len(), lines.len());
+    assert_eq!(log.sources[0].bad_lines, 2);
+    assert!(!log.sources[0].torn_tail);
+    assert!(log.problems[0].starts_with("events.jsonl:4: not an event: no `kind`"), "{:?}", log.problems);
+    assert!(log.problems[1].starts_with("events.jsonl:5: not JSON"), "{:?}", log.problems);
+    assert_eq!(build(&log).sessions[0].calls.len(), 4);
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("mcp-sensor-investigate-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn rotated_files_are_read_oldest_first_whatever_the_order_named() {
+    let d = scratch("rotation");
+    let lines = story();
+    // split the story over four files: .10 oldest, then .2, .1, current
+    let parts = [("events.jsonl.10", &lines[0..4]), ("events.jsonl.2", &lines[4..8]), ("events.jsonl.1", &lines[8..12]), ("events.jsonl", &lines[12..])];
+    for (name, part) in parts {
+        std::fs::write(d.join(name), text(part)).unwrap();
+    }
+    std::fs::write(d.join("other.txt"), "not a log").unwrap();
+    let names = |files: Vec<PathBuf>| files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect::<Vec<_>>();
+    let want = vec!["events.jsonl.10", "events.jsonl.2", "events.jsonl.1", "events.jsonl"];
+    assert_eq!(names(expand(std::slice::from_ref(&d)).unwrap()), want);
+    // as a shell glob would name them
+    let globbed: Vec<PathBuf> = ["events.jsonl", "events.jsonl.1", "events.jsonl.10", "events.jsonl.2"].iter().map(|n| d.join(n)).collect();
+    assert_eq!(names(expand(&globbed).unwrap()), want);
+    let log = Log::read(&expand(std::slice::from_ref(&d)).unwrap()).unwrap();
+    let r = build(&log);
+    assert_eq!(r.sessions.len(), 1);
+    assert_eq!(r.sessions[0].calls[1].activity.len(), 2);
+    assert_eq!(r.sessions[0].calls[1].alerts.len(), 1);
+    assert_eq!(r.sources.len(), 4);
+    let empty = scratch("empty");
+    let err = expand(&[empty]).unwrap_err().to_string();
+    assert!(err.contains("no events.jsonl* files"), "{err}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[test]
+fn a_call_the_client_cancelled_says_so() {
+    let srv = ("fs", 10);
+    let cancel = ev(
+        20,
+        "rpc",
+        10,
+        Some(srv),
+        json!({"direction": "client_to_server", "message": "notification", "method": "notifications/cancelled", "request_id": 7, "size": 80, "truncated": false}),
+    );
+    let lines = [request(0, srv, 7, "slow", json!({})), request(5, srv, 8, "other", json!({})), cancel];
+    let r = report(&lines);
+    let calls = &r.sessions[0].calls;
+    assert_eq!((calls[0].status, calls[1].status), (Status::Cancelled, Status::NoResponse));
+}
