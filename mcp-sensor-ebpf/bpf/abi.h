@@ -225,4 +225,92 @@ struct ms_comm_key {
 };
 /* ==== end of discovery =================================================== */
 
+/* ==== enforcement (--enforce, rules with `action: kill`) ================
+ * Everything enforcement adds to the ABI is in this block. The agent fills
+ * the deny maps from the kill rules the kernel can decide (see
+ * mcp-sensor/src/enforce/); the kernel consults them for watched processes
+ * only, and only while ENF_CFG says enforcement is on. */
+
+/* Header flags of a record the kernel enforced on. Bits 16-31 of the
+ * header's flags carry 1 + the index of the deciding rule (0: none). */
+#define MS_F_KILLED (1u << 7)    /* SIGKILL sent to this process, in this syscall */
+#define MS_F_DENIED (1u << 8)    /* connect refused in the kernel (EPERM) */
+#define MS_F_KILL_TREE (1u << 9) /* kill scope tree: the server root was signalled too */
+#define MS_F_RULE_SHIFT 16
+
+/* ENF_CFG[0]: enforcement switch; anything but 1 means off. */
+struct ms_enf_cfg {
+	__u32 on;
+	__u32 _pad;
+};
+
+/* What a deny map entry decides. */
+#define MS_VF_KILL (1u << 0) /* kill the process (connect: besides refusing) */
+#define MS_VF_TREE (1u << 1) /* kill scope tree: also the server root */
+struct ms_verdict {
+	__u32 rule;  /* index of the rule in the agent's rule set */
+	__u32 flags; /* MS_VF_* */
+};
+
+/* DENY_FILES key: a protected file's identity (opened or executed). */
+struct ms_file_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 _pad;
+};
+
+/* DENY_DIRS: files that may not exist yet. A file opened directly in
+ * directory (dev, ino) whose name matches slot 0, 1, ... (up to the first
+ * missing slot) is protected: prefix, suffix, and exact = name is the
+ * prefix alone. */
+#define MS_DIR_SLOTS 8
+#define MS_NAME_PART 32
+struct ms_dir_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 slot;
+};
+
+struct ms_dir_rule {
+	struct ms_verdict v;
+	__u8 prefix_len;
+	__u8 suffix_len;
+	__u8 exact;
+	__u8 _pad[5];
+	char prefix[MS_NAME_PART];
+	char suffix[MS_NAME_PART];
+};
+
+/* DENY_NETS: an LPM trie over IPv6 addresses, IPv4 as ::ffff:a.b.c.d
+ * (prefix 96 + n). The longest matching prefix's value lists every port
+ * range of every rule whose network contains that prefix (the agent merges
+ * them), so one lookup decides. */
+#define MS_NET_PORTS 8
+struct ms_net_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+struct ms_port_rule {
+	__u16 lo;
+	__u16 hi;
+	struct ms_verdict v;
+};
+
+struct ms_net_deny {
+	__u32 n;
+	__u32 _pad;
+	struct ms_port_rule r[MS_NET_PORTS];
+};
+
+/* ENF_STATS, per-CPU: what the kernel enforced, counted before any ring
+ * work, so a lost record still leaves its kill counted. */
+#define MS_ENF_KILL_OPEN 0
+#define MS_ENF_KILL_EXEC 1
+#define MS_ENF_KILL_CONNECT 2
+#define MS_ENF_DENY_CONNECT 3
+#define MS_ENF_KILL_ROOT 4      /* server roots killed for scope tree */
+#define MS_ENF_MAX 8
+/* ==== end of enforcement ================================================ */
+
 #endif /* MCP_SENSOR_ABI_H */

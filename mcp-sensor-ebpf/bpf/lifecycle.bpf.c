@@ -7,6 +7,7 @@
  * removed when its whole thread group has exited. Entries carry the start
  * time, so a recycled pid never inherits a watch (see ms_watched()).
  */
+#include "enforce.bpf.h"
 #include "discover.bpf.h"
 
 SEC("tp_btf/sched_process_fork")
@@ -54,17 +55,18 @@ int BPF_PROG(ms_sched_process_exec, struct task_struct *p, pid_t old_pid, struct
 	if (!w)
 		return 0;
 
+	/* The file the new image runs from: for a script, the interpreter
+	 * binfmt_script put in bprm->file, not the path the caller passed.
+	 * Enforcement first: the kill never waits for ring space. */
+	struct file *file = bprm->file;
+	__u32 flags = ms_enforce_exec(file, w->session);
+
 	struct ms_exec *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
 	if (!e) {
 		ms_count_drop(MS_EV_EXEC);
 		return 0;
 	}
 	ms_fill_header(&e->h, MS_EV_EXEC, p, w->session);
-	__u32 flags = 0;
-
-	/* The file the new image runs from: for a script, the interpreter
-	 * binfmt_script put in bprm->file, not the path the caller passed. */
-	struct file *file = bprm->file;
 	e->old_tid = old_pid;
 	ms_file_id(file, &e->dev, &e->ino);
 	e->exe_off = ms_file_path(e->exe, file, &flags);

@@ -97,6 +97,11 @@ pub struct SensorArgs {
     /// Do not capture the JSON-RPC channel (exec/open/connect only).
     #[arg(long)]
     pub no_stdio_capture: bool,
+    /// Enforce rules with `action: kill`: kill (or, for connects, refuse)
+    /// in the kernel where the rule allows, else from the agent. Without
+    /// it, kill rules only alert (`would_kill`).
+    #[arg(long)]
+    pub enforce: bool,
 }
 
 #[derive(Debug, Args)]

@@ -50,6 +50,8 @@ fn load_options(cfg: &Config) -> LoadOptions {
         stdio_cap: cfg.sensor.stdio_cap,
         capture_stdio: true,
         discover,
+        // enforcement is wired for `exec` only so far
+        enforce: false,
     }
 }
 

@@ -86,7 +86,7 @@ pub fn load_options(s: &SensorArgs) -> Result<LoadOptions> {
     if s.queue_size == 0 {
         bail!("--queue-size must be at least 1");
     }
-    Ok(LoadOptions { ring_bytes, stdio_cap: s.stdio_cap, capture_stdio: !s.no_stdio_capture, discover: 0 })
+    Ok(LoadOptions { ring_bytes, stdio_cap: s.stdio_cap, capture_stdio: !s.no_stdio_capture, discover: 0, enforce: s.enforce })
 }
 
 /// A child forked and held before exec.
@@ -195,6 +195,12 @@ fn prepare(args: &ExecArgs) -> Result<std::result::Result<(Sensor, Held, Pipelin
     let out = Output::open(args.events.as_deref())
         .with_context(|| format!("opening the events file {}", args.events.as_deref().unwrap_or(Path::new("-")).display()))?;
     let mut sensor = loader::load(&opts)?;
+    if opts.enforce {
+        // before the child runs: its first open is already protected
+        let mut e = crate::enforce::Enforcer::new(&mut sensor).context("switching enforcement on")?;
+        crate::enforce::install_and_report(&mut e, detector.rules());
+        detector.enforcer = Some(e);
+    }
     let mut procs = ProcTable::new();
     procs.seed_from_proc().context("reading /proc to seed the process table")?;
 

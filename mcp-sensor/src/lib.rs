@@ -17,6 +17,7 @@ pub mod detect;
 pub mod discover;
 pub mod doctor;
 pub mod drops;
+pub mod enforce;
 pub mod event;
 pub mod exec_cmd;
 pub mod investigate;

@@ -9,7 +9,7 @@
 
 use crate::abi::{self, ms_chan, ms_chan_key, ms_comm_key, ms_watch};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, Program, TracePoint};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, Program, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use std::path::Path;
 
@@ -23,11 +23,14 @@ pub struct LoadOptions {
     pub capture_stdio: bool,
     /// Host-wide discovery (abi DISC_* bits); 0 for `exec`.
     pub discover: u32,
+    /// Attach the enforcement programs (cgroup connect) and switch kernel
+    /// enforcement on (`--enforce`); off, nothing is killed or refused.
+    pub enforce: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { ring_bytes: 32 << 20, stdio_cap: 16 << 20, capture_stdio: true, discover: 0 }
+        LoadOptions { ring_bytes: 32 << 20, stdio_cap: 16 << 20, capture_stdio: true, discover: 0, enforce: false }
     }
 }
 
@@ -52,6 +55,11 @@ pub enum LoadError {
     Poll(std::io::Error),
     #[error("map {0} missing from the BPF object (build mismatch)")]
     Map(&'static str),
+    #[error(
+        "--enforce needs cgroup v2 (to refuse connects in the kernel), and no cgroup2 \
+         filesystem is mounted: mount it (mount -t cgroup2 none /sys/fs/cgroup) or run without --enforce"
+    )]
+    NoCgroup2,
     #[error("map {name}: {source}")]
     MapAccess { name: &'static str, source: aya::maps::MapError },
 }
@@ -158,6 +166,18 @@ pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
                 p.load().map_err(program_err)?;
                 p.attach("syscalls", &target).map_err(|e| attach_err(&target, e))?;
             }
+            // enforcement: cgroup/connect4|6 at the cgroup v2 root, as a
+            // bpf_link (5.7+), which runs next to whatever else is attached
+            // there (a link takes no ALLOW_MULTI flag: it is always multi)
+            Program::CgroupSockAddr(p) => {
+                if !opts.enforce {
+                    continue;
+                }
+                let root = crate::enforce::cgroup2_root().ok_or(LoadError::NoCgroup2)?;
+                let dir = std::fs::File::open(&root).map_err(|_| LoadError::NoCgroup2)?;
+                p.load().map_err(program_err)?;
+                p.attach(dir, CgroupAttachMode::Single).map_err(|e| attach_err(&root, e))?;
+            }
             _ => continue,
         }
         attached.push(target);
@@ -184,6 +204,23 @@ impl Sensor {
     pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, LoadError> {
         let map = self.ebpf.take_map("EVENTS").ok_or(LoadError::Map("EVENTS"))?;
         RingBuf::try_from(map).map_err(|source| LoadError::MapAccess { name: "EVENTS", source })
+    }
+
+    /// Takes a map out of the object for its one user (the enforcer).
+    pub fn take_map(&mut self, name: &'static str) -> Result<aya::maps::Map, LoadError> {
+        self.ebpf.take_map(name).ok_or(LoadError::Map(name))
+    }
+
+    /// A second handle on the watched set, for reading it from elsewhere
+    /// (the enforcer finds a server's whole tree in it).
+    pub fn watched_handle(&self) -> Result<BpfHashMap<MapData, u32, ms_watch>, LoadError> {
+        use aya::maps::IterableMap;
+        let err = |source| LoadError::MapAccess { name: "WATCHED", source };
+        let map = self.ebpf.map("WATCHED").ok_or(LoadError::Map("WATCHED"))?;
+        let h: BpfHashMap<&MapData, u32, ms_watch> = BpfHashMap::try_from(map).map_err(err)?;
+        let id = h.map().info().map_err(err)?.id();
+        let data = MapData::from_id(id).map_err(err)?;
+        BpfHashMap::try_from(aya::maps::Map::HashMap(data)).map_err(err)
     }
 
     fn watched(&mut self) -> Result<BpfHashMap<&mut MapData, u32, ms_watch>, LoadError> {

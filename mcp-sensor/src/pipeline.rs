@@ -28,6 +28,8 @@ pub struct Pipeline {
     /// Discovery (`run` only): holds candidate servers' events until they
     /// are known to be MCP. `None` in `exec`.
     pub gate: Option<Gate>,
+    /// Enforcement: the record being processed (its kernel decision).
+    rec: Option<crate::enforce::RecordFacts>,
 }
 
 impl Pipeline {
@@ -43,6 +45,7 @@ impl Pipeline {
             undecodable: 0,
             records: 0,
             gate: None,
+            rec: None,
         }
     }
 
@@ -136,6 +139,7 @@ impl Pipeline {
 
     pub fn on_record(&mut self, rec: Record) {
         let h = rec.header().clone();
+        self.rec = Some(crate::enforce::RecordFacts::of(&h)); // enforcement
         self.procs.observe(h.pid, h.ppid, h.start_ns, &h.comm);
         self.discover(&rec);
         let body = match rec {
@@ -206,7 +210,10 @@ impl Pipeline {
     fn publish(&mut self, ev: &Event, session: u32) {
         self.out.emit(ev);
         let facts = self.sessions.facts(session).unwrap_or_default();
-        self.detect.check(ev, facts, &self.procs, &mut self.alerts);
+        // enforcement: the record's kernel decision and whom to kill (an
+        // event discovery held back is no longer the current record's)
+        let rec = crate::enforce::RecordFacts::for_event(self.rec, ev, session, &self.procs);
+        self.detect.check_record(ev, facts, Some(&rec), &self.procs, &mut self.alerts);
         for a in self.alerts.drain(..) {
             self.out.emit(&a);
         }

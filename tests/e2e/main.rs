@@ -3,6 +3,7 @@
 //! Run as root with `cargo xtask test`; without root they fail, never skip.
 
 mod daemon;
+mod enforce;
 mod harness;
 mod investigate;
 mod mcp;

@@ -34,6 +34,12 @@ pub struct BenchArgs {
     /// Only the MCP benchmarks (skip the syscall loops).
     #[arg(long, conflicts_with = "loops_only")]
     mcp_only: bool,
+    /// Runs per setting of the enforcement kill-delay benchmark (0: skip).
+    #[arg(long, default_value_t = 50)]
+    kill_rounds: usize,
+    /// Only the enforcement kill-delay benchmark.
+    #[arg(long, conflicts_with_all = ["loops_only", "mcp_only"])]
+    kill_only: bool,
     /// The "unwatched" setting runs the host-wide daemon (`mcp-sensor run`,
     /// discovery on) instead of an idle `exec`, and an exec loop whose
     /// children have pipes on stdin and stdout (discovery candidates) is
@@ -164,6 +170,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
     crate::cargo(&["build", "--release", "-p", "mcp-sensor"])?;
     let dir = std::env::temp_dir().join(format!("mcp-sensor-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    if a.kill_only {
+        println!("{}", crate::bench_kill::kill_delay(a.kill_rounds)?);
+        return Ok(());
+    }
     let mut rows = Vec::new();
     let mut loops: Vec<(&str, u64)> = if a.mcp_only { vec![] } else { vec![("open", a.open_iters), ("exec", a.exec_iters)] };
     if a.daemon && !a.mcp_only {
@@ -202,6 +212,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
         println!("\n| MCP | n | no sensor | watched | ratio |\n|---|---|---|---|---|");
         println!("{}", crate::bench_mcp::round_trip(a.rounds.min(5), a.mcp_calls)?);
         println!("{}", crate::bench_mcp::throughput(a.capture_mib)?);
+    }
+    if a.kill_rounds > 0 && !a.loops_only {
+        println!("\n{}", crate::bench_kill::kill_delay(a.kill_rounds)?);
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

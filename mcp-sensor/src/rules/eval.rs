@@ -417,3 +417,10 @@ impl<'e> View<'e> {
         }
     }
 }
+
+// Read access for `kernel` (what enforcement can compile into kernel maps).
+impl RuleSet {
+    pub(crate) fn compiled(&self) -> &[CompiledRule] {
+        &self.rules
+    }
+}
