@@ -74,11 +74,22 @@ struct {
 	__type(value, __u64);
 } ENF_STATS SEC(".maps") MS_WEAK;
 
-static __always_inline int ms_enf_on(void)
+static __always_inline int ms_enf_switch(void)
 {
 	__u32 zero = 0;
 	struct ms_enf_cfg *c = bpf_map_lookup_elem(&ENF_CFG, &zero);
 	return c && c->on == 1;
+}
+
+/* Enforcement is on and the current process belongs to a server: not a
+ * discovery candidate the agent has yet to confirm as MCP (a pipeline's
+ * `ssh` with pipe stdio is a candidate until its first bytes say no). */
+static __always_inline int ms_enf_on(void)
+{
+	if (!ms_enf_switch())
+		return 0;
+	struct ms_watch *w = ms_watched_current();
+	return w && !(w->flags & (MS_F_CAND_CLIENT | MS_F_CAND_PIPES));
 }
 
 static __always_inline void ms_enf_count(__u32 what)

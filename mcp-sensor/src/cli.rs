@@ -72,6 +72,12 @@ pub struct RunArgs {
     /// Check the configuration and exit (0: valid) without loading the sensor.
     #[arg(long)]
     pub check_config: bool,
+    /// Enforce rules with `action: kill` on the servers found (not on
+    /// candidates still being classified): kill (or, for connects, refuse)
+    /// in the kernel where the rule allows, else from the agent. Without
+    /// it, kill rules only alert (`would_kill`).
+    #[arg(long)]
+    pub enforce: bool,
 }
 
 /// Settings of the kernel side and the queue, shared by every command that

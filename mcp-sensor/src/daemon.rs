@@ -6,8 +6,9 @@
 //! servers already running (discover::scan), and a clean stop on SIGTERM
 //! or SIGINT (final drain, totals, log synced, exit 0).
 //!
-//! Enforcement (`--enforce`, the enforce branch) hooks in where the sensor
-//! is loaded ([`load_sensor`]) and where a reload is applied ([`apply`]).
+//! Enforcement (`--enforce`) is switched on when the sensor is loaded; it
+//! applies to confirmed servers, never to candidates still being
+//! classified (the kernel checks the watch entry's candidate flags).
 
 use crate::cli::RunArgs;
 use crate::config::Config;
@@ -40,7 +41,7 @@ impl Write for SharedLog {
     }
 }
 
-fn load_options(cfg: &Config) -> LoadOptions {
+fn load_options(cfg: &Config, enforce: bool) -> LoadOptions {
     let mut discover = crate::abi::DISC_CLIENTS;
     if cfg.discovery.stdio_pipes {
         discover |= crate::abi::DISC_PIPES;
@@ -50,13 +51,12 @@ fn load_options(cfg: &Config) -> LoadOptions {
         stdio_cap: cfg.sensor.stdio_cap,
         capture_stdio: true,
         discover,
-        // enforcement is wired for `exec` only so far
-        enforce: false,
+        enforce,
     }
 }
 
-fn load_sensor(cfg: &Config) -> Result<Sensor> {
-    let mut sensor = loader::load(&load_options(cfg))?;
+fn load_sensor(cfg: &Config, enforce: bool) -> Result<Sensor> {
+    let mut sensor = loader::load(&load_options(cfg, enforce))?;
     sensor.set_client_comms(&cfg.client_names()).context("registering the known clients")?;
     Ok(sensor)
 }
@@ -122,7 +122,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let log_path = log.path();
     let log = SharedLog(Arc::new(Mutex::new(log)));
     let out = Output::with_sink(log_path.clone(), Box::new(log.clone()));
-    let mut sensor = load_sensor(&cfg)?;
+    let mut sensor = load_sensor(&cfg, args.enforce)?;
     let mut procs = ProcTable::new();
     procs.seed_from_proc().context("reading /proc to seed the process table")?;
     let sessions = Sessions::new(cfg.sensor.max_message.min(usize::MAX as u64) as usize);
@@ -131,7 +131,10 @@ pub fn run(args: RunArgs) -> Result<i32> {
         .load()
         .map_err(|e| anyhow::anyhow!("{e}\nhint: `mcp-sensor rules check PATH...` validates rule files; see rules/README.md"))
         .context("loading rules")?;
-    let detector = Detector::new(rules, Some(args.rules.state_dir.join(crate::exec_cmd::TOOL_STORE)));
+    let mut detector = Detector::new(rules, Some(args.rules.state_dir.join(crate::exec_cmd::TOOL_STORE)));
+    if args.enforce {
+        detector.enable_enforcement(&mut sensor)?;
+    }
     let mut pipeline = Pipeline::new(out, procs, sessions, detector);
     pipeline.gate = Some(Gate::new(cfg.discovery.max_held_events));
     let (clients, running) = adopt_running(&cfg, &mut sensor, &mut pipeline)?;

@@ -70,6 +70,17 @@ impl Detector {
         d
     }
 
+    /// Switches enforcement on: the active rules' kernel part goes into the
+    /// sensor's deny maps now (before any watched process runs), and the
+    /// agent kills on the rest.
+    pub fn enable_enforcement(&mut self, sensor: &mut crate::loader::Sensor) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let mut e = crate::enforce::Enforcer::new(sensor).context("switching enforcement on")?;
+        crate::enforce::install_and_report(&mut e, &self.rules);
+        self.enforcer = Some(e);
+        Ok(())
+    }
+
     pub fn rules(&self) -> &RuleSet {
         &self.rules
     }

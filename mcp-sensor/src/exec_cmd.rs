@@ -197,9 +197,7 @@ fn prepare(args: &ExecArgs) -> Result<std::result::Result<(Sensor, Held, Pipelin
     let mut sensor = loader::load(&opts)?;
     if opts.enforce {
         // before the child runs: its first open is already protected
-        let mut e = crate::enforce::Enforcer::new(&mut sensor).context("switching enforcement on")?;
-        crate::enforce::install_and_report(&mut e, detector.rules());
-        detector.enforcer = Some(e);
+        detector.enable_enforcement(&mut sensor)?;
     }
     let mut procs = ProcTable::new();
     procs.seed_from_proc().context("reading /proc to seed the process table")?;

@@ -35,6 +35,11 @@ impl Daemon {
     /// Starts `mcp-sensor run --config DIR/config.toml` with `extra` TOML
     /// appended to a config whose log is DIR/log; returns once it watches.
     fn start(dir: &Path, extra: &str) -> Daemon {
+        Self::start_with(dir, extra, &[])
+    }
+
+    /// [`Self::start`] with more command-line arguments.
+    fn start_with(dir: &Path, extra: &str, args: &[&str]) -> Daemon {
         require_root();
         let log_dir = dir.join("log");
         let config = dir.join("config.toml");
@@ -44,6 +49,7 @@ impl Daemon {
         let child = Command::new(sensor_bin())
             .args(["run", "--config"])
             .arg(&config)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())
@@ -265,4 +271,46 @@ fn sighup_keeps_the_running_config_when_the_new_one_is_invalid() {
     wait_for("the reload to be applied", || daemon.stderr_text().contains("configuration reloaded"));
     let (status, _) = daemon.stop();
     assert_eq!(status, 0, "still running and stops cleanly after both reloads");
+}
+
+#[test]
+fn daemon_enforces_on_found_servers_and_spares_unconfirmed_candidates() {
+    use crate::enforce::{assert_no_leak, home_with_key, key_rule, rule_file};
+    let d = scratch("daemon-enforce");
+    let (home, key, secret) = home_with_key(&d);
+    let rules = rule_file(&d, &key_rule(&home, "tree", ""));
+    let daemon = Daemon::start_with(&d, "", &["--enforce", "--rules", &rules]);
+    // a process with pipes on stdin and stdout that is not MCP reads the
+    // key: a candidate the agent has not confirmed, so it is not killed
+    let env = mcp_env();
+    let out = Command::new(&env["MCP_PY"])
+        .args(["-c", "import sys; sys.stdout.write(open(sys.argv[1]).read())"])
+        .arg(&key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the candidate was spared: {:?}", out.status);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&secret));
+    // the real filesystem server, found by the daemon, is killed at its open of the key
+    let report = {
+        let mut c = client(&home, json!([
+            {"call": "read_text_file", "arguments": {"path": home.join("notes.txt")}},
+            {"call": "read_text_file", "arguments": {"path": key}},
+        ]));
+        let out = c.output().expect("run the MCP client");
+        serde_json::from_slice::<Value>(&out.stdout).expect("client prints JSON")
+    };
+    assert_eq!(report["results"][0]["content_text"], "benign\n", "{report}");
+    assert_eq!(report["results"][1]["ok"], false, "the key read gets no result: {report}");
+    assert_no_leak(&report.to_string(), &secret, "the client's report");
+    let (status, evs) = daemon.stop();
+    assert_eq!(status, 0);
+    let killed: Vec<_> = evs
+        .iter()
+        .filter(|e| e["kind"] == "alert" && e["action"] == "killed" && e["event"]["path"] == key.display().to_string())
+        .collect();
+    assert_eq!(killed.len(), 1, "{}", describe(&evs));
+    assert_eq!(killed[0]["decided_by"], "kernel", "{}", killed[0]);
+    assert!(killed[0]["exe"].as_str().unwrap_or("").ends_with("node"), "{}", killed[0]);
 }

@@ -16,7 +16,7 @@ fn killed_alerts(run: &Run) -> Vec<&Value> {
 }
 
 /// A scratch home with a fake private key whose body is unique to this run.
-fn home_with_key(d: &Path) -> (PathBuf, PathBuf, String) {
+pub(crate) fn home_with_key(d: &Path) -> (PathBuf, PathBuf, String) {
     let home = d.join("home");
     std::fs::create_dir_all(home.join(".ssh")).unwrap();
     let secret: String = (0..48).map(|i| format!("{:x}", (std::process::id() as usize * 7919 + i * 104729) % 16)).collect();
@@ -26,13 +26,13 @@ fn home_with_key(d: &Path) -> (PathBuf, PathBuf, String) {
     (home, key, secret)
 }
 
-fn rule_file(d: &Path, yaml: &str) -> String {
+pub(crate) fn rule_file(d: &Path, yaml: &str) -> String {
     let p = d.join("enforce.yaml");
     std::fs::write(&p, yaml).unwrap();
     p.display().to_string()
 }
 
-fn key_rule(home: &Path, scope: &str, extra: &str) -> String {
+pub(crate) fn key_rule(home: &Path, scope: &str, extra: &str) -> String {
     format!(
         "- rule: test-key-kill\n  description: the scratch private key\n  severity: critical\n  kind: open\n  action: kill\n  kill_scope: {scope}\n  match:\n    path: {}/.ssh/id_*\n{extra}",
         home.display()
@@ -40,7 +40,7 @@ fn key_rule(home: &Path, scope: &str, extra: &str) -> String {
 }
 
 /// No 8-byte window of `secret` appears in `text`.
-fn assert_no_leak(text: &str, secret: &str, what: &str) {
+pub(crate) fn assert_no_leak(text: &str, secret: &str, what: &str) {
     for w in secret.as_bytes().windows(8) {
         let w = std::str::from_utf8(w).unwrap();
         assert!(!text.contains(w), "{what} contains key bytes `{w}`:\n{text}");
