@@ -1,29 +1,51 @@
 #!/usr/bin/env bash
 # One command, as root on a fresh Debian/Ubuntu machine: installs what is
-# needed, builds mcp-sensor, checks the kernel, and runs the sensor (embedded
-# defaults, no config) on a small demo, printing the events it saw.
+# needed, builds mcp-sensor, checks the kernel, then runs the sensor on its
+# embedded defaults (no config) around a real MCP server (the npm
+# filesystem server, driven by the official Python SDK client) that is asked
+# to read a note and then a (fake) SSH private key. Prints what each tool
+# call did, the alerts, and where the events are.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 export PATH="$HOME/.cargo/bin:/usr/sbin:$PATH"
 cargo build --release -p mcp-sensor
-bin=target/release/mcp-sensor
+bin=$PWD/target/release/mcp-sensor
 "$bin" doctor
-events=$(mktemp /tmp/mcp-sensor-demo.XXXXXX.jsonl)
-echo "== running a small command tree under the sensor (events: $events)" >&2
-"$bin" exec --events "$events" -- sh -c 'cat /etc/hostname >/dev/null; ls / >/dev/null; (setsid sh -c "cat /etc/os-release >/dev/null" &); sleep 0.2'
-echo "== what it executed, opened (outside /usr/lib) and how it exited:" >&2
+echo "== installing the pinned MCP client and servers (tests/mcp/setup.sh)" >&2
+bash tests/mcp/setup.sh >&2
+. tests/.deps/env.sh
+
+demo=$(mktemp -d /tmp/mcp-sensor-demo.XXXXXX)
+mkdir -p "$demo/home/.ssh"
+echo "remember the milk" >"$demo/home/notes.txt"
+printf -- '-----BEGIN OPENSSH PRIVATE KEY-----\nZGVtbyBrZXksIG5vdCBhIHJlYWwgb25l\n-----END OPENSSH PRIVATE KEY-----\n' >"$demo/home/.ssh/id_ed25519"
+events=$demo/events.jsonl
+scenario=$(python3 - "$bin" "$events" "$demo" "$MCP_FS_SERVER" <<'PY'
+import json, sys
+bin, events, demo, server = sys.argv[1:]
+home = demo + "/home"
+print(json.dumps({
+    "command": [bin, "exec", "--events", events, "--state-dir", demo + "/state", "--"] + server.split() + [home],
+    "steps": [{"list_tools": True},
+              {"call": "read_text_file", "arguments": {"path": home + "/notes.txt"}},
+              {"call": "read_text_file", "arguments": {"path": home + "/.ssh/id_ed25519"}}],
+    "timeout": 60, "stderr": demo + "/server.stderr"}))
+PY
+)
+echo "== an MCP client asks the filesystem server, wrapped in 'mcp-sensor exec', to read two files" >&2
+"$MCP_PY" "$MCP_CLIENT" --json "$scenario" >"$demo/client.json"
+echo "== what each tool call did (mcp-sensor investigate):" >&2
+"$bin" investigate --format table "$events"
+echo "== alerts:" >&2
 python3 - "$events" <<'PY'
 import json, sys
 for line in open(sys.argv[1]):
     e = json.loads(line)
-    k = e["kind"]
-    if k == "open" and e["path"].startswith(("/usr/lib", "/etc/ld.so")):
-        continue
-    detail = {"exec": lambda: " ".join(e["argv"]), "open": lambda: e["path"],
-              "exit": lambda: f"code={e['code']} signal={e['signal']}",
-              "fork": lambda: f"child {e['child_pid']}",
-              "connect": lambda: f"{e.get('addr') or e.get('path')}:{e.get('port','')}",
-              "drops": lambda: json.dumps({x: e[x] for x in ("kernel", "queue", "other")})}.get(k, lambda: "")()
-    print(f"{e['ts'][11:23]} {k:7} pid={e['pid']:<7} {e['comm']:<10} {detail}")
+    if e["kind"] == "alert":
+        call = e.get("tool_call") or {}
+        print(f"{e['severity']:8} {e['rule']:20} {e['event'].get('path') or e['event'].get('method') or ''}"
+              f"  <- {call.get('method')} {call.get('name')} id={call.get('id')}")
 PY
+echo "== events: $events   HTML timeline: $bin investigate --html $demo/timeline.html $events" >&2
+echo "== to watch the whole host instead (no wrapper): $bin run   (see README: daemon)" >&2

@@ -182,4 +182,135 @@ struct ms_chan {
 #define MS_CNT_STDIO_FAULT 3    /* stdio bytes whose user buffer could not be read */
 #define MS_CNT_MAX 8
 
+/* ==== discovery (mcp-sensor run) =========================================
+ * Everything host-wide discovery adds to the ABI is in this block. The
+ * daemon finds MCP servers nobody wrapped: at exec, a child of a known
+ * client (CLIENT_COMMS / CLIENTS) or a process whose stdin and stdout are
+ * both pipes or sockets becomes a *candidate*: watched as its own session,
+ * its stdio pipes registered as channels flagged MS_CH_CANDIDATE. The
+ * kernel rejects a candidate whose first channel byte cannot start JSON-RPC
+ * (MS_EV_CHAN_REJECT); the agent decides the rest (mcp-sensor/src/discover/). */
+
+/* ms_discover_flags (set by the loader; 0 in `exec`: no discovery at all). */
+#define MS_DISC_CLIENTS (1u << 0) /* children of processes in CLIENTS */
+#define MS_DISC_PIPES (1u << 1)   /* any exec with stdin and stdout pipes/sockets */
+
+/* Why a process is a candidate: in ms_watch.flags of the candidate's tree,
+ * and in the header flags of the candidate root's exec record. */
+#define MS_F_CAND_CLIENT (1u << 12) /* its parent is a known MCP client */
+#define MS_F_CAND_PIPES (1u << 13)  /* its stdin and stdout are pipes or sockets */
+
+/* ms_chan.flags */
+#define MS_CH_CANDIDATE (1u << 0)   /* first byte of each direction is checked */
+
+/* A candidate's channel carried a first byte no JSON-RPC framing starts
+ * with: the kernel removed the channel and the process's watch entry; the
+ * agent drops the candidate and unwatches the rest of its tree. In the
+ * stdio band. */
+#define MS_EV_CHAN_REJECT 56
+
+struct ms_chan_reject {
+	struct ms_header h;  /* h.session: the rejected candidate */
+	__u64 chan_ino;
+	__u32 chan_dev;
+	__u8 dir;            /* MS_DIR_* of the offending transfer */
+	__u8 byte;           /* the first non-blank byte seen */
+	__u16 _pad;
+};
+
+/* CLIENT_COMMS key: a client's comm, NUL-padded as bpf_get_current_comm
+ * writes it. */
+struct ms_comm_key {
+	char comm[MS_COMM_LEN];
+};
+/* ==== end of discovery =================================================== */
+
+/* ==== enforcement (--enforce, rules with `action: kill`) ================
+ * Everything enforcement adds to the ABI is in this block. The agent fills
+ * the deny maps from the kill rules the kernel can decide (see
+ * mcp-sensor/src/enforce/); the kernel consults them for watched processes
+ * only, and only while ENF_CFG says enforcement is on. */
+
+/* Header flags of a record the kernel enforced on. Bits 16-31 of the
+ * header's flags carry 1 + the index of the deciding rule (0: none). */
+#define MS_F_KILLED (1u << 7)    /* SIGKILL sent to this process, in this syscall */
+#define MS_F_DENIED (1u << 8)    /* connect refused in the kernel (EPERM) */
+#define MS_F_KILL_TREE (1u << 9) /* kill scope tree: the server root was signalled too */
+#define MS_F_RULE_SHIFT 16
+
+/* ENF_CFG[0]: enforcement switch; anything but 1 means off. */
+struct ms_enf_cfg {
+	__u32 on;
+	__u32 _pad;
+};
+
+/* What a deny map entry decides. */
+#define MS_VF_KILL (1u << 0) /* kill the process (connect: besides refusing) */
+#define MS_VF_TREE (1u << 1) /* kill scope tree: also the server root */
+struct ms_verdict {
+	__u32 rule;  /* index of the rule in the agent's rule set */
+	__u32 flags; /* MS_VF_* */
+};
+
+/* DENY_FILES key: a protected file's identity (opened or executed). */
+struct ms_file_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 _pad;
+};
+
+/* DENY_DIRS: files that may not exist yet. A file opened directly in
+ * directory (dev, ino) whose name matches slot 0, 1, ... (up to the first
+ * missing slot) is protected: prefix, suffix, and exact = name is the
+ * prefix alone. */
+#define MS_DIR_SLOTS 8
+#define MS_NAME_PART 32
+struct ms_dir_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 slot;
+};
+
+struct ms_dir_rule {
+	struct ms_verdict v;
+	__u8 prefix_len;
+	__u8 suffix_len;
+	__u8 exact;
+	__u8 _pad[5];
+	char prefix[MS_NAME_PART];
+	char suffix[MS_NAME_PART];
+};
+
+/* DENY_NETS: an LPM trie over IPv6 addresses, IPv4 as ::ffff:a.b.c.d
+ * (prefix 96 + n). The longest matching prefix's value lists every port
+ * range of every rule whose network contains that prefix (the agent merges
+ * them), so one lookup decides. */
+#define MS_NET_PORTS 8
+struct ms_net_key {
+	__u32 prefixlen;
+	__u8 addr[16];
+};
+
+struct ms_port_rule {
+	__u16 lo;
+	__u16 hi;
+	struct ms_verdict v;
+};
+
+struct ms_net_deny {
+	__u32 n;
+	__u32 _pad;
+	struct ms_port_rule r[MS_NET_PORTS];
+};
+
+/* ENF_STATS, per-CPU: what the kernel enforced, counted before any ring
+ * work, so a lost record still leaves its kill counted. */
+#define MS_ENF_KILL_OPEN 0
+#define MS_ENF_KILL_EXEC 1
+#define MS_ENF_KILL_CONNECT 2
+#define MS_ENF_DENY_CONNECT 3
+#define MS_ENF_KILL_ROOT 4      /* server roots killed for scope tree */
+#define MS_ENF_MAX 8
+/* ==== end of enforcement ================================================ */
+
 #endif /* MCP_SENSOR_ABI_H */

@@ -15,6 +15,8 @@ struct ms_abi_anchor {
 	struct ms_io_uring io_uring;
 	struct ms_open open;
 	struct ms_connect connect;
+	struct ms_chan_reject chan_reject; /* discovery */
+	struct ms_comm_key comm_key;      /* discovery */
 	struct ms_stdio stdio;
 };
 

@@ -31,6 +31,15 @@ struct {
 	__type(value, struct ms_watch);
 } WATCHED SEC(".maps") MS_WEAK;
 
+/* (dev, ino) of a pipe or socket -> ms_chan: the JSON-RPC channels
+ * (stdio.bpf.c captures them; discover.bpf.h registers candidates'). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct ms_chan_key);
+	__type(value, struct ms_chan);
+} CHANNELS SEC(".maps") MS_WEAK;
+
 /* Ring-buffer reserves that failed, per CPU and per event kind. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

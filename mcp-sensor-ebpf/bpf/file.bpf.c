@@ -9,7 +9,7 @@
  * or go through links) is never trusted. A failed open has no file: its
  * path is the caller's string, flagged MS_F_UNRESOLVED.
  */
-#include "path.bpf.h"
+#include "enforce.bpf.h"
 
 #define MS_O_CREAT_WRONLY_TRUNC 01101 /* what creat() means */
 
@@ -70,12 +70,16 @@ static __always_inline int ms_open_exit(long ret)
 	if (in->kind != MS_EV_OPEN)
 		goto out;
 
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct file *file = ret >= 0 ? ms_fd_file(task, ret) : NULL;
+	/* enforcement first: the kill never waits for ring space */
+	__u32 flags = file ? ms_enforce_open(file, in->session) : 0;
+
 	struct ms_open *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
 	if (!e) {
 		ms_count_drop(MS_EV_OPEN);
 		goto out;
 	}
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	ms_fill_header(&e->h, MS_EV_OPEN, task, in->session);
 	e->ret = ret;
 	e->flags = in->arg[1];
@@ -86,8 +90,6 @@ static __always_inline int ms_open_exit(long ret)
 	e->path_off = 0;
 	e->path_len = 0;
 
-	__u32 flags = 0;
-	struct file *file = ret >= 0 ? ms_fd_file(task, ret) : NULL;
 	if (file) {
 		__u32 off = ms_file_path(e->path, file, &flags);
 		e->path_off = off;

@@ -7,7 +7,8 @@
  * removed when its whole thread group has exited. Entries carry the start
  * time, so a recycled pid never inherits a watch (see ms_watched()).
  */
-#include "path.bpf.h"
+#include "enforce.bpf.h"
+#include "discover.bpf.h"
 
 SEC("tp_btf/sched_process_fork")
 int BPF_PROG(ms_sched_process_fork, struct task_struct *parent, struct task_struct *child)
@@ -46,8 +47,19 @@ SEC("tp_btf/sched_process_exec")
 int BPF_PROG(ms_sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
 	struct ms_watch *w = ms_watched(p, p->tgid);
+	if (ms_may_discover(w, p->tgid)) {
+		struct ms_watch *c = ms_discover_exec(p, w != NULL);
+		if (c)
+			w = c;
+	}
 	if (!w)
 		return 0;
+
+	/* The file the new image runs from: for a script, the interpreter
+	 * binfmt_script put in bprm->file, not the path the caller passed.
+	 * Enforcement first: the kill never waits for ring space. */
+	struct file *file = bprm->file;
+	__u32 flags = ms_enforce_exec(file, w->session);
 
 	struct ms_exec *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
 	if (!e) {
@@ -55,11 +67,6 @@ int BPF_PROG(ms_sched_process_exec, struct task_struct *p, pid_t old_pid, struct
 		return 0;
 	}
 	ms_fill_header(&e->h, MS_EV_EXEC, p, w->session);
-	__u32 flags = 0;
-
-	/* The file the new image runs from: for a script, the interpreter
-	 * binfmt_script put in bprm->file, not the path the caller passed. */
-	struct file *file = bprm->file;
 	e->old_tid = old_pid;
 	ms_file_id(file, &e->dev, &e->ino);
 	e->exe_off = ms_file_path(e->exe, file, &flags);
@@ -84,6 +91,9 @@ int BPF_PROG(ms_sched_process_exec, struct task_struct *p, pid_t old_pid, struct
 	if (bpf_probe_read_user(e->argv, len, (void *)start))
 		len = 0;
 	e->argv_len = len;
+	/* a candidate's root says why it is one (MS_F_CAND_*) */
+	if (w->session == p->tgid)
+		flags |= w->flags & (MS_F_CAND_CLIENT | MS_F_CAND_PIPES);
 	e->h.flags = flags;
 	bpf_ringbuf_submit(e, ms_wakeup());
 	return 0;

@@ -7,7 +7,7 @@
  * programs, which see the kernel's own copy) and reported at exit with the
  * result.
  */
-#include "common.bpf.h"
+#include "enforce.bpf.h"
 
 SEC("tracepoint/syscalls/sys_enter_connect")
 int ms_sys_enter_connect(struct trace_event_raw_sys_enter *ctx)
@@ -33,6 +33,9 @@ int ms_sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	struct ms_inflight *in = bpf_map_lookup_elem(&INFLIGHT, &tid);
+	/* enforcement first: a refused connect's kill never waits for a stash
+	 * or for ring space */
+	__u32 flags = ms_enforce_connect_exit(in ? in->session : 0);
 	if (!in)
 		return 0;
 	if (in->kind != MS_EV_CONNECT)
@@ -45,6 +48,7 @@ int ms_sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 	}
 	ms_fill_header(&e->h, MS_EV_CONNECT, (struct task_struct *)bpf_get_current_task(),
 		       in->session);
+	e->h.flags = flags;
 	e->ret = ctx->ret;
 	e->fd = in->fd;
 	e->addrlen = in->arg[1];

@@ -11,19 +11,12 @@
  * and unreadable buffers leave a gap in the offsets and are counted, so the
  * agent knows exactly what it did not see.
  */
-#include "path.bpf.h"
+#include "discover.bpf.h"
 
 /* Bytes captured from one syscall at most (set by the loader). */
 const volatile __u64 ms_stdio_cap = 16 << 20;
 
 #define MS_IOV_MAX 16
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct ms_chan_key);
-	__type(value, struct ms_chan);
-} CHANNELS SEC(".maps");
 
 /* io arg[0]: buffer or iovec array, arg[1]: count or iovcnt;
  * in.flags bit 0: arg[0] is an iovec array. */
@@ -41,6 +34,11 @@ static __always_inline int ms_io_enter(__u64 fd, __u64 buf, __u64 count, __u32 d
 	ms_file_id(file, &key.dev, &key.ino);
 	struct ms_chan *chan = bpf_map_lookup_elem(&CHANNELS, &key);
 	if (!chan)
+		return 0;
+	/* only the server's own tree is captured on its channel: a watched
+	 * process of another session (a client that is itself a candidate
+	 * under `run`) writing to it is the other end */
+	if (chan->session != w->session)
 		return 0;
 
 	struct ms_inflight in = {};
@@ -140,6 +138,26 @@ static __always_inline void ms_emit_span(struct ms_emit *x)
 	bpf_loop((ms_stdio_cap / MS_CHUNK_LARGE) + 2, ms_emit_chunk, x, 0);
 }
 
+/* The first transfer of a direction on a candidate channel (discover.bpf.h):
+ * returns 1 when it rejected the candidate and nothing is to be captured. */
+static __always_inline int ms_reject_first(struct ms_inflight *in, struct ms_chan_key *key, __u64 len, __u32 dir)
+{
+	__u64 ptr = in->arg[0];
+	if (in->flags & MS_IO_IOV) {
+		struct iovec iov = {};
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)ptr))
+			return 0;
+		ptr = (__u64)iov.iov_base;
+		if (iov.iov_len < len)
+			len = iov.iov_len;
+	}
+	__u8 byte = 0;
+	if (ms_may_be_jsonrpc(ptr, len, &byte))
+		return 0;
+	ms_reject_candidate(key, in->session, dir, byte);
+	return 1;
+}
+
 static __always_inline int ms_io_exit(long ret)
 {
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
@@ -155,6 +173,8 @@ static __always_inline int ms_io_exit(long ret)
 		goto out;
 	__u32 dir = in->syscall & 1;
 	__u64 base = __sync_fetch_and_add(&chan->off[dir], (__u64)ret);
+	if (base == 0 && (chan->flags & MS_CH_CANDIDATE) && ms_reject_first(in, &key, (__u64)ret, dir))
+		goto out;
 
 	__u64 want = ret;
 	if (want > ms_stdio_cap) {

@@ -66,6 +66,7 @@ pub fn kind_name(kind: u32) -> &'static str {
         EV_OPEN => "open",
         EV_CONNECT => "connect",
         EV_STDIO => "stdio",
+        EV_CHAN_REJECT => "chan_reject",
         _ => "unknown",
     }
 }
@@ -211,6 +212,137 @@ unsafe impl aya::Pod for ms_watch {}
 unsafe impl aya::Pod for ms_chan_key {}
 unsafe impl aya::Pod for ms_chan {}
 
+// ==== discovery (mcp-sensor run): the block of the same name in abi.h ====
+pub const DISC_CLIENTS: u32 = 1 << 0;
+pub const DISC_PIPES: u32 = 1 << 1;
+pub const F_CAND_CLIENT: u32 = 1 << 12;
+pub const F_CAND_PIPES: u32 = 1 << 13;
+pub const CH_CANDIDATE: u32 = 1 << 0;
+pub const EV_CHAN_REJECT: u32 = 56;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ms_chan_reject {
+    pub h: ms_header,
+    pub chan_ino: u64,
+    pub chan_dev: u32,
+    pub dir: u8,
+    pub byte: u8,
+    pub _pad: u16,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ms_comm_key {
+    pub comm: [u8; COMM_LEN],
+}
+
+impl ms_comm_key {
+    /// The key of a comm as the kernel stores it: at most 15 bytes, NUL-padded.
+    pub fn new(comm: &str) -> Self {
+        let mut k = ms_comm_key { comm: [0; COMM_LEN] };
+        let b = comm.as_bytes();
+        let n = b.len().min(COMM_LEN - 1);
+        k.comm[..n].copy_from_slice(&b[..n]);
+        k
+    }
+}
+
+// SAFETY: plain-old-data, as above.
+unsafe impl aya::Pod for ms_comm_key {}
+// ==== end of discovery ====
+
+// ==== enforcement (abi.h's enforcement block) ==============================
+
+pub const F_KILLED: u32 = 1 << 7;
+pub const F_DENIED: u32 = 1 << 8;
+pub const F_KILL_TREE: u32 = 1 << 9;
+pub const F_RULE_SHIFT: u32 = 16;
+
+pub const VF_KILL: u32 = 1 << 0;
+pub const VF_TREE: u32 = 1 << 1;
+pub const DIR_SLOTS: u32 = 8;
+pub const NAME_PART: usize = 32;
+pub const NET_PORTS: u32 = 8;
+
+pub const ENF_KILL_OPEN: u32 = 0;
+pub const ENF_KILL_EXEC: u32 = 1;
+pub const ENF_KILL_CONNECT: u32 = 2;
+pub const ENF_DENY_CONNECT: u32 = 3;
+pub const ENF_KILL_ROOT: u32 = 4;
+pub const ENF_MAX: u32 = 8;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ms_enf_cfg {
+    pub on: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ms_verdict {
+    pub rule: u32,
+    pub flags: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ms_file_key {
+    pub ino: u64,
+    pub dev: u32,
+    pub _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ms_dir_key {
+    pub ino: u64,
+    pub dev: u32,
+    pub slot: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ms_dir_rule {
+    pub v: ms_verdict,
+    pub prefix_len: u8,
+    pub suffix_len: u8,
+    pub exact: u8,
+    pub _pad: [u8; 5],
+    pub prefix: [u8; NAME_PART],
+    pub suffix: [u8; NAME_PART],
+}
+
+/// The LPM trie's address part (aya's `lpm_trie::Key` adds the prefix length).
+pub type ms_net_addr = [u8; 16];
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ms_port_rule {
+    pub lo: u16,
+    pub hi: u16,
+    pub v: ms_verdict,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ms_net_deny {
+    pub n: u32,
+    pub _pad: u32,
+    pub r: [ms_port_rule; NET_PORTS as usize],
+}
+
+// SAFETY: plain-old-data, every bit pattern valid.
+unsafe impl aya::Pod for ms_enf_cfg {}
+unsafe impl aya::Pod for ms_verdict {}
+unsafe impl aya::Pod for ms_file_key {}
+unsafe impl aya::Pod for ms_dir_key {}
+unsafe impl aya::Pod for ms_dir_rule {}
+unsafe impl aya::Pod for ms_net_deny {}
+
+// ==== end of enforcement ===================================================
+
 #[cfg(test)]
 mod tests {
     //! The ABI check: every mirrored struct's size and field offsets must
@@ -306,6 +438,16 @@ mod tests {
         check!(btf, ms_watch { start_ns, session, flags });
         check!(btf, ms_chan_key { ino, dev, _pad });
         check!(btf, ms_chan { session, flags, off });
+        // enforcement
+        check!(btf, ms_enf_cfg { on, _pad });
+        check!(btf, ms_verdict { rule, flags });
+        check!(btf, ms_file_key { ino, dev, _pad });
+        check!(btf, ms_dir_key { ino, dev, slot });
+        check!(btf, ms_dir_rule { v, prefix_len, suffix_len, exact, _pad, prefix, suffix });
+        check!(btf, ms_port_rule { lo, hi, v });
+        check!(btf, ms_net_deny { n, _pad, r });
+        check!(btf, ms_chan_reject { h, chan_ino, chan_dev, dir, byte, _pad });
+        check!(btf, ms_comm_key { comm });
     }
 
     #[test]
@@ -338,6 +480,12 @@ mod tests {
             ("MS_CHUNK_LARGE", CHUNK_LARGE as u32), ("MS_PATH_MAX", PATH_MAX as u32),
             ("MS_CNT_MAX", CNT_MAX as u32), ("MS_CNT_STDIO_FAULT", CNT_STDIO_FAULT),
             ("MS_SYS_OPEN_BY_HANDLE_AT", SYS_OPEN_BY_HANDLE_AT),
+            ("MS_F_RULE_SHIFT", F_RULE_SHIFT), ("MS_DIR_SLOTS", DIR_SLOTS),
+            ("MS_NAME_PART", NAME_PART as u32), ("MS_NET_PORTS", NET_PORTS),
+            ("MS_ENF_KILL_OPEN", ENF_KILL_OPEN), ("MS_ENF_KILL_EXEC", ENF_KILL_EXEC),
+            ("MS_ENF_KILL_CONNECT", ENF_KILL_CONNECT), ("MS_ENF_DENY_CONNECT", ENF_DENY_CONNECT),
+            ("MS_ENF_KILL_ROOT", ENF_KILL_ROOT), ("MS_ENF_MAX", ENF_MAX),
+            ("MS_EV_CHAN_REJECT", EV_CHAN_REJECT),
         ] {
             assert_eq!(define(name), v.to_string(), "{name}");
         }
@@ -345,6 +493,11 @@ mod tests {
             ("MS_F_PATH_TRUNC", F_PATH_TRUNC), ("MS_F_ARGV_TRUNC", F_ARGV_TRUNC),
             ("MS_F_SCRIPT", F_SCRIPT), ("MS_F_UNRESOLVED", F_UNRESOLVED),
             ("MS_F_PSEUDO", F_PSEUDO), ("MS_F_DELETED", F_DELETED),
+            ("MS_F_KILLED", F_KILLED), ("MS_F_DENIED", F_DENIED), ("MS_F_KILL_TREE", F_KILL_TREE),
+            ("MS_VF_KILL", VF_KILL), ("MS_VF_TREE", VF_TREE),
+            ("MS_F_CAND_CLIENT", F_CAND_CLIENT), ("MS_F_CAND_PIPES", F_CAND_PIPES),
+            ("MS_DISC_CLIENTS", DISC_CLIENTS), ("MS_DISC_PIPES", DISC_PIPES),
+            ("MS_CH_CANDIDATE", CH_CANDIDATE),
         ] {
             let d = define(name);
             let shift: u32 = d.trim_start_matches("(1u<<").trim_end_matches(')').trim().parse()

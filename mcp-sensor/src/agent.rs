@@ -3,6 +3,9 @@
 //! rules upkeep (reload when rule files change or on request, re-stat the
 //! files rules name), until the caller's stop future resolves; then a
 //! final drain and totals.
+//! Between records it applies what the pipeline asks of the kernel maps
+//! (discovery's verdicts) and the caller's control messages (the
+//! daemon's config reload), so only this task ever touches the sensor.
 
 use crate::drops::Totals;
 use crate::loader::{LoadError, Sensor};
@@ -15,7 +18,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
-/// How often losses are checked and reported.
+/// How often losses are checked and reported, and the output flushed.
 const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
 /// How often (in drop-report ticks) rule files are checked for changes and
 /// the files rules name are stat'ed again.
@@ -49,6 +52,24 @@ pub fn reload_rules(pipeline: &mut Pipeline, files: &mut RuleFiles, why: &str) -
     }
 }
 
+/// A change the caller wants made with the sensor and pipeline in hand
+/// (e.g. a reloaded configuration), run between two records.
+pub type Control = Box<dyn FnOnce(&mut Sensor, &mut Pipeline) + Send>;
+
+fn apply_kernel_actions(sensor: &mut Sensor, pipeline: &mut Pipeline) {
+    use crate::discover::KernelAction;
+    for a in pipeline.take_kernel_actions() {
+        let r = match a {
+            KernelAction::Unwatch { session, pids, complete } => sensor.unwatch_session(session, &pids, complete),
+            KernelAction::Confirm { session, pids, complete } => sensor.confirm_session(session, &pids, complete),
+        };
+        if let Err(e) = r {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| eprintln!("mcp-sensor: updating the watched set after a discovery verdict failed: {e}"));
+        }
+    }
+}
+
 fn totals(sensor: &mut Sensor, queue: u64, undecodable: u64) -> Totals {
     let (kernel, other) = sensor.counters().unwrap_or_else(|e| {
         // kernel losses would go unreported: say so rather than show zeros
@@ -62,10 +83,22 @@ fn totals(sensor: &mut Sensor, queue: u64, undecodable: u64) -> Totals {
 /// Runs until `stop` resolves, then drains what the kernel already wrote,
 /// reports the final drop totals and flushes. Returns the pipeline.
 pub async fn run<F: Future<Output = ()>>(
+    sensor: Sensor,
+    pipeline: Pipeline,
+    opts: Options,
+    stop: F,
+) -> Result<Pipeline, LoadError> {
+    let (_keep, control) = mpsc::channel(1);
+    run_with_control(sensor, pipeline, opts, stop, control).await
+}
+
+/// [`run`], also applying each [`Control`] received on `control`.
+pub async fn run_with_control<F: Future<Output = ()>>(
     mut sensor: Sensor,
     mut pipeline: Pipeline,
     opts: Options,
     stop: F,
+    mut control: mpsc::Receiver<Control>,
 ) -> Result<Pipeline, LoadError> {
     let Options { queue_size, queue_bytes, mut rule_files, reload } = opts;
     let ring = sensor.take_ring()?;
@@ -88,6 +121,7 @@ pub async fn run<F: Future<Output = ()>>(
                 Some(raw) => {
                     pipeline.on_raw(&raw);
                     budget.release(raw.len());
+                    apply_kernel_actions(&mut sensor, &mut pipeline);
                     if rx.is_empty() {
                         pipeline.out.flush();
                     }
@@ -99,6 +133,7 @@ pub async fn run<F: Future<Output = ()>>(
                 stopping = true;
                 let _ = stop_tx.send(true);
             }
+            Some(c) = control.recv() => c(&mut sensor, &mut pipeline),
             Some(()) = async { reload.as_mut()?.recv().await }, if reload.is_some() => {
                 if let Some(files) = rule_files.as_mut() {
                     reload_rules(&mut pipeline, files, "requested");
@@ -107,6 +142,7 @@ pub async fn run<F: Future<Output = ()>>(
             _ = tick.tick() => {
                 let t = totals(&mut sensor, budget.overflow.load(Ordering::Relaxed), pipeline.undecodable);
                 pipeline.report_drops(t);
+                pipeline.out.flush();
                 ticks += 1;
                 if ticks % RULES_EVERY_TICKS == 0 {
                     if let Some(files) = rule_files.as_mut() {

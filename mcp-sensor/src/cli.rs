@@ -16,6 +16,8 @@ pub struct Cli {
 pub enum Command {
     /// Run CMD (an MCP server) under watch: stdio untouched, exit status passed through.
     Exec(ExecArgs),
+    /// Watch the whole host: find MCP servers nobody wrapped, log to a durable rotating log.
+    Run(RunArgs),
     /// Check which kernel features the sensor needs are present.
     Doctor,
     /// Validate or list rules: the embedded defaults plus the files given.
@@ -59,6 +61,25 @@ pub struct RulesArgs {
     pub state_dir: PathBuf,
 }
 
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Configuration file (TOML, see docs/config.md). Default: the built-in
+    /// defaults (dist/mcp-sensor.toml). SIGHUP reloads it.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub rules: RulesArgs,
+    /// Check the configuration and exit (0: valid) without loading the sensor.
+    #[arg(long)]
+    pub check_config: bool,
+    /// Enforce rules with `action: kill` on the servers found (not on
+    /// candidates still being classified): kill (or, for connects, refuse)
+    /// in the kernel where the rule allows, else from the agent. Without
+    /// it, kill rules only alert (`would_kill`).
+    #[arg(long)]
+    pub enforce: bool,
+}
+
 /// Settings of the kernel side and the queue, shared by every command that
 /// loads the sensor.
 #[derive(Debug, Clone, Args)]
@@ -82,6 +103,11 @@ pub struct SensorArgs {
     /// Do not capture the JSON-RPC channel (exec/open/connect only).
     #[arg(long)]
     pub no_stdio_capture: bool,
+    /// Enforce rules with `action: kill`: kill (or, for connects, refuse)
+    /// in the kernel where the rule allows, else from the agent. Without
+    /// it, kill rules only alert (`would_kill`).
+    #[arg(long)]
+    pub enforce: bool,
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +209,14 @@ mod tests {
         assert_eq!(a.cmd, vec!["node", "--flag", "-x"]);
         assert_eq!(a.events.as_deref(), Some(std::path::Path::new("/tmp/e")));
         assert_eq!(a.sensor.ring_buffer_size, 32 << 20);
+    }
+
+    #[test]
+    fn run_takes_a_config_path() {
+        let cli = Cli::try_parse_from(["mcp-sensor", "run", "--config", "/etc/mcp-sensor.toml"]).unwrap();
+        let Command::Run(a) = cli.command else { panic!() };
+        assert_eq!(a.config.as_deref(), Some(std::path::Path::new("/etc/mcp-sensor.toml")));
+        assert!(!a.check_config);
     }
 
     #[test]

@@ -31,8 +31,14 @@ struct SessionState {
     session: Session,
 }
 
+/// Sessions whose root exited are kept this many at most (their orphaned
+/// children may still act); the oldest are forgotten first.
+const MAX_ENDED: usize = 256;
+
 pub struct Sessions {
     sessions: HashMap<u32, SessionState>,
+    /// Roots that exited, oldest first (bounds a long-running daemon).
+    ended: std::collections::VecDeque<u32>,
     max_message: usize,
     frames: Vec<Frame>,
     outputs: Vec<SessionOutput>,
@@ -72,7 +78,7 @@ pub fn tool_call_ref(in_flight: &[&InFlight]) -> Option<ToolCallRef> {
 
 impl Sessions {
     pub fn new(max_message: usize) -> Self {
-        Sessions { sessions: HashMap::new(), max_message, frames: Vec::new(), outputs: Vec::new() }
+        Sessions { sessions: HashMap::new(), ended: Default::default(), max_message, frames: Vec::new(), outputs: Vec::new() }
     }
 
     /// A new watched server rooted at `root_pid` (also its session id).
@@ -100,6 +106,40 @@ impl Sessions {
             self.register(id, name);
         }
         self.sessions.get_mut(&id).expect("registered above")
+    }
+
+    /// Registers session `id` now (named from the process table) if it is
+    /// not yet: a candidate server found by the daemon.
+    pub fn ensure(&mut self, id: u32, procs: &ProcTable) {
+        self.state(id, procs);
+    }
+
+    /// Forgets session `id` (a candidate that turned out not to be MCP).
+    pub fn forget(&mut self, id: u32) {
+        self.sessions.remove(&id);
+    }
+
+    /// A process exited; when it is a session's root, the session ends and
+    /// is forgotten once [`MAX_ENDED`] newer sessions have ended.
+    pub fn on_exit(&mut self, pid: u32) {
+        if !self.sessions.contains_key(&pid) || self.ended.contains(&pid) {
+            return;
+        }
+        self.ended.push_back(pid);
+        while self.ended.len() > MAX_ENDED {
+            if let Some(old) = self.ended.pop_front() {
+                self.sessions.remove(&old);
+            }
+        }
+    }
+
+    /// Sessions held (live and recently ended).
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
     }
 
     /// What rules need to know about session `id` beyond the event.
@@ -287,6 +327,22 @@ mod tests {
         assert_eq!(server.name, "secure-filesystem-server");
         f.line(abi::DIR_IN, json!({"jsonrpc":"2.0","id":1,"method":"prompts/get","params":{"name":"p"}}));
         assert_eq!(f.call(10).unwrap().method.as_deref(), Some("prompts/get"));
+    }
+
+    #[test]
+    fn ended_sessions_are_forgotten_oldest_first_past_the_bound() {
+        let mut s = Sessions::default();
+        for pid in 1..=(MAX_ENDED as u32 + 10) {
+            s.register(pid, format!("srv {pid}"));
+            s.on_exit(pid);
+            s.on_exit(pid); // a second exit line changes nothing
+        }
+        s.register(100_000, "live".into());
+        assert_eq!(s.len(), MAX_ENDED + 1);
+        assert!(s.facts(1).is_none() && s.facts(10).is_none(), "the oldest went first");
+        assert!(s.facts(11).is_some() && s.facts(100_000).is_some());
+        s.on_exit(4242); // not a session root: ignored
+        assert_eq!(s.len(), MAX_ENDED + 1);
     }
 
     #[test]

@@ -34,12 +34,18 @@ pub enum Record {
     Open(Box<Open>),
     Connect { h: Header, ret: i32, fd: u32, addr: SockAddr },
     Stdio(Stdio),
+    /// Discovery: the kernel rejected a candidate server (see abi.h).
+    ChanReject { h: Header, chan: abi::ms_chan_key, dir: u8, byte: u8 },
 }
 
 impl Record {
     pub fn header(&self) -> &Header {
         match self {
-            Record::Fork { h, .. } | Record::Exit { h, .. } | Record::IoUring { h, .. } | Record::Connect { h, .. } => h,
+            Record::Fork { h, .. }
+            | Record::Exit { h, .. }
+            | Record::IoUring { h, .. }
+            | Record::Connect { h, .. }
+            | Record::ChanReject { h, .. } => h,
             Record::Exec(e) => &e.h,
             Record::Open(o) => &o.h,
             Record::Stdio(s) => &s.h,
@@ -211,6 +217,11 @@ pub fn decode(raw: &Bytes) -> Result<Record, DecodeError> {
                 data: raw.slice(start..need),
                 h: hd,
             })
+        }
+        abi::EV_CHAN_REJECT => {
+            let r: abi::ms_chan_reject = read(buf, "chan_reject")?;
+            let chan = abi::ms_chan_key { ino: r.chan_ino, dev: r.chan_dev, _pad: 0 };
+            Record::ChanReject { h: hd, chan, dir: r.dir, byte: r.byte }
         }
         k => return Err(DecodeError::UnknownKind(k)),
     })

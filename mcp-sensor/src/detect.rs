@@ -33,6 +33,10 @@ pub struct Detector {
     pub alerts: u64,
     store_errors: u64,
     changed: Vec<String>,
+    /// `--enforce`: kill rules act (see crate::enforce); `None`: they
+    /// report `would_kill`.
+    pub enforcer: Option<crate::enforce::Enforcer>,
+    refreshes: u64,
 }
 
 impl Detector {
@@ -59,9 +63,22 @@ impl Detector {
             alerts: 0,
             store_errors: 0,
             changed: Vec::new(),
+            enforcer: None,
+            refreshes: 0,
         };
         d.refresh_identities();
         d
+    }
+
+    /// Switches enforcement on: the active rules' kernel part goes into the
+    /// sensor's deny maps now (before any watched process runs), and the
+    /// agent kills on the rest.
+    pub fn enable_enforcement(&mut self, sensor: &mut crate::loader::Sensor) -> anyhow::Result<()> {
+        use anyhow::Context;
+        let mut e = crate::enforce::Enforcer::new(sensor).context("switching enforcement on")?;
+        crate::enforce::install_and_report(&mut e, &self.rules);
+        self.enforcer = Some(e);
+        Ok(())
     }
 
     pub fn rules(&self) -> &RuleSet {
@@ -72,11 +89,24 @@ impl Detector {
     pub fn replace_rules(&mut self, rules: RuleSet) {
         self.rules = rules;
         self.refresh_identities();
+        self.install_enforcement(); // enforcement: the kernel maps follow the rules
+    }
+
+    /// Enforcement: compiles the kill rules into the kernel's deny maps
+    /// again (rules changed, or files and homes appeared: a rescan).
+    pub fn install_enforcement(&mut self) {
+        if let Some(e) = self.enforcer.as_mut() {
+            crate::enforce::install_and_report(e, &self.rules);
+        }
     }
 
     /// Stats the files rules name by identity, so links and bind mounts of
     /// them match; files that appear later match once this runs again.
     pub fn refresh_identities(&mut self) {
+        self.refreshes += 1;
+        if self.refreshes % crate::enforce::RESCAN_EVERY_REFRESHES == 0 {
+            self.install_enforcement();
+        }
         self.identities = FileIdentities::resolve(self.rules.identity_paths(), |p| {
             std::fs::metadata(p).ok().map(|m| FileId::from_stat(m.dev(), m.ino()))
         });
@@ -84,6 +114,20 @@ impl Detector {
 
     /// Runs `ev` through the rules; each match becomes an `alert` event in `out`.
     pub fn check(&mut self, ev: &Event, facts: Facts<'_>, procs: &ProcTable, out: &mut Vec<Event>) {
+        self.check_record(ev, facts, None, procs, out)
+    }
+
+    /// [`Detector::check`], knowing the kernel record behind `ev`: kill
+    /// rules then act when enforcing (the kernel's decision in the record,
+    /// else the agent's kill).
+    pub fn check_record(
+        &mut self,
+        ev: &Event,
+        facts: Facts<'_>,
+        rec: Option<&crate::enforce::RecordFacts>,
+        procs: &ProcTable,
+        out: &mut Vec<Event>,
+    ) {
         self.changed.clear();
         let mut message_text = None;
         if let Body::Rpc(rpc) = &ev.body {
@@ -102,13 +146,25 @@ impl Detector {
             changed_tools: &self.changed,
             identities: Some(&self.identities),
         };
+        let first = out.len();
         for m in self.rules.evaluate(ev, &ctx) {
-            let alert = alert_event(ev, &m, procs);
+            let mut alert = alert_event(ev, &m, procs);
+            if let (Some(e), Some(rec)) = (self.enforcer.as_ref(), rec) {
+                crate::enforce::act(e, rec, &m, &mut alert, procs);
+            }
             if self.summary {
                 eprintln!("{}", summary_line(&alert));
             }
             self.alerts += 1;
             out.push(alert);
+        }
+        // a kill the kernel made is reported even if no rule matched now
+        // (the rules changed between the kernel's decision and this record)
+        if let (Some(e), Some(rec)) = (self.enforcer.as_ref(), rec) {
+            if let Some(a) = crate::enforce::unmatched_kernel_kill(e, &self.rules, rec, ev, &out[first..], procs) {
+                self.alerts += 1;
+                out.push(a);
+            }
         }
     }
 
@@ -143,10 +199,11 @@ fn action_name(m: &Match<'_>) -> &'static str {
     match m.action {
         Action::Alert => "alert",
         Action::Kill => "would_kill",
+        Action::Deny => "would_deny",
     }
 }
 
-fn alert_event(ev: &Event, m: &Match<'_>, procs: &ProcTable) -> Event {
+pub(crate) fn alert_event(ev: &Event, m: &Match<'_>, procs: &ProcTable) -> Event {
     let root = ev.server.as_ref().map(|s| s.pid);
     Event {
         body: Body::Alert(Box::new(Alert {
@@ -161,8 +218,22 @@ fn alert_event(ev: &Event, m: &Match<'_>, procs: &ProcTable) -> Event {
             killed: Vec::new(),
             kill_delay_us: None,
         })),
+        tool_call: ev.tool_call.clone().or_else(|| message_call(ev)),
         ..ev.clone()
     }
+}
+
+/// An alert on a message names the request it is (or answers) as its call.
+fn message_call(ev: &Event) -> Option<crate::event::ToolCallRef> {
+    let Body::Rpc(r) = &ev.body else { return None };
+    let id = r.id.clone()?;
+    Some(crate::event::ToolCallRef {
+        id: Some(id),
+        name: r.tool.clone().or_else(|| r.method.clone()),
+        method: r.method.clone(),
+        arguments: r.arguments.clone(),
+        in_flight: Vec::new(),
+    })
 }
 
 /// The process and its parents up to the MCP client: past the server's

@@ -88,7 +88,10 @@ fn response_text_reaches_secret_patterns() {
         r.text = Some("here:\n-----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl\n".into());
     }
     let out = alerts(&mut d, &ev);
-    assert_eq!(json_of(&out[0])["rule"], "secret-in-response");
+    let a = json_of(&out[0]);
+    assert_eq!(a["rule"], "secret-in-response");
+    // the alert names the call the response answers
+    assert_eq!((a["tool_call"]["id"].clone(), a["tool_call"]["name"].clone()), (json!(7), json!("read_file")));
 }
 
 fn tools_list(description: &str) -> Event {

@@ -107,6 +107,17 @@ pub enum Body {
     Drops(Drops),
     /// One JSON-RPC message on a watched server's stdio channel.
     Rpc(Rpc),
+    /// Discovery (`run`): a process found to be an MCP server. Written when
+    /// its channel first says something only MCP says; its earlier events,
+    /// held until then, follow it.
+    #[serde(rename = "server_found")]
+    ServerFound {
+        /// `client_child` (started by a known client) or `stdio_pipes`
+        /// (started with pipes on stdin and stdout).
+        how: &'static str,
+        /// Events held before the verdict and written right after this line.
+        held: u64,
+    },
     /// Something on the channel that is not well-formed JSON-RPC.
     Malformed {
         direction: Direction,
@@ -170,6 +181,9 @@ pub struct Rpc {
     /// Responses: ms from the request being read to the response written.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency_ms: Option<f64>,
+    /// `notifications/cancelled`: the id of the request it cancels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<Value>,
     /// Bytes of the message, true length even when truncated.
     pub size: u64,
     pub truncated: bool,
@@ -181,6 +195,29 @@ pub struct Rpc {
     /// Not output.
     #[serde(skip)]
     pub tools_list: Option<Value>,
+}
+
+impl Rpc {
+    /// A message with only its direction, kind and size known; the caller
+    /// fills in what it parsed.
+    pub fn new(direction: Direction, message: &'static str, size: u64, truncated: bool) -> Rpc {
+        Rpc {
+            direction,
+            message,
+            method: None,
+            id: None,
+            tool: None,
+            arguments: None,
+            result: None,
+            is_error: None,
+            latency_ms: None,
+            request_id: None,
+            size,
+            truncated,
+            text: None,
+            tools_list: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -86,7 +86,7 @@ pub fn load_options(s: &SensorArgs) -> Result<LoadOptions> {
     if s.queue_size == 0 {
         bail!("--queue-size must be at least 1");
     }
-    Ok(LoadOptions { ring_bytes, stdio_cap: s.stdio_cap, capture_stdio: !s.no_stdio_capture })
+    Ok(LoadOptions { ring_bytes, stdio_cap: s.stdio_cap, capture_stdio: !s.no_stdio_capture, discover: 0, enforce: s.enforce })
 }
 
 /// A child forked and held before exec.
@@ -195,6 +195,10 @@ fn prepare(args: &ExecArgs) -> Result<std::result::Result<(Sensor, Held, Pipelin
     let out = Output::open(args.events.as_deref())
         .with_context(|| format!("opening the events file {}", args.events.as_deref().unwrap_or(Path::new("-")).display()))?;
     let mut sensor = loader::load(&opts)?;
+    if opts.enforce {
+        // before the child runs: its first open is already protected
+        detector.enable_enforcement(&mut sensor)?;
+    }
     let mut procs = ProcTable::new();
     procs.seed_from_proc().context("reading /proc to seed the process table")?;
 

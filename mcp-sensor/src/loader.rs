@@ -7,9 +7,9 @@
 //! `sched_process_exec`. Every failure carries the hint a user can act on,
 //! and load failures carry the verifier's log.
 
-use crate::abi::{self, ms_chan, ms_chan_key, ms_watch};
+use crate::abi::{self, ms_chan, ms_chan_key, ms_comm_key, ms_watch};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, Program, TracePoint};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, Program, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use std::path::Path;
 
@@ -21,11 +21,16 @@ pub struct LoadOptions {
     pub stdio_cap: u64,
     /// Attach the stdio capture programs.
     pub capture_stdio: bool,
+    /// Host-wide discovery (abi DISC_* bits); 0 for `exec`.
+    pub discover: u32,
+    /// Attach the enforcement programs (cgroup connect) and switch kernel
+    /// enforcement on (`--enforce`); off, nothing is killed or refused.
+    pub enforce: bool,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { ring_bytes: 32 << 20, stdio_cap: 16 << 20, capture_stdio: true }
+        LoadOptions { ring_bytes: 32 << 20, stdio_cap: 16 << 20, capture_stdio: true, discover: 0, enforce: false }
     }
 }
 
@@ -50,6 +55,11 @@ pub enum LoadError {
     Poll(std::io::Error),
     #[error("map {0} missing from the BPF object (build mismatch)")]
     Map(&'static str),
+    #[error(
+        "--enforce needs cgroup v2 (to refuse connects in the kernel), and no cgroup2 \
+         filesystem is mounted: mount it (mount -t cgroup2 none /sys/fs/cgroup) or run without --enforce"
+    )]
+    NoCgroup2,
     #[error("map {name}: {source}")]
     MapAccess { name: &'static str, source: aya::maps::MapError },
 }
@@ -117,6 +127,7 @@ pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
     let mut ebpf = EbpfLoader::new()
         .btf(Some(&btf))
         .override_global("ms_stdio_cap", &opts.stdio_cap, true)
+        .override_global("ms_discover_flags", &opts.discover, true)
         .map_max_entries("EVENTS", opts.ring_bytes)
         .load(mcp_sensor_ebpf::object())
         .map_err(|source| {
@@ -155,11 +166,32 @@ pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
                 p.load().map_err(program_err)?;
                 p.attach("syscalls", &target).map_err(|e| attach_err(&target, e))?;
             }
+            // enforcement: cgroup/connect4|6 at the cgroup v2 root, as a
+            // bpf_link (5.7+), which runs next to whatever else is attached
+            // there (a link takes no ALLOW_MULTI flag: it is always multi)
+            Program::CgroupSockAddr(p) => {
+                if !opts.enforce {
+                    continue;
+                }
+                let root = crate::enforce::cgroup2_root().ok_or(LoadError::NoCgroup2)?;
+                let dir = std::fs::File::open(&root).map_err(|_| LoadError::NoCgroup2)?;
+                p.load().map_err(program_err)?;
+                p.attach(dir, CgroupAttachMode::Single).map_err(|e| attach_err(&root, e))?;
+            }
             _ => continue,
         }
         attached.push(target);
     }
     Ok(Sensor { ebpf, attached })
+}
+
+/// `pids`, plus every pid of `session` in the watched map unless `complete`.
+fn session_pids(w: &BpfHashMap<&mut MapData, u32, ms_watch>, session: u32, pids: &[u32], complete: bool) -> Vec<u32> {
+    let mut v = pids.to_vec();
+    if !complete {
+        v.extend(w.iter().filter_map(Result::ok).filter(|(_, x)| x.session == session).map(|(k, _)| k));
+    }
+    v
 }
 
 /// Syscalls of the stdio capture programs (stdio.bpf.c).
@@ -172,6 +204,23 @@ impl Sensor {
     pub fn take_ring(&mut self) -> Result<RingBuf<MapData>, LoadError> {
         let map = self.ebpf.take_map("EVENTS").ok_or(LoadError::Map("EVENTS"))?;
         RingBuf::try_from(map).map_err(|source| LoadError::MapAccess { name: "EVENTS", source })
+    }
+
+    /// Takes a map out of the object for its one user (the enforcer).
+    pub fn take_map(&mut self, name: &'static str) -> Result<aya::maps::Map, LoadError> {
+        self.ebpf.take_map(name).ok_or(LoadError::Map(name))
+    }
+
+    /// A second handle on the watched set, for reading it from elsewhere
+    /// (the enforcer finds a server's whole tree in it).
+    pub fn watched_handle(&self) -> Result<BpfHashMap<MapData, u32, ms_watch>, LoadError> {
+        use aya::maps::IterableMap;
+        let err = |source| LoadError::MapAccess { name: "WATCHED", source };
+        let map = self.ebpf.map("WATCHED").ok_or(LoadError::Map("WATCHED"))?;
+        let h: BpfHashMap<&MapData, u32, ms_watch> = BpfHashMap::try_from(map).map_err(err)?;
+        let id = h.map().info().map_err(err)?.id();
+        let data = MapData::from_id(id).map_err(err)?;
+        BpfHashMap::try_from(aya::maps::Map::HashMap(data)).map_err(err)
     }
 
     fn watched(&mut self) -> Result<BpfHashMap<&mut MapData, u32, ms_watch>, LoadError> {
@@ -192,13 +241,104 @@ impl Sensor {
     /// Registers a pipe or socket (kernel dev, inode) as a session's
     /// JSON-RPC channel.
     pub fn add_channel(&mut self, dev: u32, ino: u64, session: u32) -> Result<(), LoadError> {
-        let map = self.ebpf.map_mut("CHANNELS").ok_or(LoadError::Map("CHANNELS"))?;
-        let mut chans: BpfHashMap<&mut MapData, ms_chan_key, ms_chan> = BpfHashMap::try_from(map)
-            .map_err(|source| LoadError::MapAccess { name: "CHANNELS", source })?;
         let key = ms_chan_key { ino, dev, _pad: 0 };
-        chans
+        self.channels()?
             .insert(key, ms_chan { session, flags: 0, off: [0, 0] }, 0)
             .map_err(|source| LoadError::MapAccess { name: "CHANNELS", source })
+    }
+
+    fn channels(&mut self) -> Result<BpfHashMap<&mut MapData, ms_chan_key, ms_chan>, LoadError> {
+        let map = self.ebpf.map_mut("CHANNELS").ok_or(LoadError::Map("CHANNELS"))?;
+        BpfHashMap::try_from(map).map_err(|source| LoadError::MapAccess { name: "CHANNELS", source })
+    }
+
+    // ---- discovery (mcp-sensor run) ----
+
+    /// Watches `pid` as a member of candidate server `session`; `reason`
+    /// is abi F_CAND_* (start 0: claimed on first sight, see `watch`).
+    pub fn watch_candidate(&mut self, pid: u32, session: u32, reason: u32) -> Result<(), LoadError> {
+        let w = ms_watch { start_ns: 0, session, flags: reason };
+        self.watched()?
+            .insert(pid, w, 0)
+            .map_err(|source| LoadError::MapAccess { name: "WATCHED", source })
+    }
+
+    /// A candidate's stdio pipe: its first byte each way is checked by the
+    /// kernel. A channel someone already registered is left alone.
+    pub fn add_candidate_channel(&mut self, dev: u32, ino: u64, session: u32) -> Result<(), LoadError> {
+        let key = ms_chan_key { ino, dev, _pad: 0 };
+        let chan = ms_chan { session, flags: abi::CH_CANDIDATE, off: [0, 0] };
+        match self.channels()?.insert(key, chan, 1 /* BPF_NOEXIST */) {
+            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            r => r.map_err(|source| LoadError::MapAccess { name: "CHANNELS", source }),
+        }
+    }
+
+    /// The process names of known clients (replaces the previous set).
+    pub fn set_client_comms(&mut self, names: &[String]) -> Result<(), LoadError> {
+        let err = |source| LoadError::MapAccess { name: "CLIENT_COMMS", source };
+        let map = self.ebpf.map_mut("CLIENT_COMMS").ok_or(LoadError::Map("CLIENT_COMMS"))?;
+        let mut m: BpfHashMap<&mut MapData, ms_comm_key, u32> = BpfHashMap::try_from(map).map_err(err)?;
+        let want: std::collections::HashSet<ms_comm_key> = names.iter().map(|n| ms_comm_key::new(n)).collect();
+        let old: Vec<ms_comm_key> = m.keys().filter_map(Result::ok).collect();
+        for k in old.iter().filter(|k| !want.contains(k)) {
+            m.remove(k).map_err(err)?;
+        }
+        for k in want {
+            m.insert(k, 1, 0).map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// A running client found in /proc (start time claimed by the kernel).
+    pub fn add_client(&mut self, pid: u32) -> Result<(), LoadError> {
+        let err = |source| LoadError::MapAccess { name: "CLIENTS", source };
+        let map = self.ebpf.map_mut("CLIENTS").ok_or(LoadError::Map("CLIENTS"))?;
+        let mut m: BpfHashMap<&mut MapData, u32, u64> = BpfHashMap::try_from(map).map_err(err)?;
+        m.insert(pid, 0, 0).map_err(err)
+    }
+
+    /// Stops watching session `session`: `pids` (when `complete`, they are
+    /// all its processes; else the watched map is scanned too) and every
+    /// channel registered for it. An entry now owned by another session (a
+    /// recycled pid) is left alone. Returns how many watches were removed.
+    pub fn unwatch_session(&mut self, session: u32, pids: &[u32], complete: bool) -> Result<usize, LoadError> {
+        let err = |name| move |source| LoadError::MapAccess { name, source };
+        let mut removed = 0;
+        {
+            let mut w = self.watched()?;
+            for pid in session_pids(&w, session, pids, complete) {
+                if w.get(&pid, 0).is_ok_and(|v| v.session == session) && w.remove(&pid).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        let mut ch = self.channels()?;
+        let keys: Vec<ms_chan_key> =
+            ch.iter().filter_map(Result::ok).filter(|(_, v)| v.session == session).map(|(k, _)| k).collect();
+        for k in keys {
+            // gone already (the kernel removed it on rejection) is fine
+            let _ = ch.remove(&k).map_err(err("CHANNELS"));
+        }
+        Ok(removed)
+    }
+
+    /// Candidate `session` is an MCP server: its processes lose their
+    /// candidate flags (see ms_may_discover in discover.bpf.h).
+    pub fn confirm_session(&mut self, session: u32, pids: &[u32], complete: bool) -> Result<usize, LoadError> {
+        let mut w = self.watched()?;
+        let mut n = 0;
+        for pid in session_pids(&w, session, pids, complete) {
+            let Ok(mut v) = w.get(&pid, 0) else { continue };
+            if v.session == session && v.flags & (abi::F_CAND_CLIENT | abi::F_CAND_PIPES) != 0 {
+                v.flags &= !(abi::F_CAND_CLIENT | abi::F_CAND_PIPES);
+                // BPF_EXIST: an entry the kernel removed meanwhile stays removed
+                if w.insert(pid, v, 2).is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
     }
 
     /// Kernel-side loss counters summed over CPUs: (per-kind ring drops,

@@ -9,6 +9,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Exec(args) => mcp_sensor::exec_cmd::run(args),
+        Command::Run(args) => mcp_sensor::daemon::run(args),
         Command::Doctor => Ok(mcp_sensor::doctor::run()),
         Command::Investigate(args) => mcp_sensor::investigate::run(args),
         Command::Rules(cmd) => Ok(mcp_sensor::rules_cmd::run(cmd)),

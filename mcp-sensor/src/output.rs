@@ -36,6 +36,11 @@ impl Output {
         Ok(Output { sink: BufWriter::with_capacity(256 << 10, sink), write_errors: 0, lines: 0, path, line: Vec::new() })
     }
 
+    /// Any sink, named `path` in error messages (the daemon's rotating log).
+    pub fn with_sink(path: PathBuf, w: Box<dyn Write + Send>) -> Self {
+        Output { sink: BufWriter::with_capacity(256 << 10, w), write_errors: 0, lines: 0, path: Some(path) }
+    }
+
     /// An in-memory sink, for tests.
     pub fn to_writer(w: Box<dyn Write + Send>) -> Self {
         Output { sink: BufWriter::new(w), write_errors: 0, lines: 0, path: None, line: Vec::new() }

@@ -7,6 +7,7 @@
 use crate::correlate::Sessions;
 use crate::decode::{self, Record, SockAddr};
 use crate::detect::Detector;
+use crate::discover::{Gate, How, KernelAction};
 use crate::drops::{DropTracker, Totals};
 use crate::event::{Body, Event};
 use crate::output::Output;
@@ -24,6 +25,11 @@ pub struct Pipeline {
     drops: DropTracker,
     pub undecodable: u64,
     pub records: u64,
+    /// Discovery (`run` only): holds candidate servers' events until they
+    /// are known to be MCP. `None` in `exec`.
+    pub gate: Option<Gate>,
+    /// Enforcement: the record being processed (its kernel decision).
+    rec: Option<crate::enforce::RecordFacts>,
 }
 
 impl Pipeline {
@@ -38,6 +44,83 @@ impl Pipeline {
             drops: DropTracker::default(),
             undecodable: 0,
             records: 0,
+            gate: None,
+            rec: None,
+        }
+    }
+
+    /// What discovery needs done in the kernel's maps (the agent applies it).
+    pub fn take_kernel_actions(&mut self) -> Vec<KernelAction> {
+        let Some(g) = self.gate.as_mut() else { return Vec::new() };
+        let actions = std::mem::take(&mut g.actions);
+        for a in &actions {
+            if let KernelAction::Unwatch { session, .. } = a {
+                self.sessions.forget(*session);
+            }
+        }
+        actions
+    }
+
+    /// Writes `ev` of `session`, unless discovery holds or drops it.
+    fn deliver(&mut self, session: u32, ev: Event) {
+        let ev = match self.gate.as_mut() {
+            Some(g) => g.offer(session, ev),
+            None => Some(ev),
+        };
+        if let Some(ev) = ev {
+            self.publish(&ev, session);
+        }
+    }
+
+    /// Discovery's view of a record before it becomes an event.
+    fn discover(&mut self, rec: &Record) {
+        let Some(g) = self.gate.as_mut() else { return };
+        let h = rec.header();
+        match rec {
+            Record::Exec(e) if h.pid == h.session => {
+                if let Some(how) = How::from_flags(h.flags) {
+                    g.add(h.session, how);
+                    self.sessions.register(h.session, e.argv.join(" "));
+                }
+            }
+            Record::Fork { child_pid, .. } => g.member(h.session, *child_pid),
+            Record::ChanReject { byte, .. } => g.reject_candidate(
+                h.session,
+                format!("its stdio began with {:?}, which no JSON-RPC message starts with", *byte as char),
+            ),
+            _ => {}
+        }
+    }
+
+    /// Channel messages of `session`: through discovery, which may confirm
+    /// a candidate (its `server_found` line, then what it held).
+    fn deliver_channel(&mut self, session: u32, h: &decode::Header, evs: Vec<Event>) {
+        let Some(g) = self.gate.as_mut() else {
+            for ev in &evs {
+                self.publish(ev, session);
+            }
+            return;
+        };
+        let (found, evs) = g.on_channel(session, evs);
+        let server = found.as_ref().and_then(|_| self.sessions.context(session, session, &self.procs)).map(|c| c.0);
+        if let Some(f) = found {
+            let mut line = self.base(h);
+            line.pid = session;
+            line.tid = session;
+            if let Some(p) = self.procs.get(session) {
+                line.ppid = p.ppid;
+                line.comm = p.comm.clone();
+            }
+            line.exe = self.procs.get(session).and_then(|p| p.exe.clone());
+            line.body = Body::ServerFound { how: f.how.as_str(), held: f.held };
+            line.server = server.clone();
+            self.out.emit(&line);
+        }
+        for mut ev in evs {
+            if ev.server.is_none() {
+                ev.server = server.clone();
+            }
+            self.publish(&ev, session);
         }
     }
 
@@ -56,7 +139,9 @@ impl Pipeline {
 
     pub fn on_record(&mut self, rec: Record) {
         let h = rec.header().clone();
+        self.rec = Some(crate::enforce::RecordFacts::of(&h)); // enforcement
         self.procs.observe(h.pid, h.ppid, h.start_ns, &h.comm);
+        self.discover(&rec);
         let body = match rec {
             Record::Fork { child_pid, child_start_ns, .. } => {
                 let origin = self.sessions.attribution(h.session);
@@ -82,6 +167,7 @@ impl Pipeline {
                 let (code, signal) = decode::wait_status(status);
                 Body::Exit { code, signal }
             }
+            Record::ChanReject { .. } => return,
             Record::Open(o) => Body::Open {
                 resolved: h.flags & crate::abi::F_UNRESOLVED == 0,
                 path: o.path,
@@ -99,9 +185,8 @@ impl Pipeline {
             }
             Record::Stdio(s) => {
                 let base = self.base(&h);
-                for ev in self.sessions.on_stdio(s, base, &self.procs) {
-                    self.publish(&ev, h.session);
-                }
+                let evs = self.sessions.on_stdio(s, base, &self.procs);
+                self.deliver_channel(h.session, &h, evs);
                 return;
             }
         };
@@ -111,14 +196,24 @@ impl Pipeline {
             ev.server = Some(server);
             ev.tool_call = call;
         }
-        self.publish(&ev, h.session);
+        let root_exit = matches!(ev.body, Body::Exit { .. }) && h.pid == h.session;
+        self.deliver(h.session, ev);
+        if root_exit {
+            if let Some(g) = self.gate.as_mut() {
+                g.root_exited(h.session);
+            }
+            self.sessions.on_exit(h.session);
+        }
     }
 
     /// Writes `ev`, then the alerts it raises.
     fn publish(&mut self, ev: &Event, session: u32) {
         self.out.emit(ev);
         let facts = self.sessions.facts(session).unwrap_or_default();
-        self.detect.check(ev, facts, &self.procs, &mut self.alerts);
+        // enforcement: the record's kernel decision and whom to kill (an
+        // event discovery held back is no longer the current record's)
+        let rec = crate::enforce::RecordFacts::for_event(self.rec, ev, session, &self.procs);
+        self.detect.check_record(ev, facts, Some(&rec), &self.procs, &mut self.alerts);
         for a in self.alerts.drain(..) {
             self.out.emit(&a);
         }

@@ -56,6 +56,7 @@ fn list(set: &RuleSet, json: bool) {
         let kinds: Vec<&str> = r.kinds.iter().map(|k| k.name()).collect();
         let action = match (r.action, r.kill_scope) {
             (crate::rules::Action::Alert, _) => "alert".to_string(),
+            (crate::rules::Action::Deny, _) => "deny".to_string(),
             (crate::rules::Action::Kill, scope) => format!("kill/{}", serde_json::to_value(scope).unwrap().as_str().unwrap_or("?")),
         };
         println!(

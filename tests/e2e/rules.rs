@@ -67,6 +67,8 @@ fn ssh_key_read_through_the_filesystem_server_raises_one_alert_naming_the_call()
     let leak = alerts(run, "secret-in-response");
     assert_eq!(leak.len(), 1, "{}", run.describe());
     assert_eq!(leak[0]["event"]["id"], key_call["id"]);
+    assert_eq!(leak[0]["tool_call"]["id"], key_call["id"], "{}", leak[0]);
+    assert_eq!(leak[0]["tool_call"]["name"], "read_text_file", "{}", leak[0]);
     // nothing else: the .pub and notes reads are benign
     let others: Vec<_> = run.of_kind("alert").filter(|a| a["rule"] != "ssh-key-read" && a["rule"] != "secret-in-response").collect();
     assert!(others.is_empty(), "{others:?}");

@@ -30,7 +30,8 @@ Scenario (JSON object):
         {"list_resources": true},
         {"get_prompt": "name", "arguments": {...}},
         {"read_resource": "uri"},
-        {"sleep": 0.2}
+        {"sleep": 0.2},
+        {"wait_file": "/path"}              # wait (up to step_timeout) until the file exists
       ]
     }
 
@@ -82,7 +83,7 @@ class UsageError(Exception):
     pass
 
 
-STEP_KINDS = ("call", "list_tools", "list_prompts", "list_resources", "get_prompt", "read_resource", "sleep")
+STEP_KINDS = ("call", "list_tools", "list_prompts", "list_resources", "get_prompt", "read_resource", "sleep", "wait_file")
 
 
 def describe_exc(e: BaseException) -> str:
@@ -169,6 +170,11 @@ async def run_step(client: Client, i: int, step: dict[str, Any], step_timeout: f
     elif "sleep" in step:
         res["kind"] = "sleep"
         await anyio.sleep(float(step["sleep"]))
+    elif "wait_file" in step:
+        res["kind"] = "wait_file"
+        with anyio.fail_after(step_timeout):
+            while not os.path.exists(step["wait_file"]):
+                await anyio.sleep(0.05)
     res["ok"] = True
     if raw and result is not None:
         res["raw"] = result.model_dump(mode="json", by_alias=True, exclude_none=True)

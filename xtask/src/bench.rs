@@ -34,6 +34,18 @@ pub struct BenchArgs {
     /// Only the MCP benchmarks (skip the syscall loops).
     #[arg(long, conflicts_with = "loops_only")]
     mcp_only: bool,
+    /// Runs per setting of the enforcement kill-delay benchmark (0: skip).
+    #[arg(long, default_value_t = 50)]
+    kill_rounds: usize,
+    /// Only the enforcement kill-delay benchmark.
+    #[arg(long, conflicts_with_all = ["loops_only", "mcp_only"])]
+    kill_only: bool,
+    /// The "unwatched" setting runs the host-wide daemon (`mcp-sensor run`,
+    /// discovery on) instead of an idle `exec`, and an exec loop whose
+    /// children have pipes on stdin and stdout (discovery candidates) is
+    /// added.
+    #[arg(long)]
+    daemon: bool,
 }
 
 /// The measured loops. Prints ns per iteration on stdout.
@@ -53,6 +65,14 @@ pub fn worker(what: &str, iters: u64) -> Result<()> {
         "exec" => {
             for _ in 0..iters {
                 let st = Command::new("/bin/true").status()?;
+                anyhow::ensure!(st.success());
+            }
+        }
+        // children with pipes on stdin and stdout: what `run` considers
+        // candidate servers until they exit without a word of MCP
+        "exec-piped" => {
+            for _ in 0..iters {
+                let st = Command::new("/bin/true").stdin(Stdio::piped()).stdout(Stdio::piped()).status()?;
                 anyhow::ensure!(st.success());
             }
         }
@@ -116,6 +136,31 @@ fn start_idle_sensor(events: &std::path::Path) -> Result<Child> {
     anyhow::bail!("sensor did not start in 30 s")
 }
 
+/// The host-wide daemon, logging to `dir`; returns once it watches.
+fn start_daemon(dir: &std::path::Path) -> Result<Child> {
+    let config = dir.join("daemon.toml");
+    std::fs::write(&config, format!("[log]\ndir = \"{}\"\n", dir.join("daemon-log").display()))?;
+    let err = dir.join("daemon.stderr");
+    let mut child = Command::new(sensor_bin())
+        .args(["run", "--config"])
+        .arg(&config)
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&err)?)
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        let text = std::fs::read_to_string(&err).unwrap_or_default();
+        if text.contains("watching the host") {
+            return Ok(child);
+        }
+        if let Some(st) = child.try_wait()? {
+            anyhow::bail!("daemon exited ({st}): {text}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    anyhow::bail!("daemon did not start in 60 s")
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -125,15 +170,22 @@ pub fn run(a: BenchArgs) -> Result<()> {
     crate::cargo(&["build", "--release", "-p", "mcp-sensor"])?;
     let dir = std::env::temp_dir().join(format!("mcp-sensor-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    if a.kill_only {
+        println!("{}", crate::bench_kill::kill_delay(a.kill_rounds)?);
+        return Ok(());
+    }
     let mut rows = Vec::new();
-    let loops: &[(&str, u64)] = if a.mcp_only { &[] } else { &[("open", a.open_iters), ("exec", a.exec_iters)] };
-    for &(what, iters) in loops {
+    let mut loops: Vec<(&str, u64)> = if a.mcp_only { vec![] } else { vec![("open", a.open_iters), ("exec", a.exec_iters)] };
+    if a.daemon && !a.mcp_only {
+        loops.push(("exec-piped", a.exec_iters));
+    }
+    for &(what, iters) in &loops {
         let (mut base, mut unwatched, mut watched) = (vec![], vec![], vec![]);
         run_plain(what, iters / 10)?; // warm caches
         for round in 0..a.rounds {
             base.push(run_plain(what, iters)?);
             let ev = dir.join(format!("idle-{what}-{round}.jsonl"));
-            let mut idle = start_idle_sensor(&ev)?;
+            let mut idle = if a.daemon { start_daemon(&dir)? } else { start_idle_sensor(&ev)? };
             unwatched.push(run_plain(what, iters)?);
             // SAFETY: signalling our own child.
             unsafe { libc::kill(idle.id() as i32, libc::SIGTERM) };
@@ -149,7 +201,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
             w / b
         ));
     }
-    println!("| loop | iterations/round | no sensor ns/op | unwatched ns/op | unwatched ratio | watched ns/op | watched ratio |");
+    let setting = if a.daemon { "daemon (`run`)" } else { "unwatched" };
+    println!("| loop | iterations/round | no sensor ns/op | {setting} ns/op | {setting} ratio | watched ns/op | watched ratio |");
     println!("|---|---|---|---|---|---|---|");
     for r in rows {
         println!("{r}");
@@ -159,6 +212,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
         println!("\n| MCP | n | no sensor | watched | ratio |\n|---|---|---|---|---|");
         println!("{}", crate::bench_mcp::round_trip(a.rounds.min(5), a.mcp_calls)?);
         println!("{}", crate::bench_mcp::throughput(a.capture_mib)?);
+    }
+    if a.kill_rounds > 0 && !a.loops_only {
+        println!("\n{}", crate::bench_kill::kill_delay(a.kill_rounds)?);
     }
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())

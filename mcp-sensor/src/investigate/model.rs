@@ -89,7 +89,10 @@ pub enum Status {
     Ok,
     /// Answered with a JSON-RPC error or a tool result with `isError`.
     Error,
-    /// No response in the logs (still running, cancelled, or the server died).
+    /// No response in the logs, and the client cancelled it
+    /// (`notifications/cancelled` naming its id).
+    Cancelled,
+    /// No response in the logs (still running, or the server died).
     NoResponse,
 }
 

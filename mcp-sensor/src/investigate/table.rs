@@ -120,6 +120,7 @@ fn call_block(st: &Style, out: &mut String, c: &Call) {
     let status = match c.status {
         Status::Ok => st.paint("32", "ok"),
         Status::Error => st.paint("31", "ERROR"),
+        Status::Cancelled => st.paint("33", "cancelled"),
         Status::NoResponse => st.paint("33", "no response"),
     };
     let mut head = format!("#{} {}", clean(&c.id.to_string(), 40), clean(c.method.as_deref().unwrap_or("?"), 60));

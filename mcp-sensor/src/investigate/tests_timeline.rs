@@ -212,3 +212,19 @@ fn rotated_files_are_read_oldest_first_whatever_the_order_named() {
     assert!(err.contains("no events.jsonl* files"), "{err}");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn a_call_the_client_cancelled_says_so() {
+    let srv = ("fs", 10);
+    let cancel = ev(
+        20,
+        "rpc",
+        10,
+        Some(srv),
+        json!({"direction": "client_to_server", "message": "notification", "method": "notifications/cancelled", "request_id": 7, "size": 80, "truncated": false}),
+    );
+    let lines = [request(0, srv, 7, "slow", json!({})), request(5, srv, 8, "other", json!({})), cancel];
+    let r = report(&lines);
+    let calls = &r.sessions[0].calls;
+    assert_eq!((calls[0].status, calls[1].status), (Status::Cancelled, Status::NoResponse));
+}

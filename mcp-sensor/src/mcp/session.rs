@@ -119,21 +119,7 @@ struct Meta {
 
 impl Meta {
     fn rpc(&self, message: &'static str) -> Rpc {
-        Rpc {
-            direction: self.dir,
-            message,
-            method: None,
-            id: None,
-            tool: None,
-            arguments: None,
-            result: None,
-            is_error: None,
-            latency_ms: None,
-            size: self.size,
-            truncated: self.truncated,
-            text: None,
-            tools_list: None,
-        }
+        Rpc::new(self.dir, message, self.size, self.truncated)
     }
 }
 
@@ -522,10 +508,12 @@ impl Session {
             }
             _ => {}
         }
+        let request_id = (method == "notifications/cancelled").then(|| param("requestId").cloned()).flatten();
         out.push(SessionOutput::Rpc {
             ts_ns: meta.ts_ns,
             rpc: Rpc {
                 method: Some(method),
+                request_id,
                 ..meta.rpc("notification")
             },
         });

@@ -360,3 +360,24 @@ fn handshake_via_discover_with_infos_in_meta() {
     assert_eq!(s.client_name(), Some("mcp"));
     assert_eq!(s.handshake().server_protocol.as_deref(), Some("2026-07-28"));
 }
+
+#[test]
+fn a_cancellation_names_the_request_it_cancels() {
+    let mut s = Session::new();
+    let mut out = Vec::new();
+    let f = |v: serde_json::Value| super::framing::Frame::Message {
+        size: v.to_string().len() as u64,
+        value: Some(v),
+        id: None,
+        method: None,
+        params_name: None,
+        error: false,
+        truncated: false,
+        ts_ns: 1,
+    };
+    s.on_frame(Direction::ClientToServer, f(serde_json::json!({"jsonrpc":"2.0","id":"a-1","method":"tools/call","params":{"name":"slow"}})), &mut out);
+    s.on_frame(Direction::ClientToServer, f(serde_json::json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"a-1","reason":"timeout"}})), &mut out);
+    let rpc = out[1].rpc().unwrap();
+    assert_eq!(rpc.request_id, Some(serde_json::json!("a-1")));
+    assert!(s.in_flight().is_empty(), "the cancelled call is no longer in flight");
+}

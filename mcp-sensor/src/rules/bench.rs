@@ -106,6 +106,7 @@ pub(crate) fn rpc(
         result: result.map(Into::into),
         is_error: None,
         latency_ms: None,
+        request_id: None,
         size: 200,
         truncated: false,
         text: None,

@@ -108,7 +108,13 @@ pub(crate) fn compile(m: &Merged, diag: &mut Diag) -> RuleSet {
                 except.push(Cond::All(conds));
             }
         }
-        if d.action == super::Action::Alert && d.kill_scope == super::KillScope::Tree {
+        if d.action == super::Action::Deny && d.kinds.iter().any(|(k, _)| *k != super::EventKind::Connect) {
+            c.err(
+                &r.id.loc,
+                format!("rule `{}` has `action: deny`, which only refuses connects: use `kind: connect`, or `action: kill`", r.id.text),
+            );
+        }
+        if d.action != super::Action::Kill && d.kill_scope == super::KillScope::Tree {
             // An error, not a note: the author expected enforcement and
             // would silently get monitoring.
             c.err(

@@ -187,7 +187,7 @@ fn kind_of(b: &Body) -> Option<EventKind> {
         Body::IoUringSetup { .. } => EventKind::IoUringSetup,
         Body::Fork { .. } => EventKind::Fork,
         Body::Malformed { .. } => EventKind::Malformed,
-        Body::Drops(_) | Body::Alert(_) => return None,
+        Body::Drops(_) | Body::Alert(_) | Body::ServerFound { .. } => return None,
     })
 }
 
@@ -415,5 +415,12 @@ impl<'e> View<'e> {
                 }
             }
         }
+    }
+}
+
+// Read access for `kernel` (what enforcement can compile into kernel maps).
+impl RuleSet {
+    pub(crate) fn compiled(&self) -> &[CompiledRule] {
+        &self.rules
     }
 }

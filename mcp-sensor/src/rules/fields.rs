@@ -92,6 +92,9 @@ pub enum Action {
     Alert,
     /// Report and kill (enforcement); see [`KillScope`].
     Kill,
+    /// Connect rules: refuse the connect in the kernel (EPERM), the
+    /// process lives on (enforcement).
+    Deny,
 }
 
 /// Which processes a `kill` action ends.

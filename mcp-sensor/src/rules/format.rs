@@ -346,8 +346,9 @@ impl P<'_> {
             Some(n) => match n.scalar() {
                 Some("alert") => Action::Alert,
                 Some("kill") => Action::Kill,
+                Some("deny") => Action::Deny,
                 _ => {
-                    self.err(n.pos, "invalid action, expected one of `alert`, `kill`");
+                    self.err(n.pos, "invalid action, expected one of `alert`, `kill`, `deny`");
                     return None;
                 }
             },

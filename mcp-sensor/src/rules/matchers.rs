@@ -123,6 +123,13 @@ impl IpSet {
         Ok(())
     }
 
+    /// The networks as (address, prefix length); IPv4 as IPv4.
+    pub fn nets(&self) -> impl Iterator<Item = (IpAddr, u8)> + '_ {
+        let v4 = self.v4.iter().map(|(n, m)| (IpAddr::V4((*n).into()), m.count_ones() as u8));
+        let v6 = self.v6.iter().map(|(n, m)| (IpAddr::V6((*n).into()), m.count_ones() as u8));
+        v4.chain(v6)
+    }
+
     pub fn contains(&self, ip: IpAddr) -> bool {
         match canonical(ip) {
             IpAddr::V4(a) => {
@@ -183,6 +190,11 @@ impl PortSet {
         }
         self.0.push((lo, hi));
         Ok(())
+    }
+
+    /// Inclusive ranges.
+    pub fn ranges(&self) -> &[(u16, u16)] {
+        &self.0
     }
 
     pub fn contains(&self, p: u16) -> bool {

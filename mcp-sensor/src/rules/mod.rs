@@ -34,6 +34,7 @@ mod fields;
 mod format;
 mod format_match;
 mod identity;
+mod kernel;
 mod matchers;
 mod merge;
 mod yaml;
@@ -51,6 +52,7 @@ pub use error::RuleError;
 pub use eval::{EvalContext, Match, Matches, Rule, RuleSet};
 pub use fields::{Action, EventKind, KillScope, Severity};
 pub use identity::{FileId, FileIdentities};
+pub use kernel::{KernelPlan, KillRule};
 
 /// The default rule pack, embedded at build time.
 pub const DEFAULT_RULES: &str = include_str!("../../../rules/default.yaml");

@@ -240,7 +240,18 @@ impl Building {
                     call.start_ns = call.latency_ms.map(|ms| ts_ns - (ms * 1e6) as i128);
                 }
             }
-            (_, Some("notification")) => self.s.notifications += 1,
+            (dir, Some("notification")) => {
+                self.s.notifications += 1;
+                // the client giving up on a request it sent
+                if let (Some("client_to_server"), Some(rid)) = (dir, ev.get("request_id")) {
+                    if let Some(&c) = self.by_id.get(&id_key(rid)) {
+                        let call = &mut self.s.calls[c];
+                        if call.response_ts.is_none() {
+                            call.status = Status::Cancelled;
+                        }
+                    }
+                }
+            }
             // the server asking the client (sampling, roots, elicitation)
             (Some("server_to_client"), Some("request")) => self.place(ev, ts_ns),
             _ => {}

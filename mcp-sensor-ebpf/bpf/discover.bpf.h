@@ -1,0 +1,184 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * discover.bpf.h: finding MCP servers nobody wrapped (`mcp-sensor run`).
+ *
+ * Two decisions, both on paths that are rare or already paid for:
+ * - at exec (lifecycle.bpf.c), for a process nobody watches: is it a known
+ *   client (its comm is in CLIENT_COMMS: remember it in CLIENTS), and is it
+ *   a candidate server (its parent is a client, or its stdin and stdout are
+ *   both pipes or sockets)? A candidate is watched as its own session and
+ *   its stdio pipes become channels flagged MS_CH_CANDIDATE;
+ * - at the first transfer of each direction of a candidate channel
+ *   (stdio.bpf.c): a first non-blank byte that no JSON-RPC framing starts
+ *   with ('{', '[', or 'C' of Content-Length) unwatches the process at
+ *   once and tells the agent (MS_EV_CHAN_REJECT), so a shell pipeline that
+ *   happens to have pipes on both ends costs one peek, not a capture.
+ * The read/write programs of unwatched processes do no more work than
+ * before: discovery adds nothing to them.
+ */
+#ifndef MCP_SENSOR_DISCOVER_BPF_H
+#define MCP_SENSOR_DISCOVER_BPF_H
+
+#include "path.bpf.h"
+
+/* MS_DISC_* (set by the loader); 0 disables discovery entirely. */
+const volatile __u32 ms_discover_flags MS_WEAK = 0;
+
+/* comm of a known MCP client -> unused. Filled by the agent from config. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct ms_comm_key);
+	__type(value, __u32);
+} CLIENT_COMMS SEC(".maps") MS_WEAK;
+
+/* tgid of a running client -> its start time (0: claim on first sight, for
+ * clients the agent found in /proc). LRU: exited clients age out, and the
+ * start time keeps a recycled pid from being taken for a client. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, __u64);
+} CLIENTS SEC(".maps") MS_WEAK;
+
+#define MS_S_IFMT 00170000
+#define MS_S_IFSOCK 0140000
+#define MS_S_IFIFO 0010000
+
+/* A pipe or a socket: what a stdio JSON-RPC channel runs over. */
+static __always_inline int ms_is_stream(struct file *f)
+{
+	if (!f)
+		return 0;
+	__u32 fmt = BPF_CORE_READ(f, f_inode, i_mode) & MS_S_IFMT;
+	return fmt == MS_S_IFIFO || fmt == MS_S_IFSOCK;
+}
+
+static __always_inline void ms_add_candidate_channel(struct file *f, __u32 session)
+{
+	struct ms_chan_key key = {};
+	ms_file_id(f, &key.dev, &key.ino);
+	struct ms_chan c = { .session = session, .flags = MS_CH_CANDIDATE };
+	/* a channel already registered (a wrapped server's) keeps its owner */
+	bpf_map_update_elem(&CHANNELS, &key, &c, BPF_NOEXIST);
+}
+
+#define MS_F_CAND_MASK (MS_F_CAND_CLIENT | MS_F_CAND_PIPES)
+
+/*
+ * Whether an exec may make a new candidate: the process is not watched,
+ * or it is a member (not the root) of a candidate still undecided. The
+ * second case is a server started inside a tree that is itself only a
+ * candidate (an agent started with pipes that runs servers): it becomes a
+ * candidate of its own. Once the agent confirms a candidate it clears the
+ * candidate flags of its tree, so a real server's children stay its own.
+ */
+static __always_inline int ms_may_discover(struct ms_watch *w, __u32 tgid)
+{
+	return !w || ((w->flags & MS_F_CAND_MASK) && w->session != tgid);
+}
+
+/*
+ * Called at exec when ms_may_discover(). Returns the process's new watch
+ * entry when it became a candidate, else NULL. `split`: it is a member of
+ * another candidate and leaves that tree.
+ */
+static __always_inline struct ms_watch *ms_discover_exec(struct task_struct *p, int split)
+{
+	__u32 mode = ms_discover_flags;
+	if (!mode)
+		return NULL;
+	__u32 tgid = p->tgid;
+	__u64 start = ms_task_start_ns(p);
+
+	struct ms_comm_key ck = {};
+	bpf_get_current_comm(ck.comm, sizeof(ck.comm));
+	if (bpf_map_lookup_elem(&CLIENT_COMMS, &ck))
+		bpf_map_update_elem(&CLIENTS, &tgid, &start, BPF_ANY);
+
+	__u32 reason = 0;
+	if (mode & MS_DISC_CLIENTS) {
+		struct task_struct *parent = BPF_CORE_READ(p, real_parent);
+		__u32 ptgid = BPF_CORE_READ(parent, tgid);
+		__u64 *cs = bpf_map_lookup_elem(&CLIENTS, &ptgid);
+		if (cs) {
+			__u64 pstart = ms_task_start_ns(parent);
+			if (*cs == 0)
+				*cs = pstart;
+			if (*cs == pstart)
+				reason = MS_F_CAND_CLIENT;
+		}
+	}
+	struct file *f0 = ms_fd_file(p, 0);
+	struct file *f1 = ms_fd_file(p, 1);
+	int s0 = ms_is_stream(f0), s1 = ms_is_stream(f1);
+	if (!reason && (mode & MS_DISC_PIPES) && s0 && s1)
+		reason = MS_F_CAND_PIPES;
+	/* no pipe on stdin or stdout: not a stdio server, whoever its parent */
+	if (!reason || !(s0 || s1))
+		return NULL;
+
+	struct ms_watch w = { .start_ns = start, .session = tgid, .flags = reason };
+	if (bpf_map_update_elem(&WATCHED, &tgid, &w, split ? BPF_EXIST : BPF_NOEXIST)) {
+		ms_count(MS_CNT_WATCH_FULL, 1);
+		return NULL;
+	}
+	if (s0)
+		ms_add_candidate_channel(f0, tgid);
+	if (s1 && f1 != f0)
+		ms_add_candidate_channel(f1, tgid);
+	return bpf_map_lookup_elem(&WATCHED, &tgid);
+}
+
+#define MS_PEEK 8
+
+/*
+ * First transfer of a direction on a candidate channel: may it be
+ * JSON-RPC? Returns 0 to reject, with the first non-blank byte in *byte.
+ * All blanks (or an unreadable buffer) is not a reason to reject.
+ */
+static __always_inline int ms_may_be_jsonrpc(__u64 ptr, __u64 len, __u8 *byte)
+{
+	__u8 b[MS_PEEK] = {};
+	__u32 n = len > MS_PEEK ? MS_PEEK : (__u32)len;
+	if (n == 0 || bpf_probe_read_user(b, n, (void *)ptr))
+		return 1;
+	/* unused bytes of b stay 0, which is not blank: the scan stops there */
+	int ok = 1, seen = 0;
+#pragma unroll
+	for (int i = 0; i < MS_PEEK; i++) {
+		__u8 c = b[i];
+		int blank = c == ' ' || c == '\t' || c == '\r' || c == '\n';
+		if (!seen && !blank && i < n) {
+			seen = 1;
+			*byte = c;
+			ok = c == '{' || c == '[' || c == 'C' || c == 'c';
+		}
+		if (c == 0)
+			seen = 1;
+	}
+	return ok;
+}
+
+/* Unwatches the current process and its channel, and tells the agent. */
+static __always_inline void ms_reject_candidate(struct ms_chan_key *key, __u32 session, __u8 dir, __u8 byte)
+{
+	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
+	bpf_map_delete_elem(&CHANNELS, key);
+	bpf_map_delete_elem(&WATCHED, &tgid);
+	struct ms_chan_reject *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
+	if (!e) {
+		ms_count_drop(MS_EV_CHAN_REJECT);
+		return;
+	}
+	ms_fill_header(&e->h, MS_EV_CHAN_REJECT, (struct task_struct *)bpf_get_current_task(), session);
+	e->chan_ino = key->ino;
+	e->chan_dev = key->dev;
+	e->dir = dir;
+	e->byte = byte;
+	e->_pad = 0;
+	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+}
+
+#endif /* MCP_SENSOR_DISCOVER_BPF_H */

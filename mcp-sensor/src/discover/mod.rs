@@ -1,0 +1,48 @@
+//! Discovery: finding the MCP servers on a host that nobody wrapped
+//! (`mcp-sensor run`).
+//!
+//! The kernel makes *candidates* (discover.bpf.h): at exec, children of
+//! known clients and processes with pipes on stdin and stdout are watched
+//! as their own session, their stdio pipes registered as channels; the
+//! kernel itself drops a candidate whose first channel byte cannot start
+//! JSON-RPC. Here the agent decides the rest:
+//! - [`classify`]: is what a candidate says on its channel MCP?
+//! - [`gate`]: holds a candidate's events until that is decided, then
+//!   writes them (confirmed) or drops them and unwatches the tree;
+//! - [`scan`]: the servers already running when the daemon starts, from
+//!   /proc.
+
+pub mod classify;
+pub mod gate;
+pub mod scan;
+
+pub use gate::{Gate, KernelAction};
+
+/// Why a process is a candidate server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    /// Its parent is a known MCP client.
+    ClientChild,
+    /// Its stdin and stdout are pipes or sockets.
+    StdioPipes,
+}
+
+impl How {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            How::ClientChild => "client_child",
+            How::StdioPipes => "stdio_pipes",
+        }
+    }
+
+    /// From the header flags of a candidate root's exec record.
+    pub fn from_flags(flags: u32) -> Option<How> {
+        if flags & crate::abi::F_CAND_CLIENT != 0 {
+            Some(How::ClientChild)
+        } else if flags & crate::abi::F_CAND_PIPES != 0 {
+            Some(How::StdioPipes)
+        } else {
+            None
+        }
+    }
+}

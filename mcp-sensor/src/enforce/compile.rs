@@ -1,0 +1,260 @@
+//! Compiles the kernel-decidable kill rules of a rule set into the content
+//! of the kernel's deny maps: protected files and forbidden executables by
+//! identity, protected directories + name patterns for files that do not
+//! exist yet, denied networks with their ports.
+//!
+//! Every candidate file is put through the whole rule (the engine's own
+//! `evaluate`, on the event the kernel would report) before it is
+//! protected, so exceptions and name tests hold in the kernel exactly as
+//! they do in the agent. Pure apart from reading the filesystem.
+
+use super::walk::{self, NamePattern};
+use crate::abi;
+use crate::event::{Body, Event};
+use crate::rules::{EvalContext, FileId, KernelPlan, KillScope, RuleSet};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Directory entries one compile reads at most.
+pub const SCAN_BUDGET: usize = 200_000;
+/// Directories protected for new files at most (per compile).
+pub const MAX_DIRS: usize = 4096;
+
+/// Directories searched for executables besides `$PATH`.
+const BIN_DIRS: &[&str] = &["/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"];
+
+/// What a deny entry decides: the rule (index in the rule set) and flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    pub rule: u32,
+    pub flags: u32,
+}
+
+impl Verdict {
+    fn new(rule: u32, scope: KillScope, kill: bool) -> Verdict {
+        let mut flags = if kill { abi::VF_KILL } else { 0 };
+        if scope == KillScope::Tree {
+            flags |= abi::VF_TREE;
+        }
+        Verdict { rule, flags }
+    }
+}
+
+/// One network of the deny trie: IPv6 (IPv4 mapped), prefix length in
+/// that space, and every (ports, verdict) that applies to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetEntry {
+    pub addr: [u8; 16],
+    pub prefix: u8,
+    pub ports: Vec<(u16, u16, Verdict)>,
+}
+
+/// The content of the deny maps.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Tables {
+    pub files: HashMap<FileId, Verdict>,
+    pub dirs: HashMap<FileId, Vec<(NamePattern, Verdict)>>,
+    pub exec: HashMap<FileId, Verdict>,
+    pub nets: Vec<NetEntry>,
+    /// Human-readable notes: rules left to the agent and why, scans cut short.
+    pub notes: Vec<String>,
+}
+
+fn identity(p: &Path) -> Option<FileId> {
+    std::fs::metadata(p).ok().map(|m| FileId::from_stat(m.dev(), m.ino()))
+}
+
+/// The event the kernel would report for an open of `path` or an exec of
+/// `exe`, for evaluating a rule on it.
+fn probe(body: Body, exe: Option<String>) -> Event {
+    Event {
+        ts: String::new(),
+        ts_ns: 0,
+        pid: 0,
+        tid: 0,
+        ppid: 0,
+        uid: 0,
+        comm: String::new(),
+        exe,
+        body,
+        server: None,
+        tool_call: None,
+    }
+}
+
+fn open_probe(path: &Path) -> Event {
+    probe(
+        Body::Open {
+            path: path.display().to_string(),
+            resolved: true,
+            flags: vec!["O_RDONLY"],
+            ret: 3,
+            error: None,
+            dev: 0,
+            ino: 0,
+            syscall: "openat",
+            file_flags: vec![],
+        },
+        None,
+    )
+}
+
+fn exec_probe(exe: &Path) -> Event {
+    let s = exe.display().to_string();
+    probe(
+        Body::Exec {
+            filename: s.clone(),
+            argv: vec![],
+            cwd: "/".into(),
+            script: None,
+            dev: 0,
+            ino: 0,
+            argv_truncated: false,
+            file_flags: vec![],
+        },
+        Some(s),
+    )
+}
+
+fn matches(set: &RuleSet, id: &str, ev: &Event) -> bool {
+    set.evaluate(ev, &EvalContext { first_request_seen: true, ..Default::default() })
+        .iter()
+        .any(|m| m.id == id)
+}
+
+/// The first rule to claim an identity keeps it, unless a later one kills
+/// the whole tree (the stronger verdict wins).
+fn claim(map: &mut HashMap<FileId, Verdict>, id: FileId, v: Verdict) {
+    let e = map.entry(id).or_insert(v);
+    if v.flags & abi::VF_TREE != 0 && e.flags & abi::VF_TREE == 0 {
+        *e = v;
+    }
+}
+
+fn executables(extra: &[PathBuf]) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = BIN_DIRS.iter().map(PathBuf::from).collect();
+    if let Some(p) = std::env::var_os("PATH") {
+        dirs.extend(std::env::split_paths(&p).filter(|d| d.is_absolute()));
+    }
+    dirs.sort();
+    dirs.dedup();
+    let mut out: Vec<PathBuf> = extra.to_vec();
+    for d in dirs {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        out.extend(rd.flatten().map(|e| e.path()));
+    }
+    out.retain(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0));
+    out
+}
+
+/// IPv4 as `::ffff:a.b.c.d`, prefix + 96.
+fn net_key(addr: IpAddr, prefix: u8) -> ([u8; 16], u8) {
+    match addr {
+        IpAddr::V4(a) => (a.to_ipv6_mapped().octets(), prefix + 96),
+        IpAddr::V6(a) => (a.octets(), prefix),
+    }
+}
+
+fn contains(net: &([u8; 16], u8), inner: &([u8; 16], u8)) -> bool {
+    let (a, p) = (u128::from_be_bytes(net.0), net.1);
+    let b = u128::from_be_bytes(inner.0);
+    let mask = if p == 0 { 0 } else { u128::MAX << (128 - p as u32) };
+    p <= inner.1 && a & mask == b & mask
+}
+
+/// Compiles `set`'s kill rules; `homes` are where `**/...` globs are searched.
+pub fn compile(set: &RuleSet, homes: &[PathBuf]) -> Tables {
+    let mut t = Tables::default();
+    let mut budget = SCAN_BUDGET;
+    let mut execs: Option<Vec<PathBuf>> = None;
+    let mut nets: BTreeMap<([u8; 16], u8), ()> = BTreeMap::new();
+    let mut net_rules: Vec<(([u8; 16], u8), u16, u16, Verdict)> = Vec::new();
+    let mut ndirs = 0;
+    for k in set.kill_rules() {
+        let v = Verdict::new(k.index, k.scope, k.kill);
+        match &k.plan {
+            KernelPlan::Open { paths, new_files } => {
+                for g in paths {
+                    let f = walk::expand(g, homes, &mut budget);
+                    if f.truncated {
+                        t.notes.push(format!("rule `{}`: scan of `{g}` cut short after {SCAN_BUDGET} entries; files past it are decided by the agent", k.id));
+                    }
+                    for p in &f.files {
+                        if let Some(id) = identity(p).filter(|_| matches(set, k.id, &open_probe(p))) {
+                            claim(&mut t.files, id, v);
+                        }
+                    }
+                    if !new_files {
+                        continue;
+                    }
+                    for (dir, last) in &f.dirs {
+                        let Some(pat) = NamePattern::parse(last, abi::NAME_PART) else {
+                            t.notes.push(format!("rule `{}`: new files named `{last}` are decided by the agent (the kernel tests `prefix*suffix` names of up to {} bytes)", k.id, abi::NAME_PART));
+                            continue;
+                        };
+                        let Some(id) = identity(dir) else { continue };
+                        let slots = t.dirs.entry(id).or_default();
+                        if slots.iter().any(|(p, _)| *p == pat) {
+                            continue;
+                        }
+                        if slots.len() >= abi::DIR_SLOTS as usize || ndirs >= MAX_DIRS {
+                            t.notes.push(format!("rule `{}`: too many protected names in {}; new files there are decided by the agent", k.id, dir.display()));
+                            continue;
+                        }
+                        slots.push((pat, v));
+                        ndirs += 1;
+                    }
+                }
+            }
+            KernelPlan::Exec { paths } => {
+                let mut extra = Vec::new();
+                for g in paths {
+                    extra.extend(walk::expand(g, homes, &mut budget).files);
+                }
+                let all = execs.get_or_insert_with(|| executables(&[]));
+                for p in all.iter().chain(&extra) {
+                    let exe = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+                    if matches(set, k.id, &exec_probe(&exe)) {
+                        if let Some(id) = identity(&exe) {
+                            claim(&mut t.exec, id, v);
+                        }
+                    }
+                }
+            }
+            KernelPlan::Connect { nets: cidrs, ports } => {
+                let any: [(IpAddr, u8); 2] = [(IpAddr::V4(0.into()), 0), (IpAddr::V6(0.into()), 0)];
+                let cidrs: Vec<(IpAddr, u8)> = if cidrs.is_empty() { any.to_vec() } else { cidrs.clone() };
+                let ports = if ports.is_empty() { vec![(0, u16::MAX)] } else { ports.clone() };
+                for (a, p) in cidrs {
+                    let key = net_key(a, p);
+                    nets.insert(key, ());
+                    for &(lo, hi) in &ports {
+                        net_rules.push((key, lo, hi, v));
+                    }
+                }
+            }
+            KernelPlan::Agent { why } => {
+                t.notes.push(format!("rule `{}` is decided by the agent: {why}", k.id));
+            }
+        }
+    }
+    // The trie answers with the longest prefix only: give each network
+    // the port rules of every network that contains it.
+    for key in nets.keys() {
+        let mut ports: Vec<(u16, u16, Verdict)> = net_rules
+            .iter()
+            .filter(|(n, ..)| contains(n, key))
+            .map(|&(_, lo, hi, v)| (lo, hi, v))
+            .collect();
+        if ports.len() > abi::NET_PORTS as usize {
+            t.notes.push(format!("more than {} port rules apply to one network; the rest are decided by the agent", abi::NET_PORTS));
+            ports.truncate(abi::NET_PORTS as usize);
+        }
+        t.nets.push(NetEntry { addr: key.0, prefix: key.1, ports });
+    }
+    t.notes.sort();
+    t.notes.dedup();
+    t
+}

@@ -1,0 +1,132 @@
+//! The kernel's deny maps, kept equal to the latest compiled [`Tables`]:
+//! each sync writes what is new or changed first, then removes what is
+//! gone, so a rescan never opens a window where a protected file is not.
+
+use super::compile::{NetEntry, Tables, Verdict};
+use super::walk::NamePattern;
+use crate::abi::{self, ms_dir_key, ms_dir_rule, ms_enf_cfg, ms_file_key, ms_net_addr, ms_net_deny, ms_port_rule, ms_verdict};
+use crate::loader::{LoadError, Sensor};
+use crate::rules::FileId;
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, MapError, PerCpuArray};
+use std::collections::HashMap;
+
+pub struct KernelMaps {
+    cfg: Array<MapData, ms_enf_cfg>,
+    files: BpfHashMap<MapData, ms_file_key, ms_verdict>,
+    dirs: BpfHashMap<MapData, ms_dir_key, ms_dir_rule>,
+    exec: BpfHashMap<MapData, ms_file_key, ms_verdict>,
+    nets: LpmTrie<MapData, ms_net_addr, ms_net_deny>,
+    stats: PerCpuArray<MapData, u64>,
+    current: Tables,
+}
+
+fn take<T: TryFrom<aya::maps::Map, Error = MapError>>(s: &mut Sensor, name: &'static str) -> Result<T, LoadError> {
+    T::try_from(s.take_map(name)?).map_err(|source| LoadError::MapAccess { name, source })
+}
+
+fn fkey(id: &FileId) -> ms_file_key {
+    ms_file_key { ino: id.ino, dev: id.dev, _pad: 0 }
+}
+
+fn verdict(v: &Verdict) -> ms_verdict {
+    ms_verdict { rule: v.rule, flags: v.flags }
+}
+
+fn dir_rule(p: &NamePattern, v: &Verdict) -> ms_dir_rule {
+    let mut r = ms_dir_rule {
+        v: verdict(v),
+        prefix_len: p.prefix.len() as u8,
+        suffix_len: p.suffix.len() as u8,
+        exact: p.exact as u8,
+        ..Default::default()
+    };
+    r.prefix[..p.prefix.len()].copy_from_slice(p.prefix.as_bytes());
+    r.suffix[..p.suffix.len()].copy_from_slice(p.suffix.as_bytes());
+    r
+}
+
+fn net_value(e: &NetEntry) -> ms_net_deny {
+    let mut d = ms_net_deny { n: e.ports.len() as u32, ..Default::default() };
+    for (slot, (lo, hi, v)) in d.r.iter_mut().zip(&e.ports) {
+        *slot = ms_port_rule { lo: *lo, hi: *hi, v: verdict(v) };
+    }
+    d
+}
+
+/// Writes `new` over `old` in a hash map: inserts and changes, then removals.
+fn sync_ids(
+    map: &mut BpfHashMap<MapData, ms_file_key, ms_verdict>,
+    old: &HashMap<FileId, Verdict>,
+    new: &HashMap<FileId, Verdict>,
+) -> Result<(), MapError> {
+    for (id, v) in new {
+        if old.get(id) != Some(v) {
+            map.insert(fkey(id), verdict(v), 0)?;
+        }
+    }
+    for id in old.keys().filter(|id| !new.contains_key(id)) {
+        let _ = map.remove(&fkey(id));
+    }
+    Ok(())
+}
+
+impl KernelMaps {
+    /// Takes the enforcement maps out of the loaded sensor.
+    pub fn take(s: &mut Sensor) -> Result<KernelMaps, LoadError> {
+        Ok(KernelMaps {
+            cfg: take(s, "ENF_CFG")?,
+            files: take(s, "DENY_FILES")?,
+            dirs: take(s, "DENY_DIRS")?,
+            exec: take(s, "DENY_EXEC")?,
+            nets: take(s, "DENY_NETS")?,
+            stats: take(s, "ENF_STATS")?,
+            current: Tables::default(),
+        })
+    }
+
+    /// The kernel switch: nothing is killed or refused while it is off.
+    pub fn set_on(&mut self, on: bool) -> Result<(), MapError> {
+        self.cfg.set(0, ms_enf_cfg { on: on as u32, _pad: 0 }, 0)
+    }
+
+    pub fn sync(&mut self, new: Tables) -> Result<(), MapError> {
+        let old = std::mem::take(&mut self.current);
+        sync_ids(&mut self.files, &old.files, &new.files)?;
+        sync_ids(&mut self.exec, &old.exec, &new.exec)?;
+        for (id, slots) in &new.dirs {
+            if old.dirs.get(id) == Some(slots) {
+                continue;
+            }
+            for (i, (p, v)) in slots.iter().enumerate() {
+                let k = ms_dir_key { ino: id.ino, dev: id.dev, slot: i as u32 };
+                self.dirs.insert(k, dir_rule(p, v), 0)?;
+            }
+        }
+        for (id, slots) in &old.dirs {
+            let keep = new.dirs.get(id).map_or(0, Vec::len);
+            for i in keep..slots.len() {
+                let _ = self.dirs.remove(&ms_dir_key { ino: id.ino, dev: id.dev, slot: i as u32 });
+            }
+        }
+        for e in &new.nets {
+            if !old.nets.contains(e) {
+                self.nets.insert(&Key::new(e.prefix as u32, e.addr), net_value(e), 0)?;
+            }
+        }
+        for e in old.nets.iter().filter(|e| !new.nets.iter().any(|n| n.addr == e.addr && n.prefix == e.prefix)) {
+            let _ = self.nets.remove(&Key::new(e.prefix as u32, e.addr));
+        }
+        self.current = new;
+        Ok(())
+    }
+
+    pub fn current(&self) -> &Tables {
+        &self.current
+    }
+
+    /// ENF_STATS summed over CPUs, indexed by `abi::ENF_*`.
+    pub fn stats(&self) -> Result<Vec<u64>, MapError> {
+        (0..abi::ENF_MAX).map(|i| self.stats.get(&i, 0).map(|v| v.iter().sum())).collect()
+    }
+}

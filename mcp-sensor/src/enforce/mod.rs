@@ -1,0 +1,186 @@
+//! Enforcement (`--enforce`, rules with `action: kill`): owns turning kill
+//! rules into kernel decisions, and the kills the agent makes itself.
+//!
+//! - `compile` + `walk`: the kill rules the kernel can decide (see
+//!   `rules::KernelPlan`) become deny-map content; rescanned periodically
+//!   so new files and new homes are covered without a restart.
+//! - `kmaps`: those maps in the kernel, and the switch (off by default).
+//! - `kill`: pidfd kills, process or whole server tree.
+//!
+//! The pipeline's API is [`Enforcer::decide`]: given an event the rules
+//! matched with `action: kill`, it says what happened (`killed` /
+//! `denied`, by the kernel or the agent, who died, how long after the
+//! syscall). Without `--enforce` the pipeline never calls it: kill rules
+//! then report `would_kill`.
+
+mod alert;
+mod compile;
+mod kill;
+mod kmaps;
+pub mod walk;
+
+pub use alert::{act, install_and_report, unmatched_kernel_kill, RecordFacts, RESCAN_EVERY_REFRESHES};
+pub use compile::{compile, Tables, Verdict};
+pub use kill::{kill as kill_target, kill_tree, proc_start_ns, Missed, Target};
+
+use crate::abi::{self, ms_watch};
+use crate::loader::{LoadError, Sensor};
+use crate::procs::ProcTable;
+use crate::rules::{KillScope, RuleSet};
+use aya::maps::{HashMap as BpfHashMap, MapData};
+use kmaps::KernelMaps;
+use std::path::PathBuf;
+
+/// The first cgroup2 mount, where the connect programs attach.
+pub fn cgroup2_root() -> Option<String> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.len() > 2 && f[2] == "cgroup2").then(|| f[1].replace("\\040", " "))
+    })
+}
+
+/// What the kernel did to the process of a record, from its header flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelDecision {
+    /// Index of the deciding rule in the rule set.
+    pub rule: Option<u32>,
+    pub killed: bool,
+    pub denied: bool,
+    /// Kill scope tree: the rest of the server tree is the agent's to kill.
+    pub tree: bool,
+}
+
+impl KernelDecision {
+    pub fn from_flags(flags: u32) -> Option<KernelDecision> {
+        if flags & (abi::F_KILLED | abi::F_DENIED) == 0 {
+            return None;
+        }
+        let r = flags >> abi::F_RULE_SHIFT;
+        Some(KernelDecision {
+            rule: (r != 0).then(|| r - 1),
+            killed: flags & abi::F_KILLED != 0,
+            denied: flags & abi::F_DENIED != 0,
+            tree: flags & abi::F_KILL_TREE != 0,
+        })
+    }
+}
+
+/// The process an event is about, and when it happened.
+#[derive(Debug, Clone, Copy)]
+pub struct Offender {
+    pub pid: u32,
+    /// Boot-time ns, from the record header.
+    pub start_ns: u64,
+    /// The event's kernel timestamp (boot-time ns).
+    pub ts_ns: u64,
+    /// The watched tree's root (the server), from the record header.
+    pub session: u32,
+}
+
+/// What enforcement did about one matched kill rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    /// `killed` or `denied` (a refused connect whose rule does not kill).
+    pub action: &'static str,
+    /// `kernel` or `agent`.
+    pub decided_by: &'static str,
+    /// The processes that were sent SIGKILL: (pid, exe).
+    pub killed: Vec<(u32, Option<String>)>,
+    /// µs from the syscall to the kill: 0 when the kernel killed in the
+    /// syscall itself, measured from the event's timestamp for the agent.
+    pub kill_delay_us: Option<u64>,
+}
+
+pub struct Enforcer {
+    maps: KernelMaps,
+    watched: BpfHashMap<MapData, u32, ms_watch>,
+    /// Where `**/...` globs are searched; `None`: the users' homes, found
+    /// again at every rescan (new homes are covered).
+    pub homes: Option<Vec<PathBuf>>,
+    /// Notes of the last compile, printed when they change.
+    notes: Vec<String>,
+}
+
+impl Enforcer {
+    /// Takes the enforcement maps out of a sensor loaded with
+    /// `LoadOptions::enforce` and switches kernel enforcement on.
+    pub fn new(sensor: &mut Sensor) -> Result<Enforcer, LoadError> {
+        let mut maps = KernelMaps::take(sensor)?;
+        maps.set_on(true).map_err(|source| LoadError::MapAccess { name: "ENF_CFG", source })?;
+        Ok(Enforcer { maps, watched: sensor.watched_handle()?, homes: None, notes: Vec::new() })
+    }
+
+    /// Compiles `rules` into the kernel maps. Call before the watched
+    /// process runs, on every rules reload, and periodically (rescan: files
+    /// and homes that appeared since). Returns the compile's notes when
+    /// they differ from the last ones (rules left to the agent, scans cut
+    /// short), for the caller to print.
+    pub fn install(&mut self, rules: &RuleSet) -> Result<Option<Vec<String>>, LoadError> {
+        let homes = self.homes.clone().unwrap_or_else(walk::homes);
+        let mut t = compile(rules, &homes);
+        let notes = std::mem::take(&mut t.notes);
+        self.maps.sync(t).map_err(|source| LoadError::MapAccess { name: "DENY_*", source })?;
+        Ok((notes != self.notes).then(|| {
+            self.notes = notes.clone();
+            notes
+        }))
+    }
+
+    /// The deny tables now in the kernel.
+    pub fn tables(&self) -> &Tables {
+        self.maps.current()
+    }
+
+    /// Kills and refusals the kernel counted (`abi::ENF_*`), including
+    /// those whose records were lost to a full ring.
+    pub fn kernel_counts(&self) -> Vec<u64> {
+        self.maps.stats().unwrap_or_default()
+    }
+
+    /// The live members of watched tree `session`.
+    fn tree(&self, session: u32) -> Vec<Target> {
+        self.watched
+            .iter()
+            .flatten()
+            .filter(|(_, w)| w.session == session)
+            .map(|(pid, w)| Target { pid, start_ns: w.start_ns })
+            .collect()
+    }
+
+    /// Acts on one kill rule that matched an event of `who`. `kernel` is the
+    /// record's kernel decision, if any: the kernel already killed (or
+    /// refused); the agent then only kills the rest of the tree for scope
+    /// tree. Otherwise the agent kills, now.
+    pub fn decide(&self, who: Offender, scope: KillScope, kernel: Option<KernelDecision>, procs: &ProcTable) -> Outcome {
+        let hop = |pid: u32| (pid, procs.get(pid).and_then(|p| p.exe.clone()));
+        let me = Target { pid: who.pid, start_ns: who.start_ns };
+        let tree = scope == KillScope::Tree && who.session != 0;
+        if let Some(k) = kernel {
+            let mut killed = Vec::new();
+            if k.killed {
+                killed.push(hop(who.pid));
+                if tree {
+                    let rest = kill_tree(None, || self.tree(who.session).into_iter().filter(|t| t.pid != who.pid).collect());
+                    killed.extend(rest.into_iter().map(hop));
+                }
+            }
+            return Outcome {
+                action: if k.killed { "killed" } else { "denied" },
+                decided_by: "kernel",
+                killed,
+                kill_delay_us: k.killed.then_some(0),
+            };
+        }
+        let pids = if tree {
+            kill_tree(Some(me), || self.tree(who.session))
+        } else {
+            kill_target(me).map(|_| vec![who.pid]).unwrap_or_default()
+        };
+        let delay = pids.first().map(|_| crate::timefmt::Clock::boot_ns().saturating_sub(who.ts_ns) / 1000);
+        Outcome { action: "killed", decided_by: "agent", killed: pids.into_iter().map(hop).collect(), kill_delay_us: delay }
+    }
+}
+
+#[cfg(test)]
+mod tests;

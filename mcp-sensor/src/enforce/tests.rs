@@ -1,0 +1,168 @@
+//! The compile step on real (temporary) files: what ends up in the deny
+//! tables for open, exec and connect kill rules.
+
+use super::compile::compile;
+use super::walk::NamePattern;
+use crate::abi;
+use crate::rules::{self, FileId};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("ms-enf-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn id(p: &Path) -> FileId {
+    let m = std::fs::metadata(p).unwrap();
+    FileId::from_stat(m.dev(), m.ino())
+}
+
+fn write(p: &Path) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, "secret").unwrap();
+}
+
+fn set(yaml: &str) -> rules::RuleSet {
+    rules::load(&[("user.yaml", yaml)]).unwrap_or_else(|e| panic!("{e:?}"))
+}
+
+fn index(set: &rules::RuleSet, id: &str) -> u32 {
+    set.rules().position(|r| r.id == id).unwrap() as u32
+}
+
+#[test]
+fn protected_files_by_identity_honour_exceptions() {
+    let d = scratch("files");
+    let home = d.join("home");
+    for f in [".ssh/id_ed25519", ".ssh/id_ed25519.pub", ".ssh/known_hosts"] {
+        write(&home.join(f));
+    }
+    let yaml = format!(
+        "- rule: key\n  description: k\n  severity: critical\n  kind: open\n  action: kill\n  kill_scope: tree\n  match:\n    path: {}/.ssh/id_*\n  except:\n    - basename: '*.pub'\n",
+        home.display()
+    );
+    let s = set(&yaml);
+    let t = compile(&s, &[]);
+    let key = id(&home.join(".ssh/id_ed25519"));
+    assert_eq!(t.files.len(), 1, "only the private key: {:?}", t.files);
+    let v = t.files[&key];
+    assert_eq!(v.rule, index(&s, "key"));
+    assert_eq!(v.flags, abi::VF_KILL | abi::VF_TREE);
+    // an exception makes new-file protection the agent's (the kernel tests names only)
+    assert!(t.dirs.is_empty(), "{:?}", t.dirs);
+    // a hard link is the same identity: protected without being named
+    std::fs::hard_link(home.join(".ssh/id_ed25519"), d.join("innocent")).unwrap();
+    assert!(t.files.contains_key(&id(&d.join("innocent"))));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn files_that_do_not_exist_yet_are_protected_by_directory_and_name() {
+    let d = scratch("dirs");
+    std::fs::create_dir_all(d.join("u1/.aws")).unwrap();
+    std::fs::create_dir_all(d.join("u2/.aws")).unwrap();
+    let yaml = format!(
+        "- rule: aws\n  description: a\n  severity: high\n  kind: open\n  action: kill\n  match:\n    path: ['{}/*/.aws/credentials', '**/.aws/sso-*.json']\n",
+        d.display()
+    );
+    let s = set(&yaml);
+    let t = compile(&s, &[d.join("u2")]);
+    assert!(t.files.is_empty());
+    let exact = NamePattern { prefix: "credentials".into(), suffix: String::new(), exact: true };
+    let sso = NamePattern { prefix: "sso-".into(), suffix: ".json".into(), exact: false };
+    let u1 = &t.dirs[&id(&d.join("u1/.aws"))];
+    assert_eq!(u1.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(), vec![exact.clone()]);
+    // u2 is a home: the `**` glob covers it too, in the next slot
+    let u2 = &t.dirs[&id(&d.join("u2/.aws"))];
+    assert_eq!(u2.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>(), vec![exact, sso]);
+    assert_eq!(u2[0].1.flags, abi::VF_KILL, "scope process");
+    // a rescan after the file appears protects it by identity as well
+    write(&d.join("u1/.aws/credentials"));
+    let t2 = compile(&s, &[d.join("u2")]);
+    assert!(t2.files.contains_key(&id(&d.join("u1/.aws/credentials"))));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn forbidden_executables_by_identity_through_symlinks() {
+    let d = scratch("exec");
+    let real = d.join("realshell");
+    std::fs::copy("/bin/true", &real).unwrap();
+    let link = d.join("bin/sneaky");
+    std::fs::create_dir_all(link.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    // the rule names the link's directory; the kernel sees the target's inode
+    let yaml = format!(
+        "- rule: no-shell\n  description: s\n  severity: high\n  kind: exec\n  action: kill\n  match:\n    exe_name: [realshell, dash]\n    exe: '{}/**'\n",
+        d.display()
+    );
+    let s = set(&yaml);
+    let t = compile(&s, &[]);
+    // `exe: dir/**` names no files to walk, so the rule found its file
+    // among... nothing: only the bin dirs are searched besides the globs.
+    assert!(!t.exec.contains_key(&id(&real)), "{:?}", t.exec);
+    let yaml = format!(
+        "- rule: no-shell\n  description: s\n  severity: high\n  kind: exec\n  action: kill\n  match:\n    exe_name: realshell\n    exe: '{}/*'\n",
+        d.display()
+    );
+    let s = set(&yaml);
+    let t = compile(&s, &[]);
+    assert_eq!(t.exec.len(), 1, "{:?}", t.exec);
+    assert!(t.exec.contains_key(&id(&link)), "the link resolves to the protected inode");
+    // dash from the standard bin directories, found by name
+    let s = set("- rule: no-dash\n  description: s\n  severity: high\n  kind: exec\n  action: kill\n  match:\n    exe_name: dash\n");
+    let t = compile(&s, &[]);
+    let dash = std::fs::canonicalize("/usr/bin/dash").expect("dash is installed (Debian's /bin/sh)");
+    assert!(t.exec.contains_key(&id(&dash)), "dash is forbidden by identity: {:?}", t.exec);
+    assert!(t.exec.contains_key(&id(Path::new("/bin/sh"))), "and so /bin/sh, a link to it");
+    assert!(t.exec.values().all(|v| v.rule == index(&s, "no-dash")));
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[test]
+fn networks_carry_the_ports_of_every_network_containing_them() {
+    let s = set(
+        "- rule: meta\n  description: m\n  severity: high\n  kind: connect\n  action: kill\n  match:\n    addr: 169.254.169.254\n\
+         - rule: lan\n  description: l\n  severity: high\n  kind: connect\n  action: kill\n  kill_scope: tree\n  match:\n    addr: 169.254.0.0/16\n    port: [22, 8000-8999]\n\
+         - rule: v6\n  description: l\n  severity: high\n  kind: connect\n  action: kill\n  match:\n    addr: fd00::/8\n",
+    );
+    let t = compile(&s, &[]);
+    let key = |a: &str, p: u8| {
+        t.nets.iter().find(|n| n.addr == a.parse::<std::net::Ipv6Addr>().unwrap().octets() && n.prefix == p).unwrap_or_else(|| panic!("{a}/{p}: {:?}", t.nets))
+    };
+    let host = key("::ffff:169.254.169.254", 128);
+    let (meta, lan) = (index(&s, "meta"), index(&s, "lan"));
+    let got: Vec<(u16, u16, u32)> = host.ports.iter().map(|(l, h, v)| (*l, *h, v.rule)).collect();
+    assert_eq!(got, vec![(0, 65535, meta), (22, 22, lan), (8000, 8999, lan)]);
+    let net = key("::ffff:169.254.0.0", 112);
+    assert_eq!(net.ports.len(), 2, "the host's rule does not widen to the network");
+    assert_eq!(net.ports[0].2.flags, abi::VF_KILL | abi::VF_TREE);
+    assert_eq!(key("fd00::", 8).ports.len(), 1);
+}
+
+#[test]
+fn rules_the_kernel_cannot_decide_are_noted_not_compiled() {
+    let s = set(
+        "- rule: ctx\n  description: c\n  severity: high\n  kind: open\n  action: kill\n  match:\n    path: /etc/shadow\n    tool: [read_file]\n",
+    );
+    let t = compile(&s, &[]);
+    assert!(t.files.is_empty() && t.dirs.is_empty());
+    assert_eq!(t.notes.len(), 1, "{:?}", t.notes);
+    assert!(t.notes[0].contains("`ctx` is decided by the agent"), "{:?}", t.notes);
+    // the default pack has no kill rules: nothing reaches the kernel
+    let t = compile(&rules::defaults(), &[]);
+    assert!(t.files.is_empty() && t.exec.is_empty() && t.nets.is_empty() && t.dirs.is_empty());
+}
+
+#[test]
+fn kernel_decisions_from_record_flags() {
+    use super::KernelDecision;
+    assert_eq!(KernelDecision::from_flags(abi::F_SCRIPT), None);
+    let k = KernelDecision::from_flags(abi::F_KILLED | abi::F_KILL_TREE | (4 << abi::F_RULE_SHIFT)).unwrap();
+    assert_eq!(k, KernelDecision { rule: Some(3), killed: true, denied: false, tree: true });
+    let k = KernelDecision::from_flags(abi::F_DENIED | (1 << abi::F_RULE_SHIFT)).unwrap();
+    assert_eq!((k.rule, k.killed, k.denied), (Some(0), false, true));
+}

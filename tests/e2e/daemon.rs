@@ -1,0 +1,316 @@
+//! `mcp-sensor run`, the host-wide daemon, with real MCP software and no
+//! wrapper: the official Python SDK client launches the npm filesystem
+//! server directly, and the daemon must find the server (by what its stdio
+//! carries, or as the child of a configured client), whether it started
+//! before or after the daemon, and log its tool calls and their file opens.
+//! Also: the durable log survives `kill -9` and a restart appends; SIGHUP
+//! keeps a valid configuration when the new one is invalid.
+
+use crate::harness::*;
+use crate::mcp::{mcp_env, server_argv};
+use serde_json::{json, Value};
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Polls `what` until it is true; panics with `msg` after 120 s (a hang
+/// guard, not a timing assertion).
+fn wait_for(msg: &str, mut what: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !what() {
+        assert!(Instant::now() < deadline, "gave up waiting: {msg}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+struct Daemon {
+    child: Child,
+    stderr: PathBuf,
+    log_dir: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `mcp-sensor run --config DIR/config.toml` with `extra` TOML
+    /// appended to a config whose log is DIR/log; returns once it watches.
+    fn start(dir: &Path, extra: &str) -> Daemon {
+        Self::start_with(dir, extra, &[])
+    }
+
+    /// [`Self::start`] with more command-line arguments.
+    fn start_with(dir: &Path, extra: &str, args: &[&str]) -> Daemon {
+        require_root();
+        let log_dir = dir.join("log");
+        let config = dir.join("config.toml");
+        std::fs::write(&config, format!("[log]\ndir = \"{}\"\n{extra}", log_dir.display())).unwrap();
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let stderr = dir.join(format!("daemon-{}.stderr", N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)));
+        let child = Command::new(sensor_bin())
+            .args(["run", "--config"])
+            .arg(&config)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("start mcp-sensor run");
+        let mut d = Daemon { child, stderr, log_dir };
+        wait_for("the daemon to start watching", || {
+            if let Ok(Some(st)) = d.child.try_wait() {
+                panic!("the daemon exited ({st}) while starting: {}", d.stderr_text());
+            }
+            d.stderr_text().contains("watching the host")
+        });
+        d
+    }
+
+    fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn signal(&self, sig: i32) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// SIGTERM, then the exit status and the log's events.
+    fn stop(mut self) -> (i32, Vec<Value>) {
+        self.signal(libc::SIGTERM);
+        let st = self.child.wait().unwrap();
+        (st.code().unwrap_or(-1), read_events(&self.log_dir.join("events.jsonl")))
+    }
+}
+
+/// The SDK client (this repo's driver) on the filesystem server, run
+/// directly: no wrapper.
+fn client(dir: &Path, steps: Value) -> Command {
+    let env = mcp_env();
+    let mut server = server_argv(&env, "MCP_FS_SERVER");
+    server.push(dir.display().to_string());
+    let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/mcp/client.py");
+    let scenario = json!({"command": server, "steps": steps, "timeout": 120, "stderr": dir.join("server.stderr")});
+    let mut c = Command::new(&env["MCP_PY"]);
+    c.arg(driver).arg("--json").arg(scenario.to_string()).stdin(Stdio::null());
+    c
+}
+
+fn run_client(c: &mut Command) -> Value {
+    let out = c.output().expect("run the MCP client");
+    assert!(out.status.success(), "client failed: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("client prints JSON");
+    assert_eq!(v["ok"], true, "the MCP session worked: {v}");
+    v
+}
+
+fn describe(evs: &[Value]) -> String {
+    evs.iter()
+        .filter(|e| e["kind"] != "open" || !e["path"].as_str().unwrap_or("").contains("node_modules"))
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The filesystem server that read `target` in `evs`: its tool call and
+/// its open of `target` are logged and joined; returns the server's pid.
+/// The daemon watches the whole host, so other MCP servers may be in the
+/// log too: everything is keyed on this test's own file. `handshake_seen`:
+/// the server is named by its handshake (else by its command line).
+fn assert_read_attributed(evs: &[Value], target: &Path, how: &str, handshake_seen: bool) -> u64 {
+    let calls: Vec<_> = evs
+        .iter()
+        .filter(|e| e["kind"] == "rpc" && e["direction"] == "client_to_server" && e["tool"] == "read_text_file")
+        .filter(|e| e["arguments"]["path"] == target.display().to_string())
+        .collect();
+    assert_eq!(calls.len(), 1, "one read_text_file call logged\n{}", describe(evs));
+    let call = calls[0];
+    let server_pid = call["pid"].as_u64().unwrap();
+    let found: Vec<_> = evs.iter().filter(|e| e["kind"] == "server_found" && e["pid"] == server_pid).collect();
+    assert_eq!(found.len(), 1, "the server was found once\n{}", describe(evs));
+    assert_eq!(found[0]["how"], how, "{}", found[0]);
+    assert!(found[0]["exe"].as_str().unwrap_or("").ends_with("node"), "{}", found[0]);
+    let opens: Vec<_> = evs.iter().filter(|e| e["kind"] == "open" && e["path"] == target.display().to_string()).collect();
+    assert!(!opens.is_empty(), "the server's open of the file is logged\n{}", describe(evs));
+    for o in &opens {
+        assert_eq!(o["pid"], server_pid, "{o}");
+        assert_eq!(o["tool_call"]["id"], call["id"], "{o}");
+        assert_eq!(o["tool_call"]["name"], "read_text_file", "{o}");
+        let name = o["server"]["name"].as_str().unwrap_or("");
+        if handshake_seen {
+            assert_eq!(name, "secure-filesystem-server", "{o}");
+        } else {
+            assert!(name.contains("server-filesystem/dist/index.js"), "named by its command line: {o}");
+        }
+        assert_eq!(o["server"]["pid"], server_pid, "{o}");
+    }
+    let fin: Vec<_> = evs.iter().filter(|e| e["kind"] == "drops" && e["final"] == true).collect();
+    assert_eq!(fin.len(), 1, "one final drops line");
+    server_pid
+}
+
+#[test]
+fn daemon_finds_an_unwrapped_server_by_its_stdio_and_logs_its_call_and_open() {
+    let d = scratch("daemon-stdio");
+    let target = d.join("notes.txt");
+    std::fs::write(&target, "remember the milk\n").unwrap();
+    let daemon = Daemon::start(&d, "");
+    let report = run_client(&mut client(&d, json!([{"call": "read_text_file", "arguments": {"path": target}}])));
+    assert_eq!(report["results"][0]["content_text"], "remember the milk\n");
+    let log_dir = daemon.log_dir.clone();
+    let (status, evs) = daemon.stop();
+    assert_eq!(status, 0, "SIGTERM: clean exit");
+    let server_pid = assert_read_attributed(&evs, &target, "stdio_pipes", true);
+    // and `investigate` on the daemon's log directory shows the open under that call
+    let out = Command::new(sensor_bin())
+        .args(["investigate", "--format", "json", "--tool", "read_text_file", "--server"])
+        .arg(server_pid.to_string())
+        .arg(&log_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let calls: Vec<&Value> = report["sessions"].as_array().unwrap().iter().flat_map(|s| s["calls"].as_array().unwrap()).collect();
+    assert_eq!(calls.len(), 1, "{report}");
+    assert_eq!(calls[0]["arguments"]["path"], target.display().to_string(), "{report}");
+    let opened: Vec<&Value> = calls[0]["activity"].as_array().unwrap().iter().filter(|a| a["kind"] == "open").collect();
+    assert!(opened.iter().any(|a| a["event"]["path"] == target.display().to_string()), "{report}");
+}
+
+#[test]
+fn daemon_finds_the_children_of_a_configured_client() {
+    let d = scratch("daemon-client");
+    let target = d.join("notes.txt");
+    std::fs::write(&target, "x\n").unwrap();
+    // the SDK client (comm `python`) is the known client; content-based
+    // detection is off, so only the client rule can find the server
+    let daemon = Daemon::start(&d, "[discovery]\nclients = [\"python\"]\nstdio_pipes = false\n");
+    run_client(&mut client(&d, json!([{"call": "read_text_file", "arguments": {"path": target}}])));
+    let (status, evs) = daemon.stop();
+    assert_eq!(status, 0);
+    assert_read_attributed(&evs, &target, "client_child", true);
+}
+
+#[test]
+fn daemon_started_after_the_server_finds_it_and_logs_its_later_calls() {
+    let d = scratch("daemon-running");
+    let target = d.join("later.txt");
+    std::fs::write(&target, "later\n").unwrap();
+    let go = d.join("go");
+    // the client starts the server and handshakes, then waits for `go`
+    let mut c = client(&d, json!([{"wait_file": go}, {"call": "read_text_file", "arguments": {"path": target}}]));
+    let mut running = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let server_arg = d.display().to_string();
+    wait_for("the server to run and handshake", || {
+        std::fs::read_to_string(d.join("server.stderr")).unwrap_or_default().contains("running on stdio")
+            && std::fs::read_dir("/proc").unwrap().flatten().any(|p| {
+                std::fs::read(p.path().join("cmdline"))
+                    .map(|c| c.split(|b| *b == 0).any(|a| a == server_arg.as_bytes()))
+                    .unwrap_or(false)
+            })
+    });
+    let daemon = Daemon::start(&d, "");
+    std::fs::write(&go, "").unwrap();
+    let mut out = String::new();
+    running.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    assert!(running.wait().unwrap().success());
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    let (status, evs) = daemon.stop();
+    assert_eq!(status, 0);
+    // the handshake happened before the daemon started
+    assert_read_attributed(&evs, &target, "stdio_pipes", false);
+}
+
+#[test]
+fn daemon_log_survives_kill_9_and_a_restart_appends() {
+    let d = scratch("daemon-crash");
+    let target = d.join("a.txt");
+    std::fs::write(&target, "a\n").unwrap();
+    let daemon = Daemon::start(&d, "");
+    let log = daemon.log_dir.join("events.jsonl");
+    run_client(&mut client(&d, json!([{"call": "read_text_file", "arguments": {"path": target}}])));
+    // flushed at least once a second: the call's open reaches the file
+    wait_for("the open to be in the log", || {
+        std::fs::read_to_string(&log).unwrap_or_default().contains(&format!("\"path\":\"{}\"", target.display()))
+    });
+    let mut daemon = daemon;
+    daemon.signal(libc::SIGKILL);
+    daemon.child.wait().unwrap();
+    let before = std::fs::read(&log).unwrap();
+    let text = String::from_utf8_lossy(&before);
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    for (i, l) in lines.iter().enumerate() {
+        let whole = l.ends_with('\n') && serde_json::from_str::<Value>(l.trim_end()).is_ok();
+        assert!(whole || i == lines.len() - 1, "line {i} of the crashed log is not complete JSON: {l:?}");
+    }
+    assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(&daemon.log_dir).unwrap().permissions().mode() & 0o777, 0o700);
+
+    let again = Daemon::start(&d, "");
+    let (status, evs) = again.stop();
+    assert_eq!(status, 0);
+    let after = std::fs::read(&log).unwrap();
+    assert!(after.len() > before.len() && after.starts_with(&before), "the restart appended, never truncated");
+    assert!(evs.iter().any(|e| e["kind"] == "drops" && e["final"] == true), "the second run wrote its totals");
+}
+
+#[test]
+fn sighup_keeps_the_running_config_when_the_new_one_is_invalid() {
+    let d = scratch("daemon-hup");
+    let daemon = Daemon::start(&d, "");
+    let config = d.join("config.toml");
+    let good = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("{good}[discovery]\nmax_held_event = 5\n")).unwrap();
+    daemon.signal(libc::SIGHUP);
+    wait_for("the reload to be refused", || daemon.stderr_text().contains("reload failed"));
+    let err = daemon.stderr_text();
+    assert!(err.contains("keeping the running configuration") && err.contains("max_held_event"), "{err}");
+    assert!(err.contains("line 4"), "the error names the line: {err}");
+    std::fs::write(&config, format!("{good}[discovery]\nextra_clients = [\"my-agent\"]\n")).unwrap();
+    daemon.signal(libc::SIGHUP);
+    wait_for("the reload to be applied", || daemon.stderr_text().contains("configuration reloaded"));
+    let (status, _) = daemon.stop();
+    assert_eq!(status, 0, "still running and stops cleanly after both reloads");
+}
+
+#[test]
+fn daemon_enforces_on_found_servers_and_spares_unconfirmed_candidates() {
+    use crate::enforce::{assert_no_leak, home_with_key, key_rule, rule_file};
+    let d = scratch("daemon-enforce");
+    let (home, key, secret) = home_with_key(&d);
+    let rules = rule_file(&d, &key_rule(&home, "tree", ""));
+    let daemon = Daemon::start_with(&d, "", &["--enforce", "--rules", &rules]);
+    // a process with pipes on stdin and stdout that is not MCP reads the
+    // key: a candidate the agent has not confirmed, so it is not killed
+    let env = mcp_env();
+    let out = Command::new(&env["MCP_PY"])
+        .args(["-c", "import sys; sys.stdout.write(open(sys.argv[1]).read())"])
+        .arg(&key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "the candidate was spared: {:?}", out.status);
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&secret));
+    // the real filesystem server, found by the daemon, is killed at its open of the key
+    let report = {
+        let mut c = client(&home, json!([
+            {"call": "read_text_file", "arguments": {"path": home.join("notes.txt")}},
+            {"call": "read_text_file", "arguments": {"path": key}},
+        ]));
+        let out = c.output().expect("run the MCP client");
+        serde_json::from_slice::<Value>(&out.stdout).expect("client prints JSON")
+    };
+    assert_eq!(report["results"][0]["content_text"], "benign\n", "{report}");
+    assert_eq!(report["results"][1]["ok"], false, "the key read gets no result: {report}");
+    assert_no_leak(&report.to_string(), &secret, "the client's report");
+    let (status, evs) = daemon.stop();
+    assert_eq!(status, 0);
+    let killed: Vec<_> = evs
+        .iter()
+        .filter(|e| e["kind"] == "alert" && e["action"] == "killed" && e["event"]["path"] == key.display().to_string())
+        .collect();
+    assert_eq!(killed.len(), 1, "{}", describe(&evs));
+    assert_eq!(killed[0]["decided_by"], "kernel", "{}", killed[0]);
+    assert!(killed[0]["exe"].as_str().unwrap_or("").ends_with("node"), "{}", killed[0]);
+}

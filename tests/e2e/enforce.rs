@@ -1,0 +1,228 @@
+//! Enforcement (`--enforce`) on real MCP software: a protected key read by
+//! the real filesystem server kills the server's tree in the kernel and
+//! never reaches the client (in a loop); a shell started by a real
+//! command-running server dies before running its command; a denied
+//! connect fails with EPERM and the listener sees nothing; benign sessions
+//! of several real servers run to completion; without `--enforce` nothing
+//! is killed.
+
+use crate::harness::*;
+use crate::mcp::{drive, mcp_env, server_argv};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+fn killed_alerts(run: &Run) -> Vec<&Value> {
+    run.of_kind("alert").filter(|a| a["action"] == "killed").collect()
+}
+
+/// A scratch home with a fake private key whose body is unique to this run.
+pub(crate) fn home_with_key(d: &Path) -> (PathBuf, PathBuf, String) {
+    let home = d.join("home");
+    std::fs::create_dir_all(home.join(".ssh")).unwrap();
+    let secret: String = (0..48).map(|i| format!("{:x}", (std::process::id() as usize * 7919 + i * 104729) % 16)).collect();
+    let key = home.join(".ssh/id_ed25519");
+    std::fs::write(&key, format!("-----BEGIN OPENSSH PRIVATE KEY-----\n{secret}\n-----END OPENSSH PRIVATE KEY-----\n")).unwrap();
+    std::fs::write(home.join("notes.txt"), "benign\n").unwrap();
+    (home, key, secret)
+}
+
+pub(crate) fn rule_file(d: &Path, yaml: &str) -> String {
+    let p = d.join("enforce.yaml");
+    std::fs::write(&p, yaml).unwrap();
+    p.display().to_string()
+}
+
+pub(crate) fn key_rule(home: &Path, scope: &str, extra: &str) -> String {
+    format!(
+        "- rule: test-key-kill\n  description: the scratch private key\n  severity: critical\n  kind: open\n  action: kill\n  kill_scope: {scope}\n  match:\n    path: {}/.ssh/id_*\n{extra}",
+        home.display()
+    )
+}
+
+/// No 8-byte window of `secret` appears in `text`.
+pub(crate) fn assert_no_leak(text: &str, secret: &str, what: &str) {
+    for w in secret.as_bytes().windows(8) {
+        let w = std::str::from_utf8(w).unwrap();
+        assert!(!text.contains(w), "{what} contains key bytes `{w}`:\n{text}");
+    }
+}
+
+#[test]
+fn protected_key_read_kills_the_filesystem_server_tree_and_never_leaks_in_a_loop() {
+    let d = scratch("enf-key");
+    let (home, key, secret) = home_with_key(&d);
+    let rules = rule_file(&d, &key_rule(&home, "tree", ""));
+    let env = mcp_env();
+    const ROUNDS: usize = 20;
+    for round in 0..ROUNDS {
+        let mut server = server_argv(&env, "MCP_FS_SERVER");
+        server.push(home.display().to_string());
+        let s = drive(
+            &d,
+            server,
+            json!([
+                {"call": "read_text_file", "arguments": {"path": home.join("notes.txt")}},
+                {"call": "read_text_file", "arguments": {"path": key}},
+            ]),
+            &["--enforce", "--rules", &rules],
+        );
+        let run = &s.run;
+        let ctx = || format!("round {round}\nclient: {}\n{}", s.client, run.describe());
+        assert_eq!(s.client["results"][0]["content_text"], "benign\n", "{}", ctx());
+        assert_eq!(s.client["results"][1]["ok"], false, "the key read gets no result: {}", ctx());
+        // nothing of the key, anywhere the client could have seen it
+        assert_no_leak(&s.client.to_string(), &secret, "the client's report");
+        for e in run.of_kind("rpc").filter(|e| e["direction"] == "server_to_client") {
+            assert_no_leak(&e.to_string(), &secret, "a server response");
+        }
+        let killed = killed_alerts(run);
+        assert_eq!(killed.len(), 1, "exactly one alert says killed: {}", ctx());
+        let a = killed[0];
+        assert_eq!(a["rule"], "test-key-kill");
+        assert_eq!(a["decided_by"], "kernel", "{a}");
+        assert_eq!(a["event"]["path"], key.display().to_string(), "{a}");
+        assert_eq!(a["tool_call"]["name"], "read_text_file", "{a}");
+        let server_pid = a["server"]["pid"].as_u64().unwrap();
+        assert!(a["killed"].as_array().unwrap().iter().any(|k| k["pid"] == a["pid"]), "{a}");
+        // the server's tree is gone: its root died of SIGKILL
+        let exit = run
+            .of_kind("exit")
+            .find(|e| e["pid"].as_u64() == Some(server_pid))
+            .unwrap_or_else(|| panic!("server exit seen: {}", ctx()));
+        assert_eq!(exit["signal"], 9, "{exit}");
+    }
+}
+
+#[test]
+fn shell_from_a_command_server_never_runs_its_command() {
+    let d = scratch("enf-shell");
+    let marker = d.join("shell-ran");
+    let rules = rule_file(
+        &d,
+        "- rule: no-shells\n  description: no shell in MCP servers\n  severity: critical\n  kind: exec\n  action: kill\n  match:\n    exe_name: [sh, dash, bash]\n",
+    );
+    let env = mcp_env();
+    let cmd = format!("touch {m}; /bin/echo child > {m}.2", m = marker.display());
+    let s = drive(
+        &d,
+        server_argv(&env, "MCP_SHELL_SERVER"),
+        json!([{"call": "run_command", "arguments": {"command": cmd}}]),
+        &["--enforce", "--rules", &rules],
+    );
+    let run = &s.run;
+    assert!(!marker.exists(), "the shell ran its command\n{}", run.describe());
+    assert!(!d.join("shell-ran.2").exists());
+    let killed = killed_alerts(run);
+    assert_eq!(killed.len(), 1, "{}", run.describe());
+    let a = killed[0];
+    assert_eq!(a["decided_by"], "kernel", "{a}");
+    assert_eq!(a["event"]["kind"], "exec", "{a}");
+    assert_eq!(a["tool_call"]["name"], "run_command", "{a}");
+    let shell = a["pid"].as_u64().unwrap();
+    // the shell never started anything
+    let children: Vec<_> = run.of_kind("exec").filter(|e| e["ppid"].as_u64() == Some(shell)).collect();
+    assert!(children.is_empty(), "the shell's children ran: {children:?}");
+    let forks: Vec<_> = run.of_kind("fork").filter(|e| e["pid"].as_u64() == Some(shell)).collect();
+    assert!(forks.is_empty(), "the shell forked: {forks:?}");
+    // scope process: the server itself answered (with the shell's failure)
+    assert_eq!(s.client["results"][0]["ok"], true, "{}", s.client);
+}
+
+#[test]
+fn denied_connect_fails_with_eperm_and_the_listener_never_sees_it() {
+    require_root();
+    let d = scratch("enf-connect");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let rules = rule_file(
+        &d,
+        &format!("- rule: no-port\n  description: d\n  severity: high\n  kind: connect\n  action: deny\n  match:\n    addr: 127.0.0.1\n    port: {port}\n"),
+    );
+    let script = format!(
+        "import socket\ns=socket.socket()\ntry:\n  s.connect(('127.0.0.1',{port}))\n  print('connected')\nexcept OSError as e:\n  print('errno', e.errno)\n"
+    );
+    let run = exec_with(&d, &["--enforce", "--rules", &rules], &["python3", "-c", &script], std::process::Stdio::null());
+    assert_eq!(run.status(), 0, "deny does not kill\n{}", run.describe());
+    assert_eq!(run.stdout().trim(), format!("errno {}", libc::EPERM), "{}", run.describe());
+    match listener.accept() {
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+        other => panic!("the listener saw a connection: {other:?}"),
+    }
+    let denied: Vec<_> = run.of_kind("alert").filter(|a| a["action"] == "denied").collect();
+    assert_eq!(denied.len(), 1, "{}", run.describe());
+    assert_eq!(denied[0]["decided_by"], "kernel");
+    assert_eq!(denied[0]["event"]["error"], "EPERM", "{}", denied[0]);
+    assert!(denied[0]["killed"].is_null(), "{}", denied[0]);
+}
+
+#[test]
+fn agent_decided_kill_uses_the_tool_call_and_reports_its_delay() {
+    let d = scratch("enf-agent");
+    let (home, key, _) = home_with_key(&d);
+    // `tool:` needs the session: the kernel cannot decide this one
+    let rules = rule_file(&d, &key_rule(&home, "tree", "    tool: read_text_file\n"));
+    let env = mcp_env();
+    let mut server = server_argv(&env, "MCP_FS_SERVER");
+    server.push(home.display().to_string());
+    let s = drive(
+        &d,
+        server,
+        json!([{"call": "read_text_file", "arguments": {"path": key}}, {"sleep": 1.0}, {"call": "list_allowed_directories"}]),
+        &["--enforce", "--rules", &rules],
+    );
+    let run = &s.run;
+    let killed = killed_alerts(run);
+    assert_eq!(killed.len(), 1, "{}", run.describe());
+    let a = killed[0];
+    assert_eq!(a["decided_by"], "agent", "{a}");
+    assert!(a["kill_delay_us"].as_u64().is_some(), "{a}");
+    let pid = a["server"]["pid"].as_u64().unwrap();
+    let exit = run.of_kind("exit").find(|e| e["pid"].as_u64() == Some(pid)).expect("server exit");
+    assert_eq!(exit["signal"], 9, "{exit}");
+    assert_eq!(s.client["results"][2]["ok"], false, "the server is gone: {}", s.client);
+}
+
+#[test]
+fn without_enforce_kill_rules_only_say_would_kill() {
+    let d = scratch("enf-off");
+    let (home, key, secret) = home_with_key(&d);
+    let rules = rule_file(&d, &key_rule(&home, "tree", ""));
+    let env = mcp_env();
+    let mut server = server_argv(&env, "MCP_FS_SERVER");
+    server.push(home.display().to_string());
+    let s = drive(&d, server, json!([{"call": "read_text_file", "arguments": {"path": key}}]), &["--rules", &rules]);
+    assert!(s.client["results"][0]["content_text"].as_str().unwrap_or("").contains(&secret), "{}", s.client);
+    let a: Vec<_> = s.run.of_kind("alert").filter(|a| a["rule"] == "test-key-kill").collect();
+    assert_eq!(a.len(), 1, "{}", s.run.describe());
+    assert_eq!(a[0]["action"], "would_kill");
+    assert!(a[0]["decided_by"].is_null() && a[0]["killed"].is_null(), "{}", a[0]);
+}
+
+#[test]
+fn benign_sessions_of_several_real_servers_complete_under_enforce() {
+    let d = scratch("enf-benign");
+    let (home, _, _) = home_with_key(&d);
+    let repo = d.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    assert!(std::process::Command::new("git").args(["init", "-q"]).current_dir(&repo).status().unwrap().success());
+    let rules = rule_file(
+        &d,
+        &key_rule(&home, "tree", "- rule: no-shells\n  description: s\n  severity: critical\n  kind: exec\n  action: kill\n  after_first_request: true\n  match:\n    exe_name: [sh, dash, bash]\n"),
+    );
+    let env = mcp_env();
+    let mut fs = server_argv(&env, "MCP_FS_SERVER");
+    fs.push(home.display().to_string());
+    let sessions = [
+        ("filesystem", fs, json!([{"call": "read_text_file", "arguments": {"path": home.join("notes.txt")}}, {"call": "list_directory", "arguments": {"path": home}}])),
+        ("everything", server_argv(&env, "MCP_EVERYTHING_SERVER"), json!([{"list_tools": true}, {"call": "echo", "arguments": {"message": "hi"}}])),
+        ("time", server_argv(&env, "MCP_TIME_SERVER"), json!([{"call": "get_current_time", "arguments": {"timezone": "UTC"}}])),
+        ("git", server_argv(&env, "MCP_GIT_SERVER"), json!([{"call": "git_status", "arguments": {"repo_path": repo}}])),
+    ];
+    for (name, server, steps) in sessions {
+        let s = drive(&d, server, steps, &["--enforce", "--rules", &rules]);
+        assert_eq!(s.client["ok"], true, "{name}: {}\n{}", s.client, s.run.describe());
+        let acted: Vec<_> = s.run.of_kind("alert").filter(|a| a["decided_by"].is_string()).collect();
+        assert!(acted.is_empty(), "{name}: enforcement acted on a benign session: {acted:#?}");
+    }
+}

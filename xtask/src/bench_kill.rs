@@ -1,0 +1,81 @@
+//! Kill delay under `--enforce`: from the violating syscall to the
+//! victim's death, for a kernel-decided kill (the rule names only the
+//! file) and an agent-decided one (the rule also tests the opener's
+//! `exe_name`, which the kernel does not decide). Both times come from the
+//! sensor's own events: the violating `open` and the victim's `exit`.
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+use std::process::{Command, Stdio};
+
+/// Nanoseconds of the day from an event's RFC 3339 `ts` (same day: a run
+/// lasts well under a second).
+fn ts_ns(ts: &str) -> Option<u64> {
+    let t = ts.split('T').nth(1)?.trim_end_matches('Z');
+    let (hms, frac) = t.split_once('.')?;
+    let mut it = hms.split(':').map(|x| x.parse::<u64>());
+    let (h, m, s) = (it.next()?.ok()?, it.next()?.ok()?, it.next()?.ok()?);
+    let frac = format!("{frac:0<9}");
+    Some(((h * 60 + m) * 60 + s) * 1_000_000_000 + frac[..9].parse::<u64>().ok()?)
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+/// One run: µs from the key's open to the victim's exit, and who decided.
+fn one(sensor: &std::path::Path, dir: &std::path::Path, rules: &std::path::Path, key: &str) -> Result<(f64, String)> {
+    let events = dir.join("kill-events.jsonl");
+    let _ = std::fs::remove_file(&events);
+    let script = format!("open({key:?}).read()\nimport time\ntime.sleep(5)\n");
+    let st = Command::new(sensor)
+        .args(["exec", "--enforce", "--state-dir"])
+        .arg(dir.join("state"))
+        .arg("--rules")
+        .arg(rules)
+        .arg("--events")
+        .arg(&events)
+        .args(["--", "python3", "-c", &script])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    anyhow::ensure!(st.code() == Some(137), "the victim was not killed: {st}");
+    let text = std::fs::read_to_string(&events)?;
+    let evs: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let alert = evs.iter().find(|e| e["kind"] == "alert" && e["action"] == "killed").context("no killed alert")?;
+    let open = &alert["event"];
+    let exit = evs
+        .iter()
+        .find(|e| e["kind"] == "exit" && e["pid"] == open["pid"])
+        .context("no exit of the victim")?;
+    let (a, b) = (ts_ns(open["ts"].as_str().unwrap()).unwrap(), ts_ns(exit["ts"].as_str().unwrap()).unwrap());
+    Ok((b.saturating_sub(a) as f64 / 1000.0, alert["decided_by"].as_str().unwrap_or("?").to_string()))
+}
+
+/// Markdown rows: kernel- and agent-decided kill delay, median and p99.
+pub fn kill_delay(rounds: usize) -> Result<String> {
+    let sensor = crate::root().join("target/release/mcp-sensor");
+    let dir = std::env::temp_dir().join(format!("mcp-sensor-bench-kill-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let key = dir.join("id_bench");
+    std::fs::write(&key, "not a key\n")?;
+    let mut rows = Vec::new();
+    for (who, extra) in [("kernel", ""), ("agent", "    exe_name: 'python3*'\n")] {
+        let rules = dir.join(format!("{who}.yaml"));
+        std::fs::write(
+            &rules,
+            format!("- rule: bench-kill\n  description: b\n  severity: high\n  kind: open\n  action: kill\n  match:\n    path: {}\n{extra}", key.display()),
+        )?;
+        let mut v = Vec::new();
+        for _ in 0..rounds {
+            let (us, by) = one(&sensor, &dir, &rules, key.to_str().unwrap())?;
+            anyhow::ensure!(by == who, "expected a {who}-decided kill, got {by}");
+            v.push(us);
+        }
+        let (p50, p99) = (percentile(&mut v, 0.5), percentile(&mut v, 0.99));
+        rows.push(format!("| {who}-decided kill: open -> victim's exit | {rounds} | {p50:.0} µs | {p99:.0} µs |"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(format!("| enforcement | n | median | p99 |\n|---|---|---|---|\n{}", rows.join("\n")))
+}
