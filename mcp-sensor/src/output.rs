@@ -38,7 +38,7 @@ impl Output {
 
     /// Any sink, named `path` in error messages (the daemon's rotating log).
     pub fn with_sink(path: PathBuf, w: Box<dyn Write + Send>) -> Self {
-        Output { sink: BufWriter::with_capacity(256 << 10, w), write_errors: 0, lines: 0, path: Some(path) }
+        Output { sink: BufWriter::with_capacity(256 << 10, w), write_errors: 0, lines: 0, path: Some(path), line: Vec::new() }
     }
 
     /// An in-memory sink, for tests.
