@@ -19,8 +19,34 @@ const volatile __u64 ms_stdio_cap = 16 << 20;
 #define MS_IOV_MAX 16
 
 /* io arg[0]: buffer or iovec array, arg[1]: count or iovcnt;
- * in.flags bit 0: arg[0] is an iovec array. */
+ * flags bit 0: arg[0] is an iovec array. */
 #define MS_IO_IOV 1
+
+/* A channel read/write between its entry and exit. */
+struct ms_io {
+	__u32 active;     /* set at entry, cleared at exit */
+	__u32 syscall;    /* MS_DIR_* */
+	__u32 session;
+	__u32 fd;
+	__u64 arg[2];
+	__u32 chan_dev;
+	__u32 flags;
+	__u64 chan_ino;
+};
+
+/*
+ * The stash between entry and exit, in task-local storage rather than the
+ * shared INFLIGHT hash: an exit finds it with a pointer load instead of a
+ * hash lookup (every read/write exit on the host does that lookup, and
+ * unwatched threads have no storage at all), and entry/exit need no hash
+ * update and delete. The slot lives and dies with the thread.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct ms_io);
+} IO_INFLIGHT SEC(".maps");
 
 static __always_inline int ms_io_enter(__u64 fd, __u64 buf, __u64 count, __u32 dir, __u32 iov)
 {
@@ -41,17 +67,21 @@ static __always_inline int ms_io_enter(__u64 fd, __u64 buf, __u64 count, __u32 d
 	if (chan->session != w->session)
 		return 0;
 
-	struct ms_inflight in = {};
-	in.kind = MS_EV_STDIO;
-	in.syscall = dir;
-	in.session = chan->session;
-	in.fd = fd;
-	in.arg[0] = buf;
-	in.arg[1] = count;
-	in.flags = iov;
-	in.chan_dev = key.dev;
-	in.chan_ino = key.ino;
-	ms_stash(&in);
+	struct ms_io *io = bpf_task_storage_get(&IO_INFLIGHT, bpf_get_current_task_btf(), 0,
+						BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!io) {
+		ms_count(MS_CNT_INFLIGHT_FULL, 1);
+		return 0;
+	}
+	io->syscall = dir;
+	io->session = chan->session;
+	io->fd = fd;
+	io->arg[0] = buf;
+	io->arg[1] = count;
+	io->flags = iov;
+	io->chan_dev = key.dev;
+	io->chan_ino = key.ino;
+	io->active = 1;
 	return 0;
 }
 
@@ -82,7 +112,7 @@ struct ms_emit {
 	__u64 ptr;   /* user address of the span */
 	__u64 len;   /* bytes in the span */
 	__u64 off;   /* channel offset of ptr */
-	struct ms_inflight *in;
+	struct ms_io *in;
 };
 
 #define MS_EMIT_CLASS(CLS)                                                     \
@@ -117,7 +147,7 @@ struct ms_emit {
 
 static long ms_emit_chunk(__u64 i, struct ms_emit *x)
 {
-	struct ms_inflight *in = x->in;
+	struct ms_io *in = x->in;
 	__u64 at = i * MS_CHUNK_LARGE;
 
 	if (at >= x->len)
@@ -140,7 +170,7 @@ static __always_inline void ms_emit_span(struct ms_emit *x)
 
 /* The first transfer of a direction on a candidate channel (discover.bpf.h):
  * returns 1 when it rejected the candidate and nothing is to be captured. */
-static __always_inline int ms_reject_first(struct ms_inflight *in, struct ms_chan_key *key, __u64 len, __u32 dir)
+static __always_inline int ms_reject_first(struct ms_io *in, struct ms_chan_key *key, __u64 len, __u32 dir)
 {
 	__u64 ptr = in->arg[0];
 	if (in->flags & MS_IO_IOV) {
@@ -160,12 +190,12 @@ static __always_inline int ms_reject_first(struct ms_inflight *in, struct ms_cha
 
 static __always_inline int ms_io_exit(long ret)
 {
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	struct ms_inflight *in = bpf_map_lookup_elem(&INFLIGHT, &tid);
-	if (!in)
+	struct ms_io *in = bpf_task_storage_get(&IO_INFLIGHT, bpf_get_current_task_btf(), 0, 0);
+	if (!in || !in->active)
 		return 0;
-	if (in->kind != MS_EV_STDIO || ret <= 0)
-		goto out;
+	in->active = 0;
+	if (ret <= 0)
+		return 0;
 
 	struct ms_chan_key key = { .ino = in->chan_ino, .dev = in->chan_dev };
 	struct ms_chan *chan = bpf_map_lookup_elem(&CHANNELS, &key);
@@ -202,7 +232,6 @@ static __always_inline int ms_io_exit(long ret)
 	if (want > 0)
 		ms_count(MS_CNT_STDIO_CAP, want); /* more than MS_IOV_MAX vectors */
 out:
-	bpf_map_delete_elem(&INFLIGHT, &tid);
 	return 0;
 }
 

@@ -18,6 +18,24 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
+/// Makes the calling thread, and the threads it creates from now on,
+/// `SCHED_BATCH`: same CPU share as before, but its wakeups never preempt
+/// a running task. The agent's work is asynchronous to the processes it
+/// watches (capture happens in the kernel; the agent only reads the ring),
+/// so it should not cut into a client/server round trip when it wakes to
+/// drain. It keeps its full share, so a flood is drained as fast as before:
+/// the ring and the queue absorb the extra wakeup latency (a scheduler
+/// slice, a few ms), and whatever they cannot absorb is counted as before.
+/// Call it after forking anything that must keep normal scheduling.
+pub fn batch_scheduling() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: plain syscall on the calling thread with a valid param.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+        // not fatal: the agent runs as before
+        eprintln!("mcp-sensor: SCHED_BATCH not set: {}", std::io::Error::last_os_error());
+    }
+}
+
 /// How often losses are checked and reported, and the output flushed.
 const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
 /// How often (in drop-report ticks) rule files are checked for changes and

@@ -247,6 +247,8 @@ pub fn run(args: ExecArgs) -> Result<i32> {
         Ok(x) => x,
         Err(status) => return Ok(status),
     };
+    // the child is forked already: it keeps normal scheduling
+    crate::agent::batch_scheduling();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
