@@ -339,7 +339,7 @@ impl Reassembler {
         // One byte of slack so a message of exactly the limit still fits
         // with its `\r`.
         let limit = self.max_message + 1;
-        match data.iter().position(|&b| b == b'\n') {
+        match memchr::memchr(b'\n', data) {
             None => {
                 self.cur.append(data, limit);
                 &[]
