@@ -164,7 +164,8 @@ static __always_inline struct file *ms_fd_file(struct task_struct *task, __u32 f
 
 /*
  * Per-thread stash between a syscall's entry and exit, for watched
- * processes only: the exit programs' one lookup is in this map.
+ * processes only: the exit programs' one lookup is in this map. (Channel
+ * reads and writes use task-local storage instead: stdio.bpf.c.)
  */
 struct ms_inflight {
 	__u32 kind;       /* MS_EV_* the exit will emit */

@@ -62,7 +62,7 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
         hints.push("a single read/write was larger than --stdio-cap: raise it".into());
     }
     if other.contains_key("syscall_stash_full") || other.contains_key("watch_map_full") {
-        hints.push("too many watched processes or threads in syscalls at once".into());
+        hints.push("too many watched processes or threads in syscalls at once (or the kernel could not allocate a thread's stash)".into());
     }
     Drops {
         kernel,
