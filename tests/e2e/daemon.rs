@@ -31,6 +31,16 @@ struct Daemon {
     log_dir: PathBuf,
 }
 
+/// A test that fails must not leave a daemon watching the host.
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Daemon {
     /// Starts `mcp-sensor run --config DIR/config.toml` with `extra` TOML
     /// appended to a config whose log is DIR/log; returns once it watches.
