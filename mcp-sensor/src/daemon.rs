@@ -144,6 +144,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
         log_path.display()
     );
 
+    // the agent's wakeups must not preempt the agents and servers it watches
+    crate::agent::batch_scheduling();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
