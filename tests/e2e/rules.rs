@@ -134,11 +134,23 @@ fn benign_sessions_of_several_real_servers_raise_nothing() {
             {"call": "git_log", "arguments": {"repo_path": repo}},
         ])),
     ];
+    // A clone checked out under /tmp runs the test servers from there, and
+    // exec-from-temp rightly fires on a script in a world-writable dir: say
+    // that this one install location is known (the defaults stay as they are).
+    let deps = env["MCP_TEST_DEPS"].clone();
+    let mut flags: Vec<String> = Vec::new();
+    if ["/tmp/", "/var/tmp/", "/dev/shm/"].iter().any(|t| deps.starts_with(t)) {
+        let f = d.join("test-install.yaml");
+        let yaml = format!("- rule: exec-from-temp\n  append: true\n  except:\n    - script: \"{deps}/**\"\n    - exe: \"{deps}/**\"\n");
+        std::fs::write(&f, yaml).unwrap();
+        flags = vec!["--rules".into(), f.display().to_string()];
+    }
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     for (i, (server, steps)) in sessions.into_iter().enumerate() {
         let dir = d.join(format!("s{i}"));
         std::fs::create_dir_all(&dir).unwrap();
         let name = server.join(" ");
-        let s = drive(&dir, server, steps, &[]);
+        let s = drive(&dir, server, steps, &flags);
         let run = &s.run;
         assert!(run.of_kind("rpc").count() > 2, "{name}: the session was captured\n{}", run.describe());
         if i == 0 {
