@@ -17,8 +17,7 @@
 
 static __always_inline int ms_connect_check(struct bpf_sock_addr *ctx, struct ms_net_key *k)
 {
-	struct ms_watch *w = ms_watched_current();
-	if (!w)
+	if (!ms_enf_applies(ms_watched_current()))
 		return MS_ALLOW;
 	struct ms_net_deny *d = bpf_map_lookup_elem(&DENY_NETS, k);
 	if (!d)
@@ -41,8 +40,6 @@ static __always_inline int ms_connect_check(struct bpf_sock_addr *ctx, struct ms
 SEC("cgroup/connect4")
 int ms_cg_connect4(struct bpf_sock_addr *ctx)
 {
-	if (!ms_enf_on())
-		return MS_ALLOW;
 	struct ms_net_key k = { .prefixlen = 128 };
 	k.addr[10] = 0xff;
 	k.addr[11] = 0xff;
@@ -54,8 +51,6 @@ int ms_cg_connect4(struct bpf_sock_addr *ctx)
 SEC("cgroup/connect6")
 int ms_cg_connect6(struct bpf_sock_addr *ctx)
 {
-	if (!ms_enf_on())
-		return MS_ALLOW;
 	struct ms_net_key k = { .prefixlen = 128 };
 	/* one constant-offset load per word: the verifier refuses ctx
 	 * access through a computed pointer */

@@ -81,15 +81,18 @@ static __always_inline int ms_enf_switch(void)
 	return c && c->on == 1;
 }
 
-/* Enforcement is on and the current process belongs to a server: not a
- * discovery candidate the agent has yet to confirm as MCP (a pipeline's
- * `ssh` with pipe stdio is a candidate until its first bytes say no). */
+/* Enforcement is on and watch entry `w` is a server's: not a discovery
+ * candidate the agent has yet to confirm as MCP (a pipeline's `ssh` with
+ * pipe stdio is a candidate until its first bytes say no). */
+static __always_inline int ms_enf_applies(const struct ms_watch *w)
+{
+	return w && !(w->flags & (MS_F_CAND_CLIENT | MS_F_CAND_PIPES)) && ms_enf_switch();
+}
+
+/* ms_enf_applies() for the current process, for callers without its entry. */
 static __always_inline int ms_enf_on(void)
 {
-	if (!ms_enf_switch())
-		return 0;
-	struct ms_watch *w = ms_watched_current();
-	return w && !(w->flags & (MS_F_CAND_CLIENT | MS_F_CAND_PIPES));
+	return ms_enf_applies(ms_watched_current());
 }
 
 static __always_inline void ms_enf_count(__u32 what)
@@ -191,10 +194,11 @@ static __always_inline __u32 ms_enforce_open(struct file *file, __u32 session)
 
 /* Exec: the file the new image runs from is forbidden (a symlink resolves
  * to it, a hard link is the same inode). */
-static __always_inline __u32 ms_enforce_exec(struct file *file, __u32 session)
+static __always_inline __u32 ms_enforce_exec(struct file *file, const struct ms_watch *w)
 {
-	if (!ms_enf_on())
+	if (!ms_enf_applies(w))
 		return 0;
+	__u32 session = w->session;
 	struct ms_file_key k = {};
 	ms_file_id(file, &k.dev, &k.ino);
 	struct ms_verdict *v = bpf_map_lookup_elem(&DENY_EXEC, &k);

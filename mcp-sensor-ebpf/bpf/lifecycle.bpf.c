@@ -59,7 +59,7 @@ int BPF_PROG(ms_sched_process_exec, struct task_struct *p, pid_t old_pid, struct
 	 * binfmt_script put in bprm->file, not the path the caller passed.
 	 * Enforcement first: the kill never waits for ring space. */
 	struct file *file = bprm->file;
-	__u32 flags = ms_enforce_exec(file, w->session);
+	__u32 flags = ms_enforce_exec(file, w);
 
 	struct ms_exec *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
 	if (!e) {

@@ -36,6 +36,19 @@ pub fn batch_scheduling() {
     }
 }
 
+/// The agent's async runtime: two workers, under [`batch_scheduling`]
+/// (which the worker threads inherit). Call it after forking anything
+/// that must keep normal scheduling.
+pub fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    batch_scheduling();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
 /// How often losses are checked and reported, and the output flushed.
 const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
 /// How often (in drop-report ticks) rule files are checked for changes and

@@ -13,7 +13,6 @@
 use crate::cli::RunArgs;
 use crate::config::Config;
 use crate::detect::Detector;
-use crate::rulefiles::RuleFiles;
 use crate::correlate::Sessions;
 use crate::discover::{scan, Gate, How};
 use crate::loader::{self, LoadOptions, Sensor};
@@ -126,12 +125,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let mut procs = ProcTable::new();
     procs.seed_from_proc().context("reading /proc to seed the process table")?;
     let sessions = Sessions::new(cfg.sensor.max_message.min(usize::MAX as u64) as usize);
-    let mut rule_files = RuleFiles::new(args.rules.rules.clone());
-    let rules = rule_files
-        .load()
-        .map_err(|e| anyhow::anyhow!("{e}\nhint: `mcp-sensor rules check PATH...` validates rule files; see rules/README.md"))
-        .context("loading rules")?;
-    let mut detector = Detector::new(rules, Some(args.rules.state_dir.join(crate::exec_cmd::TOOL_STORE)));
+    let (mut detector, rule_files) = Detector::from_args(&args.rules)?;
     if args.enforce {
         detector.enable_enforcement(&mut sensor)?;
     }
@@ -144,13 +138,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
         log_path.display()
     );
 
-    // the agent's wakeups must not preempt the agents and servers it watches
-    crate::agent::batch_scheduling();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    // SCHED_BATCH: the agent's wakeups must not preempt what it watches
+    let rt = crate::agent::runtime()?;
     let (rules_tx, rules_rx) = tokio::sync::mpsc::unbounded_channel();
     let opts = crate::agent::Options {
         queue_size: cfg.sensor.queue_size,

@@ -12,6 +12,9 @@ use crate::rules::{Action, DescriptionStore, EvalContext, FileId, FileIdentities
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
+/// The tool-definition store's file name under `--state-dir`.
+pub const TOOL_STORE: &str = "tool-definitions.json";
+
 /// Hops of ancestry an alert reports at most.
 const MAX_ANCESTRY: usize = 16;
 
@@ -81,6 +84,18 @@ impl Detector {
         Ok(())
     }
 
+    /// The rules of `--rules` (over the defaults) with the tool store in
+    /// `--state-dir`, and the files to watch for reloads.
+    pub fn from_args(args: &crate::cli::RulesArgs) -> anyhow::Result<(Detector, crate::rulefiles::RuleFiles)> {
+        use anyhow::Context;
+        let mut files = crate::rulefiles::RuleFiles::new(args.rules.clone());
+        let rules = files
+            .load()
+            .map_err(|e| anyhow::anyhow!("{e}\nhint: `mcp-sensor rules check PATH...` validates rule files; see rules/README.md"))
+            .context("loading rules")?;
+        Ok((Detector::new(rules, Some(args.state_dir.join(TOOL_STORE))), files))
+    }
+
     pub fn rules(&self) -> &RuleSet {
         &self.rules
     }
@@ -135,7 +150,9 @@ impl Detector {
             if let (Some(list), Some(server)) = (&rpc.tools_list, &ev.server) {
                 let changes = self.descriptions.observe_tools_list(&server.name, list);
                 self.changed.extend(changes.into_iter().map(|c| c.tool));
-                self.save_store();
+                if self.descriptions.take_dirty() {
+                    self.save_store();
+                }
             }
         }
         let ctx = EvalContext {

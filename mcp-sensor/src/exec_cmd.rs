@@ -185,12 +185,7 @@ fn prepare(args: &ExecArgs) -> Result<std::result::Result<(Sensor, Held, Pipelin
         }
     };
     let opts = load_options(&args.sensor)?;
-    let mut rule_files = RuleFiles::new(args.rules.rules.clone());
-    let rules = rule_files
-        .load()
-        .map_err(|e| anyhow::anyhow!("{e}\nhint: `mcp-sensor rules check PATH...` validates rule files; see rules/README.md"))
-        .context("loading rules")?;
-    let mut detector = Detector::new(rules, Some(args.rules.state_dir.join(TOOL_STORE)));
+    let (mut detector, rule_files) = Detector::from_args(&args.rules)?;
     detector.summary = std::io::stderr().is_terminal();
     let out = Output::open(args.events.as_deref())
         .with_context(|| format!("opening the events file {}", args.events.as_deref().unwrap_or(Path::new("-")).display()))?;
@@ -238,9 +233,6 @@ fn prepare(args: &ExecArgs) -> Result<std::result::Result<(Sensor, Held, Pipelin
     }
 }
 
-/// The tool-definition store's file name under `--state-dir`.
-pub const TOOL_STORE: &str = "tool-definitions.json";
-
 /// Runs `exec`; returns the process exit status.
 pub fn run(args: ExecArgs) -> Result<i32> {
     let (sensor, held, pipeline, rule_files) = match prepare(&args)? {
@@ -248,12 +240,7 @@ pub fn run(args: ExecArgs) -> Result<i32> {
         Err(status) => return Ok(status),
     };
     // the child is forked already: it keeps normal scheduling
-    crate::agent::batch_scheduling();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
+    let rt = crate::agent::runtime()?;
     release(&held)?;
     let pid = held.pid;
     let opts = crate::agent::Options {

@@ -7,7 +7,7 @@
 //! keeps a valid configuration when the new one is invalid.
 
 use crate::harness::*;
-use crate::mcp::{mcp_env, server_argv};
+use crate::mcp::{fs_server, mcp_env};
 use serde_json::{json, Value};
 use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
@@ -96,8 +96,7 @@ impl Daemon {
 /// directly: no wrapper.
 fn client(dir: &Path, steps: Value) -> Command {
     let env = mcp_env();
-    let mut server = server_argv(&env, "MCP_FS_SERVER");
-    server.push(dir.display().to_string());
+    let server = fs_server(&env, &dir);
     let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/mcp/client.py");
     let scenario = json!({"command": server, "steps": steps, "timeout": 120, "stderr": dir.join("server.stderr")});
     let mut c = Command::new(&env["MCP_PY"]);

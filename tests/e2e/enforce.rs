@@ -7,7 +7,7 @@
 //! is killed.
 
 use crate::harness::*;
-use crate::mcp::{drive, mcp_env, server_argv};
+use crate::mcp::{drive, fs_server, mcp_env, server_argv};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -55,8 +55,7 @@ fn protected_key_read_kills_the_filesystem_server_tree_and_never_leaks_in_a_loop
     let env = mcp_env();
     const ROUNDS: usize = 20;
     for round in 0..ROUNDS {
-        let mut server = server_argv(&env, "MCP_FS_SERVER");
-        server.push(home.display().to_string());
+        let server = fs_server(&env, &home);
         let s = drive(
             &d,
             server,
@@ -163,8 +162,7 @@ fn agent_decided_kill_uses_the_tool_call_and_reports_its_delay() {
     // `tool:` needs the session: the kernel cannot decide this one
     let rules = rule_file(&d, &key_rule(&home, "tree", "    tool: read_text_file\n"));
     let env = mcp_env();
-    let mut server = server_argv(&env, "MCP_FS_SERVER");
-    server.push(home.display().to_string());
+    let server = fs_server(&env, &home);
     let s = drive(
         &d,
         server,
@@ -189,8 +187,7 @@ fn without_enforce_kill_rules_only_say_would_kill() {
     let (home, key, secret) = home_with_key(&d);
     let rules = rule_file(&d, &key_rule(&home, "tree", ""));
     let env = mcp_env();
-    let mut server = server_argv(&env, "MCP_FS_SERVER");
-    server.push(home.display().to_string());
+    let server = fs_server(&env, &home);
     let s = drive(&d, server, json!([{"call": "read_text_file", "arguments": {"path": key}}]), &["--rules", &rules]);
     assert!(s.client["results"][0]["content_text"].as_str().unwrap_or("").contains(&secret), "{}", s.client);
     let a: Vec<_> = s.run.of_kind("alert").filter(|a| a["rule"] == "test-key-kill").collect();
@@ -211,8 +208,7 @@ fn benign_sessions_of_several_real_servers_complete_under_enforce() {
         &key_rule(&home, "tree", "- rule: no-shells\n  description: s\n  severity: critical\n  kind: exec\n  action: kill\n  after_first_request: true\n  match:\n    exe_name: [sh, dash, bash]\n"),
     );
     let env = mcp_env();
-    let mut fs = server_argv(&env, "MCP_FS_SERVER");
-    fs.push(home.display().to_string());
+    let fs = fs_server(&env, &home);
     let sessions = [
         ("filesystem", fs, json!([{"call": "read_text_file", "arguments": {"path": home.join("notes.txt")}}, {"call": "list_directory", "arguments": {"path": home}}])),
         ("everything", server_argv(&env, "MCP_EVERYTHING_SERVER"), json!([{"list_tools": true}, {"call": "echo", "arguments": {"message": "hi"}}])),

@@ -7,7 +7,7 @@
 //! installs it.
 
 use crate::harness::*;
-use crate::mcp::{drive, mcp_env, server_argv};
+use crate::mcp::{drive, fs_server, mcp_env};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -103,8 +103,7 @@ fn investigate_json_of_a_real_session_shows_the_read_under_its_call() {
     let key = d.join(".ssh/id_ed25519");
     std::fs::write(&key, "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA-not-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n").unwrap();
     let env = mcp_env();
-    let mut server = server_argv(&env, "MCP_FS_SERVER");
-    server.push(d.display().to_string());
+    let server = fs_server(&env, &d);
     let s = drive(
         &d,
         server,

@@ -26,6 +26,13 @@ pub(crate) fn mcp_env() -> HashMap<String, String> {
         .collect()
 }
 
+/// The npm filesystem server's argv, allowed to serve `dir`.
+pub(crate) fn fs_server(env: &HashMap<String, String>, dir: &Path) -> Vec<String> {
+    let mut argv = server_argv(env, "MCP_FS_SERVER");
+    argv.push(dir.display().to_string());
+    argv
+}
+
 pub(crate) fn server_argv(env: &HashMap<String, String>, var: &str) -> Vec<String> {
     env[var].split_whitespace().map(str::to_string).collect()
 }
@@ -86,8 +93,7 @@ fn filesystem_read_is_attributed_to_exactly_its_call() {
     let other = d.join("other.txt");
     std::fs::write(&other, "second\n").unwrap();
     let env = mcp_env();
-    let mut server = server_argv(&env, "MCP_FS_SERVER");
-    server.push(d.display().to_string());
+    let server = fs_server(&env, &d);
     let s = drive(
         &d,
         server,
@@ -135,8 +141,7 @@ fn one_mib_file_read_is_captured_as_one_whole_message() {
     let content: String = line.repeat((1 << 20) / line.len() + 1)[..1 << 20].to_string();
     std::fs::write(&target, &content).unwrap();
     let env = mcp_env();
-    let mut server = server_argv(&env, "MCP_FS_SERVER");
-    server.push(d.display().to_string());
+    let server = fs_server(&env, &d);
     let s = drive(&d, server, json!([{"call": "read_text_file", "arguments": {"path": target}}]), &[]);
     assert_eq!(s.client["results"][0]["content_text"].as_str().map(str::len), Some(1 << 20));
     let run = &s.run;

@@ -5,7 +5,7 @@
 //! are loaded, and a broken edit keeps the previous rules running.
 
 use crate::harness::*;
-use crate::mcp::{assert_nothing_lost, call_id, drive, mcp_env, server_argv};
+use crate::mcp::{assert_nothing_lost, fs_server, call_id, drive, mcp_env, server_argv};
 use serde_json::{json, Value};
 
 fn alerts<'a>(run: &'a Run, rule: &'a str) -> Vec<&'a Value> {
@@ -24,8 +24,7 @@ fn ssh_key_read_through_the_filesystem_server_raises_one_alert_naming_the_call()
     std::fs::write(home.join(".ssh/id_ed25519.pub"), "ssh-ed25519 AAAA test\n").unwrap();
     std::fs::write(home.join("notes.txt"), "benign\n").unwrap();
     let env = mcp_env();
-    let mut server = server_argv(&env, "MCP_FS_SERVER");
-    server.push(home.display().to_string());
+    let server = fs_server(&env, &home);
     let s = drive(
         &d,
         server,
@@ -106,8 +105,7 @@ fn benign_sessions_of_several_real_servers_raise_nothing() {
     let repo = d.join("repo");
     std::fs::create_dir_all(&repo).unwrap();
     assert!(std::process::Command::new("git").args(["init", "-q"]).current_dir(&repo).status().unwrap().success());
-    let mut fs = server_argv(&env, "MCP_FS_SERVER");
-    fs.push(d.display().to_string());
+    let fs = fs_server(&env, &d);
     // launched the way npx does it: through `sh -c` (quiet: before the first request)
     let launcher = vec!["/bin/sh".to_string(), "-c".into(), format!("{} \"$0\"; exit $?", env["MCP_FS_SERVER"]), d.display().to_string()];
     let sessions = [
@@ -175,8 +173,7 @@ fn user_rules_load_and_a_broken_edit_keeps_the_previous_rules() {
         std::fs::write(d.join(format!("notes-{n}.txt")), "x\n").unwrap();
     }
     let env = mcp_env();
-    let mut server = server_argv(&env, "MCP_FS_SERVER");
-    server.push(d.display().to_string());
+    let server = fs_server(&env, &d);
     // break the rule file while the session runs (between the first and
     // second read), then read again: the old rule still fires
     let rules_arg = rules.display().to_string();

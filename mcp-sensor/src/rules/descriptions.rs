@@ -18,6 +18,9 @@ use serde_json::Value;
 pub struct DescriptionStore {
     version: u32,
     servers: BTreeMap<String, BTreeMap<String, String>>,
+    /// Something was recorded since the last [`Self::take_dirty`].
+    #[serde(skip)]
+    dirty: bool,
 }
 
 /// A tool whose definition differs from the one seen before.
@@ -34,6 +37,7 @@ impl DescriptionStore {
         DescriptionStore {
             version: 1,
             servers: BTreeMap::new(),
+            dirty: false,
         }
     }
 
@@ -55,7 +59,9 @@ impl DescriptionStore {
     pub fn observe(&mut self, server: &str, tool: &str, definition: &Value) -> Option<ToolChange> {
         let new_hash = hash_definition(definition);
         let tools = self.servers.entry(server.to_string()).or_default();
-        let old = tools.insert(tool.to_string(), new_hash.clone())?;
+        let old = tools.insert(tool.to_string(), new_hash.clone());
+        self.dirty |= old.as_ref() != Some(&new_hash);
+        let old = old?;
         (old != new_hash).then(|| ToolChange {
             server: server.into(),
             tool: tool.into(),
@@ -78,6 +84,12 @@ impl DescriptionStore {
                 self.observe(server, name, t)
             })
             .collect()
+    }
+
+    /// Whether anything was recorded (a new tool or a changed one) since
+    /// the last call: what is worth saving.
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
     }
 
     /// The stored hash, if the tool was seen.
