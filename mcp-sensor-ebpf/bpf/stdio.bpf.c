@@ -4,8 +4,8 @@
  *
  * The channel is identified by the pipe or socket itself (device, inode in
  * CHANNELS, registered by the agent), never by fd number: servers dup it
- * off fds 0/1 and hand it to children. Entry checks the fd's file against
- * CHANNELS; exit copies the bytes actually transferred, in records of
+ * off fds 0/1 and hand it to children. The exit program checks the fd's
+ * file against CHANNELS and copies the bytes actually transferred, in records of
  * MS_CHUNK_SMALL or MS_CHUNK_LARGE bytes, each with its byte offset in the
  * channel direction. Bytes past ms_stdio_cap per syscall, failed reserves
  * and unreadable buffers leave a gap in the offsets and are counted, so the
@@ -18,41 +18,45 @@ const volatile __u64 ms_stdio_cap = 16 << 20;
 
 #define MS_IOV_MAX 16
 
-/* io arg[0]: buffer or iovec array, arg[1]: count or iovcnt;
- * flags bit 0: arg[0] is an iovec array. */
+/* flags bit 0: arg[0] is an iovec array (readv/writev family). */
 #define MS_IO_IOV 1
 
-/* A channel read/write between its entry and exit. */
+/* A channel read/write, as its exit program sees it. */
 struct ms_io {
-	__u32 active;     /* set at entry, cleared at exit */
 	__u32 syscall;    /* MS_DIR_* */
 	__u32 session;
 	__u32 fd;
-	__u64 arg[2];
-	__u32 chan_dev;
 	__u32 flags;
+	__u64 arg[2];     /* buffer or iovec array; count or iovcnt */
+	__u32 chan_dev;
+	__u32 _pad;
 	__u64 chan_ino;
 };
 
 /*
- * The stash between entry and exit, in task-local storage rather than the
- * shared INFLIGHT hash: an exit finds it with a pointer load instead of a
- * hash lookup (every read/write exit on the host does that lookup, and
- * unwatched threads have no storage at all), and entry/exit need no hash
- * update and delete. The slot lives and dies with the thread.
+ * Exit only, no entry program: a syscall tracepoint program costs ~130 ns
+ * per invocation on this kernel even when it returns at once (BENCHMARKS.md,
+ * "stdio capture without entry programs"), and every read and write on the
+ * host paid it twice. The arguments are still in the task's saved user
+ * registers at exit (x86_64: fd, buffer, count in di, si, dx; a syscall
+ * rewrites only ax), so the exit reads them there.
+ *
+ * The fd is resolved at exit, not at entry: if another thread of the
+ * server replaced the fd while the syscall ran, the transfer is judged by
+ * the new file. Only a transfer on a registered channel is captured, and
+ * the channel's byte offsets still count only what was captured, so such a
+ * race (no real server does it) cannot attribute foreign bytes to a channel.
  */
-struct {
-	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct ms_io);
-} IO_INFLIGHT SEC(".maps");
-
-static __always_inline int ms_io_enter(__u64 fd, __u64 buf, __u64 count, __u32 dir, __u32 iov)
+static __always_inline int ms_io_at_exit(long ret, struct ms_io *io, __u32 dir, __u32 iov,
+					 struct ms_chan **chanp)
 {
+	if (ret <= 0)
+		return 0;
 	struct ms_watch *w = ms_watched_current();
 	if (!w)
 		return 0;
+	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	__u64 fd = BPF_CORE_READ(regs, di);
 	struct file *file = ms_fd_file((struct task_struct *)bpf_get_current_task(), fd);
 	if (!file)
 		return 0;
@@ -66,44 +70,17 @@ static __always_inline int ms_io_enter(__u64 fd, __u64 buf, __u64 count, __u32 d
 	 * under `run`) writing to it is the other end */
 	if (chan->session != w->session)
 		return 0;
-
-	struct ms_io *io = bpf_task_storage_get(&IO_INFLIGHT, bpf_get_current_task_btf(), 0,
-						BPF_LOCAL_STORAGE_GET_F_CREATE);
-	if (!io) {
-		ms_count(MS_CNT_INFLIGHT_FULL, 1);
-		return 0;
-	}
 	io->syscall = dir;
 	io->session = chan->session;
 	io->fd = fd;
-	io->arg[0] = buf;
-	io->arg[1] = count;
 	io->flags = iov;
+	io->arg[0] = BPF_CORE_READ(regs, si);
+	io->arg[1] = BPF_CORE_READ(regs, dx);
 	io->chan_dev = key.dev;
 	io->chan_ino = key.ino;
-	io->active = 1;
-	return 0;
+	*chanp = chan;
+	return 1;
 }
-
-#define MS_IO_ENTER(name, dir, iov)                                            \
-	SEC("tracepoint/syscalls/sys_enter_" #name)                            \
-	int ms_sys_enter_##name(struct trace_event_raw_sys_enter *ctx)             \
-	{                                                                      \
-		return ms_io_enter(ctx->args[0], ctx->args[1], ctx->args[2], dir, iov); \
-	}
-
-MS_IO_ENTER(read, MS_DIR_IN, 0)
-MS_IO_ENTER(pread64, MS_DIR_IN, 0)
-MS_IO_ENTER(recvfrom, MS_DIR_IN, 0)
-MS_IO_ENTER(readv, MS_DIR_IN, MS_IO_IOV)
-MS_IO_ENTER(preadv, MS_DIR_IN, MS_IO_IOV)
-MS_IO_ENTER(preadv2, MS_DIR_IN, MS_IO_IOV)
-MS_IO_ENTER(write, MS_DIR_OUT, 0)
-MS_IO_ENTER(pwrite64, MS_DIR_OUT, 0)
-MS_IO_ENTER(sendto, MS_DIR_OUT, 0)
-MS_IO_ENTER(writev, MS_DIR_OUT, MS_IO_IOV)
-MS_IO_ENTER(pwritev, MS_DIR_OUT, MS_IO_IOV)
-MS_IO_ENTER(pwritev2, MS_DIR_OUT, MS_IO_IOV)
 
 /* One span to capture, chunk i covering [i * MS_CHUNK_LARGE, ...). The
  * callback never writes it: with an unchanging stack the verifier checks
@@ -188,19 +165,13 @@ static __always_inline int ms_reject_first(struct ms_io *in, struct ms_chan_key 
 	return 1;
 }
 
-static __always_inline int ms_io_exit(long ret)
+static __always_inline int ms_io_exit(long ret, __u32 sysdir, __u32 iov)
 {
-	struct ms_io *in = bpf_task_storage_get(&IO_INFLIGHT, bpf_get_current_task_btf(), 0, 0);
-	if (!in || !in->active)
+	struct ms_io io = {}, *in = &io;
+	struct ms_chan *chan = NULL;
+	if (!ms_io_at_exit(ret, in, sysdir, iov, &chan) || !chan)
 		return 0;
-	in->active = 0;
-	if (ret <= 0)
-		return 0;
-
 	struct ms_chan_key key = { .ino = in->chan_ino, .dev = in->chan_dev };
-	struct ms_chan *chan = bpf_map_lookup_elem(&CHANNELS, &key);
-	if (!chan)
-		goto out;
 	__u32 dir = in->syscall & 1;
 	__u64 base = __sync_fetch_and_add(&chan->off[dir], (__u64)ret);
 	if (base == 0 && (chan->flags & MS_CH_CANDIDATE) && ms_reject_first(in, &key, (__u64)ret, dir))
@@ -235,24 +206,24 @@ out:
 	return 0;
 }
 
-#define MS_IO_EXIT(name)                                                       \
+#define MS_IO_EXIT(name, dir, iov)                                             \
 	SEC("tracepoint/syscalls/sys_exit_" #name)                             \
 	int ms_sys_exit_##name(struct trace_event_raw_sys_exit *ctx)               \
 	{                                                                      \
-		return ms_io_exit(ctx->ret);                                   \
+		return ms_io_exit(ctx->ret, dir, iov);                         \
 	}
 
-MS_IO_EXIT(read)
-MS_IO_EXIT(pread64)
-MS_IO_EXIT(recvfrom)
-MS_IO_EXIT(readv)
-MS_IO_EXIT(preadv)
-MS_IO_EXIT(preadv2)
-MS_IO_EXIT(write)
-MS_IO_EXIT(pwrite64)
-MS_IO_EXIT(sendto)
-MS_IO_EXIT(writev)
-MS_IO_EXIT(pwritev)
-MS_IO_EXIT(pwritev2)
+MS_IO_EXIT(read, MS_DIR_IN, 0)
+MS_IO_EXIT(pread64, MS_DIR_IN, 0)
+MS_IO_EXIT(recvfrom, MS_DIR_IN, 0)
+MS_IO_EXIT(readv, MS_DIR_IN, MS_IO_IOV)
+MS_IO_EXIT(preadv, MS_DIR_IN, MS_IO_IOV)
+MS_IO_EXIT(preadv2, MS_DIR_IN, MS_IO_IOV)
+MS_IO_EXIT(write, MS_DIR_OUT, 0)
+MS_IO_EXIT(pwrite64, MS_DIR_OUT, 0)
+MS_IO_EXIT(sendto, MS_DIR_OUT, 0)
+MS_IO_EXIT(writev, MS_DIR_OUT, MS_IO_IOV)
+MS_IO_EXIT(pwritev, MS_DIR_OUT, MS_IO_IOV)
+MS_IO_EXIT(pwritev2, MS_DIR_OUT, MS_IO_IOV)
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -129,9 +129,6 @@ pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
         .override_global("ms_stdio_cap", &opts.stdio_cap, true)
         .override_global("ms_discover_flags", &opts.discover, true)
         .map_max_entries("EVENTS", opts.ring_bytes)
-        // IO_INFLIGHT is task-local storage (stdio.bpf.c), which aya has no
-        // typed handle for; only the kernel side ever touches it
-        .allow_unsupported_maps()
         .load(mcp_sensor_ebpf::object())
         .map_err(|source| {
             let hint = hint_for(errno_of(&source));

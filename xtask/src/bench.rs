@@ -16,7 +16,7 @@ pub struct BenchArgs {
     /// Rounds per setting (the median is reported).
     #[arg(long, default_value_t = 7)]
     rounds: usize,
-    /// Iterations of the open/close loop per round.
+    /// Iterations of the open/close, read and getpid loops per round.
     #[arg(long, default_value_t = 200_000)]
     open_iters: u64,
     /// Iterations of the fork+exec loop per round.
@@ -25,6 +25,13 @@ pub struct BenchArgs {
     /// Tool calls per MCP session in the round-trip benchmark.
     #[arg(long, default_value_t = 200)]
     mcp_calls: usize,
+    /// Rounds of the MCP round-trip benchmark (one plain and one watched
+    /// session each, in random order).
+    #[arg(long, default_value_t = 12)]
+    mcp_rounds: usize,
+    /// Seed of the round order (default: from the clock; printed).
+    #[arg(long)]
+    seed: Option<u64>,
     /// MiB pushed through a watched pipe in the capture benchmark.
     #[arg(long, default_value_t = 256)]
     capture_mib: usize,
@@ -60,6 +67,24 @@ pub fn worker(what: &str, iters: u64) -> Result<()> {
                     let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
                     libc::close(fd);
                 }
+            }
+        }
+        // a read that is not on a channel: what every process on the host
+        // pays for the capture programs
+        "read" => {
+            let fd = std::fs::File::open("/dev/zero")?;
+            let mut b = [0u8; 1];
+            for _ in 0..iters {
+                // SAFETY: one byte into a live one-byte buffer.
+                unsafe { libc::read(std::os::fd::AsRawFd::as_raw_fd(&fd), b.as_mut_ptr().cast(), 1) };
+            }
+        }
+        // a syscall no program is attached to: the floor any syscall
+        // tracepoint sets for every syscall of every process
+        "getpid" => {
+            for _ in 0..iters {
+                // SAFETY: no arguments, no side effects.
+                unsafe { libc::syscall(libc::SYS_getpid) };
             }
         }
         "exec" => {
@@ -175,7 +200,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         return Ok(());
     }
     let mut rows = Vec::new();
-    let mut loops: Vec<(&str, u64)> = if a.mcp_only { vec![] } else { vec![("open", a.open_iters), ("exec", a.exec_iters)] };
+    let mut loops: Vec<(&str, u64)> = if a.mcp_only { vec![] } else { vec![("open", a.open_iters), ("read", a.open_iters), ("getpid", a.open_iters), ("exec", a.exec_iters)] };
     if a.daemon && !a.mcp_only {
         loops.push(("exec-piped", a.exec_iters));
     }
@@ -209,8 +234,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     println!("\nmedian of {} interleaved rounds; {} CPUs", a.rounds, std::thread::available_parallelism().map_or(0, |n| n.get()));
     if !a.loops_only {
+        let seed = a.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64));
         println!("\n| MCP | n | no sensor | watched | ratio |\n|---|---|---|---|---|");
-        println!("{}", crate::bench_mcp::round_trip(a.rounds.min(5), a.mcp_calls)?);
+        println!("{}", crate::bench_mcp::round_trip(a.mcp_rounds, a.mcp_calls, seed)?);
         println!("{}", crate::bench_mcp::throughput(a.capture_mib)?);
     }
     if a.kill_rounds > 0 && !a.loops_only {

@@ -25,6 +25,9 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
+/// Calls at the start of each session left out of the statistics.
+const WARMUP_CALLS: usize = 10;
+
 /// Per-call round trips (seconds) of `calls` echo calls in one session.
 fn session(env: &HashMap<String, String>, prefix: &[String], calls: usize) -> Result<Vec<f64>> {
     let mut command: Vec<String> = prefix.to_vec();
@@ -34,26 +37,73 @@ fn session(env: &HashMap<String, String>, prefix: &[String], calls: usize) -> Re
     let out = Command::new(&env["MCP_PY"]).arg(&env["MCP_CLIENT"]).arg("--json").arg(scenario.to_string()).output()?;
     let v: Value = serde_json::from_slice(&out.stdout).context("client output")?;
     anyhow::ensure!(v["ok"] == true, "session failed: {v}");
-    // the first call warms the server's code paths: leave it out
-    Ok(v["results"].as_array().unwrap().iter().skip(1).filter_map(|r| r["elapsed"].as_f64()).collect())
+    // the first calls warm the server's JIT and caches: leave them out
+    Ok(v["results"].as_array().unwrap().iter().skip(WARMUP_CALLS).filter_map(|r| r["elapsed"].as_f64()).collect())
 }
 
-pub fn round_trip(rounds: usize, calls: usize) -> Result<String> {
+/// Small xorshift generator: the bench needs a shuffled order, not
+/// cryptographic randomness, and the seed is printed so a run can be repeated.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+/// Median of a list of ratios resampled with replacement `n` times: the
+/// 2.5th and 97.5th percentiles (a percentile bootstrap interval).
+fn bootstrap_ci(ratios: &[f64], rng: &mut Rng, n: usize) -> (f64, f64) {
+    let mut meds: Vec<f64> = (0..n)
+        .map(|_| median((0..ratios.len()).map(|_| ratios[(rng.next() % ratios.len() as u64) as usize]).collect()))
+        .collect();
+    meds.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (meds[n * 25 / 1000], meds[n * 975 / 1000])
+}
+
+/// Round trip with and without the sensor. Each round runs one plain and
+/// one watched session, in an order drawn at random per round, so drift on
+/// the machine (other load, frequency, page cache) cannot favour one
+/// setting. Reported: the median over all calls per setting (what the
+/// target names), and the median of the per-round paired ratios with a
+/// bootstrap 95% interval, which says how far the noise reaches.
+pub fn round_trip(rounds: usize, calls: usize, seed: u64) -> Result<String> {
     let env = mcp_env()?;
     let sensor = crate::root().join("target/release/mcp-sensor").display().to_string();
     let events = std::env::temp_dir().join("mcp-sensor-bench-rt.jsonl");
     let wrapped = vec![sensor, "exec".into(), "--events".into(), events.display().to_string(), "--".into()];
-    let (mut plain, mut watched) = (Vec::new(), Vec::new());
+    let mut rng = Rng(seed | 1);
+    let (mut plain, mut watched, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut order = String::new();
     for _ in 0..rounds {
-        plain.extend(session(&env, &[], calls)?);
-        watched.extend(session(&env, &wrapped, calls)?);
+        let watched_first = rng.next() & 1 == 1;
+        order.push(if watched_first { 'W' } else { 'P' });
+        let (p, w) = if watched_first {
+            let w = session(&env, &wrapped, calls)?;
+            (session(&env, &[], calls)?, w)
+        } else {
+            let p = session(&env, &[], calls)?;
+            (p, session(&env, &wrapped, calls)?)
+        };
         let _ = std::fs::remove_file(&events);
+        ratios.push(median(w.clone()) / median(p.clone()));
+        plain.extend(p);
+        watched.extend(w);
     }
     let (p, w) = (median(plain.clone()) * 1e6, median(watched.clone()) * 1e6);
+    let (lo, hi) = bootstrap_ci(&ratios, &mut rng, 10_000);
+    let mut per_round: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+    per_round.sort();
     Ok(format!(
-        "| tool-call round trip (everything server `echo`, mcp 2.3.0 client) | {} calls | {p:.0} µs | {w:.0} µs | {:.3}x |",
+        "| tool-call round trip (everything server `echo`, mcp 2.3.0 client) | {} calls | {p:.0} µs | {w:.0} µs | {:.3}x |\n\
+         \nround trip: {rounds} rounds of {calls} calls, order per round {order} (seed {seed}); \
+         median of per-round ratios {:.3}x, bootstrap 95% interval {lo:.3}x–{hi:.3}x; per-round ratios sorted: {}",
         plain.len(),
-        w / p
+        w / p,
+        median(ratios.clone()),
+        per_round.join(" ")
     ))
 }
 
