@@ -27,7 +27,7 @@ pub struct BenchArgs {
     mcp_calls: usize,
     /// Rounds of the MCP round-trip benchmark (one plain and one watched
     /// session each, in random order).
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 100)]
     mcp_rounds: usize,
     /// Seed of the round order (default: from the clock; printed).
     #[arg(long)]
