@@ -162,36 +162,4 @@ static __always_inline struct file *ms_fd_file(struct task_struct *task, __u32 f
 	return f;
 }
 
-/*
- * Per-thread stash between a syscall's entry and exit, for watched
- * processes only: the exit programs' one lookup is in this map. (Channel
- * reads and writes use task-local storage instead: stdio.bpf.c.)
- */
-struct ms_inflight {
-	__u32 kind;       /* MS_EV_* the exit will emit */
-	__u32 syscall;    /* MS_SYS_* for opens; MS_DIR_* for stdio */
-	__u32 session;
-	__u32 fd;
-	__u64 arg[3];
-	__u32 chan_dev;
-	__u32 flags;
-	__u64 chan_ino;
-	__u8 sockaddr[MS_SOCKADDR_MAX];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32); /* tid */
-	__type(value, struct ms_inflight);
-} INFLIGHT SEC(".maps") MS_WEAK;
-
-/* Stash for the current thread; counts a full map as a loss. */
-static __always_inline void ms_stash(struct ms_inflight *in)
-{
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	if (bpf_map_update_elem(&INFLIGHT, &tid, in, BPF_ANY))
-		ms_count(MS_CNT_INFLIGHT_FULL, 1);
-}
-
 #endif /* MCP_SENSOR_COMMON_BPF_H */

@@ -9,6 +9,34 @@
  */
 #include "enforce.bpf.h"
 
+/*
+ * Per-thread stash between connect's entry and exit, for watched processes
+ * only: the exit program's one lookup is in this map. (Opens and channel
+ * reads/writes need no stash: their exit programs read the arguments from
+ * the saved registers.)
+ */
+struct ms_inflight {
+	__u32 session;
+	__u32 fd;
+	__u64 addrlen;    /* as the caller passed it */
+	__u8 sockaddr[MS_SOCKADDR_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32); /* tid */
+	__type(value, struct ms_inflight);
+} INFLIGHT SEC(".maps");
+
+/* Stash for the current thread; counts a full map as a loss. */
+static __always_inline void ms_stash(struct ms_inflight *in)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	if (bpf_map_update_elem(&INFLIGHT, &tid, in, BPF_ANY))
+		ms_count(MS_CNT_INFLIGHT_FULL, 1);
+}
+
 SEC("tracepoint/syscalls/sys_enter_connect")
 int ms_sys_enter_connect(struct trace_event_raw_sys_enter *ctx)
 {
@@ -16,11 +44,10 @@ int ms_sys_enter_connect(struct trace_event_raw_sys_enter *ctx)
 	if (!w)
 		return 0;
 	struct ms_inflight in = {};
-	in.kind = MS_EV_CONNECT;
 	in.session = w->session;
 	in.fd = ctx->args[0];
 	__u64 len = ctx->args[2];
-	in.arg[1] = len;
+	in.addrlen = len;
 	if (len > MS_SOCKADDR_MAX)
 		len = MS_SOCKADDR_MAX;
 	bpf_probe_read_user(in.sockaddr, len, (void *)ctx->args[1]);
@@ -38,8 +65,6 @@ int ms_sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 	__u32 flags = ms_enforce_connect_exit(in ? in->session : 0);
 	if (!in)
 		return 0;
-	if (in->kind != MS_EV_CONNECT)
-		goto out;
 
 	struct ms_connect *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
 	if (!e) {
@@ -51,7 +76,7 @@ int ms_sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 	e->h.flags = flags;
 	e->ret = ctx->ret;
 	e->fd = in->fd;
-	e->addrlen = in->arg[1];
+	e->addrlen = in->addrlen;
 	e->_pad = 0;
 	__builtin_memcpy(e->sockaddr, in->sockaddr, sizeof(e->sockaddr));
 	bpf_ringbuf_submit(e, ms_wakeup());

@@ -70,6 +70,7 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
         other,
         hint: (!hints.is_empty()).then(|| hints.join("; ")),
         is_final,
+        enforced: None,
     }
 }
 

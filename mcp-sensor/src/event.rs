@@ -148,6 +148,11 @@ pub struct Drops {
     /// of the whole run, written once at exit even when all are zero.
     #[serde(rename = "final")]
     pub is_final: bool,
+    /// On the final line with `--enforce`: what the kernel enforced, by
+    /// decision, counted before any record is reserved, so a kill whose
+    /// record was lost to a full ring is still in this count.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enforced: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Hash)]

@@ -244,8 +244,11 @@ impl Pipeline {
         }
     }
 
+    /// The run's totals, and with `--enforce` the kernel's enforcement
+    /// counts.
     pub fn report_final_drops(&mut self, now: &Totals) {
-        let d = self.drops.total(now);
+        let mut d = self.drops.total(now);
+        d.enforced = self.detect.enforcer.as_ref().map(|e| crate::enforce::named_counts(&e.kernel_counts()));
         self.emit_drops(d);
     }
 

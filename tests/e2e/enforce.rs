@@ -15,6 +15,13 @@ fn killed_alerts(run: &Run) -> Vec<&Value> {
     run.of_kind("alert").filter(|a| a["action"] == "killed").collect()
 }
 
+/// The kernel's enforcement counts on the run's final `drops` line
+/// (absent without `--enforce`).
+fn enforced(run: &Run, what: &str) -> Option<u64> {
+    let fin = run.of_kind("drops").find(|d| d["final"] == true).expect("a final drops line");
+    fin.get("enforced").map(|e| e[what].as_u64().unwrap_or_else(|| panic!("enforced.{what} in {fin}")))
+}
+
 /// A scratch home with a fake private key whose body is unique to this run.
 pub(crate) fn home_with_key(d: &Path) -> (PathBuf, PathBuf, String) {
     let home = d.join("home");
@@ -89,6 +96,9 @@ fn protected_key_read_kills_the_filesystem_server_tree_and_never_leaks_in_a_loop
             .find(|e| e["pid"].as_u64() == Some(server_pid))
             .unwrap_or_else(|| panic!("server exit seen: {}", ctx()));
         assert_eq!(exit["signal"], 9, "{exit}");
+        // the kernel's own count agrees with the records
+        assert_eq!(enforced(run, "kill_open"), Some(1), "{}", ctx());
+        assert_eq!(enforced(run, "kill_exec"), Some(0), "{}", ctx());
     }
 }
 
@@ -117,6 +127,7 @@ fn shell_from_a_command_server_never_runs_its_command() {
     assert_eq!(a["decided_by"], "kernel", "{a}");
     assert_eq!(a["event"]["kind"], "exec", "{a}");
     assert_eq!(a["tool_call"]["name"], "run_command", "{a}");
+    assert_eq!(enforced(run, "kill_exec"), Some(1), "{}", run.describe());
     let shell = a["pid"].as_u64().unwrap();
     // the shell never started anything
     let children: Vec<_> = run.of_kind("exec").filter(|e| e["ppid"].as_u64() == Some(shell)).collect();
@@ -153,6 +164,8 @@ fn denied_connect_fails_with_eperm_and_the_listener_never_sees_it() {
     assert_eq!(denied[0]["decided_by"], "kernel");
     assert_eq!(denied[0]["event"]["error"], "EPERM", "{}", denied[0]);
     assert!(denied[0]["killed"].is_null(), "{}", denied[0]);
+    assert_eq!(enforced(&run, "deny_connect"), Some(1), "{}", run.describe());
+    assert_eq!(enforced(&run, "kill_connect"), Some(0), "{}", run.describe());
 }
 
 #[test]
@@ -179,6 +192,7 @@ fn agent_decided_kill_uses_the_tool_call_and_reports_its_delay() {
     let exit = run.of_kind("exit").find(|e| e["pid"].as_u64() == Some(pid)).expect("server exit");
     assert_eq!(exit["signal"], 9, "{exit}");
     assert_eq!(s.client["results"][2]["ok"], false, "the server is gone: {}", s.client);
+    assert_eq!(enforced(run, "kill_open"), Some(0), "the agent killed, not the kernel");
 }
 
 #[test]
@@ -194,6 +208,7 @@ fn without_enforce_kill_rules_only_say_would_kill() {
     assert_eq!(a.len(), 1, "{}", s.run.describe());
     assert_eq!(a[0]["action"], "would_kill");
     assert!(a[0]["decided_by"].is_null() && a[0]["killed"].is_null(), "{}", a[0]);
+    assert_eq!(enforced(&s.run, "kill_open"), None, "no enforcement counts without --enforce");
 }
 
 #[test]

@@ -31,7 +31,8 @@ Scenario (JSON object):
         {"get_prompt": "name", "arguments": {...}},
         {"read_resource": "uri"},
         {"sleep": 0.2},
-        {"wait_file": "/path"}              # wait (up to step_timeout) until the file exists
+        {"wait_file": "/path"},             # wait (up to step_timeout) until the file exists
+        {"touch": "/path"}                  # create the file (tells a harness a point was reached)
       ]
     }
 
@@ -83,7 +84,7 @@ class UsageError(Exception):
     pass
 
 
-STEP_KINDS = ("call", "list_tools", "list_prompts", "list_resources", "get_prompt", "read_resource", "sleep", "wait_file")
+STEP_KINDS = ("call", "list_tools", "list_prompts", "list_resources", "get_prompt", "read_resource", "sleep", "wait_file", "touch")
 
 
 def describe_exc(e: BaseException) -> str:
@@ -175,6 +176,9 @@ async def run_step(client: Client, i: int, step: dict[str, Any], step_timeout: f
         with anyio.fail_after(step_timeout):
             while not os.path.exists(step["wait_file"]):
                 await anyio.sleep(0.05)
+    elif "touch" in step:
+        res["kind"] = "touch"
+        open(step["touch"], "a").close()
     res["ok"] = True
     if raw and result is not None:
         res["raw"] = result.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -26,13 +26,20 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 200)]
     mcp_calls: usize,
     /// Rounds of the MCP round-trip benchmark (one plain and one watched
-    /// session each, in random order).
+    /// session each, in random order; 0: skip).
     #[arg(long, default_value_t = 100)]
     mcp_rounds: usize,
+    /// Sessions of the in-session round-trip benchmark (daemon started and
+    /// stopped between blocks of calls of one session; 0: skip).
+    #[arg(long, default_value_t = 5)]
+    block_sessions: usize,
+    /// Pairs of blocks (one plain, one watched) per session.
+    #[arg(long, default_value_t = 10)]
+    block_pairs: usize,
     /// Seed of the round order (default: from the clock; printed).
     #[arg(long)]
     seed: Option<u64>,
-    /// MiB pushed through a watched pipe in the capture benchmark.
+    /// MiB pushed through a watched pipe in the capture benchmark (0: skip).
     #[arg(long, default_value_t = 256)]
     capture_mib: usize,
     /// Only the syscall loops (skip the MCP benchmarks).
@@ -162,7 +169,7 @@ fn start_idle_sensor(events: &std::path::Path) -> Result<Child> {
 }
 
 /// The host-wide daemon, logging to `dir`; returns once it watches.
-fn start_daemon(dir: &std::path::Path) -> Result<Child> {
+pub(crate) fn start_daemon(dir: &std::path::Path) -> Result<Child> {
     let config = dir.join("daemon.toml");
     std::fs::write(&config, format!("[log]\ndir = \"{}\"\n", dir.join("daemon-log").display()))?;
     let err = dir.join("daemon.stderr");
@@ -236,8 +243,15 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if !a.loops_only {
         let seed = a.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64));
         println!("\n| MCP | n | no sensor | watched | ratio |\n|---|---|---|---|---|");
-        println!("{}", crate::bench_mcp::round_trip(a.mcp_rounds, a.mcp_calls, seed)?);
-        println!("{}", crate::bench_mcp::throughput(a.capture_mib)?);
+        if a.block_sessions > 0 {
+            println!("{}", crate::bench_blocks::round_trip_in_session(a.block_sessions, a.block_pairs, a.mcp_calls, seed)?);
+        }
+        if a.mcp_rounds > 0 {
+            println!("{}", crate::bench_mcp::round_trip(a.mcp_rounds, a.mcp_calls, seed)?);
+        }
+        if a.capture_mib > 0 {
+            println!("{}", crate::bench_mcp::throughput(a.capture_mib)?);
+        }
     }
     if a.kill_rounds > 0 && !a.loops_only {
         println!("\n{}", crate::bench_kill::kill_delay(a.kill_rounds)?);

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-fn mcp_env() -> Result<HashMap<String, String>> {
+pub(crate) fn mcp_env() -> Result<HashMap<String, String>> {
     let st = Command::new("bash").arg(crate::root().join("tests/mcp/setup.sh")).status()?;
     anyhow::ensure!(st.success(), "tests/mcp/setup.sh failed");
     let text = std::fs::read_to_string(crate::root().join("tests/.deps/env.sh"))?;
@@ -20,13 +20,13 @@ fn mcp_env() -> Result<HashMap<String, String>> {
         .collect())
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
 }
 
 /// Calls at the start of each session left out of the statistics.
-const WARMUP_CALLS: usize = 10;
+pub(crate) const WARMUP_CALLS: usize = 10;
 
 /// Per-call round trips (seconds) of `calls` echo calls in one session.
 fn session(env: &HashMap<String, String>, prefix: &[String], calls: usize) -> Result<Vec<f64>> {
@@ -43,9 +43,9 @@ fn session(env: &HashMap<String, String>, prefix: &[String], calls: usize) -> Re
 
 /// Small xorshift generator: the bench needs a shuffled order, not
 /// cryptographic randomness, and the seed is printed so a run can be repeated.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
@@ -55,7 +55,7 @@ impl Rng {
 
 /// Median of a list of ratios resampled with replacement `n` times: the
 /// 2.5th and 97.5th percentiles (a percentile bootstrap interval).
-fn bootstrap_ci(ratios: &[f64], rng: &mut Rng, n: usize) -> (f64, f64) {
+pub(crate) fn bootstrap_ci(ratios: &[f64], rng: &mut Rng, n: usize) -> (f64, f64) {
     let mut meds: Vec<f64> = (0..n)
         .map(|_| median((0..ratios.len()).map(|_| ratios[(rng.next() % ratios.len() as u64) as usize]).collect()))
         .collect();

@@ -4,6 +4,7 @@
 //! and without the sensor in one run and prints the ratios.
 
 mod bench;
+mod bench_blocks;
 mod bench_kill;
 mod bench_mcp;
 

@@ -40,6 +40,18 @@ pub fn cgroup2_root() -> Option<String> {
     })
 }
 
+/// [`Enforcer::kernel_counts`] by name, for the final `drops` line.
+pub fn named_counts(counts: &[u64]) -> std::collections::BTreeMap<String, u64> {
+    const NAMES: [(u32, &str); 5] = [
+        (abi::ENF_KILL_OPEN, "kill_open"),
+        (abi::ENF_KILL_EXEC, "kill_exec"),
+        (abi::ENF_KILL_CONNECT, "kill_connect"),
+        (abi::ENF_DENY_CONNECT, "deny_connect"),
+        (abi::ENF_KILL_ROOT, "kill_server_root"),
+    ];
+    NAMES.iter().map(|&(i, name)| (name.to_string(), counts.get(i as usize).copied().unwrap_or(0))).collect()
+}
+
 /// What the kernel did to the process of a record, from its header flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelDecision {

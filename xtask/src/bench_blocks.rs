@@ -1,0 +1,149 @@
+//! Round trip within one session: the same client and the same running
+//! server, with the host-wide daemon (`mcp-sensor run`) started and stopped
+//! between blocks of calls.
+//!
+//! Why: separate sessions of the same setting differ by ±15% in median
+//! round trip on this machine (server JIT and heap, placement, the host),
+//! far more than the sensor's cost, so a session-per-setting design needs
+//! hundreds of sessions to resolve a few percent. Here the blocks being
+//! compared share one client process, one server process and its warmed
+//! JIT; only the sensor changes. Blocks come in pairs, one without any
+//! sensor loaded and one watched by the daemon, in a random order per
+//! pair. The daemon finds the already-running server from /proc (as it
+//! does for servers started before it) and must have logged every call of
+//! its block, or the run fails: a watched block that was not watched would
+//! flatter the sensor.
+
+use crate::bench::start_daemon;
+use crate::bench_mcp::{mcp_env, median, Rng, WARMUP_CALLS};
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Block {
+    watched: bool,
+    /// Per-call round trips, seconds, warm-up calls left out.
+    calls: Vec<f64>,
+}
+
+fn wait_file(p: &Path, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !p.exists() {
+        anyhow::ensure!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Ok(())
+}
+
+/// `tools/call` requests the daemon logged (its log under `dir`).
+fn logged_calls(dir: &Path) -> usize {
+    let log = std::fs::read_to_string(dir.join("daemon-log/events.jsonl")).unwrap_or_default();
+    log.lines().filter(|l| l.contains("\"kind\":\"rpc\"") && l.contains("\"direction\":\"client_to_server\"") && l.contains("\"method\":\"tools/call\"")).count()
+}
+
+/// One client session of `pairs * 2` blocks of `calls` echo calls.
+fn session(env: &std::collections::HashMap<String, String>, dir: &Path, pairs: usize, calls: usize, rng: &mut Rng) -> Result<Vec<Block>> {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let flag = |name: &str, b: usize| dir.join(format!("{name}-{b}"));
+    let nblocks = pairs * 2;
+    let mut steps = Vec::new();
+    for b in 0..nblocks {
+        steps.push(json!({"wait_file": flag("go", b)}));
+        for i in 0..calls {
+            steps.push(json!({"call": "echo", "arguments": {"message": format!("b{b}m{i}")}}));
+        }
+        steps.push(json!({"touch": flag("done", b)}));
+    }
+    let server: Vec<&str> = env["MCP_EVERYTHING_SERVER"].split_whitespace().collect();
+    let scenario = json!({"command": server, "steps": steps, "timeout": 3600, "step_timeout": 120, "stderr": dir.join("server.stderr")});
+    let sc_path = dir.join("scenario.json");
+    std::fs::write(&sc_path, scenario.to_string())?;
+    // the client has no pipes on stdin/stdout: the daemon must not take it
+    // for a candidate server (only the server it launches is one)
+    let out_path = dir.join("client.json");
+    let mut client = Command::new(&env["MCP_PY"])
+        .arg(&env["MCP_CLIENT"])
+        .arg(&sc_path)
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path)?)
+        .stderr(std::fs::File::create(dir.join("client.stderr"))?)
+        .spawn()?;
+    let daemon_dir = dir.join("daemon");
+    let mut order = Vec::new();
+    for _ in 0..pairs {
+        let w_first = rng.next() & 1 == 1;
+        order.extend([w_first, !w_first]);
+    }
+    for (b, &watched) in order.iter().enumerate() {
+        let daemon = if watched {
+            let _ = std::fs::remove_dir_all(&daemon_dir);
+            std::fs::create_dir_all(&daemon_dir)?;
+            Some(start_daemon(&daemon_dir)?)
+        } else {
+            None
+        };
+        std::fs::write(flag("go", b), "")?;
+        wait_file(&flag("done", b), "a block of calls")?;
+        if let Some(mut d) = daemon {
+            // SAFETY: signalling our own child.
+            unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
+            d.wait()?;
+            let seen = logged_calls(&daemon_dir);
+            anyhow::ensure!(seen >= calls, "watched block {b}: the daemon logged {seen} of {calls} calls (see {})", daemon_dir.display());
+        }
+    }
+    client.wait()?;
+    let report: Value = serde_json::from_str(&std::fs::read_to_string(&out_path)?).context("client report")?;
+    anyhow::ensure!(report["ok"] == true, "session failed: {report}");
+    let results = report["results"].as_array().context("results")?;
+    let mut blocks: Vec<Block> = order.iter().map(|&watched| Block { watched, calls: Vec::new() }).collect();
+    let (mut b, mut in_block) = (0usize, 0usize);
+    for r in results {
+        match r["kind"].as_str() {
+            Some("call") => {
+                if in_block >= WARMUP_CALLS {
+                    blocks[b].calls.push(r["elapsed"].as_f64().context("elapsed")?);
+                }
+                in_block += 1;
+            }
+            Some("touch") => (b, in_block) = (b + 1, 0),
+            _ => {}
+        }
+    }
+    Ok(blocks)
+}
+
+/// Sessions of paired blocks; returns the Markdown row and a summary.
+pub fn round_trip_in_session(sessions: usize, pairs: usize, calls: usize, seed: u64) -> Result<String> {
+    let env = mcp_env()?;
+    let dir: PathBuf = std::env::temp_dir().join(format!("mcp-sensor-bench-blocks-{}", std::process::id()));
+    let mut rng = Rng(seed | 1);
+    let (mut plain, mut watched, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..sessions {
+        let blocks = session(&env, &dir, pairs, calls, &mut rng)?;
+        for pair in blocks.chunks(2) {
+            let (p, w) = if pair[0].watched { (&pair[1], &pair[0]) } else { (&pair[0], &pair[1]) };
+            ratios.push(median(w.calls.clone()) / median(p.calls.clone()));
+            plain.extend(&p.calls);
+            watched.extend(&w.calls);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    let (p, w) = (median(plain.clone()) * 1e6, median(watched.clone()) * 1e6);
+    let (lo, hi) = crate::bench_mcp::bootstrap_ci(&ratios, &mut rng, 10_000);
+    let mut sorted: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+    sorted.sort();
+    Ok(format!(
+        "| tool-call round trip in one session, daemon (`run`) on/off between blocks | {} calls | {p:.0} µs | {w:.0} µs | {:.3}x |\n\
+         \nin-session round trip: {sessions} sessions x {pairs} pairs of blocks of {calls} calls (first {WARMUP_CALLS} of each block left out), \
+         order within each pair random (seed {seed}); median of per-pair ratios {:.3}x, bootstrap 95% interval {lo:.3}x–{hi:.3}x; \
+         per-pair ratios sorted: {}",
+        plain.len(),
+        w / p,
+        median(ratios.clone()),
+        sorted.join(" ")
+    ))
+}
