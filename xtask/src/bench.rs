@@ -31,10 +31,10 @@ pub struct BenchArgs {
     mcp_rounds: usize,
     /// Sessions of the in-session round-trip benchmark (daemon started and
     /// stopped between blocks of calls of one session; 0: skip).
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 6)]
     block_sessions: usize,
     /// Pairs of blocks (one plain, one watched) per session.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 15)]
     block_pairs: usize,
     /// Seed of the round order (default: from the clock; printed).
     #[arg(long)]
