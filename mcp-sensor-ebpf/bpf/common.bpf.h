@@ -148,6 +148,16 @@ static __always_inline void ms_fill_header(struct ms_header *h, __u32 kind,
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
 }
 
+/*
+ * The syscall number of a syscalls:sys_exit_* record. Those records carry
+ * it as an int (`__syscall_nr`) where vmlinux.h's raw sys_exit struct has
+ * a long `id`: only the low 32 bits are the number, the rest is padding.
+ */
+static __always_inline int ms_exit_nr(struct trace_event_raw_sys_exit *ctx)
+{
+	return (int)ctx->id;
+}
+
 /* The struct file behind fd in task's table, or NULL. */
 static __always_inline struct file *ms_fd_file(struct task_struct *task, __u32 fd)
 {

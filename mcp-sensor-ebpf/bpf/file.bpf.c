@@ -3,7 +3,7 @@
  * file.bpf.c: file opens of watched processes (open, openat, openat2,
  * creat, open_by_handle_at).
  *
- * One exit program per syscall reports the open (arguments from the saved
+ * One exit program, attached to each open syscall, reports the open (arguments from the saved
  * registers, see ms_open_exit). A successful open is reported with the
  * path of the struct file the kernel opened, so the caller's string (which
  * another thread can rewrite, which can be relative or go through links)
@@ -19,49 +19,69 @@
  * syscall tracepoint program costs ~130 ns per invocation even when it
  * returns at once, and every open on the host paid it twice). The caller's
  * arguments are still in its saved user registers at exit (x86_64: di, si,
- * dx, r10; a syscall rewrites only ax). Their order per syscall:
+ * dx, r10; a syscall rewrites only ax); ms_open_exits reads them in
+ * each syscall's order.
  */
 struct ms_open_args {
 	__u64 path;  /* user pointer, 0: none */
 	__u64 flags;
 	__u64 mode;
+	__u32 sys;   /* MS_SYS_* */
 };
 
-static __always_inline int ms_open_exit(long ret, __u32 sys)
+/*
+ * One program for the five open syscalls, attached to each one's exit
+ * tracepoint by the loader (loader.rs, MULTI_ATTACH), so the verifier
+ * checks the path walk once instead of five times (~0.25 s each, most of
+ * the sensor's start-up). The syscall is told by the record's id (x86_64
+ * numbers, as the register layout), in one switch that only assigns: the
+ * verifier then sees the five paths rejoin with equivalent states before
+ * the walk, and a second branch on the syscall would keep them apart.
+ */
+SEC("tracepoint/syscalls/sys_exit_openat")
+int ms_open_exits(struct trace_event_raw_sys_exit *ctx)
 {
+	long ret = ctx->ret;
 	struct ms_watch *w = ms_watched_current();
 	if (!w)
 		return 0;
 	__u32 session = w->session;
 	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	struct ms_open_args a = {};
-	switch (sys) {
-	case MS_SYS_OPEN: /* open(path, flags, mode) */
+	switch (ms_exit_nr(ctx)) {
+	case 2: /* open(path, flags, mode) */
+		a.sys = MS_SYS_OPEN;
 		a.path = BPF_CORE_READ(regs, di);
 		a.flags = BPF_CORE_READ(regs, si);
 		a.mode = BPF_CORE_READ(regs, dx);
 		break;
-	case MS_SYS_OPENAT: /* openat(dirfd, path, flags, mode) */
+	case 257: /* openat(dirfd, path, flags, mode) */
+		a.sys = MS_SYS_OPENAT;
 		a.path = BPF_CORE_READ(regs, si);
 		a.flags = BPF_CORE_READ(regs, dx);
 		a.mode = BPF_CORE_READ(regs, r10);
 		break;
-	case MS_SYS_OPENAT2: { /* openat2(dirfd, path, how, size) */
+	case 437: { /* openat2(dirfd, path, how, size) */
 		struct open_how how = {};
 		bpf_probe_read_user(&how, sizeof(how), (void *)BPF_CORE_READ(regs, dx));
+		a.sys = MS_SYS_OPENAT2;
 		a.path = BPF_CORE_READ(regs, si);
 		a.flags = how.flags;
 		a.mode = how.mode;
 		break;
 	}
-	case MS_SYS_CREAT: /* creat(path, mode) */
+	case 85: /* creat(path, mode) */
+		a.sys = MS_SYS_CREAT;
 		a.path = BPF_CORE_READ(regs, di);
 		a.flags = MS_O_CREAT_WRONLY_TRUNC;
 		a.mode = BPF_CORE_READ(regs, si);
 		break;
-	default: /* open_by_handle_at(mountfd, handle, flags): no path */
+	case 304: /* open_by_handle_at(mountfd, handle, flags): no path */
+		a.sys = MS_SYS_OPEN_BY_HANDLE_AT;
 		a.flags = BPF_CORE_READ(regs, dx);
 		break;
+	default:
+		return 0;
 	}
 
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
@@ -78,7 +98,7 @@ static __always_inline int ms_open_exit(long ret, __u32 sys)
 	e->ret = ret;
 	e->flags = a.flags;
 	e->mode = a.mode;
-	e->syscall = sys;
+	e->syscall = a.sys;
 	e->dev = 0;
 	e->ino = 0;
 	e->path_off = 0;
@@ -98,18 +118,5 @@ static __always_inline int ms_open_exit(long ret, __u32 sys)
 	bpf_ringbuf_submit(e, ms_wakeup());
 	return 0;
 }
-
-#define MS_OPEN_EXIT(name, sys)                                                \
-	SEC("tracepoint/syscalls/sys_exit_" #name)                             \
-	int ms_sys_exit_##name(struct trace_event_raw_sys_exit *ctx)               \
-	{                                                                      \
-		return ms_open_exit(ctx->ret, sys);                            \
-	}
-
-MS_OPEN_EXIT(open, MS_SYS_OPEN)
-MS_OPEN_EXIT(openat, MS_SYS_OPENAT)
-MS_OPEN_EXIT(openat2, MS_SYS_OPENAT2)
-MS_OPEN_EXIT(creat, MS_SYS_CREAT)
-MS_OPEN_EXIT(open_by_handle_at, MS_SYS_OPEN_BY_HANDLE_AT)
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

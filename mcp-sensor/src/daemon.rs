@@ -132,14 +132,26 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let mut pipeline = Pipeline::new(out, procs, sessions, detector);
     pipeline.gate = Some(Gate::new(cfg.discovery.max_held_events));
     let (clients, running) = adopt_running(&cfg, &mut sensor, &mut pipeline)?;
+
+    // SCHED_BATCH: the agent's wakeups must not preempt what it watches
+    let rt = crate::agent::runtime()?;
+    // the handlers are in place before the line that says the daemon runs:
+    // a SIGTERM sent on seeing it must stop the daemon cleanly, not kill it
+    let (mut term, mut int, hup) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        let _in_rt = rt.enter();
+        (
+            signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+        )
+    };
     eprintln!(
         "mcp-sensor: watching the host; {clients} known clients and {running} candidate servers already running; \
          events to {}",
         log_path.display()
     );
 
-    // SCHED_BATCH: the agent's wakeups must not preempt what it watches
-    let rt = crate::agent::runtime()?;
     let (rules_tx, rules_rx) = tokio::sync::mpsc::unbounded_channel();
     let opts = crate::agent::Options {
         queue_size: cfg.sensor.queue_size,
@@ -149,10 +161,6 @@ pub fn run(args: RunArgs) -> Result<i32> {
         reload: Some(rules_rx),
     };
     rt.block_on(async move {
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-        let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-        let hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
         let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel::<crate::agent::Control>(4);
         let reloader = tokio::spawn(reload_on_hup(args.config.clone(), cfg, log.clone(), ctl_tx, rules_tx, hup));
         let stop = async move {
