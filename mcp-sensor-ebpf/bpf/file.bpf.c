@@ -3,12 +3,12 @@
  * file.bpf.c: file opens of watched processes (open, openat, openat2,
  * creat, open_by_handle_at).
  *
- * One exit program, attached to each open syscall, reports the open (arguments from the saved
- * registers, see ms_open_exit). A successful open is reported with the
- * path of the struct file the kernel opened, so the caller's string (which
- * another thread can rewrite, which can be relative or go through links)
- * is never trusted. A failed open has no file: its
- * path is the caller's string, flagged MS_F_UNRESOLVED.
+ * One exit program, ms_open_exits, attached to each open syscall, reports
+ * the open, with the arguments read from the saved registers. A successful
+ * open is reported with the path of the struct file the kernel opened, so
+ * the caller's string (which another thread can rewrite, which can be
+ * relative or go through links) is never trusted. A failed open has no
+ * file: its path is the caller's string, flagged MS_F_UNRESOLVED.
  */
 #include "enforce.bpf.h"
 

@@ -5,8 +5,8 @@
  * The channel is identified by the pipe or socket itself (device, inode in
  * CHANNELS, registered by the agent), never by fd number: servers dup it
  * off fds 0/1 and hand it to children. The exit program checks the fd's
- * file against CHANNELS and copies the bytes actually transferred, in records of
- * MS_CHUNK_SMALL or MS_CHUNK_LARGE bytes, each with its byte offset in the
+ * file against CHANNELS and copies the bytes actually transferred, in
+ * records of MS_CHUNK_SMALL or MS_CHUNK_LARGE bytes, each with its byte offset in the
  * channel direction. Bytes past ms_stdio_cap per syscall, failed reserves
  * and unreadable buffers leave a gap in the offsets and are counted, so the
  * agent knows exactly what it did not see.
@@ -36,16 +36,16 @@ struct ms_io {
 /*
  * Exit only, no entry program: a syscall tracepoint program costs ~130 ns
  * per invocation on this kernel even when it returns at once (BENCHMARKS.md,
- * "stdio capture without entry programs"), and every read and write on the
- * host paid it twice. The arguments are still in the task's saved user
+ * "After exit-only programs"), and every read and write on the host paid
+ * it twice. The arguments are still in the task's saved user
  * registers at exit (x86_64: fd, buffer, count in di, si, dx; a syscall
  * rewrites only ax), so the exit reads them there.
  *
  * The fd is resolved at exit, not at entry: if another thread of the
  * server replaced the fd while the syscall ran, the transfer is judged by
- * the new file. Only a transfer on a registered channel is captured, and
- * the channel's byte offsets still count only what was captured, so such a
- * race (no real server does it) cannot attribute foreign bytes to a channel.
+ * the new file: captured only if that file is itself a channel of the same
+ * server, else not at all. No real server replaces its channel's fd while
+ * another thread transfers on it.
  */
 static __always_inline int ms_io_at_exit(long ret, struct ms_io *io, __u32 dir, __u32 iov,
 					 struct ms_chan **chanp)
@@ -169,7 +169,7 @@ static __always_inline int ms_io_exit(long ret, __u32 sysdir, __u32 iov)
 {
 	struct ms_io io = {}, *in = &io;
 	struct ms_chan *chan = NULL;
-	if (!ms_io_at_exit(ret, in, sysdir, iov, &chan) || !chan)
+	if (!ms_io_at_exit(ret, in, sysdir, iov, &chan))
 		return 0;
 	struct ms_chan_key key = { .ino = in->chan_ino, .dev = in->chan_dev };
 	__u32 dir = in->syscall & 1;

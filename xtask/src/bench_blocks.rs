@@ -15,7 +15,7 @@
 //! flatter the sensor.
 
 use crate::bench::start_daemon;
-use crate::bench_mcp::{mcp_env, median, Rng, WARMUP_CALLS};
+use crate::bench_mcp::{mcp_env, Paired, Rng, WARMUP_CALLS};
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -121,29 +121,19 @@ pub fn round_trip_in_session(sessions: usize, pairs: usize, calls: usize, seed: 
     let env = mcp_env()?;
     let dir: PathBuf = std::env::temp_dir().join(format!("mcp-sensor-bench-blocks-{}", std::process::id()));
     let mut rng = Rng(seed | 1);
-    let (mut plain, mut watched, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut paired = Paired::default();
     for _ in 0..sessions {
         let blocks = session(&env, &dir, pairs, calls, &mut rng)?;
         for pair in blocks.chunks(2) {
             let (p, w) = if pair[0].watched { (&pair[1], &pair[0]) } else { (&pair[0], &pair[1]) };
-            ratios.push(median(w.calls.clone()) / median(p.calls.clone()));
-            plain.extend(&p.calls);
-            watched.extend(&w.calls);
+            paired.add(&p.calls, &w.calls);
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
-    let (p, w) = (median(plain.clone()) * 1e6, median(watched.clone()) * 1e6);
-    let (lo, hi) = crate::bench_mcp::bootstrap_ci(&ratios, &mut rng, 10_000);
-    let mut sorted: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
-    sorted.sort();
+    let (row, stats) =
+        paired.report("tool-call round trip in one session, daemon (`run`) on/off between blocks", "pair", &mut rng);
     Ok(format!(
-        "| tool-call round trip in one session, daemon (`run`) on/off between blocks | {} calls | {p:.0} µs | {w:.0} µs | {:.3}x |\n\
-         \nin-session round trip: {sessions} sessions x {pairs} pairs of blocks of {calls} calls (first {WARMUP_CALLS} of each block left out), \
-         order within each pair random (seed {seed}); median of per-pair ratios {:.3}x, bootstrap 95% interval {lo:.3}x–{hi:.3}x; \
-         per-pair ratios sorted: {}",
-        plain.len(),
-        w / p,
-        median(ratios.clone()),
-        sorted.join(" ")
+        "{row}\n\nin-session round trip: {sessions} sessions x {pairs} pairs of blocks of {calls} calls \
+         (first {WARMUP_CALLS} of each block left out), order within each pair random (seed {seed}); {stats}"
     ))
 }

@@ -55,12 +55,47 @@ impl Rng {
 
 /// Median of a list of ratios resampled with replacement `n` times: the
 /// 2.5th and 97.5th percentiles (a percentile bootstrap interval).
-pub(crate) fn bootstrap_ci(ratios: &[f64], rng: &mut Rng, n: usize) -> (f64, f64) {
+fn bootstrap_ci(ratios: &[f64], rng: &mut Rng, n: usize) -> (f64, f64) {
     let mut meds: Vec<f64> = (0..n)
         .map(|_| median((0..ratios.len()).map(|_| ratios[(rng.next() % ratios.len() as u64) as usize]).collect()))
         .collect();
     meds.sort_by(|a, b| a.partial_cmp(b).unwrap());
     (meds[n * 25 / 1000], meds[n * 975 / 1000])
+}
+
+/// Paired samples of the two settings: every call of each, and one ratio
+/// of medians per pair (a round, or a pair of blocks).
+#[derive(Default)]
+pub(crate) struct Paired {
+    plain: Vec<f64>,
+    watched: Vec<f64>,
+    ratios: Vec<f64>,
+}
+
+impl Paired {
+    pub(crate) fn add(&mut self, plain: &[f64], watched: &[f64]) {
+        self.ratios.push(median(watched.to_vec()) / median(plain.to_vec()));
+        self.plain.extend(plain);
+        self.watched.extend(watched);
+    }
+
+    /// The Markdown row (median over all calls per setting, and their
+    /// ratio), then the per-`unit` ratios: their median, a bootstrap 95%
+    /// interval, and all of them sorted.
+    pub(crate) fn report(&self, what: &str, unit: &str, rng: &mut Rng) -> (String, String) {
+        let (p, w) = (median(self.plain.clone()) * 1e6, median(self.watched.clone()) * 1e6);
+        let (lo, hi) = bootstrap_ci(&self.ratios, rng, 10_000);
+        let mut sorted: Vec<String> = self.ratios.iter().map(|r| format!("{r:.3}")).collect();
+        sorted.sort();
+        (
+            format!("| {what} | {} calls | {p:.0} µs | {w:.0} µs | {:.3}x |", self.plain.len(), w / p),
+            format!(
+                "median of per-{unit} ratios {:.3}x, bootstrap 95% interval {lo:.3}x–{hi:.3}x; per-{unit} ratios sorted: {}",
+                median(self.ratios.clone()),
+                sorted.join(" ")
+            ),
+        )
+    }
 }
 
 /// Round trip with and without the sensor. Each round runs one plain and
@@ -75,7 +110,7 @@ pub fn round_trip(rounds: usize, calls: usize, seed: u64) -> Result<String> {
     let events = std::env::temp_dir().join("mcp-sensor-bench-rt.jsonl");
     let wrapped = vec![sensor, "exec".into(), "--events".into(), events.display().to_string(), "--".into()];
     let mut rng = Rng(seed | 1);
-    let (mut plain, mut watched, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    let mut paired = Paired::default();
     let mut order = String::new();
     for _ in 0..rounds {
         let watched_first = rng.next() & 1 == 1;
@@ -88,23 +123,10 @@ pub fn round_trip(rounds: usize, calls: usize, seed: u64) -> Result<String> {
             (p, session(&env, &wrapped, calls)?)
         };
         let _ = std::fs::remove_file(&events);
-        ratios.push(median(w.clone()) / median(p.clone()));
-        plain.extend(p);
-        watched.extend(w);
+        paired.add(&p, &w);
     }
-    let (p, w) = (median(plain.clone()) * 1e6, median(watched.clone()) * 1e6);
-    let (lo, hi) = bootstrap_ci(&ratios, &mut rng, 10_000);
-    let mut per_round: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
-    per_round.sort();
-    Ok(format!(
-        "| tool-call round trip (everything server `echo`, mcp 2.3.0 client) | {} calls | {p:.0} µs | {w:.0} µs | {:.3}x |\n\
-         \nround trip: {rounds} rounds of {calls} calls, order per round {order} (seed {seed}); \
-         median of per-round ratios {:.3}x, bootstrap 95% interval {lo:.3}x–{hi:.3}x; per-round ratios sorted: {}",
-        plain.len(),
-        w / p,
-        median(ratios.clone()),
-        per_round.join(" ")
-    ))
+    let (row, stats) = paired.report("tool-call round trip (everything server `echo`, mcp 2.3.0 client)", "round", &mut rng);
+    Ok(format!("{row}\n\nround trip: {rounds} rounds of {calls} calls, order per round {order} (seed {seed}); {stats}"))
 }
 
 /// Pushes `mb` MiB of JSON-RPC lines through a watched (or plain) pipe

@@ -244,6 +244,17 @@ impl<'m> Compiler<'m, '_> {
         self.values_leaf(field, loc, values)
     }
 
+    /// A set built from every value, each bad one reported where it stands.
+    fn fill<S: Default>(&mut self, vals: &[&Value], add: fn(&mut S, &str) -> Result<(), String>) -> S {
+        let mut set = S::default();
+        for v in vals {
+            if let Err(e) = add(&mut set, text(v)) {
+                self.err(&v.loc, e);
+            }
+        }
+        set
+    }
+
     fn values_leaf(&mut self, field: Field, loc: &Loc, values: &'m [Value]) -> Option<Cond> {
         let mut vals = Vec::new();
         self.expand(values, &mut vals, &mut Vec::new());
@@ -301,24 +312,8 @@ impl<'m> Compiler<'m, '_> {
                 }
                 Leaf::Regex(field, regex_any(vals.iter().map(text)))
             }
-            ValueType::Cidr => {
-                let mut s = IpSet::default();
-                for v in &vals {
-                    if let Err(e) = s.add(text(v)) {
-                        self.err(&v.loc, e);
-                    }
-                }
-                Leaf::Addr(s)
-            }
-            ValueType::Port => {
-                let mut s = PortSet::default();
-                for v in &vals {
-                    if let Err(e) = s.add(text(v)) {
-                        self.err(&v.loc, e);
-                    }
-                }
-                Leaf::Port(s)
-            }
+            ValueType::Cidr => Leaf::Addr(self.fill(&vals, IpSet::add)),
+            ValueType::Port => Leaf::Port(self.fill(&vals, PortSet::add)),
             ValueType::Uint => {
                 let mut u = Vec::new();
                 for v in &vals {
