@@ -1,6 +1,7 @@
 //! Compiles bpf/*.bpf.c with clang (CO-RE, BTF) and links them into one
-//! object with bpftool, so every program shares one set of maps. The agent
-//! embeds the result: `cargo check/clippy/test` never need root.
+//! object with bpftool, so every program shares one set of maps; twice,
+//! for the two kernel generations of bpf/compat.bpf.h. The agent embeds
+//! both: `cargo check/clippy/test` never need root.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,28 +22,30 @@ fn main() {
     sources.sort();
 
     let clang = std::env::var("CLANG").unwrap_or_else(|_| "clang".into());
-    let mut objects = Vec::new();
-    for src in &sources {
-        let stem = src.file_name().unwrap().to_string_lossy().replace(".bpf.c", "");
-        let obj = out.join(format!("{stem}.o"));
-        run(
-            Command::new(&clang)
-                .args(["-target", "bpf", "-g", "-O2", "-Wall", "-Werror", "-D__TARGET_ARCH_x86"])
-                .arg("-I")
-                .arg(bpf_dir)
-                .arg("-c")
-                .arg(src)
-                .arg("-o")
-                .arg(&obj),
-            &clang,
-        );
-        objects.push(obj);
+    // Two objects from the same sources (bpf/compat.bpf.h): the full one
+    // for kernels with bpf_loop (5.17+), the compat one for 5.10-5.16.
+    for (variant, compat) in [("mcp-sensor", "0"), ("mcp-sensor-compat", "1")] {
+        let mut objects = Vec::new();
+        for src in &sources {
+            let stem = src.file_name().unwrap().to_string_lossy().replace(".bpf.c", "");
+            let obj = out.join(format!("{stem}.{variant}.o"));
+            run(
+                Command::new(&clang)
+                    .args(["-target", "bpf", "-g", "-O2", "-Wall", "-Werror", "-D__TARGET_ARCH_x86"])
+                    .arg(format!("-DMS_COMPAT={compat}"))
+                    .arg("-I")
+                    .arg(bpf_dir)
+                    .arg("-c")
+                    .arg(src)
+                    .arg("-o")
+                    .arg(&obj),
+                &clang,
+            );
+            objects.push(obj);
+        }
+        let linked = out.join(format!("{variant}.bpf.o"));
+        run(Command::new("bpftool").args(["gen", "object"]).arg(&linked).args(&objects), "bpftool");
     }
-    let linked = out.join("mcp-sensor.bpf.o");
-    run(
-        Command::new("bpftool").args(["gen", "object"]).arg(&linked).args(&objects),
-        "bpftool",
-    );
 }
 
 fn run(cmd: &mut Command, what: &str) {

@@ -180,6 +180,8 @@ struct ms_chan {
 #define MS_CNT_WATCH_FULL 1     /* watched map full: a child could not be watched */
 #define MS_CNT_STDIO_CAP 2      /* stdio bytes beyond the per-syscall capture cap */
 #define MS_CNT_STDIO_FAULT 3    /* stdio bytes whose user buffer could not be read */
+#define MS_CNT_REGS 4           /* compat object: saved registers not found; an open or a
+                                 * channel transfer was not traced */
 #define MS_CNT_MAX 8
 
 /* ==== discovery (mcp-sensor run) =========================================
@@ -234,7 +236,8 @@ struct ms_comm_key {
 /* Header flags of a record the kernel enforced on. Bits 16-31 of the
  * header's flags carry 1 + the index of the deciding rule (0: none). */
 #define MS_F_KILLED (1u << 7)    /* SIGKILL sent to this process, in this syscall */
-#define MS_F_DENIED (1u << 8)    /* connect refused in the kernel (EPERM) */
+#define MS_F_DENIED (1u << 8)    /* refused in the kernel (EPERM): a connect by the cgroup
+                                  * program, an open or exec by BPF LSM */
 #define MS_F_KILL_TREE (1u << 9) /* kill scope tree: the server root was signalled too */
 #define MS_F_RULE_SHIFT 16
 
@@ -262,7 +265,9 @@ struct ms_file_key {
 /* DENY_DIRS: files that may not exist yet. A file opened directly in
  * directory (dev, ino) whose name matches slot 0, 1, ... (up to the first
  * missing slot) is protected: prefix, suffix, and exact = name is the
- * prefix alone. */
+ * prefix alone. The prefix is left-aligned in its field, the suffix
+ * right-aligned (its last byte is suffix[MS_NAME_PART - 1]); unused bytes
+ * are zero. */
 #define MS_DIR_SLOTS 8
 #define MS_NAME_PART 32
 struct ms_dir_key {
@@ -310,6 +315,8 @@ struct ms_net_deny {
 #define MS_ENF_KILL_CONNECT 2
 #define MS_ENF_DENY_CONNECT 3
 #define MS_ENF_KILL_ROOT 4      /* server roots killed for scope tree */
+#define MS_ENF_DENY_OPEN 5      /* opens refused by BPF LSM (file_open) */
+#define MS_ENF_DENY_EXEC 6      /* execs refused by BPF LSM (bprm_check_security) */
 #define MS_ENF_MAX 8
 /* ==== end of enforcement ================================================ */
 

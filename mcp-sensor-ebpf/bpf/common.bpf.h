@@ -97,6 +97,8 @@ static __always_inline void ms_count(__u32 counter, __u64 by)
 		*n += by;
 }
 
+#include "compat.bpf.h"
+
 static __always_inline __u64 ms_task_start_ns(struct task_struct *task)
 {
 	/* start_boottime (5.5+) matches /proc/PID/stat's starttime. */

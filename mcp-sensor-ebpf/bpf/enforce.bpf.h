@@ -21,6 +21,7 @@
 #include "path.bpf.h"
 
 #define MS_SIGKILL 9
+#define MS_EPERM 1
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -58,8 +59,10 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } DENY_NETS SEC(".maps") MS_WEAK;
 
-/* Connects refused by the cgroup program, per thread, until the connect
- * returns (LRU: an entry whose syscall exit never came cannot fill it). */
+/* Refusals, per thread, until the syscall returns: connects refused by
+ * the cgroup program (the exit kills if the rule says so), opens refused
+ * by BPF LSM (the LSM hook reported them; the exit stays quiet). LRU: an
+ * entry whose syscall exit never came cannot fill it. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 4096);
@@ -119,22 +122,38 @@ static __always_inline __u32 ms_enf_kill(const struct ms_verdict *v, __u32 sessi
 }
 
 /* One name tested against a protected directory's patterns, one slot per
- * bpf_loop step (the verifier checks a step once). */
+ * loop step (with bpf_loop the verifier checks a step once). Names are
+ * compared 8 bytes at a time under masks: a byte-by-byte compare needed
+ * ~500 bytes of stack, and a bpf_loop callback's stack counts with its
+ * caller's against the 512-byte limit (6.1 and 6.12 refused the open
+ * program: "combined stack size of 2 calls is 736"). */
+#define MS_NAME_WORDS (MS_NAME_PART / 8)
 struct ms_name_ctx {
 	struct ms_dir_key dk;
-	__u32 len;         /* the name's length */
-	__u32 tl;          /* bytes in head and tail: min(len, MS_NAME_PART) */
-	char head[MS_NAME_PART];
-	char tail[MS_NAME_PART]; /* the last tl bytes of the name */
+	__u32 len;   /* the name's length */
+	__u32 tl;    /* min(len, MS_NAME_PART) */
+	__u64 head[MS_NAME_WORDS];     /* the first tl bytes, zero-padded */
+	__u64 tail[2 * MS_NAME_WORDS]; /* the last tl bytes end at byte MS_NAME_PART */
 	struct ms_verdict v;
 	__u32 found;
 };
 
-/* All-ones when i < n (both <= MS_NAME_PART), else 0; BPF has no setcc,
- * and a branch per byte would multiply the verifier's states. */
-#define MS_LT_MASK(i, n) ((__u32)((__s32)((__u32)(i) - (n)) >> 31))
+/* The bytes [lo, hi) that fall in 8-byte word k, as a mask (BPF is
+ * little-endian on x86_64: byte j of a word is bits 8j..8j+7). */
+static __always_inline __u64 ms_byte_mask(__u32 k, __u32 lo, __u32 hi)
+{
+	__u32 a = lo > 8 * k ? lo - 8 * k : 0;
+	__u32 b = hi > 8 * k ? hi - 8 * k : 0;
+	if (b > 8)
+		b = 8;
+	if (a >= b)
+		return 0;
+	__u64 upto = b == 8 ? ~0ULL : (1ULL << (b * 8)) - 1;
+	__u64 below = a == 0 ? 0 : (1ULL << (a * 8)) - 1;
+	return upto & ~below;
+}
 
-static __attribute__((unused)) long ms_dir_slot(__u64 slot, struct ms_name_ctx *c)
+MS_LOOP_CB ms_dir_slot(__u64 slot, struct ms_name_ctx *c)
 {
 	c->dk.slot = slot;
 	struct ms_dir_rule *r = bpf_map_lookup_elem(&DENY_DIRS, &c->dk);
@@ -145,11 +164,14 @@ static __attribute__((unused)) long ms_dir_slot(__u64 slot, struct ms_name_ctx *
 		return 0;
 	if (r->exact && len != p)
 		return 0;
-	__u32 diff = 0;
+	/* the rule's suffix is right-aligned in its field (abi.h), as the
+	 * name's tail is in c->tail */
+	const __u64 *pre = (const __u64 *)r->prefix, *suf = (const __u64 *)r->suffix;
+	__u64 diff = 0;
 #pragma unroll
-	for (__u32 i = 0; i < MS_NAME_PART; i++) {
-		diff |= MS_LT_MASK(i, p) & (__u8)(c->head[i] ^ r->prefix[i]);
-		diff |= MS_LT_MASK(i, s) & (__u8)(c->tail[(tl - s + i) & (MS_NAME_PART - 1)] ^ r->suffix[i]);
+	for (__u32 k = 0; k < MS_NAME_WORDS; k++) {
+		diff |= (c->head[k] ^ pre[k]) & ms_byte_mask(k, 0, p);
+		diff |= (c->tail[k] ^ suf[k]) & ms_byte_mask(k, MS_NAME_PART - s, MS_NAME_PART);
 	}
 	if (diff)
 		return 0;
@@ -158,18 +180,21 @@ static __attribute__((unused)) long ms_dir_slot(__u64 slot, struct ms_name_ctx *
 	return 1;
 }
 
-/* Open: the struct file the kernel opened is protected. */
-static __always_inline __u32 ms_enforce_open(struct file *file, __u32 session)
+/* Whether BPF LSM programs decide opens and execs (set by the loader
+ * when BPF LSM is active): the syscall-exit kills then stand down. */
+const volatile __u32 ms_lsm_enforce MS_WEAK = 0;
+
+/* The verdict on opening `file`, by identity or, for a file that did not
+ * exist when the rules were compiled, by directory + name. */
+static __always_inline int ms_file_verdict(struct file *file, struct ms_verdict *out)
 {
-	if (!ms_enf_on())
-		return 0;
 	struct ms_file_key k = {};
 	ms_file_id(file, &k.dev, &k.ino);
 	struct ms_verdict *v = bpf_map_lookup_elem(&DENY_FILES, &k);
-	if (v)
-		return ms_enf_kill(v, session, MS_ENF_KILL_OPEN);
-
-	/* Not known by identity: maybe a new file in a protected directory. */
+	if (v) {
+		*out = *v;
+		return 1;
+	}
 	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
 	struct inode *dir = BPF_CORE_READ(d, d_parent, d_inode);
 	struct ms_dir_key dk = {};
@@ -185,26 +210,60 @@ static __always_inline __u32 ms_enforce_open(struct file *file, __u32 session)
 	c.len = len;
 	c.tl = tl;
 	bpf_probe_read_kernel(c.head, tl, name);
-	bpf_probe_read_kernel(c.tail, tl, name + len - tl);
-	bpf_loop(MS_DIR_SLOTS, ms_dir_slot, &c, 0);
-	if (c.found)
-		return ms_enf_kill(&c.v, session, MS_ENF_KILL_OPEN);
-	return 0;
+	/* an offset, not a pointer subtraction: the verifier refuses those */
+	__u32 at = MS_NAME_PART - tl;
+	barrier_var(at);
+	at &= 2 * MS_NAME_PART - 1;
+	bpf_probe_read_kernel((char *)c.tail + at, tl, name + len - tl);
+	ms_loop(MS_DIR_SLOTS, ms_dir_slot, &c);
+	if (!c.found)
+		return 0;
+	*out = c.v;
+	return 1;
 }
 
-/* Exec: the file the new image runs from is forbidden (a symlink resolves
- * to it, a hard link is the same inode). */
-static __always_inline __u32 ms_enforce_exec(struct file *file, const struct ms_watch *w)
+/* The verdict on executing `file` (a symlink resolves to it, a hard link
+ * is the same inode). */
+static __always_inline int ms_exec_verdict(struct file *file, struct ms_verdict *out)
 {
-	if (!ms_enf_applies(w))
-		return 0;
-	__u32 session = w->session;
 	struct ms_file_key k = {};
 	ms_file_id(file, &k.dev, &k.ino);
 	struct ms_verdict *v = bpf_map_lookup_elem(&DENY_EXEC, &k);
 	if (!v)
 		return 0;
-	return ms_enf_kill(v, session, MS_ENF_KILL_EXEC);
+	*out = *v;
+	return 1;
+}
+
+/* Syscall exit of an open: the struct file the kernel opened is protected
+ * (where BPF LSM is not deciding). */
+static __always_inline __u32 ms_enforce_open(struct file *file, __u32 session)
+{
+	struct ms_verdict v;
+	if (ms_lsm_enforce || !ms_enf_on() || !ms_file_verdict(file, &v))
+		return 0;
+	return ms_enf_kill(&v, session, MS_ENF_KILL_OPEN);
+}
+
+/* sched_process_exec: the new image's file is forbidden (where BPF LSM is
+ * not deciding). */
+static __always_inline __u32 ms_enforce_exec(struct file *file, const struct ms_watch *w)
+{
+	struct ms_verdict v;
+	if (ms_lsm_enforce || !ms_enf_applies(w) || !ms_exec_verdict(file, &v))
+		return 0;
+	return ms_enf_kill(&v, w->session, MS_ENF_KILL_EXEC);
+}
+
+/* A BPF LSM hook refuses (the caller returns -EPERM): counted, killed too
+ * when the rule says so; returns the record flags. */
+static __always_inline __u32 ms_lsm_deny(const struct ms_verdict *v, __u32 session, __u32 stat)
+{
+	ms_enf_count(stat);
+	__u32 flags = MS_F_DENIED | ((v->rule + 1) << MS_F_RULE_SHIFT);
+	if (v->flags & MS_VF_KILL)
+		flags |= ms_enf_kill(v, session, stat == MS_ENF_DENY_OPEN ? MS_ENF_KILL_OPEN : MS_ENF_KILL_EXEC);
+	return flags;
 }
 
 /* Connect exit: the cgroup program refused this thread's connect; kill if

@@ -29,6 +29,82 @@ struct ms_open_args {
 	__u32 sys;   /* MS_SYS_* */
 };
 
+/* The arguments of open syscall nr from its saved registers; 0 when nr
+ * is not an open. The switch only assigns (see ms_open_exits). */
+static __always_inline int ms_open_args_of(int nr, struct pt_regs *regs, struct ms_open_args *a)
+{
+	switch (nr) {
+	case 2: /* open(path, flags, mode) */
+		a->sys = MS_SYS_OPEN;
+		a->path = BPF_CORE_READ(regs, di);
+		a->flags = BPF_CORE_READ(regs, si);
+		a->mode = BPF_CORE_READ(regs, dx);
+		break;
+	case 257: /* openat(dirfd, path, flags, mode) */
+		a->sys = MS_SYS_OPENAT;
+		a->path = BPF_CORE_READ(regs, si);
+		a->flags = BPF_CORE_READ(regs, dx);
+		a->mode = BPF_CORE_READ(regs, r10);
+		break;
+	case 437: { /* openat2(dirfd, path, how, size) */
+		struct open_how how = {};
+		bpf_probe_read_user(&how, sizeof(how), (void *)BPF_CORE_READ(regs, dx));
+		a->sys = MS_SYS_OPENAT2;
+		a->path = BPF_CORE_READ(regs, si);
+		a->flags = how.flags;
+		a->mode = how.mode;
+		break;
+	}
+	case 85: /* creat(path, mode) */
+		a->sys = MS_SYS_CREAT;
+		a->path = BPF_CORE_READ(regs, di);
+		a->flags = MS_O_CREAT_WRONLY_TRUNC;
+		a->mode = BPF_CORE_READ(regs, si);
+		break;
+	case 304: /* open_by_handle_at(mountfd, handle, flags): no path */
+		a->sys = MS_SYS_OPEN_BY_HANDLE_AT;
+		a->flags = BPF_CORE_READ(regs, dx);
+		break;
+	default:
+		return 0;
+	}
+	return 1;
+}
+
+/* The open record: the opened file's path and identity when there is a
+ * file, else the caller's string (MS_F_UNRESOLVED). */
+static __always_inline void ms_emit_open(struct file *file, const struct ms_open_args *a, long ret,
+					 __u32 flags, __u32 session)
+{
+	struct ms_open *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
+	if (!e) {
+		ms_count_drop(MS_EV_OPEN);
+		return;
+	}
+	ms_fill_header(&e->h, MS_EV_OPEN, (struct task_struct *)bpf_get_current_task(), session);
+	e->ret = ret;
+	e->flags = a->flags;
+	e->mode = a->mode;
+	e->syscall = a->sys;
+	e->dev = 0;
+	e->ino = 0;
+	e->path_off = 0;
+	e->path_len = 0;
+
+	if (file) {
+		__u32 off = ms_file_path(e->path, file, &flags);
+		e->path_off = off;
+		e->path_len = MS_PATH_MAX - off;
+		ms_file_id(file, &e->dev, &e->ino);
+	} else if (a->path) {
+		long n = bpf_probe_read_user_str(e->path, MS_PATH_MAX, (void *)a->path);
+		e->path_len = n > 0 ? n - 1 : 0;
+		flags |= MS_F_UNRESOLVED;
+	}
+	e->h.flags = flags;
+	bpf_ringbuf_submit(e, ms_wakeup());
+}
+
 /*
  * One program for the five open syscalls, attached to each one's exit
  * tracepoint by the loader (loader.rs, MULTI_ATTACH), so the verifier
@@ -46,77 +122,57 @@ int ms_open_exits(struct trace_event_raw_sys_exit *ctx)
 	if (!w)
 		return 0;
 	__u32 session = w->session;
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
-	struct ms_open_args a = {};
-	switch (ms_exit_nr(ctx)) {
-	case 2: /* open(path, flags, mode) */
-		a.sys = MS_SYS_OPEN;
-		a.path = BPF_CORE_READ(regs, di);
-		a.flags = BPF_CORE_READ(regs, si);
-		a.mode = BPF_CORE_READ(regs, dx);
-		break;
-	case 257: /* openat(dirfd, path, flags, mode) */
-		a.sys = MS_SYS_OPENAT;
-		a.path = BPF_CORE_READ(regs, si);
-		a.flags = BPF_CORE_READ(regs, dx);
-		a.mode = BPF_CORE_READ(regs, r10);
-		break;
-	case 437: { /* openat2(dirfd, path, how, size) */
-		struct open_how how = {};
-		bpf_probe_read_user(&how, sizeof(how), (void *)BPF_CORE_READ(regs, dx));
-		a.sys = MS_SYS_OPENAT2;
-		a.path = BPF_CORE_READ(regs, si);
-		a.flags = how.flags;
-		a.mode = how.mode;
-		break;
-	}
-	case 85: /* creat(path, mode) */
-		a.sys = MS_SYS_CREAT;
-		a.path = BPF_CORE_READ(regs, di);
-		a.flags = MS_O_CREAT_WRONLY_TRUNC;
-		a.mode = BPF_CORE_READ(regs, si);
-		break;
-	case 304: /* open_by_handle_at(mountfd, handle, flags): no path */
-		a.sys = MS_SYS_OPEN_BY_HANDLE_AT;
-		a.flags = BPF_CORE_READ(regs, dx);
-		break;
-	default:
+	struct pt_regs *regs = ms_user_regs();
+	int nr = ms_exit_nr(ctx);
+	if (!ms_regs_ok(regs, nr))
 		return 0;
+	struct ms_open_args a = {};
+	if (!ms_open_args_of(nr, regs, &a))
+		return 0;
+	if (ret == -MS_EPERM && ms_lsm_enforce) {
+		/* refused by ms_lsm_file_open, which reported it */
+		__u32 tid = (__u32)bpf_get_current_pid_tgid();
+		if (bpf_map_lookup_elem(&DENIED, &tid)) {
+			bpf_map_delete_elem(&DENIED, &tid);
+			return 0;
+		}
 	}
 
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct file *file = ret >= 0 ? ms_fd_file(task, ret) : NULL;
 	/* enforcement first: the kill never waits for ring space */
 	__u32 flags = file ? ms_enforce_open(file, session) : 0;
-
-	struct ms_open *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
-	if (!e) {
-		ms_count_drop(MS_EV_OPEN);
-		return 0;
-	}
-	ms_fill_header(&e->h, MS_EV_OPEN, task, session);
-	e->ret = ret;
-	e->flags = a.flags;
-	e->mode = a.mode;
-	e->syscall = a.sys;
-	e->dev = 0;
-	e->ino = 0;
-	e->path_off = 0;
-	e->path_len = 0;
-
-	if (file) {
-		__u32 off = ms_file_path(e->path, file, &flags);
-		e->path_off = off;
-		e->path_len = MS_PATH_MAX - off;
-		ms_file_id(file, &e->dev, &e->ino);
-	} else if (a.path) {
-		long n = bpf_probe_read_user_str(e->path, MS_PATH_MAX, (void *)a.path);
-		e->path_len = n > 0 ? n - 1 : 0;
-		flags |= MS_F_UNRESOLVED;
-	}
-	e->h.flags = flags;
-	bpf_ringbuf_submit(e, ms_wakeup());
+	ms_emit_open(file, &a, ret, flags, session);
 	return 0;
+}
+
+/*
+ * BPF LSM (where the kernel has it active, and under --enforce): a watched
+ * server's open of a protected file is refused before the file is opened,
+ * whichever way the open came (any open syscall, io_uring's openat, exec's
+ * open of its binary). The record is written here, with the path and
+ * identity of the file that was refused; the syscall then fails with
+ * EPERM, and a kill rule also kills.
+ */
+SEC("lsm/file_open")
+int BPF_PROG(ms_lsm_file_open, struct file *file, int ret)
+{
+	if (ret)
+		return ret;
+	struct ms_watch *w = ms_watched_current();
+	struct ms_verdict v;
+	if (!ms_enf_applies(w) || !ms_file_verdict(file, &v))
+		return 0;
+	__u32 session = w->session;
+	__u32 flags = ms_lsm_deny(&v, session, MS_ENF_DENY_OPEN);
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&DENIED, &tid, &v, BPF_ANY);
+
+	struct ms_open_args a = {};
+	ms_open_args_of((int)BPF_CORE_READ(ms_user_regs(), orig_ax), ms_user_regs(), &a);
+	a.flags = BPF_CORE_READ(file, f_flags);
+	ms_emit_open(file, &a, -MS_EPERM, flags, session);
+	return -MS_EPERM;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -43,6 +43,57 @@ int BPF_PROG(ms_sched_process_fork, struct task_struct *parent, struct task_stru
 	return 0;
 }
 
+/*
+ * The exec record of p running bprm. The file the new image runs from is
+ * bprm->file: for a script, the interpreter binfmt_script put there, not
+ * the path the caller passed. argv is read from the new image's memory,
+ * so only once it is installed (`argv`: at sched_process_exec, not at
+ * the LSM check, where the old image is still current).
+ */
+static __always_inline void ms_emit_exec(struct task_struct *p, struct linux_binprm *bprm,
+					 struct ms_watch *w, __u32 flags, pid_t old_pid, int argv)
+{
+	struct file *file = BPF_CORE_READ(bprm, file);
+	struct ms_exec *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
+	if (!e) {
+		ms_count_drop(MS_EV_EXEC);
+		return;
+	}
+	ms_fill_header(&e->h, MS_EV_EXEC, p, w->session);
+	e->old_tid = old_pid;
+	ms_file_id(file, &e->dev, &e->ino);
+	e->exe_off = ms_file_path(e->exe, file, &flags);
+	e->cwd_off = ms_path_build(e->cwd, BPF_CORE_READ(p, fs, pwd.dentry),
+				   BPF_CORE_READ(p, fs, pwd.mnt), &flags);
+
+	/* bprm->interp differs from bprm->filename once a binfmt handler
+	 * (#! or binfmt_misc) has redirected the exec to an interpreter. */
+	const char *filename = BPF_CORE_READ(bprm, filename);
+	if (BPF_CORE_READ(bprm, interp) != filename)
+		flags |= MS_F_SCRIPT;
+	long n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), filename);
+	e->filename_len = n > 0 ? n - 1 : 0;
+
+	__u64 len = 0;
+	if (argv) {
+		struct mm_struct *mm = BPF_CORE_READ(p, mm);
+		__u64 start = BPF_CORE_READ(mm, arg_start);
+		len = BPF_CORE_READ(mm, arg_end) - start;
+		if (len > MS_ARGV_MAX) {
+			len = MS_ARGV_MAX;
+			flags |= MS_F_ARGV_TRUNC;
+		}
+		if (bpf_probe_read_user(e->argv, len, (void *)start))
+			len = 0;
+	}
+	e->argv_len = len;
+	/* a candidate's root says why it is one (MS_F_CAND_*) */
+	if (w->session == BPF_CORE_READ(p, tgid))
+		flags |= w->flags & (MS_F_CAND_CLIENT | MS_F_CAND_PIPES);
+	e->h.flags = flags;
+	bpf_ringbuf_submit(e, ms_wakeup());
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(ms_sched_process_exec, struct task_struct *p, pid_t old_pid, struct linux_binprm *bprm)
 {
@@ -54,49 +105,32 @@ int BPF_PROG(ms_sched_process_exec, struct task_struct *p, pid_t old_pid, struct
 	}
 	if (!w)
 		return 0;
-
-	/* The file the new image runs from: for a script, the interpreter
-	 * binfmt_script put in bprm->file, not the path the caller passed.
-	 * Enforcement first: the kill never waits for ring space. */
-	struct file *file = bprm->file;
-	__u32 flags = ms_enforce_exec(file, w);
-
-	struct ms_exec *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
-	if (!e) {
-		ms_count_drop(MS_EV_EXEC);
-		return 0;
-	}
-	ms_fill_header(&e->h, MS_EV_EXEC, p, w->session);
-	e->old_tid = old_pid;
-	ms_file_id(file, &e->dev, &e->ino);
-	e->exe_off = ms_file_path(e->exe, file, &flags);
-	e->cwd_off = ms_path_build(e->cwd, BPF_CORE_READ(p, fs, pwd.dentry),
-				   BPF_CORE_READ(p, fs, pwd.mnt), &flags);
-
-	/* bprm->interp differs from bprm->filename once a binfmt handler
-	 * (#! or binfmt_misc) has redirected the exec to an interpreter. */
-	const char *filename = bprm->filename;
-	if (bprm->interp != filename)
-		flags |= MS_F_SCRIPT;
-	long n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), filename);
-	e->filename_len = n > 0 ? n - 1 : 0;
-
-	struct mm_struct *mm = p->mm;
-	__u64 start = BPF_CORE_READ(mm, arg_start);
-	__u64 len = BPF_CORE_READ(mm, arg_end) - start;
-	if (len > MS_ARGV_MAX) {
-		len = MS_ARGV_MAX;
-		flags |= MS_F_ARGV_TRUNC;
-	}
-	if (bpf_probe_read_user(e->argv, len, (void *)start))
-		len = 0;
-	e->argv_len = len;
-	/* a candidate's root says why it is one (MS_F_CAND_*) */
-	if (w->session == p->tgid)
-		flags |= w->flags & (MS_F_CAND_CLIENT | MS_F_CAND_PIPES);
-	e->h.flags = flags;
-	bpf_ringbuf_submit(e, ms_wakeup());
+	/* enforcement first: the kill never waits for ring space */
+	__u32 flags = ms_enforce_exec(bprm->file, w);
+	ms_emit_exec(p, bprm, w, flags, old_pid, 1);
 	return 0;
+}
+
+/*
+ * BPF LSM (where the kernel has it active, and under --enforce): a watched
+ * server's exec of a forbidden file is refused before the new program
+ * runs. Called once per binfmt attempt, so a script's interpreter is
+ * checked too. The record is written here (no argv: the new image is not
+ * installed); execve fails with EPERM, and a kill rule also kills.
+ */
+SEC("lsm/bprm_check_security")
+int BPF_PROG(ms_lsm_bprm_check_security, struct linux_binprm *bprm, int ret)
+{
+	if (ret)
+		return ret;
+	struct task_struct *p = (struct task_struct *)bpf_get_current_task();
+	struct ms_watch *w = ms_watched(p, bpf_get_current_pid_tgid() >> 32);
+	struct ms_verdict v;
+	if (!ms_enf_applies(w) || !ms_exec_verdict(bprm->file, &v))
+		return 0;
+	__u32 flags = ms_lsm_deny(&v, w->session, MS_ENF_DENY_EXEC);
+	ms_emit_exec(p, bprm, w, flags, 0, 0);
+	return -MS_EPERM;
 }
 
 SEC("tp_btf/sched_process_exit")

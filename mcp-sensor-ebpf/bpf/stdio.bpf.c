@@ -47,7 +47,7 @@ struct ms_io {
  * server, else not at all. No real server replaces its channel's fd while
  * another thread transfers on it.
  */
-static __always_inline int ms_io_at_exit(long ret, struct ms_io *io, __u32 dir, __u32 iov,
+static __always_inline int ms_io_at_exit(long ret, int nr, struct ms_io *io, __u32 dir, __u32 iov,
 					 struct ms_chan **chanp)
 {
 	if (ret <= 0)
@@ -55,7 +55,9 @@ static __always_inline int ms_io_at_exit(long ret, struct ms_io *io, __u32 dir, 
 	struct ms_watch *w = ms_watched_current();
 	if (!w)
 		return 0;
-	struct pt_regs *regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	struct pt_regs *regs = ms_user_regs();
+	if (!ms_regs_ok(regs, nr))
+		return 0;
 	__u64 fd = BPF_CORE_READ(regs, di);
 	struct file *file = ms_fd_file((struct task_struct *)bpf_get_current_task(), fd);
 	if (!file)
@@ -84,7 +86,9 @@ static __always_inline int ms_io_at_exit(long ret, struct ms_io *io, __u32 dir, 
 
 /* One span to capture, chunk i covering [i * MS_CHUNK_LARGE, ...). The
  * callback never writes it: with an unchanging stack the verifier checks
- * the step once instead of once per chunk. */
+ * the step once instead of once per chunk (kernels that verify bpf_loop
+ * callbacks until their state converges, 6.8+, never converge on offsets
+ * that grow by a known chunk each step). */
 struct ms_emit {
 	__u64 ptr;   /* user address of the span */
 	__u64 len;   /* bytes in the span */
@@ -119,10 +123,10 @@ struct ms_emit {
 		e->offset = x->off + at;                                       \
 		e->fd = in->fd;                                                \
 		e->_pad1 = 0;                                                  \
-		bpf_ringbuf_submit(e, ms_wakeup());                                      \
+		bpf_ringbuf_submit(e, ms_wakeup());                            \
 	} while (0)
 
-static long ms_emit_chunk(__u64 i, struct ms_emit *x)
+MS_LOOP_CB ms_emit_chunk(__u64 i, struct ms_emit *x)
 {
 	struct ms_io *in = x->in;
 	__u64 at = i * MS_CHUNK_LARGE;
@@ -140,10 +144,28 @@ static long ms_emit_chunk(__u64 i, struct ms_emit *x)
 	return 0;
 }
 
-static __always_inline void ms_emit_span(struct ms_emit *x)
+/*
+ * Chunks per span. The compat object's loops are walked by the verifier
+ * step by step, so their counts are small constants: a plain buffer gets
+ * MS_COMPAT_CHUNKS chunks, each vector of a readv/writev
+ * MS_COMPAT_IOV_CHUNKS (features.rs: COMPAT_STDIO_CAP). Bytes past them
+ * are counted as MS_CNT_STDIO_CAP: a visible gap.
+ */
+#define MS_COMPAT_CHUNKS 32
+#define MS_COMPAT_IOV_CHUNKS 4
+
+/* Captures the span, up to `n` chunks (n: a constant in the compat
+ * object); returns the bytes left uncaptured. */
+#if MS_COMPAT
+static __always_inline __u64 ms_span_left(struct ms_emit *x, __u64 chunks)
 {
-	bpf_loop((ms_stdio_cap / MS_CHUNK_LARGE) + 2, ms_emit_chunk, x, 0);
+	__u64 most = chunks * MS_CHUNK_LARGE;
+	return x->len > most ? x->len - most : 0;
 }
+#define ms_emit_span(x, n) ({ ms_loop((n), ms_emit_chunk, (x)); ms_span_left((x), (n)); })
+#else
+#define ms_emit_span(x, n) ({ ms_loop((ms_stdio_cap / MS_CHUNK_LARGE) + 2, ms_emit_chunk, (x)); 0; })
+#endif
 
 /* The first transfer of a direction on a candidate channel (discover.bpf.h):
  * returns 1 when it rejected the candidate and nothing is to be captured. */
@@ -165,17 +187,17 @@ static __always_inline int ms_reject_first(struct ms_io *in, struct ms_chan_key 
 	return 1;
 }
 
-static __always_inline int ms_io_exit(long ret, __u32 sysdir, __u32 iov)
+static __always_inline int ms_io_exit(long ret, int nr, __u32 sysdir, __u32 iov)
 {
 	struct ms_io io = {}, *in = &io;
 	struct ms_chan *chan = NULL;
-	if (!ms_io_at_exit(ret, in, sysdir, iov, &chan))
+	if (!ms_io_at_exit(ret, nr, in, sysdir, iov, &chan))
 		return 0;
 	struct ms_chan_key key = { .ino = in->chan_ino, .dev = in->chan_dev };
 	__u32 dir = in->syscall & 1;
-	__u64 base = __sync_fetch_and_add(&chan->off[dir], (__u64)ret);
+	__u64 base = ms_fetch_add(&chan->off[dir], (__u64)ret);
 	if (base == 0 && (chan->flags & MS_CH_CANDIDATE) && ms_reject_first(in, &key, (__u64)ret, dir))
-		goto out;
+		return 0;
 
 	__u64 want = ret;
 	if (want > ms_stdio_cap) {
@@ -183,10 +205,11 @@ static __always_inline int ms_io_exit(long ret, __u32 sysdir, __u32 iov)
 		want = ms_stdio_cap;
 	}
 	struct ms_emit x = { .off = base, .in = in };
+	__u64 lost = 0;
 	if (!(in->flags & MS_IO_IOV)) {
 		x.ptr = in->arg[0];
 		x.len = want;
-		ms_emit_span(&x);
+		lost = ms_emit_span(&x, MS_COMPAT_CHUNKS);
 		goto out;
 	}
 	for (int i = 0; i < MS_IOV_MAX && i < in->arg[1] && want > 0; i++) {
@@ -196,13 +219,14 @@ static __always_inline int ms_io_exit(long ret, __u32 sysdir, __u32 iov)
 		__u64 take = iov.iov_len < want ? iov.iov_len : want;
 		x.ptr = (__u64)iov.iov_base;
 		x.len = take;
-		ms_emit_span(&x);
+		lost += ms_emit_span(&x, MS_COMPAT_IOV_CHUNKS);
 		x.off += take;
 		want -= take;
 	}
-	if (want > 0)
-		ms_count(MS_CNT_STDIO_CAP, want); /* more than MS_IOV_MAX vectors */
+	lost += want; /* more than MS_IOV_MAX vectors */
 out:
+	if (lost > 0)
+		ms_count(MS_CNT_STDIO_CAP, lost);
 	return 0;
 }
 
@@ -242,7 +266,7 @@ int ms_stdio_exits(struct trace_event_raw_sys_exit *ctx)
 	default:
 		return 0;
 	}
-	return ms_io_exit(ctx->ret, dir, iov);
+	return ms_io_exit(ctx->ret, ms_exit_nr(ctx), dir, iov);
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

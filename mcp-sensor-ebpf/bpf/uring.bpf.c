@@ -12,8 +12,8 @@
 SEC("tp_btf/io_uring_create")
 int BPF_PROG(ms_io_uring_create, int fd, void *ring, __u32 sq_entries, __u32 cq_entries, __u32 flags)
 {
-	struct task_struct *t = bpf_get_current_task_btf();
-	struct ms_watch *w = ms_watched(t, t->tgid);
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct ms_watch *w = ms_watched(t, bpf_get_current_pid_tgid() >> 32);
 	if (!w)
 		return 0;
 

@@ -43,6 +43,7 @@ pub const CNT_INFLIGHT_FULL: u32 = 0;
 pub const CNT_WATCH_FULL: u32 = 1;
 pub const CNT_STDIO_CAP: u32 = 2;
 pub const CNT_STDIO_FAULT: u32 = 3;
+pub const CNT_REGS: u32 = 4;
 pub const CNT_MAX: u32 = 8;
 
 /// Kernel-internal dev_t (`MAJOR << 20 | MINOR`, what BPF reads from
@@ -78,6 +79,7 @@ pub fn counter_name(c: u32) -> Option<&'static str> {
         CNT_WATCH_FULL => "watch_map_full",
         CNT_STDIO_CAP => "stdio_bytes_over_cap",
         CNT_STDIO_FAULT => "stdio_bytes_unreadable",
+        CNT_REGS => "saved_registers_not_found",
         _ => return None,
     })
 }
@@ -270,6 +272,8 @@ pub const ENF_KILL_EXEC: u32 = 1;
 pub const ENF_KILL_CONNECT: u32 = 2;
 pub const ENF_DENY_CONNECT: u32 = 3;
 pub const ENF_KILL_ROOT: u32 = 4;
+pub const ENF_DENY_OPEN: u32 = 5;
+pub const ENF_DENY_EXEC: u32 = 6;
 pub const ENF_MAX: u32 = 8;
 
 #[repr(C)]
@@ -479,12 +483,14 @@ mod tests {
             ("MS_EV_KIND_MAX", EV_KIND_MAX), ("MS_CHUNK_SMALL", CHUNK_SMALL as u32),
             ("MS_CHUNK_LARGE", CHUNK_LARGE as u32), ("MS_PATH_MAX", PATH_MAX as u32),
             ("MS_CNT_MAX", CNT_MAX as u32), ("MS_CNT_STDIO_FAULT", CNT_STDIO_FAULT),
+            ("MS_CNT_REGS", CNT_REGS),
             ("MS_SYS_OPEN_BY_HANDLE_AT", SYS_OPEN_BY_HANDLE_AT),
             ("MS_F_RULE_SHIFT", F_RULE_SHIFT), ("MS_DIR_SLOTS", DIR_SLOTS),
             ("MS_NAME_PART", NAME_PART as u32), ("MS_NET_PORTS", NET_PORTS),
             ("MS_ENF_KILL_OPEN", ENF_KILL_OPEN), ("MS_ENF_KILL_EXEC", ENF_KILL_EXEC),
             ("MS_ENF_KILL_CONNECT", ENF_KILL_CONNECT), ("MS_ENF_DENY_CONNECT", ENF_DENY_CONNECT),
             ("MS_ENF_KILL_ROOT", ENF_KILL_ROOT), ("MS_ENF_MAX", ENF_MAX),
+            ("MS_ENF_DENY_OPEN", ENF_DENY_OPEN), ("MS_ENF_DENY_EXEC", ENF_DENY_EXEC),
             ("MS_EV_CHAN_REJECT", EV_CHAN_REJECT),
         ] {
             assert_eq!(define(name), v.to_string(), "{name}");

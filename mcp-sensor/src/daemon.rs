@@ -130,6 +130,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         detector.enable_enforcement(&mut sensor)?;
     }
     let mut pipeline = Pipeline::new(out, procs, sessions, detector);
+    pipeline.emit_start(&sensor.plan, "run");
     pipeline.gate = Some(Gate::new(cfg.discovery.max_held_events));
     let (clients, running) = adopt_running(&cfg, &mut sensor, &mut pipeline)?;
 

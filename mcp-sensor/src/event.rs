@@ -103,6 +103,16 @@ pub enum Body {
         /// Signal that killed it, else `null`.
         signal: Option<i32>,
     },
+    /// The first line a sensor writes: which kernel, which hooks, what
+    /// is reduced on it (docs/events.md).
+    #[serde(rename = "sensor_start")]
+    SensorStart {
+        version: &'static str,
+        /// `exec` or `run`.
+        mode: &'static str,
+        #[serde(flatten)]
+        plan: crate::features::Plan,
+    },
     /// Losses since the previous `drops` line; see docs/events.md.
     Drops(Drops),
     /// One JSON-RPC message on a watched server's stdio channel.

@@ -224,7 +224,9 @@ fn prepare(args: &ExecArgs) -> Result<std::result::Result<(Sensor, Held, Pipelin
     match setup() {
         Ok(sessions) => {
             procs.observe(pid, std::process::id(), 0, "mcp-sensor");
-            Ok(Ok((sensor, held, Pipeline::new(out, procs, sessions, detector), rule_files)))
+            let mut pipeline = Pipeline::new(out, procs, sessions, detector);
+            pipeline.emit_start(&sensor.plan, "exec");
+            Ok(Ok((sensor, held, pipeline, rule_files)))
         }
         Err(e) => {
             kill_held(&held);

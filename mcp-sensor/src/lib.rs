@@ -19,6 +19,7 @@ pub mod doctor;
 pub mod drops;
 pub mod enforce;
 pub mod event;
+pub mod features;
 pub mod exec_cmd;
 pub mod investigate;
 pub mod loader;

@@ -10,7 +10,8 @@
 
 use crate::abi::{self, ms_chan, ms_chan_key, ms_comm_key, ms_watch};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
-use aya::programs::{BtfTracePoint, CgroupAttachMode, Program, TracePoint};
+use crate::features::{Object, Plan, Probed};
+use aya::programs::{BtfTracePoint, CgroupAttachMode, Lsm, Program, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use std::path::Path;
 
@@ -50,6 +51,12 @@ pub enum LoadError {
     Object { source: aya::EbpfError, hint: &'static str },
     #[error("loading program {name} failed: {source}\nhint: {hint}")]
     Program { name: String, source: aya::programs::ProgramError, hint: &'static str },
+    #[error(
+        "the kernel's verifier refused program {name} on Linux {kernel}: this is a bug in \
+         mcp-sensor, not in your setup; please report it with the output of \
+         `mcp-sensor doctor --json`\nverifier log (end):\n{log}"
+    )]
+    Verifier { name: String, kernel: String, log: String },
     #[error("attaching program {name} to {target} failed: {source}\nhint: {hint}")]
     Attach { name: String, target: String, source: aya::programs::ProgramError, hint: &'static str },
     #[error("registering the ring buffer with the event loop: {0}")]
@@ -67,18 +74,38 @@ pub enum LoadError {
 
 fn hint_for(errno: Option<i32>) -> &'static str {
     match errno {
+        // root is checked before loading: an EPERM now is not about privileges
         Some(libc::EPERM) | Some(libc::EACCES) => {
-            "the kernel refused: run as root; under lockdown=confidentiality or with \
-             kernel.unprivileged_bpf_disabled, BPF tracing is not allowed"
+            "the kernel refused BPF to root: lockdown=confidentiality, a container's seccomp \
+             profile or a missing capability (CAP_BPF, CAP_PERFMON, CAP_SYS_ADMIN) forbids it; \
+             `mcp-sensor doctor` says which"
         }
         Some(libc::E2BIG) | Some(libc::ENOSPC) => {
-            "the verifier ran out of room: this kernel may be older than the sensor supports (6.1+)"
+            "the verifier ran out of room: this is a bug in mcp-sensor; please report it with \
+             the output of `mcp-sensor doctor --json`"
         }
         Some(libc::ENOENT) => {
             "a tracepoint or kernel type is missing: run `mcp-sensor doctor` to see what this kernel lacks"
         }
         _ => "run `mcp-sensor doctor` to see which kernel features are present",
     }
+}
+
+/// Lines of a verifier log kept in the error: the refusal is at the end.
+const VERIFIER_TAIL: usize = 40;
+
+/// A program's load error: a verifier refusal (a log explains it) is the
+/// sensor's bug on this kernel, anything else gets the errno's hint.
+fn program_error(name: &str, source: aya::programs::ProgramError) -> LoadError {
+    if let aya::programs::ProgramError::LoadError { verifier_log, .. } = &source {
+        let log = format!("{verifier_log:?}");
+        if !log.trim().is_empty() {
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = lines[lines.len().saturating_sub(VERIFIER_TAIL)..].join("\n");
+            return LoadError::Verifier { name: name.to_string(), kernel: crate::features::kernel_release(), log: tail };
+        }
+    }
+    LoadError::Program { hint: hint_for(errno_of(&source)), name: name.to_string(), source }
 }
 
 fn errno_of(e: &(dyn std::error::Error + 'static)) -> Option<i32> {
@@ -110,6 +137,8 @@ fn ensure_tracefs() {
 pub struct Sensor {
     ebpf: Ebpf,
     pub attached: Vec<String>,
+    /// The hooks and mechanisms chosen for this kernel.
+    pub plan: Plan,
 }
 
 pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
@@ -125,12 +154,19 @@ pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
     }
     ensure_tracefs();
     let btf = Btf::from_sys_fs().map_err(|_| LoadError::NoBtf)?;
+    let plan = Plan::for_kernel(&Probed::probe());
+    let (object, stdio_cap) = match plan.object {
+        Object::Full => (mcp_sensor_ebpf::object(), opts.stdio_cap),
+        Object::Compat => (mcp_sensor_ebpf::compat_object(), opts.stdio_cap.min(plan.stdio_cap_max)),
+    };
+    let lsm = opts.enforce && plan.lsm();
     let mut ebpf = EbpfLoader::new()
         .btf(Some(&btf))
-        .override_global("ms_stdio_cap", &opts.stdio_cap, true)
+        .override_global("ms_stdio_cap", &stdio_cap, true)
         .override_global("ms_discover_flags", &opts.discover, true)
+        .override_global("ms_lsm_enforce", &u32::from(lsm), true)
         .map_max_entries("EVENTS", opts.ring_bytes)
-        .load(mcp_sensor_ebpf::object())
+        .load(object)
         .map_err(|source| {
             let hint = hint_for(errno_of(&source));
             LoadError::Object { source, hint }
@@ -145,11 +181,7 @@ pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
             continue;
         }
         let prog = ebpf.program_mut(&name).expect("listed above");
-        let program_err = |source: aya::programs::ProgramError| LoadError::Program {
-            hint: hint_for(errno_of(&source)),
-            name: name.clone(),
-            source,
-        };
+        let program_err = |source: aya::programs::ProgramError| program_error(&name, source);
         let attach_err = |target: &str, source: aya::programs::ProgramError| LoadError::Attach {
             hint: hint_for(errno_of(&source)),
             name: name.clone(),
@@ -183,11 +215,21 @@ pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
                 p.load().map_err(program_err)?;
                 p.attach(dir, CgroupAttachMode::Single).map_err(|e| attach_err(&root, e))?;
             }
+            // BPF LSM: only under --enforce, where the kernel has it active
+            Program::Lsm(p) => {
+                if !lsm {
+                    continue;
+                }
+                let p: &mut Lsm = p;
+                let hook = target.strip_prefix("lsm_").unwrap_or(&target).to_string();
+                p.load(&hook, &btf).map_err(program_err)?;
+                p.attach().map_err(|e| attach_err(&hook, e))?;
+            }
             _ => continue,
         }
         attached.push(target);
     }
-    Ok(Sensor { ebpf, attached })
+    Ok(Sensor { ebpf, attached, plan })
 }
 
 /// `pids`, plus every pid of `session` in the watched map unless `complete`.
@@ -236,6 +278,7 @@ impl Drop for Sensor {
                         Program::TracePoint(p) => p.unload(),
                         Program::BtfTracePoint(p) => p.unload(),
                         Program::CgroupSockAddr(p) => p.unload(),
+                        Program::Lsm(p) => p.unload(),
                         _ => Ok(()),
                     };
                 });

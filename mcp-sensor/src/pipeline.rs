@@ -253,6 +253,18 @@ impl Pipeline {
     }
 
     fn emit_drops(&mut self, d: crate::event::Drops) {
+        self.emit_own(Body::Drops(d));
+    }
+
+    /// The `sensor_start` line: the first this sensor writes, and on
+    /// stderr the same in one line.
+    pub fn emit_start(&mut self, plan: &crate::features::Plan, mode: &'static str) {
+        eprintln!("mcp-sensor: {}", plan.summary());
+        self.emit_own(Body::SensorStart { version: env!("CARGO_PKG_VERSION"), mode, plan: plan.clone() });
+    }
+
+    /// A line about the sensor itself (its own pid, no server).
+    fn emit_own(&mut self, body: Body) {
         let pid = std::process::id();
         let now = Clock::boot_ns();
         let ev = Event {
@@ -264,7 +276,7 @@ impl Pipeline {
             uid: 0,
             comm: "mcp-sensor".into(),
             exe: std::env::current_exe().ok().map(|p| p.display().to_string()),
-            body: Body::Drops(d),
+            body,
             server: None,
             tool_call: None,
         };

@@ -42,7 +42,9 @@ fn dir_rule(p: &NamePattern, v: &Verdict) -> ms_dir_rule {
         ..Default::default()
     };
     r.prefix[..p.prefix.len()].copy_from_slice(p.prefix.as_bytes());
-    r.suffix[..p.suffix.len()].copy_from_slice(p.suffix.as_bytes());
+    // right-aligned, as the kernel compares it with the name's tail (abi.h)
+    let at = r.suffix.len() - p.suffix.len();
+    r.suffix[at..].copy_from_slice(p.suffix.as_bytes());
     r
 }
 

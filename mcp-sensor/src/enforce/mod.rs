@@ -42,12 +42,14 @@ pub fn cgroup2_root() -> Option<String> {
 
 /// [`Enforcer::kernel_counts`] by name, for the final `drops` line.
 pub fn named_counts(counts: &[u64]) -> std::collections::BTreeMap<String, u64> {
-    const NAMES: [(u32, &str); 5] = [
+    const NAMES: [(u32, &str); 7] = [
         (abi::ENF_KILL_OPEN, "kill_open"),
         (abi::ENF_KILL_EXEC, "kill_exec"),
         (abi::ENF_KILL_CONNECT, "kill_connect"),
         (abi::ENF_DENY_CONNECT, "deny_connect"),
         (abi::ENF_KILL_ROOT, "kill_server_root"),
+        (abi::ENF_DENY_OPEN, "deny_open"),
+        (abi::ENF_DENY_EXEC, "deny_exec"),
     ];
     NAMES.iter().map(|&(i, name)| (name.to_string(), counts.get(i as usize).copied().unwrap_or(0))).collect()
 }
