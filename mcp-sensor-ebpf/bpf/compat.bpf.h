@@ -97,4 +97,17 @@ static __always_inline __u64 ms_fetch_add(__u64 *p, __u64 v)
 #endif
 }
 
+/*
+ * Before a size is clamped to at most `most` for a helper: 5.10's verifier
+ * keeps no signed lower bound through the clamp alone ("R2 min value is
+ * negative"), so the compat object masks first. The full object does not:
+ * on 6.8+ the mask's wider range kept bpf_loop callback states from
+ * converging.
+ */
+#if MS_COMPAT
+#define MS_SIZE_BOUND(n, most) ((n) &= 2 * (most) - 1)
+#else
+#define MS_SIZE_BOUND(n, most) ((void)0)
+#endif
+
 #endif /* MCP_SENSOR_COMPAT_BPF_H */

@@ -105,6 +105,7 @@ struct ms_emit {
 		}                                                              \
 		__u64 n = step;                                                \
 		barrier_var(n);                                                \
+		MS_SIZE_BOUND(n, CLS);                                         \
 		if (n > (CLS))                                                 \
 			n = (CLS);                                             \
 		if (bpf_probe_read_user(e->data, n, (void *)(x->ptr + at))) {  \
@@ -126,7 +127,8 @@ struct ms_emit {
 		bpf_ringbuf_submit(e, ms_wakeup());                            \
 	} while (0)
 
-MS_LOOP_CB ms_emit_chunk(__u64 i, struct ms_emit *x)
+#if !MS_COMPAT
+static long ms_emit_chunk(__u64 i, struct ms_emit *x)
 {
 	struct ms_io *in = x->in;
 	__u64 at = i * MS_CHUNK_LARGE;
@@ -143,28 +145,131 @@ MS_LOOP_CB ms_emit_chunk(__u64 i, struct ms_emit *x)
 		MS_EMIT_CLASS(MS_CHUNK_LARGE);
 	return 0;
 }
+#endif
 
-/*
- * Chunks per span. The compat object's loops are walked by the verifier
- * step by step, so their counts are small constants: a plain buffer gets
- * MS_COMPAT_CHUNKS chunks, each vector of a readv/writev
- * MS_COMPAT_IOV_CHUNKS (features.rs: COMPAT_STDIO_CAP). Bytes past them
- * are counted as MS_CNT_STDIO_CAP: a visible gap.
- */
-#define MS_COMPAT_CHUNKS 32
-#define MS_COMPAT_IOV_CHUNKS 4
-
-/* Captures the span, up to `n` chunks (n: a constant in the compat
- * object); returns the bytes left uncaptured. */
 #if MS_COMPAT
-static __always_inline __u64 ms_span_left(struct ms_emit *x, __u64 chunks)
+/*
+ * Compat: no bpf_loop, so the capture is one bounded loop the verifier
+ * walks step by step, each step a chunk or the taking up of an iovec. Its
+ * state lives in a per-CPU map value, read back as unknown at each step,
+ * so the states of a step's outcomes prune (tracked on the stack, 32
+ * chunks did not verify in 1M instructions on 5.10). Per CPU is safe
+ * there: these kernels run tracepoint programs with preemption disabled.
+ * At most MS_COMPAT_STEPS steps: a plain buffer's first 48 chunks, a
+ * readv/writev's at least 32 (features.rs: COMPAT_STDIO_CAP); the rest is
+ * counted as MS_CNT_STDIO_CAP, a visible gap.
+ */
+#define MS_COMPAT_STEPS 48
+
+struct ms_emit_state {
+	__u64 ptr;      /* next byte of the current span */
+	__u64 left;     /* bytes left in the current span */
+	__u64 want;     /* bytes left to capture in all */
+	__u64 off;      /* channel offset of ptr */
+	__u64 iovs;     /* the iovec array; 0: a plain buffer */
+	__u32 iovcnt;
+	__u32 iov;      /* next iovec to take up */
+	/* the record's fields, named as in struct ms_io for MS_EMIT_CLASS */
+	__u32 session;
+	__u32 fd;
+	__u32 syscall;
+	__u32 chan_dev;
+	__u64 chan_ino;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ms_emit_state);
+} EMIT_STATE SEC(".maps");
+
+static __always_inline long ms_emit_step(struct ms_emit_state *x)
 {
-	__u64 most = chunks * MS_CHUNK_LARGE;
-	return x->len > most ? x->len - most : 0;
+	struct ms_emit_state *in = x;
+	__u64 at = 0;
+	if (x->want == 0)
+		return 1;
+	if (x->left == 0) {
+		__u32 v = x->iov;
+		if (!x->iovs || v >= MS_IOV_MAX || v >= x->iovcnt)
+			return 1;
+		struct iovec iov = {};
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(x->iovs + v * sizeof(iov))))
+			return 1;
+		x->iov = v + 1;
+		x->ptr = (__u64)iov.iov_base;
+		x->left = iov.iov_len < x->want ? iov.iov_len : x->want;
+		return 0;
+	}
+	__u64 step = x->left < MS_CHUNK_LARGE ? x->left : MS_CHUNK_LARGE;
+	if (step <= MS_CHUNK_SMALL)
+		MS_EMIT_CLASS(MS_CHUNK_SMALL);
+	else
+		MS_EMIT_CLASS(MS_CHUNK_LARGE);
+	x->ptr += step;
+	x->left -= step;
+	x->want -= step;
+	x->off += step;
+	return 0;
 }
-#define ms_emit_span(x, n) ({ ms_loop((n), ms_emit_chunk, (x)); ms_span_left((x), (n)); })
+
+/* Captures `want` bytes of the transfer from channel offset `base`;
+ * returns the bytes not captured. */
+static __always_inline __u64 ms_capture(struct ms_io *in, __u64 want, __u64 base)
+{
+	__u32 zero = 0;
+	struct ms_emit_state *x = bpf_map_lookup_elem(&EMIT_STATE, &zero);
+	if (!x)
+		return want;
+	int iov = in->flags & MS_IO_IOV;
+	x->ptr = iov ? 0 : in->arg[0];
+	x->left = iov ? 0 : want;
+	x->want = want;
+	x->off = base;
+	x->iovs = iov ? in->arg[0] : 0;
+	x->iovcnt = in->arg[1];
+	x->iov = 0;
+	x->session = in->session;
+	x->fd = in->fd;
+	x->syscall = in->syscall;
+	x->chan_dev = in->chan_dev;
+	x->chan_ino = in->chan_ino;
+	for (__u32 i = 0; i < MS_COMPAT_STEPS; i++)
+		if (ms_emit_step(x))
+			break;
+	return x->want;
+}
 #else
-#define ms_emit_span(x, n) ({ ms_loop((ms_stdio_cap / MS_CHUNK_LARGE) + 2, ms_emit_chunk, (x)); 0; })
+/* Captures `want` bytes of the transfer from channel offset `base`, a
+ * bpf_loop per span; returns the bytes not captured. */
+static __always_inline void ms_emit_span(struct ms_emit *x)
+{
+	bpf_loop((ms_stdio_cap / MS_CHUNK_LARGE) + 2, ms_emit_chunk, x, 0);
+}
+
+static __always_inline __u64 ms_capture(struct ms_io *in, __u64 want, __u64 base)
+{
+	struct ms_emit x = { .off = base, .in = in };
+	if (!(in->flags & MS_IO_IOV)) {
+		x.ptr = in->arg[0];
+		x.len = want;
+		ms_emit_span(&x);
+		return 0;
+	}
+	for (int i = 0; i < MS_IOV_MAX && i < in->arg[1] && want > 0; i++) {
+		struct iovec iov = {};
+		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(in->arg[0] + i * sizeof(iov))))
+			break;
+		__u64 take = iov.iov_len < want ? iov.iov_len : want;
+		x.ptr = (__u64)iov.iov_base;
+		x.len = take;
+		ms_emit_span(&x);
+		x.off += take;
+		want -= take;
+	}
+	return want; /* more than MS_IOV_MAX vectors */
+}
 #endif
 
 /* The first transfer of a direction on a candidate channel (discover.bpf.h):
@@ -204,27 +309,7 @@ static __always_inline int ms_io_exit(long ret, int nr, __u32 sysdir, __u32 iov)
 		ms_count(MS_CNT_STDIO_CAP, want - ms_stdio_cap);
 		want = ms_stdio_cap;
 	}
-	struct ms_emit x = { .off = base, .in = in };
-	__u64 lost = 0;
-	if (!(in->flags & MS_IO_IOV)) {
-		x.ptr = in->arg[0];
-		x.len = want;
-		lost = ms_emit_span(&x, MS_COMPAT_CHUNKS);
-		goto out;
-	}
-	for (int i = 0; i < MS_IOV_MAX && i < in->arg[1] && want > 0; i++) {
-		struct iovec iov = {};
-		if (bpf_probe_read_user(&iov, sizeof(iov), (void *)(in->arg[0] + i * sizeof(iov))))
-			break;
-		__u64 take = iov.iov_len < want ? iov.iov_len : want;
-		x.ptr = (__u64)iov.iov_base;
-		x.len = take;
-		lost += ms_emit_span(&x, MS_COMPAT_IOV_CHUNKS);
-		x.off += take;
-		want -= take;
-	}
-	lost += want; /* more than MS_IOV_MAX vectors */
-out:
+	__u64 lost = ms_capture(in, want, base);
 	if (lost > 0)
 		ms_count(MS_CNT_STDIO_CAP, lost);
 	return 0;

@@ -18,13 +18,23 @@ pub enum Command {
     Exec(ExecArgs),
     /// Watch the whole host: find MCP servers nobody wrapped, log to a durable rotating log.
     Run(RunArgs),
-    /// Check which kernel features the sensor needs are present.
-    Doctor,
+    /// Check which kernel features the sensor needs are present, and which
+    /// hooks and enforcement it uses on this kernel.
+    Doctor(DoctorArgs),
     /// Validate or list rules: the embedded defaults plus the files given.
     #[command(subcommand)]
     Rules(RulesCommand),
     /// What did a tool call do? Timelines of sessions, calls and their host activity from event logs.
     Investigate(InvestigateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// One JSON object on stdout (the checks, the probed features, the plan,
+    /// and the load result with the verifier's log): what to attach to a
+    /// bug report.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,12 +1,17 @@
 //! `mcp-sensor doctor`: which kernel features the sensor needs are here,
-//! and what each one's absence means. Owns no state; prints a report and
-//! returns whether the sensor can run.
+//! what each one's absence means, and which hooks and enforcement the
+//! sensor uses on this kernel (features.rs). Owns no state; prints a
+//! report (text on stderr, or one JSON object on stdout with `--json`)
+//! and returns whether the sensor can run. A failure the user can fix
+//! (root, BTF, lockdown) is told apart from one only a new release can
+//! (the verifier refused a program: a sensor bug).
 
 use aya::maps::MapType;
 use aya::programs::ProgramType;
 use aya::sys::{is_helper_supported, is_map_supported, is_program_supported, BpfHelper};
 use std::path::Path;
 
+#[derive(serde::Serialize)]
 struct Check {
     name: &'static str,
     ok: bool,
@@ -14,6 +19,17 @@ struct Check {
     /// What the sensor loses without it.
     means: &'static str,
     required: bool,
+}
+
+/// What the load of the sensor's own programs said.
+#[derive(serde::Serialize)]
+struct LoadResult {
+    ok: bool,
+    attached: Vec<String>,
+    /// The error with its whole chain (a verifier refusal carries the log's end).
+    error: Option<String>,
+    /// The refusal is the sensor's bug, not the machine's setup.
+    sensor_bug: bool,
 }
 
 fn yes(r: Result<bool, impl std::fmt::Display>) -> (bool, String) {
@@ -24,7 +40,7 @@ fn yes(r: Result<bool, impl std::fmt::Display>) -> (bool, String) {
     }
 }
 
-pub fn run() -> i32 {
+pub fn run(args: &crate::cli::DoctorArgs) -> i32 {
     let mut checks = Vec::new();
     let root = unsafe { libc::geteuid() } == 0;
     checks.push(Check {
@@ -73,30 +89,82 @@ pub fn run() -> i32 {
         means: "connect enforcement attaches at the cgroup v2 root",
         required: false,
     });
-    if root && btf {
-        let r = crate::loader::load(&crate::loader::LoadOptions::default());
-        checks.push(match r {
-            Ok(s) => Check { name: "sensor programs", ok: true, detail: format!("{} programs loaded and attached", s.attached.len()), means: "the sensor itself", required: true },
-            Err(e) => Check { name: "sensor programs", ok: false, detail: e.to_string(), means: "the sensor itself", required: true },
+    let probed = crate::features::Probed::probe();
+    let lsms = crate::features::active_lsms();
+    checks.push(Check {
+        name: "BPF LSM",
+        ok: probed.lsm_active && probed.lsm_programs,
+        detail: if lsms.is_empty() { "no LSM list (securityfs)".into() } else { format!("active LSMs: {}", lsms.join(",")) },
+        means: "--enforce refuses protected opens and execs with it (EPERM); without, it kills at the syscall's exit",
+        required: false,
+    });
+    let plan = crate::features::Plan::for_kernel(&probed);
+    let load = (root && btf).then(|| {
+        // everything --enforce would load too (cgroup and LSM programs);
+        // the enforcement switch stays off
+        let opts = crate::loader::LoadOptions { enforce: cg2.is_some(), ..Default::default() };
+        match crate::loader::load(&opts) {
+            Ok(s) => LoadResult { ok: true, attached: s.attached.clone(), error: None, sensor_bug: false },
+            Err(e) => LoadResult {
+                ok: false,
+                attached: Vec::new(),
+                sensor_bug: matches!(e, crate::loader::LoadError::Verifier { .. }),
+                error: Some(e.to_string()),
+            },
+        }
+    });
+    let fixable = checks.iter().any(|c| c.required && !c.ok);
+    let bug = load.as_ref().is_some_and(|l| l.sensor_bug);
+    let runs = !fixable && load.as_ref().is_some_and(|l| l.ok);
+    let verdict = if runs {
+        "the sensor can run here"
+    } else if fixable {
+        "the sensor cannot run on this machine: fix the FAIL lines above"
+    } else if bug {
+        "the sensor cannot run on this kernel because of a bug in mcp-sensor: please report it \
+         with the output of `mcp-sensor doctor --json`"
+    } else {
+        "the sensor's programs did not load: see the error above"
+    };
+    if args.json {
+        let report = serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "checks": checks,
+            "probed": probed,
+            "plan": plan,
+            "load": load,
+            "runs": runs,
+            "verdict": verdict,
         });
+        println!("{report}");
+        return i32::from(!runs);
     }
-    let mut fatal = false;
     for c in &checks {
         let mark = if c.ok { "ok  " } else if c.required { "FAIL" } else { "warn" };
         eprintln!("{mark} {:<32} {}", c.name, c.detail);
         if !c.ok {
             eprintln!("     {}", c.means);
-            fatal |= c.required;
         }
     }
-    eprintln!("kprobes, fentry and LSM programs are not used: the sensor runs without them.");
-    if fatal {
-        eprintln!("the sensor cannot run on this machine: fix the FAIL lines above");
-        1
-    } else {
-        eprintln!("the sensor can run here");
-        0
+    match &load {
+        Some(l) if l.ok => eprintln!("ok   {:<32} {} programs loaded and attached", "sensor programs", l.attached.len()),
+        Some(l) => eprintln!("FAIL {:<32} {}", "sensor programs", l.error.as_deref().unwrap_or("")),
+        None => {}
     }
+    eprintln!("on this kernel ({}):", plan.kernel);
+    eprintln!("     programs: {:?} object", plan.object);
+    for (what, hook) in &plan.hooks {
+        eprintln!("     {what:<16} {hook}");
+    }
+    eprintln!("     --enforce on opens and execs: {}", plan.file_enforcement);
+    for d in &plan.degraded {
+        eprintln!("warn reduced here: {d}");
+    }
+    for u in &plan.unused {
+        eprintln!("     not used: {u}");
+    }
+    eprintln!("{verdict}");
+    i32::from(!runs)
 }
 
 fn is_cgroup2(p: &str) -> bool {

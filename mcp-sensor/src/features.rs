@@ -37,7 +37,7 @@ pub struct Probed {
     pub lsm_active: bool,
     /// BPF LSM programs load (Linux 5.7).
     pub lsm_programs: bool,
-    /// kprobe programs load (CONFIG_KPROBES).
+    /// kprobe programs load and kprobe events exist (CONFIG_KPROBES).
     pub kprobes: bool,
     /// fentry/fexit programs load (BPF trampolines, 5.5 on x86_64).
     pub fentry: bool,
@@ -55,7 +55,12 @@ impl Probed {
             task_pt_regs: helper(BpfHelper::BPF_FUNC_task_pt_regs),
             lsm_active: active_lsms().iter().any(|l| l == "bpf"),
             lsm_programs: prog(ProgramType::Lsm(LsmAttachType::Mac)),
-            kprobes: prog(ProgramType::KProbe),
+            // the program type loads without CONFIG_KPROBES; attaching needs
+            // kprobe events, which tracefs lists only when they exist
+            kprobes: prog(ProgramType::KProbe)
+                && ["/sys/kernel/tracing/kprobe_events", "/sys/kernel/debug/tracing/kprobe_events"]
+                    .iter()
+                    .any(|p| std::path::Path::new(p).exists()),
             fentry: prog(ProgramType::Tracing),
         }
     }

@@ -10,7 +10,7 @@ fn main() {
     let result = match cli.command {
         Command::Exec(args) => mcp_sensor::exec_cmd::run(args),
         Command::Run(args) => mcp_sensor::daemon::run(args),
-        Command::Doctor => Ok(mcp_sensor::doctor::run()),
+        Command::Doctor(args) => Ok(mcp_sensor::doctor::run(&args)),
         Command::Investigate(args) => mcp_sensor::investigate::run(args),
         Command::Rules(cmd) => Ok(mcp_sensor::rules_cmd::run(cmd)),
     };

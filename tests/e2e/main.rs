@@ -6,6 +6,7 @@ mod daemon;
 mod enforce;
 mod harness;
 mod investigate;
+mod kernel;
 mod mcp;
 mod rules;
 mod sensor;

@@ -1,0 +1,205 @@
+//! Kernel reach: what must work on every kernel of the matrix (Debian's
+//! 5.10, 6.1, 6.12 and the build machines' own), run on the host by
+//! `cargo xtask test` (with the full and the compat object) and inside
+//! each VM by `cargo xtask vmtest` (tests named `kernel_`).
+//!
+//! What each kernel should get is not taken from the sensor: the VM runner
+//! says it (`MCP_SENSOR_EXPECT_OBJECT`, `MCP_SENSOR_EXPECT_ENFORCEMENT`,
+//! from the kernel it booted and its `lsm=`); on the host the object is
+//! derived from /proc/kallsyms (the helpers the full object needs), and
+//! the enforcement mechanism must agree with what the alert shows.
+
+use crate::enforce::{assert_no_leak, home_with_key, key_rule, rule_file};
+use crate::harness::*;
+use crate::mcp::{drive, fs_server, mcp_env};
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+
+/// The object this kernel must get: the runner's word, else whether the
+/// kernel has the helpers the full object calls (their protos are in
+/// kallsyms), unless the compat object is forced.
+fn expected_object() -> String {
+    if let Ok(o) = std::env::var("MCP_SENSOR_EXPECT_OBJECT") {
+        return o;
+    }
+    if std::env::var("MCP_SENSOR_BPF_OBJECT").is_ok_and(|v| v == "compat") {
+        return "compat".into();
+    }
+    let syms = std::fs::read_to_string("/proc/kallsyms").expect("read /proc/kallsyms");
+    let has = |s: &str| syms.lines().any(|l| l.ends_with(&format!(" {s}")));
+    if has("bpf_loop_proto") && has("bpf_task_pt_regs_proto") { "full" } else { "compat" }.into()
+}
+
+/// `lsm_deny` or `sigkill_at_syscall` when the runner knows; None on the host.
+fn expected_enforcement() -> Option<String> {
+    std::env::var("MCP_SENSOR_EXPECT_ENFORCEMENT").ok()
+}
+
+fn sensor_start(run: &Run) -> &Value {
+    let first = run.events.first().unwrap_or_else(|| panic!("no events\n{}", run.describe()));
+    assert_eq!(first["kind"], "sensor_start", "the log's first line says which kernel and hooks: {first}");
+    first
+}
+
+#[test]
+fn kernel_doctor_json_reports_the_plan_and_loads_every_program() {
+    require_root();
+    let out = Command::new(sensor_bin()).args(["doctor", "--json"]).output().expect("run doctor");
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("doctor --json: {e}\n{}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(report["runs"], true, "{report:#}");
+    assert_eq!(out.status.code(), Some(0), "{report:#}");
+    assert_eq!(report["plan"]["object"], expected_object(), "{report:#}");
+    if let Some(e) = expected_enforcement() {
+        assert_eq!(report["plan"]["file_enforcement"], e, "{report:#}");
+    }
+    let attached: Vec<&str> = report["load"]["attached"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    for p in ["sched_process_exec", "sched_process_fork", "sys_exit_openat", "sys_exit_read", "sys_exit_connect"] {
+        assert!(attached.contains(&p), "{p} attached: {attached:?}");
+    }
+    let lsm = report["plan"]["file_enforcement"] == "lsm_deny";
+    assert_eq!(attached.contains(&"lsm_file_open"), lsm, "LSM programs attached exactly when the plan uses them: {attached:?}");
+    assert_eq!(report["probed"]["kernel"].as_str().unwrap(), std::str::from_utf8(&Command::new("uname").arg("-r").output().unwrap().stdout).unwrap().trim());
+}
+
+/// A script's exec, opens by symlink, dirfd and /proc/self/root (all
+/// reported as the file the kernel opened), and connects of each family.
+#[test]
+fn kernel_exec_opens_and_connects_are_resolved_at_exit() {
+    let d = scratch("kernel-paths");
+    let target = d.join("data/target.txt");
+    std::fs::create_dir_all(d.join("data")).unwrap();
+    std::fs::write(&target, "x\n").unwrap();
+    std::os::unix::fs::symlink(&target, d.join("link.txt")).unwrap();
+    let unix_path = d.join("sock");
+    let py = format!(
+        r#"
+import os, socket
+t = {target:?}; d = {data:?}; link = {link:?}; u = {unix:?}
+os.close(os.open(link, os.O_RDONLY))
+fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+os.close(os.open("target.txt", os.O_RDONLY, dir_fd=fd))
+os.close(os.open("/proc/self/root" + t, os.O_RDONLY))
+lsn = socket.socket(socket.AF_UNIX); lsn.bind(u); lsn.listen(1)
+for fam, addr in ((socket.AF_INET, ("127.0.0.1", 9)), (socket.AF_INET6, ("::1", 9)), (socket.AF_UNIX, u)):
+    s = socket.socket(fam)
+    try: s.connect(addr)
+    except OSError: pass
+    s.close()
+"#,
+        target = target.display().to_string(),
+        data = d.join("data").display().to_string(),
+        link = d.join("link.txt").display().to_string(),
+        unix = unix_path.display().to_string(),
+    );
+    let script = d.join("run.sh");
+    std::fs::write(&script, format!("#!/bin/sh\nexec python3 -c '{py}'\n")).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let run = exec_with(&d, &[], &[script.to_str().unwrap()], Stdio::null());
+    assert_eq!(run.status(), 0, "{}", run.describe());
+    assert_eq!(sensor_start(&run)["object"], expected_object(), "{}", run.describe());
+
+    let sh = run
+        .of_kind("exec")
+        .find(|e| e["script"] == script.display().to_string())
+        .unwrap_or_else(|| panic!("the script's exec, with its interpreter\n{}", run.describe()));
+    assert!(sh["exe"].as_str().unwrap().ends_with("sh"), "{sh}");
+
+    let opens: Vec<&Value> = run.find("open", "path", target.to_str().unwrap());
+    let ok: Vec<_> = opens.iter().filter(|e| e["resolved"] == true && e["ret"].as_i64() >= Some(0)).collect();
+    assert_eq!(ok.len(), 3, "symlink, dirfd and /proc/self/root opens all name the target\n{}", run.describe());
+
+    let connect = |family: &str, addr: Option<&str>| {
+        run.of_kind("connect")
+            .find(|e| e["family"] == family && addr.is_none_or(|a| e["addr"] == a))
+            .unwrap_or_else(|| panic!("{family} connect\n{}", run.describe()))
+            .clone()
+    };
+    assert_eq!(connect("inet", Some("127.0.0.1"))["port"], 9);
+    assert_eq!(connect("inet6", Some("::1"))["port"], 9);
+    assert_eq!(connect("unix", None)["path"], unix_path.display().to_string());
+
+    let fin: Vec<_> = run.of_kind("drops").filter(|e| e["final"] == true).collect();
+    assert_eq!(fin.len(), 1, "the final drops line\n{}", run.describe());
+    assert_eq!(fin[0]["kernel"], json!({}), "{}", fin[0]);
+}
+
+/// A real MCP server under `exec --enforce`: its stdio JSON-RPC is
+/// captured, an open is attributed to its tools/call, a protected key read
+/// raises one alert and is stopped in the kernel, by the mechanism this
+/// kernel offers, and nothing of the key reaches the client.
+#[test]
+fn kernel_mcp_session_is_captured_attributed_and_enforced() {
+    let d = scratch("kernel-mcp");
+    let (home, key, secret) = home_with_key(&d);
+    let rules = rule_file(&d, &key_rule(&home, "process", ""));
+    let env = mcp_env();
+    let s = drive(
+        &d,
+        fs_server(&env, &home),
+        json!([
+            {"call": "read_text_file", "arguments": {"path": home.join("notes.txt")}},
+            {"call": "read_text_file", "arguments": {"path": key}},
+        ]),
+        &["--enforce", "--rules", &rules],
+    );
+    let run = &s.run;
+    let ctx = || format!("client: {}\n{}", s.client, run.describe());
+    let start = sensor_start(run);
+    assert_eq!(start["object"], expected_object(), "{}", ctx());
+    let mechanism = start["file_enforcement"].as_str().unwrap().to_string();
+    if let Some(e) = expected_enforcement() {
+        assert_eq!(mechanism, e, "{}", ctx());
+    }
+
+    // captured and attributed
+    assert_eq!(s.client["results"][0]["content_text"], "benign\n", "{}", ctx());
+    let notes = home.join("notes.txt");
+    let first = run
+        .of_kind("rpc")
+        .find(|e| e["direction"] == "client_to_server" && e["method"] == "tools/call")
+        .unwrap_or_else(|| panic!("the first tools/call was captured\n{}", ctx()));
+    let open = run
+        .find("open", "path", notes.to_str().unwrap())
+        .into_iter()
+        .find(|e| e["ret"].as_i64() >= Some(0))
+        .unwrap_or_else(|| panic!("the server's open of notes.txt\n{}", ctx()))
+        .clone();
+    assert_eq!(open["tool_call"]["id"], first["id"], "the open belongs to the call that read notes.txt: {open}");
+    assert_eq!(open["tool_call"]["name"], "read_text_file", "{open}");
+
+    // stopped in the kernel, alerted once, nothing leaked
+    assert_eq!(s.client["results"][1]["ok"], false, "{}", ctx());
+    assert_no_leak(&s.client.to_string(), &secret, "the client's report");
+    let alerts: Vec<&Value> = run.of_kind("alert").filter(|a| a["rule"] == "test-key-kill").collect();
+    assert_eq!(alerts.len(), 1, "{}", ctx());
+    let a = alerts[0];
+    assert_eq!(a["decided_by"], "kernel", "{a}");
+    assert_eq!(a["action"], "killed", "{a}");
+    assert_eq!(a["event"]["path"], key.display().to_string(), "{a}");
+    let key_call = call_id_of_key_read(run, &key);
+    assert_ne!(key_call, first["id"], "two distinct calls\n{}", ctx());
+    assert_eq!(a["tool_call"]["id"], key_call, "{a}");
+    let fin = run.of_kind("drops").find(|e| e["final"] == true).unwrap_or_else(|| panic!("final drops\n{}", ctx()));
+    let enforced = &fin["enforced"];
+    assert_eq!(enforced["kill_open"], 1, "{fin}");
+    if mechanism == "lsm_deny" {
+        // refused before the file was opened: the syscall failed
+        assert_eq!(enforced["deny_open"], 1, "{fin}");
+        assert_eq!(a["event"]["error"], "EPERM", "{a}");
+    } else {
+        assert_eq!(enforced["deny_open"], 0, "{fin}");
+        assert!(a["event"]["ret"].as_i64() >= Some(0), "opened, then killed before returning: {a}");
+    }
+}
+
+/// The id of the tools/call whose arguments name `key`.
+fn call_id_of_key_read(run: &Run, key: &std::path::Path) -> Value {
+    let k = key.display().to_string();
+    let calls: Vec<&Value> = run
+        .of_kind("rpc")
+        .filter(|e| e["method"] == "tools/call" && e["direction"] == "client_to_server" && e["arguments"]["path"] == k)
+        .collect();
+    assert_eq!(calls.len(), 1, "{}", run.describe());
+    calls[0]["id"].clone()
+}
