@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 use std::process::{Command, Stdio};
 
 /// The object this kernel must get: the runner's word, else whether the
-/// kernel has the helpers the full object calls (their protos are in
+/// kernel has the helpers the full object calls (their functions are in
 /// kallsyms), unless the compat object is forced.
 fn expected_object() -> String {
     if let Ok(o) = std::env::var("MCP_SENSOR_EXPECT_OBJECT") {
@@ -27,7 +27,7 @@ fn expected_object() -> String {
     }
     let syms = std::fs::read_to_string("/proc/kallsyms").expect("read /proc/kallsyms");
     let has = |s: &str| syms.lines().any(|l| l.ends_with(&format!(" {s}")));
-    if has("bpf_loop_proto") && has("bpf_task_pt_regs_proto") { "full" } else { "compat" }.into()
+    if has("bpf_loop") && has("bpf_task_pt_regs") { "full" } else { "compat" }.into()
 }
 
 /// `lsm_deny` or `sigkill_at_syscall` when the runner knows; None on the host.
@@ -202,4 +202,34 @@ fn call_id_of_key_read(run: &Run, key: &std::path::Path) -> Value {
         .collect();
     assert_eq!(calls.len(), 1, "{}", run.describe());
     calls[0]["id"].clone()
+}
+
+/// A forbidden program never runs: refused by BPF LSM or killed as its
+/// image is set up; the rest of the session goes on (scope process).
+#[test]
+fn kernel_forbidden_exec_never_runs() {
+    let d = scratch("kernel-exec");
+    let rules = rule_file(
+        &d,
+        "- rule: no-ls\n  description: test\n  severity: critical\n  kind: exec\n  action: kill\n  match:\n    exe_name: [ls]\n",
+    );
+    let after = d.join("after");
+    let cmd = format!("ls -la / > {d}/ls.out; echo $? > {a}", d = d.display(), a = after.display());
+    let run = exec_with(&d, &["--enforce", "--rules", &rules], &["/bin/sh", "-c", &cmd], Stdio::null());
+    let start = sensor_start(&run);
+    // the positive control: the shell ran on after the refusal
+    let status = std::fs::read_to_string(&after).unwrap_or_else(|e| panic!("{}: {e}\n{}", after.display(), run.describe()));
+    assert_ne!(status.trim(), "0", "ls must not succeed: {status}");
+    let listing = std::fs::read_to_string(d.join("ls.out")).unwrap_or_default();
+    assert!(listing.is_empty(), "ls ran: {listing}");
+    let alerts: Vec<&Value> = run.of_kind("alert").filter(|a| a["rule"] == "no-ls").collect();
+    assert_eq!(alerts.len(), 1, "{}", run.describe());
+    assert_eq!(alerts[0]["decided_by"], "kernel", "{}", alerts[0]);
+    let fin = run.of_kind("drops").find(|e| e["final"] == true).unwrap_or_else(|| panic!("{}", run.describe()));
+    assert_eq!(fin["enforced"]["kill_exec"], 1, "{fin}");
+    let lsm = start["file_enforcement"] == "lsm_deny";
+    assert_eq!(fin["enforced"]["deny_exec"], u64::from(lsm), "{fin}");
+    if let Some(e) = expected_enforcement() {
+        assert_eq!(start["file_enforcement"], e, "{start}");
+    }
 }

@@ -55,7 +55,12 @@ pub(crate) fn drive(dir: &Path, server: Vec<String>, steps: Value, sensor_flags:
     command.extend(sensor_flags.iter().map(|s| s.to_string()));
     command.push("--".into());
     command.extend(server);
-    let scenario = json!({"command": command, "steps": steps, "timeout": 60, "stderr": dir.join("server.stderr")});
+    let mut scenario = json!({"command": command, "steps": steps, "timeout": 60, "stderr": dir.join("server.stderr")});
+    // the SDK starts servers with a small default environment: pass on the
+    // test's choice of kernel object (tests/e2e/kernel.rs)
+    if let Ok(v) = std::env::var("MCP_SENSOR_BPF_OBJECT") {
+        scenario["env"] = json!({"MCP_SENSOR_BPF_OBJECT": v});
+    }
     let out = Command::new(&env["MCP_PY"])
         .arg(&env["MCP_CLIENT"])
         .arg("--json")
