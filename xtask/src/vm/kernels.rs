@@ -108,13 +108,17 @@ pub fn fetch(cache: &Path, all: &[Pin], wanted: &[Pin]) -> Result<Vec<Kernel>> {
 
 fn unpack(deb: &Path, dir: &Path) -> Result<()> {
     eprintln!("vmtest: unpacking {}", deb.display());
-    let tmp = dir.with_extension("partial");
+    // a partial directory of our own: another run may unpack the same package
+    let tmp = dir.with_extension(format!("partial-{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
     let _ = fs::remove_dir_all(dir);
     fs::create_dir_all(&tmp)?;
     run(Command::new("dpkg-deb").arg("-x").arg(deb).arg(&tmp))?;
     fs::write(tmp.join(".complete"), b"")?;
-    fs::rename(&tmp, dir)?;
+    if fs::rename(&tmp, dir).is_err() && dir.join(".complete").exists() {
+        // another run was quicker
+        fs::remove_dir_all(&tmp)?;
+    }
     Ok(())
 }
 
@@ -222,7 +226,7 @@ impl Apt {
         if !has_lists {
             self.update()?;
         }
-        let tmp = deb.parent().unwrap().join("partial");
+        let tmp = deb.parent().unwrap().join(format!("partial-{}", std::process::id()));
         let _ = fs::remove_dir_all(&tmp);
         fs::create_dir_all(&tmp)?;
         eprintln!("vmtest: apt-get download {} ({})", pin.package, pin.suite);

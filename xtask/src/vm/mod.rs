@@ -130,8 +130,9 @@ pub fn run(a: VmArgs) -> Result<()> {
     let kernels = kernels::fetch(&cache, &pins, &wanted)?;
     let logs = root.join("target/vmtest");
     std::fs::create_dir_all(&logs)?;
-    let rundir = std::env::temp_dir().join(format!("mcp-sensor-vmtest-{}", std::process::id()));
-    std::fs::create_dir_all(&rundir)?;
+    let guard = RunDir(std::env::temp_dir().join(format!("mcp-sensor-vmtest-{}", std::process::id())));
+    std::fs::create_dir_all(&guard.0)?;
+    let rundir = guard.0.as_path();
     let cwd = std::env::current_dir()?;
     let variants: &[bool] = match a.lsm {
         LsmSel::On => &[true],
@@ -181,7 +182,7 @@ pub fn run(a: VmArgs) -> Result<()> {
                 smp: a.smp,
                 timeout: Duration::from_secs(a.timeout),
                 log: &log,
-                rundir: &rundir,
+                rundir,
             };
             let o = qemu::run(&spec)?;
             let pass = o.exit == Some(0) && o.problem.is_none();
@@ -210,9 +211,7 @@ pub fn run(a: VmArgs) -> Result<()> {
             let _ = std::fs::remove_file(&cpio);
         }
     }
-    let _ = std::fs::remove_dir(rundir.join("root"));
-    let _ = std::fs::remove_file(rundir.join("virtiofsd.log"));
-    let _ = std::fs::remove_dir(&rundir);
+    drop(guard);
 
     let passed = results.iter().filter(|r| r.0).count();
     println!();
@@ -224,6 +223,22 @@ pub fn run(a: VmArgs) -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// The run's socket, initramfs and (empty) virtiofsd mount point, removed at
+/// the end however the run ends.
+struct RunDir(PathBuf);
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        // never recursive: `root` is where virtiofsd (in its own mount
+        // namespace) bound the host's `/`; here it is an empty directory
+        for e in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+            let p = e.path();
+            let _ = if p.is_dir() { std::fs::remove_dir(&p) } else { std::fs::remove_file(&p) };
+        }
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 /// The script the VM runs in the chroot: the environment, the host's working
