@@ -5,7 +5,7 @@
 //!
 //! Why a runner of our own (qemu + a busybox initramfs, as aya's integration
 //! tests do) and not a ready one:
-//! - the `vmtest` crate shares the host's root over 9p and wants
+//! - the `vmtest` crate shares the host's root over 9p and its README asks for
 //!   `CONFIG_9P_FS=y`, `CONFIG_VIRTIO_CONSOLE=y`: Debian's cloud kernels have
 //!   no 9p, and 5.10/6.1 build virtio as modules;
 //! - virtme-ng 1.42 (PyPI), tried on these kernels under TCG: it only drives
