@@ -129,6 +129,8 @@ pub fn run(a: VmArgs) -> Result<()> {
     }
 
     let cache = kernels::cache_dir();
+    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    let _lock = one_run_at_a_time(&cache)?;
     let kernels = kernels::fetch(&cache, &pins, &wanted)?;
     let logs = root.join("target/vmtest");
     std::fs::create_dir_all(&logs)?;
@@ -225,6 +227,23 @@ pub fn run(a: VmArgs) -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// Runs take turns (per cache, so across work trees): two TCG VMs on a
+/// 2-core machine only slow each other down, and two runs in one tree would
+/// write the same log files. The lock goes with the process.
+fn one_run_at_a_time(cache: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::create(cache.join(".lock"))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        eprintln!("vmtest: another `cargo xtask vmtest` is running: waiting for it to finish");
+        // SAFETY: as above.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!("locking {}: {}", cache.join(".lock").display(), std::io::Error::last_os_error());
+        }
+    }
+    Ok(f)
 }
 
 /// The run's socket, initramfs and (empty) virtiofsd mount point, removed at
