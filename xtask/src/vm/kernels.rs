@@ -67,12 +67,16 @@ impl Kernel {
 
     /// The `lsm=` list: the kernel's default with `bpf` added or removed.
     pub fn lsm_arg(&self, bpf: bool) -> Result<String> {
-        let mut l: Vec<String> = self.default_lsms()?.into_iter().filter(|s| s != "bpf").collect();
-        if bpf {
-            l.push("bpf".into());
-        }
-        Ok(l.join(","))
+        Ok(lsm_list(&self.default_lsms()?, bpf))
     }
+}
+
+fn lsm_list(default: &[String], bpf: bool) -> String {
+    let mut l: Vec<&str> = default.iter().map(String::as_str).filter(|s| *s != "bpf").collect();
+    if bpf {
+        l.push("bpf");
+    }
+    l.join(",")
 }
 
 /// Where the runner keeps its apt state, .debs and unpacked kernels:
@@ -260,4 +264,24 @@ fn run(c: &mut Command) -> Result<()> {
         bail!("{c:?} failed ({st})");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pin_file_parses() {
+        let pins = read_pins(&crate::root().join("tests/vm/kernels.txt")).unwrap();
+        let names: Vec<&str> = pins.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["5.10", "6.1", "6.12"]);
+        assert!(pins.iter().all(|p| p.package.starts_with("linux-image-")), "{pins:?}");
+    }
+
+    #[test]
+    fn bpf_is_added_last_or_removed() {
+        let d: Vec<String> = "landlock,lockdown,bpf,ipe".split(',').map(String::from).collect();
+        assert_eq!(lsm_list(&d, true), "landlock,lockdown,ipe,bpf");
+        assert_eq!(lsm_list(&d, false), "landlock,lockdown,ipe");
+    }
 }

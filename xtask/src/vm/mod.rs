@@ -113,20 +113,28 @@ pub fn run(a: VmArgs) -> Result<()> {
     } else {
         a.cmd.clone()
     };
-    let tmpfs: Vec<String> = TMPFS.iter().map(|s| s.to_string()).collect();
-    let mut overlay: Vec<String> = OVERLAY.iter().map(|s| s.to_string()).collect();
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
-    let covered = |s: &str, l: &[String]| l.iter().any(|o| s == o || s.starts_with(&format!("{o}/")));
-    for d in std::iter::once(PathBuf::from(&home)).chain(a.writable.iter().cloned()) {
-        let d = std::path::absolute(&d)?;
-        if !d.is_dir() {
-            bail!("writable directory {} does not exist on the host", d.display());
-        }
-        let s = d.display().to_string();
-        if !covered(&s, &overlay) && !covered(&s, &tmpfs) {
-            overlay.push(s);
+    let mut env = vec![
+        ("PATH".to_string(), std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())),
+        ("HOME".into(), home.clone()),
+        ("USER".into(), "root".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("VMTEST".into(), "1".into()),
+    ];
+    for v in ["RUST_LOG", "RUST_BACKTRACE", "CI", "NO_COLOR"] {
+        if let Ok(x) = std::env::var(v) {
+            env.push((v.into(), x));
         }
     }
+    for kv in &a.env {
+        match kv.split_once('=') {
+            Some((n, v)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+                env.push((n.into(), v.into()))
+            }
+            _ => bail!("--env {kv:?}: NAME=VALUE, NAME of letters, digits and _"),
+        }
+    }
+    let (tmpfs, overlay) = writable(&home, &a.writable)?;
 
     let cache = kernels::cache_dir();
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
@@ -134,88 +142,21 @@ pub fn run(a: VmArgs) -> Result<()> {
     let kernels = kernels::fetch(&cache, &pins, &wanted)?;
     let logs = root.join("target/vmtest");
     std::fs::create_dir_all(&logs)?;
-    let guard = RunDir(std::env::temp_dir().join(format!("mcp-sensor-vmtest-{}", std::process::id())));
-    std::fs::create_dir_all(&guard.0)?;
-    let rundir = guard.0.as_path();
-    let cwd = std::env::current_dir()?;
+    let rundir = RunDir(std::env::temp_dir().join(format!("mcp-sensor-vmtest-{}", std::process::id())));
+    std::fs::create_dir_all(&rundir.0)?;
+    let plan = Plan { cmd, env, cwd: std::env::current_dir()?, tmpfs, overlay, logs, rundir, args: &a };
     let variants: &[bool] = match a.lsm {
         LsmSel::On => &[true],
         LsmSel::Off => &[false],
         LsmSel::Both => &[true, false],
     };
-
     let mut results = Vec::new();
     for k in &kernels {
         for &bpf in variants {
-            let label = format!("{}-lsm-{}", k.pin.name, if bpf { "on" } else { "off" });
-            let lsm = k.lsm_arg(bpf)?;
-            let mut env = vec![
-                ("PATH".to_string(), std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())),
-                ("HOME".into(), home.clone()),
-                ("USER".into(), "root".into()),
-                ("LANG".into(), "C.UTF-8".into()),
-                ("VMTEST".into(), "1".into()),
-                ("VMTEST_KERNEL".into(), k.pin.name.clone()),
-                ("VMTEST_RELEASE".into(), k.release.clone()),
-                ("VMTEST_LSM".into(), if bpf { "on" } else { "off" }.into()),
-            ];
-            for v in ["RUST_LOG", "RUST_BACKTRACE", "CI", "NO_COLOR"] {
-                if let Ok(x) = std::env::var(v) {
-                    env.push((v.into(), x));
-                }
-            }
-            for kv in &a.env {
-                let (n, v) = kv.split_once('=').with_context(|| format!("--env {kv:?}: NAME=VALUE"))?;
-                env.push((n.into(), v.into()));
-            }
-            let guest = initramfs::Guest {
-                hostname: format!("vmtest-{}", k.pin.name.replace('.', "-")),
-                tmpfs: &tmpfs,
-                overlay: &overlay,
-                script: script(&env, &cwd, &cmd),
-            };
-            let cpio = rundir.join(format!("{label}.cpio"));
-            initramfs::build(k, &guest, &cpio)?;
-            let log = logs.join(format!("{label}.log"));
-            eprintln!("vmtest: {label}: booting {} (lsm={lsm}), console in {}", k.release, log.display());
-            let spec = qemu::Spec {
-                vmlinuz: &k.vmlinuz,
-                initramfs: &cpio,
-                append: format!("console=ttyS0 panic=-1 lsm={lsm}"),
-                memory_mib: a.memory,
-                smp: a.smp,
-                timeout: Duration::from_secs(a.timeout),
-                log: &log,
-                rundir,
-            };
-            let o = qemu::run(&spec)?;
-            let pass = o.exit == Some(0) && o.problem.is_none();
-            let secs = |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.1}s", d.as_secs_f64()));
-            let what = match (&o.problem, o.exit) {
-                (Some(p), _) => p.clone(),
-                (None, Some(c)) => format!("exit {c}"),
-                (None, None) => "no exit status".into(),
-            };
-            if a.verbose || !pass {
-                let skip = if a.verbose { 0 } else { o.output.len().saturating_sub(40) };
-                for l in &o.output[skip..] {
-                    println!("    | {l}");
-                }
-            }
-            let line = format!(
-                "{label:<14} {}  {:>6} total, {:>6} to init, {:>6} to command  {what}  log: {}",
-                if pass { "PASS" } else { "FAIL" },
-                secs(Some(o.total)),
-                secs(o.init_at),
-                secs(o.run_at),
-                log.display()
-            );
-            println!("{line}");
-            results.push((pass, line));
-            let _ = std::fs::remove_file(&cpio);
+            results.push(plan.boot(k, bpf)?);
         }
     }
-    drop(guard);
+    drop(plan);
 
     let passed = results.iter().filter(|r| r.0).count();
     println!();
@@ -227,6 +168,95 @@ pub fn run(a: VmArgs) -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// What every VM of a run shares.
+struct Plan<'a> {
+    cmd: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: PathBuf,
+    tmpfs: Vec<String>,
+    overlay: Vec<String>,
+    logs: PathBuf,
+    rundir: RunDir,
+    args: &'a VmArgs,
+}
+
+impl Plan<'_> {
+    /// One VM: (passed, the report line).
+    fn boot(&self, k: &kernels::Kernel, bpf: bool) -> Result<(bool, String)> {
+        let onoff = if bpf { "on" } else { "off" };
+        let label = format!("{}-lsm-{onoff}", k.pin.name);
+        let lsm = k.lsm_arg(bpf)?;
+        let mut env = self.env.clone();
+        env.push(("VMTEST_KERNEL".into(), k.pin.name.clone()));
+        env.push(("VMTEST_RELEASE".into(), k.release.clone()));
+        env.push(("VMTEST_LSM".into(), onoff.into()));
+        let guest = initramfs::Guest {
+            hostname: format!("vmtest-{}", k.pin.name.replace('.', "-")),
+            tmpfs: &self.tmpfs,
+            overlay: &self.overlay,
+            script: script(&env, &self.cwd, &self.cmd),
+        };
+        let cpio = self.rundir.0.join(format!("{label}.cpio"));
+        initramfs::build(k, &guest, &cpio)?;
+        let log = self.logs.join(format!("{label}.log"));
+        eprintln!("vmtest: {label}: booting {} (lsm={lsm}), console in {}", k.release, log.display());
+        let o = qemu::run(&qemu::Spec {
+            vmlinuz: &k.vmlinuz,
+            initramfs: &cpio,
+            append: format!("console=ttyS0 panic=-1 lsm={lsm}"),
+            memory_mib: self.args.memory,
+            smp: self.args.smp,
+            timeout: Duration::from_secs(self.args.timeout),
+            log: &log,
+            rundir: &self.rundir.0,
+        });
+        let _ = std::fs::remove_file(&cpio);
+        let o = o?;
+        let pass = o.exit == Some(0) && o.problem.is_none();
+        if self.args.verbose || !pass {
+            let skip = if self.args.verbose { 0 } else { o.output.len().saturating_sub(40) };
+            for l in &o.output[skip..] {
+                println!("    | {l}");
+            }
+        }
+        let secs = |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.1}s", d.as_secs_f64()));
+        let what = match (&o.problem, o.exit) {
+            (Some(p), _) => p.clone(),
+            (None, Some(c)) => format!("exit {c}"),
+            (None, None) => "no exit status".into(),
+        };
+        let line = format!(
+            "{label:<14} {}  {:>6} total, {:>6} to init, {:>6} to command  {what}  log: {}",
+            if pass { "PASS" } else { "FAIL" },
+            secs(Some(o.total)),
+            secs(o.init_at),
+            secs(o.run_at),
+            log.display()
+        );
+        println!("{line}");
+        Ok((pass, line))
+    }
+}
+
+/// The VM's writable places: (empty tmpfs, overlays), with HOME and the
+/// `--writable` directories added as overlays unless already covered.
+fn writable(home: &str, extra: &[PathBuf]) -> Result<(Vec<String>, Vec<String>)> {
+    let tmpfs: Vec<String> = TMPFS.iter().map(|s| s.to_string()).collect();
+    let mut overlay: Vec<String> = OVERLAY.iter().map(|s| s.to_string()).collect();
+    let covered = |s: &str, l: &[String]| l.iter().any(|o| s == o || s.starts_with(&format!("{o}/")));
+    for d in std::iter::once(Path::new(home)).chain(extra.iter().map(PathBuf::as_path)) {
+        let d = std::path::absolute(d)?;
+        if !d.is_dir() {
+            bail!("writable directory {} does not exist on the host", d.display());
+        }
+        let s = d.display().to_string();
+        if !covered(&s, &overlay) && !covered(&s, &tmpfs) {
+            overlay.push(s);
+        }
+    }
+    Ok((tmpfs, overlay))
 }
 
 /// Runs take turns (per cache, so across work trees): two TCG VMs on a
