@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what building and testing mcp-sensor needs on Debian/Ubuntu, as
 # root: the kernel-side toolchain (clang, libbpf headers, bpftool), Python
-# and Node for the real MCP software the tests drive, and a Rust toolchain
-# when there is none. Idempotent: a second run changes nothing.
+# and Node for the real MCP software the tests drive, qemu and friends for
+# the kernel matrix (`cargo xtask vmtest`), and a Rust toolchain when there
+# is none. Idempotent: a second run changes nothing.
 set -euo pipefail
 
 need=()
@@ -18,11 +19,24 @@ command -v git >/dev/null || need+=(git)
 command -v cc >/dev/null || need+=(gcc libc6-dev)
 # headless browser: the investigate HTML report is checked by what it renders
 command -v chromium >/dev/null || need+=(chromium)
+# `cargo xtask vmtest` (the kernel matrix): qemu, the virtiofsd that shares
+# the host's root with the VM (in qemu-system-common up to Debian 12), a
+# static busybox for the VM's init, Debian's archive keys to check the kernel
+# packages' signatures, xz for compressed kernel modules
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+[ -x /usr/lib/qemu/virtiofsd ] || [ -x /usr/libexec/virtiofsd ] || need+=(qemu-system-common)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' || need+=(busybox-static)
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
+command -v xz >/dev/null || need+=(xz-utils)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing: ${need[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# Debian 13's qemu no longer ships the C virtiofsd: the Rust one is a package
+if ! [ -x /usr/lib/qemu/virtiofsd ] && ! [ -x /usr/libexec/virtiofsd ]; then
+  apt-get install -y -qq virtiofsd >/dev/null
 fi
 export PATH="$HOME/.cargo/bin:/usr/sbin:$PATH"
 if ! command -v cargo >/dev/null; then

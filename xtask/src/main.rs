@@ -1,12 +1,14 @@
 //! xtask: the project's own commands. `cargo xtask test` runs every test
 //! (unit tests without root, then the privileged end-to-end tests with real
 //! BPF and real MCP software); `cargo xtask bench` measures overhead with
-//! and without the sensor in one run and prints the ratios.
+//! and without the sensor in one run and prints the ratios; `cargo xtask
+//! vmtest` runs a command on each pinned Debian kernel under qemu.
 
 mod bench;
 mod bench_blocks;
 mod bench_kill;
 mod bench_mcp;
+mod vm;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
@@ -28,6 +30,9 @@ enum Cmd {
     },
     /// Overhead benchmarks; prints a Markdown table for BENCHMARKS.md.
     Bench(bench::BenchArgs),
+    /// Boots each pinned kernel (tests/vm/kernels.txt) under qemu, with and
+    /// without BPF LSM, and runs a command inside with the host's root visible.
+    Vmtest(vm::VmArgs),
     /// Internal: the measured loops, run as a separate process.
     #[command(hide = true)]
     Worker { what: String, iters: u64 },
@@ -73,6 +78,7 @@ fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Test { filter } => test(filter),
         Cmd::Bench(a) => bench::run(a),
+        Cmd::Vmtest(a) => vm::run(a),
         Cmd::Worker { what, iters } => bench::worker(&what, iters),
     }
 }

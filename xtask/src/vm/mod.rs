@@ -1,0 +1,331 @@
+//! `cargo xtask vmtest`: the kernel matrix. Boots each pinned Debian kernel
+//! (tests/vm/kernels.txt) under qemu (TCG: no KVM on our machines), with and
+//! without BPF LSM, with the host's root filesystem visible read-only inside,
+//! runs one command there and reports per (kernel, lsm).
+//!
+//! Why a runner of our own (qemu + a busybox initramfs, as aya's integration
+//! tests do) and not a ready one:
+//! - the `vmtest` crate shares the host's root over 9p and its README asks for
+//!   `CONFIG_9P_FS=y`, `CONFIG_VIRTIO_CONSOLE=y`: Debian's cloud kernels have
+//!   no 9p, and 5.10/6.1 build virtio as modules;
+//! - virtme-ng 1.42 (PyPI), tried on these kernels under TCG: it only drives
+//!   the Rust virtiofsd, so with Debian 12's qemu (the C virtiofsd in
+//!   qemu-system-common) it fell back to 9p and the guest found no root; its
+//!   initramfs could not load 6.12's xz-compressed modules ("Invalid ELF
+//!   header magic"); it also needs kmod's depmod on the host.
+//!
+//! The pieces: `kernels` (pins, apt-get download into a cache of our own,
+//! unpacking), `initramfs` (busybox, the modules virtiofs needs, `init.sh`),
+//! `qemu` (read-only virtiofsd, qemu, console markers, timeout).
+
+mod initramfs;
+mod kernels;
+mod qemu;
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(clap::Args)]
+pub struct VmArgs {
+    /// Only this kernel (a NAME from tests/vm/kernels.txt; repeatable).
+    #[arg(long = "kernel", value_name = "NAME")]
+    kernels: Vec<String>,
+    /// Boot with BPF LSM enabled (`on`), without (`off`), or each way.
+    #[arg(long, value_enum, default_value = "both")]
+    lsm: LsmSel,
+    /// Seconds one VM may take, boot included, before qemu is killed.
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+    /// Virtual CPUs. 1 by default: on a 2-core host, busy with other builds,
+    /// 2 vCPUs made a 6.12 VM ~40% slower (boot, execs, node, python) and a
+    /// 6.1 VM no faster.
+    #[arg(long, default_value_t = 1)]
+    smp: u32,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 2048)]
+    memory: u32,
+    /// A host directory the command may write to (an overlay: the host's
+    /// files stay visible, writes stay in the VM); repeatable. /tmp, /run,
+    /// /var/tmp (empty), /var and HOME are always writable.
+    #[arg(long, value_name = "DIR")]
+    writable: Vec<PathBuf>,
+    /// An environment variable for the command (repeatable).
+    #[arg(long, value_name = "NAME=VALUE")]
+    env: Vec<String>,
+    /// Print the command's output for every VM, not only failed ones.
+    #[arg(short, long)]
+    verbose: bool,
+    /// The command to run in each VM (default: target/release/mcp-sensor doctor).
+    #[arg(last = true, value_name = "CMD")]
+    cmd: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum LsmSel {
+    On,
+    Off,
+    Both,
+}
+
+/// Empty tmpfs in the VM.
+const TMPFS: &[&str] = &["/tmp", "/run", "/var/tmp"];
+/// Overlays in the VM (the host's content visible, writable in memory):
+/// /var for /var/log, /var/lib/mcp-sensor, /var/cache; /root for HOME and the
+/// caches of npm, pip and pyenv under it.
+const OVERLAY: &[&str] = &["/var", "/root"];
+
+pub fn run(a: VmArgs) -> Result<()> {
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("vmtest needs root: virtiofsd shares / from a mount namespace of its own");
+    }
+    for tool in ["qemu-system-x86_64", "dpkg-deb", "apt-get"] {
+        if which(tool).is_none() {
+            bail!("{tool} not found: run scripts/install-deps.sh");
+        }
+    }
+    let root = crate::root();
+    let pins = kernels::read_pins(&root.join("tests/vm/kernels.txt"))?;
+    let wanted: Vec<kernels::Pin> = if a.kernels.is_empty() {
+        pins.clone()
+    } else {
+        a.kernels
+            .iter()
+            .map(|n| {
+                pins.iter().find(|p| &p.name == n).cloned().with_context(|| {
+                    let names: Vec<&str> = pins.iter().map(|p| p.name.as_str()).collect();
+                    format!("no kernel {n:?} in tests/vm/kernels.txt (pinned: {})", names.join(", "))
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    let cmd = if a.cmd.is_empty() {
+        let bin = root.join("target/release/mcp-sensor");
+        if !bin.exists() {
+            bail!(
+                "no command given and {} does not exist: build it (cargo build --release -p mcp-sensor) \
+                 or pass one after `--`",
+                bin.display()
+            );
+        }
+        vec![bin.display().to_string(), "doctor".into()]
+    } else {
+        a.cmd.clone()
+    };
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let mut env = vec![
+        ("PATH".to_string(), std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())),
+        ("HOME".into(), home.clone()),
+        ("USER".into(), "root".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("VMTEST".into(), "1".into()),
+    ];
+    for v in ["RUST_LOG", "RUST_BACKTRACE", "CI", "NO_COLOR"] {
+        if let Ok(x) = std::env::var(v) {
+            env.push((v.into(), x));
+        }
+    }
+    for kv in &a.env {
+        match kv.split_once('=') {
+            Some((n, v)) if !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') => {
+                env.push((n.into(), v.into()))
+            }
+            _ => bail!("--env {kv:?}: NAME=VALUE, NAME of letters, digits and _"),
+        }
+    }
+    let (tmpfs, overlay) = writable(&home, &a.writable)?;
+
+    let cache = kernels::cache_dir();
+    std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
+    let _lock = one_run_at_a_time(&cache)?;
+    let kernels = kernels::fetch(&cache, &pins, &wanted)?;
+    let logs = root.join("target/vmtest");
+    std::fs::create_dir_all(&logs)?;
+    let rundir = RunDir(std::env::temp_dir().join(format!("mcp-sensor-vmtest-{}", std::process::id())));
+    std::fs::create_dir_all(&rundir.0)?;
+    let plan = Plan { cmd, env, cwd: std::env::current_dir()?, tmpfs, overlay, logs, rundir, args: &a };
+    let variants: &[bool] = match a.lsm {
+        LsmSel::On => &[true],
+        LsmSel::Off => &[false],
+        LsmSel::Both => &[true, false],
+    };
+    let mut results = Vec::new();
+    for k in &kernels {
+        for &bpf in variants {
+            results.push(plan.boot(k, bpf)?);
+        }
+    }
+    drop(plan);
+
+    let passed = results.iter().filter(|r| r.0).count();
+    println!();
+    for (_, l) in &results {
+        println!("{l}");
+    }
+    println!("vmtest: {passed} passed, {} failed", results.len() - passed);
+    if passed != results.len() {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// What every VM of a run shares.
+struct Plan<'a> {
+    cmd: Vec<String>,
+    env: Vec<(String, String)>,
+    cwd: PathBuf,
+    tmpfs: Vec<String>,
+    overlay: Vec<String>,
+    logs: PathBuf,
+    rundir: RunDir,
+    args: &'a VmArgs,
+}
+
+impl Plan<'_> {
+    /// One VM: (passed, the report line).
+    fn boot(&self, k: &kernels::Kernel, bpf: bool) -> Result<(bool, String)> {
+        let onoff = if bpf { "on" } else { "off" };
+        let label = format!("{}-lsm-{onoff}", k.pin.name);
+        let lsm = k.lsm_arg(bpf)?;
+        let mut env = self.env.clone();
+        env.push(("VMTEST_KERNEL".into(), k.pin.name.clone()));
+        env.push(("VMTEST_RELEASE".into(), k.release.clone()));
+        env.push(("VMTEST_LSM".into(), onoff.into()));
+        let guest = initramfs::Guest {
+            hostname: format!("vmtest-{}", k.pin.name.replace('.', "-")),
+            tmpfs: &self.tmpfs,
+            overlay: &self.overlay,
+            script: script(&env, &self.cwd, &self.cmd),
+        };
+        let cpio = self.rundir.0.join(format!("{label}.cpio"));
+        initramfs::build(k, &guest, &cpio)?;
+        let log = self.logs.join(format!("{label}.log"));
+        eprintln!("vmtest: {label}: booting {} (lsm={lsm}), console in {}", k.release, log.display());
+        let o = qemu::run(&qemu::Spec {
+            vmlinuz: &k.vmlinuz,
+            initramfs: &cpio,
+            append: format!("console=ttyS0 panic=-1 lsm={lsm}"),
+            memory_mib: self.args.memory,
+            smp: self.args.smp,
+            timeout: Duration::from_secs(self.args.timeout),
+            log: &log,
+            rundir: &self.rundir.0,
+        });
+        let _ = std::fs::remove_file(&cpio);
+        let o = o?;
+        let pass = o.exit == Some(0) && o.problem.is_none();
+        if self.args.verbose || !pass {
+            let skip = if self.args.verbose { 0 } else { o.output.len().saturating_sub(40) };
+            for l in &o.output[skip..] {
+                println!("    | {l}");
+            }
+        }
+        let secs = |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.1}s", d.as_secs_f64()));
+        let what = match (&o.problem, o.exit) {
+            (Some(p), _) => p.clone(),
+            (None, Some(c)) => format!("exit {c}"),
+            (None, None) => "no exit status".into(),
+        };
+        let line = format!(
+            "{label:<14} {}  {:>6} total, {:>6} to init, {:>6} to command  {what}  log: {}",
+            if pass { "PASS" } else { "FAIL" },
+            secs(Some(o.total)),
+            secs(o.init_at),
+            secs(o.run_at),
+            log.display()
+        );
+        println!("{line}");
+        Ok((pass, line))
+    }
+}
+
+/// The VM's writable places: (empty tmpfs, overlays), with HOME and the
+/// `--writable` directories added as overlays unless already covered.
+fn writable(home: &str, extra: &[PathBuf]) -> Result<(Vec<String>, Vec<String>)> {
+    let tmpfs: Vec<String> = TMPFS.iter().map(|s| s.to_string()).collect();
+    let mut overlay: Vec<String> = OVERLAY.iter().map(|s| s.to_string()).collect();
+    let covered = |s: &str, l: &[String]| l.iter().any(|o| s == o || s.starts_with(&format!("{o}/")));
+    for d in std::iter::once(Path::new(home)).chain(extra.iter().map(PathBuf::as_path)) {
+        let d = std::path::absolute(d)?;
+        if !d.is_dir() {
+            bail!("writable directory {} does not exist on the host", d.display());
+        }
+        let s = d.display().to_string();
+        if !covered(&s, &overlay) && !covered(&s, &tmpfs) {
+            overlay.push(s);
+        }
+    }
+    Ok((tmpfs, overlay))
+}
+
+/// Runs take turns (per cache, so across work trees): two TCG VMs on a
+/// 2-core machine only slow each other down, and two runs in one tree would
+/// write the same log files. The lock goes with the process.
+fn one_run_at_a_time(cache: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::create(cache.join(".lock"))?;
+    // SAFETY: flock on a descriptor we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        eprintln!("vmtest: another `cargo xtask vmtest` is running: waiting for it to finish");
+        // SAFETY: as above.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!("locking {}: {}", cache.join(".lock").display(), std::io::Error::last_os_error());
+        }
+    }
+    Ok(f)
+}
+
+/// The run's socket, initramfs and (empty) virtiofsd mount point, removed at
+/// the end however the run ends.
+struct RunDir(PathBuf);
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        // never recursive: `root` is where virtiofsd (in its own mount
+        // namespace) bound the host's `/`; here it is an empty directory
+        for e in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
+            let p = e.path();
+            let _ = if p.is_dir() { std::fs::remove_dir(&p) } else { std::fs::remove_file(&p) };
+        }
+        let _ = std::fs::remove_dir(&self.0);
+    }
+}
+
+/// The script the VM runs in the chroot: the environment, the host's working
+/// directory, then the command.
+fn script(env: &[(String, String)], cwd: &Path, cmd: &[String]) -> String {
+    let mut s = String::from("# written by cargo xtask vmtest\n");
+    for (n, v) in env {
+        s += &format!("export {n}={}\n", quote(v));
+    }
+    s += &format!("cd {} || exit 125\nexec", quote(&cwd.display().to_string()));
+    for a in cmd {
+        s += " ";
+        s += &quote(a);
+    }
+    s + "\n"
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(tool))
+        .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn script_quotes_every_word() {
+        let s = script(&[("A".into(), "x'y".into())], Path::new("/w d"), &["sh".into(), "-c".into(), "echo 'hi'".into()]);
+        assert_eq!(s, "# written by cargo xtask vmtest\nexport A='x'\\''y'\ncd '/w d' || exit 125\nexec 'sh' '-c' 'echo '\\''hi'\\'''\n");
+    }
+}
