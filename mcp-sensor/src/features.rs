@@ -89,7 +89,9 @@ pub struct Plan {
     /// `sigkill_at_syscall` (the syscall completes, SIGKILL is delivered
     /// before the process runs another instruction).
     pub file_enforcement: &'static str,
-    /// Largest read/write captured whole on the stdio channel, bytes.
+    /// Largest read/write captured whole on the stdio channel, bytes: the
+    /// kernel's limit (compat: [`COMPAT_STDIO_CAP`]); once loaded, the
+    /// effective cap (`--stdio-cap` within that limit).
     pub stdio_cap_max: u64,
     /// What is off or reduced on this kernel, and why; empty when nothing is.
     pub degraded: Vec<String>,
@@ -157,7 +159,7 @@ impl Plan {
             object,
             hooks,
             file_enforcement: if lsm { "lsm_deny" } else { "sigkill_at_syscall" },
-            stdio_cap_max: if object == Object::Compat { COMPAT_STDIO_CAP } else { u64::MAX },
+            stdio_cap_max: if object == Object::Compat { COMPAT_STDIO_CAP } else { crate::loader::LoadOptions::default().stdio_cap },
             degraded,
             unused,
         }

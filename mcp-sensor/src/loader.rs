@@ -154,11 +154,12 @@ pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
     }
     ensure_tracefs();
     let btf = Btf::from_sys_fs().map_err(|_| LoadError::NoBtf)?;
-    let plan = Plan::for_kernel(&Probed::probe());
+    let mut plan = Plan::for_kernel(&Probed::probe());
     let (object, stdio_cap) = match plan.object {
         Object::Full => (mcp_sensor_ebpf::object(), opts.stdio_cap),
         Object::Compat => (mcp_sensor_ebpf::compat_object(), opts.stdio_cap.min(plan.stdio_cap_max)),
     };
+    plan.stdio_cap_max = stdio_cap;
     let lsm = opts.enforce && plan.lsm();
     let mut ebpf = EbpfLoader::new()
         .btf(Some(&btf))
@@ -444,5 +445,40 @@ impl Sensor {
                 .collect()
         };
         Ok((sum("DROPS", abi::EV_KIND_MAX)?, sum("COUNTERS", abi::CNT_MAX)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aya::programs::ProgramError;
+
+    fn load_error(errno: i32, log: &str) -> ProgramError {
+        ProgramError::LoadError {
+            io_error: std::io::Error::from_raw_os_error(errno),
+            verifier_log: aya_obj::VerifierLog::new(log.to_string()),
+        }
+    }
+
+    #[test]
+    fn a_verifier_refusal_is_the_sensors_bug_with_the_logs_end() {
+        let log: String = (0..100).map(|i| format!("line {i}\n")).collect::<String>() + "combined stack size of 2 calls is 736. Too large\n";
+        let e = program_error("ms_open_exits", load_error(libc::EACCES, &log));
+        let msg = e.to_string();
+        assert!(matches!(e, LoadError::Verifier { .. }), "{msg}");
+        assert!(msg.contains("ms_open_exits") && msg.contains("bug in mcp-sensor"), "{msg}");
+        assert!(msg.contains("mcp-sensor doctor --json"), "{msg}");
+        assert!(msg.contains("Too large"), "the refusal itself is kept: {msg}");
+        assert!(!msg.contains("line 0\n"), "only the log's end: {msg}");
+        assert!(!msg.contains("as root"), "{msg}");
+    }
+
+    #[test]
+    fn eperm_without_a_log_is_not_blamed_on_the_user_being_root_or_not() {
+        let e = program_error("ms_open_exits", load_error(libc::EPERM, ""));
+        let msg = e.to_string();
+        assert!(matches!(e, LoadError::Program { .. }), "{msg}");
+        assert!(msg.contains("lockdown"), "{msg}");
+        assert!(!msg.contains("run as root"), "root is checked before loading: {msg}");
     }
 }

@@ -78,7 +78,13 @@ fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Test { filter } => test(filter),
         Cmd::Bench(a) => bench::run(a),
-        Cmd::Vmtest(a) => vm::run(a),
+        Cmd::Vmtest(a) => {
+            let c = vm::run(a)?;
+            if c.failed > 0 {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Cmd::Worker { what, iters } => bench::worker(&what, iters),
     }
 }

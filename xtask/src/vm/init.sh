@@ -6,8 +6,8 @@
 # (shared read-only by virtiofsd) at /newroot, makes the places a test writes
 # writable (tmpfs, or an overlay with a tmpfs upper where the host's files
 # must stay visible), mounts the kernel filesystems the sensor uses, then
-# runs the command chrooted into the host's root, so every binary is at the
-# path it has on the host. The host reads the serial console for the
+# moves the host's root onto / and runs the command chrooted into it, so
+# every binary is at the path it has on the host, as the kernel sees it too. The host reads the serial console for the
 # VMTEST-* markers: INIT (init started), RUN (command starts), EXIT <code>,
 # SETUP-FAILED <what> (the VM could not be set up: the command did not run).
 
@@ -77,7 +77,11 @@ mkdir -p $R/run/vmtest
 cp /vmtest/cmd.sh $R/run/vmtest/cmd.sh
 
 echo "VMTEST-RUN uptime=$(up) release=$(uname -r)"
-env -i chroot $R /bin/sh /run/vmtest/cmd.sh </dev/null 2>&1
+# the host's root becomes the mount at / (as switch_root does), then the
+# command is chrooted into it: a sensor that walks paths to the global root
+# (mcp-sensor does, like d_absolute_path) sees the host's paths, not /newroot/...
+cd $R && mount --move . / || fail "mount --move $R /"
+env -i chroot . /bin/sh /run/vmtest/cmd.sh </dev/null 2>&1
 rc=$?
 echo
 echo "VMTEST-DONE uptime=$(up)"

@@ -19,6 +19,9 @@ pub struct Pin {
     pub name: String,
     pub suite: String,
     pub package: String,
+    /// The sensor's kernel object this kernel must get (`full` or
+    /// `compat`): the in-VM tests' expectation, from the pin, not the sensor.
+    pub object: String,
 }
 
 pub fn read_pins(path: &Path) -> Result<Vec<Pin>> {
@@ -30,13 +33,16 @@ pub fn read_pins(path: &Path) -> Result<Vec<Pin>> {
             continue;
         }
         let f: Vec<&str> = line.split_whitespace().collect();
-        let [name, suite, package] = f[..] else {
-            bail!("{}:{}: expected `NAME SUITE PACKAGE`, got {line:?}", path.display(), i + 1);
+        let [name, suite, package, object] = f[..] else {
+            bail!("{}:{}: expected `NAME SUITE PACKAGE OBJECT`, got {line:?}", path.display(), i + 1);
         };
+        if object != "full" && object != "compat" {
+            bail!("{}:{}: OBJECT is `full` or `compat`, got {object:?}", path.display(), i + 1);
+        }
         if pins.iter().any(|p| p.name == name) {
             bail!("{}:{}: kernel {name} is pinned twice", path.display(), i + 1);
         }
-        pins.push(Pin { name: name.into(), suite: suite.into(), package: package.into() });
+        pins.push(Pin { name: name.into(), suite: suite.into(), package: package.into(), object: object.into() });
     }
     if pins.is_empty() {
         bail!("{}: no kernel pinned", path.display());

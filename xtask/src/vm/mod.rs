@@ -56,7 +56,8 @@ pub struct VmArgs {
     /// Print the command's output for every VM, not only failed ones.
     #[arg(short, long)]
     verbose: bool,
-    /// The command to run in each VM (default: target/release/mcp-sensor doctor).
+    /// The command to run in each VM (default: the e2e tests named `kernel_`,
+    /// built first).
     #[arg(last = true, value_name = "CMD")]
     cmd: Vec<String>,
 }
@@ -75,7 +76,7 @@ const TMPFS: &[&str] = &["/tmp", "/run", "/var/tmp"];
 /// caches of npm, pip and pyenv under it.
 const OVERLAY: &[&str] = &["/var", "/root"];
 
-pub fn run(a: VmArgs) -> Result<()> {
+pub fn run(a: VmArgs) -> Result<Counts> {
     // SAFETY: no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         bail!("vmtest needs root: virtiofsd shares / from a mount namespace of its own");
@@ -100,19 +101,7 @@ pub fn run(a: VmArgs) -> Result<()> {
             })
             .collect::<Result<_>>()?
     };
-    let cmd = if a.cmd.is_empty() {
-        let bin = root.join("target/release/mcp-sensor");
-        if !bin.exists() {
-            bail!(
-                "no command given and {} does not exist: build it (cargo build --release -p mcp-sensor) \
-                 or pass one after `--`",
-                bin.display()
-            );
-        }
-        vec![bin.display().to_string(), "doctor".into()]
-    } else {
-        a.cmd.clone()
-    };
+    let cmd = if a.cmd.is_empty() { kernel_suite()? } else { a.cmd.clone() };
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     let mut env = vec![
         ("PATH".to_string(), std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())),
@@ -158,16 +147,74 @@ pub fn run(a: VmArgs) -> Result<()> {
     }
     drop(plan);
 
-    let passed = results.iter().filter(|r| r.0).count();
+    let vms_passed = results.iter().filter(|r| r.pass).count();
     println!();
-    for (_, l) in &results {
-        println!("{l}");
+    for r in &results {
+        println!("{}", r.line);
     }
-    println!("vmtest: {passed} passed, {} failed", results.len() - passed);
-    if passed != results.len() {
-        std::process::exit(1);
+    let counts = Counts {
+        passed: results.iter().map(|r| r.tests.0).sum(),
+        failed: results.iter().map(|r| r.tests.1).sum(),
+    };
+    println!("vmtest: {vms_passed} of {} VMs passed", results.len());
+    println!("vmtest: {} passed, {} failed", counts.passed, counts.failed);
+    Ok(counts)
+}
+
+/// Tests across the VMs of a run: a VM whose command printed cargo test
+/// result lines counts those; one that printed none counts as one test.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub passed: u64,
+    pub failed: u64,
+}
+
+/// One VM's result.
+struct VmResult {
+    pass: bool,
+    /// (passed, failed) tests.
+    tests: (u64, u64),
+    line: String,
+}
+
+/// The in-VM suite run when no command is given: the e2e tests named
+/// `kernel_` (tests/e2e/kernel.rs), with the release sensor; both built
+/// here first.
+fn kernel_suite() -> Result<Vec<String>> {
+    crate::cargo(&["build", "--release", "-p", "mcp-sensor"])?;
+    let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["test", "--release", "-p", "mcp-sensor", "--test", "e2e", "--no-run", "--message-format=json"])
+        .current_dir(crate::root())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("building the e2e tests")?;
+    if !out.status.success() {
+        bail!("building the e2e tests failed");
     }
-    Ok(())
+    let exe = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "e2e")
+        .find_map(|m| m["executable"].as_str().map(str::to_string))
+        .context("no e2e test executable in cargo's output")?;
+    Ok(vec![exe, "kernel_".into(), "--test-threads=1".into()])
+}
+
+/// (passed, failed) from cargo test's `test result:` lines in `output`.
+fn test_counts(output: &[String]) -> Option<(u64, u64)> {
+    let mut found = None;
+    for l in output {
+        let Some(rest) = l.split("test result: ").nth(1) else { continue };
+        let num = |what: &str| {
+            rest.split(';').find_map(|p| p.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(what))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+        };
+        if let (Some(p), Some(f)) = (num(" passed"), num(" failed")) {
+            let (tp, tf) = found.unwrap_or((0, 0));
+            found = Some((tp + p, tf + f));
+        }
+    }
+    found
 }
 
 /// What every VM of a run shares.
@@ -183,8 +230,8 @@ struct Plan<'a> {
 }
 
 impl Plan<'_> {
-    /// One VM: (passed, the report line).
-    fn boot(&self, k: &kernels::Kernel, bpf: bool) -> Result<(bool, String)> {
+    /// One VM.
+    fn boot(&self, k: &kernels::Kernel, bpf: bool) -> Result<VmResult> {
         let onoff = if bpf { "on" } else { "off" };
         let label = format!("{}-lsm-{onoff}", k.pin.name);
         let lsm = k.lsm_arg(bpf)?;
@@ -192,6 +239,11 @@ impl Plan<'_> {
         env.push(("VMTEST_KERNEL".into(), k.pin.name.clone()));
         env.push(("VMTEST_RELEASE".into(), k.release.clone()));
         env.push(("VMTEST_LSM".into(), onoff.into()));
+        // what the in-VM tests must see, from the pin and the boot line
+        // (tests/e2e/kernel.rs), not from the sensor
+        env.push(("MCP_SENSOR_EXPECT_OBJECT".into(), k.pin.object.clone()));
+        let enforcement = if bpf { "lsm_deny" } else { "sigkill_at_syscall" };
+        env.push(("MCP_SENSOR_EXPECT_ENFORCEMENT".into(), enforcement.into()));
         let guest = initramfs::Guest {
             hostname: format!("vmtest-{}", k.pin.name.replace('.', "-")),
             tmpfs: &self.tmpfs,
@@ -236,7 +288,12 @@ impl Plan<'_> {
             log.display()
         );
         println!("{line}");
-        Ok((pass, line))
+        let tests = match test_counts(&o.output) {
+            // a VM that failed with every test passing still failed
+            Some((p, f)) => (p, if pass { f } else { f.max(1) }),
+            None => (u64::from(pass), u64::from(!pass)),
+        };
+        Ok(VmResult { pass, tests, line })
     }
 }
 
@@ -322,6 +379,19 @@ fn which(tool: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_cargo_test_results() {
+        let out: Vec<String> = [
+            "    | test result: ok. 4 passed; 0 failed; 0 ignored; 0 measured; 34 filtered out; finished in 70.1s",
+            "test result: FAILED. 2 passed; 1 failed; 0 ignored; 0 measured; 0 filtered out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(test_counts(&out), Some((6, 1)));
+        assert_eq!(test_counts(&["no tests here".to_string()]), None);
+    }
 
     #[test]
     fn script_quotes_every_word() {
