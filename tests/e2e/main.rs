@@ -8,5 +8,6 @@ mod harness;
 mod investigate;
 mod kernel;
 mod mcp;
+mod overlap;
 mod rules;
 mod sensor;
