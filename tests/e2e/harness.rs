@@ -87,6 +87,12 @@ pub fn wait_for_text(path: &Path, text: &str) {
     });
 }
 
+/// A shell loop that waits for `file` to exist (60 s at most: a test that
+/// failed before creating it must not leave the loop running).
+pub fn wait_sh(file: &Path) -> String {
+    format!("i=0; while [ ! -e {f} ] && [ $i -lt 3000 ]; do sleep 0.02; i=$((i+1)); done", f = file.display())
+}
+
 pub struct Run {
     pub out: Output,
     pub events: Vec<Value>,

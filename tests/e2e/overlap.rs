@@ -27,11 +27,6 @@ fn position(run: &Run, what: &str, pred: impl Fn(&Value) -> bool) -> usize {
     run.events.iter().position(pred).unwrap_or_else(|| panic!("no {what}\n{}", run.describe()))
 }
 
-/// A shell loop that waits for `file` (60 s at most).
-fn wait_sh(file: &Path) -> String {
-    format!("i=0; while [ ! -e {f} ] && [ $i -lt 3000 ]; do sleep 0.02; i=$((i+1)); done", f = file.display())
-}
-
 #[test]
 fn a_process_started_by_one_call_keeps_it_while_another_call_is_in_flight() {
     let d = scratch("overlap-shell");

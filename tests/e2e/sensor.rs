@@ -125,9 +125,9 @@ fn unwatched_processes_produce_nothing() {
     // shell opens, execs and connects, then opens a file of its own
     let events = d.join("events.jsonl");
     let watched = format!(
-        "touch {ready}; while [ ! -e {go} ]; do sleep 0.02; done; cat {after} >/dev/null",
+        "touch {ready}; {wait_go}; cat {after} >/dev/null",
         ready = ready.display(),
-        go = go.display(),
+        wait_go = wait_sh(&go),
         after = after.display()
     );
     let mut sensor = exec_command(&d, &events).args(["--", "sh", "-c", &watched]).spawn().unwrap();
