@@ -9,21 +9,10 @@
 use crate::harness::*;
 use crate::mcp::{fs_server, mcp_env};
 use serde_json::{json, Value};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// Polls `what` until it is true; panics with `msg` after 120 s (a hang
-/// guard, not a timing assertion).
-fn wait_for(msg: &str, mut what: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !what() {
-        assert!(Instant::now() < deadline, "gave up waiting: {msg}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 struct Daemon {
     child: Child,
@@ -59,6 +48,7 @@ impl Daemon {
         let child = Command::new(sensor_bin())
             .args(["run", "--config"])
             .arg(&config)
+            .args(isolation(dir))
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -84,11 +74,16 @@ impl Daemon {
         unsafe { libc::kill(self.child.id() as i32, sig) };
     }
 
-    /// SIGTERM, then the exit status and the log's events.
-    fn stop(mut self) -> (i32, Vec<Value>) {
+    /// SIGTERM, then the exit status.
+    fn stop_status(mut self) -> i32 {
         self.signal(libc::SIGTERM);
-        let st = self.child.wait().unwrap();
-        (st.code().unwrap_or(-1), read_events(&self.log_dir.join("events.jsonl")))
+        self.child.wait().unwrap().code().unwrap_or(-1)
+    }
+
+    /// SIGTERM, then the exit status and the log's events.
+    fn stop(self) -> (i32, Vec<Value>) {
+        let log = self.log_dir.join("events.jsonl");
+        (self.stop_status(), read_events(&log))
     }
 }
 
@@ -245,41 +240,57 @@ fn daemon_log_survives_kill_9_and_a_restart_appends() {
     let mut daemon = daemon;
     daemon.signal(libc::SIGKILL);
     daemon.child.wait().unwrap();
-    let before = std::fs::read(&log).unwrap();
-    let text = String::from_utf8_lossy(&before);
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
-    for (i, l) in lines.iter().enumerate() {
-        let whole = l.ends_with('\n') && serde_json::from_str::<Value>(l.trim_end()).is_ok();
-        assert!(whole || i == lines.len() - 1, "line {i} of the crashed log is not complete JSON: {l:?}");
+    // a crash leaves at most one torn last line; when this one left none,
+    // append what a write cut short leaves, so the restart's repair runs
+    let mut before = String::from_utf8(std::fs::read(&log).unwrap()).expect("the log is UTF-8");
+    let torn = before.matches('\n').count();
+    if before.ends_with('\n') {
+        let cut = "{\"ts\":\"2026-01-01T00:00:00Z\",\"kind\":\"op";
+        std::fs::OpenOptions::new().append(true).open(&log).unwrap().write_all(cut.as_bytes()).unwrap();
+        before.push_str(cut);
     }
+    let crashed = events_with_torn_line(&before, Some(torn));
+    let path = target.display().to_string();
+    assert!(crashed.iter().any(|e| e["kind"] == "open" && e["path"] == path), "the open survived the crash");
     assert_eq!(std::fs::metadata(&log).unwrap().permissions().mode() & 0o777, 0o600);
     assert_eq!(std::fs::metadata(&daemon.log_dir).unwrap().permissions().mode() & 0o777, 0o700);
 
     let again = Daemon::start(&d, "");
-    let (status, evs) = again.stop();
-    assert_eq!(status, 0);
-    let after = std::fs::read(&log).unwrap();
-    assert!(after.len() > before.len() && after.starts_with(&before), "the restart appended, never truncated");
-    assert!(evs.iter().any(|e| e["kind"] == "drops" && e["final"] == true), "the second run wrote its totals");
+    assert_eq!(again.stop_status(), 0);
+    let after = String::from_utf8(std::fs::read(&log).unwrap()).expect("the log is UTF-8");
+    assert!(after.starts_with(&before), "the restart appended, never truncated");
+    assert_eq!(after.as_bytes()[before.len()], b'\n', "the restart completed the torn line before appending");
+    // the torn line, now completed, is the only line that is not an event
+    let evs = events_with_torn_line(&after, Some(torn));
+    let fin = evs.iter().filter(|e| e["kind"] == "drops" && e["final"] == true).count();
+    assert_eq!(fin, 1, "only the second run wrote its totals (the first was killed)");
 }
 
 #[test]
 fn sighup_keeps_the_running_config_when_the_new_one_is_invalid() {
     let d = scratch("daemon-hup");
-    let daemon = Daemon::start(&d, "");
+    let target = d.join("notes.txt");
+    std::fs::write(&target, "x\n").unwrap();
+    // only the client rule can find servers: the SDK client (comm `python`)
+    // is a client by this config alone, not by the built-in list
+    let daemon = Daemon::start(&d, "[discovery]\nclients = [\"python\"]\nstdio_pipes = false\n");
     let config = d.join("config.toml");
     let good = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(&config, format!("{good}[discovery]\nmax_held_event = 5\n")).unwrap();
+    std::fs::write(&config, format!("{good}max_held_event = 5\n")).unwrap();
     daemon.signal(libc::SIGHUP);
     wait_for("the reload to be refused", || daemon.stderr_text().contains("reload failed"));
     let err = daemon.stderr_text();
     assert!(err.contains("keeping the running configuration") && err.contains("max_held_event"), "{err}");
-    assert!(err.contains("line 4"), "the error names the line: {err}");
-    std::fs::write(&config, format!("{good}[discovery]\nextra_clients = [\"my-agent\"]\n")).unwrap();
+    let line = good.lines().count() + 1;
+    assert!(err.contains(&format!("line {line}")), "the error names the line: {err}");
+    // the old configuration is still in force: a python client's server is found
+    run_client(&mut client(&d, json!([{"call": "read_text_file", "arguments": {"path": target}}])));
+    std::fs::write(&config, format!("{good}extra_clients = [\"my-agent\"]\n")).unwrap();
     daemon.signal(libc::SIGHUP);
     wait_for("the reload to be applied", || daemon.stderr_text().contains("configuration reloaded"));
-    let (status, _) = daemon.stop();
+    let (status, evs) = daemon.stop();
     assert_eq!(status, 0, "still running and stops cleanly after both reloads");
+    assert_read_attributed(&evs, &target, "client_child", true);
 }
 
 #[test]

@@ -176,12 +176,22 @@ fn agent_decided_kill_uses_the_tool_call_and_reports_its_delay() {
     let rules = rule_file(&d, &key_rule(&home, "tree", "    tool: read_text_file\n"));
     let env = mcp_env();
     let server = fs_server(&env, &home);
+    // the next request goes out once the sensor has said it killed
+    let go = d.join("go");
+    let waiter = {
+        let (events, go) = (d.join("events.jsonl"), go.clone());
+        std::thread::spawn(move || {
+            wait_for_event(&events, "the agent's kill", |e| e["kind"] == "alert" && e["action"] == "killed");
+            std::fs::write(&go, "").unwrap();
+        })
+    };
     let s = drive(
         &d,
         server,
-        json!([{"call": "read_text_file", "arguments": {"path": key}}, {"sleep": 1.0}, {"call": "list_allowed_directories"}]),
+        json!([{"call": "read_text_file", "arguments": {"path": key}}, {"wait_file": go}, {"call": "list_allowed_directories"}]),
         &["--enforce", "--rules", &rules],
     );
+    waiter.join().expect("the kill was reported");
     let run = &s.run;
     let killed = killed_alerts(run);
     assert_eq!(killed.len(), 1, "{}", run.describe());
@@ -232,8 +242,15 @@ fn benign_sessions_of_several_real_servers_complete_under_enforce() {
     ];
     for (name, server, steps) in sessions {
         let s = drive(&d, server, steps, &["--enforce", "--rules", &rules]);
-        assert_eq!(s.client["ok"], true, "{name}: {}\n{}", s.client, s.run.describe());
-        let acted: Vec<_> = s.run.of_kind("alert").filter(|a| a["decided_by"].is_string()).collect();
+        let run = &s.run;
+        assert_eq!(s.client["ok"], true, "{name}: {}\n{}", s.client, run.describe());
+        // the sensor watched the session with enforcement on, to its end
+        assert!(run.of_kind("rpc").count() > 2, "{name}: the session was captured\n{}", run.describe());
+        let fin = run.final_drops();
+        for what in ["kill_open", "kill_exec", "kill_connect", "deny_connect", "kill_server_root"] {
+            assert_eq!(fin["enforced"][what], 0, "{name}: the kernel enforced nothing: {fin}");
+        }
+        let acted: Vec<_> = run.of_kind("alert").filter(|a| a["decided_by"].is_string()).collect();
         assert!(acted.is_empty(), "{name}: enforcement acted on a benign session: {acted:#?}");
     }
 }

@@ -1,17 +1,18 @@
-//! `mcp-sensor investigate` end to end: the `--html` page as headless
-//! Chromium renders it (the DOM after its script ran: call bars, tool
-//! names, the opened path under its call, the alert mark, hostile log text
-//! inert), and the JSON of a real session (Python SDK client, npm
-//! filesystem server, `mcp-sensor exec --events` with the default rules)
-//! showing a read under its call and the SSH key read's alert on its call. Chromium missing is a failure: scripts/install-deps.sh
-//! installs it.
+//! `mcp-sensor investigate` end to end: the `--html` page as a person sees
+//! it in headless Chromium (the text displayed, before and after clicking
+//! calls; what the tooltips say over a call's bar and marks; hostile log
+//! text shown, never run), and the JSON of a real session (Python SDK
+//! client, npm filesystem server, `mcp-sensor exec --events` with the
+//! default rules) showing each read under its own call and the SSH key
+//! read's alert on its call. Chromium missing is a failure:
+//! scripts/install-deps.sh installs it.
 
+use crate::browser::Page;
 use crate::harness::*;
 use crate::mcp::{drive, fs_server, mcp_env};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/investigate").join(name)
@@ -23,73 +24,65 @@ fn investigate(args: &[&str]) -> Output {
     out
 }
 
-/// Headless Chromium on `page` with a fresh profile, no network services.
-fn chromium(dir: &Path, what: &[&str], page: &Path) -> Output {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let profile = dir.join(format!("chromium-profile-{}", N.fetch_add(1, Ordering::Relaxed)));
-    std::fs::create_dir_all(&profile).unwrap();
-    let out = Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"])
-        .args(["--disable-component-update", "--disable-sync", "--window-size=1280,900"])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(what)
-        .arg(page)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run chromium ({e}): install it with scripts/install-deps.sh (Debian package `chromium`)"));
-    assert!(out.status.success(), "chromium {what:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-/// The markup of the call row whose `data-tool` is `tool`, up to the next
-/// row or the end of its session.
-fn call_row<'a>(dom: &'a str, tool: &str) -> &'a str {
-    let at = dom.find(&format!("data-tool=\"{tool}\"")).unwrap_or_else(|| panic!("no call row for {tool} in the DOM"));
-    let row = &dom[at..];
-    let end = ["class=\"row call", "</section>"].iter().filter_map(|m| row.find(m)).min().expect("rows end");
-    &row[..end]
+/// What the page's tooltip says over each thing drawn in the row whose
+/// label is `label`, left to right.
+fn tooltips_along(page: &mut Page, label: &str) -> Vec<String> {
+    let at = page.where_is(label);
+    let mut seen: Vec<String> = Vec::new();
+    for p in page.drawn_right_of(at, &[-8.0, -4.0, 0.0, 4.0]) {
+        page.hover(p);
+        let t = page.eval("(() => { const t = document.querySelector('[role=tooltip]'); return t && !t.hidden ? t.innerText : ''; })()");
+        let t = t.as_str().unwrap_or("").split_whitespace().collect::<Vec<_>>().join(" ");
+        if !t.is_empty() && !seen.contains(&t) {
+            seen.push(t);
+        }
+    }
+    seen
 }
 
 #[test]
-fn html_page_renders_call_bars_activity_under_calls_and_alerts_in_chromium() {
+fn html_page_shows_calls_their_activity_and_alerts_to_a_person_in_chromium() {
     let d = scratch("investigate-html");
-    let page = d.join("page.html");
-    investigate(&[fixture("story.jsonl").to_str().unwrap(), "--html", page.to_str().unwrap()]);
-    let dom = String::from_utf8(chromium(&d, &["--dump-dom"], &page).stdout).unwrap();
-    assert!(dom.contains("data-rendered=\"true\""), "the page script ran (CSP let it):\n{dom}");
-    assert_eq!(dom.matches("class=\"row call").count(), 4, "one row per call");
-    assert_eq!(dom.matches("class=\"call-bar ").count(), 4, "one bar per call");
-    for tool in ["initialize", "read_text_file", "run_command", "list_directory"] {
-        assert!(dom.contains(&format!("<span class=\"call-name\">{tool}</span>")), "tool name {tool} shown");
+    let html = d.join("page.html");
+    investigate(&[fixture("story.jsonl").to_str().unwrap(), "--html", html.to_str().unwrap()]);
+    let mut page = Page::open(&d, &html);
+    page.wait_until("document.body?.dataset.rendered === 'true'", "the page's script to draw (the CSP let it run)");
+    // at first: the server, its four calls and the alert count; details closed
+    let first = page.text();
+    for shown in ["secure-filesystem-server", "initialize", "read_text_file", "run_command", "list_directory", "1 alert"] {
+        assert!(first.contains(shown), "`{shown}` is shown:\n{first}");
     }
-    let read = call_row(&dom, "read_text_file");
-    assert!(read.contains("/home/me/notes.txt (O_RDONLY|O_CLOEXEC)"), "the open is under its call:\n{read}");
-    assert!(read.contains("class=\"mark open alert\""), "the key read is marked as an alert:\n{read}");
-    assert!(read.contains("ssh-key-read"), "{read}");
-    assert!(read.contains("class=\"call-bar ok alerting\""), "{read}");
-    let list = call_row(&dom, "list_directory");
-    assert!(!list.contains("notes.txt (O_RDONLY"), "the read is not under another call");
-    // the exec during two calls is under both, said to be one of two
-    for tool in ["run_command", "list_directory"] {
-        let row = call_row(&dom, tool);
-        assert!(row.contains("one of 2 requests in flight"), "{tool}:\n{row}");
-        assert!(row.contains("class=\"mark exec shared\""), "{tool}:\n{row}");
-    }
-    assert!(call_row(&dom, "run_command").contains("class=\"call-bar error\""));
-    // hostile text from the log is text, not markup or script
-    assert!(dom.contains("<title>mcp-sensor investigation</title>"), "no injected script ran");
-    assert!(!dom.contains("<img"), "no injected element");
-    assert!(dom.contains("&lt;img src=x onerror="), "the hostile argument is shown as text");
-
-    // and the page is not blank: its screenshot holds far more than an empty page's
-    let blank = d.join("blank.html");
-    std::fs::write(&blank, "<!DOCTYPE html><html><body></body></html>").unwrap();
-    let shot = |page: &Path, png: &Path| {
-        chromium(&d, &[&format!("--screenshot={}", png.display())], page);
-        std::fs::metadata(png).unwrap_or_else(|e| panic!("{}: {e}", png.display())).len()
-    };
-    let empty = shot(&blank, &d.join("blank.png"));
-    let ours = shot(&page, &d.join("page.png"));
-    assert!(ours > 4 * empty, "screenshot {ours} bytes vs {empty} for an empty page: the page looks blank");
+    let read_open = "/home/me/notes.txt (O_RDONLY|O_CLOEXEC)";
+    assert!(!first.contains(read_open), "a call's activity shows only once it is clicked:\n{first}");
+    // a click on the read call shows its opens under it, the key read's alert with them
+    let at = page.where_is("read_text_file");
+    page.click(at);
+    let read = page.wait_for_text(read_open);
+    assert!(read.contains("/home/me/.ssh/id_rsa") && read.contains("CRITICAL ssh-key-read"), "{read}");
+    let shared = "one of 2 requests in flight (5, 6): the sensor does not guess which";
+    assert!(!read.contains(shared), "{read}");
+    // closed again, and list_directory opened: the read is not under it,
+    // the exec during both calls is, said to be one of two
+    page.click(at);
+    let at = page.where_is("list_directory");
+    page.click(at);
+    let list = page.wait_for_text(shared);
+    assert!(!list.contains(read_open), "the read is under its own call only:\n{list}");
+    let at = page.where_is("run_command");
+    page.click(at);
+    let both = page.wait_for_text("document.title='pwned'");
+    assert_eq!(both.matches(shared).count(), 2, "the shared exec is under both calls:\n{both}");
+    // hostile text from the log is shown as text: nothing it says ran
+    assert!(both.contains("<img src=x onerror="), "{both}");
+    assert_eq!(page.eval("document.title"), "mcp-sensor investigation", "no injected script ran");
+    assert_eq!(page.eval("document.images.length"), 0, "no injected element");
+    // pointing along the read call's row: its bar says what it was and
+    // returned, the key read's mark says what it raised
+    let tips = tooltips_along(&mut page, "read_text_file");
+    let bar = |t: &String| t.contains("read_text_file #3") && t.contains("remember the milk");
+    assert!(tips.iter().any(bar), "the call's bar says what it was and returned: {tips:#?}");
+    let mark = |t: &String| t.contains("/home/me/.ssh/id_rsa") && t.contains("critical ssh-key-read");
+    assert!(tips.iter().any(mark), "the key read's mark says what it raised: {tips:#?}");
 }
 
 #[test]
@@ -109,7 +102,7 @@ fn investigate_json_of_a_real_session_shows_the_read_under_its_call() {
         server,
         json!([
             {"call": "read_text_file", "arguments": {"path": target}},
-            {"call": "get_file_info", "arguments": {"path": other}},
+            {"call": "read_text_file", "arguments": {"path": other}},
             {"call": "read_text_file", "arguments": {"path": key}},
         ]),
         &[],
@@ -143,8 +136,10 @@ fn investigate_json_of_a_real_session_shows_the_read_under_its_call() {
         call["activity"].as_array().unwrap().iter().any(|a| a["kind"] == "open" && a["event"]["path"] == path.display().to_string())
     };
     assert!(opened(read, &target), "the read call shows the open of {}: {read:#}", target.display());
-    let info = calls.iter().find(|c| c["tool"] == "get_file_info").expect("the second call");
-    assert!(!opened(info, &target), "the read is not under get_file_info");
+    let second = by_path(&other);
+    assert_eq!(second.len(), 1, "{calls:#?}");
+    assert!(opened(second[0], &other), "the second call shows its own open: {:#}", second[0]);
+    assert!(!opened(second[0], &target), "the first read is not under the second call");
 
     assert_eq!(read["alerts"], json!([]), "reading notes.txt raised nothing");
 

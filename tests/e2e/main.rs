@@ -2,11 +2,13 @@
 //! on this kernel, real processes (and, in `mcp`, real MCP software).
 //! Run as root with `cargo xtask test`; without root they fail, never skip.
 
+mod browser;
 mod daemon;
 mod enforce;
 mod harness;
 mod investigate;
 mod kernel;
 mod mcp;
+mod overlap;
 mod rules;
 mod sensor;

@@ -50,8 +50,8 @@ pub(crate) fn drive(dir: &Path, server: Vec<String>, steps: Value, sensor_flags:
     let events = dir.join("events.jsonl");
     let _ = std::fs::remove_file(&events);
     let mut command = vec![sensor_bin().to_string(), "exec".into(), "--events".into(), events.display().to_string()];
-    // tool definitions remembered per test, not in the host's /var/lib
-    command.extend(["--state-dir".to_string(), dir.join("state").display().to_string()]);
+    // rules and tool definitions of this test's own, not the host's
+    command.extend(isolation(dir));
     command.extend(sensor_flags.iter().map(|s| s.to_string()));
     command.push("--".into());
     command.extend(server);
@@ -83,11 +83,20 @@ pub(crate) fn call_id(run: &Run, tool: &str) -> Value {
     reqs[0]["id"].clone()
 }
 
+/// The request (client to server) whose `arguments.<key>` is `value`.
+pub(crate) fn request_with(run: &Run, key: &str, value: &str) -> Value {
+    let reqs: Vec<_> = run
+        .of_kind("rpc")
+        .filter(|e| e["direction"] == "client_to_server" && e["arguments"][key] == value)
+        .collect();
+    assert_eq!(reqs.len(), 1, "one request with {key} = {value}\n{}", run.describe());
+    reqs[0].clone()
+}
+
 pub(crate) fn assert_nothing_lost(run: &Run) {
-    let fin: Vec<_> = run.of_kind("drops").filter(|e| e["final"] == true).collect();
-    assert_eq!(fin.len(), 1, "one final drops line\n{}", run.describe());
-    assert_eq!(fin[0]["kernel"], json!({}), "{}", fin[0]);
-    assert_eq!(fin[0]["queue"], 0, "{}", fin[0]);
+    let fin = run.final_drops();
+    assert_eq!(fin["kernel"], json!({}), "{fin}");
+    assert_eq!(fin["queue"], 0, "{fin}");
 }
 
 #[test]
@@ -104,13 +113,14 @@ fn filesystem_read_is_attributed_to_exactly_its_call() {
         server,
         json!([
             {"call": "read_text_file", "arguments": {"path": target}},
-            {"call": "get_file_info", "arguments": {"path": other}},
+            {"call": "read_text_file", "arguments": {"path": other}},
         ]),
         &[],
     );
     assert_eq!(s.client["results"][0]["content_text"], "remember the milk\n", "{}", s.client);
+    assert_eq!(s.client["results"][1]["content_text"], "second\n", "{}", s.client);
     let run = &s.run;
-    let read_id = call_id(run, "read_text_file");
+    let read_id = request_with(run, "path", target.to_str().unwrap())["id"].clone();
     let opens = run.find("open", "path", target.to_str().unwrap());
     assert!(!opens.is_empty(), "the server opened the file\n{}", run.describe());
     for o in &opens {
@@ -120,11 +130,13 @@ fn filesystem_read_is_attributed_to_exactly_its_call() {
         assert_eq!(o["server"]["name"], "secure-filesystem-server", "{o}");
         assert!(o["tool_call"]["in_flight"].is_null(), "a single call is named, not listed: {o}");
     }
-    // the other call's activity is not attributed to the read
-    let info_id = call_id(run, "get_file_info");
-    assert_ne!(info_id, read_id);
-    for e in run.events.iter().filter(|e| e["path"] == other.display().to_string()) {
-        assert_eq!(e["tool_call"]["id"], info_id, "{e}");
+    // the second call's open is its own, not the first call's
+    let other_id = request_with(run, "path", other.to_str().unwrap())["id"].clone();
+    assert_ne!(other_id, read_id);
+    let other_opens = run.find("open", "path", other.to_str().unwrap());
+    assert!(!other_opens.is_empty(), "the server opened the second file\n{}", run.describe());
+    for e in &other_opens {
+        assert_eq!(e["tool_call"]["id"], other_id, "{e}");
     }
     // the response went back on the channel, matched to its request
     let resp: Vec<_> = run
@@ -221,9 +233,7 @@ fn hostile_channel_bytes_leave_sensor_up_bounded_and_server_unaffected() {
         "import sys\nn=0\nwhile True:\n  b=sys.stdin.buffer.read(1<<16)\n  if not b: break\n  n+=len(b)\nopen('{}','w').write(str(n))\n",
         count.display()
     );
-    let mut child = Command::new(sensor_bin())
-        .args(["exec", "--events"])
-        .arg(&events)
+    let mut child = exec_command(&d, &events)
         .args(["--", "python3", "-c", &server])
         .stdin(std::process::Stdio::piped())
         .spawn()

@@ -30,7 +30,7 @@ fn ssh_key_read_through_the_filesystem_server_raises_one_alert_naming_the_call()
         server,
         json!([
             {"call": "read_text_file", "arguments": {"path": home.join("notes.txt")}},
-            {"call": "get_file_info", "arguments": {"path": home.join(".ssh/id_ed25519.pub")}},
+            {"call": "read_text_file", "arguments": {"path": home.join(".ssh/id_ed25519.pub")}},
             {"call": "read_text_file", "arguments": {"path": key}},
         ]),
         &[],
@@ -68,7 +68,10 @@ fn ssh_key_read_through_the_filesystem_server_raises_one_alert_naming_the_call()
     assert_eq!(leak[0]["event"]["id"], key_call["id"]);
     assert_eq!(leak[0]["tool_call"]["id"], key_call["id"], "{}", leak[0]);
     assert_eq!(leak[0]["tool_call"]["name"], "read_text_file", "{}", leak[0]);
-    // nothing else: the .pub and notes reads are benign
+    // nothing else: the .pub and notes reads (both seen) are benign
+    for benign in [home.join(".ssh/id_ed25519.pub"), home.join("notes.txt")] {
+        assert!(!run.find("open", "path", benign.to_str().unwrap()).is_empty(), "{}\n{}", benign.display(), run.describe());
+    }
     let others: Vec<_> = run.of_kind("alert").filter(|a| a["rule"] != "ssh-key-read" && a["rule"] != "secret-in-response").collect();
     assert!(others.is_empty(), "{others:?}");
     assert_nothing_lost(run);
@@ -136,14 +139,13 @@ fn benign_sessions_of_several_real_servers_raise_nothing() {
     // exec-from-temp rightly fires on a script in a world-writable dir: say
     // that this one install location is known (the defaults stay as they are).
     let deps = env["MCP_TEST_DEPS"].clone();
-    let mut flags: Vec<String> = Vec::new();
+    let mut yaml = CANARY.to_string();
     if ["/tmp/", "/var/tmp/", "/dev/shm/"].iter().any(|t| deps.starts_with(t)) {
-        let f = d.join("test-install.yaml");
-        let yaml = format!("- rule: exec-from-temp\n  append: true\n  except:\n    - script: \"{deps}/**\"\n    - exe: \"{deps}/**\"\n");
-        std::fs::write(&f, yaml).unwrap();
-        flags = vec!["--rules".into(), f.display().to_string()];
+        yaml += &format!("- rule: exec-from-temp\n  append: true\n  except:\n    - script: \"{deps}/**\"\n    - exe: \"{deps}/**\"\n");
     }
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let f = d.join("test-rules.yaml");
+    std::fs::write(&f, yaml).unwrap();
+    let flags = ["--rules", f.to_str().unwrap()];
     for (i, (server, steps)) in sessions.into_iter().enumerate() {
         let dir = d.join(format!("s{i}"));
         std::fs::create_dir_all(&dir).unwrap();
@@ -155,10 +157,18 @@ fn benign_sessions_of_several_real_servers_raise_nothing() {
             let shell = run.of_kind("exec").any(|e| e["exe"].as_str().is_some_and(|x| x.ends_with("sh")));
             assert!(shell, "the launcher shell ran under watch\n{}", run.describe());
         }
-        let alerts: Vec<_> = run.of_kind("alert").collect();
+        // the rules ran on this session: the canary fired on each request
+        let requests = run.of_kind("rpc").filter(|e| e["direction"] == "client_to_server" && e["message"] == "request").count();
+        assert_eq!(alerts(run, "test-canary").len(), requests, "{name}\n{}", run.describe());
+        run.final_drops();
+        let alerts: Vec<_> = run.of_kind("alert").filter(|a| a["rule"] != "test-canary").collect();
         assert!(alerts.is_empty(), "{name}: benign session raised {alerts:#?}");
     }
 }
+
+/// A rule that fires on every request a server reads: the positive control
+/// of "the rules raised nothing".
+const CANARY: &str = "- rule: test-canary\n  description: a request (the rules are running)\n  severity: info\n  kind: rpc\n  match:\n    direction: client_to_server\n    message: request\n";
 
 #[test]
 fn user_rules_load_and_a_broken_edit_keeps_the_previous_rules() {
@@ -174,14 +184,17 @@ fn user_rules_load_and_a_broken_edit_keeps_the_previous_rules() {
     }
     let env = mcp_env();
     let server = fs_server(&env, &d);
-    // break the rule file while the session runs (between the first and
-    // second read), then read again: the old rule still fires
+    // after the first read the rule file is broken; once the sensor says it
+    // refused the edit, the second read runs: the old rule still fires
     let rules_arg = rules.display().to_string();
+    let (first_done, go, stderr) = (d.join("first-done"), d.join("go"), d.join("server.stderr"));
     let editor = {
-        let rules = rules.clone();
+        let (rules, first_done, go) = (rules.clone(), first_done.clone(), go.clone());
         std::thread::spawn(move || {
-            std::thread::sleep(std::time::Duration::from_millis(1500));
+            wait_for("the first read", || first_done.exists());
             std::fs::write(&rules, "- rule: notes-read\n  sevrity: high\n").unwrap();
+            wait_for_text(&stderr, "previous rules keep running");
+            std::fs::write(&go, "").unwrap();
         })
     };
     let s = drive(
@@ -189,7 +202,8 @@ fn user_rules_load_and_a_broken_edit_keeps_the_previous_rules() {
         server,
         json!([
             {"call": "read_text_file", "arguments": {"path": d.join("notes-1.txt")}},
-            {"sleep": 4.5},
+            {"touch": first_done},
+            {"wait_file": go},
             {"call": "read_text_file", "arguments": {"path": d.join("notes-2.txt")}},
         ]),
         &["--rules", &rules_arg],

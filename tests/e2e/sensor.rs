@@ -6,6 +6,7 @@ use crate::harness::*;
 use std::io::Read;
 use std::net::TcpListener;
 use std::os::unix::net::UnixListener;
+use serde_json::Value;
 use std::process::{Command, Stdio};
 
 #[test]
@@ -116,33 +117,48 @@ fn unwatched_processes_produce_nothing() {
     let d = scratch("unwatched");
     let marker = d.join("unwatched-marker");
     std::fs::write(&marker, "x").unwrap();
+    let (ready, go, after) = (d.join("watched-ready"), d.join("go"), d.join("watched-after"));
+    std::fs::write(&after, "x").unwrap();
     let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = tcp.local_addr().unwrap().port();
-    // the sensor watches only `sleep`; meanwhile an unwatched shell opens,
-    // execs and connects
+    // the watched command marks that it runs, waits while an unwatched
+    // shell opens, execs and connects, then opens a file of its own
     let events = d.join("events.jsonl");
-    let mut sensor = Command::new(sensor_bin())
-        .args(["exec", "--events"])
-        .arg(&events)
-        .args(["--", "sleep", "1.5"])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let watched = format!(
+        "touch {ready}; {wait_go}; cat {after} >/dev/null",
+        ready = ready.display(),
+        wait_go = wait_sh(&go),
+        after = after.display()
+    );
+    let mut sensor = exec_command(&d, &events).args(["--", "sh", "-c", &watched]).spawn().unwrap();
+    // attached and writing: the watched command's first open is in the log
+    let is_ready = |e: &Value| e["kind"] == "open" && e["path"] == ready.display().to_string();
+    wait_for_event(&events, "the watched command's first open in the events file", is_ready);
+    // the unwatched shell checks for itself that the watched command ran first
     let other = Command::new("sh")
         .arg("-c")
-        .arg(format!("cat {} >/dev/null; python3 -c \"import socket; socket.create_connection(('127.0.0.1',{port}))\"", marker.display()))
+        .arg(format!(
+            "[ -e {} ] || exit 3; cat {} >/dev/null; python3 -c \"import socket; socket.create_connection(('127.0.0.1',{port}))\"",
+            ready.display(),
+            marker.display()
+        ))
         .status()
         .unwrap();
-    assert!(other.success());
+    assert_eq!(other.code(), Some(0), "the unwatched shell ran before the sensor was watching (3) or failed");
+    std::fs::write(&go, "").unwrap();
     assert!(sensor.wait().unwrap().success());
     let evs = read_events(&events);
     let text: Vec<String> = evs.iter().map(|e| e.to_string()).collect();
-    assert!(evs.iter().any(|e| e["kind"] == "exec" && e["comm"] == "sleep"), "the watched command is seen: {text:?}");
+    // watching before and after the unwatched shell ran
+    let root = evs.iter().find(|e| is_ready(e)).expect("the ready mark")["server"]["pid"].clone();
+    assert!(root.is_u64(), "the watched command's events name its server: {text:?}");
+    let last = evs.iter().any(|e| e["kind"] == "open" && e["path"] == after.display().to_string() && e["comm"] == "cat");
+    assert!(last, "the watched command's open after the unwatched shell is seen: {text:?}");
     for e in &evs {
         assert!(!e.to_string().contains("unwatched-marker"), "unwatched open leaked: {e}");
         assert!(e["port"] != port, "unwatched connect leaked: {e}");
-        // the sensor's own lines (sensor_start, drops) are about itself
-        assert!(e["kind"] == "drops" || e["kind"] == "sensor_start" || e["comm"] == "sleep", "only sleep is watched: {e}");
+        let own = e["kind"] == "drops" || e["kind"] == "sensor_start"; // the sensor's own lines
+        assert!(own || e["server"]["pid"] == root, "only the watched tree is watched: {e}");
     }
 }
 
@@ -152,18 +168,27 @@ fn daemonized_grandchild_stays_watched() {
     let marker = d.join("daemon-marker");
     std::fs::write(&marker, "x").unwrap();
     let done = d.join("done");
-    // double fork + setsid: the grandchild is re-parented away from CMD
-    let script = format!(
-        "(setsid sh -c 'sleep 0.3; cat {m} >/dev/null; touch {done}' </dev/null >/dev/null 2>&1 &) ; \
-         while [ ! -e {done} ]; do sleep 0.05; done",
-        m = marker.display(),
-        done = done.display()
-    );
-    let r = exec(&d, &["sh", "-c", &script]);
+    // double fork + setsid: the grandchild waits until its parent is gone
+    // and it is re-parented away from CMD's tree, then opens the marker
+    let py = "import os, sys, time\n\
+        marker, done = sys.argv[1], sys.argv[2]\n\
+        deadline = time.monotonic() + 60\n\
+        if os.fork() == 0:\n\
+        \x20   os.setsid()\n\
+        \x20   parent = os.getpid()\n\
+        \x20   if os.fork() == 0:\n\
+        \x20       while os.getppid() == parent and time.monotonic() < deadline: time.sleep(0.005)\n\
+        \x20       open(marker).close(); open(done, 'w').close()\n\
+        \x20   os._exit(0)\n\
+        os.wait()\n\
+        while not os.path.exists(done) and time.monotonic() < deadline: time.sleep(0.02)\n";
+    let r = exec(&d, &["python3", "-c", py, marker.to_str().unwrap(), done.to_str().unwrap()]);
     assert_eq!(r.status(), 0, "{}", r.describe());
     let opens = r.find("open", "path", marker.to_str().unwrap());
     assert_eq!(opens.len(), 1, "{}", r.describe());
-    assert!(r.of_kind("exec").any(|e| e["argv"][0] == "setsid"), "{}", r.describe());
+    let forked = r.of_kind("fork").find(|e| e["child_pid"] == opens[0]["pid"]).unwrap_or_else(|| panic!("{}", r.describe()));
+    assert_ne!(opens[0]["ppid"], forked["pid"], "the open came after the re-parenting\n{}", r.describe());
+    assert!(done.exists());
 }
 
 #[test]
@@ -179,9 +204,8 @@ fn exit_status_passes_through_and_signals_are_128_plus() {
 #[test]
 fn stdin_and_stdout_are_the_commands() {
     let d = scratch("stdio");
-    let mut child = Command::new(sensor_bin())
-        .args(["exec", "--events"])
-        .arg(d.join("e.jsonl"))
+    let events = d.join("e.jsonl");
+    let mut child = exec_command(&d, &events)
         .args(["--", "tr", "a-z", "A-Z"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -192,22 +216,32 @@ fn stdin_and_stdout_are_the_commands() {
     let mut out = String::new();
     child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
     assert!(child.wait().unwrap().success());
+    // the sensor was watching tr, and wrote its events where it was told
+    let evs = read_events(&events);
+    assert!(evs.iter().any(|e| e["kind"] == "exec" && e["argv"][0] == "tr"), "{evs:?}");
+    assert!(evs.iter().any(|e| e["kind"] == "drops" && e["final"] == true), "{evs:?}");
     assert_eq!(out, "HELLO MCP\n", "the sensor writes nothing to stdout");
 }
 
 #[test]
 fn command_not_found_is_127_like_a_shell() {
+    require_root();
     let d = scratch("notfound");
-    let r = exec(&d, &["no-such-command-mcp"]);
-    assert_eq!(r.status(), 127);
-    assert!(r.stderr().contains("no-such-command-mcp: command not found"), "{}", r.stderr());
+    let events = d.join("events.jsonl");
+    let out = exec_command(&d, &events).args(["--", "no-such-command-mcp"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(127));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no-such-command-mcp: command not found"), "{err}");
+    assert!(!events.exists(), "nothing ran: no events file");
 }
 
 #[test]
 fn not_root_is_a_clear_error() {
     require_root();
     let out = Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups", sensor_bin(), "exec", "--", "true"])
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", sensor_bin(), "exec"])
+        .args(isolation(&scratch("not-root")))
+        .args(["--", "true"])
         .output()
         .expect("setpriv (util-linux)");
     assert_eq!(out.status.code(), Some(1));

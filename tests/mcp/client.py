@@ -36,6 +36,10 @@ Scenario (JSON object):
       ]
     }
 
+Any step may carry ``"background": true``: it is started and the next step runs at once, so
+several requests can be in flight together (the SDK matches responses to requests by id).
+Every background step is finished before the session closes; results stay in step order.
+
 Output: exactly one JSON object on stdout:
 
     {"ok": bool, "handshake": "discover"|"initialize"|null, "protocol_version": str|null,
@@ -195,7 +199,8 @@ async def run_scenario(sc: dict[str, Any], report: dict[str, Any], errlog: Any) 
     step_timeout = float(sc.get("step_timeout", timeout))
     raw = bool(sc.get("raw", False))
     steps = sc.get("steps", [])
-    results: list[dict[str, Any]] = report["results"]
+    results: list[dict[str, Any] | None] = report["results"]
+    running: set[int] = report["_running"]
 
     client = Client(params, mode=sc.get("mode", "auto"), read_timeout_seconds=step_timeout)
     # stdio_client takes errlog as an argument; Client builds it itself, so rebuild the connector.
@@ -206,6 +211,28 @@ async def run_scenario(sc: dict[str, Any], report: dict[str, Any], errlog: Any) 
         client._connect = _connect_transport(stdio_client(params, errlog=errlog))  # pyright: ignore
 
     fatal: str | None = None
+
+    async def one(i: int, step: dict[str, Any]) -> None:
+        nonlocal fatal
+        if fatal is not None:
+            results[i] = {"step": i, "ok": False, "is_error": False, "content_text": "", "error": f"not run: {fatal}"}
+            return
+        t0 = time.monotonic()
+        running.add(i)
+        try:
+            r = await run_step(client, i, step, step_timeout, raw)
+        except MCPError as e:
+            # A JSON-RPC error response: the server is alive, keep going.
+            r = {"step": i, "ok": False, "is_error": False, "content_text": "", "error": describe_exc(e)}
+            if e.code == -32000 and "closed" in e.message.lower():
+                fatal = r["error"]
+        except Exception as e:  # noqa: BLE001 - transport death, timeout, validation error
+            r = {"step": i, "ok": False, "is_error": False, "content_text": "", "error": describe_exc(e)}
+            fatal = r["error"]
+        running.discard(i)
+        r["elapsed"] = round(time.monotonic() - t0, 6)
+        results[i] = r
+
     async with client:
         session = client.session
         report["handshake"] = "discover" if session.discover_result is not None else "initialize"
@@ -213,24 +240,13 @@ async def run_scenario(sc: dict[str, Any], report: dict[str, Any], errlog: Any) 
         info = client.server_info
         report["server_info"] = info.model_dump(mode="json", by_alias=True, exclude_none=True) if info else None
         report["connected"] = True
-        for i, step in enumerate(steps):
-            if fatal is not None:
-                results.append({"step": i, "ok": False, "is_error": False, "content_text": "", "error": f"not run: {fatal}"})
-                continue
-            t0 = time.monotonic()
-            report["_running"] = i
-            try:
-                r = await run_step(client, i, step, step_timeout, raw)
-            except MCPError as e:
-                # A JSON-RPC error response: the server is alive, keep going.
-                r = {"step": i, "ok": False, "is_error": False, "content_text": "", "error": describe_exc(e)}
-                if e.code == -32000 and "closed" in e.message.lower():
-                    fatal = r["error"]
-            except Exception as e:  # noqa: BLE001 - transport death, timeout, validation error
-                r = {"step": i, "ok": False, "is_error": False, "content_text": "", "error": describe_exc(e)}
-                fatal = r["error"]
-            r["elapsed"] = round(time.monotonic() - t0, 6)
-            results.append(r)
+        # the task group ends when every background step has: before the session closes
+        async with anyio.create_task_group() as tg:
+            for i, step in enumerate(steps):
+                if step.get("background"):
+                    tg.start_soon(one, i, step)
+                else:
+                    await one(i, step)
     if fatal is not None:
         report["error"] = fatal
 
@@ -242,8 +258,9 @@ async def amain(sc: dict[str, Any]) -> dict[str, Any]:
         "handshake": None,
         "protocol_version": None,
         "server_info": None,
-        "results": [],
+        "results": [None] * len(sc.get("steps", [])),
         "error": None,
+        "_running": set(),
     }
     timeout = float(sc.get("timeout", 30))
     t0 = time.monotonic()
@@ -259,12 +276,12 @@ async def amain(sc: dict[str, Any]) -> dict[str, Any]:
             report["error"] = report["error"] or f"scenario timeout after {timeout}s"
         except Exception as e:  # noqa: BLE001 - spawn failure, handshake failure, server died
             report["error"] = report["error"] or describe_exc(e)
-    n_steps = len(sc.get("steps", []))
-    running = report.pop("_running", None)
-    for i in range(len(report["results"]), n_steps):
-        # The step that was in flight when the scenario failed gets the failure itself.
-        err = report["error"] if i == running else f"not run: {report['error']}"
-        report["results"].append({"step": i, "ok": False, "is_error": False, "content_text": "", "error": err})
+    running = report.pop("_running")
+    for i, r in enumerate(report["results"]):
+        if r is None:
+            # The steps in flight when the scenario failed get the failure itself.
+            err = report["error"] if i in running else f"not run: {report['error']}"
+            report["results"][i] = {"step": i, "ok": False, "is_error": False, "content_text": "", "error": err}
     report["ok"] = bool(report["connected"] and report["error"] is None and all(r["ok"] for r in report["results"]))
     report["elapsed"] = round(time.monotonic() - t0, 3)
     return report
