@@ -28,8 +28,11 @@ struct Cli {
 enum Cmd {
     /// Unit tests, then the root end-to-end tests (needs root and BPF).
     Test {
-        /// Only the tests whose name contains this.
+        /// Only the tests whose name contains this (the VM matrix is then not run).
         filter: Option<String>,
+        /// Leave out the VM kernel matrix (`cargo xtask vmtest`, ~10 min).
+        #[arg(long)]
+        no_vm: bool,
     },
     /// Overhead benchmarks; prints a Markdown table for BENCHMARKS.md.
     Bench(bench::BenchArgs),
@@ -57,36 +60,49 @@ pub fn cargo(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-fn test(filter: Option<String>) -> Result<()> {
+fn test(filter: Option<String>, no_vm: bool) -> Result<()> {
     let mut suites = vec![suites::cargo_suite("unit", &["test", "--workspace"])?];
-    suites.push(e2e(filter.as_deref())?);
-    // Further suites are one more entry each. The VM kernel matrix
-    // (`cargo xtask vmtest`, vm::run, which prints `vmtest: N passed, M
-    // failed`) joins by returning its counts instead of exiting:
-    // suites.push(suites::Suite::new("vmtest", passed, failed));
+    suites.extend(e2e(filter.as_deref())?);
+    if filter.is_none() && !no_vm {
+        // the kernel matrix: the e2e kernel_ tests on each pinned kernel
+        let c = vm::run(vm::VmArgs::matrix())?;
+        suites.push(suites::Suite::new("vmtest", c.passed, c.failed));
+    } else {
+        eprintln!("xtask: the VM kernel matrix was not run ({})", if no_vm { "--no-vm" } else { "a filter was given" });
+    }
     suites::report(&suites)
 }
 
 /// The root end-to-end tests, after installing the MCP test software.
-fn e2e(filter: Option<&str>) -> Result<suites::Suite> {
+fn e2e(filter: Option<&str>) -> Result<Vec<suites::Suite>> {
     // SAFETY: no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("xtask: the end-to-end tests load BPF programs: run `cargo xtask test` as root (not run: one failure)");
-        return Ok(suites::Suite::new("e2e", 0, 1));
+        return Ok(vec![suites::Suite::new("e2e", 0, 1)]);
     }
     let setup = root().join("tests/mcp/setup.sh");
     let st = Command::new("bash").arg(&setup).status().context("tests/mcp/setup.sh")?;
     if !st.success() {
         bail!("installing the MCP test software failed (tests/mcp/setup.sh)");
     }
-    let mut args = vec!["test", "-p", "mcp-sensor", "--test", "e2e", "--"];
+    // release: the VM matrix runs the same build
+    let mut args = vec!["test", "--release", "-p", "mcp-sensor", "--test", "e2e", "--"];
     args.extend(filter);
-    suites::cargo_suite("e2e", &args)
+    let mut out = vec![suites::cargo_suite("e2e", &args)?];
+    if filter.is_none_or(|f| "kernel_".contains(f) || f.starts_with("kernel")) {
+        // the compat object (5.10-5.16) on this kernel too, on every run
+        out.push(suites::cargo_suite_env(
+            "e2e-compat",
+            &["test", "--release", "-p", "mcp-sensor", "--test", "e2e", "--", "kernel_"],
+            &[("MCP_SENSOR_BPF_OBJECT", "compat")],
+        )?);
+    }
+    Ok(out)
 }
 
 fn main() -> Result<()> {
     match Cli::parse().cmd {
-        Cmd::Test { filter } => test(filter),
+        Cmd::Test { filter, no_vm } => test(filter, no_vm),
         Cmd::Bench(a) => bench::run(a),
         Cmd::Vmtest(a) => {
             let c = vm::run(a)?;

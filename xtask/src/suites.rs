@@ -42,9 +42,15 @@ pub fn parse_cargo_result(line: &str) -> Option<(u64, u64)> {
 /// up its `test result:` lines. A run that fails with no failing test
 /// counted (a build error, a crashed test binary) counts as one failure.
 pub fn cargo_suite(name: &str, args: &[&str]) -> Result<Suite> {
+    cargo_suite_env(name, args, &[])
+}
+
+/// [`cargo_suite`] with variables set for cargo and the tests it runs.
+pub fn cargo_suite_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Result<Suite> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut child = Command::new(cargo)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(crate::root())
         .stdout(Stdio::piped())
         .spawn()

@@ -62,6 +62,18 @@ pub struct VmArgs {
     cmd: Vec<String>,
 }
 
+impl VmArgs {
+    /// The whole matrix with the default suite, as `cargo xtask test` runs it.
+    pub fn matrix() -> VmArgs {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            a: VmArgs,
+        }
+        <Defaults as clap::Parser>::parse_from(["vmtest"]).a
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
 enum LsmSel {
     On,
@@ -200,21 +212,13 @@ fn kernel_suite() -> Result<Vec<String>> {
     Ok(vec![exe, "kernel_".into(), "--test-threads=1".into()])
 }
 
-/// (passed, failed) from cargo test's `test result:` lines in `output`.
+/// (passed, failed) from cargo test's `test result:` lines in `output`
+/// (console lines carry a time prefix).
 fn test_counts(output: &[String]) -> Option<(u64, u64)> {
-    let mut found = None;
-    for l in output {
-        let Some(rest) = l.split("test result: ").nth(1) else { continue };
-        let num = |what: &str| {
-            rest.split(';').find_map(|p| p.trim().trim_start_matches("ok. ").trim_start_matches("FAILED. ").strip_suffix(what))
-                .and_then(|n| n.trim().parse::<u64>().ok())
-        };
-        if let (Some(p), Some(f)) = (num(" passed"), num(" failed")) {
-            let (tp, tf) = found.unwrap_or((0, 0));
-            found = Some((tp + p, tf + f));
-        }
-    }
-    found
+    output
+        .iter()
+        .filter_map(|l| l.find("test result: ").and_then(|at| crate::suites::parse_cargo_result(&l[at..])))
+        .reduce(|a, b| (a.0 + b.0, a.1 + b.1))
 }
 
 /// What every VM of a run shares.
