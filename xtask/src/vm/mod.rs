@@ -304,9 +304,20 @@ impl Plan<'_> {
 /// The VM's writable places: (empty tmpfs, overlays), with HOME and the
 /// `--writable` directories added as overlays unless already covered.
 fn writable(home: &str, extra: &[PathBuf]) -> Result<(Vec<String>, Vec<String>)> {
-    let tmpfs: Vec<String> = TMPFS.iter().map(|s| s.to_string()).collect();
-    let mut overlay: Vec<String> = OVERLAY.iter().map(|s| s.to_string()).collect();
     let covered = |s: &str, l: &[String]| l.iter().any(|o| s == o || s.starts_with(&format!("{o}/")));
+    let mut tmpfs: Vec<String> = TMPFS.iter().map(|s| s.to_string()).collect();
+    let mut overlay: Vec<String> = OVERLAY.iter().map(|s| s.to_string()).collect();
+    // an empty tmpfs must not hide the checkout the command runs from (CI
+    // clones into a folder of its own, which may be under /tmp): such a
+    // place becomes an overlay, its host content visible
+    let here = [crate::root(), std::env::current_dir()?];
+    tmpfs.retain(|t| {
+        let hides = here.iter().any(|h| covered(&h.display().to_string(), std::slice::from_ref(t)));
+        if hides {
+            overlay.push(t.clone());
+        }
+        !hides
+    });
     for d in std::iter::once(Path::new(home)).chain(extra.iter().map(PathBuf::as_path)) {
         let d = std::path::absolute(d)?;
         if !d.is_dir() {
