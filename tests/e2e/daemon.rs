@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 /// Polls `what` until it is true; panics with `msg` after 120 s (a hang
 /// guard, not a timing assertion).
-fn wait_for(msg: &str, mut what: impl FnMut() -> bool) {
+pub(crate) fn wait_for(msg: &str, mut what: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(120);
     while !what() {
         assert!(Instant::now() < deadline, "gave up waiting: {msg}");
@@ -25,10 +25,10 @@ fn wait_for(msg: &str, mut what: impl FnMut() -> bool) {
     }
 }
 
-struct Daemon {
-    child: Child,
+pub(crate) struct Daemon {
+    pub(crate) child: Child,
     stderr: PathBuf,
-    log_dir: PathBuf,
+    pub(crate) log_dir: PathBuf,
 }
 
 /// A test that fails must not leave a daemon watching the host.
@@ -44,12 +44,13 @@ impl Drop for Daemon {
 impl Daemon {
     /// Starts `mcp-sensor run --config DIR/config.toml` with `extra` TOML
     /// appended to a config whose log is DIR/log; returns once it watches.
-    fn start(dir: &Path, extra: &str) -> Daemon {
+    pub(crate) fn start(dir: &Path, extra: &str) -> Daemon {
         Self::start_with(dir, extra, &[])
     }
 
-    /// [`Self::start`] with more command-line arguments.
-    fn start_with(dir: &Path, extra: &str, args: &[&str]) -> Daemon {
+    /// [`Self::start`] with more command-line arguments. The state
+    /// directory is DIR/state: each daemon holds its own (service.rs).
+    pub(crate) fn start_with(dir: &Path, extra: &str, args: &[&str]) -> Daemon {
         require_root();
         let log_dir = dir.join("log");
         let config = dir.join("config.toml");
@@ -59,6 +60,8 @@ impl Daemon {
         let child = Command::new(sensor_bin())
             .args(["run", "--config"])
             .arg(&config)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -75,17 +78,17 @@ impl Daemon {
         d
     }
 
-    fn stderr_text(&self) -> String {
+    pub(crate) fn stderr_text(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
-    fn signal(&self, sig: i32) {
+    pub(crate) fn signal(&self, sig: i32) {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, sig) };
     }
 
     /// SIGTERM, then the exit status and the log's events.
-    fn stop(mut self) -> (i32, Vec<Value>) {
+    pub(crate) fn stop(mut self) -> (i32, Vec<Value>) {
         self.signal(libc::SIGTERM);
         let st = self.child.wait().unwrap();
         (st.code().unwrap_or(-1), read_events(&self.log_dir.join("events.jsonl")))
@@ -94,7 +97,7 @@ impl Daemon {
 
 /// The SDK client (this repo's driver) on the filesystem server, run
 /// directly: no wrapper.
-fn client(dir: &Path, steps: Value) -> Command {
+pub(crate) fn client(dir: &Path, steps: Value) -> Command {
     let env = mcp_env();
     let server = fs_server(&env, &dir);
     let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/mcp/client.py");
@@ -104,7 +107,7 @@ fn client(dir: &Path, steps: Value) -> Command {
     c
 }
 
-fn run_client(c: &mut Command) -> Value {
+pub(crate) fn run_client(c: &mut Command) -> Value {
     let out = c.output().expect("run the MCP client");
     assert!(out.status.success(), "client failed: {}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).expect("client prints JSON");

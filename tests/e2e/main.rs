@@ -9,4 +9,5 @@ mod investigate;
 mod kernel;
 mod mcp;
 mod rules;
+mod service;
 mod sensor;
