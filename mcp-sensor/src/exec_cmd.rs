@@ -268,7 +268,12 @@ pub fn run(args: ExecArgs) -> Result<i32> {
         };
         let result = crate::agent::run(sensor, pipeline, opts, stop).await;
         forward.abort();
-        result?;
+        let pipeline = result?;
+        // the drops lines may have been lost with the rest: say it once more
+        let lost = pipeline.out.lost + pipeline.out.pending_lines();
+        if lost > 0 {
+            crate::say!("mcp-sensor: {lost} event lines could not be written (the server ran on, watched)");
+        }
         Ok(status_rx.await.unwrap_or(1))
     })
 }

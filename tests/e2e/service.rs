@@ -219,6 +219,8 @@ fn service_exec_with_events_to_dev_full_counts_the_loss_and_passes_the_status_th
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(7), "the server's status: {err}");
     assert!(err.contains("/dev/full") && err.contains("log_write_failed"), "the loss is said: {err}");
+    let lost = err.split(" event lines could not be written").next().and_then(|t| t.rsplit(' ').next()).and_then(|n| n.parse::<u64>().ok());
+    assert!(lost.is_some_and(|n| n >= 2), "and counted, the start line and the server's exec at least: {err}");
     assert!(!err.contains("panicked"), "{err}");
     assert!(done.exists(), "the server ran to its end");
 }
