@@ -65,6 +65,9 @@ impl Output {
         match res {
             Ok(()) => self.lines += 1,
             Err(e) => {
+                if self.lost == 0 {
+                    crate::say!("mcp-sensor: the event buffer is full too: lines are now lost, and counted as `log_write_failed` drops");
+                }
                 self.lost += 1;
                 self.failed(&e);
             }
@@ -80,7 +83,11 @@ impl Output {
 
     fn failed(&mut self, e: &io::Error) {
         if self.errors == 0 {
-            crate::say!("mcp-sensor: writing events to {}: {e} (lost lines are counted as `log_write_failed` drops)", self.describe());
+            crate::say!(
+                "mcp-sensor: writing events to {}: {e} (lines wait in a {} KiB buffer; past that they are lost and counted as `log_write_failed` drops)",
+                self.describe(),
+                self.sink.capacity() >> 10
+            );
         }
         self.errors += 1;
     }
