@@ -106,7 +106,7 @@ pub fn write_page(r: &Report, w: &mut impl Write) -> io::Result<()> {
     let mut rest = TEMPLATE;
     while let Some(start) = rest.find("{{") {
         let len = rest[start..].find("}}").unwrap_or_else(|| panic!("page.html: unclosed {{{{"));
-        w.write_all(rest[..start].as_bytes())?;
+        w.write_all(&rest.as_bytes()[..start])?;
         match &rest[start + 2..start + len] {
             "SCRIPT_HASH" => w.write_all(hash.as_bytes())?,
             "CSS" => w.write_all(CSS.as_bytes())?,
