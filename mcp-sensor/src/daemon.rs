@@ -277,3 +277,19 @@ async fn reload_on_hup(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::log_dir_hint;
+    use std::io::Error;
+
+    #[test]
+    fn a_log_directory_that_cannot_be_written_is_explained_by_its_cause() {
+        let full = log_dir_hint(&Error::from_raw_os_error(libc::ENOSPC));
+        assert!(full.contains("full") && full.contains("free space") && !full.contains("log.dir"), "{full}");
+        assert!(!log_dir_hint(&Error::from_raw_os_error(libc::EDQUOT)).contains("log.dir"));
+        assert!(log_dir_hint(&Error::from_raw_os_error(libc::EROFS)).contains("read-only"));
+        assert!(log_dir_hint(&Error::from_raw_os_error(libc::EACCES)).contains("permission denied"));
+        assert!(log_dir_hint(&Error::from_raw_os_error(libc::EIO)).contains("I/O error"));
+    }
+}
