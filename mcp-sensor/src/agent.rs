@@ -32,7 +32,7 @@ pub fn batch_scheduling() {
     // SAFETY: plain syscall on the calling thread with a valid param.
     if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
         // not fatal: the agent runs as before
-        eprintln!("mcp-sensor: SCHED_BATCH not set: {}", std::io::Error::last_os_error());
+        crate::say!("mcp-sensor: SCHED_BATCH not set: {}", std::io::Error::last_os_error());
     }
 }
 
@@ -73,11 +73,11 @@ pub fn reload_rules(pipeline: &mut Pipeline, files: &mut RuleFiles, why: &str) -
         Ok(set) => {
             let on = set.rules().filter(|r| r.enabled).count();
             pipeline.detect.replace_rules(set);
-            eprintln!("mcp-sensor: rules reloaded ({why}): {on} enabled");
+            crate::say!("mcp-sensor: rules reloaded ({why}): {on} enabled");
             true
         }
         Err(e) => {
-            eprintln!("mcp-sensor: rules reload ({why}) failed; the previous rules keep running:\n{e}");
+            crate::say!("mcp-sensor: rules reload ({why}) failed; the previous rules keep running:\n{e}");
             false
         }
     }
@@ -96,19 +96,19 @@ fn apply_kernel_actions(sensor: &mut Sensor, pipeline: &mut Pipeline) {
         };
         if let Err(e) = r {
             static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| eprintln!("mcp-sensor: updating the watched set after a discovery verdict failed: {e}"));
+            SAID.call_once(|| crate::say!("mcp-sensor: updating the watched set after a discovery verdict failed: {e}"));
         }
     }
 }
 
-fn totals(sensor: &mut Sensor, queue: u64, undecodable: u64) -> Totals {
+fn totals(sensor: &mut Sensor, queue: u64, pipeline: &Pipeline) -> Totals {
     let (kernel, other) = sensor.counters().unwrap_or_else(|e| {
         // kernel losses would go unreported: say so rather than show zeros
         static SAID: std::sync::Once = std::sync::Once::new();
-        SAID.call_once(|| eprintln!("mcp-sensor: reading the kernel loss counters failed: {e}"));
+        SAID.call_once(|| crate::say!("mcp-sensor: reading the kernel loss counters failed: {e}"));
         Default::default()
     });
-    Totals { kernel, other, queue, undecodable }
+    Totals { kernel, other, queue, undecodable: pipeline.undecodable, log_write_failed: pipeline.out.lost }
 }
 
 /// Runs until `stop` resolves, then drains what the kernel already wrote,
@@ -171,7 +171,7 @@ pub async fn run_with_control<F: Future<Output = ()>>(
                 }
             }
             _ = tick.tick() => {
-                let t = totals(&mut sensor, budget.overflow.load(Ordering::Relaxed), pipeline.undecodable);
+                let t = totals(&mut sensor, budget.overflow.load(Ordering::Relaxed), &pipeline);
                 pipeline.report_drops(t);
                 pipeline.out.flush();
                 ticks += 1;
@@ -187,7 +187,7 @@ pub async fn run_with_control<F: Future<Output = ()>>(
         }
     }
     let _ = drain_task.await;
-    let t = totals(&mut sensor, budget.overflow.load(Ordering::Relaxed), pipeline.undecodable);
+    let t = totals(&mut sensor, budget.overflow.load(Ordering::Relaxed), &pipeline);
     pipeline.report_drops(t.clone());
     pipeline.report_final_drops(&t);
     pipeline.out.flush();

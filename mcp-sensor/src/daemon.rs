@@ -1,10 +1,13 @@
 //! `mcp-sensor run`: the host-wide daemon.
 //!
-//! Owns the daemon's life: configuration (loaded, and reloaded on SIGHUP,
-//! keeping the running one when the new one is invalid), the durable log
-//! (logfile.rs), loading the sensor with discovery on, the startup scan of
-//! servers already running (discover::scan), and a clean stop on SIGTERM
-//! or SIGINT (final drain, totals, log synced, exit 0).
+//! Owns the daemon's life: configuration and rules (loaded first, so
+//! `--check-config` fails exactly when `run` would; reloaded on SIGHUP,
+//! keeping the running ones when the new ones are invalid), root and the
+//! hold on its directories (service.rs), the durable log (logfile.rs),
+//! loading the sensor with discovery on, the startup scan of servers
+//! already running (discover::scan), and a clean stop on SIGTERM or SIGINT
+//! (final drain, totals, log synced, exit 0; exit 1 when the final lines
+//! could not be written, which the next start reports).
 //!
 //! Enforcement (`--enforce`) is switched on when the sensor is loaded; it
 //! applies to confirmed servers, never to candidates still being
@@ -95,7 +98,7 @@ fn adopt_running(cfg: &Config, sensor: &mut Sensor, pipeline: &mut Pipeline) -> 
 /// what needs a restart is named.
 fn apply(old: &Config, new: &Config, log: &SharedLog, sensor: &mut Sensor, pipeline: &mut Pipeline) {
     if let Err(e) = sensor.set_client_comms(&new.client_names()) {
-        eprintln!("mcp-sensor: reload: updating the known clients failed, keeping the old ones: {e}");
+        crate::say!("mcp-sensor: reload: updating the known clients failed, keeping the old ones: {e}");
     }
     if let Some(g) = pipeline.gate.as_mut() {
         g.set_max_held(new.discovery.max_held_events);
@@ -103,21 +106,77 @@ fn apply(old: &Config, new: &Config, log: &SharedLog, sensor: &mut Sensor, pipel
     log.0.lock().unwrap_or_else(|p| p.into_inner()).set_limits(new.log.max_file_size, new.log.max_files);
     let restart = old.needs_restart(new);
     if !restart.is_empty() {
-        eprintln!("mcp-sensor: reload: {} take effect at the next restart", restart.join(", "));
+        crate::say!("mcp-sensor: reload: {} take effect at the next restart", restart.join(", "));
     }
-    eprintln!("mcp-sensor: configuration reloaded");
+    crate::say!("mcp-sensor: configuration reloaded");
+}
+
+/// What to do about a log directory that cannot be written, by cause.
+fn log_dir_hint(e: &std::io::Error) -> &'static str {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::StorageFull | K::QuotaExceeded => "its filesystem is full: free space there, then start again",
+        K::ReadOnlyFilesystem => "its filesystem is read-only: set log.dir in the configuration to a writable directory",
+        K::PermissionDenied => "permission denied: set log.dir in the configuration to a directory root can write",
+        _ if e.raw_os_error() == Some(libc::EIO) => "the disk reported an I/O error: check the disk (dmesg)",
+        _ => "set log.dir in the configuration to a writable directory",
+    }
+}
+
+fn open_log(cfg: &Config) -> Result<RotatingLog> {
+    RotatingLog::open(&cfg.log.dir, cfg.log.max_file_size, cfg.log.max_files).map_err(|e| {
+        let hint = log_dir_hint(&e);
+        anyhow::Error::new(e).context(format!("opening the event log in {}: {hint}", cfg.log.dir.display()))
+    })
+}
+
+/// Reports what earlier runs could not write to this log (their markers).
+fn report_unwritten_before(dir: &std::path::Path, pipeline: &mut Pipeline) {
+    for (secs, lines) in crate::logfile::take_unwritten(dir) {
+        let when = crate::timefmt::rfc3339(i128::from(secs) * 1_000_000_000);
+        crate::say!(
+            "mcp-sensor: the run stopped at {when} could not write {lines} event lines to {}, its final totals among them",
+            dir.display()
+        );
+        pipeline.report_unwritten_before(lines);
+    }
+}
+
+/// At exit: when the final lines did not reach the log, leaves a marker
+/// for the next start and fails.
+fn check_final_lines(dir: &std::path::Path, out: &crate::output::Output) -> Result<()> {
+    let pending = out.pending_lines();
+    if out.last_ok && pending == 0 {
+        return Ok(());
+    }
+    let lines = out.lost + pending;
+    let noted = match crate::logfile::record_unwritten(dir, lines) {
+        Ok(_) => "recorded for the next start to report".to_string(),
+        Err(e) => format!("and recording that failed too: {e}"),
+    };
+    anyhow::bail!(
+        "{lines} event lines, the final totals among them, could not be written to {} ({noted}): \
+         free space on its filesystem",
+        dir.display()
+    )
 }
 
 /// Runs the daemon until SIGTERM/SIGINT; returns the exit status.
 pub fn run(args: RunArgs) -> Result<i32> {
     let cfg = Config::load(args.config.as_deref())?;
+    let (mut detector, rule_files) = Detector::from_args(&args.rules)?;
     if args.check_config {
-        eprintln!("mcp-sensor: configuration is valid");
+        let files = rule_files.files().unwrap_or_default();
+        crate::say!(
+            "mcp-sensor: configuration ({}) and rules (the embedded defaults{}) are valid",
+            args.config.as_deref().map_or("built-in defaults".into(), |p| p.display().to_string()),
+            files.iter().map(|f| format!(", {}", f.display())).collect::<String>()
+        );
         return Ok(0);
     }
-    let log = RotatingLog::open(&cfg.log.dir, cfg.log.max_file_size, cfg.log.max_files).with_context(|| {
-        format!("opening the event log in {} (set log.dir in the configuration)", cfg.log.dir.display())
-    })?;
+    crate::service::require_root("run")?;
+    let _locks = crate::service::lock_dirs(&[(&cfg.log.dir, "log"), (&args.rules.state_dir, "state")])?;
+    let log = open_log(&cfg)?;
     let log_path = log.path();
     let log = SharedLog(Arc::new(Mutex::new(log)));
     let out = Output::with_sink(log_path.clone(), Box::new(log.clone()));
@@ -125,12 +184,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let mut procs = ProcTable::new();
     procs.seed_from_proc().context("reading /proc to seed the process table")?;
     let sessions = Sessions::new(cfg.sensor.max_message.min(usize::MAX as u64) as usize);
-    let (mut detector, rule_files) = Detector::from_args(&args.rules)?;
     if args.enforce {
         detector.enable_enforcement(&mut sensor)?;
     }
     let mut pipeline = Pipeline::new(out, procs, sessions, detector);
     pipeline.emit_start(&sensor.plan, "run");
+    report_unwritten_before(&cfg.log.dir, &mut pipeline);
     pipeline.gate = Some(Gate::new(cfg.discovery.max_held_events));
     let (clients, running) = adopt_running(&cfg, &mut sensor, &mut pipeline)?;
 
@@ -147,7 +206,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
             signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
         )
     };
-    eprintln!(
+    crate::say!(
         "mcp-sensor: watching the host; {clients} known clients and {running} candidate servers already running; \
          events to {}",
         log_path.display()
@@ -161,6 +220,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         // SIGHUP reloads the rules too (agent::reload_rules, as in exec)
         reload: Some(rules_rx),
     };
+    let log_dir = cfg.log.dir.clone();
     rt.block_on(async move {
         let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel::<crate::agent::Control>(4);
         let reloader = tokio::spawn(reload_on_hup(args.config.clone(), cfg, log.clone(), ctl_tx, rules_tx, hup));
@@ -175,14 +235,16 @@ pub fn run(args: RunArgs) -> Result<i32> {
         let pipeline = result?;
         if let Some(g) = &pipeline.gate {
             let s = &g.stats;
-            eprintln!(
+            crate::say!(
                 "mcp-sensor: discovery: {} candidates, {} MCP servers, {} not MCP ({} of their events discarded)",
                 s.candidates, s.confirmed, s.rejected, s.discarded
             );
         }
+        let final_lines = check_final_lines(&log_dir, &pipeline.out);
         drop(pipeline);
         log.0.lock().unwrap_or_else(|p| p.into_inner()).sync().context("syncing the event log")?;
-        eprintln!("mcp-sensor: stopped");
+        final_lines?;
+        crate::say!("mcp-sensor: stopped");
         Ok(0)
     })
 }
@@ -203,7 +265,7 @@ async fn reload_on_hup(
         let new = match Config::load(path.as_deref()) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("mcp-sensor: reload failed, keeping the running configuration: {e}");
+                crate::say!("mcp-sensor: reload failed, keeping the running configuration: {e}");
                 continue;
             }
         };
@@ -213,5 +275,21 @@ async fn reload_on_hup(
         if tx.send(apply_it).await.is_err() {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_dir_hint;
+    use std::io::Error;
+
+    #[test]
+    fn a_log_directory_that_cannot_be_written_is_explained_by_its_cause() {
+        let full = log_dir_hint(&Error::from_raw_os_error(libc::ENOSPC));
+        assert!(full.contains("full") && full.contains("free space") && !full.contains("log.dir"), "{full}");
+        assert!(!log_dir_hint(&Error::from_raw_os_error(libc::EDQUOT)).contains("log.dir"));
+        assert!(log_dir_hint(&Error::from_raw_os_error(libc::EROFS)).contains("read-only"));
+        assert!(log_dir_hint(&Error::from_raw_os_error(libc::EACCES)).contains("permission denied"));
+        assert!(log_dir_hint(&Error::from_raw_os_error(libc::EIO)).contains("I/O error"));
     }
 }

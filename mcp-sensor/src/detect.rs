@@ -49,7 +49,7 @@ impl Detector {
     pub fn new(rules: RuleSet, store: Option<PathBuf>) -> Self {
         let descriptions = match store.as_deref().map(std::fs::read_to_string) {
             Some(Ok(text)) => DescriptionStore::from_json(&text).unwrap_or_else(|e| {
-                eprintln!(
+                crate::say!(
                     "mcp-sensor: ignoring the tool-definition store {}: {e} (tool-description changes are detected from now on; delete the file to silence this)",
                     store.as_deref().unwrap().display()
                 );
@@ -170,7 +170,7 @@ impl Detector {
                 crate::enforce::act(e, rec, &m, &mut alert, procs);
             }
             if self.summary {
-                eprintln!("{}", summary_line(&alert));
+                crate::say!("{}", summary_line(&alert));
             }
             self.alerts += 1;
             out.push(alert);
@@ -201,7 +201,7 @@ impl Detector {
         })();
         if let Err(e) = res {
             if self.store_errors == 0 {
-                eprintln!(
+                crate::say!(
                     "mcp-sensor: saving tool definitions to {}: {e} (rug pulls across runs go unnoticed; pick a writable --state-dir)",
                     path.display()
                 );

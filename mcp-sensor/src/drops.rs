@@ -10,6 +10,12 @@ use crate::event::Drops;
 use std::collections::BTreeMap;
 
 /// Every counter, as totals since the sensor started.
+/// `other` key: event lines the output could not write.
+pub const LOG_WRITE_FAILED: &str = "log_write_failed";
+/// `other` key, at start: lines the previous run could not write, its
+/// final totals among them (see logfile::record_unwritten).
+pub const LOG_WRITE_FAILED_BEFORE: &str = "log_write_failed_previous_run";
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Totals {
     /// Ring-buffer reserve failures, indexed by event kind (abi MS_EV_*).
@@ -18,6 +24,8 @@ pub struct Totals {
     pub other: Vec<u64>,
     pub queue: u64,
     pub undecodable: u64,
+    /// Event lines the output could not write (disk full, closed pipe).
+    pub log_write_failed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -48,6 +56,10 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
     if undecodable > 0 {
         other.insert("undecodable_records".into(), undecodable);
     }
+    let unwritten = now.log_write_failed.saturating_sub(before.log_write_failed);
+    if unwritten > 0 {
+        other.insert(LOG_WRITE_FAILED.into(), unwritten);
+    }
     let queue = now.queue.saturating_sub(before.queue);
     let mut hints = Vec::new();
     if let Some((kind, _)) = kernel.iter().max_by_key(|(_, n)| **n) {
@@ -60,6 +72,9 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
     }
     if other.contains_key("stdio_bytes_over_cap") {
         hints.push("a single read/write was larger than --stdio-cap: raise it".into());
+    }
+    if unwritten > 0 {
+        hints.push("event lines could not be written (disk full, or the output closed): free space where the events go".into());
     }
     if other.contains_key("syscall_stash_full") || other.contains_key("watch_map_full") {
         hints.push("too many watched processes or threads in syscalls at once (or the kernel could not allocate a thread's stash)".into());
@@ -98,7 +113,16 @@ mod tests {
         kernel[abi::EV_OPEN as usize] = open;
         let mut other = vec![0; abi::CNT_MAX as usize];
         other[abi::CNT_STDIO_CAP as usize] = cap;
-        Totals { kernel, other, queue, undecodable: 0 }
+        Totals { kernel, other, queue, undecodable: 0, log_write_failed: 0 }
+    }
+
+    #[test]
+    fn lines_the_output_lost_are_a_reason_with_a_hint() {
+        let mut t = DropTracker::default();
+        let d = t.delta(Totals { log_write_failed: 4, ..totals(0, 0, 0) }).unwrap();
+        assert_eq!(d.other.get(LOG_WRITE_FAILED), Some(&4));
+        assert!(d.hint.unwrap().contains("free space"));
+        assert_eq!(t.delta(Totals { log_write_failed: 4, ..totals(0, 0, 0) }), None);
     }
 
     #[test]

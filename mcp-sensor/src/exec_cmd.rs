@@ -5,7 +5,9 @@
 //! its pid is in the kernel's watched set and its stdio channel is
 //! registered; only then does it exec, so CMD's own exec is the first thing
 //! traced. stdin, stdout and stderr are inherited untouched; nothing is
-//! ever written to stdout. The exit status is CMD's (128+signal if killed).
+//! ever written to stdout. The exit status is CMD's (128+signal if killed),
+//! also when the events output fails or is closed: lost lines are counted
+//! (output.rs) and watching goes on.
 
 use crate::cli::{ExecArgs, SensorArgs};
 use crate::correlate::Sessions;
@@ -108,7 +110,7 @@ fn fork_held(path: &CString, argv: &[CString]) -> Result<Held> {
     }
     let (rd, wr) = (fds[0], fds[1]);
     // SAFETY: single-threaded here (see above); the child calls only
-    // close, read, execv, write and _exit.
+    // close, read, signal, execv, write and _exit.
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         return Err(std::io::Error::last_os_error()).context("fork");
@@ -121,6 +123,9 @@ fn fork_held(path: &CString, argv: &[CString]) -> Result<Held> {
             if libc::read(rd, &mut b as *mut u8 as *mut libc::c_void, 1) != 1 {
                 libc::_exit(1);
             }
+            // Rust ignores SIGPIPE, and an ignored signal stays ignored
+            // across exec: give CMD the default a shell would
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
             libc::execv(path.as_ptr(), argv_ptrs.as_ptr());
             let errno = *libc::__errno_location();
             let msg: &[u8] = if errno == libc::ENOENT { b"mcp-sensor: exec failed: No such file or directory\n" } else { b"mcp-sensor: exec failed: Permission denied or bad executable\n" };
@@ -175,12 +180,13 @@ fn wait_status(pid: libc::pid_t) -> i32 {
 /// Everything `exec` does before the child runs: returns the loaded sensor
 /// and the held child, or the exit status when CMD cannot run.
 fn prepare(args: &ExecArgs) -> Result<std::result::Result<(Sensor, Held, Pipeline, RuleFiles), i32>> {
+    crate::service::require_root("exec")?;
     let cmd0 = &args.cmd[0];
     let path = match resolve(cmd0, std::env::var_os("PATH").as_deref()) {
         Ok(p) => p,
         Err(e) => {
             let what = if e == Unrunnable::NotFound { "command not found" } else { "Permission denied" };
-            eprintln!("mcp-sensor: {}: {what}", cmd0.to_string_lossy());
+            crate::say!("mcp-sensor: {}: {what}", cmd0.to_string_lossy());
             return Ok(Err(e.status()));
         }
     };
@@ -262,7 +268,12 @@ pub fn run(args: ExecArgs) -> Result<i32> {
         };
         let result = crate::agent::run(sensor, pipeline, opts, stop).await;
         forward.abort();
-        result?;
+        let pipeline = result?;
+        // the drops lines may have been lost with the rest: say it once more
+        let lost = pipeline.out.lost + pipeline.out.pending_lines();
+        if lost > 0 {
+            crate::say!("mcp-sensor: {lost} event lines could not be written (the server ran on, watched)");
+        }
         Ok(status_rx.await.unwrap_or(1))
     })
 }

@@ -6,6 +6,16 @@
 //! outputs ([`output`]); [`pipeline`] runs the steps in that order, and
 //! [`loader`] owns the kernel side's handles.
 
+/// `eprintln!` that never panics: stderr may be a closed pipe (`exec`'s
+/// events go there by default), and a message must not kill the sensor.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 pub mod abi;
 pub mod agent;
 pub mod cli;
@@ -34,4 +44,5 @@ pub mod reader;
 pub mod rulefiles;
 pub mod rules_cmd;
 pub mod rules;
+pub mod service;
 pub mod timefmt;

@@ -10,6 +10,13 @@
 //! `flush` also syncs the data to disk at most once a second: a crash of
 //! the daemon loses nothing that was flushed (it is in the kernel's page
 //! cache), a crash of the machine at most the last second.
+//!
+//! A write the filesystem refuses (disk full, I/O error) reports the whole
+//! lines that did go in (a partial one is cut off again), so the caller
+//! keeps the rest and the file never ends in a line torn by a full disk. Lines a run could not write at all, its final totals among them,
+//! are recorded in a zero-byte marker, `DIR/.unwritten.<secs>.<lines>`
+//! (creating it needs no data block, so it works on a full disk), which the
+//! next start reports and removes ([`record_unwritten`], [`take_unwritten`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
@@ -53,7 +60,7 @@ impl RotatingLog {
             rotations: 0,
         };
         if !at_line_start {
-            log.write_raw(b"\n")?;
+            log.write_all(b"\n")?;
         }
         Ok(log)
     }
@@ -68,14 +75,31 @@ impl RotatingLog {
         self.max_files = max_files.max(1);
     }
 
-    fn write_raw(&mut self, b: &[u8]) -> io::Result<()> {
-        self.file.write_all(b)?;
-        self.size += b.len() as u64;
-        self.dirty = true;
-        if let Some(&last) = b.last() {
+    /// One write: the bytes that went in (fewer than `b` on a full disk).
+    /// A short write that ends inside a line is taken back to the line's
+    /// start, so the file holds whole lines only and the caller keeps the
+    /// line for its next attempt.
+    fn write_raw(&mut self, b: &[u8]) -> io::Result<usize> {
+        let mut n = self.file.write(b)?;
+        if n < b.len() && !b[..n].ends_with(b"\n") {
+            let keep = match memchr::memrchr(b'\n', &b[..n]) {
+                Some(p) => p + 1,
+                None if self.at_line_start => 0,
+                None => n,
+            };
+            if keep < n && self.file.set_len(self.size + keep as u64).is_ok() {
+                n = keep;
+            }
+            if n == 0 {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+        }
+        self.size += n as u64;
+        self.dirty |= n > 0;
+        if let Some(&last) = b[..n].last() {
             self.at_line_start = last == b'\n';
         }
-        Ok(())
+        Ok(n)
     }
 
     fn rotate(&mut self) -> io::Result<()> {
@@ -101,24 +125,23 @@ impl RotatingLog {
 }
 
 impl Write for RotatingLog {
-    /// Writes all of `buf`, rotating after the newline at which the live
-    /// file reaches its size limit.
+    /// Writes a prefix of `buf` (up to the newline at which the live file
+    /// reaches its size limit, rotating first when it is there) and
+    /// returns its length, as `write` does: `write_all` loops.
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let mut rest = buf;
-        while !rest.is_empty() {
-            if self.at_line_start && self.size >= self.max_size {
-                self.rotate()?;
-            }
-            let room = self.max_size.saturating_sub(self.size) as usize;
-            // the first newline at or past the limit ends what goes in this file
-            let cut = match rest.iter().skip(room.saturating_sub(1)).position(|&b| b == b'\n') {
-                Some(p) if self.size + rest.len() as u64 >= self.max_size => room.saturating_sub(1) + p + 1,
-                _ => rest.len(),
-            };
-            self.write_raw(&rest[..cut])?;
-            rest = &rest[cut..];
+        if buf.is_empty() {
+            return Ok(0);
         }
-        Ok(buf.len())
+        if self.at_line_start && self.size >= self.max_size {
+            self.rotate()?;
+        }
+        let room = self.max_size.saturating_sub(self.size) as usize;
+        // the first newline at or past the limit ends what goes in this file
+        let cut = match buf.iter().skip(room.saturating_sub(1)).position(|&b| b == b'\n') {
+            Some(p) if self.size + buf.len() as u64 >= self.max_size => room.saturating_sub(1) + p + 1,
+            _ => buf.len(),
+        };
+        self.write_raw(&buf[..cut])
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -143,6 +166,33 @@ impl Drop for RotatingLog {
     fn drop(&mut self) {
         let _ = self.sync();
     }
+}
+
+const UNWRITTEN_PREFIX: &str = ".unwritten.";
+
+/// Records that this run could not write `lines` lines to `dir` (its final
+/// totals among them), for the next start to report.
+pub fn record_unwritten(dir: &Path, lines: u64) -> io::Result<PathBuf> {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let path = dir.join(format!("{UNWRITTEN_PREFIX}{secs}.{lines}"));
+    OpenOptions::new().create(true).write(true).truncate(true).mode(0o600).open(&path)?;
+    Ok(path)
+}
+
+/// The markers [`record_unwritten`] left in `dir`, oldest first, as
+/// (unix seconds, lines); they are removed.
+pub fn take_unwritten(dir: &Path) -> Vec<(u64, u64)> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((secs, lines)) = name.strip_prefix(UNWRITTEN_PREFIX).and_then(|r| r.split_once('.')) else { continue };
+        if let (Ok(secs), Ok(lines)) = (secs.parse(), lines.parse()) {
+            let _ = std::fs::remove_file(entry.path());
+            found.push((secs, lines));
+        }
+    }
+    found.sort();
+    found
 }
 
 fn open_append(path: &Path) -> io::Result<File> {
@@ -246,6 +296,34 @@ mod tests {
         // the file is closed after the newline at which it reaches 10 bytes:
         // a line longer than the limit stays whole
         assert_eq!(texts, vec!["cc\ndd\n", "aaaa\nbbbbbbbbbbbbbbbbbbbb\n"]);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// A sink that takes `room` bytes, then fails like a full disk.
+    #[test]
+    fn a_full_disk_writes_a_prefix_and_keeps_lines_whole() {
+        let d = tmp("full");
+        let mut log = RotatingLog::open(&d, 1 << 20, 2).unwrap();
+        // /dev/full refuses every byte: the write says so, nothing counted as written
+        log.file = OpenOptions::new().append(true).open("/dev/full").unwrap();
+        let e = log.write(b"abc\n").unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::ENOSPC));
+        assert!(log.at_line_start, "nothing went in, so no line was started");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn unwritten_markers_are_reported_once_oldest_first() {
+        let d = tmp("markers");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(".unwritten.20.7"), "").unwrap();
+        let p = record_unwritten(&d, 3).unwrap();
+        assert_eq!(std::fs::metadata(&p).unwrap().len(), 0);
+        let got = take_unwritten(&d);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], (20, 7));
+        assert_eq!(got[1].1, 3);
+        assert!(take_unwritten(&d).is_empty(), "removed once reported");
         std::fs::remove_dir_all(&d).unwrap();
     }
 

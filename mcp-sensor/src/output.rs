@@ -3,6 +3,11 @@
 //! `exec` wraps an MCP server whose stdout is the protocol channel, so no
 //! sink may ever be stdout: events go to a file (created 0600, appended) or
 //! to stderr.
+//!
+//! A sink that fails (disk full, I/O error, a closed pipe) never stops the
+//! sensor: each line that could not be handed over is counted in `lost`
+//! (reported as the `log_write_failed` drop reason), lines already buffered
+//! stay buffered for the next attempt, and nothing here panics.
 
 use crate::event::Event;
 use std::fs::OpenOptions;
@@ -12,9 +17,13 @@ use std::path::{Path, PathBuf};
 
 pub struct Output {
     sink: BufWriter<Box<dyn Write + Send>>,
-    /// Lines that could not be written (disk full, ...): counted, reported
+    /// Lines that could not be written (disk full, ...): counted, said
     /// once on stderr, and the sensor keeps going.
-    pub write_errors: u64,
+    pub lost: u64,
+    /// The last line emitted was accepted (false: it is among `lost`).
+    pub last_ok: bool,
+    /// Write or flush failures; the first one is said on stderr.
+    errors: u64,
     pub lines: u64,
     path: Option<PathBuf>,
     /// The line being written: serialized here, then handed to the sink in
@@ -33,17 +42,17 @@ impl Output {
             }
             None => (Box::new(io::stderr()), None),
         };
-        Ok(Output { sink: BufWriter::with_capacity(256 << 10, sink), write_errors: 0, lines: 0, path, line: Vec::new() })
+        Ok(Output { sink: BufWriter::with_capacity(256 << 10, sink), lost: 0, last_ok: true, errors: 0, lines: 0, path, line: Vec::new() })
     }
 
     /// Any sink, named `path` in error messages (the daemon's rotating log).
     pub fn with_sink(path: PathBuf, w: Box<dyn Write + Send>) -> Self {
-        Output { sink: BufWriter::with_capacity(256 << 10, w), write_errors: 0, lines: 0, path: Some(path), line: Vec::new() }
+        Output { sink: BufWriter::with_capacity(256 << 10, w), lost: 0, last_ok: true, errors: 0, lines: 0, path: Some(path), line: Vec::new() }
     }
 
     /// An in-memory sink, for tests.
     pub fn to_writer(w: Box<dyn Write + Send>) -> Self {
-        Output { sink: BufWriter::new(w), write_errors: 0, lines: 0, path: None, line: Vec::new() }
+        Output { sink: BufWriter::new(w), lost: 0, last_ok: true, errors: 0, lines: 0, path: None, line: Vec::new() }
     }
 
     pub fn emit(&mut self, ev: &Event) {
@@ -52,27 +61,93 @@ impl Output {
             self.line.push(b'\n');
             self.sink.write_all(&self.line)
         });
+        self.last_ok = res.is_ok();
         match res {
             Ok(()) => self.lines += 1,
             Err(e) => {
-                if self.write_errors == 0 {
-                    eprintln!("mcp-sensor: writing events to {}: {e} (counting further failures)", self.describe());
+                if self.lost == 0 {
+                    crate::say!("mcp-sensor: the event buffer is full too: lines are now lost, and counted as `log_write_failed` drops");
                 }
-                self.write_errors += 1;
+                self.lost += 1;
+                self.failed(&e);
             }
         }
     }
 
+    /// Hands buffered lines to the sink; what it refuses stays buffered.
     pub fn flush(&mut self) {
         if let Err(e) = self.sink.flush() {
-            if self.write_errors == 0 {
-                eprintln!("mcp-sensor: flushing events to {}: {e}", self.describe());
-            }
-            self.write_errors += 1;
+            self.failed(&e);
         }
+    }
+
+    fn failed(&mut self, e: &io::Error) {
+        if self.errors == 0 {
+            crate::say!(
+                "mcp-sensor: writing events to {}: {e} (lines wait in a {} KiB buffer; past that they are lost and counted as `log_write_failed` drops)",
+                self.describe(),
+                self.sink.capacity() >> 10
+            );
+        }
+        self.errors += 1;
+    }
+
+    /// Whole lines still buffered (the sink refused them so far).
+    pub fn pending_lines(&self) -> u64 {
+        memchr::memchr_iter(b'\n', self.sink.buffer()).count() as u64
     }
 
     fn describe(&self) -> String {
         self.path.as_ref().map_or("stderr".into(), |p| p.display().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// Accepts `room` bytes, then fails like a full disk (a short write first).
+    struct Full {
+        room: usize,
+        got: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Full {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            if self.room == 0 {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            let n = buf.len().min(self.room);
+            self.room -= n;
+            self.got.lock().unwrap().extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn ev() -> Event {
+        let d = crate::event::Drops { kernel: Default::default(), queue: 0, other: Default::default(), hint: None, is_final: false, enforced: None };
+        Event { ts: "t".into(), ts_ns: 1, pid: 1, tid: 1, ppid: 0, uid: 0, comm: "x".into(), exe: None, body: crate::event::Body::Drops(d), server: None, tool_call: None }
+    }
+
+    #[test]
+    fn a_full_sink_counts_lost_lines_and_keeps_what_it_buffered() {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let mut out = Output::to_writer(Box::new(Full { room: 100, got: got.clone() }));
+        out.sink = BufWriter::with_capacity(300, out.sink.into_inner().ok().unwrap());
+        for _ in 0..50 {
+            out.emit(&ev());
+            out.flush();
+        }
+        assert!(out.lost > 0 && !out.last_ok);
+        assert_eq!(out.lines + out.lost, 50, "every line is written, buffered or counted");
+        let written = got.lock().unwrap().clone();
+        assert_eq!(written.len(), 100, "the sink took what it had room for");
+        // what was accepted but not written is still buffered, in order, not lost
+        let buffered = out.sink.buffer().len() as u64;
+        assert!(buffered > 0 && out.pending_lines() > 0);
     }
 }

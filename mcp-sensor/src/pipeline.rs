@@ -130,7 +130,7 @@ impl Pipeline {
             Ok(rec) => self.on_record(rec),
             Err(e) => {
                 if self.undecodable == 0 {
-                    eprintln!("mcp-sensor: undecodable record: {e} (counting further ones)");
+                    crate::say!("mcp-sensor: undecodable record: {e} (counting further ones)");
                 }
                 self.undecodable += 1;
             }
@@ -256,10 +256,20 @@ impl Pipeline {
         self.emit_own(Body::Drops(d));
     }
 
+    /// At start: `lines` the previous run could not write to this log, its
+    /// final totals among them (logfile::take_unwritten).
+    pub fn report_unwritten_before(&mut self, lines: u64) {
+        let mut d = self.drops.total(&Totals::default());
+        d.is_final = false;
+        d.other.insert(crate::drops::LOG_WRITE_FAILED_BEFORE.into(), lines);
+        d.hint = Some("the previous run could not write these lines, its final totals among them (disk full?)".into());
+        self.emit_drops(d);
+    }
+
     /// The `sensor_start` line: the first this sensor writes, and on
     /// stderr the same in one line.
     pub fn emit_start(&mut self, plan: &crate::features::Plan, mode: &'static str) {
-        eprintln!("mcp-sensor: {}", plan.summary());
+        crate::say!("mcp-sensor: {}", plan.summary());
         self.emit_own(Body::SensorStart { version: env!("CARGO_PKG_VERSION"), mode, plan: plan.clone() });
     }
 

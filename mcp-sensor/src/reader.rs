@@ -89,7 +89,7 @@ impl Drain {
                     let mut guard = match guard {
                         Ok(g) => g,
                         Err(e) => {
-                            eprintln!("mcp-sensor: polling the ring buffer failed: {e}");
+                            crate::say!("mcp-sensor: polling the ring buffer failed: {e}");
                             return;
                         }
                     };

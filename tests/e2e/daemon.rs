@@ -14,10 +14,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-struct Daemon {
-    child: Child,
+pub(crate) struct Daemon {
+    pub(crate) child: Child,
     stderr: PathBuf,
-    log_dir: PathBuf,
+    pub(crate) log_dir: PathBuf,
 }
 
 /// A test that fails must not leave a daemon watching the host.
@@ -33,12 +33,13 @@ impl Drop for Daemon {
 impl Daemon {
     /// Starts `mcp-sensor run --config DIR/config.toml` with `extra` TOML
     /// appended to a config whose log is DIR/log; returns once it watches.
-    fn start(dir: &Path, extra: &str) -> Daemon {
+    pub(crate) fn start(dir: &Path, extra: &str) -> Daemon {
         Self::start_with(dir, extra, &[])
     }
 
-    /// [`Self::start`] with more command-line arguments.
-    fn start_with(dir: &Path, extra: &str, args: &[&str]) -> Daemon {
+    /// [`Self::start`] with more command-line arguments. The state
+    /// directory is DIR/state: each daemon holds its own (service.rs).
+    pub(crate) fn start_with(dir: &Path, extra: &str, args: &[&str]) -> Daemon {
         require_root();
         let log_dir = dir.join("log");
         let config = dir.join("config.toml");
@@ -65,23 +66,23 @@ impl Daemon {
         d
     }
 
-    fn stderr_text(&self) -> String {
+    pub(crate) fn stderr_text(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
-    fn signal(&self, sig: i32) {
+    pub(crate) fn signal(&self, sig: i32) {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, sig) };
     }
 
     /// SIGTERM, then the exit status.
-    fn stop_status(mut self) -> i32 {
+    pub(crate) fn stop_status(mut self) -> i32 {
         self.signal(libc::SIGTERM);
         self.child.wait().unwrap().code().unwrap_or(-1)
     }
 
     /// SIGTERM, then the exit status and the log's events.
-    fn stop(self) -> (i32, Vec<Value>) {
+    pub(crate) fn stop(self) -> (i32, Vec<Value>) {
         let log = self.log_dir.join("events.jsonl");
         (self.stop_status(), read_events(&log))
     }
@@ -89,7 +90,7 @@ impl Daemon {
 
 /// The SDK client (this repo's driver) on the filesystem server, run
 /// directly: no wrapper.
-fn client(dir: &Path, steps: Value) -> Command {
+pub(crate) fn client(dir: &Path, steps: Value) -> Command {
     let env = mcp_env();
     let server = fs_server(&env, &dir);
     let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/mcp/client.py");
@@ -99,7 +100,7 @@ fn client(dir: &Path, steps: Value) -> Command {
     c
 }
 
-fn run_client(c: &mut Command) -> Value {
+pub(crate) fn run_client(c: &mut Command) -> Value {
     let out = c.output().expect("run the MCP client");
     assert!(out.status.success(), "client failed: {}", String::from_utf8_lossy(&out.stderr));
     let v: Value = serde_json::from_slice(&out.stdout).expect("client prints JSON");

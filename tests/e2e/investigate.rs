@@ -165,3 +165,18 @@ fn investigate_json_of_a_real_session_shows_the_read_under_its_call() {
     assert_eq!(only["sessions"][0]["outside"], json!([]), "--id names a call: nothing outside it");
     assert_eq!(only["filters"], json!({"id": read_id.to_string()}));
 }
+
+#[test]
+fn html_page_is_written_0600_also_over_a_wider_existing_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = scratch("investigate-html-mode");
+    let page = d.join("page.html");
+    std::fs::write(&page, "an older, world-readable page").unwrap();
+    std::fs::set_permissions(&page, std::fs::Permissions::from_mode(0o644)).unwrap();
+    investigate(&[fixture("story.jsonl").to_str().unwrap(), "--html", page.to_str().unwrap()]);
+    assert_eq!(std::fs::metadata(&page).unwrap().permissions().mode() & 0o777, 0o600, "the page holds tool arguments and results");
+    assert!(std::fs::read_to_string(&page).unwrap().contains("report-data"), "the new page replaced the old one");
+    std::fs::remove_file(&page).unwrap();
+    investigate(&[fixture("story.jsonl").to_str().unwrap(), "--html", page.to_str().unwrap()]);
+    assert_eq!(std::fs::metadata(&page).unwrap().permissions().mode() & 0o777, 0o600, "a new page too");
+}

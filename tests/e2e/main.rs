@@ -11,4 +11,5 @@ mod kernel;
 mod mcp;
 mod overlap;
 mod rules;
+mod service;
 mod sensor;

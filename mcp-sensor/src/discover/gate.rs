@@ -209,7 +209,7 @@ impl Gate {
     /// Drops a candidate and asks for its tree to be unwatched.
     fn reject(&mut self, session: u32, reason: String) {
         if std::env::var_os("MCP_SENSOR_DEBUG_DISCOVERY").is_some() {
-            eprintln!("mcp-sensor: discovery: pid {session} is not an MCP server: {reason}");
+            crate::say!("mcp-sensor: discovery: pid {session} is not an MCP server: {reason}");
         }
         let Some(c) = self.cands.remove(&session) else { return };
         self.held_total -= c.held.len();

@@ -56,11 +56,11 @@ pub fn install_and_report(e: &mut Enforcer, rules: &RuleSet) {
     match e.install(rules) {
         Ok(Some(notes)) => {
             for n in notes {
-                eprintln!("mcp-sensor: enforce: {n}");
+                crate::say!("mcp-sensor: enforce: {n}");
             }
         }
         Ok(None) => {}
-        Err(err) => eprintln!(
+        Err(err) => crate::say!(
             "mcp-sensor: enforce: updating the kernel deny maps failed: {err} (the previous kernel rules stay; the agent still kills on matches)"
         ),
     }

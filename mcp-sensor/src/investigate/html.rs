@@ -10,8 +10,12 @@
 //! Content-Security-Policy allows exactly that one script (by its sha256)
 //! and no network source: were something injected anyway, it would not run
 //! or load anything.
+//!
+//! The page is written as it is made: the report's JSON goes through the
+//! escaping straight to the file, never held whole in memory.
 
 use super::model::Report;
+use std::io::{self, Write};
 use sha2::{Digest, Sha256};
 
 const TEMPLATE: &str = include_str!("page/page.html");
@@ -36,44 +40,109 @@ pub(crate) fn base64(bytes: &[u8]) -> String {
     out
 }
 
-/// JSON safe inside a `<script>` block: only string contents can hold
-/// these characters, and `\uXXXX` is the same string to a JSON parser.
-pub fn script_safe_json(r: &Report) -> String {
-    let json = serde_json::to_string(r).expect("a report always serialises");
-    let mut out = String::with_capacity(json.len() + json.len() / 16);
-    for c in json.chars() {
-        match c {
-            '<' => out.push_str("\\u003c"),
-            '>' => out.push_str("\\u003e"),
-            '&' => out.push_str("\\u0026"),
-            '\u{2028}' => out.push_str("\\u2028"),
-            '\u{2029}' => out.push_str("\\u2029"),
-            c => out.push(c),
+/// Passes JSON on made safe inside a `<script>` block: `<`, `>`, `&`,
+/// U+2028 and U+2029 become `\uXXXX` escapes. Only string contents can
+/// hold these characters, and the escape is the same string to a JSON
+/// parser. A U+2028/2029 split between two writes is held until the next.
+struct ScriptSafe<W: Write> {
+    w: W,
+    /// The start of a 3-byte sequence cut by the end of the last write.
+    held: Vec<u8>,
+}
+
+impl<W: Write> Write for ScriptSafe<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut data = std::mem::take(&mut self.held);
+        data.extend_from_slice(buf);
+        let mut out = Vec::with_capacity(data.len() + data.len() / 16);
+        let mut i = 0;
+        while i < data.len() {
+            match (data[i], data.get(i + 1), data.get(i + 2)) {
+                (b'<', ..) => out.extend_from_slice(b"\\u003c"),
+                (b'>', ..) => out.extend_from_slice(b"\\u003e"),
+                (b'&', ..) => out.extend_from_slice(b"\\u0026"),
+                (0xE2, Some(0x80), Some(&c @ (0xA8 | 0xA9))) => {
+                    out.extend_from_slice(if c == 0xA8 { b"\\u2028" } else { b"\\u2029" });
+                    i += 2;
+                }
+                (0xE2, None, _) | (0xE2, Some(0x80), None) => {
+                    self.held = data[i..].to_vec();
+                    break;
+                }
+                (b, ..) => out.push(b),
+            }
+            i += 1;
         }
+        self.w.write_all(&out)?;
+        Ok(buf.len())
     }
-    out
+
+    fn flush(&mut self) -> io::Result<()> {
+        let held = std::mem::take(&mut self.held);
+        self.w.write_all(&held)?;
+        self.w.flush()
+    }
 }
 
-/// Replaces the one `{{name}}` in `text`.
-fn fill(text: &str, name: &str, value: &str) -> String {
-    let marker = format!("{{{{{name}}}}}");
-    let (before, after) = text.split_once(&marker).unwrap_or_else(|| panic!("page.html has no {marker}"));
-    [before, value, after].concat()
+/// The report as JSON safe inside a `<script>` block (see [`ScriptSafe`]).
+pub fn script_safe_json(r: &Report) -> String {
+    let mut out = Vec::new();
+    write_script_safe(r, &mut out).expect("writing to memory");
+    String::from_utf8(out).expect("escaping keeps UTF-8")
 }
 
-/// The whole page for `r`.
-pub fn page(r: &Report) -> String {
+fn write_script_safe(r: &Report, w: &mut impl Write) -> io::Result<()> {
+    // serde writes in small pieces: batch them before the escaping
+    let mut safe = io::BufWriter::with_capacity(64 << 10, ScriptSafe { w, held: Vec::new() });
+    serde_json::to_writer(&mut safe, r)?;
+    safe.flush()
+}
+
+/// Writes the whole page for `r` to `w`: the template with each
+/// `{{NAME}}` replaced. Only the template is searched for markers, never
+/// what goes in, so nothing in the data is ever taken for one.
+pub fn write_page(r: &Report, w: &mut impl Write) -> io::Result<()> {
     let hash = format!("sha256-{}", base64(&Sha256::digest(JS.as_bytes())));
-    // the data goes in last, so nothing in it is ever taken for a marker
-    let page = fill(TEMPLATE, "SCRIPT_HASH", &hash);
-    let page = fill(&page, "CSS", CSS);
-    let page = fill(&page, "JS", JS);
-    fill(&page, "DATA", &script_safe_json(r))
+    let mut rest = TEMPLATE;
+    while let Some(start) = rest.find("{{") {
+        let len = rest[start..].find("}}").unwrap_or_else(|| panic!("page.html: unclosed {{{{"));
+        w.write_all(&rest.as_bytes()[..start])?;
+        match &rest[start + 2..start + len] {
+            "SCRIPT_HASH" => w.write_all(hash.as_bytes())?,
+            "CSS" => w.write_all(CSS.as_bytes())?,
+            "JS" => w.write_all(JS.as_bytes())?,
+            "DATA" => write_script_safe(r, w)?,
+            other => panic!("page.html: unknown marker {other}"),
+        }
+        rest = &rest[start + len + 2..];
+    }
+    w.write_all(rest.as_bytes())
+}
+
+/// The whole page for `r`, in memory.
+pub fn page(r: &Report) -> String {
+    let mut out = Vec::new();
+    write_page(r, &mut out).expect("writing to memory");
+    String::from_utf8(out).expect("the page is UTF-8")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn script_escapes_survive_any_split_between_writes() {
+        let text = "a<b>&c\u{2028}d\u{2029}e\u{2027}€".as_bytes();
+        let want = "a\\u003cb\\u003e\\u0026c\\u2028d\\u2029e\u{2027}€";
+        for cut in 0..=text.len() {
+            let mut out = Vec::new();
+            let mut s = ScriptSafe { w: &mut out, held: Vec::new() };
+            s.write_all(&text[..cut]).unwrap();
+            s.write_all(&text[cut..]).unwrap();
+            s.flush().unwrap();
+            assert_eq!(String::from_utf8(out).unwrap(), want, "cut at {cut}");
+        }
+    }
 
     #[test]
     fn base64_matches_rfc4648_vectors() {

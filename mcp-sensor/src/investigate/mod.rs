@@ -2,7 +2,8 @@
 //! do?" from event logs, offline, without root or BPF.
 //!
 //! Data flow: [`read`] (which files, in which order; lines, torn or bad
-//! ones reported) -> [`timeline`] (sessions -> calls -> activity, alerts
+//! ones reported; each line handed on and dropped, never all held) ->
+//! [`timeline`] (sessions -> calls -> activity, alerts
 //! attached; [`describe`] says each event in one line) -> [`filter`] ->
 //! a renderer: [`table`] (terminal), JSON (the [`model`] serialised), or
 //! [`html`] (one self-contained page). docs/investigate.md is the user's
@@ -33,15 +34,29 @@ fn now_ns() -> i128 {
         .map_or(0, |d| d.as_nanos() as i128)
 }
 
+/// Writes `path` readable by its owner only (the page holds tool
+/// arguments and results): an existing file is emptied and its mode fixed
+/// before `write` puts anything in it.
+pub fn write_private(
+    path: &std::path::Path,
+    write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    let mut w = std::io::BufWriter::with_capacity(256 << 10, f);
+    write(&mut w)?;
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()
+}
+
 /// Reads, builds, filters and renders; problems in the logs go to stderr.
 pub fn run(args: InvestigateArgs) -> Result<i32> {
     let filters = filter::Filters::from_args(&args, now_ns())?;
     let files = read::expand(&args.logs)?;
-    let log = read::Log::read(&files)?;
+    let (mut report, log) = timeline::read(&files)?;
     for p in &log.problems {
         eprintln!("mcp-sensor: warning: {p}");
     }
-    let mut report = timeline::build(&log);
     filter::apply(&mut report, &filters);
     if !report.losses.is_empty() {
         eprintln!("mcp-sensor: warning: the sensor lost events while writing these logs (see `losses`): the timeline may be incomplete");
@@ -49,7 +64,7 @@ pub fn run(args: InvestigateArgs) -> Result<i32> {
     let stdout = std::io::stdout();
     let tty = stdout.is_terminal();
     if let Some(path) = &args.html {
-        std::fs::write(path, html::page(&report)).with_context(|| format!("cannot write {}", path.display()))?;
+        write_private(path, |w| html::write_page(&report, w)).with_context(|| format!("cannot write {}", path.display()))?;
         let calls: usize = report.sessions.iter().map(|s| s.calls.len()).sum();
         eprintln!("mcp-sensor: wrote {} ({} sessions, {calls} calls)", path.display(), report.sessions.len());
     }

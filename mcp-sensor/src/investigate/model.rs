@@ -155,10 +155,19 @@ pub struct Activity {
     /// `after_exit` (after the server's root process exited).
     pub phase: Option<&'static str>,
     pub alerts: Vec<Alert>,
-    /// The event line as logged.
-    pub event: Value,
+    /// The event line as logged, kept as its JSON text: a parsed `Value`
+    /// takes several times the line's size, and the report holds one per
+    /// host event.
+    pub event: Box<serde_json::value::RawValue>,
     #[serde(skip)]
     pub ts_ns: i128,
+}
+
+impl Activity {
+    /// [`Self::event`] parsed.
+    pub fn event_value(&self) -> Value {
+        serde_json::from_str(self.event.get()).unwrap_or(Value::Null)
+    }
 }
 
 /// An `alert` line, as much as an investigator reads of it.

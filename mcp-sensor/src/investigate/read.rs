@@ -20,7 +20,7 @@ pub const DEFAULT_LOG_DIR: &str = "/var/log/mcp-sensor";
 /// Bad lines reported one by one per file; the rest are only counted.
 const REPORTED_PER_FILE: u64 = 20;
 
-/// One event line, parsed.
+/// One event line, parsed; handed to the caller and not kept.
 #[derive(Debug, Clone)]
 pub struct Line {
     pub value: Value,
@@ -43,11 +43,11 @@ pub struct Source {
     pub torn_tail: bool,
 }
 
-/// Everything read, in order, with the problems found on the way.
+/// What was read, with the problems found on the way (the lines
+/// themselves go to the caller one by one).
 #[derive(Debug, Default)]
 pub struct Log {
     pub sources: Vec<Source>,
-    pub lines: Vec<Line>,
     /// `file:line: message`, ready for stderr.
     pub problems: Vec<String>,
 }
@@ -136,20 +136,20 @@ fn parse_line(bytes: &[u8]) -> Result<(Value, i128), String> {
 }
 
 impl Log {
-    /// Reads `paths` in order. A file that cannot be opened is an error;
-    /// bad lines are not (see the module doc).
-    pub fn read(paths: &[PathBuf]) -> Result<Log> {
+    /// Reads `paths` in order, each line to `each`. A file that cannot be
+    /// opened is an error; bad lines are not (see the module doc).
+    pub fn read(paths: &[PathBuf], mut each: impl FnMut(Line)) -> Result<Log> {
         let mut log = Log::default();
         for path in paths {
             let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-            log.read_one(path, BufReader::with_capacity(1 << 20, file))
+            log.read_one(path, BufReader::with_capacity(1 << 20, file), &mut each)
                 .with_context(|| format!("cannot read {}", path.display()))?;
         }
         Ok(log)
     }
 
     /// Reads one log from `reader` (named `path` in reports).
-    pub fn read_one(&mut self, path: &Path, mut reader: impl BufRead) -> std::io::Result<()> {
+    pub fn read_one(&mut self, path: &Path, mut reader: impl BufRead, each: &mut impl FnMut(Line)) -> std::io::Result<()> {
         let source = self.sources.len();
         let mut src = Source { path: path.to_path_buf(), ..Source::default() };
         let mut buf = Vec::new();
@@ -169,7 +169,7 @@ impl Log {
             match parse_line(text) {
                 Ok((value, ts_ns)) => {
                     src.events += 1;
-                    self.lines.push(Line { value, ts_ns, source, line: line_no });
+                    each(Line { value, ts_ns, source, line: line_no });
                 }
                 Err(why) => {
                     src.bad_lines += 1;

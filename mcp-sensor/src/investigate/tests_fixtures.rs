@@ -78,14 +78,21 @@ pub fn text(lines: &[Value]) -> String {
     lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
-pub fn log_of(text: &str) -> Log {
+/// What reading `text` as one file found, and its report.
+pub fn read_text(text: &str) -> (Log, Report) {
     let mut log = Log::default();
-    log.read_one(Path::new("events.jsonl"), text.as_bytes()).unwrap();
-    log
+    let mut b = super::timeline::Builder::default();
+    log.read_one(Path::new("events.jsonl"), text.as_bytes(), &mut |l| b.add(&l)).unwrap();
+    let r = b.finish(&log);
+    (log, r)
+}
+
+pub fn log_of(text: &str) -> Log {
+    read_text(text).0
 }
 
 pub fn report(lines: &[Value]) -> Report {
-    super::timeline::build(&log_of(&text(lines)))
+    read_text(&text(lines)).1
 }
 
 pub const FS: (&str, u32) = ("secure-filesystem-server", 4242);

@@ -147,3 +147,19 @@ fn html_page_carries_hostile_text_only_as_inert_escaped_json() {
     assert_eq!(hash.len(), 44);
     assert_eq!(super::html::base64(&digest), hash);
 }
+
+#[test]
+fn the_html_page_is_written_for_its_owner_only_even_over_a_wider_file() {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let p = std::env::temp_dir().join(format!("ms-html-{}.html", std::process::id()));
+    std::fs::write(&p, "old, longer content than the new one".repeat(10)).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    super::write_private(&p, |w| w.write_all(b"<html>")).unwrap();
+    assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::read(&p).unwrap(), b"<html>");
+    std::fs::remove_file(&p).unwrap();
+    super::write_private(&p, |w| w.write_all(b"new")).unwrap();
+    assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+    std::fs::remove_file(&p).unwrap();
+}

@@ -1,9 +1,8 @@
 //! Tests of reading logs and building the timeline from fixture lines.
 
 use super::model::Status;
-use super::read::{expand, Log};
+use super::read::expand;
 use super::tests_fixtures::*;
-use super::timeline::build;
 use serde_json::json;
 use std::path::PathBuf;
 
@@ -34,7 +33,7 @@ fn activity_goes_under_the_call_it_names_and_startup_apart() {
     let r = report(&story());
     let s = &r.sessions[0];
     let read = &s.calls[1];
-    let paths: Vec<_> = read.activity.iter().map(|a| a.event["path"].as_str().unwrap()).collect();
+    let paths: Vec<_> = read.activity.iter().map(|a| a.event_value()["path"].as_str().unwrap().to_string()).collect();
     assert_eq!(paths, vec!["/home/me/notes.txt", "/home/me/.ssh/id_rsa"]);
     assert!(read.activity.iter().all(|a| a.in_flight.is_none() && !a.after_response));
     let outside: Vec<_> = s.outside.iter().map(|a| (a.kind.as_str(), a.phase.unwrap())).collect();
@@ -42,7 +41,7 @@ fn activity_goes_under_the_call_it_names_and_startup_apart() {
         outside,
         vec![("exec", "startup"), ("open", "startup"), ("open", "between_calls"), ("exit", "between_calls")]
     );
-    assert_eq!(s.outside[2].event["path"], "/etc/hosts");
+    assert_eq!(s.outside[2].event_value()["path"], "/etc/hosts");
 }
 
 #[test]
@@ -52,7 +51,7 @@ fn an_event_with_several_in_flight_is_under_each_marked_never_guessed() {
     for c in &s.calls[2..] {
         assert_eq!(c.activity.len(), 1, "{:?}", c.id);
         let a = &c.activity[0];
-        assert_eq!(a.event["path"], "/home/me");
+        assert_eq!(a.event_value()["path"], "/home/me");
         assert_eq!(a.in_flight, Some(vec![json!(5), json!(6)]));
     }
     let table = {
@@ -150,7 +149,7 @@ fn a_torn_last_line_is_reported_and_skipped_nothing_else_lost() {
     let whole = story().len() as u64 - 1; // the line numbers of the story are 1..=whole+1
     t.push_str(r#"{"ts":"2026-11-21T12:00:01Z","kind":"open","pid":4242,"path":"/ha"#);
     let log = log_of(&t);
-    assert_eq!(log.lines.len() as u64, whole + 1);
+    assert_eq!(log.sources[0].events, whole + 1);
     assert_eq!(log.sources[0].bad_lines, 1);
     assert!(log.sources[0].torn_tail);
     assert_eq!(log.problems.len(), 1);
@@ -159,7 +158,7 @@ fn a_torn_last_line_is_reported_and_skipped_nothing_else_lost() {
     // a last line without newline that is a whole event is kept
     let mut t = text(&story());
     t.pop();
-    assert_eq!(log_of(&t).lines.len() as u64, whole + 1);
+    assert_eq!(log_of(&t).sources[0].events, whole + 1);
     assert!(log_of(&t).problems.is_empty());
 }
 
@@ -169,13 +168,13 @@ fn a_bad_line_in_the_middle_is_reported_counted_and_reading_goes_on() {
     let mut t = text(&lines[..3]);
     t.push_str("{\"not\": \"an event\"}\n\u{1}garbage\n");
     t.push_str(&text(&lines[3..]));
-    let log = log_of(&t);
-    assert_eq!(log.lines.len(), lines.len());
+    let (log, r) = read_text(&t);
+    assert_eq!(log.sources[0].events as usize, lines.len());
     assert_eq!(log.sources[0].bad_lines, 2);
     assert!(!log.sources[0].torn_tail);
     assert!(log.problems[0].starts_with("events.jsonl:4: not an event: no `kind`"), "{:?}", log.problems);
     assert!(log.problems[1].starts_with("events.jsonl:5: not JSON"), "{:?}", log.problems);
-    assert_eq!(build(&log).sessions[0].calls.len(), 4);
+    assert_eq!(r.sessions[0].calls.len(), 4);
 }
 
 fn scratch(name: &str) -> PathBuf {
@@ -201,8 +200,7 @@ fn rotated_files_are_read_oldest_first_whatever_the_order_named() {
     // as a shell glob would name them
     let globbed: Vec<PathBuf> = ["events.jsonl", "events.jsonl.1", "events.jsonl.10", "events.jsonl.2"].iter().map(|n| d.join(n)).collect();
     assert_eq!(names(expand(&globbed).unwrap()), want);
-    let log = Log::read(&expand(std::slice::from_ref(&d)).unwrap()).unwrap();
-    let r = build(&log);
+    let (r, _) = super::timeline::read(&expand(std::slice::from_ref(&d)).unwrap()).unwrap();
     assert_eq!(r.sessions.len(), 1);
     assert_eq!(r.sessions[0].calls[1].activity.len(), 2);
     assert_eq!(r.sessions[0].calls[1].alerts.len(), 1);

@@ -32,14 +32,16 @@ impl Building {
         self.s.alerts += 1;
         let alert = alert_of(line);
         let event = line.get("event").filter(|e| e.is_object());
-        let found = event.and_then(|e| {
+        // activities keep their event as the text a Value serializes to
+        let text = event.and_then(|e| serde_json::to_string(e).ok());
+        let found = text.and_then(|text| {
             self.recent.iter().rev().find(|locs| {
                 let (loc, i) = locs[0];
                 let a = match loc {
                     Loc::Call(c) => &self.s.calls[c].activity[i],
                     Loc::Outside => &self.s.outside[i],
                 };
-                a.event == *e
+                a.event.get() == text
             })
         });
         if let Some(locs) = found.cloned() {

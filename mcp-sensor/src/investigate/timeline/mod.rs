@@ -16,7 +16,7 @@ mod alerts;
 
 use super::describe::describe;
 use super::model::*;
-use super::read::Log;
+use super::read::{Line, Log};
 use alerts::alert_of;
 use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
@@ -39,8 +39,9 @@ struct Building {
     recent: VecDeque<Vec<(Loc, usize)>>,
 }
 
+/// Builds the report one line at a time, so the lines are never all held.
 #[derive(Default)]
-struct Builder {
+pub struct Builder {
     sessions: Vec<Building>,
     current: HashMap<u32, usize>,
     losses: Losses,
@@ -83,7 +84,7 @@ fn activity(ev: &Value, ts_ns: i128) -> Activity {
         after_response: false,
         phase: None,
         alerts: Vec::new(),
-        event: ev.clone(),
+        event: serde_json::value::to_raw_value(ev).expect("a parsed line serializes"),
         ts_ns,
     }
 }
@@ -327,12 +328,27 @@ impl Builder {
     }
 }
 
-/// The timeline of everything in `log`.
-pub fn build(log: &Log) -> Report {
-    let mut b = Builder::default();
-    for l in &log.lines {
-        b.on_line(&l.value, l.ts_ns);
+impl Builder {
+    pub fn add(&mut self, line: &Line) {
+        self.on_line(&line.value, line.ts_ns);
     }
+
+    /// The report of the lines added; `log` says what was read.
+    pub fn finish(self, log: &Log) -> Report {
+        build(self, log)
+    }
+}
+
+/// Reads `paths` into a report, line by line: memory holds the report,
+/// never the parsed log (see docs/investigate.md, "Memory").
+pub fn read(paths: &[std::path::PathBuf]) -> anyhow::Result<(Report, Log)> {
+    let mut b = Builder::default();
+    let log = Log::read(paths, |l| b.add(&l))?;
+    let report = b.finish(&log);
+    Ok((report, log))
+}
+
+fn build(mut b: Builder, log: &Log) -> Report {
     let pending = std::mem::take(&mut b.losses_since_final);
     add_losses(&mut b.losses, &serde_json::to_value(&pending).unwrap_or_default());
     let mut sessions: Vec<Session> = b.sessions.into_iter().map(|s| s.s).collect();
