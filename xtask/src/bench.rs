@@ -60,6 +60,13 @@ pub struct BenchArgs {
     /// added.
     #[arg(long)]
     daemon: bool,
+    /// Only the cost of each kind of hook for opens (tracepoint, fentry,
+    /// fexit, kprobe, kretprobe) to an unwatched process, on this kernel
+    /// (bench_hooks.rs; needs no sensor build).
+    #[arg(long, conflicts_with_all = ["loops_only", "mcp_only", "kill_only", "daemon"])]
+    hooks: bool,
+    #[command(flatten)]
+    hook: crate::bench_hooks::HookArgs,
 }
 
 /// The measured loops. Prints ns per iteration on stdout.
@@ -74,6 +81,17 @@ pub fn worker(what: &str, iters: u64) -> Result<()> {
                     let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
                     libc::close(fd);
                 }
+            }
+        }
+        // the hook bench's open: no file system behind it
+        "devnull" => {
+            let path = c"/dev/null";
+            for _ in 0..iters {
+                // SAFETY: constant path; the fd is closed at once.
+                let fd = unsafe { libc::openat(libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY) };
+                anyhow::ensure!(fd >= 0, "open /dev/null: {}", std::io::Error::last_os_error());
+                // SAFETY: our fd.
+                unsafe { libc::close(fd) };
             }
         }
         // a read that is not on a channel: what every process on the host
@@ -199,6 +217,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
+    if a.hooks {
+        return crate::bench_hooks::run(&a.hook, a.rounds, a.open_iters, a.seed);
+    }
     crate::cargo(&["build", "--release", "-p", "mcp-sensor"])?;
     let dir = std::env::temp_dir().join(format!("mcp-sensor-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
