@@ -174,11 +174,25 @@ fn worker(what: &str, iters: u64) -> Result<f64> {
     String::from_utf8_lossy(&out.stdout).trim().parse().context("worker output")
 }
 
-/// Median and (min, max).
-fn stats(v: &[f64]) -> (f64, f64, f64) {
+fn sorted(v: &[f64]) -> Vec<f64> {
     let mut s = v.to_vec();
     s.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (s[s.len() / 2], s[0], s[s.len() - 1])
+    s
+}
+
+/// "median (min-max)" of ns per iteration.
+fn ns(v: &[f64]) -> String {
+    let s = sorted(v);
+    format!("{:.0} ({:.0}-{:.0})", s[s.len() / 2], s[0], s[s.len() - 1])
+}
+
+/// The ratio to the baseline of the same round, as "median (q1-q3)" over
+/// the rounds: a pair is measured seconds apart, so drift on a shared
+/// machine cancels better than in a ratio of medians.
+fn ratio(v: &[f64], base: &[f64]) -> String {
+    let s = sorted(&v.iter().zip(base).map(|(x, b)| x / b).collect::<Vec<_>>());
+    let q = |f: f64| s[((s.len() - 1) as f64 * f).round() as usize];
+    format!("{:.3}x ({:.3}-{:.3})", q(0.5), q(0.25), q(0.75))
 }
 
 pub fn run(a: &HookArgs, rounds: usize, open_iters: u64, seed: Option<u64>) -> Result<()> {
@@ -216,6 +230,9 @@ pub fn run(a: &HookArgs, rounds: usize, open_iters: u64, seed: Option<u64>) -> R
             }
         }
     }
+    if let Some((_, why)) = refused.iter().find(|(h, _)| *h == Hook::None) {
+        anyhow::bail!("hooks.bpf.o does not load on this kernel: {why}");
+    }
     worker("devnull", open_iters / 10)?; // warm caches
     worker("getpid", a.getpid_iters / 10)?;
 
@@ -252,19 +269,16 @@ pub fn run(a: &HookArgs, rounds: usize, open_iters: u64, seed: Option<u64>) -> R
         println!("{line}  (open+close/getpid ns)");
     }
 
-    println!("\n| hook | attached to | open+close ns/iter (min-max) | ratio | getpid ns/iter (min-max) | ratio |");
+    println!("\n| hook | attached to | open+close ns/iter, median (min-max) | ratio to none, median (q1-q3) | getpid ns/iter | ratio to none |");
     println!("|---|---|---|---|---|---|");
-    let (ob, _, _) = stats(&open[0]);
-    let (gb, _, _) = stats(&getpid[0]);
     for (i, h) in HOOKS.iter().enumerate() {
         if let Some((_, why)) = refused.iter().find(|(r, _)| r == h) {
             println!("| {} | {} | {why} | | | |", h.name(), h.point());
             continue;
         }
-        let (o, omin, omax) = stats(&open[i]);
-        let (g, gmin, gmax) = stats(&getpid[i]);
-        println!("| {} | {} | {o:.0} ({omin:.0}-{omax:.0}) | {:.3}x | {g:.0} ({gmin:.0}-{gmax:.0}) | {:.3}x |", h.name(), h.point(), o / ob, g / gb);
+        let (o, g) = (&open[i], &getpid[i]);
+        println!("| {} | {} | {} | {} | {} | {} |", h.name(), h.point(), ns(o), ratio(o, &open[0]), ns(g), ratio(g, &getpid[0]));
     }
-    println!("\nmedian of {rounds} rounds in random order; kernel {release}");
+    println!("\n{rounds} rounds, hooks in random order in each; ratios per round; kernel {release}");
     Ok(())
 }
