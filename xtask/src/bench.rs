@@ -71,6 +71,9 @@ pub struct BenchArgs {
 
 /// The measured loops. Prints ns per iteration on stdout.
 pub fn worker(what: &str, iters: u64) -> Result<()> {
+    if let Some(w) = what.strip_prefix("hook-") {
+        return crate::bench_hooks::worker(w, iters);
+    }
     let start = Instant::now();
     match what {
         "open" => {
@@ -81,17 +84,6 @@ pub fn worker(what: &str, iters: u64) -> Result<()> {
                     let fd = libc::open(path.as_ptr(), libc::O_RDONLY);
                     libc::close(fd);
                 }
-            }
-        }
-        // the hook bench's open: no file system behind it
-        "devnull" => {
-            let path = c"/dev/null";
-            for _ in 0..iters {
-                // SAFETY: constant path; the fd is closed at once.
-                let fd = unsafe { libc::openat(libc::AT_FDCWD, path.as_ptr(), libc::O_RDONLY) };
-                anyhow::ensure!(fd >= 0, "open /dev/null: {}", std::io::Error::last_os_error());
-                // SAFETY: our fd.
-                unsafe { libc::close(fd) };
             }
         }
         // a read that is not on a channel: what every process on the host
