@@ -6,9 +6,11 @@
 //! program is loaded and attached at a time, while two loops run in a
 //! child process (`xtask worker`): open("/dev/null")+close, and getpid,
 //! which no hook is on (a syscall tracepoint sends every syscall down the
-//! kernel's traced slow path). Rounds visit the hooks in a random order
-//! (seeded, printed); the medians and their ratio to no hook are reported.
-//! A hook the kernel refuses is reported with its error.
+//! kernel's traced slow path). Each worker times batches (`worker`).
+//! Rounds visit the hooks in a random order (seeded, printed); reported
+//! are the medians over rounds and the ratio to no hook in the same round.
+//! A hook the kernel refuses is reported with its error. Results and
+//! commands: BENCHMARKS.md, "Hook cost per kernel (issue 16)".
 
 use anyhow::{Context, Result};
 use aya::maps::{Array, HashMap};
