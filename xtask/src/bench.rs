@@ -60,10 +60,20 @@ pub struct BenchArgs {
     /// added.
     #[arg(long)]
     daemon: bool,
+    /// Only the cost of each kind of hook for opens (tracepoint, fentry,
+    /// fexit, kprobe, kretprobe) to an unwatched process, on this kernel
+    /// (bench_hooks.rs; needs no sensor build).
+    #[arg(long, conflicts_with_all = ["loops_only", "mcp_only", "kill_only", "daemon"])]
+    hooks: bool,
+    #[command(flatten)]
+    hook: crate::bench_hooks::HookArgs,
 }
 
 /// The measured loops. Prints ns per iteration on stdout.
 pub fn worker(what: &str, iters: u64) -> Result<()> {
+    if let Some(w) = what.strip_prefix("hook-") {
+        return crate::bench_hooks::worker(w, iters);
+    }
     let start = Instant::now();
     match what {
         "open" => {
@@ -199,6 +209,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 pub fn run(a: BenchArgs) -> Result<()> {
+    if a.hooks {
+        return crate::bench_hooks::run(&a.hook, a.rounds, a.open_iters, a.seed);
+    }
     crate::cargo(&["build", "--release", "-p", "mcp-sensor"])?;
     let dir = std::env::temp_dir().join(format!("mcp-sensor-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
