@@ -168,9 +168,12 @@ int BPF_PROG(ms_lsm_file_open, struct file *file, int ret)
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	bpf_map_update_elem(&DENIED, &tid, &v, BPF_ANY);
 
+	/* the caller's flags when an open syscall is under way (as the exit
+	 * program reports them), else the file's (io_uring, exec's open) */
 	struct ms_open_args a = {};
-	ms_open_args_of((int)BPF_CORE_READ(ms_user_regs(), orig_ax), ms_user_regs(), &a);
-	a.flags = BPF_CORE_READ(file, f_flags);
+	struct pt_regs *regs = ms_user_regs();
+	if (!ms_open_args_of((int)BPF_CORE_READ(regs, orig_ax), regs, &a))
+		a.flags = BPF_CORE_READ(file, f_flags);
 	ms_emit_open(file, &a, -MS_EPERM, flags, session);
 	return -MS_EPERM;
 }

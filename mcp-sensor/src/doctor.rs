@@ -94,7 +94,12 @@ pub fn run(args: &crate::cli::DoctorArgs) -> i32 {
     checks.push(Check {
         name: "BPF LSM",
         ok: probed.lsm_active && probed.lsm_programs,
-        detail: if lsms.is_empty() { "no LSM list (securityfs)".into() } else { format!("active LSMs: {}", lsms.join(",")) },
+        detail: match (lsms.is_empty(), probed.lsm_active, probed.lsm_programs) {
+            (true, _, _) => "no LSM list (securityfs)".into(),
+            (false, true, false) => format!("bpf is an active LSM ({}) but its programs do not load here", lsms.join(",")),
+            (false, false, _) => format!("bpf is not an active LSM ({}): boot with lsm=...,bpf", lsms.join(",")),
+            (false, true, true) => format!("active LSMs: {}", lsms.join(",")),
+        },
         means: "--enforce refuses protected opens and execs with it (EPERM); without, it kills at the syscall's exit",
         required: false,
     });

@@ -191,6 +191,8 @@ fn kernel_mcp_session_is_captured_attributed_and_enforced() {
         // refused before the file was opened: the syscall failed
         assert_eq!(enforced["deny_open"], 1, "{fin}");
         assert_eq!(a["event"]["error"], "EPERM", "{a}");
+        // the caller's open flags, as a successful open reports them
+        assert_eq!(a["event"]["flags"], open["flags"], "refused and successful opens of one server: {a}");
     } else {
         assert_eq!(enforced["deny_open"], 0, "{fin}");
         assert!(a["event"]["ret"].as_i64() >= Some(0), "opened, then killed before returning: {a}");
