@@ -250,6 +250,11 @@ struct ms_enf_cfg {
 /* What a deny map entry decides. */
 #define MS_VF_KILL (1u << 0) /* kill the process (connect: besides refusing) */
 #define MS_VF_TREE (1u << 1) /* kill scope tree: also the server root */
+#define MS_VF_WRITE (1u << 2)     /* opens only: only an open that can modify the file
+                                   * (O_WRONLY, O_RDWR, O_CREAT or O_TRUNC) */
+#define MS_VF_EXEMPT (1u << 3)    /* the rule excepts some processes: see EXEMPT */
+#define MS_VF_AFTER_REQ (1u << 4) /* only once the session has read its first request
+                                   * (FIRST_REQ) */
 struct ms_verdict {
 	__u32 rule;  /* index of the rule in the agent's rule set */
 	__u32 flags; /* MS_VF_* */
@@ -268,7 +273,7 @@ struct ms_file_key {
  * prefix alone. The prefix is left-aligned in its field, the suffix
  * right-aligned (its last byte is suffix[MS_NAME_PART - 1]); unused bytes
  * are zero. */
-#define MS_DIR_SLOTS 8
+#define MS_DIR_SLOTS 16
 #define MS_NAME_PART 32
 struct ms_dir_key {
 	__u64 ino;
@@ -276,15 +281,54 @@ struct ms_dir_key {
 	__u32 slot;
 };
 
+/* allow: a name this slot matches is not protected by rule v.rule (that
+ * rule's later slots are skipped: an exception such as `*.pub`); slots are
+ * tried in order and the first protecting match decides. */
 struct ms_dir_rule {
 	struct ms_verdict v;
 	__u8 prefix_len;
 	__u8 suffix_len;
 	__u8 exact;
-	__u8 _pad[5];
+	__u8 allow;
+	__u8 _pad[4];
 	char prefix[MS_NAME_PART];
 	char suffix[MS_NAME_PART];
 };
+
+/* Files by the shape of their path, wherever they are (`**` `/.ssh/` `*`: any
+ * directory named .ssh, under any home, in /etc/passwd or not).
+ * SHAPE_DIRS: a directory's name and its parent's name (`up`, all zero:
+ * any parent), zero-padded -> a pseudo identity: its name patterns are
+ * DENY_DIRS slots with dev MS_SHAPE_DEV and ino `id`. SHAPE_NAMES: a file
+ * name protected in every directory (`**` `/.netrc`) -> ms_verdict. Names
+ * longer than MS_NAME_PART bytes have no shape. */
+#define MS_SHAPE_DEV 0xffffffffu
+struct ms_shape_key {
+	char dir[MS_NAME_PART];
+	char up[MS_NAME_PART];
+};
+
+struct ms_shape_dir {
+	__u64 id;
+};
+
+struct ms_name_key {
+	char name[MS_NAME_PART];
+};
+
+/* EXEMPT: processes a rule (MS_VF_EXEMPT) does not apply to: by the
+ * identity of their executable (comm all zero), or by comm (ino and dev
+ * zero, comm NUL-padded as bpf_get_current_comm writes it). */
+struct ms_exempt_key {
+	__u64 ino;
+	__u32 dev;
+	__u32 rule;
+	char comm[MS_COMM_LEN];
+};
+
+/* FIRST_REQ: session -> boot-time ns of the first transfer its server read
+ * from its channel (the client's first message, `initialize` in MCP). The
+ * kernel's "after the first request" (MS_VF_AFTER_REQ). */
 
 /* DENY_NETS: an LPM trie over IPv6 addresses, IPv4 as ::ffff:a.b.c.d
  * (prefix 96 + n). The longest matching prefix's value lists every port

@@ -40,6 +40,17 @@ struct {
 	__type(value, struct ms_chan);
 } CHANNELS SEC(".maps") MS_WEAK;
 
+/* session -> boot-time ns of its server's first read of its channel
+ * (abi.h, FIRST_REQ): written by stdio.bpf.c, read by enforcement's
+ * "after the first request", removed when the session's root exits. LRU:
+ * roots whose exit was not seen cannot fill it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} FIRST_REQ SEC(".maps") MS_WEAK;
+
 /* Ring-buffer reserves that failed, per CPU and per event kind. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

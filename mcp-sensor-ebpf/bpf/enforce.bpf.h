@@ -59,6 +59,27 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 } DENY_NETS SEC(".maps") MS_WEAK;
 
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct ms_shape_key);
+	__type(value, struct ms_shape_dir);
+} SHAPE_DIRS SEC(".maps") MS_WEAK;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, struct ms_name_key);
+	__type(value, struct ms_verdict);
+} SHAPE_NAMES SEC(".maps") MS_WEAK;
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct ms_exempt_key);
+	__type(value, __u32);
+} EXEMPT SEC(".maps") MS_WEAK;
+
 /* Refusals, per thread, until the syscall returns: connects refused by
  * the cgroup program (the exit kills if the rule says so), opens refused
  * by BPF LSM (the LSM hook reported them; the exit stays quiet). LRU: an
@@ -132,10 +153,16 @@ struct ms_name_ctx {
 	struct ms_dir_key dk;
 	__u32 len;   /* the name's length */
 	__u32 tl;    /* min(len, MS_NAME_PART) */
-	__u64 head[MS_NAME_WORDS];     /* the first tl bytes, zero-padded */
-	__u64 tail[2 * MS_NAME_WORDS]; /* the last tl bytes end at byte MS_NAME_PART */
+	__u64 head[MS_NAME_WORDS];     /* the first tl bytes, zero-padded (SHAPE_NAMES' key) */
+	union {
+		__u64 tail[2 * MS_NAME_WORDS]; /* the last tl bytes end at byte MS_NAME_PART */
+		struct ms_shape_key sk;        /* between slot searches: the parent's and
+						* grandparent's names (stack is short) */
+	};
+	__u64 allowed; /* bit rule % 64: an allow slot matched, that rule's later slots are skipped */
 	struct ms_verdict v;
 	__u32 found;
+	__u32 wr;    /* the open can modify the file */
 };
 
 /* The bytes [lo, hi) that fall in 8-byte word k, as a mask (BPF is
@@ -175,8 +202,92 @@ MS_LOOP_CB ms_dir_slot(__u64 slot, struct ms_name_ctx *c)
 	}
 	if (diff)
 		return 0;
+	__u64 bit = 1ULL << (r->v.rule & 63);
+	if (r->allow) {
+		c->allowed |= bit;
+		return 0;
+	}
+	if ((c->allowed & bit) || ((r->v.flags & MS_VF_WRITE) && !c->wr))
+		return 0;
 	c->v = r->v;
 	c->found = 1;
+	return 1;
+}
+
+/* The process is one rule v excepts (EXEMPT): by its executable's
+ * identity, or by its comm. */
+static __always_inline int ms_exempt(const struct ms_verdict *v)
+{
+	struct ms_exempt_key k = {};
+	k.rule = v->rule;
+	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
+	struct file *exe = BPF_CORE_READ(t, mm, exe_file);
+	if (exe) {
+		ms_file_id(exe, &k.dev, &k.ino);
+		if (bpf_map_lookup_elem(&EXEMPT, &k))
+			return 1;
+	}
+	k.ino = 0;
+	k.dev = 0;
+	bpf_get_current_comm(k.comm, sizeof(k.comm));
+	return bpf_map_lookup_elem(&EXEMPT, &k) != NULL;
+}
+
+/* Verdict v applies to a process of `session`: the conditions the deny
+ * maps cannot key on (the write test is made where the verdict is found). */
+static __always_inline int ms_verdict_applies(const struct ms_verdict *v, __u32 session)
+{
+	if ((v->flags & MS_VF_AFTER_REQ) && !bpf_map_lookup_elem(&FIRST_REQ, &session))
+		return 0;
+	if ((v->flags & MS_VF_EXEMPT) && ms_exempt(v))
+		return 0;
+	return 1;
+}
+
+/* Open flags that can modify the file (what the rules' `write` means). */
+static __always_inline __u32 ms_open_writes(__u64 flags)
+{
+	return (flags & 3) != 0 || (flags & (0100 /* O_CREAT */ | 01000 /* O_TRUNC */)) != 0;
+}
+
+/* The name's last tl bytes, right-aligned at byte MS_NAME_PART of c->tail. */
+static __always_inline void ms_fill_tail(struct ms_name_ctx *c, const unsigned char *name, __u32 len)
+{
+	__builtin_memset(c->tail, 0, sizeof(c->tail));
+	__u32 tl = len < MS_NAME_PART ? len : MS_NAME_PART;
+	/* an offset, not a pointer subtraction: the verifier refuses those */
+	__u32 at = MS_NAME_PART - tl;
+	barrier_var(at);
+	at &= 2 * MS_NAME_PART - 1;
+	bpf_probe_read_kernel((char *)c->tail + at, tl, name + len - tl);
+}
+
+/* Tries the DENY_DIRS slots of (dev, ino) on c's name. */
+static __always_inline int ms_try_slots(struct ms_name_ctx *c, __u32 dev, __u64 ino)
+{
+	c->dk.dev = dev;
+	c->dk.ino = ino;
+	c->dk.slot = 0;
+	if (!bpf_map_lookup_elem(&DENY_DIRS, &c->dk))
+		return 0; /* slot 0 absent: the common case, one lookup */
+	c->allowed = 0;
+	c->found = 0;
+	ms_loop(MS_DIR_SLOTS, ms_dir_slot, c);
+	return c->found;
+}
+
+/* A dentry's name into a zero-padded MS_NAME_PART field; 0 when longer. */
+static __always_inline int ms_dname(struct dentry *d, char *out)
+{
+	__u32 len = BPF_CORE_READ(d, d_name.len);
+	if (len == 0 || len > MS_NAME_PART)
+		return 0;
+	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
+	barrier_var(len);
+	len &= 2 * MS_NAME_PART - 1;
+	if (len > MS_NAME_PART)
+		return 0;
+	bpf_probe_read_kernel(out, len, name);
 	return 1;
 }
 
@@ -184,39 +295,65 @@ MS_LOOP_CB ms_dir_slot(__u64 slot, struct ms_name_ctx *c)
  * when BPF LSM is active): the syscall-exit kills then stand down. */
 const volatile __u32 ms_lsm_enforce MS_WEAK = 0;
 
-/* The verdict on opening `file`, by identity or, for a file that did not
- * exist when the rules were compiled, by directory + name. */
-static __always_inline int ms_file_verdict(struct file *file, struct ms_verdict *out)
+/* The verdict on opening `file` (wr: the open can modify it; session:
+ * the opener's), by identity; for a file that did not exist when the
+ * rules were compiled, by directory + name; then by the shape of its path
+ * (its name anywhere, its directory's and grandparent's names). The first
+ * verdict found decides: when its rule excepts this process, the open is
+ * allowed. */
+static __always_inline int ms_file_verdict(struct file *file, __u32 wr, __u32 session, struct ms_verdict *out)
 {
+	struct ms_name_ctx c = {};
 	struct ms_file_key k = {};
 	ms_file_id(file, &k.dev, &k.ino);
 	struct ms_verdict *v = bpf_map_lookup_elem(&DENY_FILES, &k);
-	if (v) {
-		*out = *v;
-		return 1;
+	if (v && (wr || !(v->flags & MS_VF_WRITE))) {
+		c.v = *v;
+		goto found;
 	}
 	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
-	struct inode *dir = BPF_CORE_READ(d, d_parent, d_inode);
-	struct ms_dir_key dk = {};
-	dk.dev = BPF_CORE_READ(dir, i_sb, s_dev);
-	dk.ino = BPF_CORE_READ(dir, i_ino);
-	if (!bpf_map_lookup_elem(&DENY_DIRS, &dk))
-		return 0; /* slot 0 absent: the common case, one lookup */
+	struct dentry *parent = BPF_CORE_READ(d, d_parent);
+	struct inode *dir = BPF_CORE_READ(parent, d_inode);
 
-	struct ms_name_ctx c = { .dk = dk };
+	c.wr = wr;
 	__u32 len = BPF_CORE_READ(d, d_name.len);
 	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
 	__u32 tl = len < MS_NAME_PART ? len : MS_NAME_PART;
 	c.len = len;
 	c.tl = tl;
 	bpf_probe_read_kernel(c.head, tl, name);
-	/* an offset, not a pointer subtraction: the verifier refuses those */
-	__u32 at = MS_NAME_PART - tl;
-	barrier_var(at);
-	at &= 2 * MS_NAME_PART - 1;
-	bpf_probe_read_kernel((char *)c.tail + at, tl, name + len - tl);
-	ms_loop(MS_DIR_SLOTS, ms_dir_slot, &c);
-	if (!c.found)
+	ms_fill_tail(&c, name, len);
+	if (ms_try_slots(&c, BPF_CORE_READ(dir, i_sb, s_dev), BPF_CORE_READ(dir, i_ino)))
+		goto found;
+	if (len <= MS_NAME_PART) {
+		v = bpf_map_lookup_elem(&SHAPE_NAMES, c.head);
+		if (v && (wr || !(v->flags & MS_VF_WRITE))) {
+			c.v = *v;
+			goto found;
+		}
+	}
+	__builtin_memset(&c.sk, 0, sizeof(c.sk));
+	if (!ms_dname(parent, c.sk.dir))
+		return 0;
+	ms_dname(BPF_CORE_READ(parent, d_parent), c.sk.up);
+	struct ms_shape_dir *sd = bpf_map_lookup_elem(&SHAPE_DIRS, &c.sk);
+	__u64 exact = sd ? sd->id : 0;
+	__builtin_memset(c.sk.up, 0, sizeof(c.sk.up));
+	sd = bpf_map_lookup_elem(&SHAPE_DIRS, &c.sk);
+	__u64 any = sd ? sd->id : 0;
+	if (exact) {
+		ms_fill_tail(&c, name, len);
+		if (ms_try_slots(&c, MS_SHAPE_DEV, exact))
+			goto found;
+	}
+	if (any) {
+		ms_fill_tail(&c, name, len);
+		if (ms_try_slots(&c, MS_SHAPE_DEV, any))
+			goto found;
+	}
+	return 0;
+found:
+	if (!ms_verdict_applies(&c.v, session))
 		return 0;
 	*out = c.v;
 	return 1;
@@ -224,12 +361,12 @@ static __always_inline int ms_file_verdict(struct file *file, struct ms_verdict 
 
 /* The verdict on executing `file` (a symlink resolves to it, a hard link
  * is the same inode). */
-static __always_inline int ms_exec_verdict(struct file *file, struct ms_verdict *out)
+static __always_inline int ms_exec_verdict(struct file *file, __u32 session, struct ms_verdict *out)
 {
 	struct ms_file_key k = {};
 	ms_file_id(file, &k.dev, &k.ino);
 	struct ms_verdict *v = bpf_map_lookup_elem(&DENY_EXEC, &k);
-	if (!v)
+	if (!v || !ms_verdict_applies(v, session))
 		return 0;
 	*out = *v;
 	return 1;
@@ -237,10 +374,10 @@ static __always_inline int ms_exec_verdict(struct file *file, struct ms_verdict 
 
 /* Syscall exit of an open: the struct file the kernel opened is protected
  * (where BPF LSM is not deciding). */
-static __always_inline __u32 ms_enforce_open(struct file *file, __u32 session)
+static __always_inline __u32 ms_enforce_open(struct file *file, __u64 oflags, __u32 session)
 {
 	struct ms_verdict v;
-	if (ms_lsm_enforce || !ms_enf_on() || !ms_file_verdict(file, &v))
+	if (ms_lsm_enforce || !ms_enf_on() || !ms_file_verdict(file, ms_open_writes(oflags), session, &v))
 		return 0;
 	return ms_enf_kill(&v, session, MS_ENF_KILL_OPEN);
 }
@@ -250,7 +387,7 @@ static __always_inline __u32 ms_enforce_open(struct file *file, __u32 session)
 static __always_inline __u32 ms_enforce_exec(struct file *file, const struct ms_watch *w)
 {
 	struct ms_verdict v;
-	if (ms_lsm_enforce || !ms_enf_applies(w) || !ms_exec_verdict(file, &v))
+	if (ms_lsm_enforce || !ms_enf_applies(w) || !ms_exec_verdict(file, w->session, &v))
 		return 0;
 	return ms_enf_kill(&v, w->session, MS_ENF_KILL_EXEC);
 }

@@ -141,7 +141,7 @@ int ms_open_exits(struct trace_event_raw_sys_exit *ctx)
 	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
 	struct file *file = ret >= 0 ? ms_fd_file(task, ret) : NULL;
 	/* enforcement first: the kill never waits for ring space */
-	__u32 flags = file ? ms_enforce_open(file, session) : 0;
+	__u32 flags = file ? ms_enforce_open(file, a.flags, session) : 0;
 	ms_emit_open(file, &a, ret, flags, session);
 	return 0;
 }
@@ -160,20 +160,21 @@ int BPF_PROG(ms_lsm_file_open, struct file *file, int ret)
 	if (ret)
 		return ret;
 	struct ms_watch *w = ms_watched_current();
-	struct ms_verdict v;
-	if (!ms_enf_applies(w) || !ms_file_verdict(file, &v))
+	if (!ms_enf_applies(w))
 		return 0;
 	__u32 session = w->session;
-	__u32 flags = ms_lsm_deny(&v, session, MS_ENF_DENY_OPEN);
-	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&DENIED, &tid, &v, BPF_ANY);
-
 	/* the caller's flags when an open syscall is under way (as the exit
 	 * program reports them), else the file's (io_uring, exec's open) */
 	struct ms_open_args a = {};
 	struct pt_regs *regs = ms_user_regs();
 	if (!ms_open_args_of((int)BPF_CORE_READ(regs, orig_ax), regs, &a))
 		a.flags = BPF_CORE_READ(file, f_flags);
+	struct ms_verdict v;
+	if (!ms_file_verdict(file, ms_open_writes(a.flags), session, &v))
+		return 0;
+	__u32 flags = ms_lsm_deny(&v, session, MS_ENF_DENY_OPEN);
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	bpf_map_update_elem(&DENIED, &tid, &v, BPF_ANY);
 	ms_emit_open(file, &a, -MS_EPERM, flags, session);
 	return -MS_EPERM;
 }

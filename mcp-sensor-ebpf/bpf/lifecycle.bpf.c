@@ -126,7 +126,7 @@ int BPF_PROG(ms_lsm_bprm_check_security, struct linux_binprm *bprm, int ret)
 	struct task_struct *p = (struct task_struct *)bpf_get_current_task();
 	struct ms_watch *w = ms_watched(p, bpf_get_current_pid_tgid() >> 32);
 	struct ms_verdict v;
-	if (!ms_enf_applies(w) || !ms_exec_verdict(bprm->file, &v))
+	if (!ms_enf_applies(w) || !ms_exec_verdict(bprm->file, w->session, &v))
 		return 0;
 	__u32 flags = ms_lsm_deny(&v, w->session, MS_ENF_DENY_EXEC);
 	ms_emit_exec(p, bprm, w, flags, 0, 0);
@@ -146,6 +146,8 @@ int BPF_PROG(ms_sched_process_exit, struct task_struct *p)
 
 	__u32 session = w->session;
 	bpf_map_delete_elem(&WATCHED, &tgid);
+	if (session == tgid)
+		bpf_map_delete_elem(&FIRST_REQ, &session); /* a later session may reuse the pid */
 
 	struct ms_exit *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
 	if (!e) {

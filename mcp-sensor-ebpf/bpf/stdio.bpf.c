@@ -303,6 +303,12 @@ static __always_inline int ms_io_exit(long ret, int nr, __u32 sysdir, __u32 iov)
 	__u64 base = ms_fetch_add(&chan->off[dir], (__u64)ret);
 	if (base == 0 && (chan->flags & MS_CH_CANDIDATE) && ms_reject_first(in, &key, (__u64)ret, dir))
 		return 0;
+	if (base == 0 && dir == MS_DIR_IN) {
+		/* the server's first read of its channel: the client's first
+		 * message (MCP's `initialize` request) has arrived */
+		__u64 now = bpf_ktime_get_boot_ns();
+		bpf_map_update_elem(&FIRST_REQ, &in->session, &now, BPF_NOEXIST);
+	}
 
 	__u64 want = ret;
 	if (want > ms_stdio_cap) {

@@ -263,7 +263,11 @@ pub const F_RULE_SHIFT: u32 = 16;
 
 pub const VF_KILL: u32 = 1 << 0;
 pub const VF_TREE: u32 = 1 << 1;
-pub const DIR_SLOTS: u32 = 8;
+pub const VF_WRITE: u32 = 1 << 2;
+pub const VF_EXEMPT: u32 = 1 << 3;
+pub const VF_AFTER_REQ: u32 = 1 << 4;
+pub const DIR_SLOTS: u32 = 16;
+pub const SHAPE_DEV: u32 = 0xffff_ffff;
 pub const NAME_PART: usize = 32;
 pub const NET_PORTS: u32 = 8;
 
@@ -313,9 +317,38 @@ pub struct ms_dir_rule {
     pub prefix_len: u8,
     pub suffix_len: u8,
     pub exact: u8,
-    pub _pad: [u8; 5],
+    pub allow: u8,
+    pub _pad: [u8; 4],
     pub prefix: [u8; NAME_PART],
     pub suffix: [u8; NAME_PART],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ms_shape_key {
+    pub dir: [u8; NAME_PART],
+    pub up: [u8; NAME_PART],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ms_shape_dir {
+    pub id: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ms_name_key {
+    pub name: [u8; NAME_PART],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ms_exempt_key {
+    pub ino: u64,
+    pub dev: u32,
+    pub rule: u32,
+    pub comm: [u8; COMM_LEN],
 }
 
 /// The LPM trie's address part (aya's `lpm_trie::Key` adds the prefix length).
@@ -344,6 +377,10 @@ unsafe impl aya::Pod for ms_file_key {}
 unsafe impl aya::Pod for ms_dir_key {}
 unsafe impl aya::Pod for ms_dir_rule {}
 unsafe impl aya::Pod for ms_net_deny {}
+unsafe impl aya::Pod for ms_shape_key {}
+unsafe impl aya::Pod for ms_shape_dir {}
+unsafe impl aya::Pod for ms_name_key {}
+unsafe impl aya::Pod for ms_exempt_key {}
 
 // ==== end of enforcement ===================================================
 
@@ -447,7 +484,11 @@ mod tests {
         check!(btf, ms_verdict { rule, flags });
         check!(btf, ms_file_key { ino, dev, _pad });
         check!(btf, ms_dir_key { ino, dev, slot });
-        check!(btf, ms_dir_rule { v, prefix_len, suffix_len, exact, _pad, prefix, suffix });
+        check!(btf, ms_dir_rule { v, prefix_len, suffix_len, exact, allow, _pad, prefix, suffix });
+        check!(btf, ms_shape_key { dir, up });
+        check!(btf, ms_shape_dir { id });
+        check!(btf, ms_name_key { name });
+        check!(btf, ms_exempt_key { ino, dev, rule, comm });
         check!(btf, ms_port_rule { lo, hi, v });
         check!(btf, ms_net_deny { n, _pad, r });
         check!(btf, ms_chan_reject { h, chan_ino, chan_dev, dir, byte, _pad });
@@ -495,12 +536,14 @@ mod tests {
         ] {
             assert_eq!(define(name), v.to_string(), "{name}");
         }
+        assert_eq!(define("MS_SHAPE_DEV"), format!("{SHAPE_DEV:#x}u"), "MS_SHAPE_DEV");
         for (name, bit) in [
             ("MS_F_PATH_TRUNC", F_PATH_TRUNC), ("MS_F_ARGV_TRUNC", F_ARGV_TRUNC),
             ("MS_F_SCRIPT", F_SCRIPT), ("MS_F_UNRESOLVED", F_UNRESOLVED),
             ("MS_F_PSEUDO", F_PSEUDO), ("MS_F_DELETED", F_DELETED),
             ("MS_F_KILLED", F_KILLED), ("MS_F_DENIED", F_DENIED), ("MS_F_KILL_TREE", F_KILL_TREE),
-            ("MS_VF_KILL", VF_KILL), ("MS_VF_TREE", VF_TREE),
+            ("MS_VF_KILL", VF_KILL), ("MS_VF_TREE", VF_TREE), ("MS_VF_WRITE", VF_WRITE),
+            ("MS_VF_EXEMPT", VF_EXEMPT), ("MS_VF_AFTER_REQ", VF_AFTER_REQ),
             ("MS_F_CAND_CLIENT", F_CAND_CLIENT), ("MS_F_CAND_PIPES", F_CAND_PIPES),
             ("MS_DISC_CLIENTS", DISC_CLIENTS), ("MS_DISC_PIPES", DISC_PIPES),
             ("MS_CH_CANDIDATE", CH_CANDIDATE),

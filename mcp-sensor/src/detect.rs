@@ -80,6 +80,10 @@ impl Detector {
         use anyhow::Context;
         let mut e = crate::enforce::Enforcer::new(sensor).context("switching enforcement on")?;
         crate::enforce::install_and_report(&mut e, &self.rules);
+        // which rules will stop what: on stderr now, in `sensor_start` next
+        let p = crate::enforce::profile(&self.rules);
+        crate::say!("mcp-sensor: {}", crate::enforce::startup_line(&p));
+        sensor.plan.enforced = Some(p);
         self.enforcer = Some(e);
         Ok(())
     }
@@ -233,7 +237,8 @@ pub(crate) fn alert_event(ev: &Event, m: &Match<'_>, procs: &ProcTable) -> Event
             ancestry: ancestry(procs, ev.pid, root),
             decided_by: None,
             killed: Vec::new(),
-            kill_delay_us: None,
+            delay_ns: None,
+            late: false,
         })),
         tool_call: ev.tool_call.clone().or_else(|| message_call(ev)),
         ..ev.clone()

@@ -42,7 +42,8 @@ fn an_ssh_key_read_raises_one_alert_with_event_call_and_ancestry() {
     let a = json_of(&out[0]);
     assert_eq!(a["kind"], "alert");
     assert_eq!(a["rule"], "ssh-key-read");
-    assert_eq!(a["action"], "alert");
+    // in the enforce profile: without --enforce it says what it would do
+    assert_eq!(a["action"], "would_kill");
     assert_eq!(a["severity"], d.rules().rule("ssh-key-read").unwrap().severity.name());
     assert_eq!(a["event"]["kind"], "open");
     assert_eq!(a["event"]["path"], "/home/u/.ssh/id_ed25519");

@@ -281,15 +281,27 @@ pub struct Alert {
     pub event: Box<Event>,
     /// The process and its parents up to the MCP client, nearest first.
     pub ancestry: Vec<Hop>,
-    /// Enforcement: `kernel` or `agent`.
+    /// Enforcement: who stopped it. `kernel_lsm` (BPF LSM refused the open
+    /// or exec before it happened), `kernel_syscall_exit` (SIGKILL sent in
+    /// the syscall's exit hook, delivered before it returns to user space),
+    /// `kernel_cgroup` (the cgroup connect program refused the connect), or
+    /// `agent` (the agent killed by pidfd after reading the event).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<&'static str>,
     /// Enforcement: the processes killed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub killed: Vec<Hop>,
-    /// Enforcement: µs from the violating syscall to the kill.
+    /// Enforcement: ns from the violating syscall's record (its kernel
+    /// timestamp) to the kill signal or refusal. 0 when the kernel decided:
+    /// the signal or refusal comes from the program that wrote the record,
+    /// inside the syscall. Death itself follows; BENCHMARKS.md measures it.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub kill_delay_us: Option<u64>,
+    pub delay_ns: Option<u64>,
+    /// Enforcement: `true` when the process returned from the violating
+    /// syscall and ran before it was stopped: it may have used what it
+    /// got (always so for `agent`). Absent when it never did.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub late: bool,
 }
 
 /// One process in an ancestry chain.

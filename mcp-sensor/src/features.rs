@@ -97,6 +97,10 @@ pub struct Plan {
     pub degraded: Vec<String>,
     /// Available, not used, with why.
     pub unused: Vec<String>,
+    /// Under `--enforce`: the rules that will kill or deny, and who decides
+    /// each (`enforce::profile`); absent without `--enforce`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub enforced: Option<Vec<crate::enforce::EnforcedRule>>,
 }
 
 impl Plan {
@@ -171,6 +175,7 @@ impl Plan {
             stdio_cap_max: if object == Object::Compat { COMPAT_STDIO_CAP } else { crate::loader::LoadOptions::default().stdio_cap },
             degraded,
             unused,
+            enforced: None,
         }
     }
 

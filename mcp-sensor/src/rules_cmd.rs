@@ -48,6 +48,7 @@ fn files_note(files: &[std::path::PathBuf]) -> String {
 }
 
 fn list(set: &RuleSet, json: bool) {
+    let profile = crate::enforce::profile(set);
     for r in set.rules() {
         if json {
             println!("{}", serde_json::to_string(r).expect("rules serialize"));
@@ -59,13 +60,16 @@ fn list(set: &RuleSet, json: bool) {
             (crate::rules::Action::Deny, _) => "deny".to_string(),
             (crate::rules::Action::Kill, scope) => format!("kill/{}", serde_json::to_value(scope).unwrap().as_str().unwrap_or("?")),
         };
+        // who stops it under --enforce
+        let by = profile.iter().find(|p| p.rule == r.id).map_or("", |p| p.decided_by);
         println!(
-            "{:<28} {:<8} {:<12} {:<4} {}",
+            "{:<28} {:<8} {:<12} {:<4} {:<16} {}",
             r.id,
             r.severity.name(),
             action,
             if r.enabled { "on" } else { "off" },
-            kinds.join(",")
+            kinds.join(","),
+            by
         );
     }
 }

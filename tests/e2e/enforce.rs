@@ -11,8 +11,10 @@ use crate::mcp::{drive, fs_server, mcp_env, server_argv};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-fn killed_alerts(run: &Run) -> Vec<&Value> {
-    run.of_kind("alert").filter(|a| a["action"] == "killed").collect()
+/// `rule`'s alerts that say killed (the default profile's rules may say
+/// so too, for the same event).
+fn killed_alerts<'a>(run: &'a Run, rule: &str) -> Vec<&'a Value> {
+    run.of_kind("alert").filter(|a| a["action"] == "killed" && a["rule"] == rule).collect()
 }
 
 /// The kernel's enforcement counts on the run's final `drops` line
@@ -81,11 +83,11 @@ fn protected_key_read_kills_the_filesystem_server_tree_and_never_leaks_in_a_loop
         for e in run.of_kind("rpc").filter(|e| e["direction"] == "server_to_client") {
             assert_no_leak(&e.to_string(), &secret, "a server response");
         }
-        let killed = killed_alerts(run);
+        let killed = killed_alerts(run, "test-key-kill");
         assert_eq!(killed.len(), 1, "exactly one alert says killed: {}", ctx());
         let a = killed[0];
-        assert_eq!(a["rule"], "test-key-kill");
-        assert_eq!(a["decided_by"], "kernel", "{a}");
+        assert!(a["decided_by"].as_str().unwrap_or("").starts_with("kernel_"), "{a}");
+        assert!(a["late"].is_null(), "{a}");
         assert_eq!(a["event"]["path"], key.display().to_string(), "{a}");
         assert_eq!(a["tool_call"]["name"], "read_text_file", "{a}");
         let server_pid = a["server"]["pid"].as_u64().unwrap();
@@ -121,10 +123,10 @@ fn shell_from_a_command_server_never_runs_its_command() {
     let run = &s.run;
     assert!(!marker.exists(), "the shell ran its command\n{}", run.describe());
     assert!(!d.join("shell-ran.2").exists());
-    let killed = killed_alerts(run);
+    let killed = killed_alerts(run, "no-shells");
     assert_eq!(killed.len(), 1, "{}", run.describe());
     let a = killed[0];
-    assert_eq!(a["decided_by"], "kernel", "{a}");
+    assert!(a["decided_by"].as_str().unwrap_or("").starts_with("kernel_"), "{a}");
     assert_eq!(a["event"]["kind"], "exec", "{a}");
     assert_eq!(a["tool_call"]["name"], "run_command", "{a}");
     assert_eq!(enforced(run, "kill_exec"), Some(1), "{}", run.describe());
@@ -161,7 +163,8 @@ fn denied_connect_fails_with_eperm_and_the_listener_never_sees_it() {
     }
     let denied: Vec<_> = run.of_kind("alert").filter(|a| a["action"] == "denied").collect();
     assert_eq!(denied.len(), 1, "{}", run.describe());
-    assert_eq!(denied[0]["decided_by"], "kernel");
+    assert_eq!(denied[0]["decided_by"], "kernel_cgroup");
+    assert!(denied[0]["late"].is_null(), "{}", denied[0]);
     assert_eq!(denied[0]["event"]["error"], "EPERM", "{}", denied[0]);
     assert!(denied[0]["killed"].is_null(), "{}", denied[0]);
     assert_eq!(enforced(&run, "deny_connect"), Some(1), "{}", run.describe());
@@ -172,8 +175,9 @@ fn denied_connect_fails_with_eperm_and_the_listener_never_sees_it() {
 fn agent_decided_kill_uses_the_tool_call_and_reports_its_delay() {
     let d = scratch("enf-agent");
     let (home, key, _) = home_with_key(&d);
-    // `tool:` needs the session: the kernel cannot decide this one
-    let rules = rule_file(&d, &key_rule(&home, "tree", "    tool: read_text_file\n"));
+    // `tool:` needs the session: the kernel cannot decide this one (and the
+    // default profile's ssh-key-read, which it could, is made alert-only)
+    let rules = rule_file(&d, &key_rule(&home, "tree", "    tool: read_text_file\n- rule: ssh-key-read\n  action: alert\n"));
     let env = mcp_env();
     let server = fs_server(&env, &home);
     // the next request goes out once the sensor has said it killed
@@ -193,11 +197,12 @@ fn agent_decided_kill_uses_the_tool_call_and_reports_its_delay() {
     );
     waiter.join().expect("the kill was reported");
     let run = &s.run;
-    let killed = killed_alerts(run);
+    let killed = killed_alerts(run, "test-key-kill");
     assert_eq!(killed.len(), 1, "{}", run.describe());
     let a = killed[0];
     assert_eq!(a["decided_by"], "agent", "{a}");
-    assert!(a["kill_delay_us"].as_u64().is_some(), "{a}");
+    assert!(a["delay_ns"].as_u64().is_some_and(|n| n > 0), "{a}");
+    assert_eq!(a["late"], true, "an agent's kill comes after the syscall returned: {a}");
     let pid = a["server"]["pid"].as_u64().unwrap();
     let exit = run.of_kind("exit").find(|e| e["pid"].as_u64() == Some(pid)).expect("server exit");
     assert_eq!(exit["signal"], 9, "{exit}");
@@ -221,25 +226,32 @@ fn without_enforce_kill_rules_only_say_would_kill() {
     assert_eq!(enforced(&s.run, "kill_open"), None, "no enforcement counts without --enforce");
 }
 
+/// Benign sessions of five real servers (name, argv, client steps), with
+/// `home` from [`home_with_key`] and a git repository made under `d`.
+pub(crate) fn benign_sessions(d: &Path, home: &Path) -> Vec<(&'static str, Vec<String>, Value)> {
+    let repo = d.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    assert!(std::process::Command::new("git").args(["init", "-q"]).current_dir(&repo).status().unwrap().success());
+    let env = mcp_env();
+    let notes = home.join("notes.txt");
+    vec![
+        ("filesystem", fs_server(&env, home), json!([{"call": "read_text_file", "arguments": {"path": notes}}, {"call": "list_directory", "arguments": {"path": home}}])),
+        ("everything", server_argv(&env, "MCP_EVERYTHING_SERVER"), json!([{"list_tools": true}, {"call": "echo", "arguments": {"message": "hi"}}])),
+        ("time", server_argv(&env, "MCP_TIME_SERVER"), json!([{"call": "get_current_time", "arguments": {"timezone": "UTC"}}])),
+        ("git", server_argv(&env, "MCP_GIT_SERVER"), json!([{"call": "git_status", "arguments": {"repo_path": repo}}, {"call": "git_log", "arguments": {"repo_path": repo}}])),
+        ("sdk2", server_argv(&env, "MCP_SDK2_TEST_SERVER"), json!([{"call": "echo", "arguments": {"message": "hi"}}, {"call": "read_file", "arguments": {"path": notes}}])),
+    ]
+}
+
 #[test]
 fn benign_sessions_of_several_real_servers_complete_under_enforce() {
     let d = scratch("enf-benign");
     let (home, _, _) = home_with_key(&d);
-    let repo = d.join("repo");
-    std::fs::create_dir_all(&repo).unwrap();
-    assert!(std::process::Command::new("git").args(["init", "-q"]).current_dir(&repo).status().unwrap().success());
     let rules = rule_file(
         &d,
         &key_rule(&home, "tree", "- rule: no-shells\n  description: s\n  severity: critical\n  kind: exec\n  action: kill\n  after_first_request: true\n  match:\n    exe_name: [sh, dash, bash]\n"),
     );
-    let env = mcp_env();
-    let fs = fs_server(&env, &home);
-    let sessions = [
-        ("filesystem", fs, json!([{"call": "read_text_file", "arguments": {"path": home.join("notes.txt")}}, {"call": "list_directory", "arguments": {"path": home}}])),
-        ("everything", server_argv(&env, "MCP_EVERYTHING_SERVER"), json!([{"list_tools": true}, {"call": "echo", "arguments": {"message": "hi"}}])),
-        ("time", server_argv(&env, "MCP_TIME_SERVER"), json!([{"call": "get_current_time", "arguments": {"timezone": "UTC"}}])),
-        ("git", server_argv(&env, "MCP_GIT_SERVER"), json!([{"call": "git_status", "arguments": {"repo_path": repo}}])),
-    ];
+    let sessions = benign_sessions(&d, &home);
     for (name, server, steps) in sessions {
         let s = drive(&d, server, steps, &["--enforce", "--rules", &rules]);
         let run = &s.run;

@@ -178,7 +178,9 @@ fn kernel_mcp_session_is_captured_attributed_and_enforced() {
     let alerts: Vec<&Value> = run.of_kind("alert").filter(|a| a["rule"] == "test-key-kill").collect();
     assert_eq!(alerts.len(), 1, "{}", ctx());
     let a = alerts[0];
-    assert_eq!(a["decided_by"], "kernel", "{a}");
+    let by = if mechanism == "lsm_deny" { "kernel_lsm" } else { "kernel_syscall_exit" };
+    assert_eq!(a["decided_by"], by, "{a}");
+    assert!(a["late"].is_null(), "{a}");
     assert_eq!(a["action"], "killed", "{a}");
     assert_eq!(a["event"]["path"], key.display().to_string(), "{a}");
     let key_call = call_id_of_key_read(run, &key);
@@ -230,10 +232,10 @@ fn kernel_forbidden_exec_never_runs() {
     assert!(listing.is_empty(), "ls ran: {listing}");
     let alerts: Vec<&Value> = run.of_kind("alert").filter(|a| a["rule"] == "no-ls").collect();
     assert_eq!(alerts.len(), 1, "{}", run.describe());
-    assert_eq!(alerts[0]["decided_by"], "kernel", "{}", alerts[0]);
+    let lsm = start["file_enforcement"] == "lsm_deny";
+    assert_eq!(alerts[0]["decided_by"], if lsm { "kernel_lsm" } else { "kernel_syscall_exit" }, "{}", alerts[0]);
     let fin = run.of_kind("drops").find(|e| e["final"] == true).unwrap_or_else(|| panic!("{}", run.describe()));
     assert_eq!(fin["enforced"]["kill_exec"], 1, "{fin}");
-    let lsm = start["file_enforcement"] == "lsm_deny";
     assert_eq!(fin["enforced"]["deny_exec"], u64::from(lsm), "{fin}");
     if let Some(e) = expected_enforcement() {
         assert_eq!(start["file_enforcement"], e, "{start}");

@@ -10,6 +10,7 @@ mod investigate;
 mod kernel;
 mod mcp;
 mod overlap;
+mod profile;
 mod rules;
 mod service;
 mod sensor;

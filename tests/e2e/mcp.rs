@@ -45,6 +45,12 @@ pub(crate) struct Session {
 /// Runs the SDK client on `server` wrapped in `mcp-sensor exec`, with the
 /// given steps; returns the client's report and the sensor's events.
 pub(crate) fn drive(dir: &Path, server: Vec<String>, steps: Value, sensor_flags: &[&str]) -> Session {
+    drive_env(dir, server, steps, sensor_flags, &[])
+}
+
+/// [`drive`], with `server_env` merged over the environment the SDK gives
+/// the server (e.g. a HOME of the test's own).
+pub(crate) fn drive_env(dir: &Path, server: Vec<String>, steps: Value, sensor_flags: &[&str], server_env: &[(&str, &str)]) -> Session {
     require_root();
     let env = mcp_env();
     let events = dir.join("events.jsonl");
@@ -58,8 +64,15 @@ pub(crate) fn drive(dir: &Path, server: Vec<String>, steps: Value, sensor_flags:
     let mut scenario = json!({"command": command, "steps": steps, "timeout": 60, "stderr": dir.join("server.stderr")});
     // the SDK starts servers with a small default environment: pass on the
     // test's choice of kernel object (tests/e2e/kernel.rs)
+    let mut server_vars = serde_json::Map::new();
     if let Ok(v) = std::env::var("MCP_SENSOR_BPF_OBJECT") {
-        scenario["env"] = json!({"MCP_SENSOR_BPF_OBJECT": v});
+        server_vars.insert("MCP_SENSOR_BPF_OBJECT".into(), json!(v));
+    }
+    for (k, v) in server_env {
+        server_vars.insert(k.to_string(), json!(v));
+    }
+    if !server_vars.is_empty() {
+        scenario["env"] = Value::Object(server_vars);
     }
     let out = Command::new(&env["MCP_PY"])
         .arg(&env["MCP_CLIENT"])

@@ -51,7 +51,8 @@ fn ssh_key_read_through_the_filesystem_server_raises_one_alert_naming_the_call()
     assert_eq!(a["event"]["kind"], "open", "{a}");
     assert_eq!(a["event"]["path"], key.display().to_string(), "{a}");
     assert_eq!(a["server"]["name"], "secure-filesystem-server", "{a}");
-    assert_eq!(a["action"], "alert");
+    // the enforce profile's rule, without --enforce: nothing is stopped
+    assert_eq!(a["action"], "would_kill");
     assert_eq!(a["severity"], "high");
     // ancestry: the server process, then mcp-sensor exec, then the client
     let hops = a["ancestry"].as_array().unwrap();

@@ -71,8 +71,13 @@ fn fill(alert: &mut Event, o: super::Outcome) {
         a.action = o.action;
         a.decided_by = Some(o.decided_by);
         a.killed = o.killed.into_iter().map(|(pid, exe)| Hop { pid, exe }).collect();
-        a.kill_delay_us = o.kill_delay_us;
+        a.delay_ns = o.delay_ns;
+        a.late = o.late;
     }
+}
+
+fn is_connect(alert: &Event) -> bool {
+    matches!(&alert.body, Body::Alert(a) if matches!(a.event.body, Body::Connect { .. }))
 }
 
 /// A kill rule matched: the kernel already acted on the record (its flags
@@ -85,11 +90,13 @@ pub fn act(e: &Enforcer, rec: &RecordFacts, m: &Match<'_>, alert: &mut Event, pr
     if m.action == Action::Deny && kernel.is_none() {
         return; // a connect can only be refused in the kernel: `would_deny`
     }
-    let o = e.decide(rec.offender(), m.kill_scope, kernel, procs);
+    let connect = is_connect(alert);
+    let o = e.decide(rec.offender(), m.kill_scope, kernel, connect, procs);
     if o.killed.is_empty() && o.action == "killed" {
         // the process was gone before the agent could act: say so
         if let Body::Alert(a) = &mut alert.body {
             a.decided_by = Some(o.decided_by);
+            a.late = o.late || o.decided_by == "agent";
         }
         return;
     }
@@ -108,7 +115,7 @@ pub fn unmatched_kernel_kill(
     procs: &ProcTable,
 ) -> Option<Event> {
     let k = KernelDecision::from_flags(rec.flags)?;
-    let reported = alerts.iter().any(|a| matches!(&a.body, Body::Alert(x) if x.decided_by == Some("kernel")));
+    let reported = alerts.iter().any(|a| matches!(&a.body, Body::Alert(x) if x.decided_by.is_some_and(|d| d.starts_with("kernel"))));
     if reported {
         return None;
     }
@@ -122,6 +129,7 @@ pub fn unmatched_kernel_kill(
         tags: &rule.tags,
     };
     let mut alert = alert_event(ev, &m, procs);
-    fill(&mut alert, e.decide(rec.offender(), rule.kill_scope, Some(k), procs));
+    let connect = matches!(ev.body, Body::Connect { .. });
+    fill(&mut alert, e.decide(rec.offender(), rule.kill_scope, Some(k), connect, procs));
     Some(alert)
 }

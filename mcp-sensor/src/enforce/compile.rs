@@ -8,11 +8,12 @@
 //! protected, so exceptions and name tests hold in the kernel exactly as
 //! they do in the agent. Pure apart from reading the filesystem.
 
+use super::shape::Shapes;
 use super::walk::{self, NamePattern};
 use crate::abi;
 use crate::event::{Body, Event};
-use crate::rules::{EvalContext, FileId, KernelPlan, KillScope, RuleSet};
-use std::collections::{BTreeMap, HashMap};
+use crate::rules::{EvalContext, FileId, KernelConds, KernelPlan, KillRule, RuleSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -33,13 +34,31 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn new(rule: u32, scope: KillScope, kill: bool) -> Verdict {
-        let mut flags = if kill { abi::VF_KILL } else { 0 };
-        if scope == KillScope::Tree {
-            flags |= abi::VF_TREE;
+    fn of(k: &KillRule<'_>) -> Verdict {
+        let c: &KernelConds = &k.conds;
+        let mut flags = if k.kill { abi::VF_KILL } else { 0 };
+        let bits = [
+            (k.scope == crate::rules::KillScope::Tree, abi::VF_TREE),
+            (c.write, abi::VF_WRITE),
+            (!c.exempt_exe_names.is_empty() || !c.exempt_comms.is_empty(), abi::VF_EXEMPT),
+            (c.after_request, abi::VF_AFTER_REQ),
+        ];
+        for (on, bit) in bits {
+            if on {
+                flags |= bit;
+            }
         }
-        Verdict { rule, flags }
+        Verdict { rule: k.index, flags }
     }
+}
+
+/// A process a rule excepts (the kernel's EXEMPT map).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Exempt {
+    /// By the identity of its executable.
+    Exe { id: FileId, rule: u32 },
+    /// By comm (at most 15 bytes).
+    Comm { comm: String, rule: u32 },
 }
 
 /// One network of the deny trie: IPv6 (IPv4 mapped), prefix length in
@@ -58,6 +77,9 @@ pub struct Tables {
     pub dirs: HashMap<FileId, Vec<(NamePattern, Verdict)>>,
     pub exec: HashMap<FileId, Verdict>,
     pub nets: Vec<NetEntry>,
+    /// Files by the shape of their path (`shape.rs`).
+    pub shapes: Shapes,
+    pub exempt: HashSet<Exempt>,
     /// Human-readable notes: rules left to the agent and why, scans cut short.
     pub notes: Vec<String>,
 }
@@ -84,12 +106,14 @@ fn probe(body: Body, exe: Option<String>) -> Event {
     }
 }
 
-fn open_probe(path: &Path) -> Event {
+/// `write`: an open for writing (rules that test `write: true` are put
+/// through such an open; the kernel checks the open's flags itself).
+pub(super) fn open_probe(path: &Path, write: bool) -> Event {
     probe(
         Body::Open {
             path: path.display().to_string(),
             resolved: true,
-            flags: vec!["O_RDONLY"],
+            flags: vec![if write { "O_WRONLY" } else { "O_RDONLY" }],
             ret: 3,
             error: None,
             dev: 0,
@@ -149,6 +173,26 @@ fn executables(extra: &[PathBuf]) -> Vec<PathBuf> {
     out
 }
 
+/// The executables (by identity) and comms rule `k` excepts.
+fn exemptions(k: &KillRule<'_>, execs: &mut Option<Vec<PathBuf>>, out: &mut HashSet<Exempt>) {
+    let c = &k.conds;
+    for comm in c.exempt_comms.iter().filter(|c| c.len() < abi::COMM_LEN) {
+        out.insert(Exempt::Comm { comm: comm.clone(), rule: k.index });
+    }
+    if c.exempt_exe_names.is_empty() {
+        return;
+    }
+    let names = crate::rules::StrMatch::new(c.exempt_exe_names.iter().map(String::as_str));
+    for p in execs.get_or_insert_with(|| executables(&[])).iter() {
+        // the agent's exe_name is the resolved executable's name
+        let exe = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+        let named = exe.file_name().and_then(|n| n.to_str()).is_some_and(|n| names.is_match(n));
+        if let Some(id) = identity(&exe).filter(|_| named) {
+            out.insert(Exempt::Exe { id, rule: k.index });
+        }
+    }
+}
+
 /// IPv4 as `::ffff:a.b.c.d`, prefix + 96.
 fn net_key(addr: IpAddr, prefix: u8) -> ([u8; 16], u8) {
     match addr {
@@ -173,16 +217,27 @@ pub fn compile(set: &RuleSet, homes: &[PathBuf]) -> Tables {
     let mut net_rules: Vec<(([u8; 16], u8), u16, u16, Verdict)> = Vec::new();
     let mut ndirs = 0;
     for k in set.kill_rules() {
-        let v = Verdict::new(k.index, k.scope, k.kill);
+        let v = Verdict::of(&k);
+        exemptions(&k, &mut execs, &mut t.exempt);
+        if let Some(why) = k.conds.partial {
+            t.notes.push(format!("rule `{}`: the kernel decides it in part; {why}", k.id));
+        }
         match &k.plan {
             KernelPlan::Open { paths, new_files } => {
+                match &k.conds.allow_names {
+                    Some(allow) => {
+                        let holds = |p: &str| matches(set, k.id, &open_probe(Path::new(p), k.conds.write));
+                        t.notes.extend(t.shapes.add(k.id, paths, allow, v, &holds));
+                    }
+                    None => t.notes.push(format!("rule `{}`: its exceptions are not names; files outside the known homes are decided by the agent", k.id)),
+                }
                 for g in paths {
                     let f = walk::expand(g, homes, &mut budget);
                     if f.truncated {
                         t.notes.push(format!("rule `{}`: scan of `{g}` cut short after {SCAN_BUDGET} entries; files past it are decided by the agent", k.id));
                     }
                     for p in &f.files {
-                        if let Some(id) = identity(p).filter(|_| matches(set, k.id, &open_probe(p))) {
+                        if let Some(id) = identity(p).filter(|_| matches(set, k.id, &open_probe(p, k.conds.write))) {
                             claim(&mut t.files, id, v);
                         }
                     }

@@ -2,9 +2,13 @@
 //! each sync writes what is new or changed first, then removes what is
 //! gone, so a rescan never opens a window where a protected file is not.
 
-use super::compile::{NetEntry, Tables, Verdict};
+use super::compile::{Exempt, NetEntry, Tables, Verdict};
+use super::shape::{shape_id, ShapeSlot};
 use super::walk::NamePattern;
-use crate::abi::{self, ms_dir_key, ms_dir_rule, ms_enf_cfg, ms_file_key, ms_net_addr, ms_net_deny, ms_port_rule, ms_verdict};
+use crate::abi::{
+    self, ms_dir_key, ms_dir_rule, ms_enf_cfg, ms_exempt_key, ms_file_key, ms_name_key, ms_net_addr, ms_net_deny, ms_port_rule,
+    ms_shape_dir, ms_shape_key, ms_verdict,
+};
 use crate::loader::{LoadError, Sensor};
 use crate::rules::FileId;
 use aya::maps::lpm_trie::{Key, LpmTrie};
@@ -17,6 +21,9 @@ pub struct KernelMaps {
     dirs: BpfHashMap<MapData, ms_dir_key, ms_dir_rule>,
     exec: BpfHashMap<MapData, ms_file_key, ms_verdict>,
     nets: LpmTrie<MapData, ms_net_addr, ms_net_deny>,
+    shape_dirs: BpfHashMap<MapData, ms_shape_key, ms_shape_dir>,
+    shape_names: BpfHashMap<MapData, ms_name_key, ms_verdict>,
+    exempt: BpfHashMap<MapData, ms_exempt_key, u32>,
     stats: PerCpuArray<MapData, u64>,
     current: Tables,
 }
@@ -46,6 +53,34 @@ fn dir_rule(p: &NamePattern, v: &Verdict) -> ms_dir_rule {
     let at = r.suffix.len() - p.suffix.len();
     r.suffix[at..].copy_from_slice(p.suffix.as_bytes());
     r
+}
+
+/// A name into a zero-padded field (callers keep names within it).
+fn padded(s: &str) -> [u8; abi::NAME_PART] {
+    let mut out = [0u8; abi::NAME_PART];
+    let n = s.len().min(abi::NAME_PART);
+    out[..n].copy_from_slice(&s.as_bytes()[..n]);
+    out
+}
+
+fn shape_key(dir: &str, up: &str) -> ms_shape_key {
+    ms_shape_key { dir: padded(dir), up: padded(up) }
+}
+
+fn exempt_key(e: &Exempt) -> ms_exempt_key {
+    match e {
+        Exempt::Exe { id, rule } => ms_exempt_key { ino: id.ino, dev: id.dev, rule: *rule, comm: [0; abi::COMM_LEN] },
+        Exempt::Comm { comm, rule } => {
+            let mut k = ms_exempt_key { rule: *rule, ..Default::default() };
+            let n = comm.len().min(abi::COMM_LEN - 1);
+            k.comm[..n].copy_from_slice(&comm.as_bytes()[..n]);
+            k
+        }
+    }
+}
+
+fn slot_rule(s: &ShapeSlot) -> ms_dir_rule {
+    ms_dir_rule { allow: s.allow as u8, ..dir_rule(&s.pat, &s.v) }
 }
 
 fn net_value(e: &NetEntry) -> ms_net_deny {
@@ -82,6 +117,9 @@ impl KernelMaps {
             dirs: take(s, "DENY_DIRS")?,
             exec: take(s, "DENY_EXEC")?,
             nets: take(s, "DENY_NETS")?,
+            shape_dirs: take(s, "SHAPE_DIRS")?,
+            shape_names: take(s, "SHAPE_NAMES")?,
+            exempt: take(s, "EXEMPT")?,
             stats: take(s, "ENF_STATS")?,
             current: Tables::default(),
         })
@@ -111,6 +149,39 @@ impl KernelMaps {
                 let _ = self.dirs.remove(&ms_dir_key { ino: id.ino, dev: id.dev, slot: i as u32 });
             }
         }
+        // exemptions before the verdicts that need them, removals after
+        for e in new.exempt.difference(&old.exempt) {
+            self.exempt.insert(exempt_key(e), 1, 0)?;
+        }
+        for (name, v) in &new.shapes.names {
+            if old.shapes.names.get(name) != Some(v) {
+                self.shape_names.insert(ms_name_key { name: padded(name) }, verdict(v), 0)?;
+            }
+        }
+        for name in old.shapes.names.keys().filter(|n| !new.shapes.names.contains_key(*n)) {
+            let _ = self.shape_names.remove(&ms_name_key { name: padded(name) });
+        }
+        let slot_key = |id: u64, i: usize| ms_dir_key { ino: id, dev: abi::SHAPE_DEV, slot: i as u32 };
+        for ((dir, up), slots) in &new.shapes.dirs {
+            let old_slots = old.shapes.dirs.get(&(dir.clone(), up.clone()));
+            if old_slots == Some(slots) {
+                continue;
+            }
+            let id = shape_id(dir, up);
+            for (i, s) in slots.iter().enumerate() {
+                self.dirs.insert(slot_key(id, i), slot_rule(s), 0)?;
+            }
+            for i in slots.len()..old_slots.map_or(0, Vec::len) {
+                let _ = self.dirs.remove(&slot_key(id, i));
+            }
+            self.shape_dirs.insert(shape_key(dir, up), ms_shape_dir { id }, 0)?;
+        }
+        for ((dir, up), slots) in old.shapes.dirs.iter().filter(|(k, _)| !new.shapes.dirs.contains_key(*k)) {
+            let _ = self.shape_dirs.remove(&shape_key(dir, up));
+            for i in 0..slots.len() {
+                let _ = self.dirs.remove(&slot_key(shape_id(dir, up), i));
+            }
+        }
         for e in &new.nets {
             if !old.nets.contains(e) {
                 self.nets.insert(&Key::new(e.prefix as u32, e.addr), net_value(e), 0)?;
@@ -118,6 +189,9 @@ impl KernelMaps {
         }
         for e in old.nets.iter().filter(|e| !new.nets.iter().any(|n| n.addr == e.addr && n.prefix == e.prefix)) {
             let _ = self.nets.remove(&Key::new(e.prefix as u32, e.addr));
+        }
+        for e in old.exempt.difference(&new.exempt) {
+            let _ = self.exempt.remove(&exempt_key(e));
         }
         self.current = new;
         Ok(())

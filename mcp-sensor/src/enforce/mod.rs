@@ -17,10 +17,13 @@ mod alert;
 mod compile;
 mod kill;
 mod kmaps;
+mod profile;
+pub mod shape;
 pub mod walk;
 
 pub use alert::{act, install_and_report, unmatched_kernel_kill, RecordFacts, RESCAN_EVERY_REFRESHES};
 pub use compile::{compile, Tables, Verdict};
+pub use profile::{profile, startup_line, EnforcedRule};
 pub use kill::{kill as kill_target, kill_tree, proc_start_ns, Missed, Target};
 
 use crate::abi::{self, ms_watch};
@@ -97,13 +100,29 @@ pub struct Offender {
 pub struct Outcome {
     /// `killed` or `denied` (a refused connect whose rule does not kill).
     pub action: &'static str,
-    /// `kernel` or `agent`.
+    /// `kernel_lsm`, `kernel_syscall_exit`, `kernel_cgroup` or `agent`
+    /// (see `event::Alert::decided_by`).
     pub decided_by: &'static str,
     /// The processes that were sent SIGKILL: (pid, exe).
     pub killed: Vec<(u32, Option<String>)>,
-    /// µs from the syscall to the kill: 0 when the kernel killed in the
-    /// syscall itself, measured from the event's timestamp for the agent.
-    pub kill_delay_us: Option<u64>,
+    /// ns from the syscall's record to the kill or refusal: 0 when the
+    /// kernel decided inside the syscall, measured from the event's
+    /// timestamp for the agent.
+    pub delay_ns: Option<u64>,
+    /// The process ran after the syscall returned, before it was stopped.
+    pub late: bool,
+}
+
+/// Which kernel mechanism a record's flags mean: a refusal of a connect is
+/// the cgroup program's, of an open or exec BPF LSM's; a kill alone came
+/// from a syscall's exit hook (or `sched_process_exec`, before the new
+/// image's first instruction).
+pub fn kernel_mechanism(k: &KernelDecision, connect: bool) -> &'static str {
+    match (k.denied, connect) {
+        (true, true) => "kernel_cgroup",
+        (true, false) => "kernel_lsm",
+        (false, _) => "kernel_syscall_exit",
+    }
 }
 
 pub struct Enforcer {
@@ -166,7 +185,9 @@ impl Enforcer {
     /// record's kernel decision, if any: the kernel already killed (or
     /// refused); the agent then only kills the rest of the tree for scope
     /// tree. Otherwise the agent kills, now.
-    pub fn decide(&self, who: Offender, scope: KillScope, kernel: Option<KernelDecision>, procs: &ProcTable) -> Outcome {
+    /// `connect`: the event is a connect (a refusal is then the cgroup
+    /// program's).
+    pub fn decide(&self, who: Offender, scope: KillScope, kernel: Option<KernelDecision>, connect: bool, procs: &ProcTable) -> Outcome {
         let hop = |pid: u32| (pid, procs.get(pid).and_then(|p| p.exe.clone()));
         let me = Target { pid: who.pid, start_ns: who.start_ns };
         let tree = scope == KillScope::Tree && who.session != 0;
@@ -181,9 +202,10 @@ impl Enforcer {
             }
             return Outcome {
                 action: if k.killed { "killed" } else { "denied" },
-                decided_by: "kernel",
+                decided_by: kernel_mechanism(&k, connect),
                 killed,
-                kill_delay_us: k.killed.then_some(0),
+                delay_ns: Some(0),
+                late: false,
             };
         }
         let pids = if tree {
@@ -191,8 +213,10 @@ impl Enforcer {
         } else {
             kill_target(me).map(|_| vec![who.pid]).unwrap_or_default()
         };
-        let delay = pids.first().map(|_| crate::timefmt::Clock::boot_ns().saturating_sub(who.ts_ns) / 1000);
-        Outcome { action: "killed", decided_by: "agent", killed: pids.into_iter().map(hop).collect(), kill_delay_us: delay }
+        let delay = pids.first().map(|_| crate::timefmt::Clock::boot_ns().saturating_sub(who.ts_ns));
+        // the agent reads the event after the syscall returned: the
+        // process has run since, whatever it did with the result
+        Outcome { action: "killed", decided_by: "agent", killed: pids.into_iter().map(hop).collect(), delay_ns: delay, late: true }
     }
 }
 

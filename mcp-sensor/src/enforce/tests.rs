@@ -25,8 +25,14 @@ fn write(p: &Path) {
     std::fs::write(p, "secret").unwrap();
 }
 
+/// The default enforce profile switched to alert-only, so the tables hold
+/// the test's rules alone.
+const PROFILE_ALERT_ONLY: &str = "- rule: ssh-key-read\n  action: alert\n- rule: ssh-authorized-keys-write\n  action: alert\n\
+- rule: credential-file-read\n  action: alert\n- rule: agent-config-tampering\n  action: alert\n\
+- rule: unexpected-shell\n  action: alert\n- rule: cloud-metadata-connect\n  action: alert\n";
+
 fn set(yaml: &str) -> rules::RuleSet {
-    rules::load(&[("user.yaml", yaml)]).unwrap_or_else(|e| panic!("{e:?}"))
+    rules::load(&[("profile.yaml", PROFILE_ALERT_ONLY), ("user.yaml", yaml)]).unwrap_or_else(|e| panic!("{e:?}"))
 }
 
 fn index(set: &rules::RuleSet, id: &str) -> u32 {
@@ -152,9 +158,50 @@ fn rules_the_kernel_cannot_decide_are_noted_not_compiled() {
     assert!(t.files.is_empty() && t.dirs.is_empty());
     assert_eq!(t.notes.len(), 1, "{:?}", t.notes);
     assert!(t.notes[0].contains("`ctx` is decided by the agent"), "{:?}", t.notes);
-    // the default pack has no kill rules: nothing reaches the kernel
-    let t = compile(&rules::defaults(), &[]);
+    // the default pack with its profile alert-only: nothing reaches the kernel
+    let t = compile(&set(""), &[]);
     assert!(t.files.is_empty() && t.exec.is_empty() && t.nets.is_empty() && t.dirs.is_empty());
+    assert!(t.shapes.dirs.is_empty() && t.shapes.names.is_empty() && t.exempt.is_empty());
+}
+
+#[test]
+fn the_default_profile_compiles_to_shapes_exemptions_and_shells_after_the_first_request() {
+    use super::compile::Exempt;
+    let s = rules::defaults();
+    let t = compile(&s, &[]); // no homes: shapes alone must cover keys anywhere
+    let key = index(&s, "ssh-key-read");
+    let ak = index(&s, "ssh-authorized-keys-write");
+    let ssh = &t.shapes.dirs[&(".ssh".to_string(), String::new())];
+    // the public files are allowed first, then every other name is protected
+    let deny: Vec<_> = ssh.iter().filter(|x| !x.allow).collect();
+    assert!(ssh.iter().take_while(|x| x.allow).count() >= 8, "{ssh:?}");
+    assert!(ssh.iter().any(|x| x.allow && x.pat == NamePattern::parse("*.pub", 32).unwrap() && x.v.rule == key));
+    assert_eq!(deny[0].pat, NamePattern::parse("*", 32).unwrap());
+    assert_eq!(deny[0].v.rule, key);
+    assert_eq!(deny[0].v.flags, abi::VF_KILL | abi::VF_EXEMPT, "ssh and its tools are exempt");
+    assert!(deny.iter().any(|x| x.v.rule == ak && x.v.flags & abi::VF_WRITE != 0 && x.pat.prefix == "authorized_keys"), "{ssh:?}");
+    // credential files by name, anywhere; and under their directories
+    let cred = index(&s, "credential-file-read");
+    assert_eq!(t.shapes.names[".netrc"].rule, cred);
+    assert!(t.shapes.dirs[&(".aws".to_string(), String::new())].iter().any(|x| x.pat.prefix == "credentials" && x.v.rule == cred));
+    assert!(t.shapes.dirs.contains_key(&("gcloud".to_string(), ".config".to_string())));
+    // agent configurations: written only
+    let cfg = index(&s, "agent-config-tampering");
+    assert_eq!(t.shapes.names["CLAUDE.md"].flags & abi::VF_WRITE, abi::VF_WRITE);
+    assert_eq!(t.shapes.names["CLAUDE.md"].rule, cfg);
+    // the process exceptions as kernel identities and comms
+    assert!(t.exempt.contains(&Exempt::Comm { comm: "git".into(), rule: cred }), "{:?}", t.exempt);
+    if let Ok(ssh_bin) = std::fs::canonicalize("/usr/bin/ssh") {
+        assert!(t.exempt.contains(&Exempt::Exe { id: id(&ssh_bin), rule: key }), "{:?}", t.exempt);
+    }
+    // shells: by identity, only after the first request
+    let shell = index(&s, "unexpected-shell");
+    let sh = std::fs::canonicalize("/bin/sh").unwrap();
+    assert_eq!(t.exec[&id(&sh)], super::Verdict { rule: shell, flags: abi::VF_KILL | abi::VF_AFTER_REQ });
+    assert!(t.notes.iter().any(|n| n.contains("`unexpected-shell`: the kernel decides it in part")), "{:?}", t.notes);
+    // cloud metadata: refused, nobody killed
+    let md = index(&s, "cloud-metadata-connect");
+    assert!(t.nets.iter().any(|n| n.ports.iter().any(|p| p.2.rule == md && p.2.flags & abi::VF_KILL == 0)));
 }
 
 #[test]

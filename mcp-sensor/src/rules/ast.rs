@@ -72,6 +72,12 @@ pub(crate) enum RuleBody {
         exceptions: Vec<ExceptionDef>,
     },
     Toggle(bool),
+    /// `rule` with only `action` (and `kill_scope`): changes a rule
+    /// defined earlier.
+    SetAction {
+        action: Action,
+        kill_scope: Option<KillScope>,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use super::ast::{Item, Loc, RuleBody, RuleDef, Value};
 use super::error::Diag;
-use super::fields::{one_of, EventKind, Severity};
+use super::fields::{one_of, Action, EventKind, KillScope, Severity};
 use super::yaml::{Node, NodeKind, Pos};
 
 const RULE_KEYS: &[&str] = &[
@@ -259,6 +259,15 @@ impl P<'_> {
             });
         }
         let ok = self.keys(m, RULE_KEYS);
+        if get(m, "action").is_some()
+            && m.iter().all(|(k, _)| matches!(k.scalar(), Some("rule" | "action" | "kill_scope")))
+        {
+            // the short form: a rule defined earlier gets another action
+            // (the enforce profile's rules made alert-only, or the reverse)
+            let action = self.action(m)?;
+            let kill_scope = self.kill_scope(m)?;
+            return ok.then_some(Item::Rule { id, body: RuleBody::SetAction { action, kill_scope } });
+        }
         if m.iter()
             .all(|(k, _)| matches!(k.scalar(), Some("rule" | "enabled")))
         {
@@ -299,7 +308,6 @@ impl P<'_> {
     }
 
     fn rule_def(&mut self, id: &Value, m: &Entries) -> Option<RuleDef> {
-        use super::fields::{Action, KillScope};
         let sev_hint = format!(" (one of {})", one_of(Severity::NAMES));
         let description = self.required(m, id, "description", "");
         let severity = self.required(m, id, "severity", &sev_hint);
@@ -341,32 +349,8 @@ impl P<'_> {
                 ),
             }
         }
-        let action = match get(m, "action") {
-            None => Action::Alert,
-            Some(n) => match n.scalar() {
-                Some("alert") => Action::Alert,
-                Some("kill") => Action::Kill,
-                Some("deny") => Action::Deny,
-                _ => {
-                    self.err(n.pos, "invalid action, expected one of `alert`, `kill`, `deny`");
-                    return None;
-                }
-            },
-        };
-        let kill_scope = match get(m, "kill_scope") {
-            None => KillScope::Process,
-            Some(n) => match n.scalar() {
-                Some("process") => KillScope::Process,
-                Some("tree") => KillScope::Tree,
-                _ => {
-                    self.err(
-                        n.pos,
-                        "invalid kill_scope, expected one of `process`, `tree`",
-                    );
-                    return None;
-                }
-            },
-        };
+        let action = self.action(m)?;
+        let kill_scope = self.kill_scope(m)?.unwrap_or(KillScope::Process);
         let block = match get(m, "match") {
             Some(b) => Some(self.block(b)?),
             None => None,
@@ -387,6 +371,36 @@ impl P<'_> {
             action,
             kill_scope,
             enabled: flag(self, "enabled", true)?,
+        })
+    }
+
+    fn action(&mut self, m: &Entries) -> Option<Action> {
+        Some(match get(m, "action") {
+            None => Action::Alert,
+            Some(n) => match n.scalar() {
+                Some("alert") => Action::Alert,
+                Some("kill") => Action::Kill,
+                Some("deny") => Action::Deny,
+                _ => {
+                    self.err(n.pos, "invalid action, expected one of `alert`, `kill`, `deny`");
+                    return None;
+                }
+            },
+        })
+    }
+
+    /// `None` inside: not given.
+    fn kill_scope(&mut self, m: &Entries) -> Option<Option<KillScope>> {
+        Some(match get(m, "kill_scope") {
+            None => None,
+            Some(n) => Some(match n.scalar() {
+                Some("process") => KillScope::Process,
+                Some("tree") => KillScope::Tree,
+                _ => {
+                    self.err(n.pos, "invalid kill_scope, expected one of `process`, `tree`");
+                    return None;
+                }
+            }),
         })
     }
 

@@ -3,10 +3,12 @@
 //!
 //! A rule is kernel-decidable when everything it tests is known at the
 //! syscall from the kernel object alone: the opened file (path, name,
-//! identity), the executed file (path, name, identity), the connect's
-//! address and port. Anything about the MCP session (server, tool, method,
-//! `after_first_request`) or the process (exe of an opener, argv, uid) is
-//! left to the agent, which decides on the event and kills by pidfd.
+//! identity, the shape of its path), the executed file (path, name,
+//! identity), the connect's address and port, whether the session has read
+//! its first request (`after_first_request`), and exceptions on the
+//! process's executable or comm (compiled to identities). Anything else
+//! about the MCP session (server, tool, method) or the process (argv, uid)
+//! is left to the agent, which decides on the event and kills by pidfd.
 
 use std::net::IpAddr;
 
@@ -35,6 +37,29 @@ pub enum KernelPlan {
     Agent { why: &'static str },
 }
 
+/// What a kernel verdict tests besides the file, program or address
+/// (abi.h's `MS_VF_*`), and what of the rule it leaves to the agent.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct KernelConds {
+    /// Only once the session's server has read its first request (the
+    /// kernel's FIRST_REQ, set by the stdio capture).
+    pub after_request: bool,
+    /// Open rules: only an open that can modify the file (`write: true`).
+    pub write: bool,
+    /// Processes the rule excepts by `exe_name` (names or globs): their
+    /// executables' identities go in the kernel's EXEMPT map.
+    pub exempt_exe_names: Vec<String>,
+    /// Processes the rule excepts by `comm` (exact names).
+    pub exempt_comms: Vec<String>,
+    /// Open rules: the names its `basename` exceptions except (allow slots
+    /// before a directory-shape's patterns); `None`: an exception the
+    /// kernel cannot put as names, so no shapes.
+    pub allow_names: Option<Vec<String>>,
+    /// The kernel decides part of the rule (an `any` branch testing what it
+    /// does not see is the agent's): why.
+    pub partial: Option<&'static str>,
+}
+
 /// An enabled rule with `action: kill` (or `deny`).
 #[derive(Debug, Clone)]
 pub struct KillRule<'r> {
@@ -46,6 +71,7 @@ pub struct KillRule<'r> {
     /// `false` for `action: deny`: the connect is refused, nobody killed.
     pub kill: bool,
     pub plan: KernelPlan,
+    pub conds: KernelConds,
 }
 
 fn leaf_field(l: &Leaf) -> Field {
@@ -66,17 +92,29 @@ fn for_leaves<'c>(c: &'c Cond, f: &mut impl FnMut(&'c Leaf)) {
     }
 }
 
-/// The top-level conjuncts of a condition.
+/// The top-level conjuncts of a condition, nested `All`s (macros) flattened.
 fn conjuncts(c: &Cond) -> Vec<&Cond> {
     match c {
-        Cond::All(cs) => cs.iter().collect(),
+        Cond::All(cs) => cs.iter().flat_map(conjuncts).collect(),
         c => vec![c],
+    }
+}
+
+/// The condition can never hold: an empty list (`server: $empty_list`), an
+/// `any` of nothing, an exception row of an empty table.
+fn never(c: &Cond) -> bool {
+    match c {
+        Cond::Any(cs) => cs.iter().all(never),
+        Cond::All(cs) => cs.iter().any(never),
+        Cond::Not(_) => false,
+        Cond::Leaf(Leaf::Str(_, m)) => m.is_empty(),
+        Cond::Leaf(_) => false,
     }
 }
 
 fn kernel_fields(kind: EventKind) -> &'static [Field] {
     match kind {
-        EventKind::Open => &[Field::Path, Field::File, Field::Basename, Field::Outcome],
+        EventKind::Open => &[Field::Path, Field::File, Field::Basename, Field::Outcome, Field::Write],
         EventKind::Exec => &[Field::Exe, Field::ExeName, Field::File],
         EventKind::Connect => &[Field::Addr, Field::Port],
         _ => &[],
@@ -92,14 +130,85 @@ fn globs_of(l: &Leaf) -> Option<Vec<String>> {
     }
 }
 
-fn plan(kind: EventKind, cond: &Cond, except: &[Cond]) -> KernelPlan {
-    let allowed = kernel_fields(kind);
-    let mut ok = true;
-    for c in std::iter::once(cond).chain(except) {
-        for_leaves(c, &mut |l| ok &= allowed.contains(&leaf_field(l)));
+/// Non-kernel leaves only in `any` branches, never negated: the kernel
+/// then decides the branches it sees (never more than the rule), the
+/// agent the others. `Err`: a negated one (the kernel would decide more).
+fn positive_partial(c: &Cond, allowed: &[Field], in_any: bool, neg: bool) -> Result<bool, ()> {
+    match c {
+        Cond::Leaf(l) if allowed.contains(&leaf_field(l)) => Ok(false),
+        Cond::Leaf(_) if in_any && !neg => Ok(true),
+        Cond::Leaf(_) => Err(()),
+        Cond::Not(c) => positive_partial(c, allowed, in_any, !neg),
+        Cond::All(cs) => cs.iter().try_fold(false, |acc, c| Ok(acc | positive_partial(c, allowed, in_any, neg)?)),
+        Cond::Any(cs) => cs.iter().try_fold(false, |acc, c| Ok(acc | positive_partial(c, allowed, true, neg)?)),
     }
-    if !ok {
-        return KernelPlan::Agent { why: "it tests what the kernel does not see at the syscall (process, session or tool)" };
+}
+
+/// The exceptions as kernel conditions: process exceptions become
+/// exemptions, `basename` ones allow names, empty ones nothing.
+fn exceptions(kind: EventKind, except: &[Cond], conds: &mut KernelConds) -> Result<usize, &'static str> {
+    let allowed = kernel_fields(kind);
+    let mut file_excepts = 0;
+    conds.allow_names = Some(Vec::new());
+    for e in except {
+        if never(e) {
+            continue;
+        }
+        let one = match conjuncts(e).as_slice() {
+            [Cond::Leaf(l)] => Some(l),
+            _ => None,
+        };
+        match one {
+            Some(Leaf::Str(Field::ExeName, m)) => {
+                conds.exempt_exe_names.extend(m.values().map(str::to_owned));
+                continue;
+            }
+            Some(Leaf::Str(Field::Comm, m)) if m.values().all(|v| !v.contains(['*', '?', '[', '{'])) => {
+                conds.exempt_comms.extend(m.values().map(str::to_owned));
+                continue;
+            }
+            Some(Leaf::Str(Field::Basename, m)) => {
+                if let Some(a) = &mut conds.allow_names {
+                    a.extend(m.values().map(str::to_owned));
+                }
+                file_excepts += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let mut ok = true;
+        for_leaves(e, &mut |l| ok &= allowed.contains(&leaf_field(l)));
+        if !ok {
+            return Err("an exception tests what the kernel does not see (session, tool, argv)");
+        }
+        conds.allow_names = None;
+        file_excepts += 1;
+    }
+    Ok(file_excepts)
+}
+
+fn plan(kind: EventKind, cond: &Cond, except: &[Cond], conds: &mut KernelConds) -> KernelPlan {
+    let allowed = kernel_fields(kind);
+    if !matches!(kind, EventKind::Open | EventKind::Exec | EventKind::Connect) {
+        return KernelPlan::Agent { why: "only open, exec and connect happen at a syscall the kernel can stop" };
+    }
+    let file_excepts = if kind == EventKind::Connect {
+        if except.iter().any(|e| !never(e)) {
+            return KernelPlan::Agent { why: "its exceptions are decided by the agent" };
+        }
+        0
+    } else {
+        match exceptions(kind, except, conds) {
+            Ok(n) => n,
+            Err(why) => return KernelPlan::Agent { why },
+        }
+    };
+    match positive_partial(cond, allowed, false, false) {
+        Ok(false) => {}
+        Ok(true) if kind == EventKind::Exec => {
+            conds.partial = Some("branches testing comm or argv (busybox shells) are decided by the agent");
+        }
+        _ => return KernelPlan::Agent { why: "it tests what the kernel does not see at the syscall (process, session or tool)" },
     }
     let top = conjuncts(cond);
     match kind {
@@ -110,17 +219,22 @@ fn plan(kind: EventKind, cond: &Cond, except: &[Cond]) -> KernelPlan {
             }) else {
                 return KernelPlan::Agent { why: "it names no `path` or `file` to protect" };
             };
-            let only_paths = top.iter().all(|c| {
-                matches!(c, Cond::Leaf(Leaf::Path(Field::Path, _) | Leaf::File(..)))
-            });
-            KernelPlan::Open { paths, new_files: only_paths && except.is_empty() }
+            let mut only_paths = true;
+            for c in &top {
+                match c {
+                    Cond::Leaf(Leaf::Path(Field::Path, _) | Leaf::File(..) | Leaf::Enum(Field::Outcome, _)) => {}
+                    Cond::Leaf(Leaf::Bool(Field::Write, true)) => conds.write = true,
+                    _ => only_paths = false,
+                }
+            }
+            KernelPlan::Open { paths, new_files: only_paths && file_excepts == 0 }
         }
         EventKind::Exec => {
             let mut paths = Vec::new();
             for_leaves(cond, &mut |l| paths.extend(globs_of(l).unwrap_or_default()));
             KernelPlan::Exec { paths }
         }
-        EventKind::Connect => {
+        _ => {
             let (mut nets, mut ports) = (None, None);
             for c in &top {
                 match c {
@@ -129,12 +243,8 @@ fn plan(kind: EventKind, cond: &Cond, except: &[Cond]) -> KernelPlan {
                     _ => return KernelPlan::Agent { why: "only one `addr` and one `port` test, without `any`/`not`, compile to the kernel" },
                 }
             }
-            if !except.is_empty() {
-                return KernelPlan::Agent { why: "its exceptions are decided by the agent" };
-            }
             KernelPlan::Connect { nets: nets.unwrap_or_default(), ports: ports.unwrap_or_default() }
         }
-        _ => KernelPlan::Agent { why: "only open, exec and connect happen at a syscall the kernel can stop" },
     }
 }
 
@@ -148,15 +258,16 @@ impl RuleSet {
             }
             let kinds = &r.info.kinds;
             let kind = kinds[0];
+            let mut conds = KernelConds { after_request: r.after_first_request, ..Default::default() };
             let plan = if kinds.len() != 1 {
                 KernelPlan::Agent { why: "a rule of several kinds is decided by the agent" }
-            } else if r.after_first_request {
-                KernelPlan::Agent { why: "`after_first_request` needs the MCP session" }
+            } else if r.after_first_request && kind == EventKind::Connect {
+                KernelPlan::Agent { why: "`after_first_request` is known to the kernel for opens and execs only" }
             } else {
-                plan(kind, &r.cond, &r.except)
+                plan(kind, &r.cond, &r.except, &mut conds)
             };
             let kill = r.info.action == Action::Kill;
-            out.push(KillRule { index: i as u32, id: &r.info.id, kind, scope: r.info.kill_scope, kill, plan });
+            out.push(KillRule { index: i as u32, id: &r.info.id, kind, scope: r.info.kill_scope, kill, plan, conds });
         }
         out
     }
@@ -199,7 +310,7 @@ mod tests {
         ));
         assert_eq!(p[0].1, KernelPlan::Exec { paths: vec![] });
         assert!(matches!(p[1].1, KernelPlan::Agent { .. }));
-        assert!(matches!(p[2].1, KernelPlan::Agent { .. }));
+        assert_eq!(p[2].1, KernelPlan::Exec { paths: vec![] }, "after_first_request is the kernel's too");
         let KernelPlan::Connect { nets, ports } = &p[3].1 else { panic!("{p:?}") };
         assert_eq!(nets, &vec![("169.254.169.254".parse().unwrap(), 32), ("10.0.0.0".parse().unwrap(), 8)]);
         assert_eq!(ports, &vec![(80, 80), (8000, 8999)]);

@@ -24,6 +24,8 @@ pub(crate) fn glob(pattern: &str, path: bool) -> Result<Glob, String> {
 pub(crate) struct StrMatch {
     exact: Vec<Box<str>>,
     globs: Option<GlobSet>,
+    /// The globs' text, for enforcement to compile (`rules::kernel`).
+    glob_src: Vec<Box<str>>,
 }
 
 impl StrMatch {
@@ -32,9 +34,11 @@ impl StrMatch {
         let mut exact = Vec::new();
         let mut b = GlobSetBuilder::new();
         let mut n = 0;
+        let mut glob_src = Vec::new();
         for s in items {
             if has_glob_meta(s) {
                 b.add(glob(s, false).expect("validated"));
+                glob_src.push(Box::from(s));
                 n += 1;
             } else {
                 exact.push(Box::from(s));
@@ -43,7 +47,17 @@ impl StrMatch {
         exact.sort();
         exact.dedup();
         let globs = (n > 0).then(|| b.build().expect("validated globs build"));
-        StrMatch { exact, globs }
+        StrMatch { exact, globs, glob_src }
+    }
+
+    /// Every value, exact names first, then the globs' text.
+    pub fn values(&self) -> impl Iterator<Item = &str> {
+        self.exact.iter().chain(&self.glob_src).map(|s| &**s)
+    }
+
+    /// No value at all (an empty list): matches nothing.
+    pub fn is_empty(&self) -> bool {
+        self.exact.is_empty() && self.glob_src.is_empty()
     }
 
     pub fn is_match(&self, s: &str) -> bool {

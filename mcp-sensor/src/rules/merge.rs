@@ -102,6 +102,18 @@ pub(crate) fn apply(m: &mut Merged, file: &Arc<str>, items: Vec<Item>, diag: &mu
             },
             Item::Rule {
                 id,
+                body: RuleBody::SetAction { action, kill_scope },
+            } => match m.rule_mut(&id.text) {
+                Some(r) => {
+                    r.def.action = action;
+                    if let Some(s) = kill_scope {
+                        r.def.kill_scope = s;
+                    }
+                }
+                None => diag.err(file, id.loc.pos, undefined_rule(&id.text)),
+            },
+            Item::Rule {
+                id,
                 body:
                     RuleBody::Append {
                         tags,

@@ -52,7 +52,8 @@ pub use error::RuleError;
 pub use eval::{EvalContext, Match, Matches, Rule, RuleSet};
 pub use fields::{Action, EventKind, KillScope, Severity};
 pub use identity::{FileId, FileIdentities};
-pub use kernel::{KernelPlan, KillRule};
+pub use kernel::{KernelConds, KernelPlan, KillRule};
+pub(crate) use matchers::StrMatch;
 
 /// The default rule pack, embedded at build time.
 pub const DEFAULT_RULES: &str = include_str!("../../../rules/default.yaml");
