@@ -1,8 +1,12 @@
 //! Kill delay under `--enforce`: from the violating syscall to the
-//! victim's death, for a kernel-decided kill (the rule names only the
-//! file) and an agent-decided one (the rule also tests the opener's
-//! `exe_name`, which the kernel does not decide). Both times come from the
-//! sensor's own events: the violating `open` and the victim's `exit`.
+//! victim's death, per mechanism: an open killed at the syscall's exit
+//! (the rule names only the file), an exec killed at `sched_process_exec`
+//! (the rule names the program), and an agent-decided open kill (the rule
+//! also tests the opener's `exe_name`, which the kernel does not decide).
+//! Both times come from the sensor's own events: the violating `open` or
+//! `exec` and the victim's `exit`. (BPF LSM denials happen inside the
+//! syscall, with nobody to die: the VM matrix checks them, this does not
+//! time them.)
 
 use anyhow::{Context, Result};
 use serde_json::Value;
@@ -24,11 +28,11 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-/// One run: µs from the key's open to the victim's exit, and who decided.
-fn one(sensor: &std::path::Path, dir: &std::path::Path, rules: &std::path::Path, key: &str) -> Result<(f64, String)> {
+/// One run of `script`: µs from the violating event to the victim's exit,
+/// and who decided.
+fn one(sensor: &std::path::Path, dir: &std::path::Path, rules: &std::path::Path, script: &str) -> Result<(f64, String)> {
     let events = dir.join("kill-events.jsonl");
     let _ = std::fs::remove_file(&events);
-    let script = format!("open({key:?}).read()\nimport time\ntime.sleep(5)\n");
     let st = Command::new(sensor)
         .args(["exec", "--enforce", "--state-dir"])
         .arg(dir.join("state"))
@@ -36,14 +40,17 @@ fn one(sensor: &std::path::Path, dir: &std::path::Path, rules: &std::path::Path,
         .arg(rules)
         .arg("--events")
         .arg(&events)
-        .args(["--", "python3", "-c", &script])
+        .args(["--", "python3", "-c", script])
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .status()?;
     anyhow::ensure!(st.code() == Some(137), "the victim was not killed: {st}");
     let text = std::fs::read_to_string(&events)?;
     let evs: Vec<Value> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
-    let alert = evs.iter().find(|e| e["kind"] == "alert" && e["action"] == "killed").context("no killed alert")?;
+    let alert = evs
+        .iter()
+        .find(|e| e["kind"] == "alert" && e["action"] == "killed" && e["rule"] == "bench-kill")
+        .context("no killed alert")?;
     let open = &alert["event"];
     let exit = evs
         .iter()
@@ -53,29 +60,40 @@ fn one(sensor: &std::path::Path, dir: &std::path::Path, rules: &std::path::Path,
     Ok((b.saturating_sub(a) as f64 / 1000.0, alert["decided_by"].as_str().unwrap_or("?").to_string()))
 }
 
-/// Markdown rows: kernel- and agent-decided kill delay, median and p99.
+/// Markdown rows: kill delay per mechanism, median and p99.
 pub fn kill_delay(rounds: usize) -> Result<String> {
     let sensor = crate::root().join("target/release/mcp-sensor");
     let dir = std::env::temp_dir().join(format!("mcp-sensor-bench-kill-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let key = dir.join("id_bench");
     std::fs::write(&key, "not a key\n")?;
+    // a program of its own to forbid: a copy of true
+    let prog = dir.join("forbidden-true");
+    std::fs::copy("/bin/true", &prog)?;
+    let open_rule = |extra: &str| {
+        format!("- rule: bench-kill\n  description: b\n  severity: high\n  kind: open\n  action: kill\n  match:\n    path: {}\n{extra}", key.display())
+    };
+    let exec_rule = format!("- rule: bench-kill\n  description: b\n  severity: high\n  kind: exec\n  action: kill\n  match:\n    file: {}\n", prog.display());
+    let open_script = format!("open({:?}).read()\nimport time\ntime.sleep(5)\n", key.display().to_string());
+    let exec_script = format!("import os\nos.execv({p:?}, [{p:?}])\n", p = prog.display().to_string());
+    let cases = [
+        ("kernel_syscall_exit", "open -> victim's exit (SIGKILL at the open's exit)", open_rule(""), &open_script),
+        ("kernel_syscall_exit", "exec -> victim's exit (SIGKILL at sched_process_exec)", exec_rule, &exec_script),
+        ("agent", "open -> victim's exit (the agent's pidfd kill)", open_rule("    exe_name: 'python3*'\n"), &open_script),
+    ];
     let mut rows = Vec::new();
-    for (who, extra) in [("kernel", ""), ("agent", "    exe_name: 'python3*'\n")] {
-        let rules = dir.join(format!("{who}.yaml"));
-        std::fs::write(
-            &rules,
-            format!("- rule: bench-kill\n  description: b\n  severity: high\n  kind: open\n  action: kill\n  match:\n    path: {}\n{extra}", key.display()),
-        )?;
+    for (i, (who, what, rule, script)) in cases.iter().enumerate() {
+        let rules = dir.join(format!("case{i}.yaml"));
+        std::fs::write(&rules, rule)?;
         let mut v = Vec::new();
         for _ in 0..rounds {
-            let (us, by) = one(&sensor, &dir, &rules, key.to_str().unwrap())?;
-            anyhow::ensure!(by == who, "expected a {who}-decided kill, got {by}");
+            let (us, by) = one(&sensor, &dir, &rules, script)?;
+            anyhow::ensure!(by == *who, "expected a kill decided by {who}, got {by}");
             v.push(us);
         }
         let (p50, p99) = (percentile(&mut v, 0.5), percentile(&mut v, 0.99));
-        rows.push(format!("| {who}-decided kill: open -> victim's exit | {rounds} | {p50:.0} µs | {p99:.0} µs |"));
+        rows.push(format!("| `{who}`: {what} | {rounds} | {p50:.0} µs | {p99:.0} µs |"));
     }
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(format!("| enforcement | n | median | p99 |\n|---|---|---|---|\n{}", rows.join("\n")))
+    Ok(format!("| decided by: violating syscall -> death | n | median | p99 |\n|---|---|---|---|\n{}", rows.join("\n")))
 }
