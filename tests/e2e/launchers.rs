@@ -270,3 +270,45 @@ fn launcher_wrapper_script_without_exec() {
 fn launcher_uvx_offline_python_server() {
     check(Launcher::Uvx);
 }
+
+/// Under `run --enforce`, a server launched through npx whose first call
+/// reads a protected key (inside the window before the agent's
+/// confirmation reaches the kernel) is killed by the kernel at the open,
+/// in 20 of 20 rounds: no byte of the key reaches the client.
+#[test]
+fn launcher_npx_first_call_key_read_is_stopped_in_the_kernel_under_enforce() {
+    use crate::enforce::{assert_no_leak, home_with_key, key_rule, rule_file};
+    let d = scratch("launch-npx-enforce");
+    let env = mcp_env();
+    let (home, key, secret) = home_with_key(&d);
+    let rules = rule_file(&d, &key_rule(&home, "tree", ""));
+    let daemon = Daemon::start_with(&d, "", &["--enforce", "--rules", &rules]);
+    let plan = Plan {
+        command: vec!["npx".into(), "-y".into(), FS_PKG.into(), home.display().to_string()],
+        env: npm_env(&env),
+        steps: json!([{"call": "read_text_file", "arguments": {"path": key}}]),
+        shell: false,
+        read: true,
+    };
+    for batch in 0..ROUNDS / AT_ONCE {
+        let clients: Vec<_> = (0..AT_ONCE).map(|i| start_client(&env, &d, &plan, &format!("{batch}-{i}"))).collect();
+        for c in clients {
+            let out = c.wait_with_output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            let report: Value = serde_json::from_str(&text).expect("client prints JSON");
+            assert_eq!(report["connected"], true, "the session came up (positive control): {report}");
+            assert_eq!(report["results"][0]["ok"], false, "the key read gets no result: {report}");
+            assert_no_leak(&text, &secret, "the client's report");
+        }
+    }
+    let (status, evs) = daemon.stop();
+    assert_eq!(status, 0);
+    let k = key.display().to_string();
+    let killed: Vec<_> =
+        evs.iter().filter(|e| e["kind"] == "alert" && e["action"] == "killed" && e["event"]["path"] == k.as_str()).collect();
+    assert_eq!(killed.len(), ROUNDS, "every round's read was killed");
+    for a in &killed {
+        assert_eq!(a["decided_by"], "kernel", "{a}");
+        assert_eq!(a["tool_call"]["name"], "read_text_file", "{a}");
+    }
+}
