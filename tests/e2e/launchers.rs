@@ -144,7 +144,7 @@ fn finish_client(c: std::process::Child, what: &str) {
 
 /// Runs `ROUNDS` rounds of `l` under one daemon; returns the rounds and the
 /// daemon's log.
-fn run_rounds(l: Launcher) -> (Vec<Round>, Vec<Value>) {
+fn run_rounds(l: Launcher) -> (Vec<Round>, Vec<Value>, PathBuf) {
     let d = scratch(&format!("launch-{l:?}").to_lowercase());
     let env = mcp_env();
     let daemon = Daemon::start(&d, "");
@@ -167,9 +167,10 @@ fn run_rounds(l: Launcher) -> (Vec<Round>, Vec<Value>) {
             finish_client(c, &what);
         }
     }
+    let log_dir = daemon.log_dir.clone();
     let (status, evs) = daemon.stop();
     assert_eq!(status, 0, "SIGTERM: clean exit");
-    (rounds, evs)
+    (rounds, evs, log_dir)
 }
 
 fn describe(evs: &[Value], server: &Value) -> String {
@@ -191,9 +192,38 @@ fn assert_alert(evs: &[Value], rule: &str, call: &Value, client_pid: u32, is_it:
     assert!(hops.contains(&(client_pid as u64)), "the ancestry reaches the client {client_pid}: {a}");
 }
 
+/// `investigate` on the daemon's log: each of `servers`' sessions starts
+/// at its first event (the launcher's exec, held until the verdict and
+/// written after it), so no call starts before its session and the
+/// launcher's start-up is `startup`, before the first request.
+fn assert_sessions_start_first(log_dir: &Path, servers: &std::collections::HashSet<Value>) {
+    let out = Command::new(sensor_bin()).args(["investigate", "--format", "json"]).arg(log_dir).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut seen = 0;
+    for s in report["sessions"].as_array().unwrap().iter().filter(|s| servers.contains(&s["server"]["pid"])) {
+        seen += 1;
+        let start = s["start"].as_str().unwrap();
+        let calls = s["calls"].as_array().unwrap();
+        assert!(!calls.is_empty(), "{s}");
+        for c in calls {
+            let req = c["request_ts"].as_str().unwrap_or("");
+            assert!(start <= req, "session start {start} after its call's request {req}: {s}");
+        }
+        let first = calls.iter().filter_map(|c| c["request_ts"].as_str()).min().unwrap();
+        let startup: Vec<_> = s["outside"].as_array().unwrap().iter().filter(|a| a["phase"] == "startup").collect();
+        assert!(!startup.is_empty(), "the launcher's start-up is in the session: {s}");
+        for a in startup {
+            let ts = a["ts"].as_str().unwrap();
+            assert!(start <= ts && ts <= first, "start-up {ts} between the start {start} and the first request {first}");
+        }
+    }
+    assert_eq!(seen, servers.len(), "every server has its session in investigate's report");
+}
+
 /// Every session of `l` checked (see the module's comment).
 fn check(l: Launcher) {
-    let (sessions, evs) = run_rounds(l);
+    let (sessions, evs, log_dir) = run_rounds(l);
     let one_call = |key: &str, value: &str| -> Value {
         let c: Vec<&Value> = evs
             .iter()
@@ -246,6 +276,7 @@ fn check(l: Launcher) {
         assert!(argv.contains(&prefix), "{l:?}: a launcher's own shell alerted: {a}");
     }
     assert_eq!(ours.len(), sessions.len(), "{l:?}: each session its own server");
+    assert_sessions_start_first(&log_dir, &ours);
     let fin: Vec<_> = evs.iter().filter(|e| e["kind"] == "drops" && e["final"] == true).collect();
     assert_eq!(fin.len(), 1);
     assert!(fin[0]["other"]["discovery_held_overflow"].is_null(), "nothing held was lost: {}", fin[0]);
