@@ -1,6 +1,7 @@
 //! `mcp-sensor run` finds servers however client configs launch them: npx
 //! from the npm cache (offline), `sh -c 'npx ...'`, a wrapper script that
-//! does not `exec` the server, and uvx (offline) running a Python server.
+//! does not `exec` the server, one that does, and uvx (offline) running a
+//! Python server.
 //! No wrapper of ours: the official SDK client starts each launcher, and
 //! the daemon must find the server behind it by its channel.
 //!
@@ -32,6 +33,7 @@ enum Launcher {
     Npx,
     ShC,
     Wrapper,
+    ExecWrapper,
     Uvx,
 }
 
@@ -61,10 +63,15 @@ fn npm_env(env: &HashMap<String, String>) -> Value {
 }
 
 /// A wrapper script that runs its argv without `exec` (it stays the
-/// server's parent, and says so on stderr before and after).
-fn wrapper(dir: &Path) -> String {
-    let path = dir.join("run-server.sh");
-    std::fs::write(&path, "#!/bin/sh\necho \"wrapper: starting $1\" >&2\n\"$@\"\nstatus=$?\necho \"wrapper: done\" >&2\nexit $status\n").unwrap();
+/// server's parent, and says so on stderr before and after), or with it.
+fn wrapper(dir: &Path, exec: bool) -> String {
+    let path = dir.join(if exec { "exec-server.sh" } else { "run-server.sh" });
+    let text = if exec {
+        "#!/bin/sh\necho \"wrapper: starting $1\" >&2\nexec \"$@\"\n"
+    } else {
+        "#!/bin/sh\necho \"wrapper: starting $1\" >&2\n\"$@\"\nstatus=$?\necho \"wrapper: done\" >&2\nexit $status\n"
+    };
+    std::fs::write(&path, text).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path.display().to_string()
 }
@@ -89,8 +96,8 @@ fn plans(l: Launcher, env: &HashMap<String, String>, dir: &Path, home: &Path, ke
             Plan { command: vec!["sh".into(), "-c".into(), format!("npx -y {SHELL_PKG}")], env: npm_env(env), steps: shell_first, shell: true, read: false },
             Plan { command: vec!["sh".into(), "-c".into(), format!("npx -y {FS_PKG} {home}")], env: npm_env(env), steps: read_first, shell: false, read: true },
         ],
-        Launcher::Wrapper => {
-            let w = wrapper(dir);
+        Launcher::Wrapper | Launcher::ExecWrapper => {
+            let w = wrapper(dir, matches!(l, Launcher::ExecWrapper));
             let with = |mut argv: Vec<String>| {
                 argv.insert(0, w.clone());
                 argv
@@ -295,6 +302,14 @@ fn launcher_sh_c_npx() {
 #[test]
 fn launcher_wrapper_script_without_exec() {
     check(Launcher::Wrapper);
+}
+
+/// A wrapper that `exec`s the server: its shell is the session's root and
+/// ran before any request, so it raises nothing (it used to, once the held
+/// events were judged after the first request).
+#[test]
+fn launcher_wrapper_script_with_exec() {
+    check(Launcher::ExecWrapper);
 }
 
 #[test]
