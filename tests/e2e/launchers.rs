@@ -322,7 +322,7 @@ fn launcher_uvx_offline_python_server() {
 /// confirmation reaches the kernel) is killed by the kernel at the open,
 /// in 20 of 20 rounds: no byte of the key reaches the client.
 #[test]
-fn launcher_npx_first_call_key_read_is_stopped_in_the_kernel_under_enforce() {
+fn launcher_npx_first_call_key_read_is_stopped_under_enforce() {
     use crate::enforce::{assert_no_leak, home_with_key, key_rule, rule_file};
     let d = scratch("launch-npx-enforce");
     let env = mcp_env();
