@@ -71,6 +71,15 @@ static __always_inline int ms_open_args_of(int nr, struct pt_regs *regs, struct 
 	return 1;
 }
 
+/* See enforce.bpf.h: verified once per program. */
+__noinline int ms_open_verdict(__u64 file, __u32 wr, __u32 session)
+{
+	struct ms_verdict v;
+	if (!ms_file_verdict((struct file *)file, wr, session, &v))
+		return 0;
+	return (int)(((v.rule + 1) << 8) | (v.flags & 0xff));
+}
+
 /* The open record: the opened file's path and identity when there is a
  * file, else the caller's string (MS_F_UNRESOLVED). */
 static __always_inline void ms_emit_open(struct file *file, const struct ms_open_args *a, long ret,
@@ -170,7 +179,7 @@ int BPF_PROG(ms_lsm_file_open, struct file *file, int ret)
 	if (!ms_open_args_of((int)BPF_CORE_READ(regs, orig_ax), regs, &a))
 		a.flags = BPF_CORE_READ(file, f_flags);
 	struct ms_verdict v;
-	if (!ms_file_verdict(file, ms_open_writes(a.flags), session, &v))
+	if (!ms_open_verdict_of(file, ms_open_writes(a.flags), session, &v))
 		return 0;
 	__u32 flags = ms_lsm_deny(&v, session, MS_ENF_DENY_OPEN);
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
