@@ -1,13 +1,16 @@
 //! The investigation's data: sessions -> calls -> activity, as built from
-//! the log by `timeline.rs`, narrowed by `filter.rs`, and printed by the
-//! renderers. Serialised as is by `--format json` (docs/investigate.md
-//! documents the structure) and embedded in the `--html` page.
+//! the log by `timeline/`, narrowed by `filter.rs`, and printed by the
+//! renderers. Host events and alerts are held as references to their lines
+//! (`lines.rs`); `shown.rs` serialises the report with those lines read
+//! back, for `--format json` (docs/investigate.md documents the structure)
+//! and the `--html` page.
 
 use serde::Serialize;
+use super::lines::LineRef;
 use serde_json::Value;
 
 /// Everything an investigation shows.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Report {
     /// The files read, oldest first, with what was wrong in them.
     pub sources: Vec<super::read::Source>,
@@ -39,7 +42,7 @@ impl Losses {
 
 /// One server instance: the events whose `server.pid` is this pid, until
 /// that pid exits and is seen again (pid reuse starts a new session).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Session {
     pub server: Server,
     /// First and last event of the session (RFC 3339).
@@ -56,9 +59,7 @@ pub struct Session {
     pub notifications: u64,
     /// Alerts anywhere in the session.
     pub alerts: u64,
-    #[serde(skip)]
     pub start_ns: i128,
-    #[serde(skip)]
     pub end_ns: i128,
 }
 
@@ -97,7 +98,7 @@ pub enum Status {
 }
 
 /// One client -> server request and its response.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Call {
     /// The JSON-RPC id (`null` when a cut message lost it).
     pub id: Value,
@@ -120,9 +121,7 @@ pub struct Call {
     pub activity: Vec<Activity>,
     /// Alerts on this call or on its activity.
     pub alerts: Vec<Alert>,
-    #[serde(skip)]
     pub start_ns: Option<i128>,
-    #[serde(skip)]
     pub end_ns: Option<i128>,
 }
 
@@ -133,56 +132,45 @@ impl Call {
     }
 }
 
-/// One host event (exec, open, connect, fork, exit, malformed, ...).
-#[derive(Debug, Clone, Serialize)]
+/// One host event (exec, open, connect, fork, exit, malformed, ...): what
+/// ordering, filtering and grouping need, and where its line is. What is
+/// said of it (time text, comm, exe, summary, the line itself) is read
+/// back from the line when rendered ([`super::shown`]): a report holds
+/// one of these per host event, so it holds no text of them.
+#[derive(Debug, Clone)]
 pub struct Activity {
-    pub ts: String,
-    pub kind: String,
+    /// The event's line; with [`Self::in_alert`], the alert line carrying it.
+    pub line: LineRef,
+    /// Unix-epoch ns of the line's `ts`.
+    pub ts_ns: i128,
+    /// The event's `kind` (one shared string per kind).
+    pub kind: std::rc::Rc<str>,
     pub pid: Option<u32>,
-    pub comm: Option<String>,
-    pub exe: Option<String>,
-    /// One line saying what happened (path, argv, address, ...).
-    pub summary: String,
-    /// The event failed (open or connect with an error).
-    pub failed: bool,
     /// When several requests were in flight: their ids. The event is shown
     /// under each of them; the sensor never guesses which one caused it.
-    pub in_flight: Option<Vec<Value>>,
+    pub in_flight: Option<std::rc::Rc<[Value]>>,
+    pub alerts: Vec<Alert>,
+    /// The event failed (open or connect with an error, non-zero exit).
+    pub failed: bool,
     /// Under a call: the event came after the call's response (a process
     /// the call started, still running).
     pub after_response: bool,
     /// Outside calls: `startup` (before the first request), `between_calls`,
     /// `after_exit` (after the server's root process exited).
     pub phase: Option<&'static str>,
-    pub alerts: Vec<Alert>,
-    /// The event line as logged, kept as its JSON text: a parsed `Value`
-    /// takes several times the line's size, and the report holds one per
-    /// host event.
-    pub event: Box<serde_json::value::RawValue>,
-    #[serde(skip)]
-    pub ts_ns: i128,
+    /// The event is only known from an alert's `event` (its own line is
+    /// not in the logs).
+    pub in_alert: bool,
 }
 
-impl Activity {
-    /// [`Self::event`] parsed.
-    pub fn event_value(&self) -> Value {
-        serde_json::from_str(self.event.get()).unwrap_or(Value::Null)
-    }
-}
-
-/// An `alert` line, as much as an investigator reads of it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// An `alert` line: its rule (filters match it) and where the line is;
+/// the rest is read back when rendered ([`super::shown::AlertText`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
-    pub ts: String,
     pub rule: String,
-    pub severity: String,
-    pub action: String,
-    pub description: String,
-    pub tags: Vec<String>,
-    /// Kind of the event that triggered it.
-    pub event_kind: Option<String>,
-    /// What the alert names of the event (path, argv, address...).
-    pub summary: String,
-    /// The alert line as logged.
-    pub line: Value,
+    /// Unix-epoch ns of the line's `ts`.
+    pub ts_ns: i128,
+    /// The alert line's `pid` (of the process it is about).
+    pub pid: Option<u64>,
+    pub line: LineRef,
 }

@@ -7,7 +7,7 @@ use crate::cli::{Cli, Command};
 use clap::Parser;
 use serde_json::{json, Value};
 
-fn filtered(flags: &[&str], lines: &[Value]) -> Report {
+fn filtered(flags: &[&str], lines: &[Value]) -> Read {
     let mut argv = vec!["mcp-sensor", "investigate", "events.jsonl"];
     argv.extend_from_slice(flags);
     let Command::Investigate(args) = Cli::try_parse_from(argv).unwrap().command else { panic!() };
@@ -51,7 +51,7 @@ fn pid_filter_keeps_calls_that_pid_acted_in_and_its_own_outside_events() {
     lines.push(open(450, 5001, FS, "/tmp/late", None));
     let r = filtered(&["--pid", "5001"], &lines);
     assert_eq!(call_ids(&r), vec![json!(5)]);
-    let outside: Vec<_> = r.sessions[0].outside.iter().map(|a| a.summary.as_str()).collect();
+    let outside: Vec<_> = r.sessions[0].outside.iter().map(|a| r.summary(a)).collect();
     assert_eq!(outside, vec!["/tmp/late (O_RDONLY)"]);
 }
 
@@ -105,7 +105,7 @@ fn times_parse_in_every_documented_form_and_bad_ones_say_how() {
 
 const HOSTILE: &str = "</script><script>document.title='pwned'</script><img src=x onerror=alert(1)>\u{1b}[2J\u{202e}";
 
-fn hostile_report() -> Report {
+fn hostile_report() -> Read {
     let args = json!({"path": HOSTILE});
     let o = open(110, 4242, (HOSTILE, 4242), HOSTILE, Some(tool_call(3, HOSTILE, args.clone())));
     report(&[request(100, (HOSTILE, 4242), 3, HOSTILE, args), o.clone(), alert(111, HOSTILE, &o), response(120, (HOSTILE, 4242), 3, HOSTILE, HOSTILE, 20.0)])
@@ -113,9 +113,7 @@ fn hostile_report() -> Report {
 
 #[test]
 fn table_escapes_terminal_control_and_bidi_characters() {
-    let mut out = Vec::new();
-    super::table::render(&hostile_report(), &super::table::Style { color: false, all: true }, &mut out).unwrap();
-    let text = String::from_utf8(out).unwrap();
+    let text = hostile_report().table();
     assert!(!text.contains('\u{1b}'), "no raw escape reaches the terminal: {text:?}");
     assert!(!text.contains('\u{202e}'));
     assert!(text.contains("\\u{1b}[2J") && text.contains("\\u{202e}"), "{text}");
@@ -124,7 +122,7 @@ fn table_escapes_terminal_control_and_bidi_characters() {
 #[test]
 fn html_page_carries_hostile_text_only_as_inert_escaped_json() {
     let r = hostile_report();
-    let page = super::html::page(&r);
+    let page = super::html::page(&r, &r.log.lines);
     assert_eq!(page.matches("<script").count(), 2, "only the data block and the page's own script");
     assert_eq!(page.matches("</script>").count(), 2);
     assert!(!page.contains("<img"), "no markup from the log");
@@ -133,7 +131,7 @@ fn html_page_carries_hostile_text_only_as_inert_escaped_json() {
     let start = page.find(open_tag).unwrap() + open_tag.len();
     let len = page[start..].find("</script>").unwrap();
     let back: Value = serde_json::from_str(&page[start..start + len]).unwrap();
-    assert_eq!(back, serde_json::to_value(&r).unwrap());
+    assert_eq!(back, serde_json::to_value(super::shown::Shown(&r.r, &r.log.lines)).unwrap());
     assert_eq!(back["sessions"][0]["calls"][0]["arguments"]["path"], HOSTILE);
     // the CSP allows exactly the page's script, by hash, and no network source
     let js_start = page.rfind("<script>").unwrap() + "<script>".len();

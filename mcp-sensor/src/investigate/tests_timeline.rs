@@ -33,15 +33,15 @@ fn activity_goes_under_the_call_it_names_and_startup_apart() {
     let r = report(&story());
     let s = &r.sessions[0];
     let read = &s.calls[1];
-    let paths: Vec<_> = read.activity.iter().map(|a| a.event_value()["path"].as_str().unwrap().to_string()).collect();
+    let paths: Vec<_> = read.activity.iter().map(|a| r.event(a)["path"].as_str().unwrap().to_string()).collect();
     assert_eq!(paths, vec!["/home/me/notes.txt", "/home/me/.ssh/id_rsa"]);
     assert!(read.activity.iter().all(|a| a.in_flight.is_none() && !a.after_response));
-    let outside: Vec<_> = s.outside.iter().map(|a| (a.kind.as_str(), a.phase.unwrap())).collect();
+    let outside: Vec<_> = s.outside.iter().map(|a| (&*a.kind, a.phase.unwrap())).collect();
     assert_eq!(
         outside,
         vec![("exec", "startup"), ("open", "startup"), ("open", "between_calls"), ("exit", "between_calls")]
     );
-    assert_eq!(s.outside[2].event_value()["path"], "/etc/hosts");
+    assert_eq!(r.event(&s.outside[2])["path"], "/etc/hosts");
 }
 
 #[test]
@@ -51,14 +51,10 @@ fn an_event_with_several_in_flight_is_under_each_marked_never_guessed() {
     for c in &s.calls[2..] {
         assert_eq!(c.activity.len(), 1, "{:?}", c.id);
         let a = &c.activity[0];
-        assert_eq!(a.event_value()["path"], "/home/me");
-        assert_eq!(a.in_flight, Some(vec![json!(5), json!(6)]));
+        assert_eq!(r.event(a)["path"], "/home/me");
+        assert_eq!(a.in_flight.as_deref(), Some(&[json!(5), json!(6)][..]));
     }
-    let table = {
-        let mut out = Vec::new();
-        super::table::render(&r, &super::table::Style { color: false, all: true }, &mut out).unwrap();
-        String::from_utf8(out).unwrap()
-    };
+    let table = r.table();
     assert_eq!(table.matches("(one of 2 in flight: 5, 6)").count(), 2, "{table}");
 }
 
@@ -70,7 +66,7 @@ fn an_alert_marks_its_event_and_its_call() {
     let read = &s.calls[1];
     assert_eq!(read.alerts.len(), 1);
     assert_eq!(read.alerts[0].rule, "ssh-key-read");
-    assert_eq!(read.alerts[0].severity, "critical");
+    assert_eq!(super::shown::AlertText::of(&read.alerts[0], &r.log.lines).severity, "critical");
     assert!(read.activity[0].alerts.is_empty(), "notes.txt is not the key");
     assert_eq!(read.activity[1].alerts[0].rule, "ssh-key-read");
     assert!(s.calls.iter().filter(|c| c.id != json!(3)).all(|c| c.alerts.is_empty()));
@@ -88,7 +84,7 @@ fn alert_without_its_event_in_the_log_goes_to_the_call_it_names() {
     let lone = open(5, 4242, FS, "/etc/shadow", None);
     let r = report(&[alert(6, "shadow-read", &lone)]);
     let s = &r.sessions[0];
-    assert_eq!((s.outside.len(), s.outside[0].summary.as_str()), (1, "/etc/shadow (O_RDONLY)"));
+    assert_eq!((s.outside.len(), r.summary(&s.outside[0]).as_str()), (1, "/etc/shadow (O_RDONLY)"));
     assert_eq!(s.outside[0].alerts[0].rule, "shadow-read");
 }
 
@@ -168,7 +164,7 @@ fn a_bad_line_in_the_middle_is_reported_counted_and_reading_goes_on() {
     let mut t = text(&lines[..3]);
     t.push_str("{\"not\": \"an event\"}\n\u{1}garbage\n");
     t.push_str(&text(&lines[3..]));
-    let (log, r) = read_text(&t);
+    let super::tests_fixtures::Read { log, r } = read_text(&t);
     assert_eq!(log.sources[0].events as usize, lines.len());
     assert_eq!(log.sources[0].bad_lines, 2);
     assert!(!log.sources[0].torn_tail);

@@ -3,47 +3,29 @@
 //! JSON-RPC message on the call with that message's id; else on the
 //! call(s) its `tool_call` names; else outside calls, with its event.
 
-use super::{activity, id_key, str_of, Building, Loc};
-use crate::investigate::describe::describe;
+use super::{id_key, str_of, text_hash, Building, Loc};
+use crate::investigate::lines::LineRef;
 use crate::investigate::model::Alert;
 use serde_json::Value;
 
-pub(super) fn alert_of(line: &Value) -> Alert {
-    let event = line.get("event");
+/// The alert line at `at`, as the report holds it.
+pub(super) fn alert_of(line: &Value, at: LineRef, ts_ns: i128) -> Alert {
     Alert {
-        ts: str_of(line, "ts").unwrap_or_default(),
         rule: str_of(line, "rule").unwrap_or_else(|| "?".into()),
-        severity: str_of(line, "severity").unwrap_or_else(|| "?".into()),
-        action: str_of(line, "action").unwrap_or_else(|| "alert".into()),
-        description: str_of(line, "description").unwrap_or_default(),
-        tags: line
-            .get("tags")
-            .and_then(Value::as_array)
-            .map(|t| t.iter().filter_map(Value::as_str).map(str::to_string).collect())
-            .unwrap_or_default(),
-        event_kind: event.and_then(|e| str_of(e, "kind")),
-        summary: event.map(|e| describe(e).0).unwrap_or_default(),
-        line: line.clone(),
+        ts_ns,
+        pid: line.get("pid").and_then(Value::as_u64),
+        line: at,
     }
 }
 
 impl Building {
-    pub(super) fn on_alert(&mut self, line: &Value, ts_ns: i128) {
+    pub(super) fn on_alert(&mut self, line: &Value, at: LineRef, ts_ns: i128) {
         self.s.alerts += 1;
-        let alert = alert_of(line);
+        let alert = alert_of(line, at, ts_ns);
         let event = line.get("event").filter(|e| e.is_object());
-        // activities keep their event as the text a Value serializes to
-        let text = event.and_then(|e| serde_json::to_string(e).ok());
-        let found = text.and_then(|text| {
-            self.recent.iter().rev().find(|locs| {
-                let (loc, i) = locs[0];
-                let a = match loc {
-                    Loc::Call(c) => &self.s.calls[c].activity[i],
-                    Loc::Outside => &self.s.outside[i],
-                };
-                a.event.get() == text
-            })
-        });
+        // the event placed last whose text (as a Value serialises) is the alert's
+        let hash = event.map(|e| text_hash(&self.key, e));
+        let found = hash.and_then(|hash| self.recent.iter().rev().find(|(h, _)| *h == hash)).map(|(_, locs)| locs);
         if let Some(locs) = found.cloned() {
             for (loc, i) in locs {
                 match loc {
@@ -74,7 +56,7 @@ impl Building {
         }
         if calls.is_empty() {
             // the triggering event is not in the logs: show it from the alert
-            let mut a = activity(event.unwrap_or(line), ts_ns);
+            let mut a = self.activity(event.unwrap_or(line), at, ts_ns, true);
             a.phase = Some(self.phase());
             a.alerts.push(alert);
             self.s.outside.push(a);

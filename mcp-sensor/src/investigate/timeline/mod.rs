@@ -15,11 +15,14 @@
 mod alerts;
 
 use super::describe::describe;
+use super::lines::LineRef;
 use super::model::*;
 use super::read::{Line, Log};
 use alerts::alert_of;
 use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::hash::{BuildHasher, Hasher, RandomState};
+use std::rc::Rc;
 
 /// Placed activities remembered for matching alerts to their event.
 const RECENT: usize = 256;
@@ -36,7 +39,12 @@ struct Building {
     by_id: HashMap<String, usize>,
     exited: bool,
     seen_request: bool,
-    recent: VecDeque<Vec<(Loc, usize)>>,
+    /// The last placed events: the keyed hash of their text (as a `Value`
+    /// serialises) and where they went.
+    recent: VecDeque<(u64, Vec<(Loc, usize)>)>,
+    /// One shared string per event kind.
+    kinds: HashSet<Rc<str>>,
+    key: RandomState,
 }
 
 /// Builds the report one line at a time, so the lines are never all held.
@@ -70,23 +78,25 @@ fn add_losses(into: &mut Losses, line: &Value) {
     into.queue += line.get("queue").and_then(Value::as_u64).unwrap_or(0);
 }
 
-fn activity(ev: &Value, ts_ns: i128) -> Activity {
-    let (summary, failed) = describe(ev);
-    Activity {
-        ts: str_of(ev, "ts").unwrap_or_default(),
-        kind: str_of(ev, "kind").unwrap_or_default(),
-        pid: pid_of(ev),
-        comm: str_of(ev, "comm"),
-        exe: str_of(ev, "exe"),
-        summary,
-        failed,
-        in_flight: None,
-        after_response: false,
-        phase: None,
-        alerts: Vec::new(),
-        event: serde_json::value::to_raw_value(ev).expect("a parsed line serializes"),
-        ts_ns,
+/// Feeds what is written to it to a hasher.
+struct HashWriter<'a>(&'a mut std::hash::DefaultHasher);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf);
+        Ok(buf.len())
     }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Keyed hash of `v`'s JSON text (as a `Value` serialises: an event and
+/// an alert's copy of it serialise alike), without making the text.
+fn text_hash(key: &RandomState, v: &Value) -> u64 {
+    let mut h = key.build_hasher();
+    serde_json::to_writer(HashWriter(&mut h), v).expect("a parsed value serializes");
+    h.finish()
 }
 
 fn new_call(id: Value) -> Call {
@@ -129,6 +139,8 @@ impl Building {
             exited: false,
             seen_request: false,
             recent: VecDeque::new(),
+            kinds: HashSet::new(),
+            key: RandomState::new(),
         }
     }
 
@@ -155,15 +167,41 @@ impl Building {
         }
     }
 
-    fn remember(&mut self, locs: Vec<(Loc, usize)>) {
+    fn remember(&mut self, hash: u64, locs: Vec<(Loc, usize)>) {
         if self.recent.len() == RECENT {
             self.recent.pop_front();
         }
-        self.recent.push_back(locs);
+        self.recent.push_back((hash, locs));
     }
 
-    /// Puts a host event where its `tool_call` says.
-    fn place(&mut self, ev: &Value, ts_ns: i128) {
+    /// The activity of event `ev`, read from the line at `at` (from the
+    /// alert line there when `in_alert`) at `ts_ns`.
+    fn activity(&mut self, ev: &Value, at: LineRef, ts_ns: i128, in_alert: bool) -> Activity {
+        let kind = ev.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let kind = match self.kinds.get(kind) {
+            Some(k) => k.clone(),
+            None => {
+                let k: Rc<str> = kind.into();
+                self.kinds.insert(k.clone());
+                k
+            }
+        };
+        Activity {
+            line: at,
+            ts_ns,
+            kind,
+            pid: pid_of(ev),
+            in_flight: None,
+            alerts: Vec::new(),
+            failed: describe(ev).1,
+            after_response: false,
+            phase: None,
+            in_alert,
+        }
+    }
+
+    /// Puts a host event, the line at `at`, where its `tool_call` says.
+    fn place(&mut self, ev: &Value, at: LineRef, ts_ns: i128) {
         let tc = ev.get("tool_call").filter(|t| t.is_object());
         let listed: Vec<Value> = tc
             .and_then(|t| t.get("in_flight"))
@@ -174,25 +212,27 @@ impl Building {
         match tc {
             Some(t) if t.get("id").is_some_and(|id| !id.is_null()) => {
                 let c = self.call_for(&t["id"], t);
-                locs.push(self.push_call(c, activity(ev, ts_ns)));
+                let a = self.activity(ev, at, ts_ns, false);
+                locs.push(self.push_call(c, a));
             }
             Some(_) if !listed.is_empty() => {
-                let ids: Vec<Value> = listed.iter().map(|r| r.get("id").cloned().unwrap_or(Value::Null)).collect();
+                let ids: Rc<[Value]> = listed.iter().map(|r| r.get("id").cloned().unwrap_or(Value::Null)).collect();
+                let mut a = self.activity(ev, at, ts_ns, false);
+                a.in_flight = Some(ids);
                 for r in &listed {
                     let c = self.call_for(r.get("id").unwrap_or(&Value::Null), r);
-                    let mut a = activity(ev, ts_ns);
-                    a.in_flight = Some(ids.clone());
-                    locs.push(self.push_call(c, a));
+                    locs.push(self.push_call(c, a.clone()));
                 }
             }
             _ => {
-                let mut a = activity(ev, ts_ns);
+                let mut a = self.activity(ev, at, ts_ns, false);
                 a.phase = Some(self.phase());
                 self.s.outside.push(a);
                 locs.push((Loc::Outside, self.s.outside.len() - 1));
             }
         }
-        self.remember(locs);
+        let hash = text_hash(&self.key, ev);
+        self.remember(hash, locs);
     }
 
     fn push_call(&mut self, c: usize, mut a: Activity) -> (Loc, usize) {
@@ -202,7 +242,7 @@ impl Building {
         (Loc::Call(c), call.activity.len() - 1)
     }
 
-    fn on_rpc(&mut self, ev: &Value, ts_ns: i128) {
+    fn on_rpc(&mut self, ev: &Value, at: LineRef, ts_ns: i128) {
         let dir = ev.get("direction").and_then(Value::as_str);
         let msg = ev.get("message").and_then(Value::as_str);
         let id = ev.get("id").cloned().unwrap_or(Value::Null);
@@ -254,7 +294,7 @@ impl Building {
                 }
             }
             // the server asking the client (sampling, roots, elicitation)
-            (Some("server_to_client"), Some("request")) => self.place(ev, ts_ns),
+            (Some("server_to_client"), Some("request")) => self.place(ev, at, ts_ns),
             _ => {}
         }
     }
@@ -299,7 +339,7 @@ impl Builder {
         b
     }
 
-    fn on_line(&mut self, line: &Value, ts_ns: i128) {
+    fn on_line(&mut self, line: &Value, at: LineRef, ts_ns: i128) {
         let kind = line.get("kind").and_then(Value::as_str).unwrap_or_default();
         if kind == "drops" {
             if line.get("final") == Some(&Value::Bool(true)) {
@@ -313,16 +353,16 @@ impl Builder {
         let server = line.get("server").filter(|s| s.is_object());
         let Some((server, pid)) = server.and_then(|s| Some((s, pid_of(s)?))) else {
             if kind == "alert" {
-                self.other_alerts.push(alert_of(line));
+                self.other_alerts.push(alert_of(line, at, ts_ns));
             }
             return;
         };
         let b = self.session(server, pid, line, ts_ns);
         match kind {
-            "rpc" => b.on_rpc(line, ts_ns),
-            "alert" => b.on_alert(line, ts_ns),
+            "rpc" => b.on_rpc(line, at, ts_ns),
+            "alert" => b.on_alert(line, at, ts_ns),
             _ => {
-                b.place(line, ts_ns);
+                b.place(line, at, ts_ns);
                 if kind == "exit" && pid_of(line) == Some(pid) {
                     b.exited = true;
                     b.s.exit = Some(Exit {
@@ -338,7 +378,7 @@ impl Builder {
 
 impl Builder {
     pub fn add(&mut self, line: &Line) {
-        self.on_line(&line.value, line.ts_ns);
+        self.on_line(&line.value, line.at, line.ts_ns);
     }
 
     /// The report of the lines added; `log` says what was read.
@@ -348,7 +388,8 @@ impl Builder {
 }
 
 /// Reads `paths` into a report, line by line: memory holds the report,
-/// never the parsed log (see docs/investigate.md, "Memory").
+/// never the parsed log, and the report holds where host events and alerts
+/// are, not their lines (see docs/investigate.md, "Memory").
 pub fn read(paths: &[std::path::PathBuf]) -> anyhow::Result<(Report, Log)> {
     let mut b = Builder::default();
     let log = Log::read(paths, |l| b.add(&l))?;
