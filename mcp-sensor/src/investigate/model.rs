@@ -8,6 +8,7 @@
 use serde::Serialize;
 use super::lines::LineRef;
 use serde_json::Value;
+use std::rc::Rc;
 
 /// Everything an investigation shows.
 #[derive(Debug, Clone, Default)]
@@ -97,32 +98,45 @@ pub enum Status {
     NoResponse,
 }
 
-/// One client -> server request and its response.
+/// One client -> server request and its response: what filters and
+/// ordering need, and where its lines are. Its arguments, times, result
+/// and latency are read back from them when rendered
+/// ([`super::shown::CallText`]).
 #[derive(Debug, Clone)]
 pub struct Call {
     /// The JSON-RPC id (`null` when a cut message lost it).
     pub id: Value,
-    pub method: Option<String>,
+    pub method: Option<Rc<str>>,
     /// The tool of a `tools/call`.
-    pub tool: Option<String>,
-    pub arguments: Option<Value>,
-    /// When the server read the request; `null` when the request line is
-    /// not in the logs (the call is known from its response or activity).
-    pub request_ts: Option<String>,
-    pub response_ts: Option<String>,
+    pub tool: Option<Rc<str>>,
     pub status: Status,
-    /// The response's summary of the result or error.
-    pub result: Option<String>,
-    pub is_error: Option<bool>,
-    pub latency_ms: Option<f64>,
     /// The request was longer than the sensor keeps: arguments may be cut.
     pub truncated: bool,
+    /// The request's line, at [`Self::start_ns`]; `None` when it is not in
+    /// the logs (the call is known from its response or activity).
+    pub request: Option<LineRef>,
+    /// Without a request: the line that named the call first, at its time,
+    /// and where in it (its method, tool and arguments are shown).
+    pub named: Option<(LineRef, i128, Named)>,
+    /// The response's (or error's) line, at [`Self::end_ns`].
+    pub response: Option<LineRef>,
     /// Host activity attributed to this call, in log order.
     pub activity: Vec<Activity>,
     /// Alerts on this call or on its activity.
     pub alerts: Vec<Alert>,
     pub start_ns: Option<i128>,
     pub end_ns: Option<i128>,
+}
+
+/// Where in a line a call without its request is named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Named {
+    /// The line itself (a response).
+    Line,
+    /// Its `tool_call`.
+    ToolCall,
+    /// Entry `n` of its `tool_call.in_flight`.
+    InFlight(usize),
 }
 
 impl Call {
@@ -144,23 +158,33 @@ pub struct Activity {
     /// Unix-epoch ns of the line's `ts`.
     pub ts_ns: i128,
     /// The event's `kind` (one shared string per kind).
-    pub kind: std::rc::Rc<str>,
+    pub kind: Rc<str>,
     pub pid: Option<u32>,
     /// When several requests were in flight: their ids. The event is shown
     /// under each of them; the sensor never guesses which one caused it.
-    pub in_flight: Option<std::rc::Rc<[Value]>>,
+    pub in_flight: Option<Rc<Vec<Value>>>,
     pub alerts: Vec<Alert>,
     /// The event failed (open or connect with an error, non-zero exit).
     pub failed: bool,
     /// Under a call: the event came after the call's response (a process
     /// the call started, still running).
     pub after_response: bool,
-    /// Outside calls: `startup` (before the first request), `between_calls`,
-    /// `after_exit` (after the server's root process exited).
-    pub phase: Option<&'static str>,
+    /// Outside calls: when it happened.
+    pub phase: Option<Phase>,
     /// The event is only known from an alert's `event` (its own line is
     /// not in the logs).
     pub in_alert: bool,
+}
+
+/// When an event outside calls happened.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Before the first request.
+    Startup,
+    BetweenCalls,
+    /// After the server's root process exited.
+    AfterExit,
 }
 
 /// An `alert` line: its rule (filters match it) and where the line is;

@@ -2,11 +2,11 @@
 //! (`lines.rs`) as it is rendered, one at a time, and what is said of it.
 //! [`Shown`] serialises a report in the structure docs/investigate.md
 //! documents (`--format json`, the `--html` page's data); the table asks
-//! [`ActivityText::of`] and [`AlertText::of`] directly.
+//! [`CallText::of`], [`ActivityText::of`] and [`AlertText::of`] directly.
 
 use super::describe::describe;
 use super::lines::Lines;
-use super::model::{Activity, Alert, Call, Report, Session};
+use super::model::{Activity, Alert, Call, Named, Report, Session};
 use serde::ser::{SerializeStruct, Serializer};
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -17,6 +17,60 @@ pub const UNAVAILABLE: &str = "(unavailable: the log file changed after it was r
 
 fn str_of(v: &Value, k: &str) -> Option<String> {
     v.get(k).and_then(Value::as_str).map(str::to_string)
+}
+
+/// What a call's request and response lines say, read back.
+pub struct CallText {
+    pub arguments: Option<Value>,
+    /// When the server read the request; `None` when the request line is
+    /// not in the logs.
+    pub request_ts: Option<String>,
+    pub response_ts: Option<String>,
+    /// The response's summary of the result or error.
+    pub result: Option<String>,
+    pub is_error: Option<bool>,
+    pub latency_ms: Option<f64>,
+}
+
+impl CallText {
+    /// `c`'s lines read back from `lines`; placeholders for one that changed.
+    pub fn of(c: &Call, lines: &Lines) -> CallText {
+        let mut t = CallText { arguments: None, request_ts: None, response_ts: None, result: None, is_error: None, latency_ms: None };
+        let at = |r, ts: Option<i128>| lines.get(r, ts.unwrap_or_default());
+        if let Some(r) = &c.request {
+            match at(r, c.start_ns) {
+                Some(req) => {
+                    t.request_ts = str_of(&req, "ts");
+                    t.arguments = req.get("arguments").cloned();
+                }
+                None => t.request_ts = c.start_ns.map(crate::timefmt::rfc3339),
+            }
+        } else if let Some((r, ts, part)) = &c.named {
+            let line = at(r, Some(*ts));
+            let named = match (part, &line) {
+                (_, None) => None,
+                (Named::Line, Some(l)) => Some(l),
+                (Named::ToolCall, Some(l)) => l.get("tool_call"),
+                (Named::InFlight(n), Some(l)) => l.get("tool_call").and_then(|t| t.get("in_flight")).and_then(|f| f.get(n)),
+            };
+            t.arguments = named.and_then(|n| n.get("arguments")).cloned();
+        }
+        if let Some(r) = &c.response {
+            match at(r, c.end_ns) {
+                Some(resp) => {
+                    t.response_ts = str_of(&resp, "ts");
+                    t.result = str_of(&resp, "result");
+                    t.is_error = resp.get("is_error").and_then(Value::as_bool);
+                    t.latency_ms = resp.get("latency_ms").and_then(Value::as_f64);
+                }
+                None => {
+                    t.response_ts = c.end_ns.map(crate::timefmt::rfc3339);
+                    t.result = Some(UNAVAILABLE.into());
+                }
+            }
+        }
+        t
+    }
 }
 
 /// What an activity's line says, read back.
@@ -145,17 +199,18 @@ impl Serialize for Shown<'_, Session> {
 impl Serialize for Shown<'_, Call> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let (c, lines) = (self.0, self.1);
+        let t = CallText::of(c, lines);
         let mut st = s.serialize_struct("Call", 13)?;
         st.serialize_field("id", &c.id)?;
-        st.serialize_field("method", &c.method)?;
-        st.serialize_field("tool", &c.tool)?;
-        st.serialize_field("arguments", &c.arguments)?;
-        st.serialize_field("request_ts", &c.request_ts)?;
-        st.serialize_field("response_ts", &c.response_ts)?;
+        st.serialize_field("method", &c.method.as_deref())?;
+        st.serialize_field("tool", &c.tool.as_deref())?;
+        st.serialize_field("arguments", &t.arguments)?;
+        st.serialize_field("request_ts", &t.request_ts)?;
+        st.serialize_field("response_ts", &t.response_ts)?;
         st.serialize_field("status", &c.status)?;
-        st.serialize_field("result", &c.result)?;
-        st.serialize_field("is_error", &c.is_error)?;
-        st.serialize_field("latency_ms", &c.latency_ms)?;
+        st.serialize_field("result", &t.result)?;
+        st.serialize_field("is_error", &t.is_error)?;
+        st.serialize_field("latency_ms", &t.latency_ms)?;
         st.serialize_field("truncated", &c.truncated)?;
         st.serialize_field("activity", &Shown(&c.activity[..], lines))?;
         st.serialize_field("alerts", &Shown(&c.alerts[..], lines))?;

@@ -6,8 +6,8 @@
 //! a time.
 
 use super::lines::Lines;
-use super::model::{Activity, Call, Report, Session, Status};
-use super::shown::{ActivityText, AlertText};
+use super::model::{Activity, Call, Phase, Report, Session, Status};
+use super::shown::{ActivityText, AlertText, CallText};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -132,11 +132,12 @@ fn call_block(st: &Style, lines: &Lines, out: &mut String, c: &Call) {
     if let Some(t) = &c.tool {
         let _ = write!(head, " {}", clean(t, 80));
     }
-    let args = c.arguments.as_ref().map(|a| clean(&a.to_string(), PREVIEW)).unwrap_or_default();
-    let when = c.request_ts.as_deref().map(clock).unwrap_or("(request not in log)");
-    let latency = c.latency_ms.map(|l| format!("{l:.1} ms")).unwrap_or_default();
+    let t = CallText::of(c, lines);
+    let args = t.arguments.as_ref().map(|a| clean(&a.to_string(), PREVIEW)).unwrap_or_default();
+    let when = t.request_ts.as_deref().map(clock).unwrap_or("(request not in log)");
+    let latency = t.latency_ms.map(|l| format!("{l:.1} ms")).unwrap_or_default();
     let _ = writeln!(out, "  {} {}  {}  {latency}  {status}", st.paint("1", &format!("▸ {head}")), args, st.paint("2", when));
-    if let Some(r) = &c.result {
+    if let Some(r) = &t.result {
         let _ = writeln!(out, "      → {}", clean(r, PREVIEW));
     }
     if c.truncated {
@@ -154,10 +155,10 @@ fn call_block(st: &Style, lines: &Lines, out: &mut String, c: &Call) {
     }
 }
 
-fn outside_group(st: &Style, lines: &Lines, out: &mut String, phase: &str, acts: &[&Activity]) {
+fn outside_group(st: &Style, lines: &Lines, out: &mut String, phase: Option<Phase>, acts: &[&Activity]) {
     let title = match phase {
-        "startup" => "start-up (before the first request)",
-        "after_exit" => "after the server exited",
+        Some(Phase::Startup) => "start-up (before the first request)",
+        Some(Phase::AfterExit) => "after the server exited",
         _ => "between calls (no request in flight)",
     };
     let _ = writeln!(out, "  {} {}", st.paint("1;36", &format!("· {title}:")), counts(acts));
@@ -189,14 +190,14 @@ fn session_block(st: &Style, lines: &Lines, out: &mut String, s: &Session) {
         match item {
             Err(a) => {
                 if run.last().is_some_and(|r| r.phase != a.phase) {
-                    outside_group(st, lines, out, run[0].phase.unwrap_or(""), &run);
+                    outside_group(st, lines, out, run[0].phase, &run);
                     run.clear();
                 }
                 run.push(a);
             }
             Ok(c) => {
                 if !run.is_empty() {
-                    outside_group(st, lines, out, run[0].phase.unwrap_or(""), &run);
+                    outside_group(st, lines, out, run[0].phase, &run);
                     run.clear();
                 }
                 call_block(st, lines, out, c);
@@ -204,7 +205,7 @@ fn session_block(st: &Style, lines: &Lines, out: &mut String, s: &Session) {
         }
     }
     if !run.is_empty() {
-        outside_group(st, lines, out, run[0].phase.unwrap_or(""), &run);
+        outside_group(st, lines, out, run[0].phase, &run);
     }
     out.push('\n');
 }

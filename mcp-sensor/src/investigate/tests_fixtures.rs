@@ -2,9 +2,9 @@
 //! sensor writes them (docs/events.md), built by hand.
 
 use super::lines::Backing;
-use super::model::{Activity, Report};
+use super::model::{Activity, Call, Report};
 use super::read::Log;
-use super::shown::ActivityText;
+use super::shown::{ActivityText, CallText};
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
@@ -105,6 +105,11 @@ impl Read {
     pub fn event(&self, a: &Activity) -> Value {
         let raw = ActivityText::of(a, &self.log.lines).event.expect("the line reads back");
         serde_json::from_str(raw.get()).unwrap()
+    }
+
+    /// What `c`'s lines say, read back.
+    pub fn call(&self, c: &Call) -> CallText {
+        CallText::of(c, &self.log.lines)
     }
 
     pub fn summary(&self, a: &Activity) -> String {

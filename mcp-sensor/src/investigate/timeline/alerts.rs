@@ -3,9 +3,9 @@
 //! JSON-RPC message on the call with that message's id; else on the
 //! call(s) its `tool_call` names; else outside calls, with its event.
 
-use super::{id_key, str_of, text_hash, Building, Loc};
+use super::{id_key, str_of, text_hash, Building, OUTSIDE};
 use crate::investigate::lines::LineRef;
-use crate::investigate::model::Alert;
+use crate::investigate::model::{Alert, Named};
 use serde_json::Value;
 
 /// The alert line at `at`, as the report holds it.
@@ -25,15 +25,16 @@ impl Building {
         let event = line.get("event").filter(|e| e.is_object());
         // the event placed last whose text (as a Value serialises) is the alert's
         let hash = event.map(|e| text_hash(&self.key, e));
-        let found = hash.and_then(|hash| self.recent.iter().rev().find(|(h, _)| *h == hash)).map(|(_, locs)| locs);
-        if let Some(locs) = found.cloned() {
-            for (loc, i) in locs {
-                match loc {
-                    Loc::Call(c) => {
-                        self.s.calls[c].activity[i].alerts.push(alert.clone());
-                        self.s.calls[c].alerts.push(alert.clone());
-                    }
-                    Loc::Outside => self.s.outside[i].alerts.push(alert.clone()),
+        let found = hash.map(|h| self.recent_with(h)).unwrap_or_default();
+        if !found.is_empty() {
+            for l in found {
+                let i = l.index as usize;
+                if l.call == OUTSIDE {
+                    self.s.outside[i].alerts.push(alert.clone());
+                } else {
+                    let call = &mut self.s.calls[l.call as usize];
+                    call.activity[i].alerts.push(alert.clone());
+                    call.alerts.push(alert.clone());
                 }
             }
             return;
@@ -46,10 +47,11 @@ impl Building {
             calls.extend(self.by_id.get(&id_key(id)).copied());
         } else if let Some(t) = tc {
             match t.get("id").filter(|id| !id.is_null()) {
-                Some(id) => calls.push(self.call_for(id, t)),
+                Some(id) => calls.push(self.call_for(id, t, (at, ts_ns, Named::ToolCall))),
                 None => {
-                    for r in t.get("in_flight").and_then(Value::as_array).cloned().unwrap_or_default() {
-                        calls.push(self.call_for(r.get("id").unwrap_or(&Value::Null), &r));
+                    let listed = t.get("in_flight").and_then(Value::as_array).cloned().unwrap_or_default();
+                    for (n, r) in listed.iter().enumerate() {
+                        calls.push(self.call_for(r.get("id").unwrap_or(&Value::Null), r, (at, ts_ns, Named::InFlight(n))));
                     }
                 }
             }

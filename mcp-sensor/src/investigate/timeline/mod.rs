@@ -24,13 +24,32 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{BuildHasher, Hasher, RandomState};
 use std::rc::Rc;
 
-/// Placed activities remembered for matching alerts to their event.
-const RECENT: usize = 256;
+/// Placed events remembered per session for matching alerts to their event.
+const RECENT: u32 = 256;
 
+/// Where an activity went: under call `call` (`OUTSIDE`: outside calls),
+/// at `index`.
 #[derive(Clone, Copy)]
-enum Loc {
-    Call(usize),
-    Outside,
+struct Loc {
+    call: u32,
+    index: u32,
+}
+
+const OUTSIDE: u32 = u32::MAX;
+
+/// One placement of a recent event: an event shown under several calls
+/// is several placements with one `seq`, one after the other.
+struct Placed {
+    /// Keyed hash of the event's text (as a `Value` serialises).
+    hash: u64,
+    /// The event's number among those placed in the session.
+    seq: u32,
+    loc: Loc,
+}
+
+fn loc(call: usize, index: usize) -> Loc {
+    let narrow = |n: usize| u32::try_from(n).expect("fewer than 2^32 calls and events per session");
+    Loc { call: narrow(call), index: narrow(index) }
 }
 
 struct Building {
@@ -39,11 +58,12 @@ struct Building {
     by_id: HashMap<String, usize>,
     exited: bool,
     seen_request: bool,
-    /// The last placed events: the keyed hash of their text (as a `Value`
-    /// serialises) and where they went.
-    recent: VecDeque<(u64, Vec<(Loc, usize)>)>,
-    /// One shared string per event kind.
-    kinds: HashSet<Rc<str>>,
+    /// Where the last [`RECENT`] events placed went.
+    recent: VecDeque<Placed>,
+    /// Events placed so far.
+    placed: u32,
+    /// One shared string per event kind, method and tool name.
+    words: HashSet<Rc<str>>,
     key: RandomState,
 }
 
@@ -104,20 +124,21 @@ fn new_call(id: Value) -> Call {
         id,
         method: None,
         tool: None,
-        arguments: None,
-        request_ts: None,
-        response_ts: None,
         status: Status::NoResponse,
-        result: None,
-        is_error: None,
-        latency_ms: None,
         truncated: false,
+        request: None,
+        named: None,
+        response: None,
         activity: Vec::new(),
         alerts: Vec::new(),
         start_ns: None,
         end_ns: None,
     }
 }
+
+/// Where a call without its request was named: the line at `.0` (its time
+/// `.1`), and the part of it (`.2`) whose `named` it is.
+type NamedAt = (LineRef, i128, Named);
 
 impl Building {
     fn new(server: &Value, pid: u32, instance: u32, ts: &str, ts_ns: i128) -> Building {
@@ -139,53 +160,74 @@ impl Building {
             exited: false,
             seen_request: false,
             recent: VecDeque::new(),
-            kinds: HashSet::new(),
+            placed: 0,
+            words: HashSet::new(),
             key: RandomState::new(),
         }
     }
 
+    /// One shared copy of `text`.
+    fn word(&mut self, text: &str) -> Rc<str> {
+        match self.words.get(text) {
+            Some(w) => w.clone(),
+            None => {
+                let w: Rc<str> = text.into();
+                self.words.insert(w.clone());
+                w
+            }
+        }
+    }
+
+    fn word_of(&mut self, v: &Value, k: &str) -> Option<Rc<str>> {
+        v.get(k).and_then(Value::as_str).map(|t| self.word(t))
+    }
+
     /// The call with `id`, created from what `named` (a `tool_call` or an
-    /// `in_flight` entry) says when the request is not in the logs.
-    fn call_for(&mut self, id: &Value, named: &Value) -> usize {
+    /// `in_flight` entry, found where `at` says) says when the request is
+    /// not in the logs.
+    fn call_for(&mut self, id: &Value, named: &Value, at: NamedAt) -> usize {
         if let Some(&i) = self.by_id.get(&id_key(id)) {
             return i;
         }
         let mut call = new_call(id.clone());
-        call.method = str_of(named, "method");
-        call.tool = str_of(named, "tool").or_else(|| str_of(named, "name").filter(|_| call.method.as_deref() == Some("tools/call")));
-        call.arguments = named.get("arguments").cloned();
+        call.method = self.word_of(named, "method");
+        call.tool = self.word_of(named, "tool");
+        if call.tool.is_none() && call.method.as_deref() == Some("tools/call") {
+            call.tool = self.word_of(named, "name");
+        }
+        call.named = Some(at);
         self.s.calls.push(call);
         self.by_id.insert(id_key(id), self.s.calls.len() - 1);
         self.s.calls.len() - 1
     }
 
-    fn phase(&self) -> &'static str {
+    fn phase(&self) -> Phase {
         match (self.exited, self.seen_request) {
-            (true, _) => "after_exit",
-            (false, false) => "startup",
-            (false, true) => "between_calls",
+            (true, _) => Phase::AfterExit,
+            (false, false) => Phase::Startup,
+            (false, true) => Phase::BetweenCalls,
         }
     }
 
-    fn remember(&mut self, hash: u64, locs: Vec<(Loc, usize)>) {
-        if self.recent.len() == RECENT {
+    fn remember(&mut self, hash: u64, locs: Vec<Loc>) {
+        let seq = self.placed;
+        self.placed = self.placed.wrapping_add(1);
+        while self.recent.front().is_some_and(|p| seq.wrapping_sub(p.seq) >= RECENT) {
             self.recent.pop_front();
         }
-        self.recent.push_back((hash, locs));
+        self.recent.extend(locs.into_iter().map(|loc| Placed { hash, seq, loc }));
+    }
+
+    /// Where the last placed event whose text hashes to `hash` went.
+    fn recent_with(&self, hash: u64) -> Vec<Loc> {
+        let Some(last) = self.recent.iter().rev().find(|p| p.hash == hash) else { return Vec::new() };
+        self.recent.iter().filter(|p| p.seq == last.seq).map(|p| p.loc).collect()
     }
 
     /// The activity of event `ev`, read from the line at `at` (from the
     /// alert line there when `in_alert`) at `ts_ns`.
     fn activity(&mut self, ev: &Value, at: LineRef, ts_ns: i128, in_alert: bool) -> Activity {
-        let kind = ev.get("kind").and_then(Value::as_str).unwrap_or_default();
-        let kind = match self.kinds.get(kind) {
-            Some(k) => k.clone(),
-            None => {
-                let k: Rc<str> = kind.into();
-                self.kinds.insert(k.clone());
-                k
-            }
-        };
+        let kind = self.word(ev.get("kind").and_then(Value::as_str).unwrap_or_default());
         Activity {
             line: at,
             ts_ns,
@@ -211,16 +253,16 @@ impl Building {
         let mut locs = Vec::new();
         match tc {
             Some(t) if t.get("id").is_some_and(|id| !id.is_null()) => {
-                let c = self.call_for(&t["id"], t);
+                let c = self.call_for(&t["id"], t, (at, ts_ns, Named::ToolCall));
                 let a = self.activity(ev, at, ts_ns, false);
                 locs.push(self.push_call(c, a));
             }
             Some(_) if !listed.is_empty() => {
-                let ids: Rc<[Value]> = listed.iter().map(|r| r.get("id").cloned().unwrap_or(Value::Null)).collect();
+                let ids: Vec<Value> = listed.iter().map(|r| r.get("id").cloned().unwrap_or(Value::Null)).collect();
                 let mut a = self.activity(ev, at, ts_ns, false);
-                a.in_flight = Some(ids);
-                for r in &listed {
-                    let c = self.call_for(r.get("id").unwrap_or(&Value::Null), r);
+                a.in_flight = Some(Rc::new(ids));
+                for (n, r) in listed.iter().enumerate() {
+                    let c = self.call_for(r.get("id").unwrap_or(&Value::Null), r, (at, ts_ns, Named::InFlight(n)));
                     locs.push(self.push_call(c, a.clone()));
                 }
             }
@@ -228,18 +270,18 @@ impl Building {
                 let mut a = self.activity(ev, at, ts_ns, false);
                 a.phase = Some(self.phase());
                 self.s.outside.push(a);
-                locs.push((Loc::Outside, self.s.outside.len() - 1));
+                locs.push(loc(OUTSIDE as usize, self.s.outside.len() - 1));
             }
         }
         let hash = text_hash(&self.key, ev);
         self.remember(hash, locs);
     }
 
-    fn push_call(&mut self, c: usize, mut a: Activity) -> (Loc, usize) {
+    fn push_call(&mut self, c: usize, mut a: Activity) -> Loc {
         let call = &mut self.s.calls[c];
         a.after_response = call.end_ns.is_some_and(|end| a.ts_ns > end);
         call.activity.push(a);
-        (Loc::Call(c), call.activity.len() - 1)
+        loc(c, call.activity.len() - 1)
     }
 
     fn on_rpc(&mut self, ev: &Value, at: LineRef, ts_ns: i128) {
@@ -250,10 +292,9 @@ impl Building {
             (Some("client_to_server"), Some("request")) => {
                 self.seen_request = true;
                 let mut call = new_call(id.clone());
-                call.method = str_of(ev, "method");
-                call.tool = str_of(ev, "tool");
-                call.arguments = ev.get("arguments").cloned();
-                call.request_ts = str_of(ev, "ts");
+                call.method = self.word_of(ev, "method");
+                call.tool = self.word_of(ev, "tool");
+                call.request = Some(at);
                 call.start_ns = Some(ts_ns);
                 call.truncated = ev.get("truncated") == Some(&Value::Bool(true));
                 self.s.calls.push(call);
@@ -262,24 +303,24 @@ impl Building {
                 }
             }
             (Some("server_to_client"), Some("response" | "error")) => {
-                let open = self.by_id.get(&id_key(&id)).copied().filter(|&i| self.s.calls[i].response_ts.is_none());
+                let open = self.by_id.get(&id_key(&id)).copied().filter(|&i| self.s.calls[i].response.is_none());
                 let c = match open {
                     Some(c) => c,
                     None => {
                         self.by_id.remove(&id_key(&id));
-                        self.call_for(&id, ev)
+                        self.call_for(&id, ev, (at, ts_ns, Named::Line))
                     }
                 };
                 let call = &mut self.s.calls[c];
-                call.response_ts = str_of(ev, "ts");
+                call.response = Some(at);
                 call.end_ns = Some(ts_ns);
-                call.result = str_of(ev, "result");
-                call.is_error = ev.get("is_error").and_then(Value::as_bool);
-                call.latency_ms = ev.get("latency_ms").and_then(Value::as_f64);
-                call.status = if msg == Some("error") || call.is_error == Some(true) { Status::Error } else { Status::Ok };
+                let is_error = ev.get("is_error").and_then(Value::as_bool);
+                call.status = if msg == Some("error") || is_error == Some(true) { Status::Error } else { Status::Ok };
                 if call.start_ns.is_none() {
-                    call.start_ns = call.latency_ms.map(|ms| ts_ns - (ms * 1e6) as i128);
+                    call.start_ns = ev.get("latency_ms").and_then(Value::as_f64).map(|ms| ts_ns - (ms * 1e6) as i128);
                 }
+                // most of a call's activity comes before its response
+                call.activity.shrink_to_fit();
             }
             (dir, Some("notification")) => {
                 self.s.notifications += 1;
@@ -287,7 +328,7 @@ impl Building {
                 if let (Some("client_to_server"), Some(rid)) = (dir, ev.get("request_id")) {
                     if let Some(&c) = self.by_id.get(&id_key(rid)) {
                         let call = &mut self.s.calls[c];
-                        if call.response_ts.is_none() {
+                        if call.response.is_none() {
                             call.status = Status::Cancelled;
                         }
                     }
