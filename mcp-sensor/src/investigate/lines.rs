@@ -16,17 +16,31 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 
 /// Where one line is: enough to read it back and to know it is the same.
+/// 16 bytes: the report holds one per event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LineRef {
-    /// Byte offset of the line in its file.
-    pub offset: u64,
-    /// Index into the sources read ([`super::read::Log::sources`]).
-    pub source: u32,
+    /// The source's index (into [`super::read::Log::sources`]) in the top
+    /// 16 bits, the line's byte offset in it in the low 48.
+    at: u64,
     /// Length of the line, without its newline.
-    pub len: u32,
+    len: u32,
     /// Keyed hash of the line's bytes (the key is random per run, so log
     /// text cannot be made to collide on purpose).
-    pub hash: u32,
+    hash: u32,
+}
+
+/// Files one investigation can read (their index has 16 bits).
+pub const MAX_SOURCES: usize = 1 << 16;
+const OFFSET_BITS: u32 = 48;
+
+impl LineRef {
+    fn source(&self) -> usize {
+        (self.at >> OFFSET_BITS) as usize
+    }
+
+    fn offset(&self) -> u64 {
+        self.at & ((1 << OFFSET_BITS) - 1)
+    }
 }
 
 /// What a source's bytes are read back from.
@@ -70,10 +84,12 @@ impl Lines {
     }
 
     /// The reference of a line of `source`: `text` at `offset`.
+    /// `source` is below [`MAX_SOURCES`] (`read.rs` checks), the offset
+    /// below 256 TiB, the line shorter than 4 GiB.
     pub fn refer(&self, source: usize, offset: u64, text: &[u8]) -> LineRef {
+        assert!(source < MAX_SOURCES && offset < 1 << OFFSET_BITS, "a line past what a LineRef holds");
         LineRef {
-            offset,
-            source: u32::try_from(source).expect("fewer than 2^32 files"),
+            at: (source as u64) << OFFSET_BITS | offset,
             len: u32::try_from(text.len()).expect("a line shorter than 4 GiB"),
             hash: self.key.hash_one(text) as u32,
         }
@@ -84,7 +100,7 @@ impl Lines {
     pub fn get(&self, r: &LineRef, ts_ns: i128) -> Option<Value> {
         let got = self.read_back(r).filter(|(_, ts)| *ts == ts_ns).map(|(v, _)| v);
         if got.is_none() {
-            if let Some(n) = self.unavailable.get(r.source as usize) {
+            if let Some(n) = self.unavailable.get(r.source()) {
                 n.set(n.get() + 1);
             }
         }
@@ -92,9 +108,9 @@ impl Lines {
     }
 
     fn read_back(&self, r: &LineRef) -> Option<(Value, i128)> {
-        let (_, backing) = self.sources.get(r.source as usize)?;
+        let (_, backing) = self.sources.get(r.source())?;
         let mut buf = vec![0u8; r.len as usize];
-        backing.read_exact_at(&mut buf, r.offset).ok()?;
+        backing.read_exact_at(&mut buf, r.offset()).ok()?;
         if self.key.hash_one(&buf[..]) as u32 != r.hash {
             return None;
         }

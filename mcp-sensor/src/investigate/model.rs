@@ -123,7 +123,7 @@ pub struct Call {
     /// Host activity attributed to this call, in log order.
     pub activity: Vec<Activity>,
     /// Alerts on this call or on its activity.
-    pub alerts: Vec<Alert>,
+    pub alerts: Alerts,
     pub start_ns: Option<i128>,
     pub end_ns: Option<i128>,
 }
@@ -163,7 +163,7 @@ pub struct Activity {
     /// When several requests were in flight: their ids. The event is shown
     /// under each of them; the sensor never guesses which one caused it.
     pub in_flight: Option<Rc<Vec<Value>>>,
-    pub alerts: Vec<Alert>,
+    pub alerts: Alerts,
     /// The event failed (open or connect with an error, non-zero exit).
     pub failed: bool,
     /// Under a call: the event came after the call's response (a process
@@ -185,6 +185,24 @@ pub enum Phase {
     BetweenCalls,
     /// After the server's root process exited.
     AfterExit,
+}
+
+/// The alerts on an activity or a call: none, for almost all of them, in
+/// one pointer.
+#[derive(Debug, Clone, Default)]
+pub struct Alerts(Option<Box<Vec<Alert>>>);
+
+impl Alerts {
+    pub fn push(&mut self, a: Alert) {
+        self.0.get_or_insert_default().push(a);
+    }
+}
+
+impl std::ops::Deref for Alerts {
+    type Target = [Alert];
+    fn deref(&self) -> &[Alert] {
+        self.0.as_deref().map_or(&[], |v| &v[..])
+    }
 }
 
 /// An `alert` line: its rule (filters match it) and where the line is;

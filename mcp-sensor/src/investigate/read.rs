@@ -145,6 +145,9 @@ impl Log {
     /// opened is an error; bad lines are not (see the module doc).
     pub fn read(paths: &[PathBuf], mut each: impl FnMut(Line)) -> Result<Log> {
         let mut log = Log::default();
+        if paths.len() > super::lines::MAX_SOURCES {
+            bail!("{} files named: investigate reads at most {} at once (name fewer, or join some)", paths.len(), super::lines::MAX_SOURCES);
+        }
         for path in paths {
             let file = std::fs::File::open(path).with_context(|| {
                 format!("cannot open {} (every file read stays open until the report is written: with many files, raise `ulimit -n`)", path.display())

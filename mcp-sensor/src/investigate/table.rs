@@ -82,7 +82,7 @@ fn activity_line(st: &Style, lines: &Lines, indent: &str, when: String, a: &Acti
     }
     let mut out = if a.failed { st.paint("33", &line) } else { line };
     out.push('\n');
-    for al in &a.alerts {
+    for al in a.alerts.iter() {
         out.push_str(&alert_line(st, &format!("{indent}    "), &AlertText::of(al, lines)));
     }
     out

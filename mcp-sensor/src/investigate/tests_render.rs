@@ -161,3 +161,35 @@ fn the_html_page_is_written_for_its_owner_only_even_over_a_wider_file() {
     assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
     std::fs::remove_file(&p).unwrap();
 }
+
+#[test]
+fn events_are_read_back_when_rendered_and_a_file_changed_in_place_shows_them_unavailable() {
+    let p = std::env::temp_dir().join(format!("ms-reread-{}.jsonl", std::process::id()));
+    std::fs::write(&p, text(&story())).unwrap();
+    let (r, log) = super::timeline::read(std::slice::from_ref(&p)).unwrap();
+    let shown = |r: &Report| serde_json::to_value(super::shown::Shown(r, &log.lines)).unwrap();
+    let before = shown(&r);
+    let read = &before["sessions"][0]["calls"][1];
+    assert_eq!(read["activity"][1]["event"]["path"], "/home/me/.ssh/id_rsa", "the line, read back");
+    assert_eq!(read["activity"][1]["summary"], "/home/me/.ssh/id_rsa (O_RDONLY)");
+    assert_eq!(read["arguments"]["path"], "/home/me/notes.txt");
+    assert_eq!(read["alerts"][0]["severity"], "critical");
+    assert!(log.lines.warnings().is_empty());
+    // rewritten in place (same length, other paths): nothing shown from it is taken for the old line
+    std::fs::write(&p, text(&story()).replace("/home/me", "/home/xx")).unwrap();
+    let after = shown(&r);
+    let read = &after["sessions"][0]["calls"][1];
+    assert_eq!(read["activity"][1]["event"], Value::Null);
+    assert_eq!(read["activity"][1]["summary"], super::shown::UNAVAILABLE);
+    assert_eq!(read["activity"][1]["kind"], "open", "what the report holds is still shown");
+    assert_eq!(read["activity"][1]["ts"], ts(130));
+    assert_eq!(read["alerts"][0]["description"], super::shown::UNAVAILABLE);
+    assert_eq!(read["alerts"][0]["rule"], "ssh-key-read");
+    assert_eq!(read["arguments"], Value::Null);
+    assert_eq!(read["result"], "remember the milk", "the response line did not change: it still reads");
+    assert!(!after.to_string().contains("/home/xx"), "no text of the new lines is shown");
+    let w = log.lines.warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("could not be read back") && w[0].contains("run investigate again"), "{w:?}");
+    std::fs::remove_file(&p).unwrap();
+}

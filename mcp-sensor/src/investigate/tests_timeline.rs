@@ -225,3 +225,12 @@ fn a_call_the_client_cancelled_says_so() {
     let calls = &r.sessions[0].calls;
     assert_eq!((calls[0].status, calls[1].status), (Status::Cancelled, Status::NoResponse));
 }
+
+#[test]
+fn the_report_holds_a_small_fixed_size_per_event() {
+    // one Activity per host event and a LineRef per event, call and alert:
+    // growing them grows investigate's memory with the logs' size
+    assert_eq!(std::mem::size_of::<super::lines::LineRef>(), 16);
+    assert_eq!(std::mem::size_of::<super::model::Activity>(), 80);
+    assert_eq!(std::mem::size_of::<super::model::Alerts>(), 8);
+}

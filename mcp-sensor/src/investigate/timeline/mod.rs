@@ -130,7 +130,7 @@ fn new_call(id: Value) -> Call {
         named: None,
         response: None,
         activity: Vec::new(),
-        alerts: Vec::new(),
+        alerts: Alerts::default(),
         start_ns: None,
         end_ns: None,
     }
@@ -234,7 +234,7 @@ impl Building {
             kind,
             pid: pid_of(ev),
             in_flight: None,
-            alerts: Vec::new(),
+            alerts: Alerts::default(),
             failed: describe(ev).1,
             after_response: false,
             phase: None,
