@@ -140,6 +140,18 @@ pub(super) fn parse_line(bytes: &[u8]) -> Result<(Value, i128), String> {
     Ok((value, ts_ns))
 }
 
+/// What `file`'s lines are read back from: the file itself when it is a
+/// regular file; else (a pipe, `<(zcat events.jsonl.1.gz)`: it cannot be
+/// read again) its whole content, read now and held in memory.
+fn backing_of(file: std::fs::File) -> std::io::Result<Backing> {
+    if file.metadata()?.is_file() {
+        return Ok(Backing::File(file));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut &file, &mut bytes)?;
+    Ok(Backing::Memory(bytes))
+}
+
 impl Log {
     /// Reads `paths` in order, each line to `each`. A file that cannot be
     /// opened is an error; bad lines are not (see the module doc).
@@ -152,7 +164,8 @@ impl Log {
             let file = std::fs::File::open(path).with_context(|| {
                 format!("cannot open {} (every file read stays open until the report is written: with many files, raise `ulimit -n`)", path.display())
             })?;
-            log.read_one(path, Backing::File(file), &mut each).with_context(|| format!("cannot read {}", path.display()))?;
+            let backing = backing_of(file).with_context(|| format!("cannot read {}", path.display()))?;
+            log.read_one(path, backing, &mut each).with_context(|| format!("cannot read {}", path.display()))?;
         }
         Ok(log)
     }

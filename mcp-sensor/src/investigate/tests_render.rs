@@ -193,3 +193,24 @@ fn events_are_read_back_when_rendered_and_a_file_changed_in_place_shows_them_una
     assert!(w[0].contains("could not be read back") && w[0].contains("run investigate again"), "{w:?}");
     std::fs::remove_file(&p).unwrap();
 }
+
+#[test]
+fn a_log_from_a_pipe_is_held_in_memory_and_its_events_still_read_back() {
+    // `investigate <(zcat events.jsonl.1.gz)`: a pipe cannot be read again by offset
+    let fifo = std::env::temp_dir().join(format!("ms-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("run mkfifo");
+    assert!(made.success());
+    let body = text(&story());
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(&fifo, body).unwrap())
+    };
+    let (r, log) = super::timeline::read(std::slice::from_ref(&fifo)).unwrap();
+    writer.join().unwrap();
+    let shown = serde_json::to_value(super::shown::Shown(&r, &log.lines)).unwrap();
+    assert_eq!(shown["sessions"][0]["calls"][1]["activity"][1]["summary"], "/home/me/.ssh/id_rsa (O_RDONLY)");
+    assert_eq!(shown["sessions"][0]["calls"][1]["alerts"][0]["severity"], "critical");
+    assert!(log.lines.warnings().is_empty(), "{:?}", log.lines.warnings());
+    std::fs::remove_file(&fifo).unwrap();
+}
