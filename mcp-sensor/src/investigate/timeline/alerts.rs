@@ -3,7 +3,7 @@
 //! JSON-RPC message on the call with that message's id; else on the
 //! call(s) its `tool_call` names; else outside calls, with its event.
 
-use super::{id_key, str_of, text_hash, Building, OUTSIDE};
+use super::{id_key, str_of, Building, OUTSIDE};
 use crate::investigate::lines::LineRef;
 use crate::investigate::model::{Alert, Named};
 use serde_json::Value;
@@ -23,9 +23,7 @@ impl Building {
         self.s.alerts += 1;
         let alert = alert_of(line, at, ts_ns);
         let event = line.get("event").filter(|e| e.is_object());
-        // the event placed last whose text (as a Value serialises) is the alert's
-        let hash = event.map(|e| text_hash(&self.key, e));
-        let found = hash.map(|h| self.recent_with(h)).unwrap_or_default();
+        let found = event.map(|e| self.recent.find(e)).unwrap_or_default();
         if !found.is_empty() {
             for l in found {
                 let i = l.index as usize;

@@ -13,44 +13,17 @@
 //!   it), else to the call(s) it names, else to its session.
 
 mod alerts;
+mod recent;
 
 use super::describe::describe;
 use super::lines::LineRef;
 use super::model::*;
 use super::read::{Line, Log};
 use alerts::alert_of;
+use recent::{loc, Loc, Recent, OUTSIDE};
 use serde_json::Value;
-use std::collections::{HashMap, HashSet, VecDeque};
-use std::hash::{BuildHasher, Hasher, RandomState};
+use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
-
-/// Placed events remembered per session for matching alerts to their event.
-const RECENT: u32 = 256;
-
-/// Where an activity went: under call `call` (`OUTSIDE`: outside calls),
-/// at `index`.
-#[derive(Clone, Copy)]
-struct Loc {
-    call: u32,
-    index: u32,
-}
-
-const OUTSIDE: u32 = u32::MAX;
-
-/// One placement of a recent event: an event shown under several calls
-/// is several placements with one `seq`, one after the other.
-struct Placed {
-    /// Keyed hash of the event's text (as a `Value` serialises).
-    hash: u64,
-    /// The event's number among those placed in the session.
-    seq: u32,
-    loc: Loc,
-}
-
-fn loc(call: usize, index: usize) -> Loc {
-    let narrow = |n: usize| u32::try_from(n).expect("fewer than 2^32 calls and events per session");
-    Loc { call: narrow(call), index: narrow(index) }
-}
 
 struct Building {
     s: Session,
@@ -58,13 +31,10 @@ struct Building {
     by_id: HashMap<String, usize>,
     exited: bool,
     seen_request: bool,
-    /// Where the last [`RECENT`] events placed went.
-    recent: VecDeque<Placed>,
-    /// Events placed so far.
-    placed: u32,
+    /// Where the last events placed went, to match alerts to them.
+    recent: Recent,
     /// One shared string per event kind, method and tool name.
     words: HashSet<Rc<str>>,
-    key: RandomState,
 }
 
 /// Builds the report one line at a time, so the lines are never all held.
@@ -96,27 +66,6 @@ fn add_losses(into: &mut Losses, line: &Value) {
         }
     }
     into.queue += line.get("queue").and_then(Value::as_u64).unwrap_or(0);
-}
-
-/// Feeds what is written to it to a hasher.
-struct HashWriter<'a>(&'a mut std::hash::DefaultHasher);
-
-impl std::io::Write for HashWriter<'_> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// Keyed hash of `v`'s JSON text (as a `Value` serialises: an event and
-/// an alert's copy of it serialise alike), without making the text.
-fn text_hash(key: &RandomState, v: &Value) -> u64 {
-    let mut h = key.build_hasher();
-    serde_json::to_writer(HashWriter(&mut h), v).expect("a parsed value serializes");
-    h.finish()
 }
 
 fn new_call(id: Value) -> Call {
@@ -159,10 +108,8 @@ impl Building {
             by_id: HashMap::new(),
             exited: false,
             seen_request: false,
-            recent: VecDeque::new(),
-            placed: 0,
+            recent: Recent::default(),
             words: HashSet::new(),
-            key: RandomState::new(),
         }
     }
 
@@ -207,21 +154,6 @@ impl Building {
             (false, false) => Phase::Startup,
             (false, true) => Phase::BetweenCalls,
         }
-    }
-
-    fn remember(&mut self, hash: u64, locs: Vec<Loc>) {
-        let seq = self.placed;
-        self.placed = self.placed.wrapping_add(1);
-        while self.recent.front().is_some_and(|p| seq.wrapping_sub(p.seq) >= RECENT) {
-            self.recent.pop_front();
-        }
-        self.recent.extend(locs.into_iter().map(|loc| Placed { hash, seq, loc }));
-    }
-
-    /// Where the last placed event whose text hashes to `hash` went.
-    fn recent_with(&self, hash: u64) -> Vec<Loc> {
-        let Some(last) = self.recent.iter().rev().find(|p| p.hash == hash) else { return Vec::new() };
-        self.recent.iter().filter(|p| p.seq == last.seq).map(|p| p.loc).collect()
     }
 
     /// The activity of event `ev`, read from the line at `at` (from the
@@ -273,8 +205,7 @@ impl Building {
                 locs.push(loc(OUTSIDE as usize, self.s.outside.len() - 1));
             }
         }
-        let hash = text_hash(&self.key, ev);
-        self.remember(hash, locs);
+        self.recent.remember(ev, locs);
     }
 
     fn push_call(&mut self, c: usize, mut a: Activity) -> Loc {
