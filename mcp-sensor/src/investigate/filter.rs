@@ -166,8 +166,7 @@ pub fn apply(r: &mut Report, f: &Filters) {
     });
     let unnamed_ok = f.server.is_none() && f.tool.is_none() && f.id.is_none();
     r.other_alerts.retain(|a| {
-        let ts = crate::timefmt::parse_rfc3339(&a.ts).unwrap_or(0);
-        let pid_ok = f.pid.is_none_or(|p| a.line.get("pid").and_then(Value::as_u64) == Some(u64::from(p)));
-        unnamed_ok && pid_ok && f.rule.as_ref().is_none_or(|g| g.is_match(&a.rule)) && f.in_window(ts, ts)
+        let pid_ok = f.pid.is_none_or(|p| a.pid == Some(u64::from(p)));
+        unnamed_ok && pid_ok && f.rule.as_ref().is_none_or(|g| g.is_match(&a.rule)) && f.in_window(a.ts_ns, a.ts_ns)
     });
 }
