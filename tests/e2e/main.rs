@@ -12,4 +12,5 @@ mod mcp;
 mod overlap;
 mod rules;
 mod service;
+mod uring;
 mod sensor;
