@@ -23,7 +23,7 @@ pub mod walk;
 pub use uring::is_killed_setup;
 pub use alert::{act, install_and_report, unmatched_kernel_kill, RecordFacts, RESCAN_EVERY_REFRESHES};
 pub use compile::{compile, Tables, Verdict};
-pub use kill::{kill as kill_target, kill_tree, proc_start_ns, Missed, Target};
+pub use kill::{kill as kill_target, kill_tree, proc_start_ns, same_start, Missed, Target};
 
 use crate::abi::{self, ms_watch};
 use crate::loader::{LoadError, Sensor};
