@@ -1,12 +1,14 @@
 //! io_uring under `--enforce`: a server reading an SSH key only through
 //! io_uring (IORING_OP_OPENAT + IORING_OP_READ, which the open syscall
 //! hooks never see) is killed in io_uring_setup, before it can submit
-//! anything, and never prints a byte of the key (20 rounds). Positive
-//! control in the same test: without `--enforce` the same program does
-//! read the key, and its io_uring_setup is seen.
+//! anything (where BPF LSM decides opens: the ring's open is refused and
+//! the server killed), and never prints a byte of the key (20 rounds).
+//! Positive control in the same test: without `--enforce` the same
+//! program does read the key, and its io_uring_setup is seen.
 
 use crate::enforce::{assert_no_leak, home_with_key, key_rule, rule_file};
 use crate::harness::*;
+use serde_json::json;
 use std::path::{Path, PathBuf};
 
 /// tests/e2e/progs/uring_read.c, compiled into `dir`.
@@ -30,7 +32,8 @@ fn control(d: &Path, rules: &str, reader: &str, key: &str, secret: &str) {
     assert!(seen.is_empty(), "io_uring's open is invisible to the open hooks: {seen:?}");
 }
 
-/// One enforced run: killed in io_uring_setup, nothing printed.
+/// One enforced run: killed in io_uring_setup (where BPF LSM decides
+/// opens: the ring's open refused and killed), nothing printed.
 fn enforced(d: &Path, rules: &str, reader: &str, key: &str, secret: &str, round: usize) {
     let run = exec_with(d, &["--enforce", "--rules", rules], &[reader, key], std::process::Stdio::null());
     let ctx = || format!("round {round}\n{}", run.describe());
@@ -41,38 +44,58 @@ fn enforced(d: &Path, rules: &str, reader: &str, key: &str, secret: &str, round:
     let killed: Vec<_> = run.of_kind("alert").filter(|a| a["action"] == "killed").collect();
     assert_eq!(killed.len(), 1, "{}", ctx());
     let a = killed[0];
-    assert_eq!(a["rule"], "io-uring-setup", "{a}");
     assert_eq!(a["decided_by"], "kernel", "{a}");
     assert_eq!(a["kill_delay_us"], 0, "{a}");
-    assert_eq!(a["event"]["kind"], "io_uring_setup", "{a}");
     let fin = run.final_drops();
-    assert_eq!(fin["enforced"]["kill_uring"], 1, "{}", ctx());
-    assert_eq!(fin["enforced"]["kill_open"], 0, "{}", ctx());
+    let lsm = run.events[0]["file_enforcement"] == "lsm_deny";
+    if lsm {
+        assert_eq!((&a["rule"], &a["event"]["kind"], &a["event"]["path"]), (&json!("test-key-kill"), &json!("open"), &json!(key)), "{a}");
+        assert_eq!(a["event"]["error"], "EPERM", "{a}");
+        assert_eq!(fin["enforced"]["deny_open"], 1, "{}", ctx());
+    } else {
+        assert_eq!((&a["rule"], &a["event"]["kind"]), (&json!("io-uring-setup"), &json!("io_uring_setup")), "{a}");
+        assert_eq!(fin["enforced"]["kill_open"], 0, "{}", ctx());
+    }
+    assert_eq!(fin["enforced"]["kill_uring"], if lsm { 0 } else { 1 }, "{}", ctx());
 }
 
-#[test]
-fn io_uring_key_read_is_killed_at_setup_and_never_returns_data_in_a_loop() {
-    let d = scratch("uring-key");
+/// The control, then `rounds` enforced runs.
+fn key_read_rounds(name: &str, rounds: usize) {
+    let d = scratch(name);
     let (home, key, secret) = home_with_key(&d);
     let rules = rule_file(&d, &key_rule(&home, "process", ""));
     let reader = uring_reader(&d);
     let (reader, key) = (reader.to_str().unwrap(), key.to_str().unwrap());
     control(&d, &rules, reader, key, &secret);
-    for round in 0..20 {
+    for round in 0..rounds {
         enforced(&d, &rules, reader, key, &secret, round);
     }
+}
+
+#[test]
+fn io_uring_key_read_is_killed_at_setup_and_never_returns_data_in_a_loop() {
+    key_read_rounds("uring-key", 20);
 }
 
 /// The same on each kernel of the VM matrix, once.
 #[test]
 fn kernel_io_uring_key_read_is_killed_at_setup() {
-    let d = scratch("kernel-uring");
+    key_read_rounds("kernel-uring", 1);
+}
+
+/// A run under `--enforce` with the key protected and the io_uring rule
+/// switched off, reading `pick(home, key)` through io_uring; returns the
+/// run and the key's secret.
+fn rule_off(name: &str, pick: impl Fn(&Path, &Path) -> PathBuf) -> (Run, String) {
+    let d = scratch(name);
     let (home, key, secret) = home_with_key(&d);
-    let rules = rule_file(&d, &key_rule(&home, "process", ""));
+    let rules = rule_file(&d, &format!("{}- disable: [io-uring-setup]\n", key_rule(&home, "process", "")));
     let reader = uring_reader(&d);
-    let (reader, key) = (reader.to_str().unwrap(), key.to_str().unwrap());
-    control(&d, &rules, reader, key, &secret);
-    enforced(&d, &rules, reader, key, &secret, 0);
+    let file = pick(&home, &key);
+    let run = exec_with(&d, &["--enforce", "--rules", &rules], &[reader.to_str().unwrap(), file.to_str().unwrap()], std::process::Stdio::null());
+    assert_eq!(run.final_drops()["enforced"]["kill_uring"], 0, "{}", run.describe());
+    assert_eq!(run.of_kind("io_uring_setup").count(), 1, "the ring was seen: {}", run.describe());
+    (run, secret)
 }
 
 /// With the io_uring rule switched off, what stops a ring's open of a
@@ -80,19 +103,13 @@ fn kernel_io_uring_key_read_is_killed_at_setup() {
 /// it the read succeeds (the documented gap, rules/README.md).
 #[test]
 fn kernel_ring_opens_with_the_rule_off_are_refused_only_by_bpf_lsm() {
-    let d = scratch("kernel-uring-lsm");
-    let (home, key, secret) = home_with_key(&d);
-    let rules = rule_file(&d, &format!("{}- disable: [io-uring-setup]\n", key_rule(&home, "process", "")));
-    let reader = uring_reader(&d);
-    let run = exec_with(&d, &["--enforce", "--rules", &rules], &[reader.to_str().unwrap(), key.to_str().unwrap()], std::process::Stdio::null());
-    let start = run.events.first().unwrap_or_else(|| panic!("{}", run.describe())).clone();
-    let fin = run.final_drops();
-    assert_eq!(fin["enforced"]["kill_uring"], 0, "{}", run.describe());
+    let (run, secret) = rule_off("kernel-uring-lsm", |_, key| key.to_path_buf());
+    let start = run.events.first().unwrap_or_else(|| panic!("{}", run.describe()));
     if start["file_enforcement"] == "lsm_deny" {
         // refused (EPERM) and, the rule being a kill rule, killed: exit 137
         assert_no_leak(&run.stdout(), &secret, "the reader's stdout");
         assert_eq!(run.status(), 128 + 9, "{}", run.describe());
-        assert_eq!(fin["enforced"]["deny_open"], 1, "{}", run.describe());
+        assert_eq!(run.final_drops()["enforced"]["deny_open"], 1, "{}", run.describe());
     } else {
         assert_eq!(start["file_enforcement"], "sigkill_at_syscall", "{start}");
         assert_eq!(run.status(), 0, "{}", run.describe());
@@ -104,14 +121,7 @@ fn kernel_ring_opens_with_the_rule_off_are_refused_only_by_bpf_lsm() {
 fn io_uring_is_allowed_under_enforce_when_its_rule_is_disabled() {
     // opens are protected in the kernel, but the user switched the
     // io_uring rule off: a server that needs io_uring runs
-    let d = scratch("uring-free");
-    let (home, _, _) = home_with_key(&d);
-    let rules = rule_file(&d, &format!("{}- disable: [io-uring-setup]\n", key_rule(&home, "process", "")));
-    let reader = uring_reader(&d);
-    let notes = home.join("notes.txt");
-    let run = exec_with(&d, &["--enforce", "--rules", &rules], &[reader.to_str().unwrap(), notes.to_str().unwrap()], std::process::Stdio::null());
+    let (run, _) = rule_off("uring-free", |home, _| home.join("notes.txt"));
     assert_eq!(run.status(), 0, "{}", run.describe());
     assert_eq!(run.stdout(), "benign\n");
-    assert_eq!(run.of_kind("io_uring_setup").count(), 1, "the ring was seen: {}", run.describe());
-    assert_eq!(run.final_drops()["enforced"]["kill_uring"], 0, "{}", run.describe());
 }
