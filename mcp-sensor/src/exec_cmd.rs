@@ -187,6 +187,8 @@ fn wait_status(pid: libc::pid_t) -> i32 {
 /// registers the client's stdio as its channel. Returns the loaded sensor,
 /// the pipeline and the rule files.
 fn prepare(args: &ExecArgs, opts: &LoadOptions, pid: u32, front: u32) -> Result<(Sensor, Pipeline, RuleFiles)> {
+    // alerts' ancestry goes through the front, CMD's parent, to the client
+    crate::detect::set_exec_front(front);
     let (mut detector, rule_files) = Detector::from_args(&args.rules)?;
     detector.summary = std::io::stderr().is_terminal();
     let out = Output::open(args.events.as_deref())
