@@ -201,14 +201,25 @@ struct ms_chan {
  * and in the header flags of the candidate root's exec record. */
 #define MS_F_CAND_CLIENT (1u << 12) /* its parent is a known MCP client */
 #define MS_F_CAND_PIPES (1u << 13)  /* its stdin and stdout are pipes or sockets */
+/* It was exec'd inside another undecided candidate with stdio of its own
+ * (not that candidate's channel): if its own channel turns out not to be
+ * MCP, it folds back into that candidate instead of being unwatched (the
+ * kernel removes only its channel; the agent reparents it). */
+#define MS_F_CAND_NESTED (1u << 14)
+/* Watch entries only: the candidate's channel has carried a JSON-RPC
+ * first byte written by the candidate's tree (set on its root's entry,
+ * and copied at fork). Kernel enforcement applies from then on, before
+ * the agent's confirmation arrives (enforce.bpf.h, ms_enf_applies). */
+#define MS_F_CAND_SPOKE (1u << 15)
 
 /* ms_chan.flags */
 #define MS_CH_CANDIDATE (1u << 0)   /* first byte of each direction is checked */
 
 /* A candidate's channel carried a first byte no JSON-RPC framing starts
- * with: the kernel removed the channel and the process's watch entry; the
- * agent drops the candidate and unwatches the rest of its tree. In the
- * stdio band. */
+ * with: the kernel removed the channel and (unless the candidate is
+ * MS_F_CAND_NESTED) the process's watch entry; the agent drops the
+ * candidate and unwatches the rest of its tree, or folds a nested one back
+ * into the candidate or server it was exec'd in. In the stdio band. */
 #define MS_EV_CHAN_REJECT 56
 
 struct ms_chan_reject {

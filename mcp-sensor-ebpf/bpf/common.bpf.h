@@ -131,6 +131,17 @@ static __always_inline struct ms_watch *ms_watched_current(void)
 	return ms_watched((struct task_struct *)bpf_get_current_task(), tgid);
 }
 
+/* A discovery candidate whose channel has carried JSON-RPC written by its
+ * tree (MS_F_CAND_SPOKE, on the entry or on its session root's). */
+static __always_inline int ms_cand_spoke(const struct ms_watch *w)
+{
+	if (w->flags & MS_F_CAND_SPOKE)
+		return 1;
+	__u32 root = w->session;
+	struct ms_watch *r = bpf_map_lookup_elem(&WATCHED, &root);
+	return r && (r->flags & MS_F_CAND_SPOKE);
+}
+
 static __always_inline void ms_fill_header(struct ms_header *h, __u32 kind,
 					   struct task_struct *task, __u32 session)
 {

@@ -15,6 +15,15 @@
  *   happens to have pipes on both ends costs one peek, not a capture.
  * The read/write programs of unwatched processes do no more work than
  * before: discovery adds nothing to them.
+ *
+ * The channel, not the process, says which tree is the server: a launcher
+ * (npx, uvx, `sh -c`, a wrapper script) passes the pipes down, and the
+ * process that finally reads and writes them is a member of the
+ * launcher's candidate, captured under its session. A member exec'd with
+ * stdio of its own (a tool's `sh -c` with fresh pipes, or a server an
+ * agent-like candidate starts) becomes a nested candidate (MS_F_CAND_NESTED):
+ * decided on its own channel, and folded back into the enclosing tree by
+ * the agent when that channel is not MCP.
  */
 #ifndef MCP_SENSOR_DISCOVER_BPF_H
 #define MCP_SENSOR_DISCOVER_BPF_H
@@ -70,22 +79,39 @@ static __always_inline void ms_add_candidate_channel(struct file *f, __u32 sessi
  * Whether an exec may make a new candidate: the process is not watched,
  * or it is a member (not the root) of a candidate still undecided. The
  * second case is a server started inside a tree that is itself only a
- * candidate (an agent started with pipes that runs servers): it becomes a
- * candidate of its own. Once the agent confirms a candidate it clears the
- * candidate flags of its tree, so a real server's children stay its own.
+ * candidate (an agent started with pipes that runs servers): it may become
+ * a nested candidate (ms_discover_exec). Once the agent confirms a
+ * candidate it clears the candidate flags of its tree, so a real server's
+ * children stay its own.
  */
 static __always_inline int ms_may_discover(struct ms_watch *w, __u32 tgid)
 {
 	return !w || ((w->flags & MS_F_CAND_MASK) && w->session != tgid);
 }
 
+/* `f` is a channel of candidate `session` (its launcher passed it down). */
+static __always_inline int ms_is_channel_of(struct file *f, __u32 session)
+{
+	if (!f)
+		return 0;
+	struct ms_chan_key key = {};
+	ms_file_id(f, &key.dev, &key.ino);
+	struct ms_chan *c = bpf_map_lookup_elem(&CHANNELS, &key);
+	return c && c->session == session;
+}
+
 /*
  * Called at exec when ms_may_discover(). Returns the process's new watch
- * entry when it became a candidate, else NULL. `split`: it is a member of
- * another candidate and leaves that tree.
+ * entry when it became a candidate, else NULL. `in`: its entry as a member
+ * of another candidate (NULL when unwatched). A member whose stdin or
+ * stdout is that candidate's channel stays a member (a launcher's child
+ * running the server on the pipes it was given); one with stdio of its
+ * own leaves the tree as a nested candidate, enforced as its parent tree
+ * is (MS_F_CAND_SPOKE copied).
  */
-static __always_inline struct ms_watch *ms_discover_exec(struct task_struct *p, int split)
+static __always_inline struct ms_watch *ms_discover_exec(struct task_struct *p, struct ms_watch *in)
 {
+	int split = in != NULL;
 	__u32 mode = ms_discover_flags;
 	if (!mode)
 		return NULL;
@@ -118,8 +144,12 @@ static __always_inline struct ms_watch *ms_discover_exec(struct task_struct *p, 
 	/* no pipe on stdin or stdout: not a stdio server, whoever its parent */
 	if (!reason || !(s0 || s1))
 		return NULL;
+	if (in && (ms_is_channel_of(f0, in->session) || ms_is_channel_of(f1, in->session)))
+		return NULL;
 
 	struct ms_watch w = { .start_ns = start, .session = tgid, .flags = reason };
+	if (in)
+		w.flags |= MS_F_CAND_NESTED | (ms_cand_spoke(in) ? MS_F_CAND_SPOKE : 0);
 	if (bpf_map_update_elem(&WATCHED, &tgid, &w, split ? BPF_EXIST : BPF_NOEXIST)) {
 		ms_count(MS_CNT_WATCH_FULL, 1);
 		return NULL;
@@ -161,12 +191,16 @@ static __always_inline int ms_may_be_jsonrpc(__u64 ptr, __u64 len, __u8 *byte)
 	return ok;
 }
 
-/* Unwatches the current process and its channel, and tells the agent. */
+/* Removes the channel, unwatches the current process (a nested candidate
+ * stays watched: the agent folds it into its parent tree), and tells the
+ * agent. */
 static __always_inline void ms_reject_candidate(struct ms_chan_key *key, __u32 session, __u8 dir, __u8 byte)
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	bpf_map_delete_elem(&CHANNELS, key);
-	bpf_map_delete_elem(&WATCHED, &tgid);
+	struct ms_watch *w = bpf_map_lookup_elem(&WATCHED, &tgid);
+	if (w && !(w->flags & MS_F_CAND_NESTED))
+		bpf_map_delete_elem(&WATCHED, &tgid);
 	struct ms_chan_reject *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
 	if (!e) {
 		ms_count_drop(MS_EV_CHAN_REJECT);
@@ -179,6 +213,14 @@ static __always_inline void ms_reject_candidate(struct ms_chan_key *key, __u32 s
 	e->byte = byte;
 	e->_pad = 0;
 	bpf_ringbuf_submit(e, BPF_RB_FORCE_WAKEUP);
+}
+
+/* The candidate's tree wrote a JSON-RPC first byte on its channel. */
+static __always_inline void ms_mark_spoke(__u32 session)
+{
+	struct ms_watch *r = bpf_map_lookup_elem(&WATCHED, &session);
+	if (r && !(r->flags & MS_F_CAND_SPOKE))
+		r->flags |= MS_F_CAND_SPOKE;
 }
 
 #endif /* MCP_SENSOR_DISCOVER_BPF_H */

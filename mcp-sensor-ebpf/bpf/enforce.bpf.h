@@ -84,12 +84,17 @@ static __always_inline int ms_enf_switch(void)
 	return c && c->on == 1;
 }
 
-/* Enforcement is on and watch entry `w` is a server's: not a discovery
- * candidate the agent has yet to confirm as MCP (a pipeline's `ssh` with
- * pipe stdio is a candidate until its first bytes say no). */
+/* Enforcement is on and watch entry `w` is a server's: a confirmed one, or
+ * a discovery candidate whose tree has already written JSON-RPC on its
+ * channel (the agent's confirmation may still be on its way: a server's
+ * first tool call can come milliseconds after the handshake). A candidate
+ * that has said nothing yet is spared: a pipeline's `ssh` with pipe stdio
+ * is a candidate until its first bytes say no. */
 static __always_inline int ms_enf_applies(const struct ms_watch *w)
 {
-	return w && !(w->flags & (MS_F_CAND_CLIENT | MS_F_CAND_PIPES)) && ms_enf_switch();
+	if (!w || !ms_enf_switch())
+		return 0;
+	return !(w->flags & (MS_F_CAND_CLIENT | MS_F_CAND_PIPES)) || ms_cand_spoke(w);
 }
 
 /* ms_enf_applies() for the current process, for callers without its entry. */

@@ -89,7 +89,7 @@ static __always_inline void ms_emit_exec(struct task_struct *p, struct linux_bin
 	e->argv_len = len;
 	/* a candidate's root says why it is one (MS_F_CAND_*) */
 	if (w->session == BPF_CORE_READ(p, tgid))
-		flags |= w->flags & (MS_F_CAND_CLIENT | MS_F_CAND_PIPES);
+		flags |= w->flags & (MS_F_CAND_CLIENT | MS_F_CAND_PIPES | MS_F_CAND_NESTED);
 	e->h.flags = flags;
 	bpf_ringbuf_submit(e, ms_wakeup());
 }
@@ -99,7 +99,7 @@ int BPF_PROG(ms_sched_process_exec, struct task_struct *p, pid_t old_pid, struct
 {
 	struct ms_watch *w = ms_watched(p, p->tgid);
 	if (ms_may_discover(w, p->tgid)) {
-		struct ms_watch *c = ms_discover_exec(p, w != NULL);
+		struct ms_watch *c = ms_discover_exec(p, w);
 		if (c)
 			w = c;
 	}

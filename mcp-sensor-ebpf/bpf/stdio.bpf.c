@@ -286,8 +286,11 @@ static __always_inline int ms_reject_first(struct ms_io *in, struct ms_chan_key 
 			len = iov.iov_len;
 	}
 	__u8 byte = 0;
-	if (ms_may_be_jsonrpc(ptr, len, &byte))
+	if (ms_may_be_jsonrpc(ptr, len, &byte)) {
+		if (dir == MS_DIR_OUT)
+			ms_mark_spoke(in->session);
 		return 0;
+	}
 	ms_reject_candidate(key, in->session, dir, byte);
 	return 1;
 }

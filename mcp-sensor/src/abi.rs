@@ -219,6 +219,8 @@ pub const DISC_CLIENTS: u32 = 1 << 0;
 pub const DISC_PIPES: u32 = 1 << 1;
 pub const F_CAND_CLIENT: u32 = 1 << 12;
 pub const F_CAND_PIPES: u32 = 1 << 13;
+pub const F_CAND_NESTED: u32 = 1 << 14;
+pub const F_CAND_SPOKE: u32 = 1 << 15;
 pub const CH_CANDIDATE: u32 = 1 << 0;
 pub const EV_CHAN_REJECT: u32 = 56;
 
@@ -505,6 +507,7 @@ mod tests {
             ("MS_F_KILLED", F_KILLED), ("MS_F_DENIED", F_DENIED), ("MS_F_KILL_TREE", F_KILL_TREE),
             ("MS_VF_KILL", VF_KILL), ("MS_VF_TREE", VF_TREE),
             ("MS_F_CAND_CLIENT", F_CAND_CLIENT), ("MS_F_CAND_PIPES", F_CAND_PIPES),
+            ("MS_F_CAND_NESTED", F_CAND_NESTED), ("MS_F_CAND_SPOKE", F_CAND_SPOKE),
             ("MS_DISC_CLIENTS", DISC_CLIENTS), ("MS_DISC_PIPES", DISC_PIPES),
             ("MS_CH_CANDIDATE", CH_CANDIDATE),
         ] {

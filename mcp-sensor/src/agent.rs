@@ -93,6 +93,9 @@ fn apply_kernel_actions(sensor: &mut Sensor, pipeline: &mut Pipeline) {
         let r = match a {
             KernelAction::Unwatch { session, pids, complete } => sensor.unwatch_session(session, &pids, complete),
             KernelAction::Confirm { session, pids, complete } => sensor.confirm_session(session, &pids, complete),
+            KernelAction::Fold { from, into, pids, complete, candidate } => {
+                sensor.fold_session(from, into, &pids, complete, candidate)
+            }
         };
         if let Err(e) = r {
             static SAID: std::sync::Once = std::sync::Once::new();
@@ -108,7 +111,14 @@ fn totals(sensor: &mut Sensor, queue: u64, pipeline: &Pipeline) -> Totals {
         SAID.call_once(|| crate::say!("mcp-sensor: reading the kernel loss counters failed: {e}"));
         Default::default()
     });
-    Totals { kernel, other, queue, undecodable: pipeline.undecodable, log_write_failed: pipeline.out.lost }
+    Totals {
+        kernel,
+        other,
+        queue,
+        undecodable: pipeline.undecodable,
+        log_write_failed: pipeline.out.lost,
+        discovery_held_overflow: pipeline.gate.as_ref().map_or(0, |g| g.stats.held_overflow),
+    }
 }
 
 /// Runs until `stop` resolves, then drains what the kernel already wrote,

@@ -91,7 +91,7 @@ impl Default for DiscoveryConfig {
             clients: builtin_clients(),
             extra_clients: Vec::new(),
             stdio_pipes: true,
-            max_held_events: 4096,
+            max_held_events: 16384,
         }
     }
 }

@@ -142,10 +142,11 @@ impl Sessions {
         self.sessions.is_empty()
     }
 
-    /// What rules need to know about session `id` beyond the event.
-    pub fn facts(&self, id: u32) -> Option<Facts<'_>> {
+    /// What rules need to know about session `id` beyond the event, as it
+    /// stood at `ts_ns` (the event's boot-time ns).
+    pub fn facts(&self, id: u32, ts_ns: u64) -> Option<Facts<'_>> {
         let s = self.sessions.get(&id)?;
-        Some(Facts { first_request_seen: s.session.first_request_seen(), server_cmdline: Some(&s.cmdline_name) })
+        Some(Facts { first_request_seen: s.session.first_request_seen_by(ts_ns), server_cmdline: Some(&s.cmdline_name) })
     }
 
     pub fn session(&self, id: u32) -> Option<&Session> {
@@ -339,8 +340,8 @@ mod tests {
         }
         s.register(100_000, "live".into());
         assert_eq!(s.len(), MAX_ENDED + 1);
-        assert!(s.facts(1).is_none() && s.facts(10).is_none(), "the oldest went first");
-        assert!(s.facts(11).is_some() && s.facts(100_000).is_some());
+        assert!(s.facts(1, 0).is_none() && s.facts(10, 0).is_none(), "the oldest went first");
+        assert!(s.facts(11, 0).is_some() && s.facts(100_000, 0).is_some());
         s.on_exit(4242); // not a session root: ignored
         assert_eq!(s.len(), MAX_ENDED + 1);
     }

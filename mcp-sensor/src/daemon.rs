@@ -81,7 +81,7 @@ fn adopt_running(cfg: &Config, sensor: &mut Sensor, pipeline: &mut Pipeline) -> 
     }
     let gate = pipeline.gate.as_mut().expect("the daemon's pipeline has a gate");
     for c in &plan.candidates {
-        gate.add(c.root, c.how);
+        gate.add(c.root, c.how, false);
         for &pid in &c.members {
             sensor.watch_candidate(pid, c.root, how_flag(c.how))?;
             gate.member(c.root, pid);
@@ -236,8 +236,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
         if let Some(g) = &pipeline.gate {
             let s = &g.stats;
             crate::say!(
-                "mcp-sensor: discovery: {} candidates, {} MCP servers, {} not MCP ({} of their events discarded)",
-                s.candidates, s.confirmed, s.rejected, s.discarded
+                "mcp-sensor: discovery: {} candidates, {} MCP servers, {} not MCP ({} of their events discarded), \
+                 {} part of another's tree, {} events past the hold bound",
+                s.candidates, s.confirmed, s.rejected, s.discarded, s.folded, s.held_overflow
             );
         }
         let final_lines = check_final_lines(&log_dir, &pipeline.out);

@@ -12,6 +12,9 @@ use std::collections::BTreeMap;
 /// Every counter, as totals since the sensor started.
 /// `other` key: event lines the output could not write.
 pub const LOG_WRITE_FAILED: &str = "log_write_failed";
+/// Events of an undecided candidate server that did not fit the hold
+/// bound (`discovery.max_held_events`): lost, and counted here.
+pub const DISCOVERY_HELD_OVERFLOW: &str = "discovery_held_overflow";
 /// `other` key, at start: lines the previous run could not write, its
 /// final totals among them (see logfile::record_unwritten).
 pub const LOG_WRITE_FAILED_BEFORE: &str = "log_write_failed_previous_run";
@@ -26,6 +29,8 @@ pub struct Totals {
     pub undecodable: u64,
     /// Event lines the output could not write (disk full, closed pipe).
     pub log_write_failed: u64,
+    /// Events of undecided candidate servers past discovery's hold bound.
+    pub discovery_held_overflow: u64,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +65,10 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
     if unwritten > 0 {
         other.insert(LOG_WRITE_FAILED.into(), unwritten);
     }
+    let held = now.discovery_held_overflow.saturating_sub(before.discovery_held_overflow);
+    if held > 0 {
+        other.insert(DISCOVERY_HELD_OVERFLOW.into(), held);
+    }
     let queue = now.queue.saturating_sub(before.queue);
     let mut hints = Vec::new();
     if let Some((kind, _)) = kernel.iter().max_by_key(|(_, n)| **n) {
@@ -75,6 +84,9 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
     }
     if unwritten > 0 {
         hints.push("event lines could not be written (disk full, or the output closed): free space where the events go".into());
+    }
+    if held > 0 {
+        hints.push("a candidate server did more than discovery.max_held_events things before its first MCP message: raise it".into());
     }
     if other.contains_key("syscall_stash_full") || other.contains_key("watch_map_full") {
         hints.push("too many watched processes or threads in syscalls at once (or the kernel could not allocate a thread's stash)".into());
@@ -113,7 +125,15 @@ mod tests {
         kernel[abi::EV_OPEN as usize] = open;
         let mut other = vec![0; abi::CNT_MAX as usize];
         other[abi::CNT_STDIO_CAP as usize] = cap;
-        Totals { kernel, other, queue, undecodable: 0, log_write_failed: 0 }
+        Totals { kernel, other, queue, ..Default::default() }
+    }
+
+    #[test]
+    fn discovery_hold_overflow_is_a_reason_with_a_hint() {
+        let mut t = DropTracker::default();
+        let d = t.delta(Totals { discovery_held_overflow: 7, ..totals(0, 0, 0) }).unwrap();
+        assert_eq!(d.other.get(DISCOVERY_HELD_OVERFLOW), Some(&7));
+        assert!(d.hint.unwrap().contains("discovery.max_held_events"));
     }
 
     #[test]

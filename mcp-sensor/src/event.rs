@@ -153,8 +153,9 @@ pub enum Body {
     /// One JSON-RPC message on a watched server's stdio channel.
     Rpc(Rpc),
     /// Discovery (`run`): a process found to be an MCP server. Written when
-    /// its channel first says something only MCP says; its earlier events,
-    /// held until then, follow it.
+    /// its channel first says something only MCP says, dated at the
+    /// session's first event (its root's exec); its earlier events, held
+    /// until then, follow it.
     #[serde(rename = "server_found")]
     ServerFound {
         /// `client_child` (started by a known client) or `stdio_pipes`
@@ -162,6 +163,9 @@ pub enum Body {
         how: &'static str,
         /// Events held before the verdict and written right after this line.
         held: u64,
+        /// Milliseconds from the session's first event to the message that
+        /// confirmed it (the launcher's start-up: npx takes about a second).
+        confirmed_after_ms: f64,
     },
     /// Something on the channel that is not well-formed JSON-RPC.
     Malformed {

@@ -8,12 +8,14 @@
 //! syscall family (`MULTI_ATTACH`), attached to each member's tracepoint. Every failure carries the hint a user can act on,
 //! and load failures carry the verifier's log.
 
-use crate::abi::{self, ms_chan, ms_chan_key, ms_comm_key, ms_watch};
+use crate::abi::{self, ms_chan, ms_chan_key, ms_watch};
 use aya::maps::{HashMap as BpfHashMap, MapData, PerCpuArray, RingBuf};
 use crate::features::{Object, Plan, Probed};
 use aya::programs::{BtfTracePoint, CgroupAttachMode, Lsm, Program, TracePoint};
 use aya::{Btf, Ebpf, EbpfLoader};
 use std::path::Path;
+
+mod discovery;
 
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
@@ -233,14 +235,6 @@ pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
     Ok(Sensor { ebpf, attached, plan })
 }
 
-/// `pids`, plus every pid of `session` in the watched map unless `complete`.
-fn session_pids(w: &BpfHashMap<&mut MapData, u32, ms_watch>, session: u32, pids: &[u32], complete: bool) -> Vec<u32> {
-    let mut v = pids.to_vec();
-    if !complete {
-        v.extend(w.iter().filter_map(Result::ok).filter(|(_, x)| x.session == session).map(|(k, _)| k));
-    }
-    v
-}
 
 /// Programs attached to several syscall tracepoints: one program per
 /// syscall family, so the verifier checks it once (file.bpf.c,
@@ -311,7 +305,7 @@ impl Sensor {
         BpfHashMap::try_from(aya::maps::Map::HashMap(data)).map_err(err)
     }
 
-    fn watched(&mut self) -> Result<BpfHashMap<&mut MapData, u32, ms_watch>, LoadError> {
+    pub(crate) fn watched(&mut self) -> Result<BpfHashMap<&mut MapData, u32, ms_watch>, LoadError> {
         let map = self.ebpf.map_mut("WATCHED").ok_or(LoadError::Map("WATCHED"))?;
         BpfHashMap::try_from(map).map_err(|source| LoadError::MapAccess { name: "WATCHED", source })
     }
@@ -335,98 +329,9 @@ impl Sensor {
             .map_err(|source| LoadError::MapAccess { name: "CHANNELS", source })
     }
 
-    fn channels(&mut self) -> Result<BpfHashMap<&mut MapData, ms_chan_key, ms_chan>, LoadError> {
+    pub(crate) fn channels(&mut self) -> Result<BpfHashMap<&mut MapData, ms_chan_key, ms_chan>, LoadError> {
         let map = self.ebpf.map_mut("CHANNELS").ok_or(LoadError::Map("CHANNELS"))?;
         BpfHashMap::try_from(map).map_err(|source| LoadError::MapAccess { name: "CHANNELS", source })
-    }
-
-    // ---- discovery (mcp-sensor run) ----
-
-    /// Watches `pid` as a member of candidate server `session`; `reason`
-    /// is abi F_CAND_* (start 0: claimed on first sight, see `watch`).
-    pub fn watch_candidate(&mut self, pid: u32, session: u32, reason: u32) -> Result<(), LoadError> {
-        let w = ms_watch { start_ns: 0, session, flags: reason };
-        self.watched()?
-            .insert(pid, w, 0)
-            .map_err(|source| LoadError::MapAccess { name: "WATCHED", source })
-    }
-
-    /// A candidate's stdio pipe: its first byte each way is checked by the
-    /// kernel. A channel someone already registered is left alone.
-    pub fn add_candidate_channel(&mut self, dev: u32, ino: u64, session: u32) -> Result<(), LoadError> {
-        let key = ms_chan_key { ino, dev, _pad: 0 };
-        let chan = ms_chan { session, flags: abi::CH_CANDIDATE, off: [0, 0] };
-        match self.channels()?.insert(key, chan, 1 /* BPF_NOEXIST */) {
-            Err(aya::maps::MapError::SyscallError(e)) if e.io_error.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-            r => r.map_err(|source| LoadError::MapAccess { name: "CHANNELS", source }),
-        }
-    }
-
-    /// The process names of known clients (replaces the previous set).
-    pub fn set_client_comms(&mut self, names: &[String]) -> Result<(), LoadError> {
-        let err = |source| LoadError::MapAccess { name: "CLIENT_COMMS", source };
-        let map = self.ebpf.map_mut("CLIENT_COMMS").ok_or(LoadError::Map("CLIENT_COMMS"))?;
-        let mut m: BpfHashMap<&mut MapData, ms_comm_key, u32> = BpfHashMap::try_from(map).map_err(err)?;
-        let want: std::collections::HashSet<ms_comm_key> = names.iter().map(|n| ms_comm_key::new(n)).collect();
-        let old: Vec<ms_comm_key> = m.keys().filter_map(Result::ok).collect();
-        for k in old.iter().filter(|k| !want.contains(k)) {
-            m.remove(k).map_err(err)?;
-        }
-        for k in want {
-            m.insert(k, 1, 0).map_err(err)?;
-        }
-        Ok(())
-    }
-
-    /// A running client found in /proc (start time claimed by the kernel).
-    pub fn add_client(&mut self, pid: u32) -> Result<(), LoadError> {
-        let err = |source| LoadError::MapAccess { name: "CLIENTS", source };
-        let map = self.ebpf.map_mut("CLIENTS").ok_or(LoadError::Map("CLIENTS"))?;
-        let mut m: BpfHashMap<&mut MapData, u32, u64> = BpfHashMap::try_from(map).map_err(err)?;
-        m.insert(pid, 0, 0).map_err(err)
-    }
-
-    /// Stops watching session `session`: `pids` (when `complete`, they are
-    /// all its processes; else the watched map is scanned too) and every
-    /// channel registered for it. An entry now owned by another session (a
-    /// recycled pid) is left alone. Returns how many watches were removed.
-    pub fn unwatch_session(&mut self, session: u32, pids: &[u32], complete: bool) -> Result<usize, LoadError> {
-        let err = |name| move |source| LoadError::MapAccess { name, source };
-        let mut removed = 0;
-        {
-            let mut w = self.watched()?;
-            for pid in session_pids(&w, session, pids, complete) {
-                if w.get(&pid, 0).is_ok_and(|v| v.session == session) && w.remove(&pid).is_ok() {
-                    removed += 1;
-                }
-            }
-        }
-        let mut ch = self.channels()?;
-        let keys: Vec<ms_chan_key> =
-            ch.iter().filter_map(Result::ok).filter(|(_, v)| v.session == session).map(|(k, _)| k).collect();
-        for k in keys {
-            // gone already (the kernel removed it on rejection) is fine
-            let _ = ch.remove(&k).map_err(err("CHANNELS"));
-        }
-        Ok(removed)
-    }
-
-    /// Candidate `session` is an MCP server: its processes lose their
-    /// candidate flags (see ms_may_discover in discover.bpf.h).
-    pub fn confirm_session(&mut self, session: u32, pids: &[u32], complete: bool) -> Result<usize, LoadError> {
-        let mut w = self.watched()?;
-        let mut n = 0;
-        for pid in session_pids(&w, session, pids, complete) {
-            let Ok(mut v) = w.get(&pid, 0) else { continue };
-            if v.session == session && v.flags & (abi::F_CAND_CLIENT | abi::F_CAND_PIPES) != 0 {
-                v.flags &= !(abi::F_CAND_CLIENT | abi::F_CAND_PIPES);
-                // BPF_EXIST: an entry the kernel removed meanwhile stays removed
-                if w.insert(pid, v, 2).is_ok() {
-                    n += 1;
-                }
-            }
-        }
-        Ok(n)
     }
 
     /// Kernel-side loss counters summed over CPUs: (per-kind ring drops,

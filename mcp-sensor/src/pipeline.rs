@@ -54,8 +54,10 @@ impl Pipeline {
         let Some(g) = self.gate.as_mut() else { return Vec::new() };
         let actions = std::mem::take(&mut g.actions);
         for a in &actions {
-            if let KernelAction::Unwatch { session, .. } = a {
-                self.sessions.forget(*session);
+            match a {
+                KernelAction::Unwatch { session, .. } => self.sessions.forget(*session),
+                KernelAction::Fold { from, .. } => self.sessions.forget(*from),
+                KernelAction::Confirm { .. } => {}
             }
         }
         actions
@@ -72,19 +74,22 @@ impl Pipeline {
         }
     }
 
-    /// Discovery's view of a record before it becomes an event.
-    fn discover(&mut self, rec: &Record) {
+    /// Discovery's view of a record before it becomes an event (`h`: its
+    /// header, the session resolved through folds).
+    fn discover(&mut self, rec: &Record, h: &decode::Header) {
         let Some(g) = self.gate.as_mut() else { return };
-        let h = rec.header();
         match rec {
             Record::Exec(e) if h.pid == h.session => {
                 if let Some(how) = How::from_flags(h.flags) {
-                    g.add(h.session, how);
+                    g.add(h.session, how, h.flags & crate::abi::F_CAND_NESTED != 0);
                     self.sessions.register(h.session, e.argv.join(" "));
+                    // its client started before us or since: ancestry up to it
+                    self.procs.learn_ancestors(h.pid);
                 }
             }
             Record::Fork { child_pid, .. } => g.member(h.session, *child_pid),
-            Record::ChanReject { byte, .. } => g.reject_candidate(
+            // a late rejection of a candidate already folded is no news
+            Record::ChanReject { byte, .. } if rec.header().session == h.session => g.reject_candidate(
                 h.session,
                 format!("its stdio began with {:?}, which no JSON-RPC message starts with", *byte as char),
             ),
@@ -92,8 +97,20 @@ impl Pipeline {
         }
     }
 
+    /// Events of folded candidates that joined a confirmed server's tree.
+    fn deliver_released(&mut self) {
+        let Some(g) = self.gate.as_mut() else { return };
+        for (session, mut ev) in g.take_released() {
+            if ev.server.is_none() {
+                ev.server = self.sessions.context(session, session, &self.procs).map(|c| c.0);
+            }
+            self.publish(&ev, session);
+        }
+    }
+
     /// Channel messages of `session`: through discovery, which may confirm
-    /// a candidate (its `server_found` line, then what it held).
+    /// a candidate (its `server_found` line, dated at its first event,
+    /// then what it held).
     fn deliver_channel(&mut self, session: u32, h: &decode::Header, evs: Vec<Event>) {
         let Some(g) = self.gate.as_mut() else {
             for ev in &evs {
@@ -105,6 +122,11 @@ impl Pipeline {
         let server = found.as_ref().and_then(|_| self.sessions.context(session, session, &self.procs)).map(|c| c.0);
         if let Some(f) = found {
             let mut line = self.base(h);
+            let confirmed_ns = line.ts_ns;
+            if let Some(first) = f.first_ns.filter(|&t| t < confirmed_ns) {
+                line.ts_ns = first;
+                line.ts = self.clock.rfc3339(first);
+            }
             line.pid = session;
             line.tid = session;
             if let Some(p) = self.procs.get(session) {
@@ -112,7 +134,8 @@ impl Pipeline {
                 line.comm = p.comm.clone();
             }
             line.exe = self.procs.get(session).and_then(|p| p.exe.clone());
-            line.body = Body::ServerFound { how: f.how.as_str(), held: f.held };
+            let after_ms = confirmed_ns.saturating_sub(line.ts_ns) as f64 / 1e6;
+            line.body = Body::ServerFound { how: f.how.as_str(), held: f.held, confirmed_after_ms: after_ms };
             line.server = server.clone();
             self.out.emit(&line);
         }
@@ -122,6 +145,7 @@ impl Pipeline {
             }
             self.publish(&ev, session);
         }
+        self.deliver_released();
     }
 
     pub fn on_raw(&mut self, raw: &Bytes) {
@@ -138,10 +162,15 @@ impl Pipeline {
     }
 
     pub fn on_record(&mut self, rec: Record) {
-        let h = rec.header().clone();
+        let mut h = rec.header().clone();
+        let tagged = h.session;
+        if let Some(g) = &self.gate {
+            h.session = g.resolve(h.session);
+        }
         self.rec = Some(crate::enforce::RecordFacts::of(&h)); // enforcement
         self.procs.observe(h.pid, h.ppid, h.start_ns, &h.comm);
-        self.discover(&rec);
+        self.discover(&rec, &h);
+        self.deliver_released();
         let body = match rec {
             Record::Fork { child_pid, child_start_ns, .. } => {
                 let origin = self.sessions.attribution(h.session);
@@ -183,6 +212,8 @@ impl Pipeline {
             Record::IoUring { fd, sq_entries, cq_entries, flags, .. } => {
                 Body::IoUringSetup { fd, sq_entries, cq_entries, flags: decode::uring_flags(flags) }
             }
+            // a folded candidate's own channel (not MCP): already judged
+            Record::Stdio(_) if tagged != h.session => return,
             Record::Stdio(s) => {
                 let base = self.base(&h);
                 let evs = self.sessions.on_stdio(s, base, &self.procs);
@@ -196,20 +227,23 @@ impl Pipeline {
             ev.server = Some(server);
             ev.tool_call = call;
         }
-        let root_exit = matches!(ev.body, Body::Exit { .. }) && h.pid == h.session;
+        let exit = matches!(ev.body, Body::Exit { .. });
         self.deliver(h.session, ev);
-        if root_exit {
+        if exit {
             if let Some(g) = self.gate.as_mut() {
-                g.root_exited(h.session);
+                g.exited(h.session, h.pid);
             }
-            self.sessions.on_exit(h.session);
+            self.deliver_released();
+            if h.pid == h.session {
+                self.sessions.on_exit(h.session);
+            }
         }
     }
 
     /// Writes `ev`, then the alerts it raises.
     fn publish(&mut self, ev: &Event, session: u32) {
         self.out.emit(ev);
-        let facts = self.sessions.facts(session).unwrap_or_default();
+        let facts = self.sessions.facts(session, ev.ts_ns).unwrap_or_default();
         // enforcement: the record's kernel decision and whom to kill (an
         // event discovery held back is no longer the current record's)
         let rec = crate::enforce::RecordFacts::for_event(self.rec, ev, session, &self.procs);

@@ -28,6 +28,21 @@ pub struct Proc {
     pub exited: bool,
 }
 
+/// A process as /proc describes it; `None` when it exited while read.
+fn from_proc(p: &procfs::process::Process) -> Option<Proc> {
+    let stat = p.stat().ok()?;
+    Some(Proc {
+        pid: stat.pid as u32,
+        ppid: stat.ppid as u32,
+        start_ns: stat.starttime * (1_000_000_000 / procfs::ticks_per_second()),
+        exe: p.exe().ok().map(|e| e.to_string_lossy().into_owned()),
+        comm: stat.comm,
+        argv: p.cmdline().unwrap_or_default(),
+        origin: None,
+        exited: false,
+    })
+}
+
 /// Start times from /proc have clock-tick (10 ms) resolution, the kernel's
 /// have ns: compare at tick granularity.
 fn same_start(a: u64, b: u64) -> bool {
@@ -48,25 +63,34 @@ impl ProcTable {
     /// Adds every process in /proc. Errors on single processes (they exit
     /// while we read) are skipped; only an unreadable /proc is an error.
     pub fn seed_from_proc(&mut self) -> procfs::ProcResult<usize> {
-        let ticks = procfs::ticks_per_second();
         let mut n = 0;
         for p in procfs::process::all_processes()?.flatten() {
-            let Ok(stat) = p.stat() else { continue };
-            let exe = p.exe().ok().map(|e| e.to_string_lossy().into_owned());
-            let argv = p.cmdline().unwrap_or_default();
-            self.insert(Proc {
-                pid: stat.pid as u32,
-                ppid: stat.ppid as u32,
-                start_ns: stat.starttime * (1_000_000_000 / ticks),
-                exe,
-                comm: stat.comm,
-                argv,
-                origin: None,
-                exited: false,
-            });
-            n += 1;
+            if let Some(p) = from_proc(&p) {
+                self.insert(p);
+                n += 1;
+            }
         }
         Ok(n)
+    }
+
+    /// Reads from /proc the ancestors of `pid` the table does not know
+    /// (or knows only as exited): a client started after the agent, so an
+    /// alert's ancestry reaches it. Stops at pid 1, at a known live
+    /// process, or after 64 hops; processes gone meanwhile end the walk.
+    pub fn learn_ancestors(&mut self, pid: u32) {
+        let mut cur = self.procs.get(&pid).map(|p| p.ppid).unwrap_or(0);
+        for _ in 0..64 {
+            if cur <= 1 {
+                return;
+            }
+            if let Some(p) = self.procs.get(&cur).filter(|p| !p.exited) {
+                cur = p.ppid;
+                continue;
+            }
+            let Some(p) = procfs::process::Process::new(cur as i32).ok().as_ref().and_then(from_proc) else { return };
+            cur = p.ppid;
+            self.insert(p);
+        }
     }
 
     pub fn insert(&mut self, p: Proc) {
@@ -241,5 +265,19 @@ mod tests {
         let me = t.get(std::process::id()).expect("own pid seeded");
         assert!(me.exe.is_some());
         assert!(me.start_ns > 0);
+    }
+
+    #[test]
+    fn ancestors_started_after_the_seed_are_read_from_proc() {
+        // a child of this process that the table hears of only from the
+        // kernel: its parent (this test) and grandparents come from /proc
+        let mut t = ProcTable::new();
+        let me = std::process::id();
+        t.observe(u32::MAX - 1, me, 0, "child");
+        t.learn_ancestors(u32::MAX - 1);
+        let a = t.ancestry(u32::MAX - 1, 64);
+        assert_eq!(a.get(1).map(|h| h.0), Some(me), "{a:?}");
+        let parent = std::os::unix::process::parent_id();
+        assert!(parent <= 1 || a.iter().any(|h| h.0 == parent), "the test's parent is in {a:?}");
     }
 }

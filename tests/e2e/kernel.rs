@@ -239,3 +239,59 @@ fn kernel_forbidden_exec_never_runs() {
         assert_eq!(start["file_enforcement"], e, "{start}");
     }
 }
+
+/// The daemon on this kernel: a server launched through a wrapper script
+/// that does not `exec` it is found by its channel; its first call runs a
+/// shell that reads a protected key, inside the window before the agent's
+/// confirmation reaches the kernel. The shell (a nested candidate folded
+/// back into the server's tree) is logged under the call and alerted; the
+/// key read is stopped in the kernel (refused by BPF LSM, or killed at the
+/// syscall) and no byte of the key reaches the client. One session: node
+/// under TCG is slow.
+#[test]
+fn kernel_daemon_finds_a_wrapped_server_and_enforces_from_its_first_call() {
+    use crate::daemon::Daemon;
+    use std::os::unix::fs::PermissionsExt;
+    let d = scratch("kernel-daemon");
+    let (home, key, secret) = home_with_key(&d);
+    let rules = rule_file(&d, &key_rule(&home, "process", ""));
+    let env = mcp_env();
+    let wrapper = d.join("run-server.sh");
+    std::fs::write(&wrapper, "#!/bin/sh\necho \"wrapper: $1\" >&2\n\"$@\"\n").unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let daemon = Daemon::start_with(&d, "", &["--enforce", "--rules", &rules]);
+    let marker = format!("kernel-daemon-{}", std::process::id());
+    let mut command = vec![wrapper.display().to_string()];
+    command.extend(crate::mcp::server_argv(&env, "MCP_SHELL_SERVER"));
+    let cmd = format!("cat {}; echo {marker}", key.display());
+    let steps = json!([{"call": "run_command", "arguments": {"command": cmd}}]);
+    let scenario = json!({"command": command, "steps": steps, "timeout": 120, "stderr": d.join("server.stderr")});
+    let out = Command::new(&env["MCP_PY"]).arg(&env["MCP_CLIENT"]).arg("--json").arg(scenario.to_string()).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("client: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    assert_eq!(report["connected"], true, "the session came up: {report}");
+    assert_no_leak(&report.to_string(), &secret, "the client's report");
+    let (status, evs) = daemon.stop();
+    assert_eq!(status, 0);
+    let start = evs.first().unwrap();
+    assert_eq!(start["kind"], "sensor_start", "{start}");
+    assert_eq!(start["object"], expected_object(), "{start}");
+    let describe = || evs.iter().filter(|e| e["kind"] != "open").map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+    // the shell: found, logged under the call, alerted
+    let has_marker = |e: &Value| e["argv"].as_array().is_some_and(|a| a.iter().any(|x| x.as_str().is_some_and(|s| s.contains(&marker))));
+    let exec = evs.iter().find(|e| e["kind"] == "exec" && has_marker(e)).unwrap_or_else(|| panic!("the shell's exec\n{}", describe()));
+    assert_eq!(exec["tool_call"]["name"], "run_command", "{exec}");
+    let server = &exec["server"]["pid"];
+    let found = evs.iter().filter(|e| e["kind"] == "server_found" && e["pid"] == *server).count();
+    assert_eq!(found, 1, "the server was found once\n{}", describe());
+    let alert = evs.iter().find(|e| e["kind"] == "alert" && e["rule"] == "unexpected-shell" && has_marker(&e["event"]));
+    assert!(alert.is_some(), "the shell was alerted\n{}", describe());
+    // the key: stopped in the kernel, under the same call
+    let k = key.display().to_string();
+    let stopped: Vec<&Value> =
+        evs.iter().filter(|e| e["kind"] == "alert" && e["rule"] == "test-key-kill" && e["event"]["path"] == k.as_str()).collect();
+    assert_eq!(stopped.len(), 1, "{}", describe());
+    assert_eq!(stopped[0]["decided_by"], "kernel", "{}", stopped[0]);
+    assert_eq!(stopped[0]["tool_call"]["id"], exec["tool_call"]["id"], "{}", stopped[0]);
+    assert_eq!(stopped[0]["server"]["pid"], *server, "{}", stopped[0]);
+}

@@ -9,6 +9,7 @@ mod enforce;
 mod harness;
 mod investigate;
 mod kernel;
+mod launchers;
 mod mcp;
 mod overlap;
 mod rules;

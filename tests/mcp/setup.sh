@@ -4,6 +4,9 @@
 #   - venv-servers: mcp-server-time, mcp-server-git (PyPI; both built on mcp 2.3.0)
 #   - npm/        : @modelcontextprotocol/server-filesystem, @modelcontextprotocol/server-everything,
 #                   mcp-server-commands (npm; a server whose run_command tool runs `/bin/sh -c`)
+#   - venv-uv     : uv (PyPI), for servers launched with `uvx` / `uv run`
+#   - npm-cache/, uv-cache/: the caches `npx` and `uvx` launch servers from offline, warmed here
+#                   by one online launch each (what a user's machine has after a first use)
 # into $MCP_TEST_DEPS (default: tests/.deps, gitignored), and writes $MCP_TEST_DEPS/env.sh.
 #
 # Pins: tests/mcp/pins.txt (top level), requirements-*.txt and npm/package-lock.json (everything).
@@ -45,7 +48,7 @@ NODE_MAJOR="$(node -p 'process.versions.node.split(".")[0]')"
 [ "$NODE_MAJOR" -ge 20 ] || log "WARNING: node $(node --version) < 20; some pinned npm deps declare node >= 20"
 
 # --- stamp: skip the installs when nothing changed -------------------------------------------
-PIN_FILES=("$HERE/pins.txt" "$HERE/requirements-client.txt" "$HERE/requirements-servers.txt"
+PIN_FILES=("$HERE/pins.txt" "$HERE/requirements-client.txt" "$HERE/requirements-servers.txt" "$HERE/requirements-uv.txt"
            "$HERE/npm/package.json" "$HERE/npm/package-lock.json" "$HERE/setup.sh")
 STAMP_WANT="$(cat "${PIN_FILES[@]}" | sha256sum | cut -d' ' -f1) $("$PYTHON" --version 2>&1) node-$(node --version)"
 STAMP_FILE="$DEPS/.stamp"
@@ -69,7 +72,30 @@ installs_present() {
         && [ -x "$DEPS/venv-servers/bin/mcp-server-git" ] \
         && [ -f "$DEPS/npm/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js" ] \
         && [ -f "$DEPS/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js" ] \
-        && [ -f "$DEPS/npm/node_modules/mcp-server-commands/build/index.js" ]
+        && [ -f "$DEPS/npm/node_modules/mcp-server-commands/build/index.js" ] \
+        && [ -x "$DEPS/venv-uv/bin/uvx" ] && [ -f "$DEPS/.launchers-warm" ]
+}
+
+# The interpreter uv runs servers with: the real file, not a version manager's shim.
+UV_PY="$("$PYTHON" -c 'import os, sys; print(os.path.realpath(sys.executable))')"
+# npx / uvx as a client config runs them, from their caches; `offline` is set by the tests
+launcher_env() {
+    env npm_config_cache="$DEPS/npm-cache" npm_config_update_notifier=false npm_config_fund=false \
+        npm_config_audit=false UV_CACHE_DIR="$DEPS/uv-cache" UV_PYTHON="$UV_PY" \
+        UV_PYTHON_DOWNLOADS=never "$@"
+}
+
+# One online launch of each server the launcher tests start offline (each exits at stdin EOF).
+warm_launchers() {
+    log "warming the npx and uvx caches in $DEPS (one online launch each)"
+    launcher_env npx -y @modelcontextprotocol/server-filesystem@2026.8.31 /tmp </dev/null >/dev/null 2>&1 \
+        || die "npx -y @modelcontextprotocol/server-filesystem@2026.8.31 failed (npm registry reachable?)"
+    launcher_env npx -y mcp-server-commands@0.5.0 </dev/null >/dev/null 2>&1 \
+        || die "npx -y mcp-server-commands@0.5.0 failed (npm registry reachable?)"
+    launcher_env "$DEPS/venv-uv/bin/uvx" --with-requirements "$HERE/requirements-servers.txt" \
+        python "$HERE/servers/sdk2_server.py" </dev/null >/dev/null 2>"$DEPS/uvx-warm.log" \
+        || die "uvx failed (PyPI reachable? log: $DEPS/uvx-warm.log)"
+    touch "$DEPS/.launchers-warm"
 }
 
 if [ -f "$STAMP_FILE" ] && [ "$(cat "$STAMP_FILE")" = "$STAMP_WANT" ] && installs_present; then
@@ -78,6 +104,7 @@ else
     rm -f "$STAMP_FILE"
     make_venv "$DEPS/venv-client" "$HERE/requirements-client.txt"
     make_venv "$DEPS/venv-servers" "$HERE/requirements-servers.txt"
+    make_venv "$DEPS/venv-uv" "$HERE/requirements-uv.txt"
 
     log "npm ci (pinned by tests/mcp/npm/package-lock.json) into $DEPS/npm"
     mkdir -p "$DEPS/npm"
@@ -87,6 +114,8 @@ else
         grep -v 'Unknown user config' "$DEPS/npm-ci.log" >&2 || true
         die "npm ci failed (log: $DEPS/npm-ci.log)"
     fi
+    rm -f "$DEPS/.launchers-warm"
+    warm_launchers
     installs_present || die "npm install did not produce the server entry points in $DEPS/npm"
 fi
 
@@ -94,7 +123,7 @@ fi
 while read -r kind name version _; do
     case "$kind" in
         pypi)
-            venv=venv-servers; [ "$name" = mcp ] && venv=venv-client
+            venv=venv-servers; [ "$name" = mcp ] && venv=venv-client; [ "$name" = uv ] && venv=venv-uv
             got="$("$DEPS/$venv/bin/python" -c 'import sys, importlib.metadata as m; print(m.version(sys.argv[1]))' "$name")"
             ;;
         npm)
@@ -130,6 +159,16 @@ export MCP_GIT_SERVER=$(q "$DEPS/venv-servers/bin/mcp-server-git")
 export MCP_SDK2_SERVER=$(q "$DEPS/venv-servers/bin/mcp-server-time")
 # tests/mcp/servers/sdk2_server.py on the mcp 2.3.0 MCPServer API: echo/read_file/run/shell
 export MCP_SDK2_TEST_SERVER="$(q "$DEPS/venv-servers/bin/python") $(q "$HERE/servers/sdk2_server.py")"
+# Launchers as client configs use them, from caches warmed by setup.sh (run them offline with
+# npm_config_offline=true / UV_OFFLINE=1): npx of server-filesystem@2026.8.31 and
+# mcp-server-commands@0.5.0; uvx --with-requirements MCP_UVX_REQUIREMENTS python SCRIPT
+export MCP_NPM_CACHE=$(q "$DEPS/npm-cache")
+export MCP_UVX=$(q "$DEPS/venv-uv/bin/uvx")
+export MCP_UV=$(q "$DEPS/venv-uv/bin/uv")
+export MCP_UV_CACHE=$(q "$DEPS/uv-cache")
+export MCP_UV_PYTHON=$(q "$UV_PY")
+export MCP_UVX_REQUIREMENTS=$(q "$HERE/requirements-servers.txt")
+export MCP_SDK2_TEST_SCRIPT=$(q "$HERE/servers/sdk2_server.py")
 EOF
 mv "$DEPS/env.sh.tmp" "$DEPS/env.sh"
 echo "$STAMP_WANT" > "$STAMP_FILE"

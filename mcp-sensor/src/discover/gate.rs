@@ -1,16 +1,22 @@
 //! The gate between a candidate server's events and the log.
 //!
-//! Owns the candidates: a candidate's events are held (bounded) until its
-//! channel says whether it is MCP ([`super::classify`]). Confirmed: the
-//! held events are written, in order, after a `server_found` line, and the
-//! session streams from then on like any watched server. Rejected: the
-//! held events are dropped, the session's processes and channels are
-//! unwatched in the kernel ([`KernelAction`]), and later records of the
-//! session (already in the ring) are dropped. A candidate is rejected when
-//! its channel carries something that is not MCP, when the kernel rejected
-//! its first byte, when its root exits undecided, or when it has done
-//! `max_held` things without a word of MCP (a busy process tree that is
-//! not a server: its cost is bounded by that).
+//! Owns the candidates: a candidate's events are held (bounded, overflow
+//! counted) until its channel says whether it is MCP ([`super::classify`]).
+//! Confirmed: a `server_found` line dated at the candidate's first event,
+//! then the held events in order, and the session streams from then on
+//! like any watched server. Rejected: the held events are dropped, the
+//! session's processes and channels are unwatched in the kernel
+//! ([`KernelAction`]), and later records of the session (already in the
+//! ring) are dropped. A candidate is rejected when its channel carries
+//! something that is not MCP, when the kernel rejected its first byte, or
+//! when its root exits undecided. Holding is bounded, not deciding: a
+//! launcher (npx reads thousands of files before the server it starts
+//! says a word) is never rejected for being busy; past `max_held` its
+//! events are counted (`discovery_held_overflow`) instead of kept.
+//!
+//! A nested candidate (exec'd inside another candidate's tree with stdio
+//! of its own) is decided on its own channel; when that is not MCP it is
+//! folded back into the tree it came from ([`super::nested`]).
 //!
 //! Sessions the gate never heard of pass untouched (`exec`'s, and
 //! confirmed ones).
@@ -24,7 +30,9 @@ use std::collections::{HashMap, HashSet, VecDeque};
 /// agent unwatches by scanning the kernel map.
 const MAX_MEMBERS: usize = 1024;
 /// Rejected sessions remembered (their records still in flight are dropped).
-const MAX_REJECTED: usize = 4096;
+pub(super) const MAX_REJECTED: usize = 4096;
+/// Held events of all candidates together, in units of `max_held`.
+const TOTAL_HELD_FACTOR: usize = 4;
 
 /// What the agent must do in the kernel's maps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,15 +43,23 @@ pub enum KernelAction {
     /// `session` is an MCP server: clear the candidate flags of its
     /// processes, so the servers' own children stay in its tree.
     Confirm { session: u32, pids: Vec<u32>, complete: bool },
+    /// Nested candidate `from` is not a server of its own: its processes
+    /// join session `into` (with `into`'s candidate flags when `candidate`,
+    /// none when `into` is a confirmed server) and its channels are removed.
+    Fold { from: u32, into: u32, pids: Vec<u32>, complete: bool, candidate: bool },
 }
 
 #[derive(Debug)]
-struct Candidate {
-    how: How,
-    held: Vec<Event>,
-    undecided: u32,
-    members: Vec<u32>,
-    members_complete: bool,
+pub(super) struct Candidate {
+    pub(super) how: How,
+    pub(super) held: Vec<Event>,
+    pub(super) undecided: u32,
+    pub(super) members: Vec<u32>,
+    pub(super) members_complete: bool,
+    /// The session it was exec'd in (nested candidates only).
+    pub(super) parent: Option<u32>,
+    /// Boot-time ns of its first event (its root's exec).
+    pub(super) first_ns: Option<u64>,
 }
 
 /// A candidate just confirmed: what the `server_found` line says.
@@ -52,6 +68,8 @@ pub struct Found {
     pub session: u32,
     pub how: How,
     pub held: u64,
+    /// Boot-time ns of the candidate's first event: the session's start.
+    pub first_ns: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -59,17 +77,32 @@ pub struct GateStats {
     pub candidates: u64,
     pub confirmed: u64,
     pub rejected: u64,
+    /// Nested candidates folded back into the tree they were exec'd in.
+    pub folded: u64,
     /// Events of rejected candidates, dropped on purpose (not MCP).
     pub discarded: u64,
+    /// Events of undecided candidates past the hold bound: lost, counted
+    /// (a `drops` reason, `discovery_held_overflow`).
+    pub held_overflow: u64,
 }
 
 #[derive(Debug)]
 pub struct Gate {
-    cands: HashMap<u32, Candidate>,
+    pub(super) cands: HashMap<u32, Candidate>,
+    /// Confirmed servers still running (fold targets).
+    pub(super) servers: HashSet<u32>,
+    /// pid -> the candidate or server session it was forked in.
+    pub(super) member_of: HashMap<u32, u32>,
+    /// Folded session -> the session it joined.
+    pub(super) alias: HashMap<u32, u32>,
+    pub(super) alias_order: VecDeque<u32>,
     rejected: HashSet<u32>,
     rejected_order: VecDeque<u32>,
     max_held: usize,
-    held_total: usize,
+    pub(super) held_total: usize,
+    /// Events of folded candidates whose tree is a confirmed server:
+    /// (session, event), to be written now.
+    pub(super) released: Vec<(u32, Event)>,
     pub actions: Vec<KernelAction>,
     pub stats: GateStats,
     /// The last rejection and why: (session, reason).
@@ -80,10 +113,15 @@ impl Gate {
     pub fn new(max_held: usize) -> Self {
         Gate {
             cands: HashMap::new(),
+            servers: HashSet::new(),
+            member_of: HashMap::new(),
+            alias: HashMap::new(),
+            alias_order: VecDeque::new(),
             rejected: HashSet::new(),
             rejected_order: VecDeque::new(),
             max_held: max_held.max(1),
             held_total: 0,
+            released: Vec::new(),
             actions: Vec::new(),
             stats: GateStats::default(),
             last_reject: None,
@@ -94,8 +132,9 @@ impl Gate {
         self.max_held = n.max(1);
     }
 
-    /// A new candidate rooted at `session` (its root's pid).
-    pub fn add(&mut self, session: u32, how: How) {
+    /// A new candidate rooted at `session` (its root's pid). `nested`: the
+    /// kernel made it inside another candidate's tree (MS_F_CAND_NESTED).
+    pub fn add(&mut self, session: u32, how: How, nested: bool) {
         if self.cands.contains_key(&session) {
             return;
         }
@@ -103,10 +142,20 @@ impl Gate {
         if self.rejected.remove(&session) {
             self.rejected_order.retain(|s| *s != session);
         }
+        self.servers.remove(&session);
+        let parent = if nested { self.member_of.get(&session).map(|&p| self.resolve(p)) } else { None };
         self.stats.candidates += 1;
         self.cands.insert(
             session,
-            Candidate { how, held: Vec::new(), undecided: 0, members: vec![session], members_complete: true },
+            Candidate {
+                how,
+                held: Vec::new(),
+                undecided: 0,
+                members: vec![session],
+                members_complete: true,
+                parent: parent.filter(|&p| p != session),
+                first_ns: None,
+            },
         );
     }
 
@@ -118,7 +167,7 @@ impl Gate {
         self.cands.len()
     }
 
-    /// `pid` joined candidate `session` (it was forked in its tree).
+    /// `pid` joined `session` (it was forked in its tree).
     pub fn member(&mut self, session: u32, pid: u32) {
         if let Some(c) = self.cands.get_mut(&session) {
             if c.members.len() < MAX_MEMBERS {
@@ -127,6 +176,23 @@ impl Gate {
                 c.members_complete = false;
             }
         }
+        if self.cands.contains_key(&session) || self.servers.contains(&session) {
+            self.remember_member(pid, session);
+        }
+    }
+
+    /// Holds `ev` of candidate `c`, or counts it when the bound is reached.
+    fn hold(&mut self, session: u32, ev: Event) {
+        let total_cap = self.max_held.saturating_mul(TOTAL_HELD_FACTOR);
+        let (max_held, full) = (self.max_held, self.held_total >= total_cap);
+        let Some(c) = self.cands.get_mut(&session) else { return };
+        c.first_ns.get_or_insert(ev.ts_ns);
+        if c.held.len() >= max_held || full {
+            self.stats.held_overflow += 1;
+            return;
+        }
+        c.held.push(ev);
+        self.held_total += 1;
     }
 
     /// An event of `session`: returned when it is to be written now;
@@ -136,16 +202,10 @@ impl Gate {
             self.stats.discarded += 1;
             return None;
         }
-        let total_cap = self.max_held.saturating_mul(16);
-        let Some(c) = self.cands.get_mut(&session) else { return Some(ev) };
-        if c.held.len() >= self.max_held || self.held_total >= total_cap {
-            let n = c.held.len();
-            self.reject(session, format!("{n} events held without a word of MCP on its stdio"));
-            self.stats.discarded += 1;
-            return None;
+        if !self.cands.contains_key(&session) {
+            return Some(ev);
         }
-        c.held.push(ev);
-        self.held_total += 1;
+        self.hold(session, ev);
         None
     }
 
@@ -166,7 +226,9 @@ impl Gate {
                     let c = self.cands.remove(&session).expect("checked above");
                     self.held_total -= c.held.len();
                     self.stats.confirmed += 1;
-                    let found = Found { session, how: c.how, held: c.held.len() as u64 };
+                    self.servers.insert(session);
+                    let first_ns = c.first_ns.or(Some(ev.ts_ns));
+                    let found = Found { session, how: c.how, held: c.held.len() as u64, first_ns };
                     self.actions.push(KernelAction::Confirm { session, pids: c.members, complete: c.members_complete });
                     let mut out = c.held;
                     out.push(ev);
@@ -174,35 +236,45 @@ impl Gate {
                     return (Some(found), out);
                 }
                 Verdict::NotMcp(reason) => {
-                    self.stats.discarded += 1 + it.len() as u64;
-                    self.reject(session, reason);
+                    self.not_a_server(session, reason, Some(it.len() as u64 + 1));
                     return (None, Vec::new());
                 }
                 Verdict::Undecided => {
                     c.undecided += 1;
-                    if let Some(e) = self.offer(session, ev) {
-                        // not held: the candidate was rejected meanwhile
-                        drop(e);
-                    }
-                    if !self.cands.contains_key(&session) {
-                        return (None, Vec::new());
-                    }
+                    self.hold(session, ev);
                 }
             }
         }
         (None, Vec::new())
     }
 
-    /// The root of `session` exited: a candidate still undecided is not a
-    /// server (its remaining processes are unwatched).
-    pub fn root_exited(&mut self, session: u32) {
+    /// `pid` of `session` exited. The root of a candidate still undecided:
+    /// it is not a server (its remaining processes are unwatched, or a
+    /// nested one folds back into its tree).
+    pub fn exited(&mut self, session: u32, pid: u32) {
+        self.member_of.remove(&pid);
+        if pid != session {
+            return;
+        }
+        self.servers.remove(&session);
         if self.cands.contains_key(&session) {
-            self.reject(session, "exited before speaking MCP".into());
+            self.not_a_server(session, "exited before speaking MCP".into(), None);
         }
     }
 
     /// The kernel rejected candidate `session` (its first byte).
     pub fn reject_candidate(&mut self, session: u32, reason: String) {
+        self.not_a_server(session, reason, None);
+    }
+
+    /// Candidate `session` is not an MCP server (`discarding`: events that
+    /// came with the verdict and are not held). A nested one folds back into
+    /// the tree it came from when that tree is a candidate or a server.
+    fn not_a_server(&mut self, session: u32, reason: String, discarding: Option<u64>) {
+        if self.fold(session) {
+            return;
+        }
+        self.stats.discarded += discarding.unwrap_or(0);
         self.reject(session, reason);
     }
 

@@ -9,11 +9,14 @@
 //! - [`classify`]: is what a candidate says on its channel MCP?
 //! - [`gate`]: holds a candidate's events until that is decided, then
 //!   writes them (confirmed) or drops them and unwatches the tree;
+//! - [`nested`]: a candidate exec'd inside another's tree with stdio of its
+//!   own, folded back into that tree when its channel is not MCP;
 //! - [`scan`]: the servers already running when the daemon starts, from
 //!   /proc.
 
 pub mod classify;
 pub mod gate;
+pub mod nested;
 pub mod scan;
 
 pub use gate::{Gate, KernelAction};

@@ -140,7 +140,8 @@ pub struct Session {
     /// Pending requests, indexed by [`slot`] of the direction they went.
     pending: [Table; 2],
     next_seq: u64,
-    first_request_seen: bool,
+    /// Boot-time ns of the first request the server read (its frame's time).
+    first_request_ns: Option<u64>,
     max_pending: usize,
     stats: SessionStats,
 }
@@ -162,7 +163,7 @@ impl Session {
             catalog: Catalog::default(),
             pending: [Table::default(), Table::default()],
             next_seq: 0,
-            first_request_seen: false,
+            first_request_ns: None,
             max_pending: max_pending.max(1),
             stats: SessionStats::default(),
         }
@@ -206,7 +207,14 @@ impl Session {
     /// The server has read a request from its client: before that, what
     /// the server does is start-up, not anybody's request.
     pub fn first_request_seen(&self) -> bool {
-        self.first_request_seen
+        self.first_request_ns.is_some()
+    }
+
+    /// Whether the first request had been read by `ts_ns` (boot-time ns):
+    /// what a held event (discovery) is judged by, not the state when it is
+    /// finally written.
+    pub fn first_request_seen_by(&self, ts_ns: u64) -> bool {
+        self.first_request_ns.is_some_and(|t| t <= ts_ns)
     }
 
     pub fn stats(&self) -> SessionStats {
@@ -326,7 +334,7 @@ impl Session {
     ) {
         self.stats.requests += 1;
         if meta.dir == Direction::ClientToServer {
-            self.first_request_seen = true;
+            self.first_request_ns.get_or_insert(meta.ts_ns);
         }
         let mut params = params;
         let (tool, arguments) = if method == "tools/call" {
@@ -398,7 +406,7 @@ impl Session {
     ) {
         self.stats.requests += 1;
         if meta.dir == Direction::ClientToServer {
-            self.first_request_seen = true;
+            self.first_request_ns.get_or_insert(meta.ts_ns);
         }
         let tool = scanned_tool.filter(|_| method == "tools/call");
         out.push(SessionOutput::Rpc {

@@ -286,8 +286,16 @@ impl Builder {
                 }
             }
         }
-        b.s.end = ts.to_string();
-        b.s.end_ns = b.s.end_ns.max(ts_ns);
+        // a session's start is its first event, wherever the log put it
+        // (discovery writes a server's held start-up after its verdict)
+        if ts_ns < b.s.start_ns {
+            b.s.start_ns = ts_ns;
+            b.s.start = ts.to_string();
+        }
+        if ts_ns >= b.s.end_ns {
+            b.s.end_ns = ts_ns;
+            b.s.end = ts.to_string();
+        }
         b
     }
 

@@ -1,0 +1,134 @@
+use crate::discover::gate::{Found, Gate, KernelAction};
+use crate::discover::How;
+use crate::event::{Body, Direction, Event, Rpc, ServerRef};
+
+fn ev(pid: u32, ts_ns: u64) -> Event {
+    Event {
+        ts: String::new(),
+        ts_ns,
+        pid,
+        tid: pid,
+        ppid: 1,
+        uid: 0,
+        comm: "sh".into(),
+        exe: None,
+        body: Body::Fork { child_pid: 0 },
+        server: Some(ServerRef { name: "sh -c x".into(), pid }),
+        tool_call: None,
+    }
+}
+
+fn msg(method: &str, ts_ns: u64) -> Event {
+    Event {
+        body: Body::Rpc(Rpc { method: Some(method.into()), ..Rpc::new(Direction::ClientToServer, "request", 1, false) }),
+        ..ev(10, ts_ns)
+    }
+}
+
+/// Server 10, confirmed by its first message; `pid` forked in it.
+fn confirmed_server_with_member(pid: u32) -> Gate {
+    let mut g = Gate::new(100);
+    g.add(10, How::StdioPipes, false);
+    g.member(10, pid);
+    let (found, _) = g.on_channel(10, vec![msg("server/discover", 5)]);
+    assert!(found.is_some());
+    g.actions.clear();
+    g
+}
+
+#[test]
+fn a_tools_shell_split_off_before_the_kernel_heard_of_the_confirmation_folds_back_and_is_written() {
+    // the commands server's `sh -c` with fresh pipes, exec'd in the window
+    // between the handshake and the kernel clearing the candidate flags
+    let mut g = confirmed_server_with_member(30);
+    g.add(30, How::StdioPipes, true);
+    assert!(g.offer(30, ev(30, 50)).is_none(), "held until its own channel decides");
+    g.reject_candidate(30, "its stdio began with 'h'".into());
+    assert_eq!(
+        g.actions,
+        vec![KernelAction::Fold { from: 30, into: 10, pids: vec![30], complete: true, candidate: false }]
+    );
+    let out = g.take_released();
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].0, 10, "written as the server's");
+    assert!(out[0].1.server.is_none(), "named when written, after the server it joined");
+    assert_eq!(g.resolve(30), 10, "its later records are the server's");
+    assert_eq!((g.stats.folded, g.stats.rejected, g.stats.discarded), (1, 0, 0));
+}
+
+#[test]
+fn a_nested_candidate_that_exits_silent_joins_its_undecided_tree_in_time_order() {
+    let mut g = Gate::new(100);
+    g.add(10, How::ClientChild, false);
+    g.offer(10, ev(10, 10));
+    g.member(10, 30);
+    g.add(30, How::StdioPipes, true);
+    g.offer(30, ev(30, 20));
+    g.offer(10, ev(10, 30));
+    g.offer(30, ev(30, 40));
+    g.exited(30, 30);
+    assert!(!g.is_candidate(30) && g.is_candidate(10));
+    assert!(matches!(g.actions[0], KernelAction::Fold { from: 30, into: 10, candidate: true, .. }));
+    let (found, out) = g.on_channel(10, vec![msg("tools/list", 50)]);
+    assert_eq!(found, Some(Found { session: 10, how: How::ClientChild, held: 4, first_ns: Some(10) }));
+    let ts: Vec<u64> = out.iter().map(|e| e.ts_ns).collect();
+    assert_eq!(ts, vec![10, 20, 30, 40, 50]);
+    match &g.actions[1] {
+        KernelAction::Confirm { session: 10, pids, .. } => assert!(pids.contains(&30), "{pids:?}"),
+        a => panic!("{a:?}"),
+    }
+}
+
+#[test]
+fn a_nested_candidate_that_speaks_mcp_is_a_server_of_its_own() {
+    // an agent-like candidate (JSON-RPC on its stdio, not MCP) starting an
+    // MCP server with pipes of its own
+    let mut g = Gate::new(100);
+    g.add(10, How::StdioPipes, false);
+    g.member(10, 30);
+    g.add(30, How::StdioPipes, true);
+    let (found, _) = g.on_channel(30, vec![msg("tools/list", 5)]);
+    assert_eq!(found.map(|f| f.session), Some(30));
+    let (_, out) = g.on_channel(10, vec![msg("session/prompt", 6)]);
+    assert!(out.is_empty());
+    assert_eq!(g.stats.rejected, 1, "the agent is not MCP");
+    assert_eq!(g.resolve(30), 30, "its server stays its own");
+    assert!(g.offer(30, ev(30, 7)).is_some());
+}
+
+#[test]
+fn a_nested_candidate_of_a_rejected_tree_is_rejected() {
+    let mut g = Gate::new(100);
+    g.add(10, How::StdioPipes, false);
+    g.member(10, 30);
+    g.add(30, How::StdioPipes, true);
+    g.reject_candidate(10, "x".into());
+    g.reject_candidate(30, "y".into());
+    assert_eq!(g.stats.rejected, 2);
+    assert!(matches!(g.actions[1], KernelAction::Unwatch { session: 30, .. }));
+    assert_eq!(g.resolve(30), 30);
+}
+
+#[test]
+fn folds_of_folds_resolve_to_the_outermost_tree() {
+    // npx -> sh (own pipes) -> node (own pipes): each folds into the last
+    let mut g = Gate::new(100);
+    g.add(10, How::StdioPipes, false);
+    g.member(10, 20);
+    g.add(20, How::StdioPipes, true);
+    g.member(20, 30);
+    g.add(30, How::StdioPipes, true);
+    g.exited(30, 30);
+    assert_eq!(g.resolve(30), 20);
+    g.exited(20, 20);
+    assert_eq!(g.resolve(30), 10);
+    assert_eq!(g.stats.folded, 2);
+}
+
+#[test]
+fn a_candidate_the_kernel_did_not_nest_is_rejected_as_before() {
+    let mut g = confirmed_server_with_member(30);
+    g.add(30, How::StdioPipes, false);
+    g.reject_candidate(30, "x".into());
+    assert!(matches!(g.actions[0], KernelAction::Unwatch { session: 30, .. }));
+}
