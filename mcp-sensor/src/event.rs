@@ -163,6 +163,10 @@ pub enum Body {
         how: &'static str,
         /// Events held before the verdict and written right after this line.
         held: u64,
+        /// Events before the verdict that did not fit the hold bound
+        /// (`discovery.max_held_events`): lost. Absent when none.
+        #[serde(skip_serializing_if = "is_zero")]
+        held_lost: u64,
         /// Milliseconds from the session's first event to the message that
         /// confirmed it (the launcher's start-up: npx takes about a second).
         confirmed_after_ms: f64,
@@ -336,4 +340,8 @@ pub struct Alert {
 pub struct Hop {
     pub pid: u32,
     pub exe: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

@@ -135,7 +135,7 @@ impl Pipeline {
             }
             line.exe = self.procs.get(session).and_then(|p| p.exe.clone());
             let after_ms = confirmed_ns.saturating_sub(line.ts_ns) as f64 / 1e6;
-            line.body = Body::ServerFound { how: f.how.as_str(), held: f.held, confirmed_after_ms: after_ms };
+            line.body = Body::ServerFound { how: f.how.as_str(), held: f.held, held_lost: f.lost, confirmed_after_ms: after_ms };
             line.server = server.clone();
             self.out.emit(&line);
         }
