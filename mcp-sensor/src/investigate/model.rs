@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 use super::lines::LineRef;
+pub use super::word::Word;
 use serde_json::Value;
 use std::rc::Rc;
 
@@ -263,36 +264,6 @@ impl Activity {
 
     pub fn set_in_flight(&mut self, ids: Rc<Vec<Value>>) {
         self.more.get_or_insert_default().in_flight = Some(ids);
-    }
-}
-
-/// One shared copy of a short text (an event kind, a method, a tool),
-/// in 8 bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Word(Rc<String>);
-
-impl From<&str> for Word {
-    fn from(text: &str) -> Word {
-        Word(Rc::new(text.to_string()))
-    }
-}
-
-impl std::ops::Deref for Word {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::borrow::Borrow<str> for Word {
-    fn borrow(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for Word {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(&**self, f)
     }
 }
 

@@ -13,6 +13,7 @@
 //!   it), else to the call(s) it names, else to its session.
 
 mod alerts;
+mod by_id;
 mod recent;
 
 use super::describe::describe;
@@ -20,6 +21,7 @@ use super::lines::LineRef;
 use super::model::*;
 use super::read::{Line, Log};
 use alerts::alert_of;
+use by_id::ById;
 use recent::{loc, Loc, Recent, OUTSIDE};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
@@ -46,6 +48,7 @@ type Words = Rc<RefCell<HashSet<Word>>>;
 pub struct Builder {
     /// Boxed: a `Building` is a few hundred bytes, and the vector's
     /// growth slack would be as many per session.
+    #[allow(clippy::vec_box)]
     sessions: Vec<Box<Building>>,
     current: HashMap<u32, usize>,
     words: Words,
@@ -61,41 +64,6 @@ fn str_of(v: &Value, k: &str) -> Option<String> {
 fn pid_of(v: &Value) -> Option<u32> {
     v.get("pid").and_then(Value::as_u64).and_then(|p| u32::try_from(p).ok())
 }
-
-/// Calls by JSON-RPC id: ids are the same when their JSON texts are.
-/// Non-negative integer ids (almost all) are kept as numbers, without
-/// making their text, in 16 bytes a call; the others as their text.
-#[derive(Default)]
-struct ById {
-    number: HashMap<u64, u32>,
-    text: HashMap<Box<str>, u32>,
-}
-
-impl ById {
-    fn get(&self, id: &Value) -> Option<usize> {
-        match id.as_u64() {
-            Some(n) => self.number.get(&n),
-            None => self.text.get(&*id.to_string()),
-        }
-        .map(|&i| i as usize)
-    }
-
-    fn insert(&mut self, id: &Value, call: usize) {
-        let call = u32::try_from(call).expect("fewer than 2^32 calls per session");
-        match id.as_u64() {
-            Some(n) => self.number.insert(n, call),
-            None => self.text.insert(id.to_string().into(), call),
-        };
-    }
-
-    fn remove(&mut self, id: &Value) {
-        match id.as_u64() {
-            Some(n) => self.number.remove(&n),
-            None => self.text.remove(&*id.to_string()),
-        };
-    }
-}
-
 
 fn add_losses(into: &mut Losses, line: &Value) {
     for (field, map) in [("kernel", &mut into.kernel), ("other", &mut into.other)] {
