@@ -132,8 +132,8 @@ impl Filters {
     fn call_matches(&self, c: &Call) -> bool {
         let id_ok = self.id.as_ref().is_none_or(|want| c.id.as_str() == Some(want) || serde_json::from_str::<Value>(want).is_ok_and(|v| v == c.id));
         let tool_ok = self.tool.as_ref().is_none_or(|g| g.is_match(c.label()));
-        let pid_ok = self.pid.is_none_or(|p| c.activity.iter().any(|a| a.pid == Some(p)));
-        let times = c.start_ns.into_iter().chain(c.end_ns).chain(c.activity.iter().map(|a| a.ts_ns));
+        let pid_ok = self.pid.is_none_or(|p| c.activity.iter().any(|a| a.pid() == Some(p)));
+        let times = c.start_ns.into_iter().chain(c.end_ns).chain(c.activity.iter().map(|a| a.ts_ns()));
         let (from, to) = times.fold((i128::MAX, i128::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
         let time_ok = from > to || self.in_window(from, to);
         id_ok && tool_ok && pid_ok && time_ok && self.rule_matches(&c.alerts)
@@ -142,10 +142,10 @@ impl Filters {
     fn outside_matches(&self, a: &Activity) -> bool {
         self.tool.is_none()
             && self.id.is_none()
-            && self.pid.is_none_or(|p| a.pid == Some(p))
-            && self.rule_matches(&a.alerts)
-            && (self.rule.is_none() || !a.alerts.is_empty())
-            && self.in_window(a.ts_ns, a.ts_ns)
+            && self.pid.is_none_or(|p| a.pid() == Some(p))
+            && self.rule_matches(a.alerts())
+            && (self.rule.is_none() || !a.alerts().is_empty())
+            && self.in_window(a.ts_ns(), a.ts_ns())
     }
 }
 

@@ -22,8 +22,9 @@ pub struct LineRef {
     /// The source's index (into [`super::read::Log::sources`]) in the top
     /// 16 bits, the line's byte offset in it in the low 48.
     at: u64,
-    /// Length of the line, without its newline.
-    len: u32,
+    /// Length of the line, without its newline: never 0 (blank lines are
+    /// not events), which makes an `Option<LineRef>` 16 bytes too.
+    len: std::num::NonZeroU32,
     /// Keyed hash of the line's bytes (the key is random per run, so log
     /// text cannot be made to collide on purpose).
     hash: u32,
@@ -85,12 +86,12 @@ impl Lines {
 
     /// The reference of a line of `source`: `text` at `offset`.
     /// `source` is below [`MAX_SOURCES`] (`read.rs` checks), the offset
-    /// below 256 TiB, the line shorter than 4 GiB.
+    /// below 256 TiB, the line not empty and shorter than 4 GiB.
     pub fn refer(&self, source: usize, offset: u64, text: &[u8]) -> LineRef {
         assert!(source < MAX_SOURCES && offset < 1 << OFFSET_BITS, "a line past what a LineRef holds");
         LineRef {
             at: (source as u64) << OFFSET_BITS | offset,
-            len: u32::try_from(text.len()).expect("a line shorter than 4 GiB"),
+            len: u32::try_from(text.len()).ok().and_then(std::num::NonZeroU32::new).expect("a line of 1 byte to 4 GiB"),
             hash: self.key.hash_one(text) as u32,
         }
     }
@@ -109,7 +110,7 @@ impl Lines {
 
     fn read_back(&self, r: &LineRef) -> Option<(Value, i128)> {
         let (_, backing) = self.sources.get(r.source())?;
-        let mut buf = vec![0u8; r.len as usize];
+        let mut buf = vec![0u8; r.len.get() as usize];
         backing.read_exact_at(&mut buf, r.offset()).ok()?;
         if self.key.hash_one(&buf[..]) as u32 != r.hash {
             return None;

@@ -19,6 +19,7 @@ pub mod read;
 pub mod shown;
 pub mod table;
 pub mod timeline;
+pub mod word;
 
 #[cfg(test)]
 mod tests_fixtures;

@@ -7,6 +7,7 @@
 
 use serde::Serialize;
 use super::lines::LineRef;
+pub use super::word::Word;
 use serde_json::Value;
 use std::rc::Rc;
 
@@ -106,9 +107,9 @@ pub enum Status {
 pub struct Call {
     /// The JSON-RPC id (`null` when a cut message lost it).
     pub id: Value,
-    pub method: Option<Rc<str>>,
+    pub method: Option<Word>,
     /// The tool of a `tools/call`.
-    pub tool: Option<Rc<str>>,
+    pub tool: Option<Word>,
     pub status: Status,
     /// The request was longer than the sensor keeps: arguments may be cut.
     pub truncated: bool,
@@ -116,8 +117,9 @@ pub struct Call {
     /// the logs (the call is known from its response or activity).
     pub request: Option<LineRef>,
     /// Without a request: the line that named the call first, at its time,
-    /// and where in it (its method, tool and arguments are shown).
-    pub named: Option<(LineRef, i128, Named)>,
+    /// and where in it (its method, tool and arguments are shown). Boxed:
+    /// most calls have their request, and the report holds every call.
+    pub named: Option<Box<(LineRef, i128, Named)>>,
     /// The response's (or error's) line, at [`Self::end_ns`].
     pub response: Option<LineRef>,
     /// Host activity attributed to this call, in log order.
@@ -150,30 +152,119 @@ impl Call {
 /// ordering, filtering and grouping need, and where its line is. What is
 /// said of it (time text, comm, exe, summary, the line itself) is read
 /// back from the line when rendered ([`super::shown`]): a report holds
-/// one of these per host event, so it holds no text of them.
+/// one of these per host event, so it holds no text of them, in 48 bytes
+/// (flags and the pid packed, rare things behind one pointer).
 #[derive(Debug, Clone)]
 pub struct Activity {
     /// The event's line; with [`Self::in_alert`], the alert line carrying it.
     pub line: LineRef,
-    /// Unix-epoch ns of the line's `ts`.
-    pub ts_ns: i128,
+    /// [`Self::ts_ns`] when it fits (years 1677 to 2262), else in `more`.
+    ts: i64,
     /// The event's `kind` (one shared string per kind).
-    pub kind: Rc<str>,
-    pub pid: Option<u32>,
-    /// When several requests were in flight: their ids. The event is shown
-    /// under each of them; the sensor never guesses which one caused it.
-    pub in_flight: Option<Rc<Vec<Value>>>,
-    pub alerts: Alerts,
-    /// The event failed (open or connect with an error, non-zero exit).
-    pub failed: bool,
-    /// Under a call: the event came after the call's response (a process
-    /// the call started, still running).
-    pub after_response: bool,
+    pub kind: Word,
+    /// Its alerts, in-flight ids, and a time past `ts`: almost every event
+    /// has none of them.
+    more: Option<Box<More>>,
+    /// [`Self::pid`] when [`PID`] is set.
+    pid: u32,
+    flags: u8,
     /// Outside calls: when it happened.
     pub phase: Option<Phase>,
+}
+
+// Activity::flags
+const PID: u8 = 1;
+const FAILED: u8 = 2;
+const AFTER_RESPONSE: u8 = 4;
+const IN_ALERT: u8 = 8;
+
+/// What few activities have, kept apart so that the others are 48 bytes.
+#[derive(Debug, Clone, Default)]
+struct More {
+    /// The time, when it does not fit `Activity::ts`.
+    ts_ns: Option<i128>,
+    /// When several requests were in flight: their ids. The event is shown
+    /// under each of them; the sensor never guesses which one caused it.
+    in_flight: Option<Rc<Vec<Value>>>,
+    alerts: Vec<Alert>,
+}
+
+impl Activity {
+    /// An activity of `kind` at `line` (`ts_ns`), with neither alerts nor
+    /// in-flight ids, outside calls, not failed.
+    pub fn new(line: LineRef, ts_ns: i128, kind: Word, pid: Option<u32>) -> Activity {
+        let mut a = Activity { line, ts: 0, kind, more: None, pid: pid.unwrap_or(0), flags: 0, phase: None };
+        a.set(PID, pid.is_some());
+        match i64::try_from(ts_ns) {
+            Ok(ts) => a.ts = ts,
+            Err(_) => a.more.get_or_insert_default().ts_ns = Some(ts_ns),
+        }
+        a
+    }
+
+    fn set(&mut self, flag: u8, on: bool) {
+        self.flags = if on { self.flags | flag } else { self.flags & !flag };
+    }
+
+    /// Unix-epoch ns of the line's `ts`.
+    pub fn ts_ns(&self) -> i128 {
+        self.more.as_ref().and_then(|m| m.ts_ns).unwrap_or(i128::from(self.ts))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        (self.flags & PID != 0).then_some(self.pid)
+    }
+
+    /// The event failed (open or connect with an error, non-zero exit).
+    pub fn failed(&self) -> bool {
+        self.flags & FAILED != 0
+    }
+
+    pub fn set_failed(&mut self, on: bool) {
+        self.set(FAILED, on);
+    }
+
+    /// Under a call: the event came after the call's response (a process
+    /// the call started, still running).
+    pub fn after_response(&self) -> bool {
+        self.flags & AFTER_RESPONSE != 0
+    }
+
+    pub fn set_after_response(&mut self, on: bool) {
+        self.set(AFTER_RESPONSE, on);
+    }
+
     /// The event is only known from an alert's `event` (its own line is
     /// not in the logs).
-    pub in_alert: bool,
+    pub fn in_alert(&self) -> bool {
+        self.flags & IN_ALERT != 0
+    }
+
+    pub fn set_in_alert(&mut self, on: bool) {
+        self.set(IN_ALERT, on);
+    }
+
+    pub fn alerts(&self) -> &[Alert] {
+        self.more.as_ref().map_or(&[], |m| &m.alerts[..])
+    }
+
+    /// When several requests were in flight: their ids.
+    pub fn in_flight(&self) -> Option<&Rc<Vec<Value>>> {
+        self.more.as_ref().and_then(|m| m.in_flight.as_ref())
+    }
+
+    pub fn push_alert(&mut self, a: Alert) {
+        let alerts = &mut self.more.get_or_insert_default().alerts;
+        if alerts.capacity() == 0 {
+            // most have one: not the 4 a Vec's first push makes room for
+            alerts.reserve_exact(1);
+        }
+        alerts.push(a);
+    }
+
+    pub fn set_in_flight(&mut self, ids: Rc<Vec<Value>>) {
+        self.more.get_or_insert_default().in_flight = Some(ids);
+    }
 }
 
 /// When an event outside calls happened.
@@ -196,7 +287,12 @@ pub struct Alerts(Option<Box<Vec<Alert>>>);
 
 impl Alerts {
     pub fn push(&mut self, a: Alert) {
-        self.0.get_or_insert_default().push(a);
+        let alerts = self.0.get_or_insert_default();
+        if alerts.capacity() == 0 {
+            // most have one: not the 4 a Vec's first push makes room for
+            alerts.reserve_exact(1);
+        }
+        alerts.push(a);
     }
 }
 

@@ -45,7 +45,7 @@ impl CallText {
                 }
                 None => t.request_ts = c.start_ns.map(crate::timefmt::rfc3339),
             }
-        } else if let Some((r, ts, part)) = &c.named {
+        } else if let Some((r, ts, part)) = c.named.as_deref() {
             let line = at(r, Some(*ts));
             let named = match (part, &line) {
                 (_, None) => None,
@@ -87,16 +87,16 @@ pub struct ActivityText {
 impl ActivityText {
     /// `a`'s line read back from `lines`; placeholders when it changed.
     pub fn of(a: &Activity, lines: &Lines) -> ActivityText {
-        let Some(line) = lines.get(&a.line, a.ts_ns) else {
+        let Some(line) = lines.get(&a.line, a.ts_ns()) else {
             return ActivityText {
-                ts: crate::timefmt::rfc3339(a.ts_ns),
+                ts: crate::timefmt::rfc3339(a.ts_ns()),
                 comm: None,
                 exe: None,
                 summary: UNAVAILABLE.into(),
                 event: None,
             };
         };
-        let ev = if a.in_alert { line.get("event").filter(|e| e.is_object()).unwrap_or(&line) } else { &line };
+        let ev = if a.in_alert() { line.get("event").filter(|e| e.is_object()).unwrap_or(&line) } else { &line };
         ActivityText {
             ts: str_of(ev, "ts").unwrap_or_default(),
             comm: str_of(ev, "comm"),
@@ -225,15 +225,15 @@ impl Serialize for Shown<'_, Activity> {
         let mut st = s.serialize_struct("Activity", 12)?;
         st.serialize_field("ts", &t.ts)?;
         st.serialize_field("kind", &*a.kind)?;
-        st.serialize_field("pid", &a.pid)?;
+        st.serialize_field("pid", &a.pid())?;
         st.serialize_field("comm", &t.comm)?;
         st.serialize_field("exe", &t.exe)?;
         st.serialize_field("summary", &t.summary)?;
-        st.serialize_field("failed", &a.failed)?;
-        st.serialize_field("in_flight", &a.in_flight.as_deref())?;
-        st.serialize_field("after_response", &a.after_response)?;
+        st.serialize_field("failed", &a.failed())?;
+        st.serialize_field("in_flight", &a.in_flight().map(|ids| &ids[..]))?;
+        st.serialize_field("after_response", &a.after_response())?;
         st.serialize_field("phase", &a.phase)?;
-        st.serialize_field("alerts", &Shown(&a.alerts[..], lines))?;
+        st.serialize_field("alerts", &Shown(a.alerts(), lines))?;
         st.serialize_field("event", &t.event)?;
         st.end()
     }

@@ -69,20 +69,20 @@ fn activity_line(st: &Style, lines: &Lines, indent: &str, when: String, a: &Acti
         "{indent}{} {:<9} {:>7} {:<15} {}",
         st.paint("2", &format!("{when:<12}")),
         a.kind,
-        a.pid.map(|p| p.to_string()).unwrap_or_default(),
+        a.pid().map(|p| p.to_string()).unwrap_or_default(),
         clean(t.comm.as_deref().unwrap_or(""), 15),
         clean(&t.summary, 300)
     );
-    if let Some(ids) = &a.in_flight {
+    if let Some(ids) = a.in_flight() {
         let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
         let _ = write!(line, "  (one of {} in flight: {})", ids.len(), clean(&ids.join(", "), 80));
     }
-    if a.after_response {
+    if a.after_response() {
         line.push_str("  (after the response)");
     }
-    let mut out = if a.failed { st.paint("33", &line) } else { line };
+    let mut out = if a.failed() { st.paint("33", &line) } else { line };
     out.push('\n');
-    for al in a.alerts.iter() {
+    for al in a.alerts() {
         out.push_str(&alert_line(st, &format!("{indent}    "), &AlertText::of(al, lines)));
     }
     out
@@ -91,7 +91,7 @@ fn activity_line(st: &Style, lines: &Lines, indent: &str, when: String, a: &Acti
 /// Exec, connect, alerts and failures always show; other events up to
 /// [`SHOWN`] unless `--all`.
 fn notable(a: &Activity) -> bool {
-    matches!(&*a.kind, "exec" | "connect" | "malformed" | "rpc") || !a.alerts.is_empty() || a.failed && &*a.kind != "open"
+    matches!(&*a.kind, "exec" | "connect" | "malformed" | "rpc") || !a.alerts().is_empty() || a.failed() && &*a.kind != "open"
 }
 
 fn counts(acts: &[&Activity]) -> String {
@@ -146,11 +146,11 @@ fn call_block(st: &Style, lines: &Lines, out: &mut String, c: &Call) {
     let acts: Vec<&Activity> = c.activity.iter().collect();
     let start = c.start_ns;
     list(st, lines, out, "      ", &acts, |a, t| match start {
-        Some(s) => format!("+{:.1} ms", (a.ts_ns - s) as f64 / 1e6),
+        Some(s) => format!("+{:.1} ms", (a.ts_ns() - s) as f64 / 1e6),
         None => clock(&t.ts).to_string(),
     });
     // alerts on the call itself, not carried by one of its events
-    for al in c.alerts.iter().filter(|al| !c.activity.iter().any(|a| a.alerts.contains(al))) {
+    for al in c.alerts.iter().filter(|al| !c.activity.iter().any(|a| a.alerts().contains(al))) {
         out.push_str(&alert_line(st, "      ", &AlertText::of(al, lines)));
     }
 }
@@ -182,8 +182,8 @@ fn session_block(st: &Style, lines: &Lines, out: &mut String, s: &Session) {
         let _ = writeln!(out, "   also named: {}", other.join(" | "));
     }
     // outside-call events in runs of one phase, calls in between, by time
-    let mut items: Vec<(i128, Result<&Call, &Activity>)> = s.outside.iter().map(|a| (a.ts_ns, Err(a))).collect();
-    items.extend(s.calls.iter().map(|c| (c.start_ns.or(c.activity.first().map(|a| a.ts_ns)).unwrap_or(i128::MAX), Ok(c))));
+    let mut items: Vec<(i128, Result<&Call, &Activity>)> = s.outside.iter().map(|a| (a.ts_ns(), Err(a))).collect();
+    items.extend(s.calls.iter().map(|c| (c.start_ns.or(c.activity.first().map(|a| a.ts_ns())).unwrap_or(i128::MAX), Ok(c))));
     items.sort_by_key(|(t, _)| *t);
     let mut run: Vec<&Activity> = Vec::new();
     for (_, item) in items {

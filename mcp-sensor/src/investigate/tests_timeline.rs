@@ -37,7 +37,7 @@ fn activity_goes_under_the_call_it_names_and_startup_apart() {
     let read = &s.calls[1];
     let paths: Vec<_> = read.activity.iter().map(|a| r.event(a)["path"].as_str().unwrap().to_string()).collect();
     assert_eq!(paths, vec!["/home/me/notes.txt", "/home/me/.ssh/id_rsa"]);
-    assert!(read.activity.iter().all(|a| a.in_flight.is_none() && !a.after_response));
+    assert!(read.activity.iter().all(|a| a.in_flight().is_none() && !a.after_response()));
     let outside: Vec<_> = s.outside.iter().map(|a| (&*a.kind, a.phase.unwrap())).collect();
     assert_eq!(
         outside,
@@ -54,7 +54,7 @@ fn an_event_with_several_in_flight_is_under_each_marked_never_guessed() {
         assert_eq!(c.activity.len(), 1, "{:?}", c.id);
         let a = &c.activity[0];
         assert_eq!(r.event(a)["path"], "/home/me");
-        assert_eq!(a.in_flight.as_deref(), Some(&vec![json!(5), json!(6)]));
+        assert_eq!(a.in_flight().map(|ids| &ids[..]), Some(&[json!(5), json!(6)][..]));
     }
     let table = r.table();
     assert_eq!(table.matches("(one of 2 in flight: 5, 6)").count(), 2, "{table}");
@@ -69,8 +69,8 @@ fn an_alert_marks_its_event_and_its_call() {
     assert_eq!(read.alerts.len(), 1);
     assert_eq!(read.alerts[0].rule, "ssh-key-read");
     assert_eq!(super::shown::AlertText::of(&read.alerts[0], &r.log.lines).severity, "critical");
-    assert!(read.activity[0].alerts.is_empty(), "notes.txt is not the key");
-    assert_eq!(read.activity[1].alerts[0].rule, "ssh-key-read");
+    assert!(read.activity[0].alerts().is_empty(), "notes.txt is not the key");
+    assert_eq!(read.activity[1].alerts()[0].rule, "ssh-key-read");
     assert!(s.calls.iter().filter(|c| c.id != json!(3)).all(|c| c.alerts.is_empty()));
 }
 
@@ -87,7 +87,7 @@ fn alert_without_its_event_in_the_log_goes_to_the_call_it_names() {
     let r = report(&[alert(6, "shadow-read", &lone)]);
     let s = &r.sessions[0];
     assert_eq!((s.outside.len(), r.summary(&s.outside[0]).as_str()), (1, "/etc/shadow (O_RDONLY)"));
-    assert_eq!(s.outside[0].alerts[0].rule, "shadow-read");
+    assert_eq!(s.outside[0].alerts()[0].rule, "shadow-read");
 }
 
 #[test]
@@ -110,7 +110,7 @@ fn activity_after_the_response_is_flagged() {
         ev(50, "exec", 5000, Some(FS), json!({"filename":"/bin/sleep","argv":["sleep","60"],"cwd":"/","dev":1,"ino":1,"tool_call":tool_call(1, "spawn", json!({}))})),
     ];
     let r = report(&lines);
-    assert!(r.sessions[0].calls[0].activity[0].after_response);
+    assert!(r.sessions[0].calls[0].activity[0].after_response());
 }
 
 #[test]
@@ -231,6 +231,25 @@ fn the_report_holds_a_small_fixed_size_per_event() {
     // one Activity per host event and a LineRef per event, call and alert:
     // growing them grows investigate's memory with the logs' size
     assert_eq!(std::mem::size_of::<super::lines::LineRef>(), 16);
-    assert_eq!(std::mem::size_of::<super::model::Activity>(), 80);
+    assert_eq!(std::mem::size_of::<super::model::Activity>(), 48);
     assert_eq!(std::mem::size_of::<super::model::Alerts>(), 8);
+    assert_eq!(std::mem::size_of::<Option<super::lines::LineRef>>(), 16);
+    // one per call: smaller than the six or more events a call has
+    assert_eq!(std::mem::size_of::<super::model::Call>(), 192);
+}
+
+#[test]
+fn an_activity_keeps_its_time_and_pid_whatever_they_are() {
+    use super::lines::{Backing, Lines};
+    use super::model::Activity;
+    let mut lines = Lines::default();
+    let s = lines.add("mem".into(), Backing::Memory(Vec::new()));
+    let at = lines.refer(s, 0, b"x");
+    // a time past 64 bits of ns (after 2262, before 1677) is kept apart, whole
+    for ts in [0, -1, i128::from(i64::MAX), i128::from(i64::MAX) + 1, i128::from(i64::MIN) - 1] {
+        for pid in [None, Some(0), Some(u32::MAX)] {
+            let a = Activity::new(at, ts, "open".into(), pid);
+            assert_eq!((a.ts_ns(), a.pid(), a.failed(), a.after_response(), a.in_alert()), (ts, pid, false, false, false));
+        }
+    }
 }

@@ -3,7 +3,7 @@
 //! JSON-RPC message on the call with that message's id; else on the
 //! call(s) its `tool_call` names; else outside calls, with its event.
 
-use super::{id_key, str_of, Building, OUTSIDE};
+use super::{str_of, Building, OUTSIDE};
 use crate::investigate::lines::LineRef;
 use crate::investigate::model::{Alert, Named};
 use serde_json::Value;
@@ -28,10 +28,10 @@ impl Building {
             for l in found {
                 let i = l.index as usize;
                 if l.call == OUTSIDE {
-                    self.s.outside[i].alerts.push(alert.clone());
+                    self.s.outside[i].push_alert(alert.clone());
                 } else {
                     let call = &mut self.s.calls[l.call as usize];
-                    call.activity[i].alerts.push(alert.clone());
+                    call.activity[i].push_alert(alert.clone());
                     call.alerts.push(alert.clone());
                 }
             }
@@ -42,7 +42,7 @@ impl Building {
         let tc = line.get("tool_call").filter(|t| t.is_object());
         let mut calls: Vec<usize> = Vec::new();
         if let Some(id) = rpc_id.filter(|id| !id.is_null()) {
-            calls.extend(self.by_id.get(&id_key(id)).copied());
+            calls.extend(self.by_id.get(id));
         } else if let Some(t) = tc {
             match t.get("id").filter(|id| !id.is_null()) {
                 Some(id) => calls.push(self.call_for(id, t, (at, ts_ns, Named::ToolCall))),
@@ -58,7 +58,7 @@ impl Building {
             // the triggering event is not in the logs: show it from the alert
             let mut a = self.activity(event.unwrap_or(line), at, ts_ns, true);
             a.phase = Some(self.phase());
-            a.alerts.push(alert);
+            a.push_alert(alert);
             self.s.outside.push(a);
         } else {
             for c in calls {

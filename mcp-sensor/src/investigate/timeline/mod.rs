@@ -13,6 +13,7 @@
 //!   it), else to the call(s) it names, else to its session.
 
 mod alerts;
+mod by_id;
 mod recent;
 
 use super::describe::describe;
@@ -20,28 +21,37 @@ use super::lines::LineRef;
 use super::model::*;
 use super::read::{Line, Log};
 use alerts::alert_of;
+use by_id::ById;
 use recent::{loc, Loc, Recent, OUTSIDE};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
+use std::cell::RefCell;
 use std::rc::Rc;
 
 struct Building {
     s: Session,
-    /// id key -> index of the latest call with that id.
-    by_id: HashMap<String, usize>,
+    /// id -> index of the latest call with that id.
+    by_id: ById,
     exited: bool,
     seen_request: bool,
     /// Where the last events placed went, to match alerts to them.
     recent: Recent,
-    /// One shared string per event kind, method and tool name.
-    words: HashSet<Rc<str>>,
+    /// One shared string per event kind, method and tool name, for all
+    /// sessions (the [`Builder`]'s).
+    words: Words,
 }
+
+type Words = Rc<RefCell<HashSet<Word>>>;
 
 /// Builds the report one line at a time, so the lines are never all held.
 #[derive(Default)]
 pub struct Builder {
-    sessions: Vec<Building>,
+    /// Boxed: a `Building` is a few hundred bytes, and the vector's
+    /// growth slack would be as many per session.
+    #[allow(clippy::vec_box)]
+    sessions: Vec<Box<Building>>,
     current: HashMap<u32, usize>,
+    words: Words,
     losses: Losses,
     losses_since_final: Losses,
     other_alerts: Vec<Alert>,
@@ -53,10 +63,6 @@ fn str_of(v: &Value, k: &str) -> Option<String> {
 
 fn pid_of(v: &Value) -> Option<u32> {
     v.get("pid").and_then(Value::as_u64).and_then(|p| u32::try_from(p).ok())
-}
-
-fn id_key(id: &Value) -> String {
-    id.to_string()
 }
 
 fn add_losses(into: &mut Losses, line: &Value) {
@@ -90,7 +96,7 @@ fn new_call(id: Value) -> Call {
 type NamedAt = (LineRef, i128, Named);
 
 impl Building {
-    fn new(server: &Value, pid: u32, instance: u32, ts: &str, ts_ns: i128) -> Building {
+    fn new(server: &Value, pid: u32, instance: u32, ts: &str, ts_ns: i128, words: Words) -> Building {
         let name = str_of(server, "name").unwrap_or_else(|| format!("pid {pid}"));
         Building {
             s: Session {
@@ -105,27 +111,34 @@ impl Building {
                 start_ns: ts_ns,
                 end_ns: ts_ns,
             },
-            by_id: HashMap::new(),
+            by_id: ById::default(),
             exited: false,
             seen_request: false,
             recent: Recent::default(),
-            words: HashSet::new(),
+            words,
         }
     }
 
+    /// Frees what only placing more lines needs.
+    fn retire(&mut self) {
+        self.by_id = ById::default();
+        self.recent = Recent::default();
+    }
+
     /// One shared copy of `text`.
-    fn word(&mut self, text: &str) -> Rc<str> {
-        match self.words.get(text) {
+    fn word(&mut self, text: &str) -> Word {
+        let mut words = self.words.borrow_mut();
+        match words.get(text) {
             Some(w) => w.clone(),
             None => {
-                let w: Rc<str> = text.into();
-                self.words.insert(w.clone());
+                let w = Word::from(text);
+                words.insert(w.clone());
                 w
             }
         }
     }
 
-    fn word_of(&mut self, v: &Value, k: &str) -> Option<Rc<str>> {
+    fn word_of(&mut self, v: &Value, k: &str) -> Option<Word> {
         v.get(k).and_then(Value::as_str).map(|t| self.word(t))
     }
 
@@ -133,7 +146,7 @@ impl Building {
     /// `in_flight` entry, found where `at` says) says when the request is
     /// not in the logs.
     fn call_for(&mut self, id: &Value, named: &Value, at: NamedAt) -> usize {
-        if let Some(&i) = self.by_id.get(&id_key(id)) {
+        if let Some(i) = self.by_id.get(id) {
             return i;
         }
         let mut call = new_call(id.clone());
@@ -142,9 +155,9 @@ impl Building {
         if call.tool.is_none() && call.method.as_deref() == Some("tools/call") {
             call.tool = self.word_of(named, "name");
         }
-        call.named = Some(at);
+        call.named = Some(Box::new(at));
         self.s.calls.push(call);
-        self.by_id.insert(id_key(id), self.s.calls.len() - 1);
+        self.by_id.insert(id, self.s.calls.len() - 1);
         self.s.calls.len() - 1
     }
 
@@ -160,18 +173,10 @@ impl Building {
     /// alert line there when `in_alert`) at `ts_ns`.
     fn activity(&mut self, ev: &Value, at: LineRef, ts_ns: i128, in_alert: bool) -> Activity {
         let kind = self.word(ev.get("kind").and_then(Value::as_str).unwrap_or_default());
-        Activity {
-            line: at,
-            ts_ns,
-            kind,
-            pid: pid_of(ev),
-            in_flight: None,
-            alerts: Alerts::default(),
-            failed: describe(ev).1,
-            after_response: false,
-            phase: None,
-            in_alert,
-        }
+        let mut a = Activity::new(at, ts_ns, kind, pid_of(ev));
+        a.set_failed(describe(ev).1);
+        a.set_in_alert(in_alert);
+        a
     }
 
     /// Puts a host event, the line at `at`, where its `tool_call` says.
@@ -192,7 +197,7 @@ impl Building {
             Some(_) if !listed.is_empty() => {
                 let ids: Vec<Value> = listed.iter().map(|r| r.get("id").cloned().unwrap_or(Value::Null)).collect();
                 let mut a = self.activity(ev, at, ts_ns, false);
-                a.in_flight = Some(Rc::new(ids));
+                a.set_in_flight(Rc::new(ids));
                 for (n, r) in listed.iter().enumerate() {
                     let c = self.call_for(r.get("id").unwrap_or(&Value::Null), r, (at, ts_ns, Named::InFlight(n)));
                     locs.push(self.push_call(c, a.clone()));
@@ -210,7 +215,7 @@ impl Building {
 
     fn push_call(&mut self, c: usize, mut a: Activity) -> Loc {
         let call = &mut self.s.calls[c];
-        a.after_response = call.end_ns.is_some_and(|end| a.ts_ns > end);
+        a.set_after_response(call.end_ns.is_some_and(|end| a.ts_ns() > end));
         call.activity.push(a);
         loc(c, call.activity.len() - 1)
     }
@@ -230,15 +235,15 @@ impl Building {
                 call.truncated = ev.get("truncated") == Some(&Value::Bool(true));
                 self.s.calls.push(call);
                 if !id.is_null() {
-                    self.by_id.insert(id_key(&id), self.s.calls.len() - 1);
+                    self.by_id.insert(&id, self.s.calls.len() - 1);
                 }
             }
             (Some("server_to_client"), Some("response" | "error")) => {
-                let open = self.by_id.get(&id_key(&id)).copied().filter(|&i| self.s.calls[i].response.is_none());
+                let open = self.by_id.get(&id).filter(|&i| self.s.calls[i].response.is_none());
                 let c = match open {
                     Some(c) => c,
                     None => {
-                        self.by_id.remove(&id_key(&id));
+                        self.by_id.remove(&id);
                         self.call_for(&id, ev, (at, ts_ns, Named::Line))
                     }
                 };
@@ -257,7 +262,7 @@ impl Building {
                 self.s.notifications += 1;
                 // the client giving up on a request it sent
                 if let (Some("client_to_server"), Some(rid)) = (dir, ev.get("request_id")) {
-                    if let Some(&c) = self.by_id.get(&id_key(rid)) {
+                    if let Some(c) = self.by_id.get(rid) {
                         let call = &mut self.s.calls[c];
                         if call.response.is_none() {
                             call.status = Status::Cancelled;
@@ -282,9 +287,13 @@ impl Builder {
         });
         let index = match self.current.get(&pid) {
             Some(&i) if !reused => i,
-            _ => {
+            previous => {
+                if let Some(&old) = previous {
+                    // no line goes to the old session again
+                    self.sessions[old].retire();
+                }
                 let instance = self.sessions.iter().filter(|b| b.s.server.pid == pid).count() as u32 + 1;
-                self.sessions.push(Building::new(server, pid, instance, ts, ts_ns));
+                self.sessions.push(Box::new(Building::new(server, pid, instance, ts, ts_ns, self.words.clone())));
                 self.current.insert(pid, self.sessions.len() - 1);
                 self.sessions.len() - 1
             }
@@ -337,6 +346,10 @@ impl Builder {
                 b.place(line, at, ts_ns);
                 if kind == "exit" && pid_of(line) == Some(pid) {
                     b.exited = true;
+                    // the server is gone: few events will follow, so the
+                    // vectors' growth slack is given back
+                    b.s.calls.shrink_to_fit();
+                    b.s.outside.shrink_to_fit();
                     b.s.exit = Some(Exit {
                         ts: str_of(line, "ts").unwrap_or_default(),
                         code: line.get("code").and_then(Value::as_i64),

@@ -26,13 +26,26 @@ pub(super) fn loc(call: usize, index: usize) -> Loc {
     Loc { call: narrow(call), index: narrow(index) }
 }
 
-/// One placement of a recent event: an event shown under several calls
-/// is several placements with one `seq`, one after the other.
+/// One placement of a recent event, 16 bytes: an event shown under
+/// several calls is several placements, one after the other, the first
+/// marked [`Placed::first`].
 struct Placed {
     hash: u64,
-    /// The event's number among those placed in the session.
-    seq: u32,
-    loc: Loc,
+    call: u32,
+    /// The index in the top 31 bits, [`FIRST`] in the low one.
+    index: u32,
+}
+
+const FIRST: u32 = 1;
+
+impl Placed {
+    fn first(&self) -> bool {
+        self.index & FIRST != 0
+    }
+
+    fn loc(&self) -> Loc {
+        Loc { call: self.call, index: self.index >> 1 }
+    }
 }
 
 /// Feeds what is written to it to a hasher.
@@ -51,8 +64,8 @@ impl std::io::Write for HashWriter<'_> {
 #[derive(Default)]
 pub(super) struct Recent {
     placed: VecDeque<Placed>,
-    /// Events placed so far.
-    count: u32,
+    /// Events in `placed`.
+    events: u32,
     /// Random per run: log text cannot be made to collide on purpose.
     key: RandomState,
 }
@@ -65,23 +78,33 @@ impl Recent {
         h.finish()
     }
 
-    /// Event `ev` went to `locs`; the oldest is forgotten past [`RECENT`].
+    /// Event `ev` went to `locs` (at least one); the oldest is forgotten
+    /// past [`RECENT`].
     pub fn remember(&mut self, ev: &Value, locs: Vec<Loc>) {
-        let seq = self.count;
-        self.count = self.count.wrapping_add(1);
-        while self.placed.front().is_some_and(|p| seq.wrapping_sub(p.seq) >= RECENT) {
+        debug_assert!(!locs.is_empty(), "an event is placed somewhere");
+        while self.events >= RECENT {
             self.placed.pop_front();
+            while self.placed.front().is_some_and(|p| !p.first()) {
+                self.placed.pop_front();
+            }
+            self.events -= 1;
         }
+        self.events += 1;
         let hash = self.hash(ev);
-        self.placed.extend(locs.into_iter().map(|loc| Placed { hash, seq, loc }));
+        self.placed.extend(locs.into_iter().enumerate().map(|(n, loc)| {
+            assert!(loc.index < 1 << 31, "fewer than 2^31 events per call");
+            Placed { hash, call: loc.call, index: loc.index << 1 | u32::from(n == 0) }
+        }));
     }
 
     /// Where the last remembered event with the text of `event` went;
     /// empty when none.
     pub fn find(&self, event: &Value) -> Vec<Loc> {
         let hash = self.hash(event);
-        let Some(last) = self.placed.iter().rev().find(|p| p.hash == hash) else { return Vec::new() };
-        self.placed.iter().filter(|p| p.seq == last.seq).map(|p| p.loc).collect()
+        let Some(last) = self.placed.iter().rposition(|p| p.hash == hash) else { return Vec::new() };
+        let start = (0..=last).rev().find(|&i| self.placed[i].first()).unwrap_or(0);
+        let group = self.placed.range(start..).enumerate().take_while(|(n, p)| *n == 0 || !p.first());
+        group.map(|(_, p)| p.loc()).collect()
     }
 }
 
@@ -102,6 +125,12 @@ mod tests {
         let copy: Value = serde_json::from_str(r#"{"pid":1,"path":"/a","kind":"open"}"#).unwrap();
         assert_eq!(r.find(&copy), vec![loc(1, 0), loc(2, 0)]);
         assert!(r.find(&json!({"kind": "open", "path": "/c"})).is_empty());
+    }
+
+    #[test]
+    fn a_placement_is_16_bytes() {
+        // the window is RECENT of these per session, for every session
+        assert_eq!(std::mem::size_of::<Placed>(), 16);
     }
 
     #[test]
