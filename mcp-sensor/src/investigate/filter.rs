@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 #[derive(Debug, Default)]
 pub struct Filters {
     server: Option<String>,
+    server_glob: Option<GlobMatcher>,
     tool: Option<GlobMatcher>,
     id: Option<String>,
     pid: Option<u32>,
@@ -81,6 +82,7 @@ impl Filters {
     pub fn from_args(a: &InvestigateArgs, now_ns: i128) -> Result<Filters> {
         let f = Filters {
             server: a.server.clone(),
+            server_glob: a.server.as_deref().filter(|v| v.contains(['*', '?', '['])).map(|v| glob("--server", v)).transpose()?,
             tool: a.tool.as_deref().map(|t| glob("--tool", t)).transpose()?,
             id: a.id.clone(),
             pid: a.pid,
@@ -115,10 +117,18 @@ impl Filters {
         self.tool.is_some() || self.id.is_some() || self.pid.is_some() || self.rule.is_some()
     }
 
+    /// `--server`: a pid, a glob (with `*`, `?` or `[`) matched against
+    /// each name the server had, or else a case-insensitive part of one.
     fn server_matches(&self, s: &Server) -> bool {
         let Some(want) = &self.server else { return true };
+        if want.parse::<u32>().is_ok_and(|p| p == s.pid) {
+            return true;
+        }
+        if let Some(g) = &self.server_glob {
+            return s.names.iter().any(|n| g.is_match(n));
+        }
         let lower = want.to_lowercase();
-        want.parse::<u32>().is_ok_and(|p| p == s.pid) || s.names.iter().any(|n| n.to_lowercase().contains(&lower))
+        s.names.iter().any(|n| n.to_lowercase().contains(&lower))
     }
 
     fn in_window(&self, from: i128, to: i128) -> bool {

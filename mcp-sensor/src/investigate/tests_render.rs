@@ -68,6 +68,9 @@ fn server_filter_by_name_any_name_or_pid() {
     assert_eq!(filtered(&["--server", "/srv/fs/index.js"], &story()).sessions.len(), 1, "the command line is a name too");
     assert_eq!(filtered(&["--server", "4242"], &story()).sessions.len(), 1);
     assert!(filtered(&["--server", "git"], &story()).sessions.is_empty());
+    // a glob matches a whole name
+    assert_eq!(filtered(&["--server", "secure-file*"], &story()).sessions.len(), 1);
+    assert!(filtered(&["--server", "file*"], &story()).sessions.is_empty(), "a glob is anchored");
     // with --server alone, the whole session stays
     assert_eq!(filtered(&["--server", "4242"], &story()).sessions[0].outside.len(), 4);
 }
