@@ -30,8 +30,12 @@ pub struct Proc {
 
 /// A process as /proc describes it; `None` when it exited while read.
 fn from_proc(p: &procfs::process::Process) -> Option<Proc> {
-    let stat = p.stat().ok()?;
-    Some(Proc {
+    Some(from_stat(p, p.stat().ok()?))
+}
+
+/// [`from_proc`] with its stat already read.
+fn from_stat(p: &procfs::process::Process, stat: procfs::process::Stat) -> Proc {
+    Proc {
         pid: stat.pid as u32,
         ppid: stat.ppid as u32,
         start_ns: stat.starttime * (1_000_000_000 / procfs::ticks_per_second()),
@@ -40,7 +44,7 @@ fn from_proc(p: &procfs::process::Process) -> Option<Proc> {
         argv: p.cmdline().unwrap_or_default(),
         origin: None,
         exited: false,
-    })
+    }
 }
 
 /// Start times from /proc have clock-tick (10 ms) resolution, the kernel's
@@ -88,11 +92,11 @@ impl ProcTable {
             let Ok(p) = procfs::process::Process::new(cur as i32) else { return };
             let Ok(stat) = p.stat() else { return };
             let known = self.procs.get(&cur).is_some_and(|k| !k.exited && same_start(k.start_ns, stat.starttime * tick_ns));
+            let ppid = stat.ppid as u32;
             if !known {
-                let Some(fresh) = from_proc(&p) else { return };
-                self.insert(fresh);
+                self.insert(from_stat(&p, stat));
             }
-            cur = stat.ppid as u32;
+            cur = ppid;
         }
     }
 
