@@ -252,10 +252,12 @@ struct ms_comm_key {
 #define MS_F_KILL_TREE (1u << 9) /* kill scope tree: the server root was signalled too */
 #define MS_F_RULE_SHIFT 16
 
-/* ENF_CFG[0]: enforcement switch; anything but 1 means off. */
+/* ENF_CFG[0]: enforcement switch; anything but 1 means off. `uring`:
+ * 1 + the index of the rule a watched server's io_uring_setup is killed
+ * under (uring.bpf.c); 0: io_uring is allowed. */
 struct ms_enf_cfg {
 	__u32 on;
-	__u32 _pad;
+	__u32 uring;
 };
 
 /* What a deny map entry decides. */
@@ -372,6 +374,7 @@ struct ms_net_deny {
 #define MS_ENF_KILL_ROOT 4      /* server roots killed for scope tree */
 #define MS_ENF_DENY_OPEN 5      /* opens refused by BPF LSM (file_open) */
 #define MS_ENF_DENY_EXEC 6      /* execs refused by BPF LSM (bprm_check_security) */
+#define MS_ENF_KILL_URING 7     /* io_uring_setup answered with SIGKILL */
 #define MS_ENF_MAX 8
 /* ==== end of enforcement ================================================ */
 

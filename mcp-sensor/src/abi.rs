@@ -280,13 +280,15 @@ pub const ENF_DENY_CONNECT: u32 = 3;
 pub const ENF_KILL_ROOT: u32 = 4;
 pub const ENF_DENY_OPEN: u32 = 5;
 pub const ENF_DENY_EXEC: u32 = 6;
+pub const ENF_KILL_URING: u32 = 7;
 pub const ENF_MAX: u32 = 8;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ms_enf_cfg {
     pub on: u32,
-    pub _pad: u32,
+    /// 1 + index of the rule io_uring_setup is killed under; 0: allowed.
+    pub uring: u32,
 }
 
 #[repr(C)]
@@ -482,7 +484,7 @@ mod tests {
         check!(btf, ms_chan_key { ino, dev, _pad });
         check!(btf, ms_chan { session, flags, off });
         // enforcement
-        check!(btf, ms_enf_cfg { on, _pad });
+        check!(btf, ms_enf_cfg { on, uring });
         check!(btf, ms_verdict { rule, flags });
         check!(btf, ms_file_key { ino, dev, _pad });
         check!(btf, ms_dir_key { ino, dev, slot });
@@ -534,6 +536,7 @@ mod tests {
             ("MS_ENF_KILL_CONNECT", ENF_KILL_CONNECT), ("MS_ENF_DENY_CONNECT", ENF_DENY_CONNECT),
             ("MS_ENF_KILL_ROOT", ENF_KILL_ROOT), ("MS_ENF_MAX", ENF_MAX),
             ("MS_ENF_DENY_OPEN", ENF_DENY_OPEN), ("MS_ENF_DENY_EXEC", ENF_DENY_EXEC),
+            ("MS_ENF_KILL_URING", ENF_KILL_URING),
             ("MS_EV_CHAN_REJECT", EV_CHAN_REJECT),
         ] {
             assert_eq!(define(name), v.to_string(), "{name}");

@@ -130,6 +130,12 @@ pub struct ExecArgs {
     pub sensor: SensorArgs,
     #[command(flatten)]
     pub rules: RulesArgs,
+    /// After CMD exits, keep watching (and, with --enforce, enforcing on) the
+    /// processes it left behind for at most SECS seconds, in a detached
+    /// continuation; exec itself exits with CMD's status at once. 0: stop
+    /// when CMD exits. A `watch_end` event marks the end (docs/events.md).
+    #[arg(long, value_name = "SECS", default_value_t = 3600)]
+    pub watch_after_exit: u64,
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
     pub cmd: Vec<OsString>,

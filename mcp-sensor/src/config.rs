@@ -111,8 +111,10 @@ impl Default for SensorConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("reading {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    /// The io error is in the message, not a `source`: a chain printed
+    /// with `{:#}` would say it twice.
+    #[error("reading {path}: {error}")]
+    Read { path: PathBuf, error: std::io::Error },
     /// toml's message carries the line, column and the offending text.
     #[error("{path}: {message}")]
     Parse { path: PathBuf, message: String },
@@ -135,7 +137,7 @@ impl Config {
             None => Config::parse(DEFAULT_TOML, Path::new("<built-in defaults>")),
             Some(p) => {
                 let text = std::fs::read_to_string(p)
-                    .map_err(|source| ConfigError::Read { path: p.to_path_buf(), source })?;
+                    .map_err(|error| ConfigError::Read { path: p.to_path_buf(), error })?;
                 Config::parse(&text, p)
             }
         }

@@ -163,6 +163,10 @@ fn check_final_lines(dir: &std::path::Path, out: &crate::output::Output) -> Resu
 
 /// Runs the daemon until SIGTERM/SIGINT; returns the exit status.
 pub fn run(args: RunArgs) -> Result<i32> {
+    // before any file is read: a user without root hears that first
+    if !args.check_config {
+        crate::service::require_root("run")?;
+    }
     let cfg = Config::load(args.config.as_deref())?;
     let (mut detector, rule_files) = Detector::from_args(&args.rules)?;
     if args.check_config {
@@ -174,7 +178,6 @@ pub fn run(args: RunArgs) -> Result<i32> {
         );
         return Ok(0);
     }
-    crate::service::require_root("run")?;
     let _locks = crate::service::lock_dirs(&[(&cfg.log.dir, "log"), (&args.rules.state_dir, "state")])?;
     let log = open_log(&cfg)?;
     let log_path = log.path();

@@ -258,12 +258,24 @@ fn message_call(ev: &Event) -> Option<crate::event::ToolCallRef> {
     })
 }
 
+/// The `mcp-sensor exec` process that is the server's parent, when it is
+/// not this one (exec's watcher: exec_tree.rs); 0: this process.
+static EXEC_FRONT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Names `pid` as the `mcp-sensor exec` process ancestry passes through.
+pub fn set_exec_front(pid: u32) {
+    EXEC_FRONT.store(pid, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// The process and its parents up to the MCP client: past the server's
 /// root, through `mcp-sensor exec` when it wraps the server, to the first
 /// other process. Without a server, up to pid 1.
 pub fn ancestry(procs: &ProcTable, pid: u32, server_root: Option<u32>) -> Vec<Hop> {
     let chain = procs.ancestry(pid, MAX_ANCESTRY);
-    let me = std::process::id();
+    let me = match EXEC_FRONT.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => std::process::id(),
+        front => front,
+    };
     let mut out = Vec::with_capacity(chain.len());
     let mut past_root = false;
     for (pid, exe) in chain {

@@ -156,6 +156,15 @@ pub fn run(args: &crate::cli::DoctorArgs) -> i32 {
         Some(l) => eprintln!("FAIL {:<32} {}", "sensor programs", l.error.as_deref().unwrap_or("")),
         None => {}
     }
+    if !root {
+        // helper and program probes load test programs: without root they
+        // all fail, and a plan from them would name limits this kernel
+        // may not have
+        eprintln!("on this kernel ({}): run `mcp-sensor doctor` as root to see which programs, hooks", plan.kernel);
+        eprintln!("     and enforcement it gets (probing loads test programs: needs CAP_BPF)");
+        eprintln!("{verdict}");
+        return i32::from(!runs);
+    }
     eprintln!("on this kernel ({}):", plan.kernel);
     eprintln!("     programs: {:?} object", plan.object);
     for (what, hook) in &plan.hooks {

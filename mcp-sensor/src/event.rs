@@ -33,6 +33,27 @@ pub struct Event {
     pub tool_call: Option<ToolCallRef>,
 }
 
+impl Event {
+    /// A line about the sensor itself, now: its own pid, no server.
+    pub fn own(body: Body, clock: &crate::timefmt::Clock) -> Event {
+        let now = crate::timefmt::Clock::boot_ns();
+        let pid = std::process::id();
+        Event {
+            ts: clock.rfc3339(now),
+            ts_ns: now,
+            pid,
+            tid: pid,
+            ppid: std::os::unix::process::parent_id(),
+            uid: 0,
+            comm: "mcp-sensor".into(),
+            exe: std::env::current_exe().ok().map(|p| p.display().to_string()),
+            body,
+            server: None,
+            tool_call: None,
+        }
+    }
+}
+
 /// Kind-specific fields. The tag is the `kind` field of the line.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -113,6 +134,20 @@ pub enum Body {
         #[serde(flatten)]
         plan: crate::features::Plan,
     },
+    /// `exec` stopped watching: CMD and everything it left behind exited,
+    /// or the `--watch-after-exit` limit was reached (docs/events.md).
+    #[serde(rename = "watch_end")]
+    WatchEnd {
+        /// `tree_empty` or `limit`.
+        reason: &'static str,
+        /// CMD's pid: the watched tree's root.
+        server_pid: u32,
+        /// ms from CMD's exit to the end of watching.
+        after_exit_ms: u64,
+        /// Processes of the tree still running, unwatched from now on
+        /// (reason `limit`).
+        remaining: Vec<u32>,
+    },
     /// Losses since the previous `drops` line; see docs/events.md.
     Drops(Drops),
     /// One JSON-RPC message on a watched server's stdio channel.
@@ -128,6 +163,10 @@ pub enum Body {
         how: &'static str,
         /// Events held before the verdict and written right after this line.
         held: u64,
+        /// Events before the verdict that did not fit the hold bound
+        /// (`discovery.max_held_events`): lost. Absent when none.
+        #[serde(skip_serializing_if = "is_zero")]
+        held_lost: u64,
         /// Milliseconds from the session's first event to the message that
         /// confirmed it (the launcher's start-up: npx takes about a second).
         confirmed_after_ms: f64,
@@ -313,4 +352,8 @@ pub struct Alert {
 pub struct Hop {
     pub pid: u32,
     pub exe: Option<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }

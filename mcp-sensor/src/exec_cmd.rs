@@ -8,8 +8,13 @@
 //! ever written to stdout. The exit status is CMD's (128+signal if killed),
 //! also when the events output fails or is closed: lost lines are counted
 //! (output.rs) and watching goes on.
+//!
+//! Two processes (exec_tree.rs): this one, the *front*, stays CMD's parent
+//! and exits with its status; a forked *watcher* loads the programs and
+//! writes the events, and watches what CMD leaves behind until it is gone.
 
 use crate::cli::{ExecArgs, SensorArgs};
+use crate::exec_tree;
 use crate::correlate::Sessions;
 use crate::detect::Detector;
 use crate::rulefiles::RuleFiles;
@@ -177,9 +182,44 @@ fn wait_status(pid: libc::pid_t) -> i32 {
     }
 }
 
-/// Everything `exec` does before the child runs: returns the loaded sensor
-/// and the held child, or the exit status when CMD cannot run.
-fn prepare(args: &ExecArgs) -> Result<std::result::Result<(Sensor, Held, Pipeline, RuleFiles), i32>> {
+/// Everything the watcher does before CMD runs: loads the programs,
+/// watches the held child `pid` (started by the front, pid `front`) and
+/// registers the client's stdio as its channel. Returns the loaded sensor,
+/// the pipeline and the rule files.
+fn prepare(args: &ExecArgs, opts: &LoadOptions, pid: u32, front: u32) -> Result<(Sensor, Pipeline, RuleFiles)> {
+    // alerts' ancestry goes through the front, CMD's parent, to the client
+    crate::detect::set_exec_front(front);
+    let (mut detector, rule_files) = Detector::from_args(&args.rules)?;
+    detector.summary = std::io::stderr().is_terminal();
+    let out = Output::open(args.events.as_deref())
+        .with_context(|| format!("opening the events file {}", args.events.as_deref().unwrap_or(Path::new("-")).display()))?;
+    let mut sensor = loader::load(opts)?;
+    if opts.enforce {
+        // before the child runs: its first open is already protected
+        detector.enable_enforcement(&mut sensor)?;
+    }
+    let mut procs = ProcTable::new();
+    procs.seed_from_proc().context("reading /proc to seed the process table")?;
+    sensor.watch(pid, 0, pid).context("watching the child")?;
+    let mut sessions = Sessions::new(args.sensor.max_message.min(usize::MAX as u64) as usize);
+    let name = args.cmd.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
+    sessions.register(pid, name);
+    if opts.capture_stdio {
+        for fd in [0, 1] {
+            if let Some((dev, ino)) = channel_id(fd) {
+                sensor.add_channel(dev, ino, pid).context("watching the child's stdio")?;
+            }
+        }
+    }
+    procs.observe(pid, front, 0, "mcp-sensor");
+    let mut pipeline = Pipeline::new(out, procs, sessions, detector);
+    pipeline.emit_start(&sensor.plan, "exec");
+    Ok((sensor, pipeline, rule_files))
+}
+
+/// Runs `exec`; returns the process exit status (in the front: CMD's; in
+/// the watcher, which returns here too: its own).
+pub fn run(args: ExecArgs) -> Result<i32> {
     crate::service::require_root("exec")?;
     let cmd0 = &args.cmd[0];
     let path = match resolve(cmd0, std::env::var_os("PATH").as_deref()) {
@@ -187,22 +227,10 @@ fn prepare(args: &ExecArgs) -> Result<std::result::Result<(Sensor, Held, Pipelin
         Err(e) => {
             let what = if e == Unrunnable::NotFound { "command not found" } else { "Permission denied" };
             crate::say!("mcp-sensor: {}: {what}", cmd0.to_string_lossy());
-            return Ok(Err(e.status()));
+            return Ok(e.status());
         }
     };
     let opts = load_options(&args.sensor)?;
-    let (mut detector, rule_files) = Detector::from_args(&args.rules)?;
-    detector.summary = std::io::stderr().is_terminal();
-    let out = Output::open(args.events.as_deref())
-        .with_context(|| format!("opening the events file {}", args.events.as_deref().unwrap_or(Path::new("-")).display()))?;
-    let mut sensor = loader::load(&opts)?;
-    if opts.enforce {
-        // before the child runs: its first open is already protected
-        detector.enable_enforcement(&mut sensor)?;
-    }
-    let mut procs = ProcTable::new();
-    procs.seed_from_proc().context("reading /proc to seed the process table")?;
-
     let cpath = CString::new(path.as_os_str().as_bytes()).context("CMD contains a NUL byte")?;
     let argv: Vec<CString> = args
         .cmd
@@ -211,105 +239,132 @@ fn prepare(args: &ExecArgs) -> Result<std::result::Result<(Sensor, Held, Pipelin
         .collect::<Result<_, _>>()
         .context("an argument contains a NUL byte")?;
     let held = fork_held(&cpath, &argv)?;
-    let pid = held.pid as u32;
-    let mut setup = || -> Result<Sessions> {
-        sensor.watch(pid, 0, pid)?;
-        let mut sessions = Sessions::new(args.sensor.max_message.min(usize::MAX as u64) as usize);
-        let name = args.cmd.iter().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ");
-        sessions.register(pid, name);
-        if !opts.capture_stdio {
-            return Ok(sessions);
-        }
-        for fd in [0, 1] {
-            if let Some((dev, ino)) = channel_id(fd) {
-                sensor.add_channel(dev, ino, pid)?;
-            }
-        }
-        Ok(sessions)
-    };
-    match setup() {
-        Ok(sessions) => {
-            procs.observe(pid, std::process::id(), 0, "mcp-sensor");
-            let mut pipeline = Pipeline::new(out, procs, sessions, detector);
-            pipeline.emit_start(&sensor.plan, "exec");
-            Ok(Ok((sensor, held, pipeline, rule_files)))
-        }
+    let (notes_in, notes_out) = match exec_tree::channel() {
+        Ok(p) => p,
         Err(e) => {
             kill_held(&held);
-            Err(e.context("watching the child"))
+            return Err(e).context("pipe2");
         }
+    };
+    let front = std::process::id();
+    // SAFETY: still single-threaded (no runtime yet): the watcher is a
+    // whole copy of this process.
+    let watcher = unsafe { libc::fork() };
+    if watcher < 0 {
+        kill_held(&held);
+        return Err(std::io::Error::last_os_error()).context("fork");
     }
+    if watcher == 0 {
+        drop(notes_in);
+        // SAFETY: our copy of the release pipe (only the front releases
+        // CMD), and a session of our own: the terminal's signals are the
+        // client's and CMD's, not the watch's.
+        unsafe {
+            libc::close(held.release_fd);
+            libc::setsid();
+        }
+        return watch(args, opts, held.pid as u32, front, notes_out);
+    }
+    drop(notes_out);
+    Ok(front_wait(held, watcher, notes_in))
 }
 
-/// Runs `exec`; returns the process exit status.
-pub fn run(args: ExecArgs) -> Result<i32> {
-    let (sensor, held, pipeline, rule_files) = match prepare(&args)? {
-        Ok(x) => x,
-        Err(status) => return Ok(status),
-    };
-    // the child is forked already: it keeps normal scheduling
+/// The front: releases CMD once the watcher watches it, passes signals on,
+/// and returns CMD's status once the watcher no longer needs the client's
+/// stdio (at once when CMD left processes behind; else after the final
+/// lines are written, as the watcher exits).
+fn front_wait(held: Held, watcher: libc::pid_t, notes: exec_tree::Listener) -> i32 {
+    if notes.recv() != Some(exec_tree::Note::Ready) {
+        // the watcher failed and said why on stderr: CMD never runs unwatched
+        kill_held(&held);
+        return wait_status(watcher);
+    }
+    forward_signals(held.pid);
+    if let Err(e) = release(&held) {
+        crate::say!("mcp-sensor: {e}");
+        return 1;
+    }
+    let status = wait_status(held.pid);
+    if notes.recv() != Some(exec_tree::Note::Detached) {
+        wait_status(watcher);
+    }
+    status
+}
+
+/// The watcher: runs the agent until CMD and everything it left behind
+/// exited (or `--watch-after-exit` passed), then writes `watch_end`.
+fn watch(args: ExecArgs, opts: LoadOptions, pid: u32, front: u32, mut notes: exec_tree::Notifier) -> Result<i32> {
+    let (sensor, pipeline, rule_files) = prepare(&args, &opts, pid, front)?;
+    // the channel is registered by identity: holding the client's stdin and
+    // stdout would keep the client from seeing the server's end
+    exec_tree::let_go_of(&[0, 1]).context("pointing the watcher's stdin and stdout at /dev/null")?;
     let rt = crate::agent::runtime()?;
-    release(&held)?;
-    let pid = held.pid;
-    let opts = crate::agent::Options {
+    let watched = sensor.watched_handle()?;
+    notes.send(exec_tree::Note::Ready);
+    let limit = std::time::Duration::from_secs(args.watch_after_exit);
+    // events on stderr: the watch keeps it, or they would be lost
+    let keep_stderr = args.events.is_none();
+    let agent_opts = crate::agent::Options {
         queue_size: args.sensor.queue_size,
         queue_bytes: args.sensor.queue_bytes,
         rule_files: Some(rule_files),
-        // SIGHUP is the child's (passed on): rule files reload when they change
+        // SIGHUP is the child's: rule files reload when they change
         reload: None,
     };
     rt.block_on(async move {
-        let child = tokio::task::spawn_blocking(move || wait_status(pid));
-        let forward = tokio::spawn(forward_signals(pid));
-        let (status_tx, status_rx) = tokio::sync::oneshot::channel();
+        let (end_tx, end_rx) = tokio::sync::oneshot::channel();
         let stop = async move {
-            let status = child.await.unwrap_or(1);
-            let _ = status_tx.send(status);
+            let _ = tokio::task::spawn_blocking(move || exec_tree::wait_gone(pid)).await;
+            let detach = move || {
+                if !keep_stderr {
+                    let _ = exec_tree::let_go_of(&[2]);
+                }
+                notes.send(exec_tree::Note::Detached);
+                notes.close();
+            };
+            let end = exec_tree::outlive(limit, || exec_tree::live_members(&watched, pid), detach).await;
+            let _ = end_tx.send(end);
         };
-        let result = crate::agent::run(sensor, pipeline, opts, stop).await;
-        forward.abort();
-        let pipeline = result?;
+        let mut pipeline = crate::agent::run(sensor, pipeline, agent_opts, stop).await?;
+        if let Ok(end) = end_rx.await {
+            let ev = exec_tree::end_event(&end, pid, &pipeline.clock);
+            pipeline.out.emit(&ev);
+            pipeline.out.flush();
+        }
         // the drops lines may have been lost with the rest: say it once more
         let lost = pipeline.out.lost + pipeline.out.pending_lines();
         if lost > 0 {
             crate::say!("mcp-sensor: {lost} event lines could not be written (the server ran on, watched)");
         }
-        Ok(status_rx.await.unwrap_or(1))
+        Ok(0)
     })
 }
 
+/// The child's pid, for the signal handler.
+static CHILD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn pass_on(sig: libc::c_int) {
+    let pid = CHILD.load(std::sync::atomic::Ordering::Relaxed);
+    // SIGINT is left alone: from a terminal it already reached the child's
+    // process group, and a second copy would be delivered twice
+    if pid > 0 && sig != libc::SIGINT {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
 /// Passes termination and user signals on to the child, as wrappers like
-/// tini do. SIGINT is left alone: from a terminal it already reached the
-/// child's process group, and a second copy would be delivered twice.
-async fn forward_signals(pid: libc::pid_t) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let kinds = [
-        SignalKind::terminate(),
-        SignalKind::hangup(),
-        SignalKind::quit(),
-        SignalKind::user_defined1(),
-        SignalKind::user_defined2(),
-        SignalKind::interrupt(),
-    ];
-    let mut streams = Vec::new();
-    for k in kinds {
-        if let Ok(s) = signal(k) {
-            streams.push((k, s));
-        }
-    }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<SignalKind>(16);
-    for (k, mut s) in streams {
-        let tx = tx.clone();
-        tokio::spawn(async move {
-            while s.recv().await.is_some() {
-                let _ = tx.send(k).await;
-            }
-        });
-    }
-    while let Some(k) = rx.recv().await {
-        if k != SignalKind::interrupt() {
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(pid, k.as_raw_value()) };
+/// tini do; the front itself stays to report the child's status.
+fn forward_signals(pid: libc::pid_t) {
+    CHILD.store(pid, std::sync::atomic::Ordering::Relaxed);
+    for sig in [libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGINT] {
+        // SAFETY: a zeroed sigaction with a handler that only calls kill;
+        // no SA_RESTART, so waitpid returns EINTR and loops.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = pass_on as extern "C" fn(libc::c_int) as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
     }
 }

@@ -31,6 +31,7 @@ pub mod enforce;
 pub mod event;
 pub mod features;
 pub mod exec_cmd;
+pub mod exec_tree;
 pub mod investigate;
 pub mod loader;
 pub mod logfile;

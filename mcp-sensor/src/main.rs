@@ -7,6 +7,14 @@ use mcp_sensor::cli::{Cli, Command};
 
 fn main() {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Doctor(_) | Command::Investigate(_) | Command::Rules(_)) {
+        // a report piped into `head` ends quietly when the pipe closes, as
+        // other Unix tools do; `run` and `exec` keep ignoring SIGPIPE (their
+        // output is counted when it is lost, never a reason to stop watching)
+        // SAFETY: restoring a signal's default disposition at start, before
+        // any thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let result = match cli.command {
         Command::Exec(args) => mcp_sensor::exec_cmd::run(args),
         Command::Run(args) => mcp_sensor::daemon::run(args),
@@ -17,7 +25,7 @@ fn main() {
     match result {
         Ok(status) => std::process::exit(status),
         Err(e) => {
-            eprintln!("mcp-sensor: error: {e:#}");
+            mcp_sensor::say!("mcp-sensor: error: {e:#}");
             std::process::exit(1);
         }
     }

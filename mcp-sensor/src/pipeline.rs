@@ -135,7 +135,7 @@ impl Pipeline {
             }
             line.exe = self.procs.get(session).and_then(|p| p.exe.clone());
             let after_ms = confirmed_ns.saturating_sub(line.ts_ns) as f64 / 1e6;
-            line.body = Body::ServerFound { how: f.how.as_str(), held: f.held, confirmed_after_ms: after_ms };
+            line.body = Body::ServerFound { how: f.how.as_str(), held: f.held, held_lost: f.lost, confirmed_after_ms: after_ms };
             line.server = server.clone();
             self.out.emit(&line);
         }
@@ -309,21 +309,7 @@ impl Pipeline {
 
     /// A line about the sensor itself (its own pid, no server).
     fn emit_own(&mut self, body: Body) {
-        let pid = std::process::id();
-        let now = Clock::boot_ns();
-        let ev = Event {
-            ts: self.clock.rfc3339(now),
-            ts_ns: now,
-            pid,
-            tid: pid,
-            ppid: std::os::unix::process::parent_id(),
-            uid: 0,
-            comm: "mcp-sensor".into(),
-            exe: std::env::current_exe().ok().map(|p| p.display().to_string()),
-            body,
-            server: None,
-            tool_call: None,
-        };
+        let ev = Event::own(body, &self.clock);
         self.out.emit(&ev);
         self.out.flush();
     }

@@ -30,8 +30,12 @@ pub struct Proc {
 
 /// A process as /proc describes it; `None` when it exited while read.
 fn from_proc(p: &procfs::process::Process) -> Option<Proc> {
-    let stat = p.stat().ok()?;
-    Some(Proc {
+    Some(from_stat(p, p.stat().ok()?))
+}
+
+/// [`from_proc`] with its stat already read.
+fn from_stat(p: &procfs::process::Process, stat: procfs::process::Stat) -> Proc {
+    Proc {
         pid: stat.pid as u32,
         ppid: stat.ppid as u32,
         start_ns: stat.starttime * (1_000_000_000 / procfs::ticks_per_second()),
@@ -40,7 +44,7 @@ fn from_proc(p: &procfs::process::Process) -> Option<Proc> {
         argv: p.cmdline().unwrap_or_default(),
         origin: None,
         exited: false,
-    })
+    }
 }
 
 /// Start times from /proc have clock-tick (10 ms) resolution, the kernel's
@@ -73,23 +77,26 @@ impl ProcTable {
         Ok(n)
     }
 
-    /// Reads from /proc the ancestors of `pid` the table does not know
-    /// (or knows only as exited): a client started after the agent, so an
-    /// alert's ancestry reaches it. Stops at pid 1, at a known live
-    /// process, or after 64 hops; processes gone meanwhile end the walk.
+    /// Reads from /proc the ancestors of `pid` the table does not know, or
+    /// knows as another process (a recycled pid, by start time) or as
+    /// exited: a client started after the agent, so an alert's ancestry
+    /// reaches it. One stat per hop; stops at pid 1, after 64 hops, or where
+    /// a process is gone meanwhile.
     pub fn learn_ancestors(&mut self, pid: u32) {
+        let tick_ns = 1_000_000_000 / procfs::ticks_per_second();
         let mut cur = self.procs.get(&pid).map(|p| p.ppid).unwrap_or(0);
         for _ in 0..64 {
             if cur <= 1 {
                 return;
             }
-            if let Some(p) = self.procs.get(&cur).filter(|p| !p.exited) {
-                cur = p.ppid;
-                continue;
+            let Ok(p) = procfs::process::Process::new(cur as i32) else { return };
+            let Ok(stat) = p.stat() else { return };
+            let known = self.procs.get(&cur).is_some_and(|k| !k.exited && same_start(k.start_ns, stat.starttime * tick_ns));
+            let ppid = stat.ppid as u32;
+            if !known {
+                self.insert(from_stat(&p, stat));
             }
-            let Some(p) = procfs::process::Process::new(cur as i32).ok().as_ref().and_then(from_proc) else { return };
-            cur = p.ppid;
-            self.insert(p);
+            cur = ppid;
         }
     }
 
@@ -279,5 +286,18 @@ mod tests {
         assert_eq!(a.get(1).map(|h| h.0), Some(me), "{a:?}");
         let parent = std::os::unix::process::parent_id();
         assert!(parent <= 1 || a.iter().any(|h| h.0 == parent), "the test's parent is in {a:?}");
+    }
+
+    #[test]
+    fn an_ancestor_known_under_a_recycled_pid_is_read_again() {
+        let mut t = ProcTable::new();
+        let me = std::process::id();
+        // this process as the table might remember an older one with its pid
+        t.insert(Proc { pid: me, ppid: 1, start_ns: 1, exe: Some("/stale".into()), ..Default::default() });
+        t.observe(u32::MAX - 1, me, 0, "child");
+        t.learn_ancestors(u32::MAX - 1);
+        let mine = t.get(me).unwrap();
+        assert_ne!(mine.exe.as_deref(), Some("/stale"));
+        assert_eq!(mine.ppid, std::os::unix::process::parent_id());
     }
 }

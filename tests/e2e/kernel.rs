@@ -253,24 +253,21 @@ fn kernel_forbidden_exec_never_runs() {
 #[test]
 fn kernel_daemon_finds_a_wrapped_server_and_enforces_from_its_first_call() {
     use crate::daemon::Daemon;
-    use std::os::unix::fs::PermissionsExt;
+    use crate::launchers::{start_client, wrapper, Plan};
     let d = scratch("kernel-daemon");
     let (home, key, secret) = home_with_key(&d);
     // the default profile would kill the first-call shell before its `cat`:
     // alert-only here, this test is about the key read under the first call
     let rules = rule_file(&d, &key_rule(&home, "process", "- rule: unexpected-shell\n  action: alert\n"));
     let env = mcp_env();
-    let wrapper = d.join("run-server.sh");
-    std::fs::write(&wrapper, "#!/bin/sh\necho \"wrapper: $1\" >&2\n\"$@\"\n").unwrap();
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
     let daemon = Daemon::start_with(&d, "", &["--enforce", "--rules", &rules]);
     let marker = format!("kernel-daemon-{}", std::process::id());
-    let mut command = vec![wrapper.display().to_string()];
+    let mut command = vec![wrapper(&d, false)];
     command.extend(crate::mcp::server_argv(&env, "MCP_SHELL_SERVER"));
     let cmd = format!("cat {}; echo {marker}", key.display());
     let steps = json!([{"call": "run_command", "arguments": {"command": cmd}}]);
-    let scenario = json!({"command": command, "steps": steps, "timeout": 120, "stderr": d.join("server.stderr")});
-    let out = Command::new(&env["MCP_PY"]).arg(&env["MCP_CLIENT"]).arg("--json").arg(scenario.to_string()).output().unwrap();
+    let plan = Plan { command, env: json!({}), steps, shell: true, read: true };
+    let out = start_client(&env, &d, &plan, "0").wait_with_output().unwrap();
     let report: Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("client: {e}: {}", String::from_utf8_lossy(&out.stderr)));
     assert_eq!(report["connected"], true, "the session came up: {report}");

@@ -39,13 +39,13 @@ enum Launcher {
 
 /// One MCP session to start: the client's argv for the server and the
 /// environment it adds, and the steps.
-struct Plan {
-    command: Vec<String>,
-    env: Value,
-    steps: Value,
+pub(crate) struct Plan {
+    pub(crate) command: Vec<String>,
+    pub(crate) env: Value,
+    pub(crate) steps: Value,
     /// Its calls: a shell (`echo MARKER`), a key read.
-    shell: bool,
-    read: bool,
+    pub(crate) shell: bool,
+    pub(crate) read: bool,
 }
 
 /// A session's facts: what its calls carried, so its events can be found.
@@ -64,7 +64,7 @@ fn npm_env(env: &HashMap<String, String>) -> Value {
 
 /// A wrapper script that runs its argv without `exec` (it stays the
 /// server's parent, and says so on stderr before and after), or with it.
-fn wrapper(dir: &Path, exec: bool) -> String {
+pub(crate) fn wrapper(dir: &Path, exec: bool) -> String {
     let path = dir.join(if exec { "exec-server.sh" } else { "run-server.sh" });
     let text = if exec {
         "#!/bin/sh\necho \"wrapper: starting $1\" >&2\nexec \"$@\"\n"
@@ -128,7 +128,7 @@ fn plans(l: Launcher, env: &HashMap<String, String>, dir: &Path, home: &Path, ke
 }
 
 /// Starts the SDK client on `p`; the child's pid is the client's.
-fn start_client(env: &HashMap<String, String>, dir: &Path, p: &Plan, tag: &str) -> std::process::Child {
+pub(crate) fn start_client(env: &HashMap<String, String>, dir: &Path, p: &Plan, tag: &str) -> std::process::Child {
     let scenario = json!({"command": p.command, "env": p.env, "steps": p.steps, "timeout": 120,
                           "stderr": dir.join(format!("server-{tag}.stderr"))});
     Command::new(&env["MCP_PY"])

@@ -2,6 +2,7 @@
 //! on this kernel, real processes (and, in `mcp`, real MCP software).
 //! Run as root with `cargo xtask test`; without root they fail, never skip.
 
+mod after_exit;
 mod browser;
 mod daemon;
 mod enforce;
@@ -14,4 +15,5 @@ mod overlap;
 mod profile;
 mod rules;
 mod service;
+mod uring;
 mod sensor;

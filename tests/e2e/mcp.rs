@@ -222,16 +222,28 @@ fn python_sdk2_server_off_fd_0_1_is_captured_and_its_git_exec_attributed() {
     assert_nothing_lost(run);
 }
 
-/// Max RSS (KiB) and exit status of a finished child, from wait4.
-fn wait_rusage(child: std::process::Child) -> (i32, i64) {
-    let mut status = 0;
-    // SAFETY: zeroed rusage is valid; waiting for our own child.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = child.id() as i32;
-    std::mem::forget(child);
-    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
-    assert_eq!(r, pid);
-    (libc::WEXITSTATUS(status), ru.ru_maxrss)
+/// `cmd` started from a small process (a Python `subprocess` parent), so
+/// that its peak RSS is its own: a child forked from this test binary
+/// starts with the binary's resident pages, and the kernel keeps that peak
+/// across exec (the whole e2e suite makes the binary large). Returns the
+/// spawned parent, whose exit status is `cmd`'s, and the file where it
+/// writes `cmd`'s peak RSS (KiB, `ru_maxrss` of wait4).
+fn spawn_measured(cmd: &Command, dir: &std::path::Path) -> (std::process::Child, std::path::PathBuf) {
+    let rss = dir.join("maxrss");
+    let parent = format!(
+        "import os, subprocess, sys\np = subprocess.Popen(sys.argv[1:])\n_, st, ru = os.wait4(p.pid, 0)\n\
+         open({:?}, 'w').write(str(ru.ru_maxrss))\nsys.exit(os.waitstatus_to_exitcode(st))\n",
+        rss.display().to_string()
+    );
+    let child = Command::new("python3")
+        .arg("-c")
+        .arg(parent)
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    (child, rss)
 }
 
 #[test]
@@ -246,11 +258,9 @@ fn hostile_channel_bytes_leave_sensor_up_bounded_and_server_unaffected() {
         "import sys\nn=0\nwhile True:\n  b=sys.stdin.buffer.read(1<<16)\n  if not b: break\n  n+=len(b)\nopen('{}','w').write(str(n))\n",
         count.display()
     );
-    let mut child = exec_command(&d, &events)
-        .args(["--", "python3", "-c", &server])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut cmd = exec_command(&d, &events);
+    cmd.args(["--", "python3", "-c", &server]);
+    let (mut child, rss) = spawn_measured(&cmd, &d);
     let mut stdin = child.stdin.take().unwrap();
     let mut sent = 0usize;
     let mut send = |b: &[u8]| {
@@ -270,8 +280,9 @@ fn hostile_channel_bytes_leave_sensor_up_bounded_and_server_unaffected() {
     send(b"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/call\",\"params\":{\"name\":\"after\"}}\n");
     drop(send);
     drop(stdin);
-    let (status, maxrss_kib) = wait_rusage(child);
-    assert_eq!(status, 0, "server exits normally");
+    let status = child.wait().unwrap().code();
+    assert_eq!(status, Some(0), "server exits normally");
+    let maxrss_kib: i64 = std::fs::read_to_string(&rss).unwrap().trim().parse().unwrap();
     let got: usize = std::fs::read_to_string(&count).unwrap().parse().unwrap();
     assert_eq!(got, sent, "the watched server received every byte unchanged");
     // 100 MB went through; the agent keeps at most a bounded prefix per message

@@ -196,8 +196,14 @@ fn service_a_full_log_disk_is_counted_and_a_lost_final_line_is_reported_at_the_n
 #[test]
 fn service_non_root_hears_needs_root_first() {
     require_root();
-    // the default log directory is root's: a log error would come first if root were checked late
-    for args in [&["run"][..], &["exec", "--", "true"][..]] {
+    // the default log directory is root's: a log error would come first if
+    // root were checked late; so would a broken rule file or a missing config
+    let d = scratch("svc-nonroot");
+    let bad = d.join("bad.yaml");
+    std::fs::write(&bad, "- rule: x\n  bogus: 1\n").unwrap();
+    let bad = bad.display().to_string();
+    let cases: [&[&str]; 4] = [&["run"], &["exec", "--", "true"], &["run", "--rules", &bad], &["run", "--config", "/nonexistent.toml"]];
+    for args in cases {
         let out = Command::new("setpriv")
             .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups", sensor_bin()])
             .args(args)
@@ -206,8 +212,27 @@ fn service_non_root_hears_needs_root_first() {
             .expect("setpriv");
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
-        assert!(err.contains("needs root") && !err.contains("log"), "{args:?}: {err}");
+        assert!(err.contains("needs root") && !err.contains("log") && !err.contains("bogus") && !err.contains("nonexistent"), "{args:?}: {err}");
     }
+}
+
+/// A closed stderr (`2>&1 | head -1`) is no reason to panic: the error is
+/// printed as far as it goes and the exit status is run's, 1.
+#[test]
+fn service_errors_on_a_closed_stderr_exit_1_not_a_panic() {
+    let d = scratch("svc-closed-stderr");
+    let bad = d.join("bad.yaml");
+    std::fs::write(&bad, "- rule: x\n  bogus: 1\n").unwrap();
+    let (r, w) = std::io::pipe().unwrap();
+    drop(r);
+    let st = Command::new(sensor_bin())
+        .args(["run", "--check-config", "--rules"])
+        .arg(&bad)
+        .stdout(std::process::Stdio::null())
+        .stderr(w)
+        .status()
+        .unwrap();
+    assert_eq!(st.code(), Some(1), "{st}");
 }
 
 #[test]

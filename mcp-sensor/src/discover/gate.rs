@@ -12,7 +12,10 @@
 //! when its root exits undecided. Holding is bounded, not deciding: a
 //! launcher (npx reads thousands of files before the server it starts
 //! says a word) is never rejected for being busy; past `max_held` its
-//! events are counted (`discovery_held_overflow`) instead of kept.
+//! events are counted instead of kept. That count is a loss only if the
+//! candidate turns out to be a server (`discovery_held_overflow`, and
+//! `held_lost` on its `server_found` line); a candidate that is not MCP
+//! would never have been logged, so its overflow joins what it discarded.
 //!
 //! A nested candidate (exec'd inside another candidate's tree with stdio
 //! of its own) is decided on its own channel; when that is not MCP it is
@@ -60,6 +63,8 @@ pub(super) struct Candidate {
     pub(super) parent: Option<u32>,
     /// Boot-time ns of its first event (its root's exec).
     pub(super) first_ns: Option<u64>,
+    /// Its events past the hold bound.
+    pub(super) overflow: u64,
 }
 
 /// A candidate just confirmed: what the `server_found` line says.
@@ -70,6 +75,8 @@ pub struct Found {
     pub held: u64,
     /// Boot-time ns of the candidate's first event: the session's start.
     pub first_ns: Option<u64>,
+    /// Its events that did not fit the hold bound: lost.
+    pub lost: u64,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -81,8 +88,9 @@ pub struct GateStats {
     pub folded: u64,
     /// Events of rejected candidates, dropped on purpose (not MCP).
     pub discarded: u64,
-    /// Events of undecided candidates past the hold bound: lost, counted
-    /// (a `drops` reason, `discovery_held_overflow`).
+    /// Events of servers' candidacies past the hold bound: lost, counted
+    /// (a `drops` reason, `discovery_held_overflow`) once the candidate is
+    /// confirmed.
     pub held_overflow: u64,
 }
 
@@ -155,6 +163,7 @@ impl Gate {
                 members_complete: true,
                 parent: parent.filter(|&p| p != session),
                 first_ns: None,
+                overflow: 0,
             },
         );
     }
@@ -188,7 +197,7 @@ impl Gate {
         let Some(c) = self.cands.get_mut(&session) else { return };
         c.first_ns.get_or_insert(ev.ts_ns);
         if c.held.len() >= max_held || full {
-            self.stats.held_overflow += 1;
+            c.overflow += 1;
             return;
         }
         c.held.push(ev);
@@ -228,7 +237,8 @@ impl Gate {
                     self.stats.confirmed += 1;
                     self.servers.insert(session);
                     let first_ns = c.first_ns.or(Some(ev.ts_ns));
-                    let found = Found { session, how: c.how, held: c.held.len() as u64, first_ns };
+                    self.stats.held_overflow += c.overflow;
+                    let found = Found { session, how: c.how, held: c.held.len() as u64, first_ns, lost: c.overflow };
                     self.actions.push(KernelAction::Confirm { session, pids: c.members, complete: c.members_complete });
                     let mut out = c.held;
                     out.push(ev);
@@ -285,7 +295,7 @@ impl Gate {
         }
         let Some(c) = self.cands.remove(&session) else { return };
         self.held_total -= c.held.len();
-        self.stats.discarded += c.held.len() as u64;
+        self.stats.discarded += c.held.len() as u64 + c.overflow;
         self.stats.rejected += 1;
         self.actions.push(KernelAction::Unwatch { session, pids: c.members, complete: c.members_complete });
         if self.rejected_order.len() >= MAX_REJECTED {

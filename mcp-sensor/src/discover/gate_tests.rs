@@ -47,7 +47,7 @@ fn confirmed_candidate_writes_held_events_in_order_then_streams() {
     assert!(g.offer(10, ev(10, Body::Fork { child_pid: 11 })).is_none());
     assert!(g.offer(10, open(11)).is_none());
     let (found, out) = g.on_channel(10, vec![msg(Some("initialize")), msg(Some("notifications/initialized")), msg(Some("tools/list"))]);
-    assert_eq!(found, Some(Found { session: 10, how: How::StdioPipes, held: 3, first_ns: Some(0) }));
+    assert_eq!(found, Some(Found { session: 10, how: How::StdioPipes, held: 3, first_ns: Some(0), lost: 0 }));
     // the two held events, the held `initialize`, then the two that came with the verdict
     assert_eq!(out.len(), 5);
     assert!(matches!(out[0].body, Body::Fork { child_pid: 11 }));
@@ -83,11 +83,23 @@ fn a_busy_launcher_is_held_to_the_bound_counted_past_it_and_still_confirmed() {
         assert!(g.offer(10, open(10)).is_none());
     }
     assert!(g.is_candidate(10), "being busy is no verdict");
-    assert_eq!(g.stats.held_overflow, 2);
+    assert_eq!(g.stats.held_overflow, 0, "not a loss until it is a server");
     let (found, out) = g.on_channel(10, vec![msg(Some("server/discover"))]);
-    assert_eq!(found.map(|f| f.held), Some(3));
+    assert_eq!(found.map(|f| (f.held, f.lost)), Some((3, 2)));
     assert_eq!(out.len(), 4);
     assert_eq!(g.stats.rejected, 0);
+    assert_eq!(g.stats.held_overflow, 2, "a server's events were lost");
+}
+
+#[test]
+fn a_busy_candidate_that_is_not_mcp_loses_nothing_it_discards_its_overflow() {
+    let mut g = Gate::new(2);
+    g.add(10, How::StdioPipes, false);
+    for _ in 0..5 {
+        g.offer(10, open(10));
+    }
+    g.reject_candidate(10, "its stdio began with 'x'".into());
+    assert_eq!((g.stats.held_overflow, g.stats.discarded), (0, 5));
 }
 
 #[test]
@@ -97,6 +109,9 @@ fn all_candidates_together_hold_at_most_four_bounds() {
         g.add(s, How::StdioPipes, false);
         g.offer(s, open(s));
         g.offer(s, open(s));
+    }
+    for s in 1..=5 {
+        g.on_channel(s, vec![msg(Some("tools/list"))]);
     }
     assert_eq!(g.stats.held_overflow, 2, "the fifth candidate's two did not fit");
 }

@@ -97,7 +97,10 @@ impl Gate {
             if let (Some(a), Some(b)) = (p.first_ns, c.first_ns) {
                 p.first_ns = Some(a.min(b));
             }
+            p.overflow += c.overflow;
         } else {
+            // a server's events after all: what did not fit is lost
+            self.stats.held_overflow += c.overflow;
             self.held_total -= n_held;
             self.released.extend(held.map(|e| (parent, e)));
         }

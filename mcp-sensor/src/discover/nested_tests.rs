@@ -70,7 +70,7 @@ fn a_nested_candidate_that_exits_silent_joins_its_undecided_tree_in_time_order()
     assert!(!g.is_candidate(30) && g.is_candidate(10));
     assert!(matches!(g.actions[0], KernelAction::Fold { from: 30, into: 10, candidate: true, .. }));
     let (found, out) = g.on_channel(10, vec![msg("tools/list", 50)]);
-    assert_eq!(found, Some(Found { session: 10, how: How::ClientChild, held: 4, first_ns: Some(10) }));
+    assert_eq!(found, Some(Found { session: 10, how: How::ClientChild, held: 4, first_ns: Some(10), lost: 0 }));
     let ts: Vec<u64> = out.iter().map(|e| e.ts_ns).collect();
     assert_eq!(ts, vec![10, 20, 30, 40, 50]);
     match &g.actions[1] {

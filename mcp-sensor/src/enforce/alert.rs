@@ -83,10 +83,10 @@ fn is_connect(alert: &Event) -> bool {
 /// A kill rule matched: the kernel already acted on the record (its flags
 /// say so), or the agent kills now.
 pub fn act(e: &Enforcer, rec: &RecordFacts, m: &Match<'_>, alert: &mut Event, procs: &ProcTable) {
-    if m.action == Action::Alert {
+    let kernel = KernelDecision::from_flags(rec.flags);
+    if m.action == Action::Alert && !super::is_killed_setup(alert, kernel.is_some_and(|k| k.killed)) {
         return;
     }
-    let kernel = KernelDecision::from_flags(rec.flags);
     if m.action == Action::Deny && kernel.is_none() {
         return; // a connect can only be refused in the kernel: `would_deny`
     }

@@ -17,7 +17,7 @@ pub struct Target {
 }
 
 /// /proc start times have clock-tick resolution.
-fn same_start(a: u64, b: u64) -> bool {
+pub fn same_start(a: u64, b: u64) -> bool {
     const TICK_NS: u64 = 10_000_000;
     a / TICK_NS == b / TICK_NS
 }

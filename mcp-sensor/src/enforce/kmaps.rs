@@ -26,6 +26,8 @@ pub struct KernelMaps {
     exempt: BpfHashMap<MapData, ms_exempt_key, u32>,
     stats: PerCpuArray<MapData, u64>,
     current: Tables,
+    /// What ENF_CFG holds.
+    cfg_now: ms_enf_cfg,
 }
 
 fn take<T: TryFrom<aya::maps::Map, Error = MapError>>(s: &mut Sensor, name: &'static str) -> Result<T, LoadError> {
@@ -122,12 +124,27 @@ impl KernelMaps {
             exempt: take(s, "EXEMPT")?,
             stats: take(s, "ENF_STATS")?,
             current: Tables::default(),
+            cfg_now: ms_enf_cfg::default(),
         })
     }
 
     /// The kernel switch: nothing is killed or refused while it is off.
     pub fn set_on(&mut self, on: bool) -> Result<(), MapError> {
-        self.cfg.set(0, ms_enf_cfg { on: on as u32, _pad: 0 }, 0)
+        self.write_cfg(ms_enf_cfg { on: on as u32, ..self.cfg_now })
+    }
+
+    /// `ms_enf_cfg.uring` (see enforce/uring.rs); written only on change.
+    pub fn set_uring(&mut self, uring: u32) -> Result<(), MapError> {
+        if uring == self.cfg_now.uring {
+            return Ok(());
+        }
+        self.write_cfg(ms_enf_cfg { uring, ..self.cfg_now })
+    }
+
+    fn write_cfg(&mut self, c: ms_enf_cfg) -> Result<(), MapError> {
+        self.cfg.set(0, c, 0)?;
+        self.cfg_now = c;
+        Ok(())
     }
 
     pub fn sync(&mut self, new: Tables) -> Result<(), MapError> {

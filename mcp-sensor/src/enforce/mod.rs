@@ -19,12 +19,14 @@ mod kill;
 mod kmaps;
 mod profile;
 pub mod shape;
+mod uring;
 pub mod walk;
 
+pub use uring::is_killed_setup;
 pub use alert::{act, install_and_report, unmatched_kernel_kill, RecordFacts, RESCAN_EVERY_REFRESHES};
 pub use compile::{compile, Tables, Verdict};
 pub use profile::{profile, startup_line, EnforcedRule};
-pub use kill::{kill as kill_target, kill_tree, proc_start_ns, Missed, Target};
+pub use kill::{kill as kill_target, kill_tree, proc_start_ns, same_start, Missed, Target};
 
 use crate::abi::{self, ms_watch};
 use crate::loader::{LoadError, Sensor};
@@ -45,7 +47,7 @@ pub fn cgroup2_root() -> Option<String> {
 
 /// [`Enforcer::kernel_counts`] by name, for the final `drops` line.
 pub fn named_counts(counts: &[u64]) -> std::collections::BTreeMap<String, u64> {
-    const NAMES: [(u32, &str); 7] = [
+    const NAMES: [(u32, &str); 8] = [
         (abi::ENF_KILL_OPEN, "kill_open"),
         (abi::ENF_KILL_EXEC, "kill_exec"),
         (abi::ENF_KILL_CONNECT, "kill_connect"),
@@ -53,6 +55,7 @@ pub fn named_counts(counts: &[u64]) -> std::collections::BTreeMap<String, u64> {
         (abi::ENF_KILL_ROOT, "kill_server_root"),
         (abi::ENF_DENY_OPEN, "deny_open"),
         (abi::ENF_DENY_EXEC, "deny_exec"),
+        (abi::ENF_KILL_URING, "kill_uring"),
     ];
     NAMES.iter().map(|&(i, name)| (name.to_string(), counts.get(i as usize).copied().unwrap_or(0))).collect()
 }
@@ -153,7 +156,9 @@ impl Enforcer {
         let homes = self.homes.clone().unwrap_or_else(walk::homes);
         let mut t = compile(rules, &homes);
         let notes = std::mem::take(&mut t.notes);
+        let ring = uring::cfg_value(rules, &t);
         self.maps.sync(t).map_err(|source| LoadError::MapAccess { name: "DENY_*", source })?;
+        self.maps.set_uring(ring).map_err(|source| LoadError::MapAccess { name: "ENF_CFG", source })?;
         Ok((notes != self.notes).then(|| {
             self.notes = notes.clone();
             notes

@@ -20,6 +20,7 @@ use serde_json::{json, Value};
 #[derive(Debug, Default)]
 pub struct Filters {
     server: Option<String>,
+    server_glob: Option<GlobMatcher>,
     tool: Option<GlobMatcher>,
     id: Option<String>,
     pid: Option<u32>,
@@ -81,6 +82,7 @@ impl Filters {
     pub fn from_args(a: &InvestigateArgs, now_ns: i128) -> Result<Filters> {
         let f = Filters {
             server: a.server.clone(),
+            server_glob: a.server.as_deref().filter(|v| v.contains(['*', '?', '['])).map(|v| glob("--server", v)).transpose()?,
             tool: a.tool.as_deref().map(|t| glob("--tool", t)).transpose()?,
             id: a.id.clone(),
             pid: a.pid,
@@ -115,10 +117,18 @@ impl Filters {
         self.tool.is_some() || self.id.is_some() || self.pid.is_some() || self.rule.is_some()
     }
 
+    /// `--server`: a pid, a glob (with `*`, `?` or `[`) matched against
+    /// each name the server had, or else a case-insensitive part of one.
     fn server_matches(&self, s: &Server) -> bool {
         let Some(want) = &self.server else { return true };
+        if want.parse::<u32>().is_ok_and(|p| p == s.pid) {
+            return true;
+        }
+        if let Some(g) = &self.server_glob {
+            return s.names.iter().any(|n| g.is_match(n));
+        }
         let lower = want.to_lowercase();
-        want.parse::<u32>().is_ok_and(|p| p == s.pid) || s.names.iter().any(|n| n.to_lowercase().contains(&lower))
+        s.names.iter().any(|n| n.to_lowercase().contains(&lower))
     }
 
     fn in_window(&self, from: i128, to: i128) -> bool {
@@ -132,8 +142,8 @@ impl Filters {
     fn call_matches(&self, c: &Call) -> bool {
         let id_ok = self.id.as_ref().is_none_or(|want| c.id.as_str() == Some(want) || serde_json::from_str::<Value>(want).is_ok_and(|v| v == c.id));
         let tool_ok = self.tool.as_ref().is_none_or(|g| g.is_match(c.label()));
-        let pid_ok = self.pid.is_none_or(|p| c.activity.iter().any(|a| a.pid == Some(p)));
-        let times = c.start_ns.into_iter().chain(c.end_ns).chain(c.activity.iter().map(|a| a.ts_ns));
+        let pid_ok = self.pid.is_none_or(|p| c.activity.iter().any(|a| a.pid() == Some(p)));
+        let times = c.start_ns.into_iter().chain(c.end_ns).chain(c.activity.iter().map(|a| a.ts_ns()));
         let (from, to) = times.fold((i128::MAX, i128::MIN), |(lo, hi), t| (lo.min(t), hi.max(t)));
         let time_ok = from > to || self.in_window(from, to);
         id_ok && tool_ok && pid_ok && time_ok && self.rule_matches(&c.alerts)
@@ -142,10 +152,10 @@ impl Filters {
     fn outside_matches(&self, a: &Activity) -> bool {
         self.tool.is_none()
             && self.id.is_none()
-            && self.pid.is_none_or(|p| a.pid == Some(p))
-            && self.rule_matches(&a.alerts)
-            && (self.rule.is_none() || !a.alerts.is_empty())
-            && self.in_window(a.ts_ns, a.ts_ns)
+            && self.pid.is_none_or(|p| a.pid() == Some(p))
+            && self.rule_matches(a.alerts())
+            && (self.rule.is_none() || !a.alerts().is_empty())
+            && self.in_window(a.ts_ns(), a.ts_ns())
     }
 }
 
@@ -166,8 +176,7 @@ pub fn apply(r: &mut Report, f: &Filters) {
     });
     let unnamed_ok = f.server.is_none() && f.tool.is_none() && f.id.is_none();
     r.other_alerts.retain(|a| {
-        let ts = crate::timefmt::parse_rfc3339(&a.ts).unwrap_or(0);
-        let pid_ok = f.pid.is_none_or(|p| a.line.get("pid").and_then(Value::as_u64) == Some(u64::from(p)));
-        unnamed_ok && pid_ok && f.rule.as_ref().is_none_or(|g| g.is_match(&a.rule)) && f.in_window(ts, ts)
+        let pid_ok = f.pid.is_none_or(|p| a.pid == Some(u64::from(p)));
+        unnamed_ok && pid_ok && f.rule.as_ref().is_none_or(|g| g.is_match(&a.rule)) && f.in_window(a.ts_ns, a.ts_ns)
     });
 }

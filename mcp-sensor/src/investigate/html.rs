@@ -14,7 +14,9 @@
 //! The page is written as it is made: the report's JSON goes through the
 //! escaping straight to the file, never held whole in memory.
 
+use super::lines::Lines;
 use super::model::Report;
+use super::shown::Shown;
 use std::io::{self, Write};
 use sha2::{Digest, Sha256};
 
@@ -85,23 +87,24 @@ impl<W: Write> Write for ScriptSafe<W> {
 }
 
 /// The report as JSON safe inside a `<script>` block (see [`ScriptSafe`]).
-pub fn script_safe_json(r: &Report) -> String {
+pub fn script_safe_json(r: &Report, lines: &Lines) -> String {
     let mut out = Vec::new();
-    write_script_safe(r, &mut out).expect("writing to memory");
+    write_script_safe(r, lines, &mut out).expect("writing to memory");
     String::from_utf8(out).expect("escaping keeps UTF-8")
 }
 
-fn write_script_safe(r: &Report, w: &mut impl Write) -> io::Result<()> {
+fn write_script_safe(r: &Report, lines: &Lines, w: &mut impl Write) -> io::Result<()> {
     // serde writes in small pieces: batch them before the escaping
     let mut safe = io::BufWriter::with_capacity(64 << 10, ScriptSafe { w, held: Vec::new() });
-    serde_json::to_writer(&mut safe, r)?;
+    serde_json::to_writer(&mut safe, &Shown(r, lines))?;
     safe.flush()
 }
 
-/// Writes the whole page for `r` to `w`: the template with each
-/// `{{NAME}}` replaced. Only the template is searched for markers, never
-/// what goes in, so nothing in the data is ever taken for one.
-pub fn write_page(r: &Report, w: &mut impl Write) -> io::Result<()> {
+/// Writes the whole page for `r` (its events' lines read from `lines`)
+/// to `w`: the template with each `{{NAME}}` replaced. Only the template
+/// is searched for markers, never what goes in, so nothing in the data is
+/// ever taken for one.
+pub fn write_page(r: &Report, lines: &Lines, w: &mut impl Write) -> io::Result<()> {
     let hash = format!("sha256-{}", base64(&Sha256::digest(JS.as_bytes())));
     let mut rest = TEMPLATE;
     while let Some(start) = rest.find("{{") {
@@ -111,7 +114,7 @@ pub fn write_page(r: &Report, w: &mut impl Write) -> io::Result<()> {
             "SCRIPT_HASH" => w.write_all(hash.as_bytes())?,
             "CSS" => w.write_all(CSS.as_bytes())?,
             "JS" => w.write_all(JS.as_bytes())?,
-            "DATA" => write_script_safe(r, w)?,
+            "DATA" => write_script_safe(r, lines, w)?,
             other => panic!("page.html: unknown marker {other}"),
         }
         rest = &rest[start + len + 2..];
@@ -120,9 +123,9 @@ pub fn write_page(r: &Report, w: &mut impl Write) -> io::Result<()> {
 }
 
 /// The whole page for `r`, in memory.
-pub fn page(r: &Report) -> String {
+pub fn page(r: &Report, lines: &Lines) -> String {
     let mut out = Vec::new();
-    write_page(r, &mut out).expect("writing to memory");
+    write_page(r, lines, &mut out).expect("writing to memory");
     String::from_utf8(out).expect("the page is UTF-8")
 }
 

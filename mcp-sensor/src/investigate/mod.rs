@@ -2,20 +2,24 @@
 //! do?" from event logs, offline, without root or BPF.
 //!
 //! Data flow: [`read`] (which files, in which order; lines, torn or bad
-//! ones reported; each line handed on and dropped, never all held) ->
-//! [`timeline`] (sessions -> calls -> activity, alerts
-//! attached; [`describe`] says each event in one line) -> [`filter`] ->
-//! a renderer: [`table`] (terminal), JSON (the [`model`] serialised), or
-//! [`html`] (one self-contained page). docs/investigate.md is the user's
-//! side of this.
+//! ones reported; each line handed on and dropped, never all held; the
+//! files kept open in [`lines`]) -> [`timeline`] (sessions -> calls ->
+//! activity, alerts attached; events and alerts held as references to
+//! their lines) -> [`filter`] -> a renderer, each event's line read back
+//! as it is written out ([`shown`]; [`describe`] says each event in one
+//! line): [`table`] (terminal), JSON ([`shown::Shown`]), or [`html`] (one
+//! self-contained page). docs/investigate.md is the user's side of this.
 
 pub mod describe;
 pub mod filter;
 pub mod html;
+pub mod lines;
 pub mod model;
 pub mod read;
+pub mod shown;
 pub mod table;
 pub mod timeline;
+pub mod word;
 
 #[cfg(test)]
 mod tests_fixtures;
@@ -64,7 +68,7 @@ pub fn run(args: InvestigateArgs) -> Result<i32> {
     let stdout = std::io::stdout();
     let tty = stdout.is_terminal();
     if let Some(path) = &args.html {
-        write_private(path, |w| html::write_page(&report, w)).with_context(|| format!("cannot write {}", path.display()))?;
+        write_private(path, |w| html::write_page(&report, &log.lines, w)).with_context(|| format!("cannot write {}", path.display()))?;
         let calls: usize = report.sessions.iter().map(|s| s.calls.len()).sum();
         eprintln!("mcp-sensor: wrote {} ({} sessions, {calls} calls)", path.display(), report.sessions.len());
     }
@@ -74,18 +78,22 @@ pub fn run(args: InvestigateArgs) -> Result<i32> {
         (None, None) if tty => Some(InvestigateFormat::Table),
         (None, None) => Some(InvestigateFormat::Json),
     };
-    let mut out = stdout.lock();
+    let mut out = std::io::BufWriter::with_capacity(64 << 10, stdout.lock());
     match format {
         Some(InvestigateFormat::Table) => {
             let color = tty && std::env::var_os("NO_COLOR").is_none();
-            table::render(&report, &table::Style { color, all: args.all }, &mut out)
+            table::render(&report, &log.lines, &table::Style { color, all: args.all }, &mut out)
         }
-        Some(InvestigateFormat::Json) => {
-            serde_json::to_writer_pretty(&mut out, &report).map_err(std::io::Error::from).and_then(|()| writeln!(out))
-        }
+        Some(InvestigateFormat::Json) => serde_json::to_writer_pretty(&mut out, &shown::Shown(&report, &log.lines))
+            .map_err(std::io::Error::from)
+            .and_then(|()| writeln!(out)),
         None => Ok(()),
     }
+    .and_then(|()| out.flush())
     .or_else(|e| if e.kind() == std::io::ErrorKind::BrokenPipe { Ok(()) } else { Err(e) })
     .context("cannot write to stdout")?;
+    for w in log.lines.warnings() {
+        eprintln!("mcp-sensor: warning: {w}");
+    }
     Ok(0)
 }

@@ -1,13 +1,18 @@
 //! The investigation's data: sessions -> calls -> activity, as built from
-//! the log by `timeline.rs`, narrowed by `filter.rs`, and printed by the
-//! renderers. Serialised as is by `--format json` (docs/investigate.md
-//! documents the structure) and embedded in the `--html` page.
+//! the log by `timeline/`, narrowed by `filter.rs`, and printed by the
+//! renderers. Host events and alerts are held as references to their lines
+//! (`lines.rs`); `shown.rs` serialises the report with those lines read
+//! back, for `--format json` (docs/investigate.md documents the structure)
+//! and the `--html` page.
 
 use serde::Serialize;
+use super::lines::LineRef;
+pub use super::word::Word;
 use serde_json::Value;
+use std::rc::Rc;
 
 /// Everything an investigation shows.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Report {
     /// The files read, oldest first, with what was wrong in them.
     pub sources: Vec<super::read::Source>,
@@ -39,7 +44,7 @@ impl Losses {
 
 /// One server instance: the events whose `server.pid` is this pid, until
 /// that pid exits and is seen again (pid reuse starts a new session).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Session {
     pub server: Server,
     /// First and last event of the session (RFC 3339).
@@ -56,9 +61,7 @@ pub struct Session {
     pub notifications: u64,
     /// Alerts anywhere in the session.
     pub alerts: u64,
-    #[serde(skip)]
     pub start_ns: i128,
-    #[serde(skip)]
     pub end_ns: i128,
 }
 
@@ -96,34 +99,46 @@ pub enum Status {
     NoResponse,
 }
 
-/// One client -> server request and its response.
-#[derive(Debug, Clone, Serialize)]
+/// One client -> server request and its response: what filters and
+/// ordering need, and where its lines are. Its arguments, times, result
+/// and latency are read back from them when rendered
+/// ([`super::shown::CallText`]).
+#[derive(Debug, Clone)]
 pub struct Call {
     /// The JSON-RPC id (`null` when a cut message lost it).
     pub id: Value,
-    pub method: Option<String>,
+    pub method: Option<Word>,
     /// The tool of a `tools/call`.
-    pub tool: Option<String>,
-    pub arguments: Option<Value>,
-    /// When the server read the request; `null` when the request line is
-    /// not in the logs (the call is known from its response or activity).
-    pub request_ts: Option<String>,
-    pub response_ts: Option<String>,
+    pub tool: Option<Word>,
     pub status: Status,
-    /// The response's summary of the result or error.
-    pub result: Option<String>,
-    pub is_error: Option<bool>,
-    pub latency_ms: Option<f64>,
     /// The request was longer than the sensor keeps: arguments may be cut.
     pub truncated: bool,
+    /// The request's line, at [`Self::start_ns`]; `None` when it is not in
+    /// the logs (the call is known from its response or activity).
+    pub request: Option<LineRef>,
+    /// Without a request: the line that named the call first, at its time,
+    /// and where in it (its method, tool and arguments are shown). Boxed:
+    /// most calls have their request, and the report holds every call.
+    pub named: Option<Box<(LineRef, i128, Named)>>,
+    /// The response's (or error's) line, at [`Self::end_ns`].
+    pub response: Option<LineRef>,
     /// Host activity attributed to this call, in log order.
     pub activity: Vec<Activity>,
     /// Alerts on this call or on its activity.
-    pub alerts: Vec<Alert>,
-    #[serde(skip)]
+    pub alerts: Alerts,
     pub start_ns: Option<i128>,
-    #[serde(skip)]
     pub end_ns: Option<i128>,
+}
+
+/// Where in a line a call without its request is named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Named {
+    /// The line itself (a response).
+    Line,
+    /// Its `tool_call`.
+    ToolCall,
+    /// Entry `n` of its `tool_call.in_flight`.
+    InFlight(usize),
 }
 
 impl Call {
@@ -133,56 +148,169 @@ impl Call {
     }
 }
 
-/// One host event (exec, open, connect, fork, exit, malformed, ...).
-#[derive(Debug, Clone, Serialize)]
+/// One host event (exec, open, connect, fork, exit, malformed, ...): what
+/// ordering, filtering and grouping need, and where its line is. What is
+/// said of it (time text, comm, exe, summary, the line itself) is read
+/// back from the line when rendered ([`super::shown`]): a report holds
+/// one of these per host event, so it holds no text of them, in 48 bytes
+/// (flags and the pid packed, rare things behind one pointer).
+#[derive(Debug, Clone)]
 pub struct Activity {
-    pub ts: String,
-    pub kind: String,
-    pub pid: Option<u32>,
-    pub comm: Option<String>,
-    pub exe: Option<String>,
-    /// One line saying what happened (path, argv, address, ...).
-    pub summary: String,
-    /// The event failed (open or connect with an error).
-    pub failed: bool,
+    /// The event's line; with [`Self::in_alert`], the alert line carrying it.
+    pub line: LineRef,
+    /// [`Self::ts_ns`] when it fits (years 1677 to 2262), else in `more`.
+    ts: i64,
+    /// The event's `kind` (one shared string per kind).
+    pub kind: Word,
+    /// Its alerts, in-flight ids, and a time past `ts`: almost every event
+    /// has none of them.
+    more: Option<Box<More>>,
+    /// [`Self::pid`] when [`PID`] is set.
+    pid: u32,
+    flags: u8,
+    /// Outside calls: when it happened.
+    pub phase: Option<Phase>,
+}
+
+// Activity::flags
+const PID: u8 = 1;
+const FAILED: u8 = 2;
+const AFTER_RESPONSE: u8 = 4;
+const IN_ALERT: u8 = 8;
+
+/// What few activities have, kept apart so that the others are 48 bytes.
+#[derive(Debug, Clone, Default)]
+struct More {
+    /// The time, when it does not fit `Activity::ts`.
+    ts_ns: Option<i128>,
     /// When several requests were in flight: their ids. The event is shown
     /// under each of them; the sensor never guesses which one caused it.
-    pub in_flight: Option<Vec<Value>>,
-    /// Under a call: the event came after the call's response (a process
-    /// the call started, still running).
-    pub after_response: bool,
-    /// Outside calls: `startup` (before the first request), `between_calls`,
-    /// `after_exit` (after the server's root process exited).
-    pub phase: Option<&'static str>,
-    pub alerts: Vec<Alert>,
-    /// The event line as logged, kept as its JSON text: a parsed `Value`
-    /// takes several times the line's size, and the report holds one per
-    /// host event.
-    pub event: Box<serde_json::value::RawValue>,
-    #[serde(skip)]
-    pub ts_ns: i128,
+    in_flight: Option<Rc<Vec<Value>>>,
+    alerts: Vec<Alert>,
 }
 
 impl Activity {
-    /// [`Self::event`] parsed.
-    pub fn event_value(&self) -> Value {
-        serde_json::from_str(self.event.get()).unwrap_or(Value::Null)
+    /// An activity of `kind` at `line` (`ts_ns`), with neither alerts nor
+    /// in-flight ids, outside calls, not failed.
+    pub fn new(line: LineRef, ts_ns: i128, kind: Word, pid: Option<u32>) -> Activity {
+        let mut a = Activity { line, ts: 0, kind, more: None, pid: pid.unwrap_or(0), flags: 0, phase: None };
+        a.set(PID, pid.is_some());
+        match i64::try_from(ts_ns) {
+            Ok(ts) => a.ts = ts,
+            Err(_) => a.more.get_or_insert_default().ts_ns = Some(ts_ns),
+        }
+        a
+    }
+
+    fn set(&mut self, flag: u8, on: bool) {
+        self.flags = if on { self.flags | flag } else { self.flags & !flag };
+    }
+
+    /// Unix-epoch ns of the line's `ts`.
+    pub fn ts_ns(&self) -> i128 {
+        self.more.as_ref().and_then(|m| m.ts_ns).unwrap_or(i128::from(self.ts))
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        (self.flags & PID != 0).then_some(self.pid)
+    }
+
+    /// The event failed (open or connect with an error, non-zero exit).
+    pub fn failed(&self) -> bool {
+        self.flags & FAILED != 0
+    }
+
+    pub fn set_failed(&mut self, on: bool) {
+        self.set(FAILED, on);
+    }
+
+    /// Under a call: the event came after the call's response (a process
+    /// the call started, still running).
+    pub fn after_response(&self) -> bool {
+        self.flags & AFTER_RESPONSE != 0
+    }
+
+    pub fn set_after_response(&mut self, on: bool) {
+        self.set(AFTER_RESPONSE, on);
+    }
+
+    /// The event is only known from an alert's `event` (its own line is
+    /// not in the logs).
+    pub fn in_alert(&self) -> bool {
+        self.flags & IN_ALERT != 0
+    }
+
+    pub fn set_in_alert(&mut self, on: bool) {
+        self.set(IN_ALERT, on);
+    }
+
+    pub fn alerts(&self) -> &[Alert] {
+        self.more.as_ref().map_or(&[], |m| &m.alerts[..])
+    }
+
+    /// When several requests were in flight: their ids.
+    pub fn in_flight(&self) -> Option<&Rc<Vec<Value>>> {
+        self.more.as_ref().and_then(|m| m.in_flight.as_ref())
+    }
+
+    pub fn push_alert(&mut self, a: Alert) {
+        let alerts = &mut self.more.get_or_insert_default().alerts;
+        if alerts.capacity() == 0 {
+            // most have one: not the 4 a Vec's first push makes room for
+            alerts.reserve_exact(1);
+        }
+        alerts.push(a);
+    }
+
+    pub fn set_in_flight(&mut self, ids: Rc<Vec<Value>>) {
+        self.more.get_or_insert_default().in_flight = Some(ids);
     }
 }
 
-/// An `alert` line, as much as an investigator reads of it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// When an event outside calls happened.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Before the first request.
+    Startup,
+    BetweenCalls,
+    /// After the server's root process exited.
+    AfterExit,
+}
+
+/// The alerts on an activity or a call: none, for almost all of them, in
+/// one pointer.
+#[derive(Debug, Clone, Default)]
+// a Vec is 24 bytes in every activity; this is 8 (see the size test)
+#[allow(clippy::box_collection)]
+pub struct Alerts(Option<Box<Vec<Alert>>>);
+
+impl Alerts {
+    pub fn push(&mut self, a: Alert) {
+        let alerts = self.0.get_or_insert_default();
+        if alerts.capacity() == 0 {
+            // most have one: not the 4 a Vec's first push makes room for
+            alerts.reserve_exact(1);
+        }
+        alerts.push(a);
+    }
+}
+
+impl std::ops::Deref for Alerts {
+    type Target = [Alert];
+    fn deref(&self) -> &[Alert] {
+        self.0.as_deref().map_or(&[], |v| &v[..])
+    }
+}
+
+/// An `alert` line: its rule (filters match it) and where the line is;
+/// the rest is read back when rendered ([`super::shown::AlertText`]).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Alert {
-    pub ts: String,
     pub rule: String,
-    pub severity: String,
-    pub action: String,
-    pub description: String,
-    pub tags: Vec<String>,
-    /// Kind of the event that triggered it.
-    pub event_kind: Option<String>,
-    /// What the alert names of the event (path, argv, address...).
-    pub summary: String,
-    /// The alert line as logged.
-    pub line: Value,
+    /// Unix-epoch ns of the line's `ts`.
+    pub ts_ns: i128,
+    /// The alert line's `pid` (of the process it is about).
+    pub pid: Option<u64>,
+    pub line: LineRef,
 }

@@ -9,6 +9,7 @@
 //! with `file:line` and skipped. A bad line anywhere else is reported,
 //! counted, and reading goes on.
 
+use super::lines::{Backing, LineRef, Lines};
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::Value;
@@ -29,6 +30,8 @@ pub struct Line {
     /// Index into [`Log::sources`].
     pub source: usize,
     pub line: u64,
+    /// Where it is, to read it back when rendering.
+    pub at: LineRef,
 }
 
 /// What was read from one file.
@@ -44,12 +47,14 @@ pub struct Source {
 }
 
 /// What was read, with the problems found on the way (the lines
-/// themselves go to the caller one by one).
+/// themselves go to the caller one by one), and the files kept open to
+/// read lines back from.
 #[derive(Debug, Default)]
 pub struct Log {
     pub sources: Vec<Source>,
     /// `file:line: message`, ready for stderr.
     pub problems: Vec<String>,
+    pub lines: Lines,
 }
 
 /// `(log name without its rotation suffix, rotation number)`: `events.jsonl`
@@ -122,7 +127,7 @@ pub fn expand(args: &[PathBuf]) -> Result<Vec<PathBuf>> {
 }
 
 /// Why a line is not an event, or its time.
-fn parse_line(bytes: &[u8]) -> Result<(Value, i128), String> {
+pub(super) fn parse_line(bytes: &[u8]) -> Result<(Value, i128), String> {
     let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON ({e})"))?;
     if !value.is_object() {
         return Err("not an event: not a JSON object".into());
@@ -135,30 +140,61 @@ fn parse_line(bytes: &[u8]) -> Result<(Value, i128), String> {
     Ok((value, ts_ns))
 }
 
+/// What `file`'s lines are read back from: the file itself when it is a
+/// regular file; else (a pipe, `<(zcat events.jsonl.1.gz)`: it cannot be
+/// read again) its whole content, read now and held in memory.
+fn backing_of(file: std::fs::File) -> std::io::Result<Backing> {
+    if file.metadata()?.is_file() {
+        return Ok(Backing::File(file));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut &file, &mut bytes)?;
+    Ok(Backing::Memory(bytes))
+}
+
 impl Log {
     /// Reads `paths` in order, each line to `each`. A file that cannot be
     /// opened is an error; bad lines are not (see the module doc).
     pub fn read(paths: &[PathBuf], mut each: impl FnMut(Line)) -> Result<Log> {
         let mut log = Log::default();
+        if paths.len() > super::lines::MAX_SOURCES {
+            bail!("{} files named: investigate reads at most {} at once (name fewer, or join some)", paths.len(), super::lines::MAX_SOURCES);
+        }
         for path in paths {
-            let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-            log.read_one(path, BufReader::with_capacity(1 << 20, file), &mut each)
-                .with_context(|| format!("cannot read {}", path.display()))?;
+            let file = std::fs::File::open(path).with_context(|| {
+                format!("cannot open {} (every file read stays open until the report is written: with many files, raise `ulimit -n`)", path.display())
+            })?;
+            let backing = backing_of(file).with_context(|| format!("cannot read {}", path.display()))?;
+            log.read_one(path, backing, &mut each).with_context(|| format!("cannot read {}", path.display()))?;
         }
         Ok(log)
     }
 
-    /// Reads one log from `reader` (named `path` in reports).
-    pub fn read_one(&mut self, path: &Path, mut reader: impl BufRead, each: &mut impl FnMut(Line)) -> std::io::Result<()> {
+    /// Reads one log from `backing` (named `path` in reports), and keeps
+    /// it to read lines back from.
+    pub fn read_one(&mut self, path: &Path, backing: Backing, each: &mut impl FnMut(Line)) -> std::io::Result<()> {
+        match &backing {
+            Backing::File(f) => self.read_lines(path, BufReader::with_capacity(1 << 20, f), each)?,
+            Backing::Memory(m) => self.read_lines(path, &m[..], each)?,
+        }
+        self.lines.add(path.to_path_buf(), backing);
+        Ok(())
+    }
+
+    fn read_lines(&mut self, path: &Path, mut reader: impl BufRead, each: &mut impl FnMut(Line)) -> std::io::Result<()> {
         let source = self.sources.len();
         let mut src = Source { path: path.to_path_buf(), ..Source::default() };
         let mut buf = Vec::new();
         let mut line_no = 0u64;
+        let mut offset = 0u64;
         loop {
             buf.clear();
-            if reader.read_until(b'\n', &mut buf)? == 0 {
+            let n = reader.read_until(b'\n', &mut buf)?;
+            if n == 0 {
                 break;
             }
+            let at = offset;
+            offset += n as u64;
             line_no += 1;
             let complete = buf.last() == Some(&b'\n');
             let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
@@ -169,7 +205,8 @@ impl Log {
             match parse_line(text) {
                 Ok((value, ts_ns)) => {
                     src.events += 1;
-                    each(Line { value, ts_ns, source, line: line_no });
+                    let at = self.lines.refer(source, at, text);
+                    each(Line { value, ts_ns, source, line: line_no, at });
                 }
                 Err(why) => {
                     src.bad_lines += 1;

@@ -1,9 +1,13 @@
 //! The terminal renderer: sessions, their calls, and under each call what
 //! it did, as text. Everything from the log is attacker-influenced, so
 //! control characters (terminal escapes) and bidi overrides are shown as
-//! escapes, never written raw.
+//! escapes, never written raw. Each event's and alert's line is read back
+//! (`shown.rs`) as its row is written, and the text goes out a session at
+//! a time.
 
-use super::model::{Activity, Alert, Call, Report, Session, Status};
+use super::lines::Lines;
+use super::model::{Activity, Call, Phase, Report, Session, Status};
+use super::shown::{ActivityText, AlertText, CallText};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -55,31 +59,31 @@ fn clock(ts: &str) -> &str {
     ts.split_once('T').map_or(ts, |(_, t)| t.get(..12).unwrap_or(t))
 }
 
-fn alert_line(st: &Style, indent: &str, a: &Alert) -> String {
+fn alert_line(st: &Style, indent: &str, a: &AlertText) -> String {
     let head = format!("!! ALERT {} {} [{}]", a.severity, a.rule, a.action);
     format!("{indent}{} {}\n", st.paint("1;31", &clean(&head, 200)), clean(&a.description, 200))
 }
 
-fn activity_line(st: &Style, indent: &str, when: String, a: &Activity) -> String {
+fn activity_line(st: &Style, lines: &Lines, indent: &str, when: String, a: &Activity, t: &ActivityText) -> String {
     let mut line = format!(
         "{indent}{} {:<9} {:>7} {:<15} {}",
         st.paint("2", &format!("{when:<12}")),
         a.kind,
-        a.pid.map(|p| p.to_string()).unwrap_or_default(),
-        clean(a.comm.as_deref().unwrap_or(""), 15),
-        clean(&a.summary, 300)
+        a.pid().map(|p| p.to_string()).unwrap_or_default(),
+        clean(t.comm.as_deref().unwrap_or(""), 15),
+        clean(&t.summary, 300)
     );
-    if let Some(ids) = &a.in_flight {
+    if let Some(ids) = a.in_flight() {
         let ids: Vec<String> = ids.iter().map(|i| i.to_string()).collect();
         let _ = write!(line, "  (one of {} in flight: {})", ids.len(), clean(&ids.join(", "), 80));
     }
-    if a.after_response {
+    if a.after_response() {
         line.push_str("  (after the response)");
     }
-    let mut out = if a.failed { st.paint("33", &line) } else { line };
+    let mut out = if a.failed() { st.paint("33", &line) } else { line };
     out.push('\n');
-    for al in &a.alerts {
-        out.push_str(&alert_line(st, &format!("{indent}    "), al));
+    for al in a.alerts() {
+        out.push_str(&alert_line(st, &format!("{indent}    "), &AlertText::of(al, lines)));
     }
     out
 }
@@ -87,18 +91,18 @@ fn activity_line(st: &Style, indent: &str, when: String, a: &Activity) -> String
 /// Exec, connect, alerts and failures always show; other events up to
 /// [`SHOWN`] unless `--all`.
 fn notable(a: &Activity) -> bool {
-    matches!(a.kind.as_str(), "exec" | "connect" | "malformed" | "rpc") || !a.alerts.is_empty() || a.failed && a.kind != "open"
+    matches!(&*a.kind, "exec" | "connect" | "malformed" | "rpc") || !a.alerts().is_empty() || a.failed() && &*a.kind != "open"
 }
 
 fn counts(acts: &[&Activity]) -> String {
     let mut by: BTreeMap<&str, usize> = BTreeMap::new();
     for a in acts {
-        *by.entry(a.kind.as_str()).or_default() += 1;
+        *by.entry(&*a.kind).or_default() += 1;
     }
     by.iter().map(|(k, n)| format!("{n} {k}")).collect::<Vec<_>>().join(", ")
 }
 
-fn list(st: &Style, out: &mut String, indent: &str, acts: &[&Activity], when: impl Fn(&Activity) -> String) {
+fn list(st: &Style, lines: &Lines, out: &mut String, indent: &str, acts: &[&Activity], when: impl Fn(&Activity, &ActivityText) -> String) {
     let mut others = 0usize;
     let mut hidden: Vec<&Activity> = Vec::new();
     for a in acts {
@@ -106,7 +110,8 @@ fn list(st: &Style, out: &mut String, indent: &str, acts: &[&Activity], when: im
             if !notable(a) {
                 others += 1;
             }
-            out.push_str(&activity_line(st, indent, when(a), a));
+            let t = ActivityText::of(a, lines);
+            out.push_str(&activity_line(st, lines, indent, when(a, &t), a, &t));
         } else {
             hidden.push(a);
         }
@@ -116,7 +121,7 @@ fn list(st: &Style, out: &mut String, indent: &str, acts: &[&Activity], when: im
     }
 }
 
-fn call_block(st: &Style, out: &mut String, c: &Call) {
+fn call_block(st: &Style, lines: &Lines, out: &mut String, c: &Call) {
     let status = match c.status {
         Status::Ok => st.paint("32", "ok"),
         Status::Error => st.paint("31", "ERROR"),
@@ -127,11 +132,12 @@ fn call_block(st: &Style, out: &mut String, c: &Call) {
     if let Some(t) = &c.tool {
         let _ = write!(head, " {}", clean(t, 80));
     }
-    let args = c.arguments.as_ref().map(|a| clean(&a.to_string(), PREVIEW)).unwrap_or_default();
-    let when = c.request_ts.as_deref().map(clock).unwrap_or("(request not in log)");
-    let latency = c.latency_ms.map(|l| format!("{l:.1} ms")).unwrap_or_default();
+    let t = CallText::of(c, lines);
+    let args = t.arguments.as_ref().map(|a| clean(&a.to_string(), PREVIEW)).unwrap_or_default();
+    let when = t.request_ts.as_deref().map(clock).unwrap_or("(request not in log)");
+    let latency = t.latency_ms.map(|l| format!("{l:.1} ms")).unwrap_or_default();
     let _ = writeln!(out, "  {} {}  {}  {latency}  {status}", st.paint("1", &format!("▸ {head}")), args, st.paint("2", when));
-    if let Some(r) = &c.result {
+    if let Some(r) = &t.result {
         let _ = writeln!(out, "      → {}", clean(r, PREVIEW));
     }
     if c.truncated {
@@ -139,27 +145,27 @@ fn call_block(st: &Style, out: &mut String, c: &Call) {
     }
     let acts: Vec<&Activity> = c.activity.iter().collect();
     let start = c.start_ns;
-    list(st, out, "      ", &acts, |a| match start {
-        Some(s) => format!("+{:.1} ms", (a.ts_ns - s) as f64 / 1e6),
-        None => clock(&a.ts).to_string(),
+    list(st, lines, out, "      ", &acts, |a, t| match start {
+        Some(s) => format!("+{:.1} ms", (a.ts_ns() - s) as f64 / 1e6),
+        None => clock(&t.ts).to_string(),
     });
     // alerts on the call itself, not carried by one of its events
-    for al in c.alerts.iter().filter(|al| !c.activity.iter().any(|a| a.alerts.contains(al))) {
-        out.push_str(&alert_line(st, "      ", al));
+    for al in c.alerts.iter().filter(|al| !c.activity.iter().any(|a| a.alerts().contains(al))) {
+        out.push_str(&alert_line(st, "      ", &AlertText::of(al, lines)));
     }
 }
 
-fn outside_group(st: &Style, out: &mut String, phase: &str, acts: &[&Activity]) {
+fn outside_group(st: &Style, lines: &Lines, out: &mut String, phase: Option<Phase>, acts: &[&Activity]) {
     let title = match phase {
-        "startup" => "start-up (before the first request)",
-        "after_exit" => "after the server exited",
+        Some(Phase::Startup) => "start-up (before the first request)",
+        Some(Phase::AfterExit) => "after the server exited",
         _ => "between calls (no request in flight)",
     };
     let _ = writeln!(out, "  {} {}", st.paint("1;36", &format!("· {title}:")), counts(acts));
-    list(st, out, "      ", acts, |a| clock(&a.ts).to_string());
+    list(st, lines, out, "      ", acts, |_, t| clock(&t.ts).to_string());
 }
 
-fn session_block(st: &Style, out: &mut String, s: &Session) {
+fn session_block(st: &Style, lines: &Lines, out: &mut String, s: &Session) {
     let secs = (s.end_ns - s.start_ns) as f64 / 1e9;
     let exit = match &s.exit {
         Some(e) => match (e.signal, e.code) {
@@ -176,36 +182,36 @@ fn session_block(st: &Style, out: &mut String, s: &Session) {
         let _ = writeln!(out, "   also named: {}", other.join(" | "));
     }
     // outside-call events in runs of one phase, calls in between, by time
-    let mut items: Vec<(i128, Result<&Call, &Activity>)> = s.outside.iter().map(|a| (a.ts_ns, Err(a))).collect();
-    items.extend(s.calls.iter().map(|c| (c.start_ns.or(c.activity.first().map(|a| a.ts_ns)).unwrap_or(i128::MAX), Ok(c))));
+    let mut items: Vec<(i128, Result<&Call, &Activity>)> = s.outside.iter().map(|a| (a.ts_ns(), Err(a))).collect();
+    items.extend(s.calls.iter().map(|c| (c.start_ns.or(c.activity.first().map(|a| a.ts_ns())).unwrap_or(i128::MAX), Ok(c))));
     items.sort_by_key(|(t, _)| *t);
     let mut run: Vec<&Activity> = Vec::new();
     for (_, item) in items {
         match item {
             Err(a) => {
                 if run.last().is_some_and(|r| r.phase != a.phase) {
-                    outside_group(st, out, run[0].phase.unwrap_or(""), &run);
+                    outside_group(st, lines, out, run[0].phase, &run);
                     run.clear();
                 }
                 run.push(a);
             }
             Ok(c) => {
                 if !run.is_empty() {
-                    outside_group(st, out, run[0].phase.unwrap_or(""), &run);
+                    outside_group(st, lines, out, run[0].phase, &run);
                     run.clear();
                 }
-                call_block(st, out, c);
+                call_block(st, lines, out, c);
             }
         }
     }
     if !run.is_empty() {
-        outside_group(st, out, run[0].phase.unwrap_or(""), &run);
+        outside_group(st, lines, out, run[0].phase, &run);
     }
     out.push('\n');
 }
 
-/// Writes the whole report as text.
-pub fn render(r: &Report, st: &Style, w: &mut impl Write) -> io::Result<()> {
+/// Writes the whole report as text, reading its events' lines from `lines`.
+pub fn render(r: &Report, lines: &Lines, st: &Style, w: &mut impl Write) -> io::Result<()> {
     let mut out = String::new();
     let calls: usize = r.sessions.iter().map(|s| s.calls.len()).sum();
     let alerts: u64 = r.sessions.iter().map(|s| s.alerts).sum::<u64>() + r.other_alerts.len() as u64;
@@ -225,12 +231,15 @@ pub fn render(r: &Report, st: &Style, w: &mut impl Write) -> io::Result<()> {
     }
     out.push('\n');
     for s in &r.sessions {
-        session_block(st, &mut out, s);
+        session_block(st, lines, &mut out, s);
+        w.write_all(out.as_bytes())?;
+        out.clear();
     }
     if !r.other_alerts.is_empty() {
         let _ = writeln!(out, "alerts outside any server:");
         for a in &r.other_alerts {
-            out.push_str(&alert_line(st, "  ", a));
+            let a = AlertText::of(a, lines);
+            out.push_str(&alert_line(st, "  ", &a));
             let _ = writeln!(out, "      {} {}", clock(&a.ts), clean(&a.summary, 300));
         }
     }

@@ -1,8 +1,10 @@
 //! Fixture logs for the investigate tests: event lines shaped like the
 //! sensor writes them (docs/events.md), built by hand.
 
-use super::model::Report;
+use super::lines::Backing;
+use super::model::{Activity, Call, Report};
 use super::read::Log;
+use super::shown::{ActivityText, CallText};
 use serde_json::{json, Map, Value};
 use std::path::Path;
 
@@ -78,21 +80,64 @@ pub fn text(lines: &[Value]) -> String {
     lines.iter().map(|l| format!("{l}\n")).collect()
 }
 
+/// A report with the log it was read from (its events are read back
+/// from there).
+pub struct Read {
+    pub log: Log,
+    pub r: Report,
+}
+
+impl std::ops::Deref for Read {
+    type Target = Report;
+    fn deref(&self) -> &Report {
+        &self.r
+    }
+}
+
+impl std::ops::DerefMut for Read {
+    fn deref_mut(&mut self) -> &mut Report {
+        &mut self.r
+    }
+}
+
+impl Read {
+    /// `a`'s event, read back from its line.
+    pub fn event(&self, a: &Activity) -> Value {
+        let raw = ActivityText::of(a, &self.log.lines).event.expect("the line reads back");
+        serde_json::from_str(raw.get()).unwrap()
+    }
+
+    /// What `c`'s lines say, read back.
+    pub fn call(&self, c: &Call) -> CallText {
+        CallText::of(c, &self.log.lines)
+    }
+
+    pub fn summary(&self, a: &Activity) -> String {
+        ActivityText::of(a, &self.log.lines).summary
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = Vec::new();
+        super::table::render(&self.r, &self.log.lines, &super::table::Style { color: false, all: true }, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+}
+
 /// What reading `text` as one file found, and its report.
-pub fn read_text(text: &str) -> (Log, Report) {
+pub fn read_text(text: &str) -> Read {
     let mut log = Log::default();
     let mut b = super::timeline::Builder::default();
-    log.read_one(Path::new("events.jsonl"), text.as_bytes(), &mut |l| b.add(&l)).unwrap();
+    log.read_one(Path::new("events.jsonl"), Backing::Memory(text.as_bytes().to_vec()), &mut |l| b.add(&l)).unwrap();
     let r = b.finish(&log);
-    (log, r)
+    Read { log, r }
 }
 
 pub fn log_of(text: &str) -> Log {
-    read_text(text).0
+    read_text(text).log
 }
 
-pub fn report(lines: &[Value]) -> Report {
-    read_text(&text(lines)).1
+pub fn report(lines: &[Value]) -> Read {
+    read_text(&text(lines))
 }
 
 pub const FS: (&str, u32) = ("secure-filesystem-server", 4242);

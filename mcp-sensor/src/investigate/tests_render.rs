@@ -7,7 +7,7 @@ use crate::cli::{Cli, Command};
 use clap::Parser;
 use serde_json::{json, Value};
 
-fn filtered(flags: &[&str], lines: &[Value]) -> Report {
+fn filtered(flags: &[&str], lines: &[Value]) -> Read {
     let mut argv = vec!["mcp-sensor", "investigate", "events.jsonl"];
     argv.extend_from_slice(flags);
     let Command::Investigate(args) = Cli::try_parse_from(argv).unwrap().command else { panic!() };
@@ -51,7 +51,7 @@ fn pid_filter_keeps_calls_that_pid_acted_in_and_its_own_outside_events() {
     lines.push(open(450, 5001, FS, "/tmp/late", None));
     let r = filtered(&["--pid", "5001"], &lines);
     assert_eq!(call_ids(&r), vec![json!(5)]);
-    let outside: Vec<_> = r.sessions[0].outside.iter().map(|a| a.summary.as_str()).collect();
+    let outside: Vec<_> = r.sessions[0].outside.iter().map(|a| r.summary(a)).collect();
     assert_eq!(outside, vec!["/tmp/late (O_RDONLY)"]);
 }
 
@@ -68,6 +68,9 @@ fn server_filter_by_name_any_name_or_pid() {
     assert_eq!(filtered(&["--server", "/srv/fs/index.js"], &story()).sessions.len(), 1, "the command line is a name too");
     assert_eq!(filtered(&["--server", "4242"], &story()).sessions.len(), 1);
     assert!(filtered(&["--server", "git"], &story()).sessions.is_empty());
+    // a glob matches a whole name
+    assert_eq!(filtered(&["--server", "secure-file*"], &story()).sessions.len(), 1);
+    assert!(filtered(&["--server", "file*"], &story()).sessions.is_empty(), "a glob is anchored");
     // with --server alone, the whole session stays
     assert_eq!(filtered(&["--server", "4242"], &story()).sessions[0].outside.len(), 4);
 }
@@ -105,7 +108,7 @@ fn times_parse_in_every_documented_form_and_bad_ones_say_how() {
 
 const HOSTILE: &str = "</script><script>document.title='pwned'</script><img src=x onerror=alert(1)>\u{1b}[2J\u{202e}";
 
-fn hostile_report() -> Report {
+fn hostile_report() -> Read {
     let args = json!({"path": HOSTILE});
     let o = open(110, 4242, (HOSTILE, 4242), HOSTILE, Some(tool_call(3, HOSTILE, args.clone())));
     report(&[request(100, (HOSTILE, 4242), 3, HOSTILE, args), o.clone(), alert(111, HOSTILE, &o), response(120, (HOSTILE, 4242), 3, HOSTILE, HOSTILE, 20.0)])
@@ -113,9 +116,7 @@ fn hostile_report() -> Report {
 
 #[test]
 fn table_escapes_terminal_control_and_bidi_characters() {
-    let mut out = Vec::new();
-    super::table::render(&hostile_report(), &super::table::Style { color: false, all: true }, &mut out).unwrap();
-    let text = String::from_utf8(out).unwrap();
+    let text = hostile_report().table();
     assert!(!text.contains('\u{1b}'), "no raw escape reaches the terminal: {text:?}");
     assert!(!text.contains('\u{202e}'));
     assert!(text.contains("\\u{1b}[2J") && text.contains("\\u{202e}"), "{text}");
@@ -124,7 +125,7 @@ fn table_escapes_terminal_control_and_bidi_characters() {
 #[test]
 fn html_page_carries_hostile_text_only_as_inert_escaped_json() {
     let r = hostile_report();
-    let page = super::html::page(&r);
+    let page = super::html::page(&r, &r.log.lines);
     assert_eq!(page.matches("<script").count(), 2, "only the data block and the page's own script");
     assert_eq!(page.matches("</script>").count(), 2);
     assert!(!page.contains("<img"), "no markup from the log");
@@ -133,7 +134,7 @@ fn html_page_carries_hostile_text_only_as_inert_escaped_json() {
     let start = page.find(open_tag).unwrap() + open_tag.len();
     let len = page[start..].find("</script>").unwrap();
     let back: Value = serde_json::from_str(&page[start..start + len]).unwrap();
-    assert_eq!(back, serde_json::to_value(&r).unwrap());
+    assert_eq!(back, serde_json::to_value(super::shown::Shown(&r.r, &r.log.lines)).unwrap());
     assert_eq!(back["sessions"][0]["calls"][0]["arguments"]["path"], HOSTILE);
     // the CSP allows exactly the page's script, by hash, and no network source
     let js_start = page.rfind("<script>").unwrap() + "<script>".len();
@@ -162,4 +163,57 @@ fn the_html_page_is_written_for_its_owner_only_even_over_a_wider_file() {
     super::write_private(&p, |w| w.write_all(b"new")).unwrap();
     assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
     std::fs::remove_file(&p).unwrap();
+}
+
+#[test]
+fn events_are_read_back_when_rendered_and_a_file_changed_in_place_shows_them_unavailable() {
+    let p = std::env::temp_dir().join(format!("ms-reread-{}.jsonl", std::process::id()));
+    std::fs::write(&p, text(&story())).unwrap();
+    let (r, log) = super::timeline::read(std::slice::from_ref(&p)).unwrap();
+    let shown = |r: &Report| serde_json::to_value(super::shown::Shown(r, &log.lines)).unwrap();
+    let before = shown(&r);
+    let read = &before["sessions"][0]["calls"][1];
+    assert_eq!(read["activity"][1]["event"]["path"], "/home/me/.ssh/id_rsa", "the line, read back");
+    assert_eq!(read["activity"][1]["summary"], "/home/me/.ssh/id_rsa (O_RDONLY)");
+    assert_eq!(read["arguments"]["path"], "/home/me/notes.txt");
+    assert_eq!(read["alerts"][0]["severity"], "critical");
+    assert!(log.lines.warnings().is_empty());
+    // rewritten in place (same length, other paths): nothing shown from it is taken for the old line
+    std::fs::write(&p, text(&story()).replace("/home/me", "/home/xx")).unwrap();
+    let after = shown(&r);
+    let read = &after["sessions"][0]["calls"][1];
+    assert_eq!(read["activity"][1]["event"], Value::Null);
+    assert_eq!(read["activity"][1]["summary"], super::shown::UNAVAILABLE);
+    assert_eq!(read["activity"][1]["kind"], "open", "what the report holds is still shown");
+    assert_eq!(read["activity"][1]["ts"], ts(130));
+    assert_eq!(read["alerts"][0]["description"], super::shown::UNAVAILABLE);
+    assert_eq!(read["alerts"][0]["rule"], "ssh-key-read");
+    assert_eq!(read["arguments"], Value::Null);
+    assert_eq!(read["result"], "remember the milk", "the response line did not change: it still reads");
+    assert!(!after.to_string().contains("/home/xx"), "no text of the new lines is shown");
+    let w = log.lines.warnings();
+    assert_eq!(w.len(), 1, "{w:?}");
+    assert!(w[0].contains("could not be read back") && w[0].contains("run investigate again"), "{w:?}");
+    std::fs::remove_file(&p).unwrap();
+}
+
+#[test]
+fn a_log_from_a_pipe_is_held_in_memory_and_its_events_still_read_back() {
+    // `investigate <(zcat events.jsonl.1.gz)`: a pipe cannot be read again by offset
+    let fifo = std::env::temp_dir().join(format!("ms-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_file(&fifo);
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status().expect("run mkfifo");
+    assert!(made.success());
+    let body = text(&story());
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(&fifo, body).unwrap())
+    };
+    let (r, log) = super::timeline::read(std::slice::from_ref(&fifo)).unwrap();
+    writer.join().unwrap();
+    let shown = serde_json::to_value(super::shown::Shown(&r, &log.lines)).unwrap();
+    assert_eq!(shown["sessions"][0]["calls"][1]["activity"][1]["summary"], "/home/me/.ssh/id_rsa (O_RDONLY)");
+    assert_eq!(shown["sessions"][0]["calls"][1]["alerts"][0]["severity"], "critical");
+    assert!(log.lines.warnings().is_empty(), "{:?}", log.lines.warnings());
+    std::fs::remove_file(&fifo).unwrap();
 }

@@ -1,6 +1,6 @@
 //! Tests of reading logs and building the timeline from fixture lines.
 
-use super::model::Status;
+use super::model::{Phase, Status};
 use super::read::expand;
 use super::tests_fixtures::*;
 use serde_json::json;
@@ -17,13 +17,15 @@ fn requests_are_matched_to_responses_by_id_even_out_of_order() {
     assert_eq!(ids, vec![json!(0), json!(3), json!(5), json!(6)]);
     let read = &s.calls[1];
     assert_eq!((read.tool.as_deref(), read.status), (Some("read_text_file"), Status::Ok));
-    assert_eq!(read.arguments, Some(json!({"path": "/home/me/notes.txt"})));
-    assert_eq!(read.result.as_deref(), Some("remember the milk"));
-    assert_eq!(read.latency_ms, Some(40.0));
-    assert_eq!(read.response_ts.as_deref(), Some(ts(140).as_str()));
+    let said = r.call(read);
+    assert_eq!(said.arguments, Some(json!({"path": "/home/me/notes.txt"})));
+    assert_eq!(said.result.as_deref(), Some("remember the milk"));
+    assert_eq!(said.latency_ms, Some(40.0));
+    assert_eq!(said.request_ts.as_deref(), Some(ts(100).as_str()));
+    assert_eq!(said.response_ts.as_deref(), Some(ts(140).as_str()));
     // 6 was answered before 5: each got its own response
-    assert_eq!(s.calls[2].result.as_deref(), Some("No matches found"));
-    assert_eq!(s.calls[3].result.as_deref(), Some("[FILE] notes.txt"));
+    assert_eq!(r.call(&s.calls[2]).result.as_deref(), Some("No matches found"));
+    assert_eq!(r.call(&s.calls[3]).result.as_deref(), Some("[FILE] notes.txt"));
     assert_eq!(s.notifications, 1);
     assert_eq!(s.exit.as_ref().map(|e| e.code), Some(Some(0)));
 }
@@ -33,15 +35,15 @@ fn activity_goes_under_the_call_it_names_and_startup_apart() {
     let r = report(&story());
     let s = &r.sessions[0];
     let read = &s.calls[1];
-    let paths: Vec<_> = read.activity.iter().map(|a| a.event_value()["path"].as_str().unwrap().to_string()).collect();
+    let paths: Vec<_> = read.activity.iter().map(|a| r.event(a)["path"].as_str().unwrap().to_string()).collect();
     assert_eq!(paths, vec!["/home/me/notes.txt", "/home/me/.ssh/id_rsa"]);
-    assert!(read.activity.iter().all(|a| a.in_flight.is_none() && !a.after_response));
-    let outside: Vec<_> = s.outside.iter().map(|a| (a.kind.as_str(), a.phase.unwrap())).collect();
+    assert!(read.activity.iter().all(|a| a.in_flight().is_none() && !a.after_response()));
+    let outside: Vec<_> = s.outside.iter().map(|a| (&*a.kind, a.phase.unwrap())).collect();
     assert_eq!(
         outside,
-        vec![("exec", "startup"), ("open", "startup"), ("open", "between_calls"), ("exit", "between_calls")]
+        vec![("exec", Phase::Startup), ("open", Phase::Startup), ("open", Phase::BetweenCalls), ("exit", Phase::BetweenCalls)]
     );
-    assert_eq!(s.outside[2].event_value()["path"], "/etc/hosts");
+    assert_eq!(r.event(&s.outside[2])["path"], "/etc/hosts");
 }
 
 #[test]
@@ -51,14 +53,10 @@ fn an_event_with_several_in_flight_is_under_each_marked_never_guessed() {
     for c in &s.calls[2..] {
         assert_eq!(c.activity.len(), 1, "{:?}", c.id);
         let a = &c.activity[0];
-        assert_eq!(a.event_value()["path"], "/home/me");
-        assert_eq!(a.in_flight, Some(vec![json!(5), json!(6)]));
+        assert_eq!(r.event(a)["path"], "/home/me");
+        assert_eq!(a.in_flight().map(|ids| &ids[..]), Some(&[json!(5), json!(6)][..]));
     }
-    let table = {
-        let mut out = Vec::new();
-        super::table::render(&r, &super::table::Style { color: false, all: true }, &mut out).unwrap();
-        String::from_utf8(out).unwrap()
-    };
+    let table = r.table();
     assert_eq!(table.matches("(one of 2 in flight: 5, 6)").count(), 2, "{table}");
 }
 
@@ -70,9 +68,9 @@ fn an_alert_marks_its_event_and_its_call() {
     let read = &s.calls[1];
     assert_eq!(read.alerts.len(), 1);
     assert_eq!(read.alerts[0].rule, "ssh-key-read");
-    assert_eq!(read.alerts[0].severity, "critical");
-    assert!(read.activity[0].alerts.is_empty(), "notes.txt is not the key");
-    assert_eq!(read.activity[1].alerts[0].rule, "ssh-key-read");
+    assert_eq!(super::shown::AlertText::of(&read.alerts[0], &r.log.lines).severity, "critical");
+    assert!(read.activity[0].alerts().is_empty(), "notes.txt is not the key");
+    assert_eq!(read.activity[1].alerts()[0].rule, "ssh-key-read");
     assert!(s.calls.iter().filter(|c| c.id != json!(3)).all(|c| c.alerts.is_empty()));
 }
 
@@ -88,8 +86,8 @@ fn alert_without_its_event_in_the_log_goes_to_the_call_it_names() {
     let lone = open(5, 4242, FS, "/etc/shadow", None);
     let r = report(&[alert(6, "shadow-read", &lone)]);
     let s = &r.sessions[0];
-    assert_eq!((s.outside.len(), s.outside[0].summary.as_str()), (1, "/etc/shadow (O_RDONLY)"));
-    assert_eq!(s.outside[0].alerts[0].rule, "shadow-read");
+    assert_eq!((s.outside.len(), r.summary(&s.outside[0]).as_str()), (1, "/etc/shadow (O_RDONLY)"));
+    assert_eq!(s.outside[0].alerts()[0].rule, "shadow-read");
 }
 
 #[test]
@@ -98,7 +96,8 @@ fn activity_of_a_call_whose_request_is_not_in_the_log_still_gets_a_call() {
     let lines = vec![open(10, 4242, FS, "/data/x", Some(tool_call(7, "read_file", json!({"path": "/data/x"})))), response(20, FS, 7, "read_file", "x", 15.0)];
     let r = report(&lines);
     let c = &r.sessions[0].calls[0];
-    assert_eq!((c.id.clone(), c.tool.as_deref(), c.request_ts.clone()), (json!(7), Some("read_file"), None));
+    assert_eq!((c.id.clone(), c.tool.as_deref(), r.call(c).request_ts), (json!(7), Some("read_file"), None));
+    assert_eq!(r.call(c).arguments, Some(json!({"path": "/data/x"})), "from the event's tool_call");
     assert_eq!(c.activity.len(), 1);
     assert_eq!(c.status, Status::Ok);
 }
@@ -111,7 +110,7 @@ fn activity_after_the_response_is_flagged() {
         ev(50, "exec", 5000, Some(FS), json!({"filename":"/bin/sleep","argv":["sleep","60"],"cwd":"/","dev":1,"ino":1,"tool_call":tool_call(1, "spawn", json!({}))})),
     ];
     let r = report(&lines);
-    assert!(r.sessions[0].calls[0].activity[0].after_response);
+    assert!(r.sessions[0].calls[0].activity[0].after_response());
 }
 
 #[test]
@@ -129,7 +128,7 @@ fn pid_reuse_after_exit_starts_a_new_session() {
     let r = report(&lines);
     assert_eq!(r.sessions.len(), 2);
     assert_eq!((r.sessions[0].server.name.as_str(), r.sessions[0].server.instance), ("first", 1));
-    assert_eq!(r.sessions[0].outside.last().unwrap().phase, Some("after_exit"));
+    assert_eq!(r.sessions[0].outside.last().unwrap().phase, Some(Phase::AfterExit));
     assert_eq!((r.sessions[1].server.name.as_str(), r.sessions[1].server.instance), ("second", 2));
     assert_eq!(r.sessions[1].outside.len(), 1);
 }
@@ -168,7 +167,7 @@ fn a_bad_line_in_the_middle_is_reported_counted_and_reading_goes_on() {
     let mut t = text(&lines[..3]);
     t.push_str("{\"not\": \"an event\"}\n\u{1}garbage\n");
     t.push_str(&text(&lines[3..]));
-    let (log, r) = read_text(&t);
+    let super::tests_fixtures::Read { log, r } = read_text(&t);
     assert_eq!(log.sources[0].events as usize, lines.len());
     assert_eq!(log.sources[0].bad_lines, 2);
     assert!(!log.sources[0].torn_tail);
@@ -225,4 +224,32 @@ fn a_call_the_client_cancelled_says_so() {
     let r = report(&lines);
     let calls = &r.sessions[0].calls;
     assert_eq!((calls[0].status, calls[1].status), (Status::Cancelled, Status::NoResponse));
+}
+
+#[test]
+fn the_report_holds_a_small_fixed_size_per_event() {
+    // one Activity per host event and a LineRef per event, call and alert:
+    // growing them grows investigate's memory with the logs' size
+    assert_eq!(std::mem::size_of::<super::lines::LineRef>(), 16);
+    assert_eq!(std::mem::size_of::<super::model::Activity>(), 48);
+    assert_eq!(std::mem::size_of::<super::model::Alerts>(), 8);
+    assert_eq!(std::mem::size_of::<Option<super::lines::LineRef>>(), 16);
+    // one per call: smaller than the six or more events a call has
+    assert_eq!(std::mem::size_of::<super::model::Call>(), 192);
+}
+
+#[test]
+fn an_activity_keeps_its_time_and_pid_whatever_they_are() {
+    use super::lines::{Backing, Lines};
+    use super::model::Activity;
+    let mut lines = Lines::default();
+    let s = lines.add("mem".into(), Backing::Memory(Vec::new()));
+    let at = lines.refer(s, 0, b"x");
+    // a time past 64 bits of ns (after 2262, before 1677) is kept apart, whole
+    for ts in [0, -1, i128::from(i64::MAX), i128::from(i64::MAX) + 1, i128::from(i64::MIN) - 1] {
+        for pid in [None, Some(0), Some(u32::MAX)] {
+            let a = Activity::new(at, ts, "open".into(), pid);
+            assert_eq!((a.ts_ns(), a.pid(), a.failed(), a.after_response(), a.in_alert()), (ts, pid, false, false, false));
+        }
+    }
 }

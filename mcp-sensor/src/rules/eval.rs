@@ -187,7 +187,7 @@ fn kind_of(b: &Body) -> Option<EventKind> {
         Body::IoUringSetup { .. } => EventKind::IoUringSetup,
         Body::Fork { .. } => EventKind::Fork,
         Body::Malformed { .. } => EventKind::Malformed,
-        Body::Drops(_) | Body::Alert(_) | Body::ServerFound { .. } | Body::SensorStart { .. } => return None,
+        Body::Drops(_) | Body::Alert(_) | Body::ServerFound { .. } | Body::SensorStart { .. } | Body::WatchEnd { .. } => return None,
     })
 }
 

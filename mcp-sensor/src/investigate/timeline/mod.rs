@@ -13,37 +13,45 @@
 //!   it), else to the call(s) it names, else to its session.
 
 mod alerts;
+mod by_id;
+mod recent;
 
 use super::describe::describe;
+use super::lines::LineRef;
 use super::model::*;
 use super::read::{Line, Log};
 use alerts::alert_of;
+use by_id::ById;
+use recent::{loc, Loc, Recent, OUTSIDE};
 use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
-
-/// Placed activities remembered for matching alerts to their event.
-const RECENT: usize = 256;
-
-#[derive(Clone, Copy)]
-enum Loc {
-    Call(usize),
-    Outside,
-}
+use std::collections::{HashMap, HashSet};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 struct Building {
     s: Session,
-    /// id key -> index of the latest call with that id.
-    by_id: HashMap<String, usize>,
+    /// id -> index of the latest call with that id.
+    by_id: ById,
     exited: bool,
     seen_request: bool,
-    recent: VecDeque<Vec<(Loc, usize)>>,
+    /// Where the last events placed went, to match alerts to them.
+    recent: Recent,
+    /// One shared string per event kind, method and tool name, for all
+    /// sessions (the [`Builder`]'s).
+    words: Words,
 }
+
+type Words = Rc<RefCell<HashSet<Word>>>;
 
 /// Builds the report one line at a time, so the lines are never all held.
 #[derive(Default)]
 pub struct Builder {
-    sessions: Vec<Building>,
+    /// Boxed: a `Building` is a few hundred bytes, and the vector's
+    /// growth slack would be as many per session.
+    #[allow(clippy::vec_box)]
+    sessions: Vec<Box<Building>>,
     current: HashMap<u32, usize>,
+    words: Words,
     losses: Losses,
     losses_since_final: Losses,
     other_alerts: Vec<Alert>,
@@ -57,10 +65,6 @@ fn pid_of(v: &Value) -> Option<u32> {
     v.get("pid").and_then(Value::as_u64).and_then(|p| u32::try_from(p).ok())
 }
 
-fn id_key(id: &Value) -> String {
-    id.to_string()
-}
-
 fn add_losses(into: &mut Losses, line: &Value) {
     for (field, map) in [("kernel", &mut into.kernel), ("other", &mut into.other)] {
         for (k, n) in line.get(field).and_then(Value::as_object).into_iter().flatten() {
@@ -70,47 +74,29 @@ fn add_losses(into: &mut Losses, line: &Value) {
     into.queue += line.get("queue").and_then(Value::as_u64).unwrap_or(0);
 }
 
-fn activity(ev: &Value, ts_ns: i128) -> Activity {
-    let (summary, failed) = describe(ev);
-    Activity {
-        ts: str_of(ev, "ts").unwrap_or_default(),
-        kind: str_of(ev, "kind").unwrap_or_default(),
-        pid: pid_of(ev),
-        comm: str_of(ev, "comm"),
-        exe: str_of(ev, "exe"),
-        summary,
-        failed,
-        in_flight: None,
-        after_response: false,
-        phase: None,
-        alerts: Vec::new(),
-        event: serde_json::value::to_raw_value(ev).expect("a parsed line serializes"),
-        ts_ns,
-    }
-}
-
 fn new_call(id: Value) -> Call {
     Call {
         id,
         method: None,
         tool: None,
-        arguments: None,
-        request_ts: None,
-        response_ts: None,
         status: Status::NoResponse,
-        result: None,
-        is_error: None,
-        latency_ms: None,
         truncated: false,
+        request: None,
+        named: None,
+        response: None,
         activity: Vec::new(),
-        alerts: Vec::new(),
+        alerts: Alerts::default(),
         start_ns: None,
         end_ns: None,
     }
 }
 
+/// Where a call without its request was named: the line at `.0` (its time
+/// `.1`), and the part of it (`.2`) whose `named` it is.
+type NamedAt = (LineRef, i128, Named);
+
 impl Building {
-    fn new(server: &Value, pid: u32, instance: u32, ts: &str, ts_ns: i128) -> Building {
+    fn new(server: &Value, pid: u32, instance: u32, ts: &str, ts_ns: i128, words: Words) -> Building {
         let name = str_of(server, "name").unwrap_or_else(|| format!("pid {pid}"));
         Building {
             s: Session {
@@ -125,45 +111,76 @@ impl Building {
                 start_ns: ts_ns,
                 end_ns: ts_ns,
             },
-            by_id: HashMap::new(),
+            by_id: ById::default(),
             exited: false,
             seen_request: false,
-            recent: VecDeque::new(),
+            recent: Recent::default(),
+            words,
         }
+    }
+
+    /// Frees what only placing more lines needs.
+    fn retire(&mut self) {
+        self.by_id = ById::default();
+        self.recent = Recent::default();
+    }
+
+    /// One shared copy of `text`.
+    fn word(&mut self, text: &str) -> Word {
+        let mut words = self.words.borrow_mut();
+        match words.get(text) {
+            Some(w) => w.clone(),
+            None => {
+                let w = Word::from(text);
+                words.insert(w.clone());
+                w
+            }
+        }
+    }
+
+    fn word_of(&mut self, v: &Value, k: &str) -> Option<Word> {
+        v.get(k).and_then(Value::as_str).map(|t| self.word(t))
     }
 
     /// The call with `id`, created from what `named` (a `tool_call` or an
-    /// `in_flight` entry) says when the request is not in the logs.
-    fn call_for(&mut self, id: &Value, named: &Value) -> usize {
-        if let Some(&i) = self.by_id.get(&id_key(id)) {
+    /// `in_flight` entry, found where `at` says) says when the request is
+    /// not in the logs.
+    fn call_for(&mut self, id: &Value, named: &Value, at: NamedAt) -> usize {
+        if let Some(i) = self.by_id.get(id) {
             return i;
         }
         let mut call = new_call(id.clone());
-        call.method = str_of(named, "method");
-        call.tool = str_of(named, "tool").or_else(|| str_of(named, "name").filter(|_| call.method.as_deref() == Some("tools/call")));
-        call.arguments = named.get("arguments").cloned();
+        call.method = self.word_of(named, "method");
+        call.tool = self.word_of(named, "tool");
+        if call.tool.is_none() && call.method.as_deref() == Some("tools/call") {
+            call.tool = self.word_of(named, "name");
+        }
+        call.named = Some(Box::new(at));
         self.s.calls.push(call);
-        self.by_id.insert(id_key(id), self.s.calls.len() - 1);
+        self.by_id.insert(id, self.s.calls.len() - 1);
         self.s.calls.len() - 1
     }
 
-    fn phase(&self) -> &'static str {
+    fn phase(&self) -> Phase {
         match (self.exited, self.seen_request) {
-            (true, _) => "after_exit",
-            (false, false) => "startup",
-            (false, true) => "between_calls",
+            (true, _) => Phase::AfterExit,
+            (false, false) => Phase::Startup,
+            (false, true) => Phase::BetweenCalls,
         }
     }
 
-    fn remember(&mut self, locs: Vec<(Loc, usize)>) {
-        if self.recent.len() == RECENT {
-            self.recent.pop_front();
-        }
-        self.recent.push_back(locs);
+    /// The activity of event `ev`, read from the line at `at` (from the
+    /// alert line there when `in_alert`) at `ts_ns`.
+    fn activity(&mut self, ev: &Value, at: LineRef, ts_ns: i128, in_alert: bool) -> Activity {
+        let kind = self.word(ev.get("kind").and_then(Value::as_str).unwrap_or_default());
+        let mut a = Activity::new(at, ts_ns, kind, pid_of(ev));
+        a.set_failed(describe(ev).1);
+        a.set_in_alert(in_alert);
+        a
     }
 
-    /// Puts a host event where its `tool_call` says.
-    fn place(&mut self, ev: &Value, ts_ns: i128) {
+    /// Puts a host event, the line at `at`, where its `tool_call` says.
+    fn place(&mut self, ev: &Value, at: LineRef, ts_ns: i128) {
         let tc = ev.get("tool_call").filter(|t| t.is_object());
         let listed: Vec<Value> = tc
             .and_then(|t| t.get("in_flight"))
@@ -173,36 +190,37 @@ impl Building {
         let mut locs = Vec::new();
         match tc {
             Some(t) if t.get("id").is_some_and(|id| !id.is_null()) => {
-                let c = self.call_for(&t["id"], t);
-                locs.push(self.push_call(c, activity(ev, ts_ns)));
+                let c = self.call_for(&t["id"], t, (at, ts_ns, Named::ToolCall));
+                let a = self.activity(ev, at, ts_ns, false);
+                locs.push(self.push_call(c, a));
             }
             Some(_) if !listed.is_empty() => {
                 let ids: Vec<Value> = listed.iter().map(|r| r.get("id").cloned().unwrap_or(Value::Null)).collect();
-                for r in &listed {
-                    let c = self.call_for(r.get("id").unwrap_or(&Value::Null), r);
-                    let mut a = activity(ev, ts_ns);
-                    a.in_flight = Some(ids.clone());
-                    locs.push(self.push_call(c, a));
+                let mut a = self.activity(ev, at, ts_ns, false);
+                a.set_in_flight(Rc::new(ids));
+                for (n, r) in listed.iter().enumerate() {
+                    let c = self.call_for(r.get("id").unwrap_or(&Value::Null), r, (at, ts_ns, Named::InFlight(n)));
+                    locs.push(self.push_call(c, a.clone()));
                 }
             }
             _ => {
-                let mut a = activity(ev, ts_ns);
+                let mut a = self.activity(ev, at, ts_ns, false);
                 a.phase = Some(self.phase());
                 self.s.outside.push(a);
-                locs.push((Loc::Outside, self.s.outside.len() - 1));
+                locs.push(loc(OUTSIDE as usize, self.s.outside.len() - 1));
             }
         }
-        self.remember(locs);
+        self.recent.remember(ev, locs);
     }
 
-    fn push_call(&mut self, c: usize, mut a: Activity) -> (Loc, usize) {
+    fn push_call(&mut self, c: usize, mut a: Activity) -> Loc {
         let call = &mut self.s.calls[c];
-        a.after_response = call.end_ns.is_some_and(|end| a.ts_ns > end);
+        a.set_after_response(call.end_ns.is_some_and(|end| a.ts_ns() > end));
         call.activity.push(a);
-        (Loc::Call(c), call.activity.len() - 1)
+        loc(c, call.activity.len() - 1)
     }
 
-    fn on_rpc(&mut self, ev: &Value, ts_ns: i128) {
+    fn on_rpc(&mut self, ev: &Value, at: LineRef, ts_ns: i128) {
         let dir = ev.get("direction").and_then(Value::as_str);
         let msg = ev.get("message").and_then(Value::as_str);
         let id = ev.get("id").cloned().unwrap_or(Value::Null);
@@ -210,51 +228,50 @@ impl Building {
             (Some("client_to_server"), Some("request")) => {
                 self.seen_request = true;
                 let mut call = new_call(id.clone());
-                call.method = str_of(ev, "method");
-                call.tool = str_of(ev, "tool");
-                call.arguments = ev.get("arguments").cloned();
-                call.request_ts = str_of(ev, "ts");
+                call.method = self.word_of(ev, "method");
+                call.tool = self.word_of(ev, "tool");
+                call.request = Some(at);
                 call.start_ns = Some(ts_ns);
                 call.truncated = ev.get("truncated") == Some(&Value::Bool(true));
                 self.s.calls.push(call);
                 if !id.is_null() {
-                    self.by_id.insert(id_key(&id), self.s.calls.len() - 1);
+                    self.by_id.insert(&id, self.s.calls.len() - 1);
                 }
             }
             (Some("server_to_client"), Some("response" | "error")) => {
-                let open = self.by_id.get(&id_key(&id)).copied().filter(|&i| self.s.calls[i].response_ts.is_none());
+                let open = self.by_id.get(&id).filter(|&i| self.s.calls[i].response.is_none());
                 let c = match open {
                     Some(c) => c,
                     None => {
-                        self.by_id.remove(&id_key(&id));
-                        self.call_for(&id, ev)
+                        self.by_id.remove(&id);
+                        self.call_for(&id, ev, (at, ts_ns, Named::Line))
                     }
                 };
                 let call = &mut self.s.calls[c];
-                call.response_ts = str_of(ev, "ts");
+                call.response = Some(at);
                 call.end_ns = Some(ts_ns);
-                call.result = str_of(ev, "result");
-                call.is_error = ev.get("is_error").and_then(Value::as_bool);
-                call.latency_ms = ev.get("latency_ms").and_then(Value::as_f64);
-                call.status = if msg == Some("error") || call.is_error == Some(true) { Status::Error } else { Status::Ok };
+                let is_error = ev.get("is_error").and_then(Value::as_bool);
+                call.status = if msg == Some("error") || is_error == Some(true) { Status::Error } else { Status::Ok };
                 if call.start_ns.is_none() {
-                    call.start_ns = call.latency_ms.map(|ms| ts_ns - (ms * 1e6) as i128);
+                    call.start_ns = ev.get("latency_ms").and_then(Value::as_f64).map(|ms| ts_ns - (ms * 1e6) as i128);
                 }
+                // most of a call's activity comes before its response
+                call.activity.shrink_to_fit();
             }
             (dir, Some("notification")) => {
                 self.s.notifications += 1;
                 // the client giving up on a request it sent
                 if let (Some("client_to_server"), Some(rid)) = (dir, ev.get("request_id")) {
-                    if let Some(&c) = self.by_id.get(&id_key(rid)) {
+                    if let Some(c) = self.by_id.get(rid) {
                         let call = &mut self.s.calls[c];
-                        if call.response_ts.is_none() {
+                        if call.response.is_none() {
                             call.status = Status::Cancelled;
                         }
                     }
                 }
             }
             // the server asking the client (sampling, roots, elicitation)
-            (Some("server_to_client"), Some("request")) => self.place(ev, ts_ns),
+            (Some("server_to_client"), Some("request")) => self.place(ev, at, ts_ns),
             _ => {}
         }
     }
@@ -270,9 +287,13 @@ impl Builder {
         });
         let index = match self.current.get(&pid) {
             Some(&i) if !reused => i,
-            _ => {
+            previous => {
+                if let Some(&old) = previous {
+                    // no line goes to the old session again
+                    self.sessions[old].retire();
+                }
                 let instance = self.sessions.iter().filter(|b| b.s.server.pid == pid).count() as u32 + 1;
-                self.sessions.push(Building::new(server, pid, instance, ts, ts_ns));
+                self.sessions.push(Box::new(Building::new(server, pid, instance, ts, ts_ns, self.words.clone())));
                 self.current.insert(pid, self.sessions.len() - 1);
                 self.sessions.len() - 1
             }
@@ -299,7 +320,7 @@ impl Builder {
         b
     }
 
-    fn on_line(&mut self, line: &Value, ts_ns: i128) {
+    fn on_line(&mut self, line: &Value, at: LineRef, ts_ns: i128) {
         let kind = line.get("kind").and_then(Value::as_str).unwrap_or_default();
         if kind == "drops" {
             if line.get("final") == Some(&Value::Bool(true)) {
@@ -313,18 +334,22 @@ impl Builder {
         let server = line.get("server").filter(|s| s.is_object());
         let Some((server, pid)) = server.and_then(|s| Some((s, pid_of(s)?))) else {
             if kind == "alert" {
-                self.other_alerts.push(alert_of(line));
+                self.other_alerts.push(alert_of(line, at, ts_ns));
             }
             return;
         };
         let b = self.session(server, pid, line, ts_ns);
         match kind {
-            "rpc" => b.on_rpc(line, ts_ns),
-            "alert" => b.on_alert(line, ts_ns),
+            "rpc" => b.on_rpc(line, at, ts_ns),
+            "alert" => b.on_alert(line, at, ts_ns),
             _ => {
-                b.place(line, ts_ns);
+                b.place(line, at, ts_ns);
                 if kind == "exit" && pid_of(line) == Some(pid) {
                     b.exited = true;
+                    // the server is gone: few events will follow, so the
+                    // vectors' growth slack is given back
+                    b.s.calls.shrink_to_fit();
+                    b.s.outside.shrink_to_fit();
                     b.s.exit = Some(Exit {
                         ts: str_of(line, "ts").unwrap_or_default(),
                         code: line.get("code").and_then(Value::as_i64),
@@ -338,7 +363,7 @@ impl Builder {
 
 impl Builder {
     pub fn add(&mut self, line: &Line) {
-        self.on_line(&line.value, line.ts_ns);
+        self.on_line(&line.value, line.at, line.ts_ns);
     }
 
     /// The report of the lines added; `log` says what was read.
@@ -348,7 +373,8 @@ impl Builder {
 }
 
 /// Reads `paths` into a report, line by line: memory holds the report,
-/// never the parsed log (see docs/investigate.md, "Memory").
+/// never the parsed log, and the report holds where host events and alerts
+/// are, not their lines (see docs/investigate.md, "Memory").
 pub fn read(paths: &[std::path::PathBuf]) -> anyhow::Result<(Report, Log)> {
     let mut b = Builder::default();
     let log = Log::read(paths, |l| b.add(&l))?;
