@@ -147,75 +147,138 @@ static __always_inline __u32 ms_enf_kill(const struct ms_verdict *v, __u32 sessi
 	return flags;
 }
 
-/* One name tested against a protected directory's patterns, one slot per
- * loop step (with bpf_loop the verifier checks a step once). Names are
- * compared 8 bytes at a time under masks: a byte-by-byte compare needed
- * ~500 bytes of stack, and a bpf_loop callback's stack counts with its
- * caller's against the 512-byte limit (6.1 and 6.12 refused the open
- * program: "combined stack size of 2 calls is 736"). */
+/* One name tested against one slot of a protected directory's patterns.
+ * Names are compared 8 bytes at a time under masks: a byte-by-byte
+ * compare needed ~500 bytes of stack, and the frames of a call chain
+ * (bpf_loop callbacks and global functions included) count together
+ * against the 512-byte limit (6.1 and 6.12 refused the open program:
+ * "combined stack size of 2 calls is 736"). */
 #define MS_NAME_WORDS (MS_NAME_PART / 8)
-struct ms_name_ctx {
-	struct ms_dir_key dk;
-	__u32 len;   /* the name's length */
-	__u32 tl;    /* min(len, MS_NAME_PART) */
-	__u64 head[MS_NAME_WORDS];     /* the first tl bytes, zero-padded (SHAPE_NAMES' key) */
-	union {
-		__u64 tail[2 * MS_NAME_WORDS]; /* the last tl bytes end at byte MS_NAME_PART */
-		struct ms_shape_key sk;        /* between slot searches: the parent's and
-						* grandparent's names (stack is short) */
-	};
-	__u64 allowed; /* bit rule % 64: an allow slot matched, that rule's later slots are skipped */
-	struct ms_verdict v;
-	__u32 found;
-	__u32 wr;    /* the open can modify the file */
+struct ms_name {
+	__u32 len;                     /* the name's length */
+	__u32 tl;                      /* min(len, MS_NAME_PART) */
+	__u64 head[MS_NAME_WORDS];     /* the first tl bytes, zero-padded */
+	__u64 tail[2 * MS_NAME_WORDS]; /* the last tl bytes end at byte MS_NAME_PART */
 };
 
-/* The bytes [lo, hi) that fall in 8-byte word k, as a mask (BPF is
- * little-endian on x86_64: byte j of a word is bits 8j..8j+7). */
-static __always_inline __u64 ms_byte_mask(__u32 k, __u32 lo, __u32 hi)
+/* The bytes of 8-byte word k below byte `hi` of the name, as a mask (BPF
+ * is little-endian on x86_64: byte j of a word is bits 8j..8j+7).
+ * Branch-free, so the verifier walks one path per slot, not one per
+ * clamp: with branches, the slot search was most of the open program's
+ * verification (compat object: ~10,000 instructions per slot). */
+static __always_inline __u64 ms_bytes_below(__u32 k, __u32 hi)
 {
-	__u32 a = lo > 8 * k ? lo - 8 * k : 0;
-	__u32 b = hi > 8 * k ? hi - 8 * k : 0;
-	if (b > 8)
-		b = 8;
-	if (a >= b)
-		return 0;
-	__u64 upto = b == 8 ? ~0ULL : (1ULL << (b * 8)) - 1;
-	__u64 below = a == 0 ? 0 : (1ULL << (a * 8)) - 1;
-	return upto & ~below;
+	__s64 n = (__s64)hi - 8 * (__s64)k; /* bytes of word k below hi, unclamped */
+	n &= ~(n >> 63);                    /* below 0: 0 */
+	__s64 over = n - 8;
+	n -= over & ~(over >> 63);          /* above 8: 8 */
+	__u64 half = 4 * (__u64)n;          /* two shifts: 8 bytes shift by 64, to 0 */
+	return ((1ULL << half) << half) - 1;
 }
 
-MS_LOOP_CB ms_dir_slot(__u64 slot, struct ms_name_ctx *c)
+/* The bytes [lo, hi) that fall in word k, as a mask. */
+static __always_inline __u64 ms_byte_mask(__u32 k, __u32 lo, __u32 hi)
 {
-	c->dk.slot = slot;
-	struct ms_dir_rule *r = bpf_map_lookup_elem(&DENY_DIRS, &c->dk);
-	if (!r)
-		return 1; /* slots are dense: no more */
-	__u32 p = r->prefix_len, s = r->suffix_len, len = c->len, tl = c->tl;
+	return ms_bytes_below(k, hi) & ~ms_bytes_below(k, lo);
+}
+
+/* Whether name n matches slot rule r. */
+static __always_inline int ms_slot_matches(const struct ms_dir_rule *r, const struct ms_name *n)
+{
+	__u32 p = r->prefix_len, s = r->suffix_len, len = n->len, tl = n->tl;
 	if (p > MS_NAME_PART || s > MS_NAME_PART || len < p + s || s > tl)
 		return 0;
 	if (r->exact && len != p)
 		return 0;
 	/* the rule's suffix is right-aligned in its field (abi.h), as the
-	 * name's tail is in c->tail */
+	 * name's tail is in n->tail */
 	const __u64 *pre = (const __u64 *)r->prefix, *suf = (const __u64 *)r->suffix;
 	__u64 diff = 0;
 #pragma unroll
 	for (__u32 k = 0; k < MS_NAME_WORDS; k++) {
-		diff |= (c->head[k] ^ pre[k]) & ms_byte_mask(k, 0, p);
-		diff |= (c->tail[k] ^ suf[k]) & ms_byte_mask(k, MS_NAME_PART - s, MS_NAME_PART);
+		diff |= (n->head[k] ^ pre[k]) & ms_byte_mask(k, 0, p);
+		diff |= (n->tail[k] ^ suf[k]) & ms_byte_mask(k, MS_NAME_PART - s, MS_NAME_PART);
 	}
-	if (diff)
+	return diff == 0;
+}
+
+/* A verdict as one int, for global functions (scalars in and out):
+ * (1 + rule) << 8 | flags, 0 for none. MS_VF_* stay below MS_SLOT_ALLOW. */
+#define MS_SLOT_ALLOW 0x80
+static __always_inline int ms_verdict_pack(const struct ms_verdict *v)
+{
+	return (int)(((v->rule + 1) << 8) | (v->flags & 0x7f));
+}
+
+static __always_inline int ms_verdict_unpack(int r, struct ms_verdict *v)
+{
+	if (r <= 0)
 		return 0;
-	__u64 bit = 1ULL << (r->v.rule & 63);
-	if (r->allow) {
+	v->rule = ((__u32)r >> 8) - 1;
+	v->flags = (__u32)r & 0x7f;
+	return 1;
+}
+
+/* Slot `slot` of directory (dev, ino) tried on the name of `file`'s
+ * dentry: -1 when there is no such slot (slots are dense: the search
+ * ends), 0 when the name does not match, else the packed verdict, with
+ * MS_SLOT_ALLOW for an allow slot. Global (file.bpf.c): the verifier
+ * checks one slot once per program. Inlined, each unrolled slot of the
+ * compat object (no bpf_loop) cost ~12,000 verified instructions, and
+ * 5.10 under qemu did not finish loading in the test's time. */
+int ms_dir_slot_verdict(__u64 file, __u64 ino, __u32 dev, __u32 slot);
+
+static __always_inline int ms_dir_slot_verdict_body(struct file *file, __u64 ino, __u32 dev, __u32 slot)
+{
+	struct ms_dir_key dk = { .ino = ino, .dev = dev, .slot = slot };
+	struct ms_dir_rule *r = bpf_map_lookup_elem(&DENY_DIRS, &dk);
+	if (!r)
+		return -1;
+	struct ms_name n = {};
+	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
+	__u32 len = BPF_CORE_READ(d, d_name.len);
+	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
+	__u32 tl = len < MS_NAME_PART ? len : MS_NAME_PART;
+	n.len = len;
+	n.tl = tl;
+	bpf_probe_read_kernel(n.head, tl, name);
+	/* an offset, not a pointer subtraction: the verifier refuses those */
+	__u32 at = MS_NAME_PART - tl;
+	barrier_var(at);
+	at &= 2 * MS_NAME_PART - 1;
+	bpf_probe_read_kernel((char *)n.tail + at, tl, name + len - tl);
+	if (!ms_slot_matches(r, &n))
+		return 0;
+	return ms_verdict_pack(&r->v) | (r->allow ? MS_SLOT_ALLOW : 0);
+}
+
+/* A directory's slots, one per loop step: the first protecting slot
+ * decides; an allow slot lets its rule's later slots pass (an exception
+ * such as `*.pub`). */
+struct ms_slot_search {
+	__u64 file;
+	__u64 ino;
+	__u32 dev;
+	__u32 wr;      /* the open can modify the file */
+	__u64 allowed; /* bit rule % 64: an allow slot of that rule matched */
+	int found;     /* packed verdict */
+};
+
+MS_LOOP_CB ms_dir_slot(__u64 slot, struct ms_slot_search *c)
+{
+	int r = ms_dir_slot_verdict(c->file, c->ino, c->dev, (__u32)slot);
+	if (r < 0)
+		return 1;
+	if (r == 0)
+		return 0;
+	__u64 bit = 1ULL << ((((__u32)r >> 8) - 1) & 63);
+	if (r & MS_SLOT_ALLOW) {
 		c->allowed |= bit;
 		return 0;
 	}
-	if ((c->allowed & bit) || ((r->v.flags & MS_VF_WRITE) && !c->wr))
+	if ((c->allowed & bit) || ((r & MS_VF_WRITE) && !c->wr))
 		return 0;
-	c->v = r->v;
-	c->found = 1;
+	c->found = r;
 	return 1;
 }
 
@@ -255,30 +318,20 @@ static __always_inline __u32 ms_open_writes(__u64 flags)
 	return (flags & 3) != 0 || (flags & (0100 /* O_CREAT */ | 01000 /* O_TRUNC */)) != 0;
 }
 
-/* The name's last tl bytes, right-aligned at byte MS_NAME_PART of c->tail. */
-static __always_inline void ms_fill_tail(struct ms_name_ctx *c, const unsigned char *name, __u32 len)
-{
-	__builtin_memset(c->tail, 0, sizeof(c->tail));
-	__u32 tl = len < MS_NAME_PART ? len : MS_NAME_PART;
-	/* an offset, not a pointer subtraction: the verifier refuses those */
-	__u32 at = MS_NAME_PART - tl;
-	barrier_var(at);
-	at &= 2 * MS_NAME_PART - 1;
-	bpf_probe_read_kernel((char *)c->tail + at, tl, name + len - tl);
-}
+/* The DENY_DIRS slots of (dev, ino) tried on `file`'s name: the packed
+ * verdict of the first protecting slot, or 0. Slot 0 absent, the common
+ * case, costs one lookup. Global (file.bpf.c): verified once per program,
+ * not at each of ms_file_verdict()'s three directory keys. */
+int ms_dir_verdict(__u64 file, __u64 ino, __u32 dev, __u32 wr);
 
-/* Tries the DENY_DIRS slots of (dev, ino) on c's name. */
-static __always_inline int ms_try_slots(struct ms_name_ctx *c, __u32 dev, __u64 ino)
+static __always_inline int ms_dir_verdict_body(__u64 file, __u64 ino, __u32 dev, __u32 wr)
 {
-	c->dk.dev = dev;
-	c->dk.ino = ino;
-	c->dk.slot = 0;
-	if (!bpf_map_lookup_elem(&DENY_DIRS, &c->dk))
-		return 0; /* slot 0 absent: the common case, one lookup */
-	c->allowed = 0;
-	c->found = 0;
-	ms_loop(MS_DIR_SLOTS, ms_dir_slot, c);
-	return c->found;
+	struct ms_dir_key dk = { .ino = ino, .dev = dev };
+	if (!bpf_map_lookup_elem(&DENY_DIRS, &dk))
+		return 0;
+	struct ms_slot_search c = { .file = file, .ino = ino, .dev = dev, .wr = wr };
+	ms_loop(MS_DIR_SLOTS, ms_dir_slot, &c);
+	return c.found;
 }
 
 /* A dentry's name into a zero-padded MS_NAME_PART field; 0 when longer. */
@@ -308,59 +361,45 @@ const volatile __u32 ms_lsm_enforce MS_WEAK = 0;
  * allowed. */
 static __always_inline int ms_file_verdict(struct file *file, __u32 wr, __u32 session, struct ms_verdict *out)
 {
-	struct ms_name_ctx c = {};
+	struct ms_verdict v = {};
 	struct ms_file_key k = {};
 	ms_file_id(file, &k.dev, &k.ino);
-	struct ms_verdict *v = bpf_map_lookup_elem(&DENY_FILES, &k);
-	if (v && (wr || !(v->flags & MS_VF_WRITE))) {
-		c.v = *v;
+	struct ms_verdict *hit = bpf_map_lookup_elem(&DENY_FILES, &k);
+	if (hit && (wr || !(hit->flags & MS_VF_WRITE))) {
+		v = *hit;
 		goto found;
 	}
 	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
 	struct dentry *parent = BPF_CORE_READ(d, d_parent);
 	struct inode *dir = BPF_CORE_READ(parent, d_inode);
-
-	c.wr = wr;
-	__u32 len = BPF_CORE_READ(d, d_name.len);
-	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
-	__u32 tl = len < MS_NAME_PART ? len : MS_NAME_PART;
-	c.len = len;
-	c.tl = tl;
-	bpf_probe_read_kernel(c.head, tl, name);
-	ms_fill_tail(&c, name, len);
-	if (ms_try_slots(&c, BPF_CORE_READ(dir, i_sb, s_dev), BPF_CORE_READ(dir, i_ino)))
+	if (ms_verdict_unpack(ms_dir_verdict((__u64)file, BPF_CORE_READ(dir, i_ino), BPF_CORE_READ(dir, i_sb, s_dev), wr), &v))
 		goto found;
-	if (len <= MS_NAME_PART) {
-		v = bpf_map_lookup_elem(&SHAPE_NAMES, c.head);
-		if (v && (wr || !(v->flags & MS_VF_WRITE))) {
-			c.v = *v;
+
+	struct ms_shape_key sk = {};
+	if (ms_dname(d, sk.dir)) {
+		hit = bpf_map_lookup_elem(&SHAPE_NAMES, sk.dir);
+		if (hit && (wr || !(hit->flags & MS_VF_WRITE))) {
+			v = *hit;
 			goto found;
 		}
 	}
-	__builtin_memset(&c.sk, 0, sizeof(c.sk));
-	if (!ms_dname(parent, c.sk.dir))
+	__builtin_memset(&sk, 0, sizeof(sk));
+	if (!ms_dname(parent, sk.dir))
 		return 0;
-	ms_dname(BPF_CORE_READ(parent, d_parent), c.sk.up);
-	struct ms_shape_dir *sd = bpf_map_lookup_elem(&SHAPE_DIRS, &c.sk);
-	__u64 exact = sd ? sd->id : 0;
-	__builtin_memset(c.sk.up, 0, sizeof(c.sk.up));
-	sd = bpf_map_lookup_elem(&SHAPE_DIRS, &c.sk);
-	__u64 any = sd ? sd->id : 0;
-	if (exact) {
-		ms_fill_tail(&c, name, len);
-		if (ms_try_slots(&c, MS_SHAPE_DEV, exact))
-			goto found;
-	}
-	if (any) {
-		ms_fill_tail(&c, name, len);
-		if (ms_try_slots(&c, MS_SHAPE_DEV, any))
-			goto found;
-	}
+	ms_dname(BPF_CORE_READ(parent, d_parent), sk.up);
+	/* the directory's and its parent's names, then its name alone */
+	struct ms_shape_dir *sd = bpf_map_lookup_elem(&SHAPE_DIRS, &sk);
+	if (sd && ms_verdict_unpack(ms_dir_verdict((__u64)file, sd->id, MS_SHAPE_DEV, wr), &v))
+		goto found;
+	__builtin_memset(sk.up, 0, sizeof(sk.up));
+	sd = bpf_map_lookup_elem(&SHAPE_DIRS, &sk);
+	if (sd && ms_verdict_unpack(ms_dir_verdict((__u64)file, sd->id, MS_SHAPE_DEV, wr), &v))
+		goto found;
 	return 0;
 found:
-	if (!ms_verdict_applies(&c.v, session))
+	if (!ms_verdict_applies(&v, session))
 		return 0;
-	*out = c.v;
+	*out = v;
 	return 1;
 }
 
@@ -379,20 +418,13 @@ static __always_inline int ms_exec_verdict(struct file *file, __u32 session, str
 
 /* ms_file_verdict() as a global function (file.bpf.c): the verifier checks
  * it once per program, on its own, instead of inlined at each caller with
- * the caller's states (inlined, its three slot searches took the sensor's
- * load from 1.6 s to 3.9 s, 2.9 s to 7.0 s with the compat object). Its
- * arguments are scalars (5.10 passes nothing else to global functions):
- * returns 0, or (1 + rule) << 8 | the verdict's flags. */
+ * the caller's states. Its arguments are scalars (5.10 passes nothing else
+ * to global functions): returns 0 or the packed verdict. */
 int ms_open_verdict(__u64 file, __u32 wr, __u32 session);
 
 static __always_inline int ms_open_verdict_of(struct file *file, __u32 wr, __u32 session, struct ms_verdict *v)
 {
-	int r = ms_open_verdict((__u64)file, wr, session);
-	if (r <= 0)
-		return 0;
-	v->rule = ((__u32)r >> 8) - 1;
-	v->flags = (__u32)r & 0xff;
-	return 1;
+	return ms_verdict_unpack(ms_open_verdict((__u64)file, wr, session), v);
 }
 
 /* Syscall exit of an open: the struct file the kernel opened is protected

@@ -77,7 +77,19 @@ __noinline int ms_open_verdict(__u64 file, __u32 wr, __u32 session)
 	struct ms_verdict v;
 	if (!ms_file_verdict((struct file *)file, wr, session, &v))
 		return 0;
-	return (int)(((v.rule + 1) << 8) | (v.flags & 0xff));
+	return ms_verdict_pack(&v);
+}
+
+/* See enforce.bpf.h. */
+__noinline int ms_dir_verdict(__u64 file, __u64 ino, __u32 dev, __u32 wr)
+{
+	return ms_dir_verdict_body(file, ino, dev, wr);
+}
+
+/* See enforce.bpf.h. */
+__noinline int ms_dir_slot_verdict(__u64 file, __u64 ino, __u32 dev, __u32 slot)
+{
+	return ms_dir_slot_verdict_body((struct file *)file, ino, dev, slot);
 }
 
 /* The open record: the opened file's path and identity when there is a
