@@ -149,10 +149,14 @@ static __always_inline __u32 ms_enf_kill(const struct ms_verdict *v, __u32 sessi
 
 /* One name tested against one slot of a protected directory's patterns.
  * Names are compared 8 bytes at a time under masks: a byte-by-byte
- * compare needed ~500 bytes of stack, and the frames of a call chain
- * (bpf_loop callbacks and global functions included) count together
- * against the 512-byte limit (6.1 and 6.12 refused the open program:
- * "combined stack size of 2 calls is 736"). */
+ * compare needed ~500 bytes of stack. The name's bytes are in a per-CPU
+ * scratch entry, not on the stack: the frames of a call chain (bpf_loop
+ * callbacks and global functions included) count together against the
+ * 512-byte limit, and 5.10 refused the open program with them on the
+ * stack ("combined stack size of 4 calls is 704"). The entry is filled
+ * and compared within one call of ms_dir_slot_verdict(), which nothing
+ * else uses; a BPF program is not preempted on the kernels' default
+ * preemption models (none, voluntary), so no other use interleaves. */
 #define MS_NAME_WORDS (MS_NAME_PART / 8)
 struct ms_name {
 	__u32 len;                     /* the name's length */
@@ -160,6 +164,13 @@ struct ms_name {
 	__u64 head[MS_NAME_WORDS];     /* the first tl bytes, zero-padded */
 	__u64 tail[2 * MS_NAME_WORDS]; /* the last tl bytes end at byte MS_NAME_PART */
 };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct ms_name);
+} SLOT_NAME SEC(".maps") MS_WEAK;
 
 /* The bytes of 8-byte word k below byte `hi` of the name, as a mask (BPF
  * is little-endian on x86_64: byte j of a word is bits 8j..8j+7).
@@ -234,20 +245,24 @@ static __always_inline int ms_dir_slot_verdict_body(struct file *file, __u64 ino
 	struct ms_dir_rule *r = bpf_map_lookup_elem(&DENY_DIRS, &dk);
 	if (!r)
 		return -1;
-	struct ms_name n = {};
+	__u32 zero = 0;
+	struct ms_name *n = bpf_map_lookup_elem(&SLOT_NAME, &zero);
+	if (!n)
+		return 0;
 	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
 	__u32 len = BPF_CORE_READ(d, d_name.len);
 	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
 	__u32 tl = len < MS_NAME_PART ? len : MS_NAME_PART;
-	n.len = len;
-	n.tl = tl;
-	bpf_probe_read_kernel(n.head, tl, name);
+	__builtin_memset(n, 0, sizeof(*n));
+	n->len = len;
+	n->tl = tl;
+	bpf_probe_read_kernel(n->head, tl, name);
 	/* an offset, not a pointer subtraction: the verifier refuses those */
 	__u32 at = MS_NAME_PART - tl;
 	barrier_var(at);
 	at &= 2 * MS_NAME_PART - 1;
-	bpf_probe_read_kernel((char *)n.tail + at, tl, name + len - tl);
-	if (!ms_slot_matches(r, &n))
+	bpf_probe_read_kernel((char *)n->tail + at, tl, name + len - tl);
+	if (!ms_slot_matches(r, n))
 		return 0;
 	return ms_verdict_pack(&r->v) | (r->allow ? MS_SLOT_ALLOW : 0);
 }
@@ -422,9 +437,9 @@ static __always_inline int ms_exec_verdict(struct file *file, __u32 session, str
  * to global functions): returns 0 or the packed verdict. */
 int ms_open_verdict(__u64 file, __u32 wr, __u32 session);
 
-static __always_inline int ms_open_verdict_of(struct file *file, __u32 wr, __u32 session, struct ms_verdict *v)
+static __always_inline int ms_open_verdict_of(__u64 file, __u32 wr, __u32 session, struct ms_verdict *v)
 {
-	return ms_verdict_unpack(ms_open_verdict((__u64)file, wr, session), v);
+	return ms_verdict_unpack(ms_open_verdict(file, wr, session), v);
 }
 
 /* Syscall exit of an open: the struct file the kernel opened is protected
@@ -432,7 +447,7 @@ static __always_inline int ms_open_verdict_of(struct file *file, __u32 wr, __u32
 static __always_inline __u32 ms_enforce_open(struct file *file, __u64 oflags, __u32 session)
 {
 	struct ms_verdict v;
-	if (ms_lsm_enforce || !ms_enf_on() || !ms_open_verdict_of(file, ms_open_writes(oflags), session, &v))
+	if (ms_lsm_enforce || !ms_enf_on() || !ms_open_verdict_of((__u64)file, ms_open_writes(oflags), session, &v))
 		return 0;
 	return ms_enf_kill(&v, session, MS_ENF_KILL_OPEN);
 }

@@ -190,8 +190,12 @@ int BPF_PROG(ms_lsm_file_open, struct file *file, int ret)
 	struct pt_regs *regs = ms_user_regs();
 	if (!ms_open_args_of((int)BPF_CORE_READ(regs, orig_ax), regs, &a))
 		a.flags = BPF_CORE_READ(file, f_flags);
+	/* the file as a scalar: 5.10 passes nothing else to a global
+	 * function ("R1 is not a scalar"), and a BTF pointer stays one */
+	__u64 fv = 0;
+	bpf_probe_read_kernel(&fv, sizeof(fv), &ctx[0]);
 	struct ms_verdict v;
-	if (!ms_open_verdict_of(file, ms_open_writes(a.flags), session, &v))
+	if (!ms_open_verdict_of(fv, ms_open_writes(a.flags), session, &v))
 		return 0;
 	__u32 flags = ms_lsm_deny(&v, session, MS_ENF_DENY_OPEN);
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
