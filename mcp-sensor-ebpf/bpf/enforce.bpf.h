@@ -205,7 +205,9 @@ static __always_inline int ms_slot_matches(const struct ms_dir_rule *r, const st
 	 * name's tail is in n->tail */
 	const __u64 *pre = (const __u64 *)r->prefix, *suf = (const __u64 *)r->suffix;
 	__u64 diff = 0;
-#pragma unroll
+	/* not unrolled: unrolled, the masks' registers spilled to 208 bytes
+	 * of stack, and 5.10 counts every frame of the call chain */
+#pragma clang loop unroll(disable)
 	for (__u32 k = 0; k < MS_NAME_WORDS; k++) {
 		diff |= (n->head[k] ^ pre[k]) & ms_byte_mask(k, 0, p);
 		diff |= (n->tail[k] ^ suf[k]) & ms_byte_mask(k, MS_NAME_PART - s, MS_NAME_PART);
