@@ -5,8 +5,8 @@
 //! Owns the bounds of that search: a glob is walked from its literal
 //! prefix, component by component; `**` descends at most [`MAX_DEPTH`]
 //! levels without following symlinks; a glob that starts with `**` (the
-//! default pack's "anywhere" files) is searched under the users' home
-//! directories; every directory entry read is charged to a budget, so a
+//! default pack's "anywhere" files) is searched from the root of each
+//! user's home directory (not through it); every directory entry read is charged to a budget, so a
 //! huge tree costs a bounded scan (what was cut short is reported).
 
 use globset::{GlobBuilder, GlobMatcher};
@@ -209,8 +209,18 @@ pub fn expand(glob: &str, homes: &[PathBuf], budget: &mut usize) -> Found {
         if g.starts_with('/') {
             w.walk(Path::new("/"), &cs, 0);
         } else if g.starts_with("**") {
+            // "anywhere": from each home's root only (`~/.ssh/id_x`, not
+            // `~/src/x/.ssh/id_x`). A walk of whole homes read 230,000
+            // entries at every start on a developer's machine, and under
+            // qemu's virtiofs it exhausted the file server's descriptors.
+            // Files deeper down are the kernel's by path shape (shape.rs)
+            // where the glob has one, else the agent's.
+            let from_root = match cs.first() {
+                Some(Comp::Any) => &cs[1..],
+                _ => &cs[..],
+            };
             for h in homes {
-                w.walk(h, &cs, 0);
+                w.walk(h, from_root, 0);
             }
         }
         // other relative globs cannot name a file on their own
@@ -277,8 +287,14 @@ mod tests {
         assert_eq!(f.files, vec![d.join("a/.ssh/id_rsa"), d.join("a/.ssh/id_rsa.pub")]);
         assert_eq!(f.dirs, vec![(d.join("a/.ssh"), "id_*".into()), (d.join("b/.ssh"), "id_*".into())]);
         assert!(!f.truncated);
-        // `**` from a home, any depth
+        // a leading `**`: from each home's root, not through the home
+        // (deeper files are the kernel's by path shape)
+        let f = expand("**/.ssh/id_*", &[d.join("a"), d.join("b")], &mut budget);
+        assert_eq!(f.files, vec![d.join("a/.ssh/id_rsa"), d.join("a/.ssh/id_rsa.pub")]);
         let f = expand("**/.ssh/id_ed25519", &[d.join("b")], &mut budget);
+        assert!(f.files.is_empty(), "{:?}", f.files);
+        // `**` inside a glob still spans directories
+        let f = expand(&format!("{root}/b/**/.ssh/id_ed25519"), &[], &mut budget);
         assert_eq!(f.files, vec![d.join("b/deep/x/y/.ssh/id_ed25519")]);
         // braces holding a slash become separate paths
         let f = expand(&format!("{root}/{{a/.ssh,c}}/{{id_rsa,k}}"), &[], &mut budget);
