@@ -8,7 +8,7 @@
 
 use crate::event::{Alert, Body, Event, Hop};
 use crate::procs::ProcTable;
-use crate::rules::{Action, DescriptionStore, EvalContext, FileId, FileIdentities, Match, RuleSet};
+use crate::rules::{Action, DescriptionStore, EvalContext, FileId, FileIdentities, Match, ProcTree, RuleSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
@@ -159,6 +159,8 @@ impl Detector {
                 }
             }
         }
+        let root = ev.server.as_ref().map(|s| s.pid);
+        let in_tree = |pid: u32| root.is_some_and(|r| in_server_tree(procs, pid, r));
         let ctx = EvalContext {
             first_request_seen: facts.first_request_seen,
             server_name: None,
@@ -166,6 +168,7 @@ impl Detector {
             message_text,
             changed_tools: &self.changed,
             identities: Some(&self.identities),
+            tree: Some(ProcTree(&in_tree)),
         };
         let first = out.len();
         for m in self.rules.evaluate(ev, &ctx) {
@@ -213,6 +216,20 @@ impl Detector {
             self.store_errors += 1;
         }
     }
+}
+
+/// Whether `pid` (from a `/proc/<pid>/...` path) is in the server tree
+/// rooted at `root`. A pid the table does not know may be a thread id:
+/// `/proc/<tid>/environ` opens as well as the process's own; its thread
+/// group is read from /proc (only for such paths, which rules rarely see).
+fn in_server_tree(procs: &ProcTable, pid: u32, root: u32) -> bool {
+    if procs.get(pid).is_some() {
+        return procs.in_tree(pid, root);
+    }
+    let tgid = std::fs::read_to_string(format!("/proc/{pid}/status")).ok().and_then(|s| {
+        s.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse::<u32>().ok())
+    });
+    tgid.is_some_and(|t| t != pid && procs.in_tree(t, root))
 }
 
 /// What an alert says was done. Enforcement decisions replace `would_kill`.

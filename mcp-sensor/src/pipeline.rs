@@ -168,7 +168,7 @@ impl Pipeline {
             h.session = g.resolve(h.session);
         }
         self.rec = Some(crate::enforce::RecordFacts::of(&h)); // enforcement
-        self.procs.observe(h.pid, h.ppid, h.start_ns, &h.comm);
+        self.procs.observe(h.pid, h.ppid, h.start_ns, &h.comm).session = h.session;
         self.discover(&rec, &h);
         self.deliver_released();
         let body = match rec {

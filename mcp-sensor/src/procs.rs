@@ -26,6 +26,9 @@ pub struct Proc {
     /// forked: kept for its whole life (see correlate).
     pub origin: Option<ToolCallRef>,
     pub exited: bool,
+    /// The kernel session (the server root's pid) its records carry; 0
+    /// until one arrives. Kept across reparenting, unlike `ppid`.
+    pub session: u32,
 }
 
 /// A process as /proc describes it; `None` when it exited while read.
@@ -44,6 +47,7 @@ fn from_stat(p: &procfs::process::Process, stat: procfs::process::Stat) -> Proc 
         argv: p.cmdline().unwrap_or_default(),
         origin: None,
         exited: false,
+        session: 0,
     }
 }
 
@@ -130,9 +134,9 @@ impl ProcTable {
     /// A fork: the child starts as a copy of its parent's image and
     /// inherits its origin unless the caller passes a fresher one.
     pub fn on_fork(&mut self, parent: u32, child: u32, start_ns: u64, origin: Option<ToolCallRef>) {
-        let (exe, comm, argv, inherited) = match self.procs.get(&parent) {
-            Some(p) => (p.exe.clone(), p.comm.clone(), p.argv.clone(), p.origin.clone()),
-            None => (None, String::new(), Vec::new(), None),
+        let (exe, comm, argv, inherited, session) = match self.procs.get(&parent) {
+            Some(p) => (p.exe.clone(), p.comm.clone(), p.argv.clone(), p.origin.clone(), p.session),
+            None => (None, String::new(), Vec::new(), None, 0),
         };
         self.insert(Proc {
             pid: child,
@@ -143,6 +147,7 @@ impl ProcTable {
             argv,
             origin: inherited.or(origin),
             exited: false,
+            session,
         });
     }
 
@@ -180,6 +185,28 @@ impl ProcTable {
         if let Some(p) = self.procs.get_mut(&pid) {
             p.exited = true;
         }
+    }
+
+    /// Whether live process `pid` belongs to the server tree rooted at
+    /// `root`: its records carry that session, or its ancestry reaches
+    /// `root` (processes seeded from /proc before their first record). An
+    /// exited entry is not a member: its pid may name another process now.
+    pub fn in_tree(&self, pid: u32, root: u32) -> bool {
+        let mut cur = pid;
+        for _ in 0..64 {
+            let Some(p) = self.procs.get(&cur) else { return false };
+            if p.exited && cur == pid {
+                return false;
+            }
+            if cur == root || (p.session != 0 && p.session == root) {
+                return true;
+            }
+            if p.ppid == 0 || p.ppid == cur {
+                return false;
+            }
+            cur = p.ppid;
+        }
+        false
     }
 
     /// (pid, exe) from `pid` up through its parents, at most `max` hops,
@@ -262,6 +289,24 @@ mod tests {
         assert_eq!(pids, vec![3, 2, 1]);
         assert_eq!(a[0].1.as_deref(), Some("/bin/sh"));
         assert_eq!(t.ancestry(3, 2).len(), 2);
+    }
+
+    #[test]
+    fn tree_membership_by_session_or_ancestry() {
+        let mut t = ProcTable::new();
+        t.observe(1, 0, 1, "init");
+        t.observe(50, 1, 2, "client"); // the MCP client
+        t.observe(100, 50, 3, "server").session = 100;
+        t.on_fork(100, 101, 4, None); // inherits the session
+        t.on_fork(101, 102, 5, None);
+        t.observe(102, 1, 5, "daemon"); // double fork: reparented to init
+        t.observe(200, 100, 6, "seeded"); // from /proc, no record yet
+        assert!(t.in_tree(100, 100) && t.in_tree(101, 100) && t.in_tree(200, 100));
+        assert!(t.in_tree(102, 100), "a reparented member keeps its session");
+        assert!(!t.in_tree(50, 100), "the client is not in its server's tree");
+        assert!(!t.in_tree(1, 100) && !t.in_tree(999, 100));
+        t.on_exit(101);
+        assert!(!t.in_tree(101, 100), "an exited member's pid may be another process now");
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod mcp;
 mod overlap;
 mod profile;
 mod rules;
+mod secrets;
 mod service;
 mod uring;
 mod sensor;

@@ -131,6 +131,8 @@ mod tests {
         assert_eq!(parse("**/.netrc"), Some(("".into(), "".into(), ".netrc".into())));
         assert_eq!(parse("**/.config/gcloud/credentials.db"), Some((".config".into(), "gcloud".into(), "credentials.db".into())));
         assert_eq!(parse("**/.azure/msal_token_cache.*"), Some(("".into(), ".azure".into(), "msal_token_cache.*".into())));
+        assert_eq!(parse("**/.claude/.credentials.json"), Some(("".into(), ".claude".into(), ".credentials.json".into())));
+        assert_eq!(parse("**/.pypirc"), Some(("".into(), "".into(), ".pypirc".into())));
         for none in ["/etc/shadow", "**/.aws/sso/cache/*.json", "**/.password-store/**", "**/*/x", "**/a*/x", "**/.env.*x*"] {
             assert_eq!(parse(none), None, "{none}");
         }

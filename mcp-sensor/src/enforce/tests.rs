@@ -185,12 +185,32 @@ fn the_default_profile_compiles_to_shapes_exemptions_and_shells_after_the_first_
     assert_eq!(t.shapes.names[".netrc"].rule, cred);
     assert!(t.shapes.dirs[&(".aws".to_string(), String::new())].iter().any(|x| x.pat.prefix == "credentials" && x.v.rule == cred));
     assert!(t.shapes.dirs.contains_key(&("gcloud".to_string(), ".config".to_string())));
+    // publish tokens and the agents' own logins, by shape, under any home
+    assert_eq!(t.shapes.names[".pypirc"].rule, cred);
+    for (dir, name) in [(".claude", ".credentials.json"), (".codex", "auth.json"), (".gemini", "oauth_creds.json"), (".copilot", "config.json"), (".cargo", "credentials.toml")] {
+        let slots = &t.shapes.dirs[&(dir.to_string(), String::new())];
+        assert!(slots.iter().any(|x| !x.allow && x.pat == NamePattern::parse(name, 32).unwrap() && x.v.rule == cred), "{dir}/{name}: {slots:?}");
+    }
+    // a Claude login read is killed, a settings write is the tampering rule's, a settings read is free
+    let claude = &t.shapes.dirs[&(".claude".to_string(), String::new())];
+    let settings = claude.iter().find(|x| x.pat.prefix == "settings.json").expect("agent-config-tampering's slot");
+    assert_ne!(settings.v.rule, cred);
+    assert_eq!(settings.v.flags & abi::VF_WRITE, abi::VF_WRITE);
+    assert!(!t.notes.iter().any(|n| n.contains("too many name patterns")), "{:?}", t.notes);
+    // registry configurations, histories and /proc reads only alert: nothing in the kernel
+    for alert_only in ["registry-token-read", "shell-history-read", "foreign-process-secrets-read"] {
+        let r = index(&s, alert_only);
+        assert!(!t.shapes.names.values().any(|v| v.rule == r), "{alert_only}");
+        assert!(!t.shapes.dirs.values().flatten().any(|x| x.v.rule == r), "{alert_only}");
+    }
+    assert!(!t.shapes.names.contains_key(".npmrc") && !t.shapes.names.contains_key(".bash_history"));
     // agent configurations: written only
     let cfg = index(&s, "agent-config-tampering");
     assert_eq!(t.shapes.names["CLAUDE.md"].flags & abi::VF_WRITE, abi::VF_WRITE);
     assert_eq!(t.shapes.names["CLAUDE.md"].rule, cfg);
     // the process exceptions as kernel identities and comms
     assert!(t.exempt.contains(&Exempt::Comm { comm: "git".into(), rule: cred }), "{:?}", t.exempt);
+    assert!(t.exempt.contains(&Exempt::Comm { comm: "claude".into(), rule: cred }), "an agent CLI reads its own login: {:?}", t.exempt);
     if let Ok(ssh_bin) = std::fs::canonicalize("/usr/bin/ssh") {
         assert!(t.exempt.contains(&Exempt::Exe { id: id(&ssh_bin), rule: key }), "{:?}", t.exempt);
     }

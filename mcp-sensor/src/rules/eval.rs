@@ -13,7 +13,7 @@ use serde::Serialize;
 use smallvec::SmallVec;
 
 use super::compile::{CompiledRule, Cond, Leaf};
-use super::fields::{Action, EventKind, Field, KillScope, Severity, FILE_FLAGS, OPEN_FLAGS};
+use super::fields::{Action, EventKind, Field, KillScope, Severity, FILE_FLAGS, OPEN_FLAGS, PROC_OWNERS};
 use super::identity::FileIdentities;
 use super::matchers::{parse_ip, PathMatch};
 use crate::event::{Body, Direction, Event};
@@ -37,6 +37,34 @@ pub struct EvalContext<'a> {
     pub changed_tools: &'a [String],
     /// Identities of the paths named in `file:` fields, resolved by the agent.
     pub identities: Option<&'a FileIdentities>,
+    /// Whether a pid belongs to the event's server tree (`proc_owner:`),
+    /// from the agent's process table. `None`: only the event's own
+    /// process, its server's root and (below the root) its parent are
+    /// known to be in the tree.
+    pub tree: Option<ProcTree<'a>>,
+}
+
+/// The agent's answer to "is this pid in the event's server tree?".
+#[derive(Clone, Copy)]
+pub struct ProcTree<'a>(pub &'a dyn Fn(u32) -> bool);
+
+impl std::fmt::Debug for ProcTree<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProcTree(..)")
+    }
+}
+
+/// The pid a `/proc/<pid>/...` path names; `Some(None)` for `/proc/self`
+/// and `/proc/thread-self` (the opener, by name). `None`: not a path
+/// inside a process's `/proc` directory.
+pub(crate) fn proc_pid(path: &str) -> Option<Option<u32>> {
+    let rest = path.strip_prefix("/proc/")?;
+    let (first, _) = rest.split_once('/')?;
+    match first {
+        "self" | "thread-self" => Some(None),
+        n if n.bytes().all(|b| b.is_ascii_digit()) => n.parse().ok().map(Some),
+        _ => None,
+    }
 }
 
 /// A rule as loaded: what a match reports.
@@ -303,6 +331,25 @@ impl<'e> View<'e> {
         })
     }
 
+    /// Whose `/proc` entry `path` is (`proc_owner:`); `None` outside
+    /// `/proc/<pid>/`. The kernel reports `/proc/self/...` as the opener's
+    /// pid; a thread id of a tree process is `tree` through the agent's
+    /// answer (`ProcTree`), which looks thread ids up.
+    fn proc_owner(&self, path: &str) -> Option<&'static str> {
+        let ev = self.ev;
+        let Some(pid) = proc_pid(path)? else {
+            return Some("self");
+        };
+        if pid == ev.pid {
+            return Some("self");
+        }
+        let root = ev.server.as_ref().map(|s| s.pid);
+        let known = root == Some(pid)
+            || (pid == ev.ppid && root.is_some_and(|r| r != ev.pid))
+            || self.ctx.tree.is_some_and(|t| (t.0)(pid));
+        Some(if known { "tree" } else { "foreign" })
+    }
+
     fn leaf(&self, l: &Leaf) -> bool {
         let ev = self.ev;
         match l {
@@ -353,6 +400,9 @@ impl<'e> View<'e> {
                     Body::Exec { file_flags, .. } | Body::Open { file_flags, .. },
                 ) => names_mask(FILE_FLAGS, file_flags, *mask),
                 (Field::Flags, Body::Open { flags, .. }) => names_mask(OPEN_FLAGS, flags, *mask),
+                (Field::ProcOwner, Body::Open { path, .. }) => self
+                    .proc_owner(path)
+                    .is_some_and(|o| names_mask(PROC_OWNERS, &[o], *mask)),
                 (Field::Outcome, Body::Open { ret, .. } | Body::Connect { ret, .. }) => {
                     // -EINPROGRESS is a non-blocking connect under way, not a failure.
                     let ok = *ret >= 0

@@ -142,6 +142,10 @@ macro_rules! fields {
 }
 
 pub(crate) const FILE_FLAGS: &[&str] = &["pseudo", "deleted", "path_truncated"];
+/// Whose process a `/proc/<pid>/...` path names (`proc_owner`): the
+/// opening process itself, another process of its server's tree, or any
+/// other process (the MCP client, pid 1, another user's program).
+pub(crate) const PROC_OWNERS: &[&str] = &["self", "tree", "foreign"];
 pub(crate) const OPEN_FLAGS: &[&str] = &[
     "O_RDONLY",
     "O_WRONLY",
@@ -182,6 +186,7 @@ fields! {
     File "file" [Exec Open] ValueType::FileIdentity;
     Path "path" [Open] ValueType::PathGlob;
     Basename "basename" [Open] ValueType::Str;
+    ProcOwner "proc_owner" [Open] ValueType::Enum(PROC_OWNERS);
     Write "write" [Open] ValueType::Bool;
     Flags "flags" [Open] ValueType::Enum(OPEN_FLAGS);
     Outcome "outcome" [Open Connect] ValueType::Enum(&["success", "failure"]);

@@ -46,10 +46,12 @@ mod tests_check;
 mod tests_defaults;
 #[cfg(test)]
 mod tests_defaults_exec;
+#[cfg(test)]
+mod tests_defaults_secrets;
 
 pub use descriptions::{hash_definition, DescriptionStore, ToolChange};
 pub use error::RuleError;
-pub use eval::{EvalContext, Match, Matches, Rule, RuleSet};
+pub use eval::{EvalContext, Match, Matches, ProcTree, Rule, RuleSet};
 pub use fields::{Action, EventKind, KillScope, Severity};
 pub use identity::{FileId, FileIdentities};
 pub use kernel::{KernelConds, KernelPlan, KillRule};

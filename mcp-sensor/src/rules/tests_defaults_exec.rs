@@ -308,7 +308,8 @@ fn every_default_rule_has_a_fixture() {
     // Guards against a rule added to default.yaml without tests here.
     let src = concat!(
         include_str!("tests_defaults.rs"),
-        include_str!("tests_defaults_exec.rs")
+        include_str!("tests_defaults_exec.rs"),
+        include_str!("tests_defaults_secrets.rs")
     );
     for r in defaults().rules() {
         assert!(
