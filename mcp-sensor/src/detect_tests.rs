@@ -20,7 +20,7 @@ fn procs() -> ProcTable {
 }
 
 fn facts() -> Facts<'static> {
-    Facts { first_request_seen: true, server_cmdline: Some("node server.js") }
+    Facts { first_request_seen: true, server_cmdline: Some("node server.js"), server_version: Some("1.0.0") }
 }
 
 fn alerts(d: &mut Detector, ev: &Event) -> Vec<Event> {

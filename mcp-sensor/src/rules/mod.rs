@@ -26,6 +26,7 @@
 use std::sync::Arc;
 
 mod ast;
+pub mod canon;
 mod compile;
 mod descriptions;
 mod error;
@@ -37,6 +38,7 @@ mod identity;
 mod kernel;
 mod matchers;
 mod merge;
+pub mod tooldiff;
 mod yaml;
 
 pub mod bench;
@@ -47,7 +49,7 @@ mod tests_defaults;
 #[cfg(test)]
 mod tests_defaults_exec;
 
-pub use descriptions::{hash_definition, DescriptionStore, ToolChange};
+pub use descriptions::{ChangeKind, DescriptionStore, ServerId, ToolChange};
 pub use error::RuleError;
 pub use eval::{EvalContext, Match, Matches, Rule, RuleSet};
 pub use fields::{Action, EventKind, KillScope, Severity};
