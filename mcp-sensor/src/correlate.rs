@@ -146,7 +146,8 @@ impl Sessions {
     /// stood at `ts_ns` (the event's boot-time ns).
     pub fn facts(&self, id: u32, ts_ns: u64) -> Option<Facts<'_>> {
         let s = self.sessions.get(&id)?;
-        Some(Facts { first_request_seen: s.session.first_request_seen_by(ts_ns), server_cmdline: Some(&s.cmdline_name) })
+        let server_version = s.session.handshake().server.as_ref().and_then(|p| p.version.as_deref());
+        Some(Facts { first_request_seen: s.session.first_request_seen_by(ts_ns), server_cmdline: Some(&s.cmdline_name), server_version })
     }
 
     pub fn session(&self, id: u32) -> Option<&Session> {

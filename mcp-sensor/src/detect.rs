@@ -8,7 +8,7 @@
 
 use crate::event::{Alert, Body, Event, Hop};
 use crate::procs::ProcTable;
-use crate::rules::{Action, DescriptionStore, EvalContext, FileId, FileIdentities, Match, ProcTree, RuleSet};
+use crate::rules::{Action, ChangeKind, DescriptionStore, EvalContext, FileId, FileIdentities, Match, ProcTree, RuleSet, ServerId, ToolChange};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
@@ -23,6 +23,8 @@ const MAX_ANCESTRY: usize = 16;
 pub struct Facts<'a> {
     pub first_request_seen: bool,
     pub server_cmdline: Option<&'a str>,
+    /// `serverInfo.version` from the handshake, when it was seen.
+    pub server_version: Option<&'a str>,
 }
 
 pub struct Detector {
@@ -35,7 +37,11 @@ pub struct Detector {
     pub summary: bool,
     pub alerts: u64,
     store_errors: u64,
+    /// This event's redefined tools: all of them, the rug pulls' names,
+    /// the upgrades' names.
+    tool_changes: Vec<ToolChange>,
     changed: Vec<String>,
+    upgraded: Vec<String>,
     /// `--enforce`: kill rules act (see crate::enforce); `None`: they
     /// report `would_kill`.
     pub enforcer: Option<crate::enforce::Enforcer>,
@@ -65,7 +71,9 @@ impl Detector {
             summary: false,
             alerts: 0,
             store_errors: 0,
+            tool_changes: Vec::new(),
             changed: Vec::new(),
+            upgraded: Vec::new(),
             enforcer: None,
             refreshes: 0,
         };
@@ -147,13 +155,21 @@ impl Detector {
         procs: &ProcTable,
         out: &mut Vec<Event>,
     ) {
+        self.tool_changes.clear();
         self.changed.clear();
+        self.upgraded.clear();
         let mut message_text = None;
         if let Body::Rpc(rpc) = &ev.body {
             message_text = rpc.text.as_deref();
             if let (Some(list), Some(server)) = (&rpc.tools_list, &ev.server) {
-                let changes = self.descriptions.observe_tools_list(&server.name, list);
-                self.changed.extend(changes.into_iter().map(|c| c.tool));
+                let id = ServerId { name: &server.name, command: facts.server_cmdline.unwrap_or(""), version: facts.server_version };
+                self.tool_changes = self.descriptions.observe_tools_list(id, list);
+                for c in &self.tool_changes {
+                    match c.kind {
+                        ChangeKind::RugPull => self.changed.push(c.tool.clone()),
+                        ChangeKind::Upgrade => self.upgraded.push(c.tool.clone()),
+                    }
+                }
                 if self.descriptions.take_dirty() {
                     self.save_store();
                 }
@@ -167,12 +183,17 @@ impl Detector {
             server_cmdline: facts.server_cmdline,
             message_text,
             changed_tools: &self.changed,
+            upgraded_tools: &self.upgraded,
             identities: Some(&self.identities),
             tree: Some(ProcTree(&in_tree)),
         };
         let first = out.len();
         for m in self.rules.evaluate(ev, &ctx) {
             let mut alert = alert_event(ev, &m, procs);
+            if let Body::Alert(a) = &mut alert.body {
+                // every alert on the answer that redefined tools says which and how
+                a.tool_changes = self.tool_changes.clone();
+            }
             if let (Some(e), Some(rec)) = (self.enforcer.as_ref(), rec) {
                 crate::enforce::act(e, rec, &m, &mut alert, procs);
             }
@@ -256,6 +277,7 @@ pub(crate) fn alert_event(ev: &Event, m: &Match<'_>, procs: &ProcTable) -> Event
             killed: Vec::new(),
             delay_ns: None,
             late: false,
+            tool_changes: Vec::new(),
         })),
         tool_call: ev.tool_call.clone().or_else(|| message_call(ev)),
         ..ev.clone()

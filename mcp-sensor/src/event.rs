@@ -345,6 +345,10 @@ pub struct Alert {
     /// got (always so for `agent`). Absent when it never did.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub late: bool,
+    /// On a `tools/list` answer that redefined tools: which, how (rug pull
+    /// or upgrade), the old and new hashes and a short diff.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_changes: Vec<crate::rules::ToolChange>,
 }
 
 /// One process in an ancestry chain.

@@ -13,6 +13,7 @@ mod launchers;
 mod mcp;
 mod overlap;
 mod profile;
+mod rugpull;
 mod rules;
 mod secrets;
 mod service;

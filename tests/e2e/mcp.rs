@@ -51,6 +51,12 @@ pub(crate) fn drive(dir: &Path, server: Vec<String>, steps: Value, sensor_flags:
 /// [`drive`], with `server_env` merged over the environment the SDK gives
 /// the server (e.g. a HOME of the test's own).
 pub(crate) fn drive_env(dir: &Path, server: Vec<String>, steps: Value, sensor_flags: &[&str], server_env: &[(&str, &str)]) -> Session {
+    drive_raw(dir, server, steps, sensor_flags, server_env, false)
+}
+
+/// [`drive_env`]; `raw`: the client's report carries each result whole
+/// (`raw` of tests/mcp/client.py), e.g. the tools' descriptions.
+pub(crate) fn drive_raw(dir: &Path, server: Vec<String>, steps: Value, sensor_flags: &[&str], server_env: &[(&str, &str)], raw: bool) -> Session {
     require_root();
     let env = mcp_env();
     let events = dir.join("events.jsonl");
@@ -61,7 +67,7 @@ pub(crate) fn drive_env(dir: &Path, server: Vec<String>, steps: Value, sensor_fl
     command.extend(sensor_flags.iter().map(|s| s.to_string()));
     command.push("--".into());
     command.extend(server);
-    let mut scenario = json!({"command": command, "steps": steps, "timeout": 60, "stderr": dir.join("server.stderr")});
+    let mut scenario = json!({"command": command, "steps": steps, "timeout": 60, "stderr": dir.join("server.stderr"), "raw": raw});
     // the SDK starts servers with a small default environment: pass on the
     // test's choice of kernel object (tests/e2e/kernel.rs)
     let mut server_vars = serde_json::Map::new();

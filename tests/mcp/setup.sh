@@ -5,6 +5,8 @@
 #   - npm/        : @modelcontextprotocol/server-filesystem, @modelcontextprotocol/server-everything,
 #                   mcp-server-commands (npm; a server whose run_command tool runs `/bin/sh -c`)
 #   - venv-uv     : uv (PyPI), for servers launched with `uvx` / `uv run`
+#   - venv-shell  : mcp-shell-server (PyPI, on mcp 1.x: its own venv), whose tool description
+#                   lists its allowed commands in a per-process order (tests/e2e/rugpull.rs)
 #   - npm-cache/, uv-cache/: the caches `npx` and `uvx` launch servers from offline, warmed here
 #                   by one online launch each (what a user's machine has after a first use)
 # into $MCP_TEST_DEPS (default: tests/.deps, gitignored), and writes $MCP_TEST_DEPS/env.sh.
@@ -48,7 +50,7 @@ NODE_MAJOR="$(node -p 'process.versions.node.split(".")[0]')"
 [ "$NODE_MAJOR" -ge 20 ] || log "WARNING: node $(node --version) < 20; some pinned npm deps declare node >= 20"
 
 # --- stamp: skip the installs when nothing changed -------------------------------------------
-PIN_FILES=("$HERE/pins.txt" "$HERE/requirements-client.txt" "$HERE/requirements-servers.txt" "$HERE/requirements-uv.txt"
+PIN_FILES=("$HERE/pins.txt" "$HERE/requirements-client.txt" "$HERE/requirements-servers.txt" "$HERE/requirements-uv.txt" "$HERE/requirements-shell.txt"
            "$HERE/npm/package.json" "$HERE/npm/package-lock.json" "$HERE/setup.sh")
 STAMP_WANT="$(cat "${PIN_FILES[@]}" | sha256sum | cut -d' ' -f1) $("$PYTHON" --version 2>&1) node-$(node --version)"
 STAMP_FILE="$DEPS/.stamp"
@@ -73,7 +75,8 @@ installs_present() {
         && [ -f "$DEPS/npm/node_modules/@modelcontextprotocol/server-filesystem/dist/index.js" ] \
         && [ -f "$DEPS/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js" ] \
         && [ -f "$DEPS/npm/node_modules/mcp-server-commands/build/index.js" ] \
-        && [ -x "$DEPS/venv-uv/bin/uvx" ] && [ -f "$DEPS/.launchers-warm" ]
+        && [ -x "$DEPS/venv-uv/bin/uvx" ] && [ -f "$DEPS/.launchers-warm" ] \
+        && [ -x "$DEPS/venv-shell/bin/mcp-shell-server" ]
 }
 
 # The interpreter uv runs servers with: the real file, not a version manager's shim.
@@ -105,6 +108,7 @@ else
     make_venv "$DEPS/venv-client" "$HERE/requirements-client.txt"
     make_venv "$DEPS/venv-servers" "$HERE/requirements-servers.txt"
     make_venv "$DEPS/venv-uv" "$HERE/requirements-uv.txt"
+    make_venv "$DEPS/venv-shell" "$HERE/requirements-shell.txt"
 
     log "npm ci (pinned by tests/mcp/npm/package-lock.json) into $DEPS/npm"
     mkdir -p "$DEPS/npm"
@@ -124,6 +128,7 @@ while read -r kind name version _; do
     case "$kind" in
         pypi)
             venv=venv-servers; [ "$name" = mcp ] && venv=venv-client; [ "$name" = uv ] && venv=venv-uv
+            [ "$name" = mcp-shell-server ] && venv=venv-shell
             got="$("$DEPS/$venv/bin/python" -c 'import sys, importlib.metadata as m; print(m.version(sys.argv[1]))' "$name")"
             ;;
         npm)
@@ -169,6 +174,11 @@ export MCP_UV_CACHE=$(q "$DEPS/uv-cache")
 export MCP_UV_PYTHON=$(q "$UV_PY")
 export MCP_UVX_REQUIREMENTS=$(q "$HERE/requirements-servers.txt")
 export MCP_SDK2_TEST_SCRIPT=$(q "$HERE/servers/sdk2_server.py")
+# PyPI mcp-shell-server (mcp 1.x); commands allowed by ALLOW_COMMANDS, listed in its tool
+# description in a per-process order
+export MCP_PY_SHELL_SERVER=$(q "$DEPS/venv-shell/bin/mcp-shell-server")
+# tests/mcp/servers/rug_server.py: description and serverInfo.version from RUG_DESCRIPTION / RUG_VERSION
+export MCP_RUG_SERVER="$(q "$DEPS/venv-client/bin/python") $(q "$HERE/servers/rug_server.py")"
 EOF
 mv "$DEPS/env.sh.tmp" "$DEPS/env.sh"
 echo "$STAMP_WANT" > "$STAMP_FILE"

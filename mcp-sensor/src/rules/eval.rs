@@ -32,9 +32,11 @@ pub struct EvalContext<'a> {
     /// Rpc events: the full text of the message, for `text_regex:`; when
     /// `None`, the event's `result` summary is searched instead.
     pub message_text: Option<&'a str>,
-    /// Rpc events: tools whose description changed since the server was
-    /// last seen, from [`super::DescriptionStore::observe_tools_list`].
+    /// Rpc events: tools redefined since this server at this version was
+    /// last seen (rug pulls), from [`super::DescriptionStore::observe_tools_list`].
     pub changed_tools: &'a [String],
+    /// Rpc events: tools redefined by a new server version (upgrades).
+    pub upgraded_tools: &'a [String],
     /// Identities of the paths named in `file:` fields, resolved by the agent.
     pub identities: Option<&'a FileIdentities>,
     /// Whether a pid belongs to the event's server tree (`proc_owner:`),
@@ -439,6 +441,9 @@ impl<'e> View<'e> {
                 }
                 (Field::DescriptionChanged, Body::Rpc(_)) => {
                     self.ctx.changed_tools.is_empty() != *want
+                }
+                (Field::DefinitionsUpgraded, Body::Rpc(_)) => {
+                    self.ctx.upgraded_tools.is_empty() != *want
                 }
                 _ => false,
             },

@@ -199,6 +199,7 @@ fields! {
     IsError "is_error" [Rpc] ValueType::Bool;
     TextRegex "text_regex" [Rpc] ValueType::Regex;
     DescriptionChanged "description_changed" [Rpc] ValueType::Bool;
+    DefinitionsUpgraded "definitions_upgraded" [Rpc] ValueType::Bool;
 }
 
 impl Field {

@@ -26,6 +26,7 @@
 use std::sync::Arc;
 
 mod ast;
+pub mod canon;
 mod compile;
 mod descriptions;
 mod error;
@@ -37,6 +38,7 @@ mod identity;
 mod kernel;
 mod matchers;
 mod merge;
+pub mod tooldiff;
 mod yaml;
 
 pub mod bench;
@@ -49,7 +51,7 @@ mod tests_defaults_exec;
 #[cfg(test)]
 mod tests_defaults_secrets;
 
-pub use descriptions::{hash_definition, DescriptionStore, ToolChange};
+pub use descriptions::{ChangeKind, DescriptionStore, ServerId, ToolChange};
 pub use error::RuleError;
 pub use eval::{EvalContext, Match, Matches, ProcTree, Rule, RuleSet};
 pub use fields::{Action, EventKind, KillScope, Severity};
