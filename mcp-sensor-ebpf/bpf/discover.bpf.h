@@ -107,7 +107,8 @@ static __always_inline int ms_is_channel_of(struct file *f, __u32 session)
  * stdout is that candidate's channel stays a member (a launcher's child
  * running the server on the pipes it was given); one with stdio of its
  * own leaves the tree as a nested candidate, enforced as its parent tree
- * is (MS_F_CAND_SPOKE copied).
+ * is (MS_F_CAND_SPOKE set when the parent is a confirmed server's or a
+ * candidate's that spoke).
  */
 static __always_inline struct ms_watch *ms_discover_exec(struct task_struct *p, struct ms_watch *in)
 {
@@ -148,8 +149,14 @@ static __always_inline struct ms_watch *ms_discover_exec(struct task_struct *p, 
 		return NULL;
 
 	struct ms_watch w = { .start_ns = start, .session = tgid, .flags = reason };
+	/* enforced as its parent tree is: a confirmed server's (no candidate
+	 * flags left: the agent's confirmation clears MS_F_CAND_SPOKE too) or
+	 * a candidate's that spoke. Testing only MS_F_CAND_SPOKE let a
+	 * confirmed server's first `sh -c cat key` read the key before the
+	 * agent folded the shell back into the tree (1 run in ~20). */
 	if (in)
-		w.flags |= MS_F_CAND_NESTED | (ms_cand_spoke(in) ? MS_F_CAND_SPOKE : 0);
+		w.flags |= MS_F_CAND_NESTED |
+			   (!(in->flags & MS_F_CAND_MASK) || ms_cand_spoke(in) ? MS_F_CAND_SPOKE : 0);
 	if (bpf_map_update_elem(&WATCHED, &tgid, &w, split ? BPF_EXIST : BPF_NOEXIST)) {
 		ms_count(MS_CNT_WATCH_FULL, 1);
 		return NULL;

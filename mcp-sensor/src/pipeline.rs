@@ -30,7 +30,18 @@ pub struct Pipeline {
     pub gate: Option<Gate>,
     /// Enforcement: the record being processed (its kernel decision).
     rec: Option<crate::enforce::RecordFacts>,
+    /// Kernel decisions on records whose events discovery held back, by
+    /// (pid, ts_ns): a held event is published after later records, and
+    /// its alert must still say the kernel killed or refused (without it,
+    /// a key read killed in the kernel was reported as the agent's, late,
+    /// whenever the first call came before the server's confirmation).
+    /// Bounded by MAX_HELD_DECISIONS; taken when the event is published.
+    held_decisions: std::collections::HashMap<(u32, u64), crate::enforce::RecordFacts>,
 }
+
+/// Kernel decisions kept for held events at most (a candidate rejected
+/// with decisions pending leaves its entries until the map is reset).
+const MAX_HELD_DECISIONS: usize = 4096;
 
 impl Pipeline {
     pub fn new(out: Output, procs: ProcTable, sessions: Sessions, detect: Detector) -> Self {
@@ -46,6 +57,7 @@ impl Pipeline {
             records: 0,
             gate: None,
             rec: None,
+            held_decisions: std::collections::HashMap::new(),
         }
     }
 
@@ -167,7 +179,14 @@ impl Pipeline {
         if let Some(g) = &self.gate {
             h.session = g.resolve(h.session);
         }
-        self.rec = Some(crate::enforce::RecordFacts::of(&h)); // enforcement
+        let facts = crate::enforce::RecordFacts::of(&h);
+        self.rec = Some(facts); // enforcement
+        if self.gate.as_ref().is_some_and(|g| g.is_candidate(h.session)) && crate::enforce::KernelDecision::from_flags(h.flags).is_some() {
+            if self.held_decisions.len() >= MAX_HELD_DECISIONS {
+                self.held_decisions.clear();
+            }
+            self.held_decisions.insert((h.pid, h.ts_ns), facts);
+        }
         self.procs.observe(h.pid, h.ppid, h.start_ns, &h.comm).session = h.session;
         self.discover(&rec, &h);
         self.deliver_released();
@@ -246,7 +265,8 @@ impl Pipeline {
         let facts = self.sessions.facts(session, ev.ts_ns).unwrap_or_default();
         // enforcement: the record's kernel decision and whom to kill (an
         // event discovery held back is no longer the current record's)
-        let rec = crate::enforce::RecordFacts::for_event(self.rec, ev, session, &self.procs);
+        let held = self.held_decisions.remove(&(ev.pid, ev.ts_ns)).map(|r| crate::enforce::RecordFacts { session, ..r });
+        let rec = crate::enforce::RecordFacts::for_event(held.or(self.rec), ev, session, &self.procs);
         self.detect.check_record(ev, facts, Some(&rec), &self.procs, &mut self.alerts);
         for a in self.alerts.drain(..) {
             self.out.emit(&a);

@@ -292,7 +292,8 @@ fn kernel_daemon_finds_a_wrapped_server_and_enforces_from_its_first_call() {
     let stopped: Vec<&Value> =
         evs.iter().filter(|e| e["kind"] == "alert" && e["rule"] == "test-key-kill" && e["event"]["path"] == k.as_str()).collect();
     assert_eq!(stopped.len(), 1, "{}", describe());
-    assert!(stopped[0]["decided_by"].as_str().unwrap_or("").starts_with("kernel_"), "{}", stopped[0]);
+    assert!(stopped[0]["decided_by"].as_str().unwrap_or("").starts_with("kernel_"), "{}
+{}", stopped[0], describe());
     assert!(stopped[0]["late"].is_null(), "{}", stopped[0]);
     assert_eq!(stopped[0]["tool_call"]["id"], exec["tool_call"]["id"], "{}", stopped[0]);
     assert_eq!(stopped[0]["server"]["pid"], *server, "{}", stopped[0]);

@@ -85,7 +85,12 @@ impl Sensor {
     /// Candidate `session` is an MCP server: its processes lose their
     /// candidate flags (see ms_may_discover in discover.bpf.h).
     pub fn confirm_session(&mut self, session: u32, pids: &[u32], complete: bool) -> Result<usize, LoadError> {
-        self.rewrite_session(session, pids, complete, |v| v.flags &= !CAND_FLAGS)
+        // MS_F_CAND_SPOKE stays: a member forked while the session was a
+        // candidate, after this rewrite read the map, keeps its candidate
+        // flags and is enforced through its root's MS_F_CAND_SPOKE; cleared,
+        // a confirmed server's first `sh -c cat key` read the key before the
+        // kernel enforced on it (1 run in ~15)
+        self.rewrite_session(session, pids, complete, |v| v.flags &= !(CAND_FLAGS & !abi::F_CAND_SPOKE))
     }
 
     /// Nested candidate `from` is part of `into`'s tree: its processes
