@@ -48,4 +48,5 @@ for line in open(sys.argv[1]):
               f"  <- {call.get('method')} {call.get('name')} id={call.get('id')}")
 PY
 echo "== events: $events   HTML timeline: $bin investigate --html $demo/timeline.html $events" >&2
-echo "== to watch the whole host instead (no wrapper): $bin run   (see README: daemon)" >&2
+echo "== to stop such a read instead of reporting it: add --enforce after 'exec' (the default rules then kill in the kernel; see rules/README.md, Enforcement)" >&2
+echo "== to watch the whole host instead (no wrapper): $bin run   (see README: Watching a whole host)" >&2

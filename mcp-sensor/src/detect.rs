@@ -89,7 +89,7 @@ impl Detector {
         let mut e = crate::enforce::Enforcer::new(sensor).context("switching enforcement on")?;
         crate::enforce::install_and_report(&mut e, &self.rules);
         // which rules will stop what: on stderr now, in `sensor_start` next
-        let p = crate::enforce::profile(&self.rules);
+        let p = crate::enforce::profile(&self.rules, Some(sensor.plan.lsm()));
         crate::say!("mcp-sensor: {}", crate::enforce::startup_line(&p));
         sensor.plan.enforced = Some(p);
         self.enforcer = Some(e);

@@ -48,7 +48,11 @@ fn files_note(files: &[std::path::PathBuf]) -> String {
 }
 
 fn list(set: &RuleSet, json: bool) {
-    let profile = crate::enforce::profile(set);
+    // the kernel `--enforce` will run on is not known here: conditions shown
+    let profile = crate::enforce::profile(set, None);
+    if !json {
+        println!("{:<28} {:<8} {:<12} {:<4} {:<16} UNDER --enforce", "RULE", "SEVERITY", "ACTION", "ON", "KINDS");
+    }
     for r in set.rules() {
         if json {
             println!("{}", serde_json::to_string(r).expect("rules serialize"));
@@ -60,8 +64,11 @@ fn list(set: &RuleSet, json: bool) {
             (crate::rules::Action::Deny, _) => "deny".to_string(),
             (crate::rules::Action::Kill, scope) => format!("kill/{}", serde_json::to_value(scope).unwrap().as_str().unwrap_or("?")),
         };
-        // who stops it under --enforce
-        let by = profile.iter().find(|p| p.rule == r.id).map_or("", |p| p.decided_by);
+        // who stops it under --enforce, and what only applies on some kernels
+        let by = profile.iter().find(|p| p.rule == r.id).map_or(String::new(), |p| match (p.action, r.action) {
+            ("kill", crate::rules::Action::Alert) => format!("kill, {} (where BPF LSM is not active)", p.decided_by),
+            _ => p.decided_by.to_string(),
+        });
         println!(
             "{:<28} {:<8} {:<12} {:<4} {:<16} {}",
             r.id,
@@ -70,6 +77,11 @@ fn list(set: &RuleSet, json: bool) {
             if r.enabled { "on" } else { "off" },
             kinds.join(","),
             by
+        );
+    }
+    if !json {
+        println!(
+            "\nUNDER --enforce: who stops a violation: kernel (at the syscall, never late), kernel+agent (part can be late), agent (late); see rules/README.md, Enforcement"
         );
     }
 }

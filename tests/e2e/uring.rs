@@ -46,6 +46,10 @@ fn enforced(d: &Path, rules: &str, reader: &str, key: &str, secret: &str, round:
     let a = killed[0];
     let lsm = run.events[0]["file_enforcement"] == "lsm_deny";
     assert_eq!(a["decided_by"], if lsm { "kernel_lsm" } else { "kernel_syscall_exit" }, "{a}");
+    // the start-up profile names the set-up kill exactly where it happens
+    let listed = run.events[0]["enforced"].as_array().unwrap_or_else(|| panic!("sensor_start.enforced: {}", ctx()));
+    let uring: Vec<_> = listed.iter().filter(|r| r["rule"] == "io-uring-setup").collect();
+    assert_eq!(uring.len(), usize::from(!lsm), "sensor_start.enforced {listed:?}");
     assert_eq!(a["delay_ns"], 0, "{a}");
     assert!(a["late"].is_null(), "{a}");
     let fin = run.final_drops();

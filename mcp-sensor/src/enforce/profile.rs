@@ -1,7 +1,7 @@
 //! What `--enforce` will stop, by rule, and who decides it: the start-up
 //! line (stderr and `sensor_start`'s `enforced`) and `rules list`. Pure.
 
-use crate::rules::{KernelPlan, RuleSet};
+use crate::rules::{EventKind, KernelPlan, RuleSet};
 use serde::Serialize;
 
 /// One active `action: kill` or `deny` rule.
@@ -19,9 +19,16 @@ pub struct EnforcedRule {
     pub why: Option<String>,
 }
 
-/// The enforce profile of `set`, in rule order.
-pub fn profile(set: &RuleSet) -> Vec<EnforcedRule> {
-    set.kill_rules()
+/// The enforce profile of `set`, in rule order, then the io_uring set-up
+/// kill (`enforce/uring.rs`) when it applies. `lsm`: whether BPF LSM
+/// decides opens on this kernel (`Some(true)`: the ring is allowed, its
+/// opens refused one by one, so no set-up kill is listed); `None` when the
+/// kernel is not known (`rules list`), which lists the kill with its
+/// condition.
+pub fn profile(set: &RuleSet, lsm: Option<bool>) -> Vec<EnforcedRule> {
+    let kills = set.kill_rules();
+    let kernel_opens = kills.iter().any(|k| k.kind == EventKind::Open && matches!(k.plan, KernelPlan::Open { .. }));
+    let mut out: Vec<EnforcedRule> = kills
         .into_iter()
         .map(|k| {
             let (decided_by, why) = match (&k.plan, k.conds.partial) {
@@ -31,8 +38,24 @@ pub fn profile(set: &RuleSet) -> Vec<EnforcedRule> {
             };
             EnforcedRule { rule: k.id.to_string(), action: if k.kill { "kill" } else { "deny" }, decided_by, why }
         })
-        .collect()
+        .collect();
+    let uring = set.rules().find(|r| r.enabled && r.kinds.contains(&EventKind::IoUringSetup));
+    if let (true, Some(r), Some(false) | None) = (kernel_opens, uring, lsm) {
+        if !out.iter().any(|e| e.rule == r.id) {
+            let why = match lsm {
+                None => format!("{URING_WHY} (only where BPF LSM is not active; with it the ring's opens are refused one by one)"),
+                Some(_) => URING_WHY.to_string(),
+            };
+            out.push(EnforcedRule { rule: r.id.clone(), action: "kill", decided_by: "kernel", why: Some(why) });
+        }
+    }
+    out
 }
+
+/// Why an `io_uring_setup` rule kills under `--enforce` whatever its own
+/// action (ARCHITECTURE.md, "io_uring under --enforce").
+const URING_WHY: &str =
+    "a watched server's io_uring_setup is killed while opens are stopped in the kernel: a ring's opens bypass the open syscalls' hooks";
 
 /// The start-up line: which rules will kill or deny, and how.
 pub fn startup_line(p: &[EnforcedRule]) -> String {
@@ -50,7 +73,7 @@ mod tests {
     #[test]
     fn the_default_profile_is_decided_in_the_kernel() {
         let set = crate::rules::defaults();
-        let p = profile(&set);
+        let p = profile(&set, Some(true));
         let got: Vec<(&str, &str, &str)> = p.iter().map(|r| (r.rule.as_str(), r.action, r.decided_by)).collect();
         assert_eq!(
             got,
@@ -66,13 +89,28 @@ mod tests {
         );
         assert!(startup_line(&p).contains("ssh-key-read (kill, kernel)"));
         let none = crate::rules::load(&[("off.yaml", "- disable: [ssh-key-read, ssh-authorized-keys-write, credential-file-read, agent-config-tampering, unexpected-shell, cloud-metadata-connect]\n")]).unwrap();
-        assert!(startup_line(&profile(&none)).contains("nothing will be stopped"));
+        assert!(startup_line(&profile(&none, Some(false))).contains("nothing will be stopped"));
+        assert!(startup_line(&profile(&none, None)).contains("nothing will be stopped"), "no kernel open rule: io_uring is allowed");
+    }
+
+    #[test]
+    fn io_uring_setup_is_listed_where_bpf_lsm_does_not_decide_opens() {
+        let set = crate::rules::defaults();
+        let without = profile(&set, Some(false));
+        let last = without.last().unwrap();
+        assert_eq!((last.rule.as_str(), last.action, last.decided_by), ("io-uring-setup", "kill", "kernel"), "{without:#?}");
+        assert!(startup_line(&without).contains("io-uring-setup (kill, kernel)"));
+        let unknown = profile(&set, None);
+        assert!(unknown.last().unwrap().why.as_deref().unwrap().contains("BPF LSM is not active"), "{unknown:#?}");
+        assert!(!profile(&set, Some(true)).iter().any(|r| r.rule == "io-uring-setup"));
+        let off = crate::rules::load(&[("off.yaml", "- disable: [io-uring-setup]\n")]).unwrap();
+        assert!(!profile(&off, Some(false)).iter().any(|r| r.rule == "io-uring-setup"));
     }
 
     #[test]
     fn a_profile_rule_can_be_made_alert_only() {
         let set = crate::rules::load(&[("mine.yaml", "- rule: unexpected-shell\n  action: alert\n- rule: cloud-metadata-connect\n  action: kill\n  kill_scope: tree\n")]).unwrap();
-        let p = profile(&set);
+        let p = profile(&set, Some(false));
         assert!(!p.iter().any(|r| r.rule == "unexpected-shell"), "{p:?}");
         assert!(p.iter().any(|r| r.rule == "cloud-metadata-connect" && r.action == "kill"), "{p:?}");
     }
