@@ -69,7 +69,8 @@ pub enum Body {
         /// The script, when `exe` is the interpreter that runs it.
         #[serde(skip_serializing_if = "Option::is_none")]
         script: Option<String>,
-        /// Identity of the executed file.
+        /// Identity of the executed file: the device as stat(2) encodes
+        /// `st_dev` (glibc's `makedev`), and the inode number.
         dev: u32,
         ino: u64,
         #[serde(skip_serializing_if = "is_false")]
@@ -88,6 +89,7 @@ pub enum Body {
         ret: i32,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// Identity of the opened file, as for `Exec` (0 when the open failed).
         dev: u32,
         ino: u64,
         syscall: &'static str,

@@ -329,7 +329,10 @@ impl<'e> View<'e> {
                 Body::Open { dev, ino, .. } | Body::Exec { dev, ino, .. } => (*dev, *ino),
                 _ => return &[],
             };
-            self.ctx.identities.map_or(&[][..], |t| t.lookup(dev, ino))
+            // events carry stat(2)'s encoding of dev (decode), identities the
+            // kernel's (`FileId`)
+            let kdev = crate::abi::user_to_kdev(u64::from(dev));
+            self.ctx.identities.map_or(&[][..], |t| t.lookup(kdev, ino))
         })
     }
 
