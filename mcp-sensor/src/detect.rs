@@ -60,6 +60,8 @@ pub struct Detector {
     /// An identity was learned from an open: the kernel's set follows at
     /// the next refresh.
     kernel_stale: bool,
+    /// When the kernel's maps were last compiled.
+    last_install: Option<std::time::Instant>,
 }
 
 /// Server roots remembered as checked for their `HOME`, at most.
@@ -97,6 +99,7 @@ impl Detector {
             extra_homes: Vec::new(),
             homes_checked: Default::default(),
             kernel_stale: false,
+            last_install: None,
         };
         d.refresh_identities();
         d.scan_known();
@@ -108,13 +111,12 @@ impl Detector {
     /// agent kills on the rest.
     pub fn enable_enforcement(&mut self, sensor: &mut crate::loader::Sensor) -> anyhow::Result<()> {
         use anyhow::Context;
-        let mut e = crate::enforce::Enforcer::new(sensor).context("switching enforcement on")?;
-        crate::enforce::install_and_report(&mut e, &self.rules);
+        self.enforcer = Some(crate::enforce::Enforcer::new(sensor).context("switching enforcement on")?);
+        self.install_enforcement();
         // which rules will stop what: on stderr now, in `sensor_start` next
         let p = crate::enforce::profile(&self.rules, Some(sensor.plan.lsm()));
         crate::say!("mcp-sensor: {}", crate::enforce::startup_line(&p));
         sensor.plan.enforced = Some(p);
-        self.enforcer = Some(e);
         Ok(())
     }
 
@@ -147,6 +149,7 @@ impl Detector {
     pub fn install_enforcement(&mut self) {
         self.kernel_stale = false;
         if let Some(e) = self.enforcer.as_mut() {
+            self.last_install = Some(std::time::Instant::now());
             // one identity set: what the agent learned, the kernel claims
             e.extra_homes = self.extra_homes.clone();
             e.learned_files = self.known.learned_from_opens().map(PathBuf::from).collect();
@@ -169,11 +172,12 @@ impl Detector {
 
     /// Known files, before `ev` is written: an open of a path a rule names
     /// teaches its identity; an open of a known identity under another name
-    /// gets the known name as `canonical_path`. A server's first event
-    /// brings its `HOME` into the scan.
-    pub fn know(&mut self, ev: &mut Event) {
-        if let Some(root) = ev.server.as_ref().map(|s| s.pid) {
-            self.note_server_home(root);
+    /// gets the known name as `canonical_path`. The first event of watched
+    /// tree `session` (its root's pid; 0: none) brings the root's `HOME`
+    /// into the scan.
+    pub fn know(&mut self, ev: &mut Event, session: u32) {
+        if session != 0 {
+            self.note_server_home(session);
         }
         let Body::Open { path, resolved: true, ret: 0.., dev, ino, canonical_path, .. } = &mut ev.body else {
             return;
@@ -184,7 +188,13 @@ impl Detector {
         let id = FileId { dev: crate::abi::user_to_kdev(u64::from(*dev)), ino: *ino };
         if self.rules.names_open_path(path) {
             if self.known.learn(id, path, KnownSource::Open) && self.enforcer.is_some() {
-                self.kernel_stale = true;
+                // the kernel claims it now, unless it did so within the
+                // last second (a burst of new files: the next refresh)
+                if self.last_install.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+                    self.kernel_stale = true;
+                } else {
+                    self.install_enforcement();
+                }
             }
             return;
         }
@@ -209,7 +219,9 @@ impl Detector {
         }
         self.extra_homes.push(home);
         self.scan_known();
-        self.kernel_stale |= self.enforcer.is_some();
+        if self.enforcer.is_some() {
+            self.install_enforcement(); // before this event is judged
+        }
     }
 
     /// Stats the files rules name by identity, so links and bind mounts of

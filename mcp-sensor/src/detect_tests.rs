@@ -188,17 +188,17 @@ fn a_hard_link_to_a_key_seen_opened_alerts_under_both_names() {
 
     // control: the link before its key was seen is just a file
     let mut by_link = open_of(link.to_str().unwrap(), &link);
-    d.know(&mut by_link);
+    d.know(&mut by_link, 0);
     assert!(alerts(&mut d, &by_link).is_empty());
 
     // the key opened by its name: an alert, and its identity is learned
     let mut by_key = open_of(key.to_str().unwrap(), &key);
-    d.know(&mut by_key);
+    d.know(&mut by_key, 0);
     assert_eq!(alerts(&mut d, &by_key).len(), 1);
 
     // the link now: the event names the key, the alert fires as for the key
     let mut by_link = open_of(link.to_str().unwrap(), &link);
-    d.know(&mut by_link);
+    d.know(&mut by_link, 0);
     let j = json_of(&by_link);
     assert_eq!(j["path"], link.to_str().unwrap());
     assert_eq!(j["canonical_path"], key.to_str().unwrap());
@@ -211,7 +211,7 @@ fn a_hard_link_to_a_key_seen_opened_alerts_under_both_names() {
 
     // another file is not the key
     let mut unrelated = open_of(other.to_str().unwrap(), &other);
-    d.know(&mut unrelated);
+    d.know(&mut unrelated, 0);
     assert!(json_of(&unrelated).get("canonical_path").is_none());
     assert!(alerts(&mut d, &unrelated).is_empty());
 
@@ -219,7 +219,7 @@ fn a_hard_link_to_a_key_seen_opened_alerts_under_both_names() {
     // no longer taken for it
     std::fs::remove_file(&key).unwrap();
     let mut by_link = open_of(link.to_str().unwrap(), &link);
-    d.know(&mut by_link);
+    d.know(&mut by_link, 0);
     assert!(json_of(&by_link).get("canonical_path").is_none());
     std::fs::remove_dir_all(&d0).unwrap();
 }

@@ -262,7 +262,7 @@ impl Pipeline {
 
     /// Writes `ev`, then the alerts it raises.
     fn publish(&mut self, mut ev: Event, session: u32) {
-        self.detect.know(&mut ev); // known files: `canonical_path`
+        self.detect.know(&mut ev, session); // known files: `canonical_path`
         let ev = &ev;
         self.out.emit(ev);
         let facts = self.sessions.facts(session, ev.ts_ns).unwrap_or_default();
