@@ -92,6 +92,11 @@ pub enum Body {
         /// Identity of the opened file, as for `Exec` (0 when the open failed).
         dev: u32,
         ino: u64,
+        /// The name rules know this file by, when it was opened under
+        /// another one (a hard link, a bind mount, a handle, `/proc/*/fd`):
+        /// the file's identity is a known file's (rules/known.rs).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        canonical_path: Option<String>,
         syscall: &'static str,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         file_flags: Vec<&'static str>,

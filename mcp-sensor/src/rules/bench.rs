@@ -53,6 +53,7 @@ pub(crate) fn open(exe: &str, path: &str, flags: &[&'static str]) -> Event {
         error: None,
         dev: 0x801, // 8:1 as stat(2) encodes it, as events carry it
         ino: 1234,
+        canonical_path: None,
         syscall: "openat",
         file_flags: Vec::new(),
     };
