@@ -125,6 +125,21 @@ pub enum Body {
         /// `IORING_SETUP_*` flags, symbolic.
         flags: Vec<&'static str>,
     },
+    /// The process reached into another process's memory: ptrace
+    /// attach/seize, process_vm_readv/writev (ptrace.bpf.c).
+    Ptrace {
+        /// `ptrace`, `process_vm_readv` or `process_vm_writev`.
+        syscall: &'static str,
+        /// ptrace's request: `PTRACE_ATTACH` or `PTRACE_SEIZE`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request: Option<&'static str>,
+        /// The pid (thread id) the caller named.
+        target_pid: u32,
+        /// 0 (process_vm_*: bytes moved), or -errno.
+        ret: i32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     Exit {
         /// Exit status when the process exited, else `null`.
         code: Option<i32>,

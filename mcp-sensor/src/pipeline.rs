@@ -228,6 +228,13 @@ impl Pipeline {
                 syscall: decode::syscall_name(o.syscall),
                 file_flags: decode::file_flags(h.flags),
             },
+            Record::Ptrace { ret, target, syscall, request, .. } => Body::Ptrace {
+                syscall: decode::syscall_name(syscall),
+                request: decode::ptrace_request(request),
+                target_pid: target,
+                ret,
+                error: decode::ret_error(ret),
+            },
             Record::Connect { ret, addr, .. } => connect_body(ret, addr),
             Record::IoUring { fd, sq_entries, cq_entries, flags, .. } => {
                 Body::IoUringSetup { fd, sq_entries, cq_entries, flags: decode::uring_flags(flags) }
