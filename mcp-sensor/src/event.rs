@@ -89,7 +89,8 @@ pub enum Body {
         ret: i32,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
-        /// Identity of the opened file, as for `Exec` (0 when the open failed).
+        /// Identity of the opened file, as for `Exec` (0 when the open failed,
+        /// but for an open BPF LSM refused: the file refused).
         dev: u32,
         ino: u64,
         /// The name rules know this file by, when it was opened under
