@@ -46,6 +46,9 @@ pub struct Detector {
     /// report `would_kill`.
     pub enforcer: Option<crate::enforce::Enforcer>,
     refreshes: u64,
+    /// The programs rules name in `exe_is:`, found on this system; the
+    /// pipeline classifies each exec with it before the event is written.
+    pub exe_is: crate::exe_is::Classifier,
 }
 
 impl Detector {
@@ -63,7 +66,9 @@ impl Detector {
             }),
             _ => DescriptionStore::new(),
         };
+        let exe_is = crate::exe_is::Classifier::new(&rules.exe_is_names());
         let mut d = Detector {
+            exe_is,
             rules,
             identities: FileIdentities::default(),
             descriptions,
@@ -115,6 +120,10 @@ impl Detector {
     /// Switches to a new rule set (a reload that passed validation).
     pub fn replace_rules(&mut self, rules: RuleSet) {
         self.rules = rules;
+        let names = self.rules.exe_is_names();
+        if names != self.exe_is.names() {
+            self.exe_is = crate::exe_is::Classifier::new(&names);
+        }
         self.refresh_identities();
         self.install_enforcement(); // enforcement: the kernel maps follow the rules
     }

@@ -135,6 +135,7 @@ fn exec_probe(exe: &Path) -> Event {
             script: None,
             dev: 0,
             ino: 0,
+            exe_is: None,
             argv_truncated: false,
             file_flags: vec![],
         },
