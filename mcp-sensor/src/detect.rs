@@ -197,7 +197,12 @@ impl Detector {
             tree: Some(ProcTree(&in_tree)),
         };
         let first = out.len();
+        let copy = self.enforcer.as_ref().and_then(|_| exec_copy(ev));
+        let mut copy_kills: Vec<String> = Vec::new();
         for m in self.rules.evaluate(ev, &ctx) {
+            if copy.is_some() && m.action == crate::rules::Action::Kill {
+                copy_kills.push(m.id.to_owned());
+            }
             let mut alert = alert_event(ev, &m, procs);
             if let Body::Alert(a) = &mut alert.body {
                 // every alert on the answer that redefined tools says which and how
@@ -211,6 +216,12 @@ impl Detector {
             }
             self.alerts += 1;
             out.push(alert);
+        }
+        // a copy of a forbidden program: its next exec is the kernel's to stop
+        if let (Some(e), Some(id)) = (self.enforcer.as_mut(), copy) {
+            for r in &copy_kills {
+                e.deny_exec_copy(&self.rules, r, id);
+            }
         }
         // a kill the kernel made is reported even if no rule matched now
         // (the rules changed between the kernel's decision and this record)
@@ -252,6 +263,19 @@ impl Detector {
 /// rooted at `root`. A pid the table does not know may be a thread id:
 /// `/proc/<tid>/environ` opens as well as the process's own; its thread
 /// group is read from /proc (only for such paths, which rules rarely see).
+/// The identity of an exec'd file known by its content (`exe_is.by ==
+/// "content"`): a copy on disk, which kill rules may add to the kernel's
+/// exec deny map. Not a memfd or deleted file (no later exec has it).
+fn exec_copy(ev: &Event) -> Option<FileId> {
+    match &ev.body {
+        Body::Exec { exe_is: Some(x), dev, ino, file_flags, .. } if x.by == "content" && file_flags.is_empty() => {
+            // events carry stat(2)'s encoding of dev, the kernel maps its own
+            Some(FileId { dev: crate::abi::user_to_kdev(u64::from(*dev)), ino: *ino })
+        }
+        _ => None,
+    }
+}
+
 fn in_server_tree(procs: &ProcTable, pid: u32, root: u32) -> bool {
     if procs.get(pid).is_some() {
         return procs.in_tree(pid, root);

@@ -314,6 +314,12 @@ impl Pipeline {
     pub fn report_final_drops(&mut self, now: &Totals) {
         let mut d = self.drops.total(now);
         d.enforced = self.detect.enforcer.as_ref().map(|e| crate::enforce::named_counts(&e.kernel_counts()));
+        let over = self.detect.enforcer.as_ref().map_or(0, |e| e.copies_over_cap);
+        for (name, n) in [("exe_is_cache_evictions", self.detect.exe_is.evictions), ("exec_copies_over_cap", over)] {
+            if n > 0 {
+                d.other.insert(name.into(), n);
+            }
+        }
         self.emit_drops(d);
     }
 

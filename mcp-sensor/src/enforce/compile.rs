@@ -34,7 +34,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn of(k: &KillRule<'_>) -> Verdict {
+    pub(super) fn of(k: &KillRule<'_>) -> Verdict {
         let c: &KernelConds = &k.conds;
         let mut flags = if k.kill { abi::VF_KILL } else { 0 };
         let bits = [
