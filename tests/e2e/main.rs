@@ -17,5 +17,6 @@ mod rugpull;
 mod rules;
 mod secrets;
 mod service;
+mod shells;
 mod uring;
 mod sensor;
