@@ -32,7 +32,7 @@ pub const MULTICALL: &[&str] = &["busybox", "toybox"];
 /// Cached content verdicts at most; the oldest-inserted is not tracked, an
 /// arbitrary entry makes room (evictions are counted).
 pub const CACHE_MAX: usize = 4096;
-/// Directories searched for the named programs besides `$PATH`.
+/// Directories searched for executables besides `$PATH`.
 const BIN_DIRS: &[&str] = &["/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"];
 
 /// The Exec event's `exe_is` field.
@@ -122,11 +122,13 @@ fn candidates(name: &str, shells: &[String], path_dirs: &[PathBuf]) -> Vec<PathB
     out
 }
 
-fn path_dirs() -> Vec<PathBuf> {
+/// [`BIN_DIRS`] and the absolute directories of `$PATH`, sorted, once each.
+pub(crate) fn path_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = BIN_DIRS.iter().map(PathBuf::from).collect();
     if let Some(p) = std::env::var_os("PATH") {
         dirs.extend(std::env::split_paths(&p).filter(|d| d.is_absolute()));
     }
+    dirs.sort();
     dirs.dedup();
     dirs
 }

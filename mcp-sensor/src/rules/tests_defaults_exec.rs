@@ -346,6 +346,8 @@ fn shells_by_what_the_file_is() {
     use crate::exe_is::ExeIs;
     let s = defaults();
     assert!(s.exe_is_names().iter().any(|n| n == "bash"), "the shell list is what the agent looks for");
+    let off = super::load(&[("t.yaml", "- disable: [unexpected-shell]\n")]).unwrap();
+    assert!(off.exe_is_names().is_empty(), "a disabled rule's names are not looked for: {:?}", off.exe_is_names());
     let is = |exe: &str, argv: &[&str], x: Option<ExeIs>| {
         let mut ev = exec(exe, argv, None);
         if let Body::Exec { exe_is, .. } = &mut ev.body {
