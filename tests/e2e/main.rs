@@ -18,5 +18,6 @@ mod rugpull;
 mod rules;
 mod secrets;
 mod service;
+mod shells;
 mod uring;
 mod sensor;
