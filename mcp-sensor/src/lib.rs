@@ -29,6 +29,7 @@ pub mod doctor;
 pub mod drops;
 pub mod enforce;
 pub mod event;
+pub mod fchange;
 pub mod features;
 pub mod exec_cmd;
 pub mod exec_tree;

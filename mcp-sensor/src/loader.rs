@@ -245,6 +245,13 @@ const MULTI_ATTACH: &[(&str, &[&str])] = &[
         &["sys_exit_open", "sys_exit_openat", "sys_exit_openat2", "sys_exit_creat", "sys_exit_open_by_handle_at"],
     ),
     (
+        "ms_fchange_exits",
+        &[
+            "sys_exit_rename", "sys_exit_renameat", "sys_exit_renameat2", "sys_exit_link", "sys_exit_linkat",
+            "sys_exit_symlink", "sys_exit_symlinkat", "sys_exit_truncate", "sys_exit_ftruncate",
+        ],
+    ),
+    (
         STDIO_PROGRAM,
         &[
             "sys_exit_read", "sys_exit_pread64", "sys_exit_recvfrom", "sys_exit_readv", "sys_exit_preadv",

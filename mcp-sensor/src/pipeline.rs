@@ -227,6 +227,7 @@ impl Pipeline {
                 syscall: decode::syscall_name(o.syscall),
                 file_flags: decode::file_flags(h.flags),
             },
+            Record::Change(c) => crate::fchange::body(*c),
             Record::Connect { ret, addr, .. } => connect_body(ret, addr),
             Record::IoUring { fd, sq_entries, cq_entries, flags, .. } => {
                 Body::IoUringSetup { fd, sq_entries, cq_entries, flags: decode::uring_flags(flags) }
