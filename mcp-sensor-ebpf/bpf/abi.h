@@ -132,8 +132,9 @@ struct ms_open {
 /* The other ways a file changes (fchange.bpf.c): the name a rename, link
  * or symlink creates or replaces, the file a truncate shortens. The paths
  * are the caller's strings (read at the syscall's exit), made absolute by
- * the agent with `dir`, the base the kernel resolved: the directory fd's
- * path, or the caller's cwd. ftruncate has no string: `dir` is then the
+ * the agent with `dir`, the base the kernel resolved (the directory fd's
+ * path, or the caller's cwd) for a relative destination, or a relative
+ * source with the destination's base. ftruncate has no string: `dir` is then the
  * file's own path and (dev, ino) its identity. */
 struct ms_fchange {
 	struct ms_header h;

@@ -133,16 +133,20 @@ static __always_inline void ms_emit_fchange(struct task_struct *task, const stru
 	e->path_len = ms_user_str(e->path, a->path);
 	e->source_len = ms_user_str(e->source, a->source);
 
-	/* One walk: ftruncate's file, else the base of a relative path (the
-	 * verifier checks a walk per call site). */
+	/* One walk: ftruncate's file, else the base of a relative path, or of
+	 * a relative source with the same base (a symlink's target is text,
+	 * not a path of the caller's); the verifier checks a walk per call
+	 * site. */
 	struct file *base = NULL;
 	struct dentry *d = NULL;
 	struct vfsmount *mnt = NULL;
+	int src_rel = e->source_len && e->source[0] != '/' && a->src_dirfd == a->dirfd &&
+		      a->sys != MS_SYS_SYMLINK && a->sys != MS_SYS_SYMLINKAT;
 	if (a->fd >= 0) {
 		base = ms_fd_file(task, a->fd);
 		if (base)
 			ms_file_id(base, &e->dev, &e->ino);
-	} else if (e->path_len && e->path[0] != '/') {
+	} else if ((e->path_len && e->path[0] != '/') || src_rel) {
 		if (a->dirfd == MS_AT_FDCWD) {
 			d = BPF_CORE_READ(task, fs, pwd.dentry);
 			mnt = BPF_CORE_READ(task, fs, pwd.mnt);

@@ -6,6 +6,7 @@ mod after_exit;
 mod browser;
 mod daemon;
 mod enforce;
+mod fchange;
 mod harness;
 mod investigate;
 mod kernel;
