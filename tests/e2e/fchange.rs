@@ -238,18 +238,20 @@ fn kernel_enforce_stops_the_filesystem_servers_write_over_claude_md() {
     let s = drive(
         &d,
         fs_server(&env, &home),
+        // one step: the client's 60 s deadline covers the sensor's start
+        // under --enforce, slow in a 1-vCPU VM
         json!([
-            {"call": "read_text_file", "arguments": {"path": home.join("notes.txt")}},
             {"call": "write_file", "arguments": {"path": claude, "content": "# planted instructions\n"}},
         ]),
         &["--enforce"],
     );
     let run = &s.run;
     let lsm = lsm_run(run);
-    // positive control: the session ran, with enforcement, up to the write
-    assert!(s.client["results"][0]["content_text"].as_str().unwrap_or("").contains("benign"), "{}", s.client);
+    // positive control: the sensor, with enforcement on, read the request
+    let asked = run.of_kind("rpc").filter(|e| e["direction"] == "client_to_server" && e["tool"] == "write_file").count();
+    assert_eq!(asked, 1, "the write_file request was seen\nclient: {}\n{}", s.client, run.describe());
     let found = alerts_on(run, "agent-config-tampering", &claude);
-    assert_eq!(found.len(), 1, "one alert naming CLAUDE.md\n{}", run.describe());
+    assert_eq!(found.len(), 1, "one alert naming CLAUDE.md\nclient: {}\n{}", s.client, run.describe());
     let a = found[0];
     assert_eq!(a["event"]["kind"], "rename", "{a}");
     assert!(is_server_tmp(&a["event"]["source"], &claude), "{a}");
