@@ -232,9 +232,10 @@ static __always_inline int ms_verdict_unpack(int r, struct ms_verdict *v)
 	return 1;
 }
 
-/* Slot `slot` of directory (dev, ino) tried on the name of `dentry`: -1 when there is no such slot (slots are dense: the search
- * ends), 0 when the name does not match, else the packed verdict, with
- * MS_SLOT_ALLOW for an allow slot. Global (file.bpf.c): the verifier
+/* Slot `slot` of directory (dev, ino) tried on the name of `dentry`: -1
+ * when there is no such slot (slots are dense: the search ends), 0 when
+ * the name does not match, else the packed verdict, with MS_SLOT_ALLOW
+ * for an allow slot. Global (file.bpf.c): the verifier
  * checks one slot once per program. Inlined, each unrolled slot of the
  * compat object (no bpf_loop) cost ~12,000 verified instructions, and
  * 5.10 under qemu did not finish loading in the test's time. */
