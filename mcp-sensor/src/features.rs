@@ -164,6 +164,7 @@ impl Plan {
             ("connect", "tracepoint/syscalls/sys_{enter,exit}_connect"),
             ("stdio", "tracepoint/syscalls/sys_exit_{read,write,readv,writev,...}"),
             ("io_uring_setup", "tp_btf/io_uring_create"),
+            ("ptrace", "tracepoint/syscalls/sys_exit_{ptrace,process_vm_readv,process_vm_writev}"),
             ("connect deny", "cgroup/connect4, cgroup/connect6"),
         ]
         .into_iter()

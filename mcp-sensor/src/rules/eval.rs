@@ -183,6 +183,19 @@ impl RuleSet {
         self.rules().find(|r| r.id == id)
     }
 
+    /// Whether an open of `path` could match a gated open rule: the path is
+    /// one that some open rule names (its `path:` globs). The agent learns
+    /// the identities of such files ([`super::KnownFiles`]).
+    pub fn names_open_path(&self, path: &str) -> bool {
+        self.gates[EventKind::Open as usize].as_ref().is_some_and(|g| g.is_match(&Candidate::new(path)))
+    }
+
+    /// The path globs open rules require (the open gate's globs), as
+    /// written: the agent scans the homes for the files they name.
+    pub fn open_path_globs(&self) -> Vec<&str> {
+        self.gates[EventKind::Open as usize].as_ref().map_or_else(Vec::new, |g| g.globs.iter().map(|g| g.glob()).collect())
+    }
+
     /// Paths named in `file:` fields: the agent stats them and passes the
     /// result as [`FileIdentities`] in [`EvalContext::identities`].
     pub fn identity_paths(&self) -> &[String] {
@@ -236,6 +249,7 @@ fn kind_of(b: &Body) -> Option<EventKind> {
         Body::Rpc(_) => EventKind::Rpc,
         Body::Exit { .. } => EventKind::Exit,
         Body::IoUringSetup { .. } => EventKind::IoUringSetup,
+        Body::Ptrace { .. } => EventKind::Ptrace,
         Body::Fork { .. } => EventKind::Fork,
         Body::Malformed { .. } => EventKind::Malformed,
         Body::Drops(_) | Body::Alert(_) | Body::ServerFound { .. } | Body::SensorStart { .. } | Body::WatchEnd { .. } => return None,
@@ -356,7 +370,10 @@ impl<'e> View<'e> {
                     _ => return &[],
                 },
             };
-            self.ctx.identities.map_or(&[][..], |t| t.lookup(dev, ino))
+            // events carry stat(2)'s encoding of dev (decode), identities the
+            // kernel's (`FileId`)
+            let kdev = crate::abi::user_to_kdev(u64::from(dev));
+            self.ctx.identities.map_or(&[][..], |t| t.lookup(kdev, ino))
         })
     }
 
@@ -365,18 +382,28 @@ impl<'e> View<'e> {
     /// pid; a thread id of a tree process is `tree` through the agent's
     /// answer (`ProcTree`), which looks thread ids up.
     fn proc_owner(&self, path: &str) -> Option<&'static str> {
-        let ev = self.ev;
         let Some(pid) = proc_pid(path)? else {
             return Some("self");
         };
+        Some(self.owner(pid))
+    }
+
+    /// Whose process `pid` is, from the event's process: `self`, `tree`
+    /// (its server's tree) or `foreign` (`proc_owner:`, `target_owner:`).
+    fn owner(&self, pid: u32) -> &'static str {
+        let ev = self.ev;
         if pid == ev.pid {
-            return Some("self");
+            return "self";
         }
         let root = ev.server.as_ref().map(|s| s.pid);
         let known = root == Some(pid)
             || (pid == ev.ppid && root.is_some_and(|r| r != ev.pid))
             || self.ctx.tree.is_some_and(|t| (t.0)(pid));
-        Some(if known { "tree" } else { "foreign" })
+        if known {
+            "tree"
+        } else {
+            "foreign"
+        }
     }
 
     fn leaf(&self, l: &Leaf) -> bool {
@@ -413,6 +440,7 @@ impl<'e> View<'e> {
                 (Field::Method, _) => self.in_flight(false, |t| m.is_match(t)),
                 (Field::ExeName, _) => ev.exe.as_deref().is_some_and(|e| m.is_match(basename(e))),
                 (Field::Comm, _) => m.is_match(&ev.comm),
+                (Field::Syscall, Body::Ptrace { syscall, .. }) => m.is_match(syscall),
                 (Field::ArgvContains, Body::Exec { argv, .. }) => {
                     argv.iter().any(|a| m.is_match(a))
                 }
@@ -456,7 +484,8 @@ impl<'e> View<'e> {
                 (Field::ProcOwner, Body::Open { path, .. }) => self
                     .proc_owner(path)
                     .is_some_and(|o| names_mask(PROC_OWNERS, &[o], *mask)),
-                (Field::Outcome, Body::Open { ret, .. } | Body::Connect { ret, .. }) => {
+                (Field::TargetOwner, Body::Ptrace { target_pid, .. }) => names_mask(PROC_OWNERS, &[self.owner(*target_pid)], *mask),
+                (Field::Outcome, Body::Open { ret, .. } | Body::Connect { ret, .. } | Body::Ptrace { ret, .. }) => {
                     // -EINPROGRESS is a non-blocking connect under way, not a failure.
                     let ok = *ret >= 0
                         || *ret == -libc::EINPROGRESS && matches!(ev.body, Body::Connect { .. });
