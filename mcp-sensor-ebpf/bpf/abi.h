@@ -40,6 +40,7 @@
 #define MS_EV_IO_URING 4
 #define MS_EV_PTRACE 5   /* ptrace attach, process_vm_readv/writev (ptrace.bpf.c) */
 #define MS_EV_OPEN 16
+#define MS_EV_FCHANGE 17
 #define MS_EV_CONNECT 32
 #define MS_EV_STDIO 48
 #define MS_EV_KIND_MAX 64
@@ -142,6 +143,42 @@ struct ms_open {
 #define MS_SYS_OPENAT2 3
 #define MS_SYS_CREAT 4
 #define MS_SYS_OPEN_BY_HANDLE_AT 5
+
+/* The other ways a file changes (fchange.bpf.c): the name a rename, link
+ * or symlink creates or replaces, the file a truncate shortens. The paths
+ * are the caller's strings (read at the syscall's exit), made absolute by
+ * the agent with `dir`, the base the kernel resolved (the directory fd's
+ * path, or the caller's cwd) for a relative destination, or a relative
+ * source with the destination's base. ftruncate has no string: `dir` is then the
+ * file's own path and (dev, ino) its identity. */
+struct ms_fchange {
+	struct ms_header h;
+	__s32 ret;          /* 0, or -errno */
+	__u32 syscall;      /* MS_SYS_RENAME .. MS_SYS_FTRUNCATE */
+	__u32 rflags;       /* renameat2: RENAME_*; linkat: AT_* */
+	__s32 dirfd;        /* base of path: a directory fd, or AT_FDCWD (-100) */
+	__s32 src_dirfd;    /* base of source, likewise */
+	__u32 dev;          /* ftruncate: the file's identity; else 0 */
+	__u64 ino;
+	__u64 length;       /* truncate, ftruncate: the new size in bytes */
+	__u16 dir_off;      /* the base is dir[dir_off .. MS_PATH_MAX); MS_PATH_MAX: none */
+	__u16 path_len;     /* bytes of path: the destination, or the file truncated */
+	__u16 source_len;   /* bytes of source: the old name, or a symlink's target text */
+	__u16 _pad;
+	char dir[MS_PATH_BUF];
+	char path[MS_PATH_MAX];
+	char source[MS_PATH_MAX];
+};
+
+#define MS_SYS_RENAME 6
+#define MS_SYS_RENAMEAT 7
+#define MS_SYS_RENAMEAT2 8
+#define MS_SYS_LINK 9
+#define MS_SYS_LINKAT 10
+#define MS_SYS_SYMLINK 11
+#define MS_SYS_SYMLINKAT 12
+#define MS_SYS_TRUNCATE 13
+#define MS_SYS_FTRUNCATE 14
 
 /* The address is the caller's sockaddr as it was at syscall entry; the
  * agent decodes it (family, address, port, unix path). */
@@ -263,7 +300,8 @@ struct ms_comm_key {
  * header's flags carry 1 + the index of the deciding rule (0: none). */
 #define MS_F_KILLED (1u << 7)    /* SIGKILL sent to this process, in this syscall */
 #define MS_F_DENIED (1u << 8)    /* refused in the kernel (EPERM): a connect by the cgroup
-                                  * program, an open or exec by BPF LSM */
+                                  * program, an open, exec, rename, link, symlink or
+                                  * truncate by BPF LSM */
 #define MS_F_KILL_TREE (1u << 9) /* the verdict's kill scope is tree: the agent kills the rest of the tree */
 #define MS_F_RULE_SHIFT 16
 
@@ -390,7 +428,10 @@ struct ms_net_deny {
 #define MS_ENF_DENY_OPEN 5      /* opens refused by BPF LSM (file_open) */
 #define MS_ENF_DENY_EXEC 6      /* execs refused by BPF LSM (bprm_check_security) */
 #define MS_ENF_KILL_URING 7     /* io_uring_setup answered with SIGKILL */
-#define MS_ENF_MAX 8
+#define MS_ENF_DENY_CHANGE 8    /* renames, links, symlinks onto protected names and
+                                 * truncates of protected files refused by BPF LSM */
+#define MS_ENF_KILL_CHANGE 9    /* those whose rule also kills */
+#define MS_ENF_MAX 16
 /* ==== end of enforcement ================================================ */
 
 #endif /* MCP_SENSOR_ABI_H */

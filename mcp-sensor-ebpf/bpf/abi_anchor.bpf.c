@@ -15,6 +15,7 @@ struct ms_abi_anchor {
 	struct ms_io_uring io_uring;
 	struct ms_ptrace ptrace;
 	struct ms_open open;
+	struct ms_fchange fchange;
 	struct ms_connect connect;
 	struct ms_chan_reject chan_reject; /* discovery */
 	struct ms_comm_key comm_key;      /* discovery */

@@ -232,16 +232,16 @@ static __always_inline int ms_verdict_unpack(int r, struct ms_verdict *v)
 	return 1;
 }
 
-/* Slot `slot` of directory (dev, ino) tried on the name of `file`'s
- * dentry: -1 when there is no such slot (slots are dense: the search
- * ends), 0 when the name does not match, else the packed verdict, with
- * MS_SLOT_ALLOW for an allow slot. Global (file.bpf.c): the verifier
+/* Slot `slot` of directory (dev, ino) tried on the name of `dentry`: -1
+ * when there is no such slot (slots are dense: the search ends), 0 when
+ * the name does not match, else the packed verdict, with MS_SLOT_ALLOW
+ * for an allow slot. Global (file.bpf.c): the verifier
  * checks one slot once per program. Inlined, each unrolled slot of the
  * compat object (no bpf_loop) cost ~12,000 verified instructions, and
  * 5.10 under qemu did not finish loading in the test's time. */
-int ms_dir_slot_verdict(__u64 file, __u64 ino, __u32 dev, __u32 slot);
+int ms_dir_slot_verdict(__u64 dentry, __u64 ino, __u32 dev, __u32 slot);
 
-static __always_inline int ms_dir_slot_verdict_body(struct file *file, __u64 ino, __u32 dev, __u32 slot)
+static __always_inline int ms_dir_slot_verdict_body(struct dentry *d, __u64 ino, __u32 dev, __u32 slot)
 {
 	struct ms_dir_key dk = { .ino = ino, .dev = dev, .slot = slot };
 	struct ms_dir_rule *r = bpf_map_lookup_elem(&DENY_DIRS, &dk);
@@ -251,7 +251,6 @@ static __always_inline int ms_dir_slot_verdict_body(struct file *file, __u64 ino
 	struct ms_name *n = bpf_map_lookup_elem(&SLOT_NAME, &zero);
 	if (!n)
 		return 0;
-	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
 	__u32 len = BPF_CORE_READ(d, d_name.len);
 	const unsigned char *name = BPF_CORE_READ(d, d_name.name);
 	__u32 tl = len < MS_NAME_PART ? len : MS_NAME_PART;
@@ -269,21 +268,37 @@ static __always_inline int ms_dir_slot_verdict_body(struct file *file, __u64 ino
 	return ms_verdict_pack(&r->v) | (r->allow ? MS_SLOT_ALLOW : 0);
 }
 
+/* What a verdict is asked for: an open that only reads (MS_WR_READ), one
+ * that can modify the file (MS_WR_OPEN), or a change of the name without
+ * an open (MS_WR_CHANGE: a rename, link or symlink onto it, a truncate),
+ * which only the rules about writes (MS_VF_WRITE) decide. */
+#define MS_WR_READ 0
+#define MS_WR_OPEN 1
+#define MS_WR_CHANGE 2
+
+/* Whether a verdict with flags vflags (MS_VF_*) applies to what `wr` asks. */
+static __always_inline int ms_wr_applies(__u32 vflags, __u32 wr)
+{
+	if (wr == MS_WR_CHANGE)
+		return (vflags & MS_VF_WRITE) != 0;
+	return wr || !(vflags & MS_VF_WRITE);
+}
+
 /* A directory's slots, one per loop step: the first protecting slot
  * decides; an allow slot lets its rule's later slots pass (an exception
  * such as `*.pub`). */
 struct ms_slot_search {
-	__u64 file;
+	__u64 dentry;
 	__u64 ino;
 	__u32 dev;
-	__u32 wr;      /* the open can modify the file */
+	__u32 wr;      /* MS_WR_* */
 	__u64 allowed; /* bit rule % 64: an allow slot of that rule matched */
 	int found;     /* packed verdict */
 };
 
 MS_LOOP_CB ms_dir_slot(__u64 slot, struct ms_slot_search *c)
 {
-	int r = ms_dir_slot_verdict(c->file, c->ino, c->dev, (__u32)slot);
+	int r = ms_dir_slot_verdict(c->dentry, c->ino, c->dev, (__u32)slot);
 	if (r < 0)
 		return 1;
 	if (r == 0)
@@ -293,7 +308,7 @@ MS_LOOP_CB ms_dir_slot(__u64 slot, struct ms_slot_search *c)
 		c->allowed |= bit;
 		return 0;
 	}
-	if ((c->allowed & bit) || ((r & MS_VF_WRITE) && !c->wr))
+	if ((c->allowed & bit) || !ms_wr_applies((__u32)r, c->wr))
 		return 0;
 	c->found = r;
 	return 1;
@@ -335,18 +350,18 @@ static __always_inline __u32 ms_open_writes(__u64 flags)
 	return (flags & 3) != 0 || (flags & (0100 /* O_CREAT */ | 01000 /* O_TRUNC */)) != 0;
 }
 
-/* The DENY_DIRS slots of (dev, ino) tried on `file`'s name: the packed
+/* The DENY_DIRS slots of (dev, ino) tried on `dentry`'s name: the packed
  * verdict of the first protecting slot, or 0. Slot 0 absent, the common
  * case, costs one lookup. Global (file.bpf.c): verified once per program,
  * not at each of ms_file_verdict()'s three directory keys. */
-int ms_dir_verdict(__u64 file, __u64 ino, __u32 dev, __u32 wr);
+int ms_dir_verdict(__u64 dentry, __u64 ino, __u32 dev, __u32 wr);
 
-static __always_inline int ms_dir_verdict_body(__u64 file, __u64 ino, __u32 dev, __u32 wr)
+static __always_inline int ms_dir_verdict_body(__u64 dentry, __u64 ino, __u32 dev, __u32 wr)
 {
 	struct ms_dir_key dk = { .ino = ino, .dev = dev };
 	if (!bpf_map_lookup_elem(&DENY_DIRS, &dk))
 		return 0;
-	struct ms_slot_search c = { .file = file, .ino = ino, .dev = dev, .wr = wr };
+	struct ms_slot_search c = { .dentry = dentry, .ino = ino, .dev = dev, .wr = wr };
 	ms_loop(MS_DIR_SLOTS, ms_dir_slot, &c);
 	return c.found;
 }
@@ -370,32 +385,32 @@ static __always_inline int ms_dname(struct dentry *d, char *out)
  * when BPF LSM is active): the syscall-exit kills then stand down. */
 const volatile __u32 ms_lsm_enforce MS_WEAK = 0;
 
-/* The verdict on opening `file` (wr: the open can modify it; session:
- * the opener's), by identity; for a file that did not exist when the
+/* The verdict on the file named by dentry `d`, whose identity is (dev,
+ * ino) (0: it does not exist yet), for what `wr` asks (MS_WR_*; session:
+ * the caller's): by identity; for a file that did not exist when the
  * rules were compiled, by directory + name; then by the shape of its path
  * (its name anywhere, its directory's and grandparent's names). The first
- * verdict found decides: when its rule excepts this process, the open is
- * allowed. */
-static __always_inline int ms_file_verdict(struct file *file, __u32 wr, __u32 session, struct ms_verdict *out)
+ * verdict found decides: when its rule excepts this process, the open or
+ * change is allowed. */
+static __always_inline int ms_name_verdict(struct dentry *d, __u32 dev, __u64 ino, __u32 wr, __u32 session,
+					   struct ms_verdict *out)
 {
 	struct ms_verdict v = {};
-	struct ms_file_key k = {};
-	ms_file_id(file, &k.dev, &k.ino);
-	struct ms_verdict *hit = bpf_map_lookup_elem(&DENY_FILES, &k);
-	if (hit && (wr || !(hit->flags & MS_VF_WRITE))) {
+	struct ms_file_key k = { .ino = ino, .dev = dev };
+	struct ms_verdict *hit = ino ? bpf_map_lookup_elem(&DENY_FILES, &k) : NULL;
+	if (hit && ms_wr_applies(hit->flags, wr)) {
 		v = *hit;
 		goto found;
 	}
-	struct dentry *d = BPF_CORE_READ(file, f_path.dentry);
 	struct dentry *parent = BPF_CORE_READ(d, d_parent);
 	struct inode *dir = BPF_CORE_READ(parent, d_inode);
-	if (ms_verdict_unpack(ms_dir_verdict((__u64)file, BPF_CORE_READ(dir, i_ino), BPF_CORE_READ(dir, i_sb, s_dev), wr), &v))
+	if (ms_verdict_unpack(ms_dir_verdict((__u64)d, BPF_CORE_READ(dir, i_ino), BPF_CORE_READ(dir, i_sb, s_dev), wr), &v))
 		goto found;
 
 	struct ms_shape_key sk = {};
 	if (ms_dname(d, sk.dir)) {
 		hit = bpf_map_lookup_elem(&SHAPE_NAMES, sk.dir);
-		if (hit && (wr || !(hit->flags & MS_VF_WRITE))) {
+		if (hit && ms_wr_applies(hit->flags, wr)) {
 			v = *hit;
 			goto found;
 		}
@@ -406,11 +421,11 @@ static __always_inline int ms_file_verdict(struct file *file, __u32 wr, __u32 se
 	ms_dname(BPF_CORE_READ(parent, d_parent), sk.up);
 	/* the directory's and its parent's names, then its name alone */
 	struct ms_shape_dir *sd = bpf_map_lookup_elem(&SHAPE_DIRS, &sk);
-	if (sd && ms_verdict_unpack(ms_dir_verdict((__u64)file, sd->id, MS_SHAPE_DEV, wr), &v))
+	if (sd && ms_verdict_unpack(ms_dir_verdict((__u64)d, sd->id, MS_SHAPE_DEV, wr), &v))
 		goto found;
 	__builtin_memset(sk.up, 0, sizeof(sk.up));
 	sd = bpf_map_lookup_elem(&SHAPE_DIRS, &sk);
-	if (sd && ms_verdict_unpack(ms_dir_verdict((__u64)file, sd->id, MS_SHAPE_DEV, wr), &v))
+	if (sd && ms_verdict_unpack(ms_dir_verdict((__u64)d, sd->id, MS_SHAPE_DEV, wr), &v))
 		goto found;
 	return 0;
 found:
@@ -418,6 +433,16 @@ found:
 		return 0;
 	*out = v;
 	return 1;
+}
+
+/* The verdict on opening `file` (wr: MS_WR_READ or MS_WR_OPEN): its
+ * identity is the opened inode's. */
+static __always_inline int ms_file_verdict(struct file *file, __u32 wr, __u32 session, struct ms_verdict *out)
+{
+	__u32 dev;
+	__u64 ino;
+	ms_file_id(file, &dev, &ino);
+	return ms_name_verdict(BPF_CORE_READ(file, f_path.dentry), dev, ino, wr, session, out);
 }
 
 /* The verdict on executing `file` (a symlink resolves to it, a hard link
@@ -464,14 +489,15 @@ static __always_inline __u32 ms_enforce_exec(struct file *file, const struct ms_
 	return ms_enf_kill(&v, w->session, MS_ENF_KILL_EXEC);
 }
 
-/* A BPF LSM hook refuses (the caller returns -EPERM): counted, killed too
- * when the rule says so; returns the record flags. */
-static __always_inline __u32 ms_lsm_deny(const struct ms_verdict *v, __u32 session, __u32 stat)
+/* A BPF LSM hook refuses (the caller returns -EPERM): counted under
+ * `deny`, killed too (counted under `kill`) when the rule says so;
+ * returns the record flags. */
+static __always_inline __u32 ms_lsm_deny(const struct ms_verdict *v, __u32 session, __u32 deny, __u32 kill)
 {
-	ms_enf_count(stat);
+	ms_enf_count(deny);
 	__u32 flags = MS_F_DENIED | ((v->rule + 1) << MS_F_RULE_SHIFT);
 	if (v->flags & MS_VF_KILL)
-		flags |= ms_enf_kill(v, session, stat == MS_ENF_DENY_OPEN ? MS_ENF_KILL_OPEN : MS_ENF_KILL_EXEC);
+		flags |= ms_enf_kill(v, session, kill);
 	return flags;
 }
 

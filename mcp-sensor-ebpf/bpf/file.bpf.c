@@ -81,15 +81,15 @@ __noinline int ms_open_verdict(__u64 file, __u32 wr, __u32 session)
 }
 
 /* See enforce.bpf.h. */
-__noinline int ms_dir_verdict(__u64 file, __u64 ino, __u32 dev, __u32 wr)
+__noinline int ms_dir_verdict(__u64 dentry, __u64 ino, __u32 dev, __u32 wr)
 {
-	return ms_dir_verdict_body(file, ino, dev, wr);
+	return ms_dir_verdict_body(dentry, ino, dev, wr);
 }
 
 /* See enforce.bpf.h. */
-__noinline int ms_dir_slot_verdict(__u64 file, __u64 ino, __u32 dev, __u32 slot)
+__noinline int ms_dir_slot_verdict(__u64 dentry, __u64 ino, __u32 dev, __u32 slot)
 {
-	return ms_dir_slot_verdict_body((struct file *)file, ino, dev, slot);
+	return ms_dir_slot_verdict_body((struct dentry *)dentry, ino, dev, slot);
 }
 
 /* The open record: the opened file's path and identity when there is a
@@ -197,7 +197,7 @@ int BPF_PROG(ms_lsm_file_open, struct file *file, int ret)
 	struct ms_verdict v;
 	if (!ms_open_verdict_of(fv, ms_open_writes(a.flags), session, &v))
 		return 0;
-	__u32 flags = ms_lsm_deny(&v, session, MS_ENF_DENY_OPEN);
+	__u32 flags = ms_lsm_deny(&v, session, MS_ENF_DENY_OPEN, MS_ENF_KILL_OPEN);
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
 	bpf_map_update_elem(&DENIED, &tid, &v, BPF_ANY);
 	ms_emit_open(file, &a, -MS_EPERM, flags, session);

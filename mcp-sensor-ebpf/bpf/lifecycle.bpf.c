@@ -128,7 +128,7 @@ int BPF_PROG(ms_lsm_bprm_check_security, struct linux_binprm *bprm, int ret)
 	struct ms_verdict v;
 	if (!ms_enf_applies(w) || !ms_exec_verdict(bprm->file, w->session, &v))
 		return 0;
-	__u32 flags = ms_lsm_deny(&v, w->session, MS_ENF_DENY_EXEC);
+	__u32 flags = ms_lsm_deny(&v, w->session, MS_ENF_DENY_EXEC, MS_ENF_KILL_EXEC);
 	ms_emit_exec(p, bprm, w, flags, 0, 0);
 	return -MS_EPERM;
 }

@@ -20,6 +20,7 @@ pub const EV_EXIT: u32 = 3;
 pub const EV_IO_URING: u32 = 4;
 pub const EV_PTRACE: u32 = 5;
 pub const EV_OPEN: u32 = 16;
+pub const EV_FCHANGE: u32 = 17;
 pub const EV_CONNECT: u32 = 32;
 pub const EV_STDIO: u32 = 48;
 pub const EV_KIND_MAX: u32 = 64;
@@ -39,6 +40,15 @@ pub const SYS_OPENAT: u32 = 2;
 pub const SYS_OPENAT2: u32 = 3;
 pub const SYS_CREAT: u32 = 4;
 pub const SYS_OPEN_BY_HANDLE_AT: u32 = 5;
+pub const SYS_RENAME: u32 = 6;
+pub const SYS_RENAMEAT: u32 = 7;
+pub const SYS_RENAMEAT2: u32 = 8;
+pub const SYS_LINK: u32 = 9;
+pub const SYS_LINKAT: u32 = 10;
+pub const SYS_SYMLINK: u32 = 11;
+pub const SYS_SYMLINKAT: u32 = 12;
+pub const SYS_TRUNCATE: u32 = 13;
+pub const SYS_FTRUNCATE: u32 = 14;
 pub const SYS_PTRACE: u32 = 16;
 pub const SYS_PROCESS_VM_READV: u32 = 17;
 pub const SYS_PROCESS_VM_WRITEV: u32 = 18;
@@ -70,6 +80,7 @@ pub fn kind_name(kind: u32) -> &'static str {
         EV_IO_URING => "io_uring_setup",
         EV_PTRACE => "ptrace",
         EV_OPEN => "open",
+        EV_FCHANGE => "fchange",
         EV_CONNECT => "connect",
         EV_STDIO => "stdio",
         EV_CHAN_REJECT => "chan_reject",
@@ -172,6 +183,27 @@ pub struct ms_open {
     pub path_off: u16,
     pub path_len: u16,
     pub path: [u8; PATH_BUF],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ms_fchange {
+    pub h: ms_header,
+    pub ret: i32,
+    pub syscall: u32,
+    pub rflags: u32,
+    pub dirfd: i32,
+    pub src_dirfd: i32,
+    pub dev: u32,
+    pub ino: u64,
+    pub length: u64,
+    pub dir_off: u16,
+    pub path_len: u16,
+    pub source_len: u16,
+    pub _pad: u16,
+    pub dir: [u8; PATH_BUF],
+    pub path: [u8; PATH_MAX],
+    pub source: [u8; PATH_MAX],
 }
 
 #[repr(C)]
@@ -296,7 +328,9 @@ pub const ENF_KILL_ROOT: u32 = 4;
 pub const ENF_DENY_OPEN: u32 = 5;
 pub const ENF_DENY_EXEC: u32 = 6;
 pub const ENF_KILL_URING: u32 = 7;
-pub const ENF_MAX: u32 = 8;
+pub const ENF_DENY_CHANGE: u32 = 8;
+pub const ENF_KILL_CHANGE: u32 = 9;
+pub const ENF_MAX: u32 = 16;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -495,6 +529,10 @@ mod tests {
         check!(btf, ms_ptrace { h, ret, target, syscall, request });
         check!(btf, ms_open { h, ret, flags, mode, dev, ino, syscall, path_off, path_len, path });
         check!(btf, ms_connect { h, ret, fd, addrlen, _pad, sockaddr });
+        check!(btf, ms_fchange {
+            h, ret, syscall, rflags, dirfd, src_dirfd, dev, ino, length, dir_off, path_len, source_len, _pad, dir, path,
+            source
+        });
         check!(btf, ms_stdio { h, chan_ino, chan_dev, dir, _pad0, len, offset, fd, _pad1 });
         check!(btf, ms_watch { start_ns, session, flags });
         check!(btf, ms_chan_key { ino, dev, _pad });
@@ -553,6 +591,11 @@ mod tests {
             ("MS_ENF_KILL_ROOT", ENF_KILL_ROOT), ("MS_ENF_MAX", ENF_MAX),
             ("MS_ENF_DENY_OPEN", ENF_DENY_OPEN), ("MS_ENF_DENY_EXEC", ENF_DENY_EXEC),
             ("MS_ENF_KILL_URING", ENF_KILL_URING),
+            ("MS_ENF_DENY_CHANGE", ENF_DENY_CHANGE), ("MS_ENF_KILL_CHANGE", ENF_KILL_CHANGE),
+            ("MS_EV_FCHANGE", EV_FCHANGE), ("MS_SYS_RENAME", SYS_RENAME), ("MS_SYS_RENAMEAT", SYS_RENAMEAT),
+            ("MS_SYS_RENAMEAT2", SYS_RENAMEAT2), ("MS_SYS_LINK", SYS_LINK), ("MS_SYS_LINKAT", SYS_LINKAT),
+            ("MS_SYS_SYMLINK", SYS_SYMLINK), ("MS_SYS_SYMLINKAT", SYS_SYMLINKAT),
+            ("MS_SYS_TRUNCATE", SYS_TRUNCATE), ("MS_SYS_FTRUNCATE", SYS_FTRUNCATE),
             ("MS_EV_CHAN_REJECT", EV_CHAN_REJECT),
         ] {
             assert_eq!(define(name), v.to_string(), "{name}");

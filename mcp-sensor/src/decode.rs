@@ -34,6 +34,8 @@ pub enum Record {
     /// ptrace attach/seize, process_vm_readv/writev (`syscall`: abi SYS_*).
     Ptrace { h: Header, ret: i32, target: u32, syscall: u32, request: u32 },
     Open(Box<Open>),
+    /// A rename, link, symlink or truncate (fchange.rs).
+    Change(Box<crate::fchange::ChangeRecord>),
     Connect { h: Header, ret: i32, fd: u32, addr: SockAddr },
     Stdio(Stdio),
     /// Discovery: the kernel rejected a candidate server (see abi.h).
@@ -51,6 +53,7 @@ impl Record {
             | Record::ChanReject { h, .. } => h,
             Record::Exec(e) => &e.h,
             Record::Open(o) => &o.h,
+            Record::Change(c) => &c.h,
             Record::Stdio(s) => &s.h,
         }
     }
@@ -123,7 +126,7 @@ fn cstr(bytes: &[u8]) -> String {
 }
 
 /// `buf[off..end]` as a string, with the offset clamped into the buffer.
-fn tail_path(buf: &[u8], off: u16, end: usize) -> String {
+pub(crate) fn tail_path(buf: &[u8], off: u16, end: usize) -> String {
     let off = (off as usize).min(end);
     String::from_utf8_lossy(&buf[off..end]).into_owned()
 }
@@ -203,6 +206,10 @@ pub fn decode(raw: &Bytes) -> Result<Record, DecodeError> {
                 syscall: o.syscall,
                 h: hd,
             }))
+        }
+        abi::EV_FCHANGE => {
+            let c: abi::ms_fchange = read(buf, "fchange")?;
+            Record::Change(Box::new(crate::fchange::decode(&c, hd)))
         }
         abi::EV_CONNECT => {
             let c: abi::ms_connect = read(buf, "connect")?;

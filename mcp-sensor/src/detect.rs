@@ -497,7 +497,13 @@ pub fn summary_line(alert: &Event) -> String {
         Body::Connect { path: Some(p), .. } => format!("connect {p}"),
         Body::Rpc(r) => format!("rpc {} {}", r.message, r.method.as_deref().unwrap_or("")),
         Body::Malformed { reason, .. } => format!("malformed: {reason}"),
-        _ => "event".to_string(),
+        b => match b.change() {
+            Some(c) => match &c.source {
+                Some(s) => format!("{} {s} -> {}", c.op, c.path),
+                None => format!("{} {}", c.op, c.path),
+            },
+            None => "event".to_string(),
+        },
     };
     let call = match &ev.tool_call {
         Some(c) if c.id.is_some() => format!(

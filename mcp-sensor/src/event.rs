@@ -107,6 +107,13 @@ pub enum Body {
         #[serde(skip_serializing_if = "Vec::is_empty")]
         file_flags: Vec<&'static str>,
     },
+    /// The name `path` replaced or created by a rename (the source moved
+    /// onto it), a hard link or a symlink; a truncate of `path`. Rules
+    /// about writes judge it as a write of `path` (rules/README.md).
+    Rename(Change),
+    Link(Change),
+    Symlink(Change),
+    Truncate(Change),
     Connect {
         /// `inet`, `inet6`, `unix`, or `af_N` for others.
         family: String,
@@ -208,6 +215,50 @@ pub enum Body {
     },
     /// A rule matched the event in `event`; written right after it.
     Alert(Box<Alert>),
+}
+
+/// A rename, link, symlink or truncate (`Body::Rename` ...).
+#[derive(Debug, Clone, Serialize)]
+pub struct Change {
+    /// The syscall: `rename`, `renameat`, `renameat2`, `link`, `linkat`,
+    /// `symlink`, `symlinkat`, `truncate` or `ftruncate`.
+    pub op: &'static str,
+    /// The name replaced or created, or the file truncated: the caller's
+    /// string made absolute with the base the kernel resolved (its cwd or
+    /// directory fd); ftruncate: the file's own path.
+    pub path: String,
+    /// rename, link: the old name (absolute when it shares `path`'s
+    /// base); symlink: the link's target as written. Absent for truncate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// `true` when `path` is the kernel's path of the file (ftruncate);
+    /// `false` when it is the caller's string (links in it not followed).
+    pub resolved: bool,
+    /// 0, or a negative errno.
+    pub ret: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// renameat2's `RENAME_*`, linkat's `AT_*`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<&'static str>,
+    /// truncate, ftruncate: the new size in bytes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub length: Option<u64>,
+    /// ftruncate: the file's identity; else 0.
+    pub dev: u32,
+    pub ino: u64,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub file_flags: Vec<&'static str>,
+}
+
+impl Body {
+    /// The change, for a rename, link, symlink or truncate.
+    pub fn change(&self) -> Option<&Change> {
+        match self {
+            Body::Rename(c) | Body::Link(c) | Body::Symlink(c) | Body::Truncate(c) => Some(c),
+            _ => None,
+        }
+    }
 }
 
 fn is_false(b: &bool) -> bool {

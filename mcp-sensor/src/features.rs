@@ -133,7 +133,8 @@ impl Plan {
             };
             degraded.push(format!(
                 "--enforce stops protected opens and execs with SIGKILL at the syscall's exit, \
-                 not by refusing them ({why})"
+                 not by refusing them, and renames, links, symlinks and truncates onto protected \
+                 names by the agent's kill, after they happened ({why})"
             ));
         }
         let mut unused = Vec::new();
@@ -156,6 +157,10 @@ impl Plan {
             ("fork, exit", "tp_btf/sched_process_fork, sched_process_exit"),
             ("exec", "tp_btf/sched_process_exec"),
             ("open", "tracepoint/syscalls/sys_exit_{open,openat,openat2,creat,open_by_handle_at}"),
+            (
+                "rename, link, symlink, truncate",
+                "tracepoint/syscalls/sys_exit_{rename,renameat,renameat2,link,linkat,symlink,symlinkat,truncate,ftruncate}",
+            ),
             ("connect", "tracepoint/syscalls/sys_{enter,exit}_connect"),
             ("stdio", "tracepoint/syscalls/sys_exit_{read,write,readv,writev,...}"),
             ("io_uring_setup", "tp_btf/io_uring_create"),
@@ -167,6 +172,7 @@ impl Plan {
         if lsm {
             hooks.insert("open deny", "lsm/file_open");
             hooks.insert("exec deny", "lsm/bprm_check_security");
+            hooks.insert("rename, link, symlink, truncate deny", "lsm/inode_rename, inode_link, inode_symlink, path_truncate");
         }
         Plan {
             kernel: p.kernel.clone(),

@@ -30,6 +30,7 @@ pub mod drops;
 pub mod enforce;
 pub mod event;
 pub mod exe_is;
+pub mod fchange;
 pub mod features;
 pub mod exec_cmd;
 pub mod exec_tree;

@@ -246,6 +246,13 @@ const MULTI_ATTACH: &[(&str, &[&str])] = &[
     ),
     ("ms_ptrace_exits", &["sys_exit_ptrace", "sys_exit_process_vm_readv", "sys_exit_process_vm_writev"]),
     (
+        "ms_fchange_exits",
+        &[
+            "sys_exit_rename", "sys_exit_renameat", "sys_exit_renameat2", "sys_exit_link", "sys_exit_linkat",
+            "sys_exit_symlink", "sys_exit_symlinkat", "sys_exit_truncate", "sys_exit_ftruncate",
+        ],
+    ),
+    (
         STDIO_PROGRAM,
         &[
             "sys_exit_read", "sys_exit_pread64", "sys_exit_recvfrom", "sys_exit_readv", "sys_exit_preadv",

@@ -240,6 +240,7 @@ impl Pipeline {
                 syscall: decode::syscall_name(o.syscall),
                 file_flags: decode::file_flags(h.flags),
             },
+            Record::Change(c) => crate::fchange::body(*c),
             Record::Ptrace { ret, target, syscall, request, .. } => Body::Ptrace {
                 syscall: decode::syscall_name(syscall),
                 request: decode::ptrace_request(request),

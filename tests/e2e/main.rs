@@ -7,6 +7,7 @@ mod aliases;
 mod browser;
 mod daemon;
 mod enforce;
+mod fchange;
 mod harness;
 mod investigate;
 mod kernel;

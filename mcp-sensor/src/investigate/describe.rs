@@ -66,6 +66,14 @@ pub fn describe(ev: &Value) -> (String, bool) {
             }
             (with_error(text, ev), ret_failed(ev))
         }
+        "rename" | "link" | "symlink" | "truncate" => {
+            let path = s(ev, "path").unwrap_or("?");
+            let text = match s(ev, "source") {
+                Some(src) => format!("{} {src} -> {path}", s(ev, "op").unwrap_or(kind)),
+                None => format!("{} {path}", s(ev, "op").unwrap_or(kind)),
+            };
+            (with_error(text, ev), ret_failed(ev))
+        }
         "connect" => {
             let family = s(ev, "family").unwrap_or("?");
             let port = ev.get("port").and_then(Value::as_u64);
@@ -123,5 +131,8 @@ mod tests {
         let unix = json!({"kind":"connect","family":"unix","path":"@abstract","ret":0});
         assert_eq!(describe(&unix).0, "unix @abstract");
         assert_eq!(describe(&json!({"kind":"exit","code":null,"signal":9})), ("killed by signal 9".into(), true));
+        let rename = json!({"kind":"rename","op":"rename","path":"/w/CLAUDE.md","source":"/w/CLAUDE.md.ab.tmp","ret":-1,"error":"EPERM"});
+        assert_eq!(describe(&rename), ("rename /w/CLAUDE.md.ab.tmp -> /w/CLAUDE.md -> EPERM".into(), true));
+        assert_eq!(describe(&json!({"kind":"truncate","op":"ftruncate","path":"/w/.bashrc","ret":0})).0, "ftruncate /w/.bashrc");
     }
 }

@@ -4,6 +4,11 @@
 //! an event is tested on (glob candidates, parsed address, joined argv) are
 //! computed at most once per event and only if some rule asks, and the
 //! matches borrow from the rule set, so a benign event allocates nothing.
+//!
+//! A rename, link or symlink onto a name, or a truncate of a file, is
+//! judged by the `kind: open` rules that require `write: true`, as an
+//! open of that name for writing (rules/README.md, "Writes without an
+//! open"): the persistence and tampering rules fire on them unchanged.
 
 use std::cell::OnceCell;
 use std::net::IpAddr;
@@ -118,6 +123,19 @@ struct Indexed {
     rule: u32,
     /// The rule cannot match unless the kind's gate does.
     gated: bool,
+    /// The rule requires `write: true`: it also judges renames, links,
+    /// symlinks and truncates.
+    writes: bool,
+}
+
+/// The condition cannot match without `write: true` (a top-level conjunct,
+/// macros included).
+fn requires_write(c: &Cond) -> bool {
+    match c {
+        Cond::Leaf(Leaf::Bool(Field::Write, true)) => true,
+        Cond::All(cs) => cs.iter().any(requires_write),
+        _ => false,
+    }
 }
 
 /// The path globs a condition cannot match without (a top-level conjunct).
@@ -140,6 +158,7 @@ impl RuleSet {
                     by_kind[k as usize].push(Indexed {
                         rule: i as u32,
                         gated: req.is_some(),
+                        writes: requires_write(&r.cond),
                     });
                     gate_globs[k as usize].extend(req.iter().flat_map(|m| m.globs.iter().cloned()));
                 }
@@ -213,9 +232,10 @@ impl RuleSet {
         };
         let view = View::new(ev, ctx);
         let gate = OnceCell::new();
-        for &Indexed { rule, gated } in &self.by_kind[kind as usize] {
+        let change = view.change.is_some();
+        for &Indexed { rule, gated, writes } in &self.by_kind[kind as usize] {
             let r = &self.rules[rule as usize];
-            if r.after_first_request && !ctx.first_request_seen {
+            if (r.after_first_request && !ctx.first_request_seen) || (change && !writes) {
                 continue;
             }
             if gated
@@ -245,7 +265,8 @@ impl RuleSet {
 fn kind_of(b: &Body) -> Option<EventKind> {
     Some(match b {
         Body::Exec { .. } => EventKind::Exec,
-        Body::Open { .. } => EventKind::Open,
+        // judged as writes of their path (see the module's doc)
+        Body::Open { .. } | Body::Rename(_) | Body::Link(_) | Body::Symlink(_) | Body::Truncate(_) => EventKind::Open,
         Body::Connect { .. } => EventKind::Connect,
         Body::Rpc(_) => EventKind::Rpc,
         Body::Exit { .. } => EventKind::Exit,
@@ -260,6 +281,8 @@ fn kind_of(b: &Body) -> Option<EventKind> {
 /// One event, with what rules test on it computed lazily, once.
 struct View<'e> {
     ev: &'e Event,
+    /// A rename, link, symlink or truncate, judged as a write of its path.
+    change: Option<&'e crate::event::Change>,
     ctx: &'e EvalContext<'e>,
     exe: OnceCell<Option<Candidate<'e>>>,
     path: OnceCell<Option<Candidate<'e>>>,
@@ -285,6 +308,7 @@ impl<'e> View<'e> {
     fn new(ev: &'e Event, ctx: &'e EvalContext<'e>) -> Self {
         View {
             ev,
+            change: ev.body.change(),
             ctx,
             exe: OnceCell::new(),
             path: OnceCell::new(),
@@ -354,7 +378,7 @@ impl<'e> View<'e> {
             .get_or_init(|| match &self.ev.body {
                 Body::Open { path, .. } => Some(Candidate::new(path.as_str())),
                 Body::Connect { path: Some(p), .. } => Some(Candidate::new(p.as_str())),
-                _ => None,
+                b => b.change().map(|c| Candidate::new(c.path.as_str())),
             })
             .as_ref()
     }
@@ -363,7 +387,10 @@ impl<'e> View<'e> {
         self.ident.get_or_init(|| {
             let (dev, ino) = match &self.ev.body {
                 Body::Open { dev, ino, .. } | Body::Exec { dev, ino, .. } => (*dev, *ino),
-                _ => return &[],
+                b => match b.change() {
+                    Some(c) if c.ino != 0 => (c.dev, c.ino),
+                    _ => return &[],
+                },
             };
             // events carry stat(2)'s encoding of dev (decode), identities the
             // kernel's (`FileId`)
@@ -402,6 +429,30 @@ impl<'e> View<'e> {
     }
 
     fn leaf(&self, l: &Leaf) -> bool {
+        match self.change {
+            Some(c) => self.change_leaf(c, l),
+            None => self.event_leaf(l),
+        }
+    }
+
+    /// A leaf on a change: the fields of an open of its path for writing.
+    fn change_leaf(&self, c: &crate::event::Change, l: &Leaf) -> bool {
+        match l {
+            Leaf::Str(Field::Basename, m) => m.is_match(basename(&c.path)),
+            Leaf::Path(Field::Path, m) => self.path_cand().is_some_and(|p| m.is_match(p)),
+            Leaf::Enum(Field::FileFlags, mask) => names_mask(FILE_FLAGS, &c.file_flags, *mask),
+            Leaf::Enum(Field::ProcOwner, mask) => self
+                .proc_owner(&c.path)
+                .is_some_and(|o| names_mask(PROC_OWNERS, &[o], *mask)),
+            Leaf::Enum(Field::Outcome, mask) => mask & (if c.ret >= 0 { 1 } else { 2 }) != 0,
+            Leaf::Bool(Field::Write, want) => *want,
+            // open flags: a change has none
+            Leaf::Enum(Field::Flags, _) => false,
+            _ => self.event_leaf(l),
+        }
+    }
+
+    fn event_leaf(&self, l: &Leaf) -> bool {
         let ev = self.ev;
         match l {
             Leaf::Str(f, m) => match (f, &ev.body) {
@@ -513,6 +564,7 @@ impl<'e> View<'e> {
             Leaf::File(paths, ids) => {
                 let by_path = match &ev.body {
                     Body::Open { .. } => self.path_cand().is_some_and(|c| paths.is_match(c)),
+                    _ if self.change.is_some() => self.path_cand().is_some_and(|c| paths.is_match(c)),
                     Body::Exec { .. } => self.exe_cand().is_some_and(|c| paths.is_match(c)),
                     _ => false,
                 };

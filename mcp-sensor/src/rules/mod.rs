@@ -44,6 +44,8 @@ mod yaml;
 
 pub mod bench;
 #[cfg(test)]
+mod tests_changes;
+#[cfg(test)]
 mod tests_check;
 #[cfg(test)]
 mod tests_defaults;
