@@ -32,7 +32,7 @@ pub enum Record {
     Exit { h: Header, status: u32 },
     IoUring { h: Header, fd: i32, sq_entries: u32, cq_entries: u32, flags: u32 },
     Open(Box<Open>),
-    Connect { h: Header, ret: i32, fd: u32, addr: SockAddr },
+    Connect { h: Header, ret: i32, fd: u32, addr: SockAddr, via: NetVia },
     Stdio(Stdio),
     /// Discovery: the kernel rejected a candidate server (see abi.h).
     ChanReject { h: Header, chan: abi::ms_chan_key, dir: u8, byte: u8 },
@@ -49,6 +49,53 @@ impl Record {
             Record::Exec(e) => &e.h,
             Record::Open(o) => &o.h,
             Record::Stdio(s) => &s.h,
+        }
+    }
+}
+
+/// How a connect record was seen (abi.h `MS_OP_*`, `MS_HOOK_*`, `MS_TR_*`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NetVia {
+    pub op: u8,
+    pub hook: u8,
+    pub transport: u8,
+}
+
+impl NetVia {
+    /// The caller's operation: `connect`, `sendto`, `sendmsg`, `sendmmsg`,
+    /// `io_uring`, or `other`.
+    pub fn op_name(&self) -> &'static str {
+        match self.op {
+            abi::OP_CONNECT => "connect",
+            abi::OP_SENDTO => "sendto",
+            abi::OP_SENDMSG => "sendmsg",
+            abi::OP_SENDMMSG => "sendmmsg",
+            abi::OP_IO_URING => "io_uring",
+            _ => "other",
+        }
+    }
+
+    /// The program that saw it: `sys_connect` (connect(2)'s tracepoints)
+    /// or `cgroup_connect4|6`, `cgroup_sendmsg4|6`.
+    pub fn hook_name(&self) -> &'static str {
+        match self.hook {
+            abi::HOOK_SYS_CONNECT => "sys_connect",
+            abi::HOOK_CONNECT4 => "cgroup_connect4",
+            abi::HOOK_CONNECT6 => "cgroup_connect6",
+            abi::HOOK_SENDMSG4 => "cgroup_sendmsg4",
+            abi::HOOK_SENDMSG6 => "cgroup_sendmsg6",
+            _ => "unknown",
+        }
+    }
+
+    /// `tcp`, `udp`, `other`; `None` when no cgroup program saw the
+    /// socket (unix sockets, or no cgroup v2).
+    pub fn transport_name(&self) -> Option<&'static str> {
+        match self.transport {
+            abi::TR_TCP => Some("tcp"),
+            abi::TR_UDP => Some("udp"),
+            abi::TR_OTHER => Some("other"),
+            _ => None,
         }
     }
 }
@@ -200,7 +247,8 @@ pub fn decode(raw: &Bytes) -> Result<Record, DecodeError> {
         abi::EV_CONNECT => {
             let c: abi::ms_connect = read(buf, "connect")?;
             let len = (c.addrlen as usize).min(abi::SOCKADDR_MAX);
-            Record::Connect { h: hd, ret: c.ret, fd: c.fd, addr: sockaddr(&c.sockaddr[..len]) }
+            let via = NetVia { op: c.op, hook: c.hook, transport: c.transport };
+            Record::Connect { h: hd, ret: c.ret, fd: c.fd, addr: sockaddr(&c.sockaddr[..len]), via }
         }
         abi::EV_STDIO => {
             let s: abi::ms_stdio = read(buf, "stdio")?;

@@ -156,10 +156,10 @@ impl Plan {
             ("fork, exit", "tp_btf/sched_process_fork, sched_process_exit"),
             ("exec", "tp_btf/sched_process_exec"),
             ("open", "tracepoint/syscalls/sys_exit_{open,openat,openat2,creat,open_by_handle_at}"),
-            ("connect", "tracepoint/syscalls/sys_{enter,exit}_connect"),
+            ("connect(2)", "tracepoint/syscalls/sys_{enter,exit}_connect"),
             ("stdio", "tracepoint/syscalls/sys_exit_{read,write,readv,writev,...}"),
             ("io_uring_setup", "tp_btf/io_uring_create"),
-            ("connect deny", "cgroup/connect4, cgroup/connect6"),
+            ("connect (other paths), UDP send; their deny", "cgroup/connect4, connect6, sendmsg4, sendmsg6"),
         ]
         .into_iter()
         .collect();

@@ -47,7 +47,7 @@ pub fn cgroup2_root() -> Option<String> {
 
 /// [`Enforcer::kernel_counts`] by name, for the final `drops` line.
 pub fn named_counts(counts: &[u64]) -> std::collections::BTreeMap<String, u64> {
-    const NAMES: [(u32, &str); 8] = [
+    const NAMES: [(u32, &str); 9] = [
         (abi::ENF_KILL_OPEN, "kill_open"),
         (abi::ENF_KILL_EXEC, "kill_exec"),
         (abi::ENF_KILL_CONNECT, "kill_connect"),
@@ -56,6 +56,7 @@ pub fn named_counts(counts: &[u64]) -> std::collections::BTreeMap<String, u64> {
         (abi::ENF_DENY_OPEN, "deny_open"),
         (abi::ENF_DENY_EXEC, "deny_exec"),
         (abi::ENF_KILL_URING, "kill_uring"),
+        (abi::ENF_DENY_SEND, "deny_send"),
     ];
     NAMES.iter().map(|&(i, name)| (name.to_string(), counts.get(i as usize).copied().unwrap_or(0))).collect()
 }
