@@ -18,6 +18,17 @@ use std::process::Stdio;
 
 const METADATA: &str = "169.254.169.254";
 
+/// The python interpreter itself, not pyenv's shim (a bash script that
+/// costs seconds per run in the VMs): resolved once.
+fn python() -> &'static str {
+    static PY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PY.get_or_init(|| {
+        let out = std::process::Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().expect("run python3");
+        assert!(out.status.success(), "python3: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    })
+}
+
 /// The `connect` events to `addr`:`port`.
 fn connects<'a>(run: &'a Run, addr: &str, port: u16) -> Vec<&'a Value> {
     run.of_kind("connect").filter(|e| e["addr"] == addr && e["port"] == port).collect()
@@ -79,7 +90,7 @@ fn udp_events(run: &Run, sink: u16) -> Vec<&Value> {
 fn kernel_net_udp_sendto_without_connect_is_reported_and_alerts() {
     let d = scratch("net-udp");
     let (sink, port) = udp_sink();
-    let run = exec_with(&d, &[], &["python3", "-c", &udp_script(port, "")], Stdio::null());
+    let run = exec_with(&d, &[], &[python(), "-c", &udp_script(port, "")], Stdio::null());
     assert_eq!(run.status(), 0, "{}", run.describe());
     sink_got_both(&sink, &run);
     let meta = udp_events(&run, port);
@@ -103,7 +114,7 @@ fn kernel_net_udp_sendto_to_a_denied_destination_is_refused_under_enforce() {
         &format!("- rule: udp-kill\n  description: d\n  severity: high\n  kind: connect\n  action: kill\n  match:\n    addr: 127.0.0.1\n    port: {kill_port}\n"),
     );
     let tail = format!("send(b, ('127.0.0.1', {kill_port}), b'k')\nimport time\ntime.sleep(20)\nprint('survived', flush=True)\n");
-    let run = exec_with(&d, &["--enforce", "--rules", &rules], &["python3", "-c", &udp_script(port, &tail)], Stdio::null());
+    let run = exec_with(&d, &["--enforce", "--rules", &rules], &[python(), "-c", &udp_script(port, &tail)], Stdio::null());
     let out = run.stdout();
     assert_eq!(out.matches(&format!("errno {} 80", libc::EPERM)).count(), 2, "the sender saw EPERM twice\n{}", run.describe());
     assert_eq!(out.matches(&format!("sent {port}")).count(), 2, "{}", run.describe());
@@ -182,7 +193,7 @@ fn kernel_net_tcp_fast_open_is_a_connect_event_and_refused_under_enforce() {
     let d = scratch("net-tfo");
     let (tfo, tfo_port) = listener();
     let (plain, plain_port) = listener();
-    let run = exec_with(&d, &[], &["python3", "-c", &tfo_script(tfo_port, plain_port)], Stdio::null());
+    let run = exec_with(&d, &[], &[python(), "-c", &tfo_script(tfo_port, plain_port)], Stdio::null());
     assert_eq!(run.stdout(), "tfo sent\nconnected\n", "{}", run.describe());
     assert!(accepted(&tfo) && accepted(&plain), "both connections arrived");
     one_connect(&run, tfo_port, "sendto", "cgroup_connect4");
@@ -195,7 +206,7 @@ fn kernel_net_tcp_fast_open_is_a_connect_event_and_refused_under_enforce() {
         &d,
         &format!("- rule: no-tfo\n  description: d\n  severity: high\n  kind: connect\n  action: deny\n  match:\n    addr: 127.0.0.1\n    port: {tfo_port}\n"),
     );
-    let run = exec_with(&d, &["--enforce", "--rules", &rules], &["python3", "-c", &tfo_script(tfo_port, plain_port)], Stdio::null());
+    let run = exec_with(&d, &["--enforce", "--rules", &rules], &[python(), "-c", &tfo_script(tfo_port, plain_port)], Stdio::null());
     assert_eq!(run.stdout(), format!("tfo errno {}\nconnected\n", libc::EPERM), "{}", run.describe());
     assert!(!accepted(&tfo), "the refused TFO connect never arrived");
     assert!(accepted(&plain), "the control connect arrived");
