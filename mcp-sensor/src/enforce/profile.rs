@@ -34,6 +34,7 @@ pub fn profile(set: &RuleSet, lsm: Option<bool>) -> Vec<EnforcedRule> {
             let (decided_by, why) = match (&k.plan, k.conds.partial) {
                 (KernelPlan::Agent { why }, _) => ("agent", Some(why.to_string())),
                 (_, Some(why)) => ("kernel+agent", Some(why.to_string())),
+                (KernelPlan::Connect { .. }, None) if k.kill => ("kernel+agent", Some(CONNECT_KILL_WHY.to_string())),
                 _ => ("kernel", None),
             };
             EnforcedRule { rule: k.id.to_string(), action: if k.kill { "kill" } else { "deny" }, decided_by, why }
@@ -51,6 +52,10 @@ pub fn profile(set: &RuleSet, lsm: Option<bool>) -> Vec<EnforcedRule> {
     }
     out
 }
+
+/// Why a connect kill rule is partly the agent's (sockaddr.bpf.c).
+const CONNECT_KILL_WHY: &str = "the kernel refuses every connect and UDP send it matches, and kills at connect(2)'s exit; \
+     a TCP Fast Open or io_uring connect or a UDP send is killed by the agent (cgroup programs cannot send signals)";
 
 /// Why an `io_uring_setup` rule kills under `--enforce` whatever its own
 /// action (ARCHITECTURE.md, "io_uring under --enforce").
