@@ -494,6 +494,27 @@ mod tests {
     }
 
     #[test]
+    fn connect_record_from_a_cgroup_program_names_its_path() {
+        let mut c: abi::ms_connect = zeroed();
+        c.h = hdr(abi::EV_CONNECT);
+        c.fd = abi::FD_NONE;
+        c.ret = -libc::EPERM;
+        c.op = abi::OP_SENDTO;
+        c.hook = abi::HOOK_SENDMSG4;
+        c.transport = abi::TR_UDP;
+        // sockaddr_in as sockaddr.bpf.c rebuilds it: family, port (network order), address
+        let sa = [&(libc::AF_INET as u16).to_ne_bytes()[..], &80u16.to_be_bytes(), &[169, 254, 169, 254]].concat();
+        c.sockaddr[..sa.len()].copy_from_slice(&sa);
+        c.addrlen = 16;
+        let rec = decode(&Bytes::from(as_bytes(&c))).unwrap();
+        let Record::Connect { addr, via, ret, .. } = rec else { panic!("not connect: {rec:?}") };
+        assert_eq!(addr, SockAddr::Inet { addr: Ipv4Addr::new(169, 254, 169, 254), port: 80 });
+        assert_eq!((ret, via.op_name(), via.hook_name(), via.transport_name()), (-libc::EPERM, "sendto", "cgroup_sendmsg4", Some("udp")));
+        let plain = NetVia { op: abi::OP_CONNECT, hook: abi::HOOK_SYS_CONNECT, transport: 0 };
+        assert_eq!((plain.op_name(), plain.hook_name(), plain.transport_name()), ("connect", "sys_connect", None));
+    }
+
+    #[test]
     fn hostile_offsets_are_clamped_not_panicking() {
         let mut o: abi::ms_open = zeroed();
         o.h = hdr(abi::EV_OPEN);

@@ -119,4 +119,20 @@ mod tests {
         assert!(!p.iter().any(|r| r.rule == "unexpected-shell"), "{p:?}");
         assert!(p.iter().any(|r| r.rule == "cloud-metadata-connect" && r.action == "kill"), "{p:?}");
     }
+
+    #[test]
+    fn a_connect_kill_rule_says_the_agent_kills_what_connect2_does_not_carry() {
+        // cgroup programs refuse TFO, io_uring connects and UDP sends but
+        // cannot signal: the kill there is the agent's
+        let set = crate::rules::load(&[("mine.yaml", "- rule: cloud-metadata-connect
+  action: kill
+")]).unwrap();
+        let p = profile(&set, Some(false));
+        let r = p.iter().find(|r| r.rule == "cloud-metadata-connect").unwrap();
+        assert_eq!((r.action, r.decided_by), ("kill", "kernel+agent"), "{r:?}");
+        assert!(r.why.as_deref().unwrap().contains("UDP send"), "{r:?}");
+        // deny stays the kernel's alone
+        let r = profile(&crate::rules::defaults(), Some(false)).into_iter().find(|r| r.rule == "cloud-metadata-connect").unwrap();
+        assert_eq!((r.action, r.decided_by), ("deny", "kernel"), "{r:?}");
+    }
 }
