@@ -1,6 +1,6 @@
 //! Network beyond connect(2): a UDP `sendto` without `connect`, TCP Fast
-//! Open (`sendto` with `MSG_FASTOPEN`) and io_uring's `IORING_OP_CONNECT`
-//! are each a `connect` event naming the destination (`op`, `hook`,
+//! Open (`sendto` with `MSG_FASTOPEN`), io_uring's `IORING_OP_CONNECT` and
+//! `IORING_OP_SENDMSG` are each a `connect` event naming the destination (`op`, `hook`,
 //! `transport` say which path), seen by the cgroup socket programs in
 //! every mode; under `--enforce` each is refused in the kernel (EPERM
 //! seen by the caller, nothing sent) with an alert naming the
@@ -217,10 +217,22 @@ fn kernel_net_tcp_fast_open_is_a_connect_event_and_refused_under_enforce() {
     assert_eq!(run.final_drops()["enforced"]["deny_connect"], 1, "{}", run.describe());
 }
 
-/// uring_connect to 127.0.0.1:`port` under the sensor with `flags`.
-fn uring_connect(d: &Path, flags: &[&str], port: u16) -> Run {
+/// uring_connect under the sensor with `flags`: a TCP connect to
+/// 127.0.0.1:`port`, then a UDP send to 127.0.0.1:`udp`, both through the
+/// ring.
+fn uring_connect(d: &Path, flags: &[&str], port: u16, udp: u16) -> Run {
     let prog = test_prog(d, "uring_connect");
-    exec_with(d, flags, &[prog.to_str().unwrap(), "127.0.0.1", &port.to_string()], Stdio::null())
+    exec_with(d, flags, &[prog.to_str().unwrap(), "127.0.0.1", &port.to_string(), &udp.to_string()], Stdio::null())
+}
+
+/// The ring's UDP send arrived and was reported once, from sendmsg4.
+fn ring_send_seen(run: &Run, sink: &UdpSocket, udp: u16) {
+    let mut buf = [0u8; 8];
+    let n = sink.recv(&mut buf).unwrap_or_else(|e| panic!("the ring's datagram never came ({e})\n{}", run.describe()));
+    assert_eq!(&buf[..n], b"ring");
+    let c = connects(run, "127.0.0.1", udp);
+    assert_eq!(c.len(), 1, "{}", run.describe());
+    assert_eq!((&c[0]["op"], &c[0]["hook"], &c[0]["transport"]), (&"io_uring".into(), &"cgroup_sendmsg4".into(), &"udp".into()), "{}", c[0]);
 }
 
 #[test]
@@ -228,11 +240,13 @@ fn kernel_net_io_uring_connect_is_a_connect_event_and_refused_under_enforce() {
     require_root();
     let d = scratch("net-uring");
     let (l, port) = listener();
-    let run = uring_connect(&d, &[], port);
-    assert_eq!((run.status(), run.stdout()), (0, "res 0\n".to_string()), "{}", run.describe());
+    let (sink, udp) = udp_sink();
+    let run = uring_connect(&d, &[], port, udp);
+    assert_eq!((run.status(), run.stdout()), (0, "connect 0\nsend 4\n".to_string()), "{}", run.describe());
     assert!(accepted(&l), "the ring's connect arrived");
     assert_eq!(run.of_kind("io_uring_setup").count(), 1, "the ring was seen: {}", run.describe());
     one_connect(&run, port, "io_uring", "cgroup_connect4");
+    ring_send_seen(&run, &sink, udp);
 
     // enforced, with the set-up rule off (else io_uring_setup is killed
     // before any connect): the ring's connect is refused
@@ -241,9 +255,11 @@ fn kernel_net_io_uring_connect_is_a_connect_event_and_refused_under_enforce() {
         &d,
         &format!("- disable: [io-uring-setup]\n- rule: no-ring\n  description: d\n  severity: high\n  kind: connect\n  action: deny\n  match:\n    addr: 127.0.0.1\n    port: {port}\n"),
     );
-    let run = uring_connect(&d, &["--enforce", "--rules", &rules], port);
-    assert_eq!((run.status(), run.stdout()), (1, format!("res -{}\n", libc::EPERM)), "{}", run.describe());
+    let run = uring_connect(&d, &["--enforce", "--rules", &rules], port, udp);
+    assert_eq!((run.status(), run.stdout()), (1, format!("connect -{}\nsend 4\n", libc::EPERM)), "{}", run.describe());
     assert!(!accepted(&l), "the refused connect never arrived");
+    // the control: the ring's allowed send still goes out
+    ring_send_seen(&run, &sink, udp);
     assert_eq!(one_connect(&run, port, "io_uring", "cgroup_connect4")["error"], "EPERM");
     let a = alerts(&run, "no-ring", "127.0.0.1");
     assert_eq!(a.len(), 1, "{}", run.describe());
