@@ -283,7 +283,7 @@ struct ms_comm_key {
 #define MS_F_KILLED (1u << 7)    /* SIGKILL sent to this process, in this syscall */
 #define MS_F_DENIED (1u << 8)    /* refused in the kernel (EPERM): a connect or UDP send by
                                   * a cgroup program, an open or exec by BPF LSM */
-#define MS_F_KILL_TREE (1u << 9) /* kill scope tree: the server root was signalled too */
+#define MS_F_KILL_TREE (1u << 9) /* the verdict's kill scope is tree: the agent kills the rest of the tree */
 #define MS_F_RULE_SHIFT 16
 
 /* ENF_CFG[0]: enforcement switch; anything but 1 means off. `uring`:

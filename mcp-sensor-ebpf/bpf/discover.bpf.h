@@ -161,6 +161,16 @@ static __always_inline struct ms_watch *ms_discover_exec(struct task_struct *p, 
 		ms_count(MS_CNT_WATCH_FULL, 1);
 		return NULL;
 	}
+	/* a new session: a first-request stamp left by an earlier session of
+	 * this pid is not its own; a nested one inherits its tree's, so its
+	 * `sh -c` is a shell after the first request as the server's is */
+	__u64 *fr = in ? bpf_map_lookup_elem(&FIRST_REQ, &in->session) : NULL;
+	if (fr) {
+		__u64 t = *fr;
+		bpf_map_update_elem(&FIRST_REQ, &tgid, &t, BPF_ANY);
+	} else {
+		bpf_map_delete_elem(&FIRST_REQ, &tgid);
+	}
 	if (s0)
 		ms_add_candidate_channel(f0, tgid);
 	if (s1 && f1 != f0)

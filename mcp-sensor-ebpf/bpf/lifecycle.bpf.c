@@ -146,8 +146,9 @@ int BPF_PROG(ms_sched_process_exit, struct task_struct *p)
 
 	__u32 session = w->session;
 	bpf_map_delete_elem(&WATCHED, &tgid);
-	if (session == tgid)
-		bpf_map_delete_elem(&FIRST_REQ, &session); /* a later session may reuse the pid */
+	/* FIRST_REQ[session] stays: members that outlive the root (a detached
+	 * continuation) are still after the first request; a new session of
+	 * this pid resets it where it starts (discover.bpf.h, loader watch) */
 
 	struct ms_exit *e = bpf_ringbuf_reserve(&EVENTS, sizeof(*e), 0);
 	if (!e) {

@@ -287,7 +287,10 @@ static __always_inline int ms_reject_first(struct ms_io *in, struct ms_chan_key 
 	}
 	__u8 byte = 0;
 	if (ms_may_be_jsonrpc(ptr, len, &byte)) {
-		if (dir == MS_DIR_OUT)
+		/* spoke JSON-RPC as MCP frames it (one JSON text a line): a
+		 * `Content-Length:` header is LSP's, whose servers are rejected
+		 * later and must not be enforced as servers meanwhile */
+		if (dir == MS_DIR_OUT && (byte == '{' || byte == '['))
 			ms_mark_spoke(in->session);
 		return 0;
 	}

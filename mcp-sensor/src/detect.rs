@@ -3,12 +3,17 @@
 //! name, tool definitions remembered across sessions), and turning matches
 //! into `alert` events with the process ancestry up to the MCP client.
 //!
-//! Pure apart from two things it does on purpose: it stats the paths rules
-//! name (`refresh_identities`) and loads/saves the tool-definition store.
+//! Known files (rules/known.rs): an open of a known file's inode under
+//! another name gets the known name as `canonical_path` and is judged
+//! under both names (`know`, `check_record`).
+//!
+//! Pure apart from what it does on purpose: it stats the paths rules name
+//! (`refresh_identities`), scans the homes for known files (known_scan.rs)
+//! and loads/saves the tool-definition store.
 
 use crate::event::{Alert, Body, Event, Hop};
 use crate::procs::ProcTable;
-use crate::rules::{Action, ChangeKind, DescriptionStore, EvalContext, FileId, FileIdentities, Match, ProcTree, RuleSet, ServerId, ToolChange};
+use crate::rules::{Action, ChangeKind, DescriptionStore, EvalContext, FileId, FileIdentities, KnownFiles, KnownSource, Match, ProcTree, RuleSet, ServerId, ToolChange};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
@@ -46,7 +51,21 @@ pub struct Detector {
     /// report `would_kill`.
     pub enforcer: Option<crate::enforce::Enforcer>,
     refreshes: u64,
+    /// Files open rules name, by identity (rules/known.rs).
+    known: KnownFiles,
+    /// Watched servers' `HOME`s beyond the users' homes, scanned too.
+    extra_homes: Vec<PathBuf>,
+    /// Server roots whose `HOME` was looked at (cleared when large).
+    homes_checked: std::collections::HashSet<u32>,
+    /// An identity was learned from an open: the kernel's set follows at
+    /// the next refresh.
+    kernel_stale: bool,
+    /// When the kernel's maps were last compiled.
+    last_install: Option<std::time::Instant>,
 }
+
+/// Server roots remembered as checked for their `HOME`, at most.
+const MAX_HOMES_CHECKED: usize = 4096;
 
 impl Detector {
     /// `store`: the tool-definition file (created when first needed). A
@@ -76,8 +95,14 @@ impl Detector {
             upgraded: Vec::new(),
             enforcer: None,
             refreshes: 0,
+            known: KnownFiles::default(),
+            extra_homes: Vec::new(),
+            homes_checked: Default::default(),
+            kernel_stale: false,
+            last_install: None,
         };
         d.refresh_identities();
+        d.scan_known();
         d
     }
 
@@ -86,13 +111,12 @@ impl Detector {
     /// agent kills on the rest.
     pub fn enable_enforcement(&mut self, sensor: &mut crate::loader::Sensor) -> anyhow::Result<()> {
         use anyhow::Context;
-        let mut e = crate::enforce::Enforcer::new(sensor).context("switching enforcement on")?;
-        crate::enforce::install_and_report(&mut e, &self.rules);
+        self.enforcer = Some(crate::enforce::Enforcer::new(sensor).context("switching enforcement on")?);
+        self.install_enforcement();
         // which rules will stop what: on stderr now, in `sensor_start` next
         let p = crate::enforce::profile(&self.rules, Some(sensor.plan.lsm()));
         crate::say!("mcp-sensor: {}", crate::enforce::startup_line(&p));
         sensor.plan.enforced = Some(p);
-        self.enforcer = Some(e);
         Ok(())
     }
 
@@ -116,14 +140,87 @@ impl Detector {
     pub fn replace_rules(&mut self, rules: RuleSet) {
         self.rules = rules;
         self.refresh_identities();
+        self.scan_known();
         self.install_enforcement(); // enforcement: the kernel maps follow the rules
     }
 
     /// Enforcement: compiles the kill rules into the kernel's deny maps
     /// again (rules changed, or files and homes appeared: a rescan).
     pub fn install_enforcement(&mut self) {
+        self.kernel_stale = false;
         if let Some(e) = self.enforcer.as_mut() {
+            self.last_install = Some(std::time::Instant::now());
+            // one identity set: what the agent learned, the kernel claims
+            e.extra_homes = self.extra_homes.clone();
+            e.learned_files = self.known.learned_from_opens().map(PathBuf::from).collect();
             crate::enforce::install_and_report(e, &self.rules);
+        }
+    }
+
+    /// Scans the homes (the users' and the servers') for the files open
+    /// rules name, replacing what the last scan found.
+    fn scan_known(&mut self) {
+        let homes = crate::known_scan::homes(&self.extra_homes);
+        crate::known_scan::scan(&mut self.known, &self.rules, &homes);
+    }
+
+    /// Identities refused because the known-file table was full
+    /// (`drops`: `known_files_full`).
+    pub fn known_refused(&self) -> u64 {
+        self.known.refused
+    }
+
+    /// Known files, before `ev` is written: an open of a path a rule names
+    /// teaches its identity; an open of a known identity under another name
+    /// gets the known name as `canonical_path`. The first event of watched
+    /// tree `session` (its root's pid; 0: none) brings the root's `HOME`
+    /// into the scan.
+    pub fn know(&mut self, ev: &mut Event, session: u32) {
+        if session != 0 {
+            self.note_server_home(session);
+        }
+        let Body::Open { path, resolved: true, ret: 0.., dev, ino, canonical_path, .. } = &mut ev.body else {
+            return;
+        };
+        if *dev == 0 && *ino == 0 {
+            return;
+        }
+        let id = FileId { dev: crate::abi::user_to_kdev(u64::from(*dev)), ino: *ino };
+        if self.rules.names_open_path(path) {
+            if self.known.learn(id, path, KnownSource::Open) && self.enforcer.is_some() {
+                // the kernel claims it now, unless it did so within the
+                // last second (a burst of new files: the next refresh)
+                if self.last_install.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+                    self.kernel_stale = true;
+                } else {
+                    self.install_enforcement();
+                }
+            }
+            return;
+        }
+        let Some(c) = self.known.canonical(id) else { return };
+        if crate::known_scan::still_names(c, id) {
+            *canonical_path = Some(c.to_string());
+        } else {
+            self.known.forget(id);
+        }
+    }
+
+    fn note_server_home(&mut self, root: u32) {
+        if self.homes_checked.len() >= MAX_HOMES_CHECKED {
+            self.homes_checked.clear();
+        }
+        if !self.homes_checked.insert(root) {
+            return;
+        }
+        let Some(home) = crate::known_scan::process_home(root) else { return };
+        if self.extra_homes.contains(&home) || crate::enforce::walk::homes().contains(&home) {
+            return;
+        }
+        self.extra_homes.push(home);
+        self.scan_known();
+        if self.enforcer.is_some() {
+            self.install_enforcement(); // before this event is judged
         }
     }
 
@@ -132,6 +229,9 @@ impl Detector {
     pub fn refresh_identities(&mut self) {
         self.refreshes += 1;
         if self.refreshes % crate::enforce::RESCAN_EVERY_REFRESHES == 0 {
+            self.scan_known();
+            self.install_enforcement();
+        } else if self.kernel_stale {
             self.install_enforcement();
         }
         self.identities = FileIdentities::resolve(self.rules.identity_paths(), |p| {
@@ -188,7 +288,16 @@ impl Detector {
             tree: Some(ProcTree(&in_tree)),
         };
         let first = out.len();
-        for m in self.rules.evaluate(ev, &ctx) {
+        let mut matches = self.rules.evaluate(ev, &ctx);
+        if let Some(alias) = under_canonical_name(ev) {
+            // the same file under the name rules know it by
+            for m in self.rules.evaluate(&alias, &ctx) {
+                if !matches.iter().any(|a| a.id == m.id) {
+                    matches.push(m);
+                }
+            }
+        }
+        for m in matches {
             let mut alert = alert_event(ev, &m, procs);
             if let Body::Alert(a) = &mut alert.body {
                 // every alert on the answer that redefined tools says which and how
@@ -251,6 +360,16 @@ fn in_server_tree(procs: &ProcTable, pid: u32, root: u32) -> bool {
         s.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse::<u32>().ok())
     });
     tgid.is_some_and(|t| t != pid && procs.in_tree(t, root))
+}
+
+/// `ev`, an open with a `canonical_path`, as an open of that path.
+fn under_canonical_name(ev: &Event) -> Option<Event> {
+    let Body::Open { canonical_path: Some(c), .. } = &ev.body else { return None };
+    let mut alias = ev.clone();
+    if let Body::Open { path, .. } = &mut alias.body {
+        *path = c.clone();
+    }
+    Some(alias)
 }
 
 /// What an alert says was done. Enforcement decisions replace `would_kill`.

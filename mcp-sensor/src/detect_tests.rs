@@ -161,3 +161,65 @@ fn ancestry_without_a_server_stops_before_pid_1() {
     let pids: Vec<u32> = hops.iter().map(|h| h.pid).collect();
     assert_eq!(pids, [101, 100, 50]);
 }
+
+/// `ev`, an open of `path` with the identity of the real file `file`.
+fn open_of(path: &str, file: &std::path::Path) -> Event {
+    let m = std::fs::metadata(file).unwrap();
+    let mut ev = open("/usr/bin/cat", path, &["O_RDONLY"]);
+    if let Body::Open { dev, ino, .. } = &mut ev.body {
+        *dev = m.dev() as u32; // stat(2)'s encoding, as events carry it
+        *ino = m.ino();
+    }
+    ev
+}
+
+#[test]
+fn a_hard_link_to_a_key_seen_opened_alerts_under_both_names() {
+    let d0 = std::env::temp_dir().join(format!("ms-detect-link-{}", std::process::id()));
+    let ssh = d0.join("srv/.ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    let key = ssh.join("id_ed25519");
+    std::fs::write(&key, "k").unwrap();
+    let link = d0.join("notes.txt");
+    std::fs::hard_link(&key, &link).unwrap();
+    let other = d0.join("other.txt");
+    std::fs::write(&other, "o").unwrap();
+    let mut d = Detector::new(crate::rules::defaults(), None);
+
+    // control: the link before its key was seen is just a file
+    let mut by_link = open_of(link.to_str().unwrap(), &link);
+    d.know(&mut by_link, 0);
+    assert!(alerts(&mut d, &by_link).is_empty());
+
+    // the key opened by its name: an alert, and its identity is learned
+    let mut by_key = open_of(key.to_str().unwrap(), &key);
+    d.know(&mut by_key, 0);
+    assert_eq!(alerts(&mut d, &by_key).len(), 1);
+
+    // the link now: the event names the key, the alert fires as for the key
+    let mut by_link = open_of(link.to_str().unwrap(), &link);
+    d.know(&mut by_link, 0);
+    let j = json_of(&by_link);
+    assert_eq!(j["path"], link.to_str().unwrap());
+    assert_eq!(j["canonical_path"], key.to_str().unwrap());
+    let out = alerts(&mut d, &by_link);
+    assert_eq!(out.len(), 1);
+    let a = json_of(&out[0]);
+    assert_eq!(a["rule"], "ssh-key-read");
+    assert_eq!(a["event"]["path"], link.to_str().unwrap());
+    assert_eq!(a["event"]["canonical_path"], key.to_str().unwrap());
+
+    // another file is not the key
+    let mut unrelated = open_of(other.to_str().unwrap(), &other);
+    d.know(&mut unrelated, 0);
+    assert!(json_of(&unrelated).get("canonical_path").is_none());
+    assert!(alerts(&mut d, &unrelated).is_empty());
+
+    // the key deleted and its inode number possibly reused: the link is
+    // no longer taken for it
+    std::fs::remove_file(&key).unwrap();
+    let mut by_link = open_of(link.to_str().unwrap(), &link);
+    d.know(&mut by_link, 0);
+    assert!(json_of(&by_link).get("canonical_path").is_none());
+    std::fs::remove_dir_all(&d0).unwrap();
+}

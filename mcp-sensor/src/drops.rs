@@ -15,6 +15,8 @@ pub const LOG_WRITE_FAILED: &str = "log_write_failed";
 /// Events of an undecided candidate server that did not fit the hold
 /// bound (`discovery.max_held_events`): lost, and counted here.
 pub const DISCOVERY_HELD_OVERFLOW: &str = "discovery_held_overflow";
+/// `other` key: identities the known-file table had no room for (rules/known.rs).
+pub const KNOWN_FILES_FULL: &str = "known_files_full";
 /// `other` key, at start: lines the previous run could not write, its
 /// final totals among them (see logfile::record_unwritten).
 pub const LOG_WRITE_FAILED_BEFORE: &str = "log_write_failed_previous_run";
@@ -31,6 +33,10 @@ pub struct Totals {
     pub log_write_failed: u64,
     /// Events of undecided candidate servers past discovery's hold bound.
     pub discovery_held_overflow: u64,
+    /// Identities of files rules name that the known-file table had no
+    /// room for (rules/known.rs): opens of them under other names are
+    /// judged by the name alone.
+    pub known_files_full: u64,
 }
 
 #[derive(Debug, Default)]
@@ -69,6 +75,10 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
     if held > 0 {
         other.insert(DISCOVERY_HELD_OVERFLOW.into(), held);
     }
+    let known = now.known_files_full.saturating_sub(before.known_files_full);
+    if known > 0 {
+        other.insert(KNOWN_FILES_FULL.into(), known);
+    }
     let queue = now.queue.saturating_sub(before.queue);
     let mut hints = Vec::new();
     if let Some((kind, _)) = kernel.iter().max_by_key(|(_, n)| **n) {
@@ -84,6 +94,9 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
     }
     if unwritten > 0 {
         hints.push("event lines could not be written (disk full, or the output closed): free space where the events go".into());
+    }
+    if known > 0 {
+        hints.push(format!("more than {} files are named by open rules: hard links and other names of the rest are not recognised; narrow the rules' paths", crate::rules::known::MAX_KNOWN));
     }
     if held > 0 {
         hints.push("a candidate server did more than discovery.max_held_events things before its first MCP message: raise it".into());

@@ -69,7 +69,8 @@ pub enum Body {
         /// The script, when `exe` is the interpreter that runs it.
         #[serde(skip_serializing_if = "Option::is_none")]
         script: Option<String>,
-        /// Identity of the executed file.
+        /// Identity of the executed file: the device as stat(2) encodes
+        /// `st_dev` (glibc's `makedev`), and the inode number.
         dev: u32,
         ino: u64,
         #[serde(skip_serializing_if = "is_false")]
@@ -88,8 +89,14 @@ pub enum Body {
         ret: i32,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// Identity of the opened file, as for `Exec` (0 when the open failed).
         dev: u32,
         ino: u64,
+        /// The name rules know this file by, when it was opened under
+        /// another one (a hard link, a bind mount, a handle, `/proc/*/fd`):
+        /// the file's identity is a known file's (rules/known.rs).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        canonical_path: Option<String>,
         syscall: &'static str,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         file_flags: Vec<&'static str>,

@@ -33,6 +33,7 @@ pub mod features;
 pub mod exec_cmd;
 pub mod exec_tree;
 pub mod investigate;
+pub mod known_scan;
 pub mod loader;
 pub mod logfile;
 pub mod mcp;

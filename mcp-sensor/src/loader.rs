@@ -326,6 +326,15 @@ impl Sensor {
     /// `session`. A start time of 0 lets the kernel claim the process the
     /// first time it sees it (for a child held before exec).
     pub fn watch(&mut self, pid: u32, start_ns: u64, session: u32) -> Result<(), LoadError> {
+        if pid == session {
+            // a new session: a first-request stamp of an earlier session of
+            // this pid is not its own (the kernel keeps stamps past the
+            // root's exit for what outlives it)
+            let map = self.ebpf.map_mut("FIRST_REQ").ok_or(LoadError::Map("FIRST_REQ"))?;
+            let mut h: BpfHashMap<&mut MapData, u32, u64> =
+                BpfHashMap::try_from(map).map_err(|source| LoadError::MapAccess { name: "FIRST_REQ", source })?;
+            let _ = h.remove(&pid); // absent: nothing to reset
+        }
         let w = ms_watch { start_ns, session, flags: 0 };
         self.watched()?
             .insert(pid, w, 0)

@@ -82,7 +82,7 @@ impl Pipeline {
             None => Some(ev),
         };
         if let Some(ev) = ev {
-            self.publish(&ev, session);
+            self.publish(ev, session);
         }
     }
 
@@ -116,7 +116,7 @@ impl Pipeline {
             if ev.server.is_none() {
                 ev.server = self.sessions.context(session, session, &self.procs).map(|c| c.0);
             }
-            self.publish(&ev, session);
+            self.publish(ev, session);
         }
     }
 
@@ -125,7 +125,7 @@ impl Pipeline {
     /// then what it held).
     fn deliver_channel(&mut self, session: u32, h: &decode::Header, evs: Vec<Event>) {
         let Some(g) = self.gate.as_mut() else {
-            for ev in &evs {
+            for ev in evs {
                 self.publish(ev, session);
             }
             return;
@@ -155,7 +155,7 @@ impl Pipeline {
             if ev.server.is_none() {
                 ev.server = server.clone();
             }
-            self.publish(&ev, session);
+            self.publish(ev, session);
         }
         self.deliver_released();
     }
@@ -224,6 +224,7 @@ impl Pipeline {
                 error: decode::ret_error(o.ret),
                 dev: if o.ret >= 0 { crate::abi::kdev_to_user(o.dev) as u32 } else { 0 },
                 ino: o.ino,
+                canonical_path: None, // set by the rule stage (detect: known files)
                 syscall: decode::syscall_name(o.syscall),
                 file_flags: decode::file_flags(h.flags),
             },
@@ -260,7 +261,9 @@ impl Pipeline {
     }
 
     /// Writes `ev`, then the alerts it raises.
-    fn publish(&mut self, ev: &Event, session: u32) {
+    fn publish(&mut self, mut ev: Event, session: u32) {
+        self.detect.know(&mut ev, session); // known files: `canonical_path`
+        let ev = &ev;
         self.out.emit(ev);
         let facts = self.sessions.facts(session, ev.ts_ns).unwrap_or_default();
         // enforcement: the record's kernel decision and whom to kill (an

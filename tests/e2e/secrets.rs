@@ -16,12 +16,14 @@ fn reading_the_clients_environ_alerts_and_the_trees_own_do_not() {
     let pids = d.join("pids");
     // sh is the watched root; its parent (mcp-sensor exec's front, which
     // holds the environment it was given) plays the MCP client
+    // the sleep is reaped before sh exits: nothing outlives the command, so
+    // exec waits for its final lines (a live member would detach it)
     let script = format!(
         "sleep 5 & c=$!; echo \"$$ $PPID $c\" > {}; \
          cat /proc/self/environ > /dev/null; \
          cat /proc/$PPID/environ > /dev/null; \
          cat /proc/$$/environ > /dev/null; \
-         : < /proc/$c/environ; kill $c",
+         : < /proc/$c/environ; kill $c; wait $c; true",
         pids.display()
     );
     let run = exec(&d, &["sh", "-c", &script]);

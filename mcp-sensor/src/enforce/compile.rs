@@ -118,6 +118,7 @@ pub(super) fn open_probe(path: &Path, write: bool) -> Event {
             error: None,
             dev: 0,
             ino: 0,
+            canonical_path: None,
             syscall: "openat",
             file_flags: vec![],
         },
@@ -208,8 +209,11 @@ fn contains(net: &([u8; 16], u8), inner: &([u8; 16], u8)) -> bool {
     p <= inner.1 && a & mask == b & mask
 }
 
-/// Compiles `set`'s kill rules; `homes` are where `**/...` globs are searched.
-pub fn compile(set: &RuleSet, homes: &[PathBuf]) -> Tables {
+/// Compiles `set`'s kill rules; `homes` are where `**/...` globs are
+/// searched; `learned`: files the agent saw opened under a name a rule
+/// names, which no scan found (rules/known.rs), claimed like found ones, so
+/// the kernel and the alerts know the same identities.
+pub fn compile(set: &RuleSet, homes: &[PathBuf], learned: &[PathBuf]) -> Tables {
     let mut t = Tables::default();
     let mut budget = SCAN_BUDGET;
     let mut execs: Option<Vec<PathBuf>> = None;
@@ -230,6 +234,11 @@ pub fn compile(set: &RuleSet, homes: &[PathBuf]) -> Tables {
                         t.notes.extend(t.shapes.add(k.id, paths, allow, v, &holds));
                     }
                     None => t.notes.push(format!("rule `{}`: its exceptions are not names; files outside the known homes are decided by the agent", k.id)),
+                }
+                for p in learned {
+                    if let Some(id) = identity(p).filter(|_| matches(set, k.id, &open_probe(p, k.conds.write))) {
+                        claim(&mut t.files, id, v);
+                    }
                 }
                 for g in paths {
                     let f = walk::expand(g, homes, &mut budget);

@@ -24,7 +24,7 @@ pub mod walk;
 
 pub use uring::is_killed_setup;
 pub use alert::{act, install_and_report, unmatched_kernel_kill, RecordFacts, RESCAN_EVERY_REFRESHES};
-pub use compile::{compile, Tables, Verdict};
+pub use compile::{compile, Tables, Verdict, SCAN_BUDGET};
 pub use profile::{profile, startup_line, EnforcedRule};
 pub use kill::{kill as kill_target, kill_tree, proc_start_ns, same_start, Missed, Target};
 
@@ -135,6 +135,11 @@ pub struct Enforcer {
     /// Where `**/...` globs are searched; `None`: the users' homes, found
     /// again at every rescan (new homes are covered).
     pub homes: Option<Vec<PathBuf>>,
+    /// Homes beyond those: the watched servers' `HOME`s (detect.rs).
+    pub extra_homes: Vec<PathBuf>,
+    /// Files opened under a name a kill rule may name that no scan found
+    /// (rules/known.rs).
+    pub learned_files: Vec<PathBuf>,
     /// Notes of the last compile, printed when they change.
     notes: Vec<String>,
 }
@@ -145,7 +150,7 @@ impl Enforcer {
     pub fn new(sensor: &mut Sensor) -> Result<Enforcer, LoadError> {
         let mut maps = KernelMaps::take(sensor)?;
         maps.set_on(true).map_err(|source| LoadError::MapAccess { name: "ENF_CFG", source })?;
-        Ok(Enforcer { maps, watched: sensor.watched_handle()?, homes: None, notes: Vec::new() })
+        Ok(Enforcer { maps, watched: sensor.watched_handle()?, homes: None, extra_homes: Vec::new(), learned_files: Vec::new(), notes: Vec::new() })
     }
 
     /// Compiles `rules` into the kernel maps. Call before the watched
@@ -154,8 +159,11 @@ impl Enforcer {
     /// they differ from the last ones (rules left to the agent, scans cut
     /// short), for the caller to print.
     pub fn install(&mut self, rules: &RuleSet) -> Result<Option<Vec<String>>, LoadError> {
-        let homes = self.homes.clone().unwrap_or_else(walk::homes);
-        let mut t = compile(rules, &homes);
+        let mut homes = self.homes.clone().unwrap_or_else(walk::homes);
+        homes.extend(self.extra_homes.iter().cloned());
+        homes.sort();
+        homes.dedup();
+        let mut t = compile(rules, &homes, &self.learned_files);
         let notes = std::mem::take(&mut t.notes);
         let ring = uring::cfg_value(rules, &t);
         self.maps.sync(t).map_err(|source| LoadError::MapAccess { name: "DENY_*", source })?;

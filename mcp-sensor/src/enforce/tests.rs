@@ -51,7 +51,7 @@ fn protected_files_by_identity_honour_exceptions() {
         home.display()
     );
     let s = set(&yaml);
-    let t = compile(&s, &[]);
+    let t = compile(&s, &[], &[]);
     let key = id(&home.join(".ssh/id_ed25519"));
     assert_eq!(t.files.len(), 1, "only the private key: {:?}", t.files);
     let v = t.files[&key];
@@ -75,7 +75,7 @@ fn files_that_do_not_exist_yet_are_protected_by_directory_and_name() {
         d.display()
     );
     let s = set(&yaml);
-    let t = compile(&s, &[d.join("u2")]);
+    let t = compile(&s, &[d.join("u2")], &[]);
     assert!(t.files.is_empty());
     let exact = NamePattern { prefix: "credentials".into(), suffix: String::new(), exact: true };
     let sso = NamePattern { prefix: "sso-".into(), suffix: ".json".into(), exact: false };
@@ -87,7 +87,7 @@ fn files_that_do_not_exist_yet_are_protected_by_directory_and_name() {
     assert_eq!(u2[0].1.flags, abi::VF_KILL, "scope process");
     // a rescan after the file appears protects it by identity as well
     write(&d.join("u1/.aws/credentials"));
-    let t2 = compile(&s, &[d.join("u2")]);
+    let t2 = compile(&s, &[d.join("u2")], &[]);
     assert!(t2.files.contains_key(&id(&d.join("u1/.aws/credentials"))));
     std::fs::remove_dir_all(&d).unwrap();
 }
@@ -106,7 +106,7 @@ fn forbidden_executables_by_identity_through_symlinks() {
         d.display()
     );
     let s = set(&yaml);
-    let t = compile(&s, &[]);
+    let t = compile(&s, &[], &[]);
     // `exe: dir/**` names no files to walk, so the rule found its file
     // among... nothing: only the bin dirs are searched besides the globs.
     assert!(!t.exec.contains_key(&id(&real)), "{:?}", t.exec);
@@ -115,12 +115,12 @@ fn forbidden_executables_by_identity_through_symlinks() {
         d.display()
     );
     let s = set(&yaml);
-    let t = compile(&s, &[]);
+    let t = compile(&s, &[], &[]);
     assert_eq!(t.exec.len(), 1, "{:?}", t.exec);
     assert!(t.exec.contains_key(&id(&link)), "the link resolves to the protected inode");
     // dash from the standard bin directories, found by name
     let s = set("- rule: no-dash\n  description: s\n  severity: high\n  kind: exec\n  action: kill\n  match:\n    exe_name: dash\n");
-    let t = compile(&s, &[]);
+    let t = compile(&s, &[], &[]);
     let dash = std::fs::canonicalize("/usr/bin/dash").expect("dash is installed (Debian's /bin/sh)");
     assert!(t.exec.contains_key(&id(&dash)), "dash is forbidden by identity: {:?}", t.exec);
     assert!(t.exec.contains_key(&id(Path::new("/bin/sh"))), "and so /bin/sh, a link to it");
@@ -135,7 +135,7 @@ fn networks_carry_the_ports_of_every_network_containing_them() {
          - rule: lan\n  description: l\n  severity: high\n  kind: connect\n  action: kill\n  kill_scope: tree\n  match:\n    addr: 169.254.0.0/16\n    port: [22, 8000-8999]\n\
          - rule: v6\n  description: l\n  severity: high\n  kind: connect\n  action: kill\n  match:\n    addr: fd00::/8\n",
     );
-    let t = compile(&s, &[]);
+    let t = compile(&s, &[], &[]);
     let key = |a: &str, p: u8| {
         t.nets.iter().find(|n| n.addr == a.parse::<std::net::Ipv6Addr>().unwrap().octets() && n.prefix == p).unwrap_or_else(|| panic!("{a}/{p}: {:?}", t.nets))
     };
@@ -154,12 +154,12 @@ fn rules_the_kernel_cannot_decide_are_noted_not_compiled() {
     let s = set(
         "- rule: ctx\n  description: c\n  severity: high\n  kind: open\n  action: kill\n  match:\n    path: /etc/shadow\n    tool: [read_file]\n",
     );
-    let t = compile(&s, &[]);
+    let t = compile(&s, &[], &[]);
     assert!(t.files.is_empty() && t.dirs.is_empty());
     assert_eq!(t.notes.len(), 1, "{:?}", t.notes);
     assert!(t.notes[0].contains("`ctx` is decided by the agent"), "{:?}", t.notes);
     // the default pack with its profile alert-only: nothing reaches the kernel
-    let t = compile(&set(""), &[]);
+    let t = compile(&set(""), &[], &[]);
     assert!(t.files.is_empty() && t.exec.is_empty() && t.nets.is_empty() && t.dirs.is_empty());
     assert!(t.shapes.dirs.is_empty() && t.shapes.names.is_empty() && t.exempt.is_empty());
 }
@@ -168,7 +168,7 @@ fn rules_the_kernel_cannot_decide_are_noted_not_compiled() {
 fn the_default_profile_compiles_to_shapes_exemptions_and_shells_after_the_first_request() {
     use super::compile::Exempt;
     let s = rules::defaults();
-    let t = compile(&s, &[]); // no homes: shapes alone must cover keys anywhere
+    let t = compile(&s, &[], &[]); // no homes: shapes alone must cover keys anywhere
     let key = index(&s, "ssh-key-read");
     let ak = index(&s, "ssh-authorized-keys-write");
     let ssh = &t.shapes.dirs[&(".ssh".to_string(), String::new())];

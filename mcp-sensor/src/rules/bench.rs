@@ -51,8 +51,9 @@ pub(crate) fn open(exe: &str, path: &str, flags: &[&'static str]) -> Event {
         flags: flags.to_vec(),
         ret: 3,
         error: None,
-        dev: 8 << 20 | 1,
+        dev: 0x801, // 8:1 as stat(2) encodes it, as events carry it
         ino: 1234,
+        canonical_path: None,
         syscall: "openat",
         file_flags: Vec::new(),
     };
@@ -65,7 +66,7 @@ pub(crate) fn exec(exe: &str, argv: &[&str], script: Option<&str>) -> Event {
         argv: argv.iter().map(|s| s.to_string()).collect(),
         cwd: "/home/u/project".into(),
         script: script.map(Into::into),
-        dev: 8 << 20 | 1,
+        dev: 0x801, // 8:1 as stat(2) encodes it, as events carry it
         ino: 99,
         argv_truncated: false,
         file_flags: Vec::new(),

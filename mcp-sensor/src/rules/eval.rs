@@ -164,6 +164,19 @@ impl RuleSet {
         self.rules().find(|r| r.id == id)
     }
 
+    /// Whether an open of `path` could match a gated open rule: the path is
+    /// one that some open rule names (its `path:` globs). The agent learns
+    /// the identities of such files ([`super::KnownFiles`]).
+    pub fn names_open_path(&self, path: &str) -> bool {
+        self.gates[EventKind::Open as usize].as_ref().is_some_and(|g| g.is_match(&Candidate::new(path)))
+    }
+
+    /// The path globs open rules require (the open gate's globs), as
+    /// written: the agent scans the homes for the files they name.
+    pub fn open_path_globs(&self) -> Vec<&str> {
+        self.gates[EventKind::Open as usize].as_ref().map_or_else(Vec::new, |g| g.globs.iter().map(|g| g.glob()).collect())
+    }
+
     /// Paths named in `file:` fields: the agent stats them and passes the
     /// result as [`FileIdentities`] in [`EvalContext::identities`].
     pub fn identity_paths(&self) -> &[String] {
@@ -329,7 +342,10 @@ impl<'e> View<'e> {
                 Body::Open { dev, ino, .. } | Body::Exec { dev, ino, .. } => (*dev, *ino),
                 _ => return &[],
             };
-            self.ctx.identities.map_or(&[][..], |t| t.lookup(dev, ino))
+            // events carry stat(2)'s encoding of dev (decode), identities the
+            // kernel's (`FileId`)
+            let kdev = crate::abi::user_to_kdev(u64::from(dev));
+            self.ctx.identities.map_or(&[][..], |t| t.lookup(kdev, ino))
         })
     }
 

@@ -335,8 +335,15 @@ impl P<'_> {
                 return None;
             }
         };
+        let kind = kind?;
+        let kind_pos = kind.pos;
         let mut kinds = Vec::new();
-        for v in self.values(kind?, "an event kind")? {
+        let values = self.values(kind, "an event kind")?;
+        if values.is_empty() {
+            self.err(kind_pos, format!("`kind` is empty: name one or more of {}", one_of(EventKind::ALL.map(|k| k.name()))));
+            return None;
+        }
+        for v in values {
             match EventKind::from_name(&v.text) {
                 Some(k) => kinds.push((k, v.loc)),
                 None => self.err(

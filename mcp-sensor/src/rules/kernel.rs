@@ -257,7 +257,7 @@ impl RuleSet {
                 continue;
             }
             let kinds = &r.info.kinds;
-            let kind = kinds[0];
+            let Some(&kind) = kinds.first() else { continue };
             let mut conds = KernelConds { after_request: r.after_first_request, ..Default::default() };
             let plan = if kinds.len() != 1 {
                 KernelPlan::Agent { why: "a rule of several kinds is decided by the agent" }

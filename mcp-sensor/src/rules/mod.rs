@@ -37,6 +37,7 @@ mod format_match;
 mod identity;
 mod kernel;
 mod matchers;
+pub mod known;
 mod merge;
 pub mod tooldiff;
 mod yaml;
@@ -56,6 +57,7 @@ pub use error::RuleError;
 pub use eval::{EvalContext, Match, Matches, ProcTree, Rule, RuleSet};
 pub use fields::{Action, EventKind, KillScope, Severity};
 pub use identity::{FileId, FileIdentities};
+pub use known::{KnownFiles, Source as KnownSource};
 pub use kernel::{KernelConds, KernelPlan, KillRule};
 pub(crate) use matchers::StrMatch;
 

@@ -103,6 +103,8 @@ fn severity_action_and_kind_are_checked() {
         &format!("{HEAD}  kind: [open, exac]\n"),
         "rules/x.yaml:4:16: unknown event kind `exac`, expected one of `exec`, `open`",
     );
+    // an empty list passed the check and then broke enforcement's compile
+    one_err(&format!("{HEAD}  kind: []\n  action: kill\n"), "rules/x.yaml:4:9: `kind` is empty: name one or more of");
     one_err(
         &format!("{HEAD}  kind: exec\n  match:\n    path: /x\n"),
         "rules/x.yaml:6:5: field `path` applies to kind open, but rule `r` matches kind exec",
