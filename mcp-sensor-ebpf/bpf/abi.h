@@ -38,6 +38,7 @@
 #define MS_EV_EXEC 2
 #define MS_EV_EXIT 3
 #define MS_EV_IO_URING 4
+#define MS_EV_PTRACE 5   /* ptrace attach, process_vm_readv/writev (ptrace.bpf.c) */
 #define MS_EV_OPEN 16
 #define MS_EV_CONNECT 32
 #define MS_EV_STDIO 48
@@ -108,6 +109,20 @@ struct ms_io_uring {
 	__u32 cq_entries;
 	__u32 flags;        /* IORING_SETUP_* */
 };
+
+/* Another process's memory reached: ptrace(PTRACE_ATTACH | PTRACE_SEIZE)
+ * or process_vm_readv/writev, reported at the syscall's exit. */
+struct ms_ptrace {
+	struct ms_header h;
+	__s32 ret;          /* 0 (bytes for process_vm_*), or -errno */
+	__u32 target;       /* the pid (thread id) the caller named */
+	__u32 syscall;      /* MS_SYS_PTRACE, MS_SYS_PROCESS_VM_READV, _WRITEV */
+	__u32 request;      /* ptrace's request (PTRACE_ATTACH 16, PTRACE_SEIZE 0x4206); 0 otherwise */
+};
+
+#define MS_SYS_PTRACE 16
+#define MS_SYS_PROCESS_VM_READV 17
+#define MS_SYS_PROCESS_VM_WRITEV 18
 
 struct ms_open {
 	struct ms_header h;

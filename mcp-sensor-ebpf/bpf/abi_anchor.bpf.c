@@ -13,6 +13,7 @@ struct ms_abi_anchor {
 	struct ms_exec exec;
 	struct ms_exit exit;
 	struct ms_io_uring io_uring;
+	struct ms_ptrace ptrace;
 	struct ms_open open;
 	struct ms_connect connect;
 	struct ms_chan_reject chan_reject; /* discovery */

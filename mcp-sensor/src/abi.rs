@@ -18,6 +18,7 @@ pub const EV_FORK: u32 = 1;
 pub const EV_EXEC: u32 = 2;
 pub const EV_EXIT: u32 = 3;
 pub const EV_IO_URING: u32 = 4;
+pub const EV_PTRACE: u32 = 5;
 pub const EV_OPEN: u32 = 16;
 pub const EV_CONNECT: u32 = 32;
 pub const EV_STDIO: u32 = 48;
@@ -38,6 +39,9 @@ pub const SYS_OPENAT: u32 = 2;
 pub const SYS_OPENAT2: u32 = 3;
 pub const SYS_CREAT: u32 = 4;
 pub const SYS_OPEN_BY_HANDLE_AT: u32 = 5;
+pub const SYS_PTRACE: u32 = 16;
+pub const SYS_PROCESS_VM_READV: u32 = 17;
+pub const SYS_PROCESS_VM_WRITEV: u32 = 18;
 
 pub const CNT_INFLIGHT_FULL: u32 = 0;
 pub const CNT_WATCH_FULL: u32 = 1;
@@ -81,6 +85,7 @@ pub fn kind_name(kind: u32) -> &'static str {
         EV_EXEC => "exec",
         EV_EXIT => "exit",
         EV_IO_URING => "io_uring_setup",
+        EV_PTRACE => "ptrace",
         EV_OPEN => "open",
         EV_CONNECT => "connect",
         EV_STDIO => "stdio",
@@ -160,6 +165,16 @@ pub struct ms_io_uring {
     pub sq_entries: u32,
     pub cq_entries: u32,
     pub flags: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ms_ptrace {
+    pub h: ms_header,
+    pub ret: i32,
+    pub target: u32,
+    pub syscall: u32,
+    pub request: u32,
 }
 
 #[repr(C)]
@@ -499,6 +514,7 @@ mod tests {
         check!(btf, ms_exec { h, old_tid, dev, ino, exe_off, cwd_off, filename_len, argv_len, exe, cwd, filename, argv });
         check!(btf, ms_exit { h, exit_code, _pad });
         check!(btf, ms_io_uring { h, fd, sq_entries, cq_entries, flags });
+        check!(btf, ms_ptrace { h, ret, target, syscall, request });
         check!(btf, ms_open { h, ret, flags, mode, dev, ino, syscall, path_off, path_len, path });
         check!(btf, ms_connect { h, ret, fd, addrlen, op, hook, transport, _pad, sockaddr });
         check!(btf, ms_stdio { h, chan_ino, chan_dev, dir, _pad0, len, offset, fd, _pad1 });

@@ -31,6 +31,8 @@ pub enum Record {
     Exec(Box<Exec>),
     Exit { h: Header, status: u32 },
     IoUring { h: Header, fd: i32, sq_entries: u32, cq_entries: u32, flags: u32 },
+    /// ptrace attach/seize, process_vm_readv/writev (`syscall`: abi SYS_*).
+    Ptrace { h: Header, ret: i32, target: u32, syscall: u32, request: u32 },
     Open(Box<Open>),
     Connect { h: Header, ret: i32, fd: u32, addr: SockAddr, via: NetVia },
     Stdio(Stdio),
@@ -44,6 +46,7 @@ impl Record {
             Record::Fork { h, .. }
             | Record::Exit { h, .. }
             | Record::IoUring { h, .. }
+            | Record::Ptrace { h, .. }
             | Record::Connect { h, .. }
             | Record::ChanReject { h, .. } => h,
             Record::Exec(e) => &e.h,
@@ -228,6 +231,10 @@ pub fn decode(raw: &Bytes) -> Result<Record, DecodeError> {
         abi::EV_IO_URING => {
             let u: abi::ms_io_uring = read(buf, "io_uring")?;
             Record::IoUring { h: hd, fd: u.fd, sq_entries: u.sq_entries, cq_entries: u.cq_entries, flags: u.flags }
+        }
+        abi::EV_PTRACE => {
+            let p: abi::ms_ptrace = read(buf, "ptrace")?;
+            Record::Ptrace { h: hd, ret: p.ret, target: p.target, syscall: p.syscall, request: p.request }
         }
         abi::EV_OPEN => {
             let o: abi::ms_open = read(buf, "open")?;
@@ -441,7 +448,21 @@ pub fn syscall_name(sys: u32) -> &'static str {
         abi::SYS_OPENAT2 => "openat2",
         abi::SYS_CREAT => "creat",
         abi::SYS_OPEN_BY_HANDLE_AT => "open_by_handle_at",
+        abi::SYS_PTRACE => "ptrace",
+        abi::SYS_PROCESS_VM_READV => "process_vm_readv",
+        abi::SYS_PROCESS_VM_WRITEV => "process_vm_writev",
         _ => "unknown",
+    }
+}
+
+/// The ptrace requests ptrace.bpf.c reports (linux/ptrace.h); `None` for
+/// process_vm_* (request 0).
+pub fn ptrace_request(req: u32) -> Option<&'static str> {
+    match req {
+        0 => None,
+        16 => Some("PTRACE_ATTACH"),
+        0x4206 => Some("PTRACE_SEIZE"),
+        _ => Some("unknown"),
     }
 }
 

@@ -179,7 +179,8 @@ impl Detector {
         if session != 0 {
             self.note_server_home(session);
         }
-        let Body::Open { path, resolved: true, ret: 0.., dev, ino, canonical_path, .. } = &mut ev.body else {
+        // a failed open has no identity (0, 0); one BPF LSM refused has the file's
+        let Body::Open { path, resolved: true, dev, ino, canonical_path, .. } = &mut ev.body else {
             return;
         };
         if *dev == 0 && *ino == 0 {

@@ -89,7 +89,8 @@ pub enum Body {
         ret: i32,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
-        /// Identity of the opened file, as for `Exec` (0 when the open failed).
+        /// Identity of the opened file, as for `Exec` (0 when the open failed,
+        /// but for an open BPF LSM refused: the file refused).
         dev: u32,
         ino: u64,
         /// The name rules know this file by, when it was opened under
@@ -136,6 +137,21 @@ pub enum Body {
         cq_entries: u32,
         /// `IORING_SETUP_*` flags, symbolic.
         flags: Vec<&'static str>,
+    },
+    /// The process reached into another process's memory: ptrace
+    /// attach/seize, process_vm_readv/writev (ptrace.bpf.c).
+    Ptrace {
+        /// `ptrace`, `process_vm_readv` or `process_vm_writev`.
+        syscall: &'static str,
+        /// ptrace's request: `PTRACE_ATTACH` or `PTRACE_SEIZE`.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        request: Option<&'static str>,
+        /// The pid (thread id) the caller named.
+        target_pid: u32,
+        /// 0 (process_vm_*: bytes moved), or -errno.
+        ret: i32,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     Exit {
         /// Exit status when the process exited, else `null`.

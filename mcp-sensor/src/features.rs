@@ -159,6 +159,7 @@ impl Plan {
             ("connect(2)", "tracepoint/syscalls/sys_{enter,exit}_connect"),
             ("stdio", "tracepoint/syscalls/sys_exit_{read,write,readv,writev,...}"),
             ("io_uring_setup", "tp_btf/io_uring_create"),
+            ("ptrace", "tracepoint/syscalls/sys_exit_{ptrace,process_vm_readv,process_vm_writev}"),
             ("connect (other paths), UDP send; their deny", "cgroup/connect4, connect6, sendmsg4, sendmsg6"),
         ]
         .into_iter()

@@ -253,6 +253,7 @@ const MULTI_ATTACH: &[(&str, &[&str])] = &[
         "ms_open_exits",
         &["sys_exit_open", "sys_exit_openat", "sys_exit_openat2", "sys_exit_creat", "sys_exit_open_by_handle_at"],
     ),
+    ("ms_ptrace_exits", &["sys_exit_ptrace", "sys_exit_process_vm_readv", "sys_exit_process_vm_writev"]),
     (
         STDIO_PROGRAM,
         &[

@@ -222,11 +222,19 @@ impl Pipeline {
                 flags: decode::open_flags(o.flags),
                 ret: o.ret,
                 error: decode::ret_error(o.ret),
-                dev: if o.ret >= 0 { crate::abi::kdev_to_user(o.dev) as u32 } else { 0 },
+                // a failed open has no file; one BPF LSM refused names the file refused
+                dev: if o.ret >= 0 || h.flags & crate::abi::F_DENIED != 0 { crate::abi::kdev_to_user(o.dev) as u32 } else { 0 },
                 ino: o.ino,
                 canonical_path: None, // set by the rule stage (detect: known files)
                 syscall: decode::syscall_name(o.syscall),
                 file_flags: decode::file_flags(h.flags),
+            },
+            Record::Ptrace { ret, target, syscall, request, .. } => Body::Ptrace {
+                syscall: decode::syscall_name(syscall),
+                request: decode::ptrace_request(request),
+                target_pid: target,
+                ret,
+                error: decode::ret_error(ret),
             },
             Record::Connect { ret, addr, via, .. } => connect_body(ret, addr, via),
             Record::IoUring { fd, sq_entries, cq_entries, flags, .. } => {

@@ -56,3 +56,49 @@ fn reading_the_clients_environ_alerts_and_the_trees_own_do_not() {
     }
     run.final_drops();
 }
+
+/// tests/e2e/progs/vm_read.c, compiled into `dir`.
+fn vm_read(dir: &std::path::Path) -> std::path::PathBuf {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/progs/vm_read.c");
+    let bin = dir.join("vm_read");
+    let out = std::process::Command::new("cc").arg("-O1").arg("-o").arg(&bin).arg(&src).output().expect("run cc");
+    assert!(out.status.success(), "cc {}: {}", src.display(), String::from_utf8_lossy(&out.stderr));
+    bin
+}
+
+#[test]
+fn kernel_reaching_into_the_clients_memory_alerts_and_into_its_own_tree_does_not() {
+    let d = scratch("vm-read");
+    let bin = vm_read(&d);
+    // sh is the watched root; its parent (mcp-sensor exec's front) plays
+    // the MCP client: read its memory, attach to it; then the root's own
+    let script = format!("echo \"$$ $PPID\"; {b} $PPID; {b} $PPID attach; {b} $$", b = bin.display());
+    let run = exec(&d, &["sh", "-c", &script]);
+    assert_eq!(run.status(), 0, "{}", run.describe());
+    let out = run.stdout();
+    let pids: Vec<u64> = out.lines().next().unwrap().split_whitespace().map(|p| p.parse().unwrap()).collect();
+    let (root, client) = (pids[0], pids[1]);
+    // the reads worked: the rules see what really happened
+    assert_eq!(out.matches("ELF").count(), 2, "{out}");
+    assert!(out.contains("attached"), "{out}");
+
+    let ev = |sys: &str, target: u64| -> Vec<&Value> {
+        run.of_kind("ptrace").filter(|e| e["syscall"] == sys && e["target_pid"] == target).collect()
+    };
+    // positive control: the read of its own tree is seen, and quiet
+    let own = ev("process_vm_readv", root);
+    assert_eq!(own.len(), 1, "{}", run.describe());
+    assert_eq!(own[0]["ret"], 4, "{}", own[0]);
+    let attach = ev("ptrace", client);
+    assert_eq!(attach.len(), 1, "{}", run.describe());
+    assert_eq!(attach[0]["request"], "PTRACE_ATTACH", "{}", attach[0]);
+
+    let alerts: Vec<&Value> = run.of_kind("alert").filter(|a| a["rule"] == "foreign-process-memory-access").collect();
+    let mut seen: Vec<(String, u64)> = alerts
+        .iter()
+        .map(|a| (a["event"]["syscall"].as_str().unwrap().to_string(), a["event"]["target_pid"].as_u64().unwrap()))
+        .collect();
+    seen.sort();
+    assert_eq!(seen, [("process_vm_readv".to_string(), client), ("ptrace".to_string(), client)], "{}", run.describe());
+    run.final_drops();
+}

@@ -228,6 +228,7 @@ fn kind_of(b: &Body) -> Option<EventKind> {
         Body::Rpc(_) => EventKind::Rpc,
         Body::Exit { .. } => EventKind::Exit,
         Body::IoUringSetup { .. } => EventKind::IoUringSetup,
+        Body::Ptrace { .. } => EventKind::Ptrace,
         Body::Fork { .. } => EventKind::Fork,
         Body::Malformed { .. } => EventKind::Malformed,
         Body::Drops(_) | Body::Alert(_) | Body::ServerFound { .. } | Body::SensorStart { .. } | Body::WatchEnd { .. } => return None,
@@ -354,18 +355,28 @@ impl<'e> View<'e> {
     /// pid; a thread id of a tree process is `tree` through the agent's
     /// answer (`ProcTree`), which looks thread ids up.
     fn proc_owner(&self, path: &str) -> Option<&'static str> {
-        let ev = self.ev;
         let Some(pid) = proc_pid(path)? else {
             return Some("self");
         };
+        Some(self.owner(pid))
+    }
+
+    /// Whose process `pid` is, from the event's process: `self`, `tree`
+    /// (its server's tree) or `foreign` (`proc_owner:`, `target_owner:`).
+    fn owner(&self, pid: u32) -> &'static str {
+        let ev = self.ev;
         if pid == ev.pid {
-            return Some("self");
+            return "self";
         }
         let root = ev.server.as_ref().map(|s| s.pid);
         let known = root == Some(pid)
             || (pid == ev.ppid && root.is_some_and(|r| r != ev.pid))
             || self.ctx.tree.is_some_and(|t| (t.0)(pid));
-        Some(if known { "tree" } else { "foreign" })
+        if known {
+            "tree"
+        } else {
+            "foreign"
+        }
     }
 
     fn leaf(&self, l: &Leaf) -> bool {
@@ -378,6 +389,7 @@ impl<'e> View<'e> {
                 (Field::Method, _) => self.in_flight(false, |t| m.is_match(t)),
                 (Field::ExeName, _) => ev.exe.as_deref().is_some_and(|e| m.is_match(basename(e))),
                 (Field::Comm, _) => m.is_match(&ev.comm),
+                (Field::Syscall, Body::Ptrace { syscall, .. }) => m.is_match(syscall),
                 (Field::ArgvContains, Body::Exec { argv, .. }) => {
                     argv.iter().any(|a| m.is_match(a))
                 }
@@ -421,7 +433,8 @@ impl<'e> View<'e> {
                 (Field::ProcOwner, Body::Open { path, .. }) => self
                     .proc_owner(path)
                     .is_some_and(|o| names_mask(PROC_OWNERS, &[o], *mask)),
-                (Field::Outcome, Body::Open { ret, .. } | Body::Connect { ret, .. }) => {
+                (Field::TargetOwner, Body::Ptrace { target_pid, .. }) => names_mask(PROC_OWNERS, &[self.owner(*target_pid)], *mask),
+                (Field::Outcome, Body::Open { ret, .. } | Body::Connect { ret, .. } | Body::Ptrace { ret, .. }) => {
                     // -EINPROGRESS is a non-blocking connect under way, not a failure.
                     let ok = *ret >= 0
                         || *ret == -libc::EINPROGRESS && matches!(ev.body, Body::Connect { .. });

@@ -19,10 +19,12 @@ pub enum EventKind {
     Malformed,
     /// A successful io_uring_setup(2).
     IoUringSetup,
+    /// ptrace attach/seize, process_vm_readv/writev of another process.
+    Ptrace,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::Exec,
         EventKind::Open,
         EventKind::Connect,
@@ -31,6 +33,7 @@ impl EventKind {
         EventKind::Fork,
         EventKind::Malformed,
         EventKind::IoUringSetup,
+        EventKind::Ptrace,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,6 +46,7 @@ impl EventKind {
             EventKind::Fork => "fork",
             EventKind::Malformed => "malformed",
             EventKind::IoUringSetup => "io_uring_setup",
+            EventKind::Ptrace => "ptrace",
         }
     }
 
@@ -189,7 +193,9 @@ fields! {
     ProcOwner "proc_owner" [Open] ValueType::Enum(PROC_OWNERS);
     Write "write" [Open] ValueType::Bool;
     Flags "flags" [Open] ValueType::Enum(OPEN_FLAGS);
-    Outcome "outcome" [Open Connect] ValueType::Enum(&["success", "failure"]);
+    Outcome "outcome" [Open Connect Ptrace] ValueType::Enum(&["success", "failure"]);
+    TargetOwner "target_owner" [Ptrace] ValueType::Enum(PROC_OWNERS);
+    Syscall "syscall" [Ptrace] ValueType::Str;
     Family "family" [Connect] ValueType::Str;
     Addr "addr" [Connect] ValueType::Cidr;
     Port "port" [Connect] ValueType::Port;

@@ -188,3 +188,41 @@ fn proc_owner_field_is_checked_and_usable_in_user_rules() {
     let text: Vec<String> = bad.iter().map(|e| e.to_string()).collect();
     assert!(text.iter().any(|t| t.contains("proc_owner")), "{text:?}");
 }
+
+fn ptrace(syscall: &'static str, target_pid: u32, ret: i32) -> crate::event::Event {
+    let request = (syscall == "ptrace").then_some("PTRACE_ATTACH");
+    super::bench::event(NODE, crate::event::Body::Ptrace { syscall, request, target_pid, ret, error: None }, Some("run"))
+}
+
+/// The fixture process is pid 101, parent 100, of server `srv` rooted at 100.
+#[test]
+fn another_processes_memory_by_ptrace_or_process_vm() {
+    let s = defaults();
+    let id = "foreign-process-memory-access";
+    assert_eq!(s.rule(id).unwrap().severity, super::Severity::High);
+    // the client (the root's parent), init; a refused attach is still the attempt
+    for sys in ["ptrace", "process_vm_readv", "process_vm_writev"] {
+        fires(&s, &ptrace(sys, 50, 0), id);
+        fires(&s, &ptrace(sys, 1, -1), id);
+    }
+    // itself, its server's root
+    for pid in [101, 100] {
+        quiet(&s, &ptrace("ptrace", pid, 0), id);
+    }
+    // a child: the agent's process table says it is in the tree
+    let child = ptrace("process_vm_readv", 102, 0);
+    let members = |pid: u32| pid == 102;
+    let ctx = EvalContext { tree: Some(ProcTree(&members)), ..active() };
+    assert!(!ids(&s, &child, &ctx).iter().any(|i| i == id));
+    assert!(ids(&s, &ptrace("process_vm_readv", 50, 0), &ctx).iter().any(|i| i == id));
+    // a debugger server can be allowed
+    let s = user("- list: proc_reader_servers\n  append: true\n  items: [srv]\n");
+    quiet(&s, &ptrace("ptrace", 50, 0), id);
+    // user rules: the syscall and the outcome
+    let s = user(
+        "- rule: vm-writes\n  description: d\n  severity: low\n  kind: ptrace\n  match:\n    syscall: process_vm_writev\n    outcome: success\n",
+    );
+    fires(&s, &ptrace("process_vm_writev", 50, 0), "vm-writes");
+    quiet(&s, &ptrace("process_vm_writev", 50, -1), "vm-writes");
+    quiet(&s, &ptrace("process_vm_readv", 50, 0), "vm-writes");
+}

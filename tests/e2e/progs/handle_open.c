@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 int main(int argc, char **argv)
@@ -24,7 +25,13 @@ int main(int argc, char **argv)
 		perror("name_to_handle_at");
 		return 2;
 	}
-	int mfd = open("/", O_RDONLY | O_DIRECTORY);
+	/* the mount: any fd on it, here the file's directory */
+	char dir[4096];
+	snprintf(dir, sizeof(dir), "%s", argv[1]);
+	char *slash = strrchr(dir, '/');
+	if (slash && slash != dir)
+		*slash = 0;
+	int mfd = open(slash ? dir : ".", O_RDONLY | O_DIRECTORY);
 	int fd = mfd < 0 ? -1 : open_by_handle_at(mfd, h, O_RDONLY);
 	if (fd < 0) {
 		perror("open_by_handle_at");
