@@ -62,6 +62,9 @@ pub struct Detector {
     kernel_stale: bool,
     /// When the kernel's maps were last compiled.
     last_install: Option<std::time::Instant>,
+    /// The programs rules name in `exe_is:`, found on this system; the
+    /// pipeline classifies each exec with it before the event is written.
+    pub exe_is: crate::exe_is::Classifier,
 }
 
 /// Server roots remembered as checked for their `HOME`, at most.
@@ -82,7 +85,9 @@ impl Detector {
             }),
             _ => DescriptionStore::new(),
         };
+        let exe_is = crate::exe_is::Classifier::new(&rules.exe_is_names());
         let mut d = Detector {
+            exe_is,
             rules,
             identities: FileIdentities::default(),
             descriptions,
@@ -139,6 +144,10 @@ impl Detector {
     /// Switches to a new rule set (a reload that passed validation).
     pub fn replace_rules(&mut self, rules: RuleSet) {
         self.rules = rules;
+        let names = self.rules.exe_is_names();
+        if names != self.exe_is.names() {
+            self.exe_is = crate::exe_is::Classifier::new(&names);
+        }
         self.refresh_identities();
         self.scan_known();
         self.install_enforcement(); // enforcement: the kernel maps follow the rules
@@ -289,6 +298,8 @@ impl Detector {
             tree: Some(ProcTree(&in_tree)),
         };
         let first = out.len();
+        let copy = self.enforcer.as_ref().and_then(|_| exec_copy(ev));
+        let mut copy_kills: Vec<String> = Vec::new();
         let mut matches = self.rules.evaluate(ev, &ctx);
         if let Some(alias) = under_canonical_name(ev) {
             // the same file under the name rules know it by
@@ -299,6 +310,9 @@ impl Detector {
             }
         }
         for m in matches {
+            if copy.is_some() && m.action == crate::rules::Action::Kill {
+                copy_kills.push(m.id.to_owned());
+            }
             let mut alert = alert_event(ev, &m, procs);
             if let Body::Alert(a) = &mut alert.body {
                 // every alert on the answer that redefined tools says which and how
@@ -312,6 +326,12 @@ impl Detector {
             }
             self.alerts += 1;
             out.push(alert);
+        }
+        // a copy of a forbidden program: its next exec is the kernel's to stop
+        if let (Some(e), Some(id)) = (self.enforcer.as_mut(), copy) {
+            for r in &copy_kills {
+                e.deny_exec_copy(&self.rules, r, id);
+            }
         }
         // a kill the kernel made is reported even if no rule matched now
         // (the rules changed between the kernel's decision and this record)
@@ -353,6 +373,19 @@ impl Detector {
 /// rooted at `root`. A pid the table does not know may be a thread id:
 /// `/proc/<tid>/environ` opens as well as the process's own; its thread
 /// group is read from /proc (only for such paths, which rules rarely see).
+/// The identity of an exec'd file known by its content (`exe_is.by ==
+/// "content"`): a copy on disk, which kill rules may add to the kernel's
+/// exec deny map. Not a memfd or deleted file (no later exec has it).
+fn exec_copy(ev: &Event) -> Option<FileId> {
+    match &ev.body {
+        Body::Exec { exe_is: Some(x), dev, ino, file_flags, .. } if x.by == "content" && file_flags.is_empty() => {
+            // events carry stat(2)'s encoding of dev, the kernel maps its own
+            Some(FileId { dev: crate::abi::user_to_kdev(u64::from(*dev)), ino: *ino })
+        }
+        _ => None,
+    }
+}
+
 fn in_server_tree(procs: &ProcTable, pid: u32, root: u32) -> bool {
     if procs.get(pid).is_some() {
         return procs.in_tree(pid, root);

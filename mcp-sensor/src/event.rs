@@ -73,6 +73,11 @@ pub enum Body {
         /// `st_dev` (glibc's `makedev`), and the inode number.
         dev: u32,
         ino: u64,
+        /// What the file is, whatever it is called: a shell or another
+        /// program rules name in `exe_is:`, known by identity, content or
+        /// applet (`exe_is.rs`). Absent when it is none of them.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exe_is: Option<crate::exe_is::ExeIs>,
         #[serde(skip_serializing_if = "is_false")]
         argv_truncated: bool,
         #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -29,6 +29,7 @@ pub mod doctor;
 pub mod drops;
 pub mod enforce;
 pub mod event;
+pub mod exe_is;
 pub mod features;
 pub mod exec_cmd;
 pub mod exec_tree;

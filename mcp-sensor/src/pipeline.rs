@@ -198,14 +198,25 @@ impl Pipeline {
             }
             Record::Exec(e) => {
                 let script = (h.flags & crate::abi::F_SCRIPT != 0).then(|| script_path(&e));
+                let dev = crate::abi::kdev_to_user(e.dev);
+                let exe_is = self.detect.exe_is.classify(&crate::exe_is::ExecFacts {
+                    pid: h.pid,
+                    exe: &e.exe,
+                    dev,
+                    ino: e.ino,
+                    argv: &e.argv,
+                    fileless: h.flags & (crate::abi::F_PSEUDO | crate::abi::F_DELETED) != 0,
+                    refused: h.flags & crate::abi::F_DENIED != 0,
+                });
                 self.procs.on_exec(h.pid, e.exe.clone(), e.argv.clone());
                 Body::Exec {
                     filename: e.filename,
                     argv: e.argv,
                     cwd: e.cwd,
                     script,
-                    dev: crate::abi::kdev_to_user(e.dev) as u32,
+                    dev: dev as u32,
                     ino: e.ino,
+                    exe_is,
                     argv_truncated: h.flags & crate::abi::F_ARGV_TRUNC != 0,
                     file_flags: decode::file_flags(h.flags),
                 }
@@ -314,6 +325,12 @@ impl Pipeline {
     pub fn report_final_drops(&mut self, now: &Totals) {
         let mut d = self.drops.total(now);
         d.enforced = self.detect.enforcer.as_ref().map(|e| crate::enforce::named_counts(&e.kernel_counts()));
+        let over = self.detect.enforcer.as_ref().map_or(0, |e| e.copies_over_cap);
+        for (name, n) in [("exe_is_cache_evictions", self.detect.exe_is.evictions), ("exec_copies_over_cap", over)] {
+            if n > 0 {
+                d.other.insert(name.into(), n);
+            }
+        }
         self.emit_drops(d);
     }
 

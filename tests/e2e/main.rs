@@ -19,5 +19,6 @@ mod rugpull;
 mod rules;
 mod secrets;
 mod service;
+mod shells;
 mod uring;
 mod sensor;

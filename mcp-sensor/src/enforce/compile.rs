@@ -23,9 +23,6 @@ pub const SCAN_BUDGET: usize = 200_000;
 /// Directories protected for new files at most (per compile).
 pub const MAX_DIRS: usize = 4096;
 
-/// Directories searched for executables besides `$PATH`.
-const BIN_DIRS: &[&str] = &["/bin", "/sbin", "/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin"];
-
 /// What a deny entry decides: the rule (index in the rule set) and flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Verdict {
@@ -34,7 +31,7 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    fn of(k: &KillRule<'_>) -> Verdict {
+    pub(super) fn of(k: &KillRule<'_>) -> Verdict {
         let c: &KernelConds = &k.conds;
         let mut flags = if k.kill { abi::VF_KILL } else { 0 };
         let bits = [
@@ -136,6 +133,7 @@ fn exec_probe(exe: &Path) -> Event {
             script: None,
             dev: 0,
             ino: 0,
+            exe_is: None,
             argv_truncated: false,
             file_flags: vec![],
         },
@@ -159,14 +157,8 @@ fn claim(map: &mut HashMap<FileId, Verdict>, id: FileId, v: Verdict) {
 }
 
 fn executables(extra: &[PathBuf]) -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = BIN_DIRS.iter().map(PathBuf::from).collect();
-    if let Some(p) = std::env::var_os("PATH") {
-        dirs.extend(std::env::split_paths(&p).filter(|d| d.is_absolute()));
-    }
-    dirs.sort();
-    dirs.dedup();
     let mut out: Vec<PathBuf> = extra.to_vec();
-    for d in dirs {
+    for d in crate::exe_is::path_dirs() {
         let Ok(rd) = std::fs::read_dir(&d) else { continue };
         out.extend(rd.flatten().map(|e| e.path()));
     }

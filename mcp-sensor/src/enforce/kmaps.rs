@@ -214,6 +214,15 @@ impl KernelMaps {
         Ok(())
     }
 
+    /// One more forbidden executable, now (a copy found by content): in
+    /// the kernel map and in `current`, so the next sync keeps it when the
+    /// compiled tables carry it too.
+    pub fn add_exec(&mut self, id: FileId, v: Verdict) -> Result<(), MapError> {
+        self.exec.insert(fkey(&id), verdict(&v), 0)?;
+        self.current.exec.insert(id, v);
+        Ok(())
+    }
+
     pub fn current(&self) -> &Tables {
         &self.current
     }

@@ -129,8 +129,16 @@ pub fn kernel_mechanism(k: &KernelDecision, connect: bool) -> &'static str {
     }
 }
 
+/// Copies of forbidden executables (found by content, `exe_is`) the
+/// kernel is told to kill at most; more are counted and left to the agent.
+pub const MAX_EXEC_COPIES: usize = 1024;
+
 pub struct Enforcer {
     maps: KernelMaps,
+    /// Copies found by content: kept in DENY_EXEC across rescans.
+    copies: std::collections::HashMap<crate::rules::FileId, Verdict>,
+    /// Copies not added because [`MAX_EXEC_COPIES`] was reached.
+    pub copies_over_cap: u64,
     watched: BpfHashMap<MapData, u32, ms_watch>,
     /// Where `**/...` globs are searched; `None`: the users' homes, found
     /// again at every rescan (new homes are covered).
@@ -150,7 +158,16 @@ impl Enforcer {
     pub fn new(sensor: &mut Sensor) -> Result<Enforcer, LoadError> {
         let mut maps = KernelMaps::take(sensor)?;
         maps.set_on(true).map_err(|source| LoadError::MapAccess { name: "ENF_CFG", source })?;
-        Ok(Enforcer { maps, watched: sensor.watched_handle()?, homes: None, extra_homes: Vec::new(), learned_files: Vec::new(), notes: Vec::new() })
+        Ok(Enforcer {
+            maps,
+            copies: Default::default(),
+            copies_over_cap: 0,
+            watched: sensor.watched_handle()?,
+            homes: None,
+            extra_homes: Vec::new(),
+            learned_files: Vec::new(),
+            notes: Vec::new(),
+        })
     }
 
     /// Compiles `rules` into the kernel maps. Call before the watched
@@ -165,6 +182,9 @@ impl Enforcer {
         homes.dedup();
         let mut t = compile(rules, &homes, &self.learned_files);
         let notes = std::mem::take(&mut t.notes);
+        for (id, v) in &self.copies {
+            t.exec.entry(*id).or_insert(*v);
+        }
         let ring = uring::cfg_value(rules, &t);
         self.maps.sync(t).map_err(|source| LoadError::MapAccess { name: "DENY_*", source })?;
         self.maps.set_uring(ring).map_err(|source| LoadError::MapAccess { name: "ENF_CFG", source })?;
@@ -172,6 +192,39 @@ impl Enforcer {
             self.notes = notes.clone();
             notes
         }))
+    }
+
+    /// A copy of a program kill rule `rule_id` forbids, recognised by its
+    /// content after its exec (the agent killed that one): its identity
+    /// goes into the kernel's exec deny map, so its next exec is stopped in
+    /// the kernel. Only for rules the kernel decides execs for; `true` when
+    /// added.
+    pub fn deny_exec_copy(&mut self, rules: &RuleSet, rule_id: &str, id: crate::rules::FileId) -> bool {
+        if self.copies.contains_key(&id) {
+            return false;
+        }
+        let Some(k) = rules
+            .kill_rules()
+            .into_iter()
+            .find(|k| k.id == rule_id && k.kill && matches!(k.plan, crate::rules::KernelPlan::Exec { .. }))
+        else {
+            return false;
+        };
+        if self.copies.len() >= MAX_EXEC_COPIES {
+            self.copies_over_cap += 1;
+            return false;
+        }
+        let v = Verdict::of(&k);
+        match self.maps.add_exec(id, v) {
+            Ok(()) => {
+                self.copies.insert(id, v);
+                true
+            }
+            Err(e) => {
+                crate::say!("mcp-sensor: enforce: adding a copy of a forbidden executable to the kernel's exec deny map failed: {e} (the agent still kills it)");
+                false
+            }
+        }
     }
 
     /// The deny tables now in the kernel.

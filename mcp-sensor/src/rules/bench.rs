@@ -68,6 +68,7 @@ pub(crate) fn exec(exe: &str, argv: &[&str], script: Option<&str>) -> Event {
         script: script.map(Into::into),
         dev: 0x801, // 8:1 as stat(2) encodes it, as events carry it
         ino: 99,
+        exe_is: None,
         argv_truncated: false,
         file_flags: Vec::new(),
     };

@@ -183,6 +183,28 @@ impl RuleSet {
         &self.identity_paths
     }
 
+    /// The programs `exe_is:` fields of enabled rules name (literal names,
+    /// not globs), sorted: the agent finds their files (`exe_is.rs`).
+    pub fn exe_is_names(&self) -> Vec<String> {
+        fn walk(c: &Cond, out: &mut Vec<String>) {
+            match c {
+                Cond::All(cs) | Cond::Any(cs) => cs.iter().for_each(|c| walk(c, out)),
+                Cond::Not(c) => walk(c, out),
+                Cond::Leaf(Leaf::Str(Field::ExeIs, m)) => {
+                    out.extend(m.values().filter(|v| !v.contains(['*', '?', '[', '{'])).map(str::to_owned))
+                }
+                Cond::Leaf(_) => {}
+            }
+        }
+        let mut out = Vec::new();
+        for r in self.rules.iter().filter(|r| r.info.enabled) {
+            walk(&r.cond, &mut out);
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     /// The rules that match `ev`.
     pub fn evaluate<'r>(&'r self, ev: &Event, ctx: &EvalContext<'_>) -> Matches<'r> {
         let mut out = Matches::new();
@@ -390,6 +412,7 @@ impl<'e> View<'e> {
                 (Field::ExeName, _) => ev.exe.as_deref().is_some_and(|e| m.is_match(basename(e))),
                 (Field::Comm, _) => m.is_match(&ev.comm),
                 (Field::Syscall, Body::Ptrace { syscall, .. }) => m.is_match(syscall),
+                (Field::ExeIs, Body::Exec { exe_is: Some(x), .. }) => m.is_match(&x.name),
                 (Field::ArgvContains, Body::Exec { argv, .. }) => {
                     argv.iter().any(|a| m.is_match(a))
                 }

@@ -180,6 +180,7 @@ fields! {
     Method "method" [] ValueType::Str;
     Exe "exe" [] ValueType::PathGlob;
     ExeName "exe_name" [] ValueType::Str;
+    ExeIs "exe_is" [Exec] ValueType::Str;
     Comm "comm" [] ValueType::Str;
     Uid "uid" [] ValueType::Uint;
     Script "script" [Exec] ValueType::PathGlob;

@@ -206,7 +206,7 @@ fn plan(kind: EventKind, cond: &Cond, except: &[Cond], conds: &mut KernelConds) 
     match positive_partial(cond, allowed, false, false) {
         Ok(false) => {}
         Ok(true) if kind == EventKind::Exec => {
-            conds.partial = Some("branches testing comm or argv (busybox shells) are decided by the agent");
+            conds.partial = Some("branches testing comm, argv or exe_is (busybox shells, copies of a shell) are decided by the agent; a copy found by content is killed in the kernel from its next exec");
         }
         _ => return KernelPlan::Agent { why: "it tests what the kernel does not see at the syscall (process, session or tool)" },
     }

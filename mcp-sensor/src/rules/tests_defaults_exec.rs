@@ -338,3 +338,31 @@ fn every_default_rule_has_a_fixture() {
         );
     }
 }
+
+/// A shell under another name (issue 18): what `exe_is` says the file is
+/// decides, not its name or directory.
+#[test]
+fn shells_by_what_the_file_is() {
+    use crate::exe_is::ExeIs;
+    let s = defaults();
+    assert!(s.exe_is_names().iter().any(|n| n == "bash"), "the shell list is what the agent looks for");
+    let off = super::load(&[("t.yaml", "- disable: [unexpected-shell]\n")]).unwrap();
+    assert!(off.exe_is_names().is_empty(), "a disabled rule's names are not looked for: {:?}", off.exe_is_names());
+    let is = |exe: &str, argv: &[&str], x: Option<ExeIs>| {
+        let mut ev = exec(exe, argv, None);
+        if let Body::Exec { exe_is, .. } = &mut ev.body {
+            *exe_is = x;
+        }
+        ev
+    };
+    let bash = |by| Some(ExeIs { name: "bash".into(), by, multicall: None });
+    fires(&s, &is("/home/u/.cache/x", &["x", "-c", "id"], bash("content")), "unexpected-shell");
+    fires(&s, &is("/home/u/bin/notashell", &["notashell"], bash("identity")), "unexpected-shell");
+    let applet = Some(ExeIs { name: "sh".into(), by: "applet", multicall: Some("busybox") });
+    fires(&s, &is("/home/u/.cache/tool", &["sh", "-c", "id"], applet), "unexpected-shell");
+    fires(&s, &is("/memfd:x (deleted)", &["x"], bash("content")), "unexpected-shell");
+    // the same file, not a shell: quiet (the control)
+    quiet(&s, &is("/home/u/.cache/x", &["x", "-c", "id"], None), "unexpected-shell");
+    let ls = Some(ExeIs { name: "ls".into(), by: "applet", multicall: Some("busybox") });
+    quiet(&s, &is("/home/u/.cache/tool", &["ls"], ls), "unexpected-shell");
+}
