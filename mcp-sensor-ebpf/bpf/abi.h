@@ -180,16 +180,48 @@ struct ms_fchange {
 #define MS_SYS_TRUNCATE 13
 #define MS_SYS_FTRUNCATE 14
 
-/* The address is the caller's sockaddr as it was at syscall entry; the
- * agent decodes it (family, address, port, unix path). */
+/* A connection or a datagram's destination. From connect(2)'s tracepoints
+ * (hook MS_HOOK_SYS_CONNECT) the address is the caller's sockaddr as it
+ * was at syscall entry, with the syscall's result. From the cgroup
+ * programs (sockaddr.bpf.c: TCP Fast Open's sendto, io_uring's connect,
+ * the first UDP send per socket and destination) it is the kernel's copy,
+ * rebuilt as a sockaddr_in/_in6, and `ret` is the hook's own verdict (0
+ * passed on, -EPERM refused): the operation's result is not seen there.
+ * The agent decodes it (family, address, port, unix path). */
 struct ms_connect {
 	struct ms_header h;
 	__s32 ret;          /* 0, or -errno (-EINPROGRESS for non-blocking) */
-	__u32 fd;
+	__u32 fd;           /* connect(2)'s fd; MS_FD_NONE from the cgroup programs */
 	__u32 addrlen;      /* as passed by the caller */
-	__u32 _pad;
+	__u8 op;            /* MS_OP_*: the caller's operation */
+	__u8 hook;          /* MS_HOOK_*: the program that saw it */
+	__u8 transport;     /* MS_TR_*; 0: not known (unix, or no cgroup program) */
+	__u8 _pad;
 	__u8 sockaddr[MS_SOCKADDR_MAX];
 };
+
+#define MS_FD_NONE 0xffffffffu
+
+/* ms_connect.op, from the syscall the caller is in (its saved orig_ax;
+ * MS_OP_IO_URING also for io_uring's worker threads). */
+#define MS_OP_CONNECT 1
+#define MS_OP_SENDTO 2
+#define MS_OP_SENDMSG 3
+#define MS_OP_SENDMMSG 4
+#define MS_OP_IO_URING 5  /* io_uring_enter, or an io_uring worker */
+#define MS_OP_OTHER 6     /* any other caller */
+
+/* ms_connect.hook */
+#define MS_HOOK_SYS_CONNECT 1 /* tracepoints syscalls/sys_{enter,exit}_connect */
+#define MS_HOOK_CONNECT4 2    /* cgroup/connect4 */
+#define MS_HOOK_CONNECT6 3    /* cgroup/connect6 */
+#define MS_HOOK_SENDMSG4 4    /* cgroup/sendmsg4: UDP send with an address */
+#define MS_HOOK_SENDMSG6 5    /* cgroup/sendmsg6 */
+
+/* ms_connect.transport */
+#define MS_TR_TCP 1
+#define MS_TR_UDP 2
+#define MS_TR_OTHER 3
 
 struct ms_stdio {
 	struct ms_header h;
@@ -234,6 +266,8 @@ struct ms_chan {
 #define MS_CNT_STDIO_FAULT 3    /* stdio bytes whose user buffer could not be read */
 #define MS_CNT_REGS 4           /* compat object: saved registers not found; an open or a
                                  * channel transfer was not traced */
+#define MS_CNT_SENT_FULL 5      /* UDP first-send map (SENT) refused an entry: the send was
+                                 * reported, later ones to it may be reported again */
 #define MS_CNT_MAX 8
 
 /* ==== discovery (mcp-sensor run) =========================================
@@ -299,8 +333,8 @@ struct ms_comm_key {
 /* Header flags of a record the kernel enforced on. Bits 16-31 of the
  * header's flags carry 1 + the index of the deciding rule (0: none). */
 #define MS_F_KILLED (1u << 7)    /* SIGKILL sent to this process, in this syscall */
-#define MS_F_DENIED (1u << 8)    /* refused in the kernel (EPERM): a connect by the cgroup
-                                  * program, an open, exec, rename, link, symlink or
+#define MS_F_DENIED (1u << 8)    /* refused in the kernel (EPERM): a connect or UDP send by
+                                  * a cgroup program, an open, exec, rename, link, symlink or
                                   * truncate by BPF LSM */
 #define MS_F_KILL_TREE (1u << 9) /* the verdict's kill scope is tree: the agent kills the rest of the tree */
 #define MS_F_RULE_SHIFT 16
@@ -431,6 +465,7 @@ struct ms_net_deny {
 #define MS_ENF_DENY_CHANGE 8    /* renames, links, symlinks onto protected names and
                                  * truncates of protected files refused by BPF LSM */
 #define MS_ENF_KILL_CHANGE 9    /* those whose rule also kills */
+#define MS_ENF_DENY_SEND 10     /* UDP sends refused by cgroup/sendmsg4|6 */
 #define MS_ENF_MAX 16
 /* ==== end of enforcement ================================================ */
 

@@ -54,12 +54,18 @@
  */
 #define MS_THREAD_SIZE (16 << 10)
 
+/* The stack-top guess, for both objects: also where bpf_task_pt_regs()
+ * is not offered (cgroup programs, sockaddr.bpf.c). */
+static __always_inline struct pt_regs *ms_stack_regs(struct task_struct *t)
+{
+	void *stack = BPF_CORE_READ(t, stack);
+	return (struct pt_regs *)(stack + MS_THREAD_SIZE) - 1;
+}
+
 static __always_inline struct pt_regs *ms_user_regs(void)
 {
 #if MS_COMPAT
-	struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-	void *stack = BPF_CORE_READ(t, stack);
-	return (struct pt_regs *)(stack + MS_THREAD_SIZE) - 1;
+	return ms_stack_regs((struct task_struct *)bpf_get_current_task());
 #else
 	return (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 #endif

@@ -4,7 +4,7 @@
  * watched processes: opening a protected file (by identity, or by parent
  * directory + name for files that did not exist when the rules were
  * compiled), executing a forbidden file (by identity), and the kill that
- * follows a refused connect (the refusal itself is enforce.bpf.c's).
+ * follows a refused connect (the refusal itself is sockaddr.bpf.c's).
  *
  * Each check returns the header flags to put on the event's record. The
  * signal is sent before the caller reserves ring space: a full ring loses

@@ -1,33 +1,16 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * net.bpf.c: connect() of watched processes, IPv4, IPv6 and unix.
+ * net.bpf.c: connect(2) of watched processes, IPv4, IPv6 and unix.
  *
  * The sockaddr is copied at entry (the kernel copies it right after, so a
  * racing rewrite is a narrow window; enforcement uses cgroup connect
  * programs, which see the kernel's own copy) and reported at exit with the
- * result.
+ * result. These programs own plain connect(2): the cgroup connect program
+ * (sockaddr.bpf.c) sees the same connect, finds this stash and writes no
+ * record of its own. It reports the connects that are not connect(2)
+ * (TCP Fast Open, io_uring) and UDP sends with an address.
  */
-#include "enforce.bpf.h"
-
-/*
- * Per-thread stash between connect's entry and exit, for watched processes
- * only: the exit program's one lookup is in this map. (Opens and channel
- * reads/writes need no stash: their exit programs read the arguments from
- * the saved registers.)
- */
-struct ms_inflight {
-	__u32 session;
-	__u32 fd;
-	__u64 addrlen;    /* as the caller passed it */
-	__u8 sockaddr[MS_SOCKADDR_MAX];
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u32); /* tid */
-	__type(value, struct ms_inflight);
-} INFLIGHT SEC(".maps");
+#include "net.bpf.h"
 
 /* Stash for the current thread; counts a full map as a loss. */
 static __always_inline void ms_stash(struct ms_inflight *in)
@@ -77,6 +60,9 @@ int ms_sys_exit_connect(struct trace_event_raw_sys_exit *ctx)
 	e->ret = ctx->ret;
 	e->fd = in->fd;
 	e->addrlen = in->addrlen;
+	e->op = MS_OP_CONNECT;
+	e->hook = MS_HOOK_SYS_CONNECT;
+	e->transport = in->transport;
 	e->_pad = 0;
 	__builtin_memcpy(e->sockaddr, in->sockaddr, sizeof(e->sockaddr));
 	bpf_ringbuf_submit(e, ms_wakeup());

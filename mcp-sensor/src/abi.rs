@@ -58,7 +58,24 @@ pub const CNT_WATCH_FULL: u32 = 1;
 pub const CNT_STDIO_CAP: u32 = 2;
 pub const CNT_STDIO_FAULT: u32 = 3;
 pub const CNT_REGS: u32 = 4;
+pub const CNT_SENT_FULL: u32 = 5;
 pub const CNT_MAX: u32 = 8;
+
+pub const FD_NONE: u32 = 0xffff_ffff;
+pub const OP_CONNECT: u8 = 1;
+pub const OP_SENDTO: u8 = 2;
+pub const OP_SENDMSG: u8 = 3;
+pub const OP_SENDMMSG: u8 = 4;
+pub const OP_IO_URING: u8 = 5;
+pub const OP_OTHER: u8 = 6;
+pub const HOOK_SYS_CONNECT: u8 = 1;
+pub const HOOK_CONNECT4: u8 = 2;
+pub const HOOK_CONNECT6: u8 = 3;
+pub const HOOK_SENDMSG4: u8 = 4;
+pub const HOOK_SENDMSG6: u8 = 5;
+pub const TR_TCP: u8 = 1;
+pub const TR_UDP: u8 = 2;
+pub const TR_OTHER: u8 = 3;
 
 /// Kernel-internal dev_t (`MAJOR << 20 | MINOR`, what BPF reads from
 /// `i_sb->s_dev`) to the encoding stat(2) returns in `st_dev`.
@@ -96,6 +113,7 @@ pub fn counter_name(c: u32) -> Option<&'static str> {
         CNT_STDIO_CAP => "stdio_bytes_over_cap",
         CNT_STDIO_FAULT => "stdio_bytes_unreadable",
         CNT_REGS => "saved_registers_not_found",
+        CNT_SENT_FULL => "sent_map_refused",
         _ => return None,
     })
 }
@@ -213,7 +231,10 @@ pub struct ms_connect {
     pub ret: i32,
     pub fd: u32,
     pub addrlen: u32,
-    pub _pad: u32,
+    pub op: u8,
+    pub hook: u8,
+    pub transport: u8,
+    pub _pad: u8,
     pub sockaddr: [u8; SOCKADDR_MAX],
 }
 
@@ -330,6 +351,7 @@ pub const ENF_DENY_EXEC: u32 = 6;
 pub const ENF_KILL_URING: u32 = 7;
 pub const ENF_DENY_CHANGE: u32 = 8;
 pub const ENF_KILL_CHANGE: u32 = 9;
+pub const ENF_DENY_SEND: u32 = 10;
 pub const ENF_MAX: u32 = 16;
 
 #[repr(C)]
@@ -528,7 +550,7 @@ mod tests {
         check!(btf, ms_io_uring { h, fd, sq_entries, cq_entries, flags });
         check!(btf, ms_ptrace { h, ret, target, syscall, request });
         check!(btf, ms_open { h, ret, flags, mode, dev, ino, syscall, path_off, path_len, path });
-        check!(btf, ms_connect { h, ret, fd, addrlen, _pad, sockaddr });
+        check!(btf, ms_connect { h, ret, fd, addrlen, op, hook, transport, _pad, sockaddr });
         check!(btf, ms_fchange {
             h, ret, syscall, rflags, dirfd, src_dirfd, dev, ino, length, dir_off, path_len, source_len, _pad, dir, path,
             source
@@ -582,7 +604,14 @@ mod tests {
             ("MS_EV_KIND_MAX", EV_KIND_MAX), ("MS_CHUNK_SMALL", CHUNK_SMALL as u32),
             ("MS_CHUNK_LARGE", CHUNK_LARGE as u32), ("MS_PATH_MAX", PATH_MAX as u32),
             ("MS_CNT_MAX", CNT_MAX as u32), ("MS_CNT_STDIO_FAULT", CNT_STDIO_FAULT),
-            ("MS_CNT_REGS", CNT_REGS),
+            ("MS_CNT_REGS", CNT_REGS), ("MS_CNT_SENT_FULL", CNT_SENT_FULL),
+            ("MS_OP_CONNECT", OP_CONNECT as u32), ("MS_OP_SENDTO", OP_SENDTO as u32),
+            ("MS_OP_SENDMSG", OP_SENDMSG as u32), ("MS_OP_SENDMMSG", OP_SENDMMSG as u32),
+            ("MS_OP_IO_URING", OP_IO_URING as u32), ("MS_OP_OTHER", OP_OTHER as u32),
+            ("MS_HOOK_SYS_CONNECT", HOOK_SYS_CONNECT as u32), ("MS_HOOK_CONNECT4", HOOK_CONNECT4 as u32),
+            ("MS_HOOK_CONNECT6", HOOK_CONNECT6 as u32), ("MS_HOOK_SENDMSG4", HOOK_SENDMSG4 as u32),
+            ("MS_HOOK_SENDMSG6", HOOK_SENDMSG6 as u32),
+            ("MS_TR_TCP", TR_TCP as u32), ("MS_TR_UDP", TR_UDP as u32), ("MS_TR_OTHER", TR_OTHER as u32),
             ("MS_SYS_OPEN_BY_HANDLE_AT", SYS_OPEN_BY_HANDLE_AT),
             ("MS_F_RULE_SHIFT", F_RULE_SHIFT), ("MS_DIR_SLOTS", DIR_SLOTS),
             ("MS_NAME_PART", NAME_PART as u32), ("MS_NET_PORTS", NET_PORTS),
@@ -590,7 +619,7 @@ mod tests {
             ("MS_ENF_KILL_CONNECT", ENF_KILL_CONNECT), ("MS_ENF_DENY_CONNECT", ENF_DENY_CONNECT),
             ("MS_ENF_KILL_ROOT", ENF_KILL_ROOT), ("MS_ENF_MAX", ENF_MAX),
             ("MS_ENF_DENY_OPEN", ENF_DENY_OPEN), ("MS_ENF_DENY_EXEC", ENF_DENY_EXEC),
-            ("MS_ENF_KILL_URING", ENF_KILL_URING),
+            ("MS_ENF_KILL_URING", ENF_KILL_URING), ("MS_ENF_DENY_SEND", ENF_DENY_SEND),
             ("MS_ENF_DENY_CHANGE", ENF_DENY_CHANGE), ("MS_ENF_KILL_CHANGE", ENF_KILL_CHANGE),
             ("MS_EV_FCHANGE", EV_FCHANGE), ("MS_SYS_RENAME", SYS_RENAME), ("MS_SYS_RENAMEAT", SYS_RENAMEAT),
             ("MS_SYS_RENAMEAT2", SYS_RENAMEAT2), ("MS_SYS_LINK", SYS_LINK), ("MS_SYS_LINKAT", SYS_LINKAT),
@@ -601,6 +630,7 @@ mod tests {
             assert_eq!(define(name), v.to_string(), "{name}");
         }
         assert_eq!(define("MS_SHAPE_DEV"), format!("{SHAPE_DEV:#x}u"), "MS_SHAPE_DEV");
+        assert_eq!(define("MS_FD_NONE"), format!("{FD_NONE:#x}u"), "MS_FD_NONE");
         for (name, bit) in [
             ("MS_F_PATH_TRUNC", F_PATH_TRUNC), ("MS_F_ARGV_TRUNC", F_ARGV_TRUNC),
             ("MS_F_SCRIPT", F_SCRIPT), ("MS_F_UNRESOLVED", F_UNRESOLVED),

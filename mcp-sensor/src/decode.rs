@@ -36,7 +36,7 @@ pub enum Record {
     Open(Box<Open>),
     /// A rename, link, symlink or truncate (fchange.rs).
     Change(Box<crate::fchange::ChangeRecord>),
-    Connect { h: Header, ret: i32, fd: u32, addr: SockAddr },
+    Connect { h: Header, ret: i32, fd: u32, addr: SockAddr, via: NetVia },
     Stdio(Stdio),
     /// Discovery: the kernel rejected a candidate server (see abi.h).
     ChanReject { h: Header, chan: abi::ms_chan_key, dir: u8, byte: u8 },
@@ -55,6 +55,53 @@ impl Record {
             Record::Open(o) => &o.h,
             Record::Change(c) => &c.h,
             Record::Stdio(s) => &s.h,
+        }
+    }
+}
+
+/// How a connect record was seen (abi.h `MS_OP_*`, `MS_HOOK_*`, `MS_TR_*`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct NetVia {
+    pub op: u8,
+    pub hook: u8,
+    pub transport: u8,
+}
+
+impl NetVia {
+    /// The caller's operation: `connect`, `sendto`, `sendmsg`, `sendmmsg`,
+    /// `io_uring`, or `other`.
+    pub fn op_name(&self) -> &'static str {
+        match self.op {
+            abi::OP_CONNECT => "connect",
+            abi::OP_SENDTO => "sendto",
+            abi::OP_SENDMSG => "sendmsg",
+            abi::OP_SENDMMSG => "sendmmsg",
+            abi::OP_IO_URING => "io_uring",
+            _ => "other",
+        }
+    }
+
+    /// The program that saw it: `sys_connect` (connect(2)'s tracepoints)
+    /// or `cgroup_connect4|6`, `cgroup_sendmsg4|6`.
+    pub fn hook_name(&self) -> &'static str {
+        match self.hook {
+            abi::HOOK_SYS_CONNECT => "sys_connect",
+            abi::HOOK_CONNECT4 => "cgroup_connect4",
+            abi::HOOK_CONNECT6 => "cgroup_connect6",
+            abi::HOOK_SENDMSG4 => "cgroup_sendmsg4",
+            abi::HOOK_SENDMSG6 => "cgroup_sendmsg6",
+            _ => "unknown",
+        }
+    }
+
+    /// `tcp`, `udp`, `other`; `None` when no cgroup program saw the
+    /// socket (unix sockets, or no cgroup v2).
+    pub fn transport_name(&self) -> Option<&'static str> {
+        match self.transport {
+            abi::TR_TCP => Some("tcp"),
+            abi::TR_UDP => Some("udp"),
+            abi::TR_OTHER => Some("other"),
+            _ => None,
         }
     }
 }
@@ -214,7 +261,8 @@ pub fn decode(raw: &Bytes) -> Result<Record, DecodeError> {
         abi::EV_CONNECT => {
             let c: abi::ms_connect = read(buf, "connect")?;
             let len = (c.addrlen as usize).min(abi::SOCKADDR_MAX);
-            Record::Connect { h: hd, ret: c.ret, fd: c.fd, addr: sockaddr(&c.sockaddr[..len]) }
+            let via = NetVia { op: c.op, hook: c.hook, transport: c.transport };
+            Record::Connect { h: hd, ret: c.ret, fd: c.fd, addr: sockaddr(&c.sockaddr[..len]), via }
         }
         abi::EV_STDIO => {
             let s: abi::ms_stdio = read(buf, "stdio")?;
@@ -471,6 +519,27 @@ mod tests {
         assert_eq!(x.filename, "cat");
         assert_eq!(x.argv, vec!["cat", "/etc/hosts"]);
         assert_eq!(x.h.comm, "cat");
+    }
+
+    #[test]
+    fn connect_record_from_a_cgroup_program_names_its_path() {
+        let mut c: abi::ms_connect = zeroed();
+        c.h = hdr(abi::EV_CONNECT);
+        c.fd = abi::FD_NONE;
+        c.ret = -libc::EPERM;
+        c.op = abi::OP_SENDTO;
+        c.hook = abi::HOOK_SENDMSG4;
+        c.transport = abi::TR_UDP;
+        // sockaddr_in as sockaddr.bpf.c rebuilds it: family, port (network order), address
+        let sa = [&(libc::AF_INET as u16).to_ne_bytes()[..], &80u16.to_be_bytes(), &[169, 254, 169, 254]].concat();
+        c.sockaddr[..sa.len()].copy_from_slice(&sa);
+        c.addrlen = 16;
+        let rec = decode(&Bytes::from(as_bytes(&c))).unwrap();
+        let Record::Connect { addr, via, ret, .. } = rec else { panic!("not connect: {rec:?}") };
+        assert_eq!(addr, SockAddr::Inet { addr: Ipv4Addr::new(169, 254, 169, 254), port: 80 });
+        assert_eq!((ret, via.op_name(), via.hook_name(), via.transport_name()), (-libc::EPERM, "sendto", "cgroup_sendmsg4", Some("udp")));
+        let plain = NetVia { op: abi::OP_CONNECT, hook: abi::HOOK_SYS_CONNECT, transport: 0 };
+        assert_eq!((plain.op_name(), plain.hook_name(), plain.transport_name()), ("connect", "sys_connect", None));
     }
 
     #[test]

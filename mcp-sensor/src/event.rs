@@ -124,9 +124,21 @@ pub enum Body {
         /// Unix socket path; abstract names start with `@`.
         #[serde(skip_serializing_if = "Option::is_none")]
         path: Option<String>,
+        /// connect(2)'s result. From a cgroup program (`hook` not
+        /// `sys_connect`): 0, or -1 (EPERM) when it refused; the
+        /// operation's own result is not seen there.
         ret: i32,
         #[serde(skip_serializing_if = "Option::is_none")]
         error: Option<String>,
+        /// The caller's operation: `connect`, `sendto`, `sendmsg`,
+        /// `sendmmsg`, `io_uring`, `other` (docs/events.md).
+        op: &'static str,
+        /// The program that saw it: `sys_connect`, `cgroup_connect4|6`,
+        /// `cgroup_sendmsg4|6`.
+        hook: &'static str,
+        /// `tcp`, `udp`, `other`; absent when not known (unix sockets).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        transport: Option<&'static str>,
     },
     /// The process set up io_uring: I/O the syscall hooks do not see.
     #[serde(rename = "io_uring_setup")]
@@ -406,7 +418,9 @@ pub struct Alert {
     /// Enforcement: who stopped it. `kernel_lsm` (BPF LSM refused the open
     /// or exec before it happened), `kernel_syscall_exit` (SIGKILL sent in
     /// the syscall's exit hook, delivered before it returns to user space),
-    /// `kernel_cgroup` (the cgroup connect program refused the connect), or
+    /// `kernel_cgroup` (a cgroup program refused the connect or UDP send),
+    /// `kernel_cgroup+agent` (a cgroup program refused it, and the agent
+    /// killed by pidfd: only connect(2) can be killed in the kernel), or
     /// `agent` (the agent killed by pidfd after reading the event).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decided_by: Option<&'static str>,

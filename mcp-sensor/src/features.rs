@@ -161,11 +161,11 @@ impl Plan {
                 "rename, link, symlink, truncate",
                 "tracepoint/syscalls/sys_exit_{rename,renameat,renameat2,link,linkat,symlink,symlinkat,truncate,ftruncate}",
             ),
-            ("connect", "tracepoint/syscalls/sys_{enter,exit}_connect"),
+            ("connect(2)", "tracepoint/syscalls/sys_{enter,exit}_connect"),
             ("stdio", "tracepoint/syscalls/sys_exit_{read,write,readv,writev,...}"),
             ("io_uring_setup", "tp_btf/io_uring_create"),
             ("ptrace", "tracepoint/syscalls/sys_exit_{ptrace,process_vm_readv,process_vm_writev}"),
-            ("connect deny", "cgroup/connect4, cgroup/connect6"),
+            ("connect (other paths), UDP send; their deny", "cgroup/connect4, connect6, sendmsg4, sendmsg6"),
         ]
         .into_iter()
         .collect();

@@ -27,8 +27,8 @@ pub struct LoadOptions {
     pub capture_stdio: bool,
     /// Host-wide discovery (abi DISC_* bits); 0 for `exec`.
     pub discover: u32,
-    /// Attach the enforcement programs (cgroup connect) and switch kernel
-    /// enforcement on (`--enforce`); off, nothing is killed or refused.
+    /// Switch kernel enforcement on (`--enforce`); off, nothing is killed
+    /// or refused. The cgroup socket programs are attached either way.
     pub enforce: bool,
 }
 
@@ -206,14 +206,23 @@ pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
                 }
                 continue;
             }
-            // enforcement: cgroup/connect4|6 at the cgroup v2 root, as a
-            // bpf_link (5.7+), which runs next to whatever else is attached
-            // there (a link takes no ALLOW_MULTI flag: it is always multi)
+            // cgroup/connect4|6, sendmsg4|6 (sockaddr.bpf.c) at the cgroup
+            // v2 root in every mode: the connects that are not connect(2)
+            // and UDP sends are seen only there. As a bpf_link (5.7+),
+            // which runs next to whatever else is attached there (a link
+            // takes no ALLOW_MULTI flag: it is always multi). Without
+            // cgroup v2, only --enforce fails (it must refuse there);
+            // monitoring goes on without them, and says so.
             Program::CgroupSockAddr(p) => {
-                if !opts.enforce {
+                let Some(root) = crate::enforce::cgroup2_root() else {
+                    if opts.enforce {
+                        return Err(LoadError::NoCgroup2);
+                    }
+                    if !plan.degraded.iter().any(|d| d.starts_with(NO_CGROUP2)) {
+                        plan.degraded.push(format!("{NO_CGROUP2}: UDP sends, TCP Fast Open and io_uring connects are not seen"));
+                    }
                     continue;
-                }
-                let root = crate::enforce::cgroup2_root().ok_or(LoadError::NoCgroup2)?;
+                };
                 let dir = std::fs::File::open(&root).map_err(|_| LoadError::NoCgroup2)?;
                 p.load().map_err(program_err)?;
                 p.attach(dir, CgroupAttachMode::Single).map_err(|e| attach_err(&root, e))?;
@@ -261,6 +270,9 @@ const MULTI_ATTACH: &[(&str, &[&str])] = &[
         ],
     ),
 ];
+
+/// The start of the `degraded` note of a host without cgroup v2.
+const NO_CGROUP2: &str = "no cgroup2 filesystem mounted";
 
 /// The stdio capture program (stdio.bpf.c), left out with `--no-stdio-capture`.
 const STDIO_PROGRAM: &str = "ms_stdio_exits";

@@ -248,7 +248,7 @@ impl Pipeline {
                 ret,
                 error: decode::ret_error(ret),
             },
-            Record::Connect { ret, addr, .. } => connect_body(ret, addr),
+            Record::Connect { ret, addr, via, .. } => connect_body(ret, addr, via),
             Record::IoUring { fd, sq_entries, cq_entries, flags, .. } => {
                 Body::IoUringSetup { fd, sq_entries, cq_entries, flags: decode::uring_flags(flags) }
             }
@@ -374,12 +374,22 @@ fn script_path(e: &decode::Exec) -> String {
     }
 }
 
-fn connect_body(ret: i32, addr: SockAddr) -> Body {
+fn connect_body(ret: i32, addr: SockAddr, via: decode::NetVia) -> Body {
     let (family, addr, port, path) = match addr {
         SockAddr::Inet { addr, port } => ("inet".to_string(), Some(addr.to_string()), Some(port), None),
         SockAddr::Inet6 { addr, port } => ("inet6".to_string(), Some(addr.to_string()), Some(port), None),
         SockAddr::Unix { path } => ("unix".to_string(), None, None, Some(path)),
         SockAddr::Other { family } => (format!("af_{family}"), None, None, None),
     };
-    Body::Connect { family, addr, port, path, ret, error: decode::ret_error(ret) }
+    Body::Connect {
+        family,
+        addr,
+        port,
+        path,
+        ret,
+        error: decode::ret_error(ret),
+        op: via.op_name(),
+        hook: via.hook_name(),
+        transport: via.transport_name(),
+    }
 }

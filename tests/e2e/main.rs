@@ -13,6 +13,7 @@ mod investigate;
 mod kernel;
 mod launchers;
 mod mcp;
+mod net;
 mod overlap;
 mod profile;
 mod rugpull;

@@ -11,13 +11,17 @@ use crate::harness::*;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
-/// tests/e2e/progs/uring_read.c, compiled into `dir`.
-fn uring_reader(dir: &Path) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/progs/uring_read.c");
-    let bin = dir.join("uring_read");
+/// tests/e2e/progs/NAME.c, compiled into `dir`.
+pub(crate) fn test_prog(dir: &Path, name: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/e2e/progs/{name}.c"));
+    let bin = dir.join(name);
     let out = std::process::Command::new("cc").arg("-O1").arg("-o").arg(&bin).arg(&src).output().expect("run cc");
     assert!(out.status.success(), "cc {}: {}", src.display(), String::from_utf8_lossy(&out.stderr));
     bin
+}
+
+fn uring_reader(dir: &Path) -> PathBuf {
+    test_prog(dir, "uring_read")
 }
 
 /// Positive control: unenforced, the program really reads the key through

@@ -45,6 +45,10 @@ pub struct BenchArgs {
     /// Only the syscall loops (skip the MCP benchmarks).
     #[arg(long)]
     loops_only: bool,
+    /// Only these loops (repeatable): open, read, getpid, udp-send, exec,
+    /// exec-piped (with --daemon). Default: all but exec-piped.
+    #[arg(long = "loop", value_name = "NAME")]
+    loops: Vec<String>,
     /// Only the MCP benchmarks (skip the syscall loops).
     #[arg(long, conflicts_with = "loops_only")]
     mcp_only: bool,
@@ -102,6 +106,17 @@ pub fn worker(what: &str, iters: u64) -> Result<()> {
             for _ in 0..iters {
                 // SAFETY: no arguments, no side effects.
                 unsafe { libc::syscall(libc::SYS_getpid) };
+            }
+        }
+        // a UDP send with an address (no connect) to a local socket nobody
+        // reads (full, it drops the datagram; the send still succeeds):
+        // what every process pays for cgroup/sendmsg4 (sockaddr.bpf.c)
+        "udp-send" => {
+            let sink = std::net::UdpSocket::bind("127.0.0.1:0")?;
+            let to = sink.local_addr()?;
+            let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
+            for _ in 0..iters {
+                s.send_to(b"x", to)?;
             }
         }
         "exec" => {
@@ -220,9 +235,19 @@ pub fn run(a: BenchArgs) -> Result<()> {
         return Ok(());
     }
     let mut rows = Vec::new();
-    let mut loops: Vec<(&str, u64)> = if a.mcp_only { vec![] } else { vec![("open", a.open_iters), ("read", a.open_iters), ("getpid", a.open_iters), ("exec", a.exec_iters)] };
+    let mut loops: Vec<(&str, u64)> = if a.mcp_only {
+        vec![]
+    } else {
+        vec![("open", a.open_iters), ("read", a.open_iters), ("getpid", a.open_iters), ("udp-send", a.open_iters), ("exec", a.exec_iters)]
+    };
     if a.daemon && !a.mcp_only {
         loops.push(("exec-piped", a.exec_iters));
+    }
+    if !a.loops.is_empty() {
+        if let Some(bad) = a.loops.iter().find(|l| !loops.iter().any(|(w, _)| w == l)) {
+            anyhow::bail!("--loop {bad}: no such loop (open, read, getpid, udp-send, exec; exec-piped with --daemon)");
+        }
+        loops.retain(|(w, _)| a.loops.iter().any(|l| l == w));
     }
     for &(what, iters) in &loops {
         let (mut base, mut unwatched, mut watched) = (vec![], vec![], vec![]);

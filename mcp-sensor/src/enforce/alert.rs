@@ -80,6 +80,17 @@ fn is_connect(alert: &Event) -> bool {
     matches!(&alert.body, Body::Alert(a) if matches!(a.event.body, Body::Connect { .. }))
 }
 
+/// A connect or send a cgroup program reported itself (not connect(2)):
+/// the kernel can refuse it there but not kill (no bpf_send_signal in
+/// cgroup programs), so a kill rule's kill is the agent's.
+fn refused_without_kill(alert: &Event, kernel: Option<super::KernelDecision>) -> bool {
+    let hook_record = matches!(&alert.body, Body::Alert(a) if matches!(a.event.body, Body::Connect { hook, .. } if hook != "sys_connect"));
+    hook_record && kernel.is_some_and(|k| k.denied && !k.killed)
+}
+
+/// `decided_by` of a refusal in the kernel followed by the agent's kill.
+pub const CGROUP_THEN_AGENT: &str = "kernel_cgroup+agent";
+
 /// A kill rule matched: the kernel already acted on the record (its flags
 /// say so), or the agent kills now.
 pub fn act(e: &Enforcer, rec: &RecordFacts, m: &Match<'_>, alert: &mut Event, procs: &ProcTable) {
@@ -91,6 +102,13 @@ pub fn act(e: &Enforcer, rec: &RecordFacts, m: &Match<'_>, alert: &mut Event, pr
         return; // a connect can only be refused in the kernel: `would_deny`
     }
     let connect = is_connect(alert);
+    if m.action == Action::Kill && refused_without_kill(alert, kernel) {
+        // refused in the kernel (nothing was sent), killed by the agent
+        let mut o = e.decide(rec.offender(), m.kill_scope, None, connect, procs);
+        o.decided_by = CGROUP_THEN_AGENT;
+        fill(alert, o);
+        return;
+    }
     let o = e.decide(rec.offender(), m.kill_scope, kernel, connect, procs);
     if o.killed.is_empty() && o.action == "killed" {
         // the process was gone before the agent could act: say so

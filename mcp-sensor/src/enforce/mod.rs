@@ -47,7 +47,7 @@ pub fn cgroup2_root() -> Option<String> {
 
 /// [`Enforcer::kernel_counts`] by name, for the final `drops` line.
 pub fn named_counts(counts: &[u64]) -> std::collections::BTreeMap<String, u64> {
-    const NAMES: [(u32, &str); 10] = [
+    const NAMES: [(u32, &str); 11] = [
         (abi::ENF_KILL_OPEN, "kill_open"),
         (abi::ENF_KILL_EXEC, "kill_exec"),
         (abi::ENF_KILL_CONNECT, "kill_connect"),
@@ -58,6 +58,7 @@ pub fn named_counts(counts: &[u64]) -> std::collections::BTreeMap<String, u64> {
         (abi::ENF_KILL_URING, "kill_uring"),
         (abi::ENF_DENY_CHANGE, "deny_change"),
         (abi::ENF_KILL_CHANGE, "kill_change"),
+        (abi::ENF_DENY_SEND, "deny_send"),
     ];
     NAMES.iter().map(|&(i, name)| (name.to_string(), counts.get(i as usize).copied().unwrap_or(0))).collect()
 }

@@ -34,6 +34,7 @@ pub fn profile(set: &RuleSet, lsm: Option<bool>) -> Vec<EnforcedRule> {
             let (decided_by, why) = match (&k.plan, k.conds.partial) {
                 (KernelPlan::Agent { why }, _) => ("agent", Some(why.to_string())),
                 (_, Some(why)) => ("kernel+agent", Some(why.to_string())),
+                (KernelPlan::Connect { .. }, None) if k.kill => ("kernel+agent", Some(CONNECT_KILL_WHY.to_string())),
                 _ => ("kernel", None),
             };
             EnforcedRule { rule: k.id.to_string(), action: if k.kill { "kill" } else { "deny" }, decided_by, why }
@@ -51,6 +52,10 @@ pub fn profile(set: &RuleSet, lsm: Option<bool>) -> Vec<EnforcedRule> {
     }
     out
 }
+
+/// Why a connect kill rule is partly the agent's (sockaddr.bpf.c).
+const CONNECT_KILL_WHY: &str = "the kernel refuses every connect and UDP send it matches, and kills at connect(2)'s exit; \
+     a TCP Fast Open or io_uring connect or a UDP send is killed by the agent (cgroup programs cannot send signals)";
 
 /// Why an `io_uring_setup` rule kills under `--enforce` whatever its own
 /// action (ARCHITECTURE.md, "io_uring under --enforce").
@@ -113,5 +118,21 @@ mod tests {
         let p = profile(&set, Some(false));
         assert!(!p.iter().any(|r| r.rule == "unexpected-shell"), "{p:?}");
         assert!(p.iter().any(|r| r.rule == "cloud-metadata-connect" && r.action == "kill"), "{p:?}");
+    }
+
+    #[test]
+    fn a_connect_kill_rule_says_the_agent_kills_what_connect2_does_not_carry() {
+        // cgroup programs refuse TFO, io_uring connects and UDP sends but
+        // cannot signal: the kill there is the agent's
+        let set = crate::rules::load(&[("mine.yaml", "- rule: cloud-metadata-connect
+  action: kill
+")]).unwrap();
+        let p = profile(&set, Some(false));
+        let r = p.iter().find(|r| r.rule == "cloud-metadata-connect").unwrap();
+        assert_eq!((r.action, r.decided_by), ("kill", "kernel+agent"), "{r:?}");
+        assert!(r.why.as_deref().unwrap().contains("UDP send"), "{r:?}");
+        // deny stays the kernel's alone
+        let r = profile(&crate::rules::defaults(), Some(false)).into_iter().find(|r| r.rule == "cloud-metadata-connect").unwrap();
+        assert_eq!((r.action, r.decided_by), ("deny", "kernel"), "{r:?}");
     }
 }

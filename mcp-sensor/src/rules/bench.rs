@@ -88,6 +88,9 @@ pub(crate) fn connect(
         path: path.map(Into::into),
         ret: 0,
         error: None,
+        op: "connect",
+        hook: "sys_connect",
+        transport: Some("tcp"),
     };
     event("/usr/bin/node", body, Some("fetch"))
 }
