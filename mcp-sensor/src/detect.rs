@@ -227,8 +227,8 @@ impl Detector {
         if self.extra_homes.contains(&home) || crate::enforce::walk::homes().contains(&home) {
             return;
         }
-        self.extra_homes.push(home);
-        self.scan_known();
+        self.extra_homes.push(home.clone());
+        crate::known_scan::scan_more(&mut self.known, &self.rules, &[home]);
         if self.enforcer.is_some() {
             self.install_enforcement(); // before this event is judged
         }

@@ -19,12 +19,16 @@ pub fn identity(path: &Path) -> Option<FileId> {
     std::fs::metadata(path).ok().filter(|m| m.is_file()).map(|m| FileId::from_stat(m.dev(), m.ino()))
 }
 
-/// The users' homes and `extra`, sorted, without repeats.
+/// `extra` (the servers' `HOME`s) first, then the users' homes not among
+/// them: a scan's budget goes to the servers' own homes before a large
+/// `/root` or `/home/*` can use it up.
 pub fn homes(extra: &[PathBuf]) -> Vec<PathBuf> {
-    let mut h = walk::homes();
-    h.extend(extra.iter().cloned());
-    h.sort();
-    h.dedup();
+    let mut h = extra.to_vec();
+    for u in walk::homes() {
+        if !h.contains(&u) {
+            h.push(u);
+        }
+    }
     h
 }
 
@@ -33,6 +37,12 @@ pub fn homes(extra: &[PathBuf]) -> Vec<PathBuf> {
 /// (files past the budget are then known only once opened).
 pub fn scan(known: &mut KnownFiles, rules: &RuleSet, homes: &[PathBuf]) -> bool {
     known.forget_scanned();
+    scan_more(known, rules, homes)
+}
+
+/// Adds the files `rules`' open path globs name under `homes` (a new
+/// server's `HOME`, with a budget of its own), keeping what is known.
+pub fn scan_more(known: &mut KnownFiles, rules: &RuleSet, homes: &[PathBuf]) -> bool {
     let mut budget = SCAN_BUDGET;
     let mut truncated = false;
     for g in rules.open_path_globs() {

@@ -178,10 +178,14 @@ impl Enforcer {
     /// they differ from the last ones (rules left to the agent, scans cut
     /// short), for the caller to print.
     pub fn install(&mut self, rules: &RuleSet) -> Result<Option<Vec<String>>, LoadError> {
-        let mut homes = self.homes.clone().unwrap_or_else(walk::homes);
-        homes.extend(self.extra_homes.iter().cloned());
-        homes.sort();
-        homes.dedup();
+        // the servers' HOMEs first: the scan's budget reaches them before
+        // a large user home can use it up
+        let mut homes = self.extra_homes.clone();
+        for h in self.homes.clone().unwrap_or_else(walk::homes) {
+            if !homes.contains(&h) {
+                homes.push(h);
+            }
+        }
         let mut t = compile(rules, &homes, &self.learned_files);
         let notes = std::mem::take(&mut t.notes);
         for (id, v) in &self.copies {
