@@ -83,8 +83,8 @@ fn of<'a>(events: &'a [Value], kind: &'a str) -> impl Iterator<Item = &'a Value>
 fn daemon_reading_a_key_after_the_server_exited_is_killed_and_alerted_in_a_loop() {
     let d = scratch("after-exit-enf");
     let (home, key, secret) = home_with_key(&d);
-    // the default profile's ssh-key-read also matches the key: alert-only here, the test is about its own rule
-    let rules = rule_file(&d, &key_rule(&home, "tree", "- rule: ssh-key-read\n  action: alert\n"));
+    // the default profile (its ssh-key-read matches the key too) is alert-only here: the test is about its own rule
+    let rules = rule_file(&d, &key_rule(&home, "tree", crate::enforce::PROFILE_ALERT_ONLY));
     for round in 0..20 {
         let (events, daemon, client) = session_with_daemon(&d, round, &home, &key, &["--enforce", "--rules", &rules]);
         let ctx = || format!("round {round}, daemon {daemon}\n{}", events.iter().map(Value::to_string).collect::<Vec<_>>().join("\n"));
@@ -122,8 +122,8 @@ fn daemon_reading_a_key_after_the_server_exited_is_killed_and_alerted_in_a_loop(
 fn daemon_reading_a_key_after_the_server_exited_is_seen_without_enforce() {
     let d = scratch("after-exit-obs");
     let (home, key, secret) = home_with_key(&d);
-    // the default profile's ssh-key-read also matches the key: alert-only here, the test is about its own rule
-    let rules = rule_file(&d, &key_rule(&home, "tree", "- rule: ssh-key-read\n  action: alert\n"));
+    // the default profile (its ssh-key-read matches the key too) is alert-only here: the test is about its own rule
+    let rules = rule_file(&d, &key_rule(&home, "tree", crate::enforce::PROFILE_ALERT_ONLY));
     let (events, daemon, _) = session_with_daemon(&d, 0, &home, &key, &["--rules", &rules]);
     let all = events.iter().map(Value::to_string).collect::<Vec<_>>().join("\n");
     // positive control: the daemon really read the key

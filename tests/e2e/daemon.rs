@@ -296,10 +296,10 @@ fn sighup_keeps_the_running_config_when_the_new_one_is_invalid() {
 
 #[test]
 fn daemon_enforces_on_found_servers_and_spares_unconfirmed_candidates() {
-    use crate::enforce::{assert_no_leak, home_with_key, key_rule, rule_file};
+    use crate::enforce::{assert_no_leak, home_with_key, key_rule, rule_file, PROFILE_ALERT_ONLY};
     let d = scratch("daemon-enforce");
     let (home, key, secret) = home_with_key(&d);
-    let rules = rule_file(&d, &key_rule(&home, "tree", ""));
+    let rules = rule_file(&d, &key_rule(&home, "tree", PROFILE_ALERT_ONLY));
     let daemon = Daemon::start_with(&d, "", &["--enforce", "--rules", &rules]);
     // a process with pipes on stdin and stdout that is not MCP reads the
     // key: a candidate the agent has not confirmed, so it is not killed

@@ -41,6 +41,14 @@ pub(crate) fn rule_file(d: &Path, yaml: &str) -> String {
     p.display().to_string()
 }
 
+/// The default enforce profile made alert-only. A daemon (`run`) watches
+/// the whole host: under `--enforce` its default kill rules would also stop
+/// the servers of tests running beside it (a key read, a shell). Daemon
+/// tests kill with rules of their own (`key_rule`) and append this.
+pub(crate) const PROFILE_ALERT_ONLY: &str = "- rule: ssh-key-read\n  action: alert\n- rule: credential-file-read\n  action: alert\n\
+- rule: ssh-authorized-keys-write\n  action: alert\n- rule: agent-config-tampering\n  action: alert\n\
+- rule: unexpected-shell\n  action: alert\n- rule: cloud-metadata-connect\n  action: alert\n";
+
 pub(crate) fn key_rule(home: &Path, scope: &str, extra: &str) -> String {
     format!(
         "- rule: test-key-kill\n  description: the scratch private key\n  severity: critical\n  kind: open\n  action: kill\n  kill_scope: {scope}\n  match:\n    path: {}/.ssh/id_*\n{extra}",

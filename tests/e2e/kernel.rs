@@ -258,7 +258,7 @@ fn kernel_daemon_finds_a_wrapped_server_and_enforces_from_its_first_call() {
     let (home, key, secret) = home_with_key(&d);
     // the default profile would kill the first-call shell before its `cat`:
     // alert-only here, this test is about the key read under the first call
-    let rules = rule_file(&d, &key_rule(&home, "process", "- rule: unexpected-shell\n  action: alert\n"));
+    let rules = rule_file(&d, &key_rule(&home, "process", crate::enforce::PROFILE_ALERT_ONLY));
     let env = mcp_env();
     let daemon = Daemon::start_with(&d, "", &["--enforce", "--rules", &rules]);
     let marker = format!("kernel-daemon-{}", std::process::id());

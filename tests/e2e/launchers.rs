@@ -323,11 +323,11 @@ fn launcher_uvx_offline_python_server() {
 /// in 20 of 20 rounds: no byte of the key reaches the client.
 #[test]
 fn launcher_npx_first_call_key_read_is_stopped_under_enforce() {
-    use crate::enforce::{assert_no_leak, home_with_key, key_rule, rule_file};
+    use crate::enforce::{assert_no_leak, home_with_key, key_rule, rule_file, PROFILE_ALERT_ONLY};
     let d = scratch("launch-npx-enforce");
     let env = mcp_env();
     let (home, key, secret) = home_with_key(&d);
-    let rules = rule_file(&d, &key_rule(&home, "tree", ""));
+    let rules = rule_file(&d, &key_rule(&home, "tree", PROFILE_ALERT_ONLY));
     let daemon = Daemon::start_with(&d, "", &["--enforce", "--rules", &rules]);
     let plan = Plan {
         command: vec!["npx".into(), "-y".into(), FS_PKG.into(), home.display().to_string()],
