@@ -238,10 +238,12 @@ fn kernel_enforce_stops_the_filesystem_servers_write_over_claude_md() {
     let s = drive(
         &d,
         fs_server(&env, &home),
-        // one step: the client's 60 s deadline covers the sensor's start
-        // under --enforce, slow in a 1-vCPU VM
+        // one call: the client's 60 s deadline covers the sensor's start
+        // under --enforce, slow in a 1-vCPU VM; then the session stays open,
+        // so a kill by the agent (no BPF LSM) finds the server still there
         json!([
             {"call": "write_file", "arguments": {"path": claude, "content": "# planted instructions\n"}},
+            {"sleep": 5},
         ]),
         &["--enforce"],
     );
@@ -261,7 +263,7 @@ fn kernel_enforce_stops_the_filesystem_servers_write_over_claude_md() {
         assert_eq!(a["decided_by"], "kernel_lsm", "{a}");
         assert_eq!(a["event"]["error"], "EPERM", "{a}");
         assert_eq!(std::fs::read_to_string(&claude).unwrap(), "# project notes\n", "CLAUDE.md unchanged");
-        assert_ne!(s.client["results"][1]["ok"], true, "the write did not complete for the client: {}", s.client);
+        assert_ne!(s.client["results"][0]["ok"], true, "the write did not complete for the client: {}", s.client);
     } else {
         // the server may answer before the agent's kill lands: late
         assert_eq!(a["decided_by"], "agent", "{a}");
