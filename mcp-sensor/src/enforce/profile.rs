@@ -35,6 +35,15 @@ pub fn profile(set: &RuleSet, lsm: Option<bool>) -> Vec<EnforcedRule> {
                 (KernelPlan::Agent { why }, _) => ("agent", Some(why.to_string())),
                 (_, Some(why)) => ("kernel+agent", Some(why.to_string())),
                 (KernelPlan::Connect { .. }, None) if k.kill => ("kernel+agent", Some(CONNECT_KILL_WHY.to_string())),
+                // write rules also judge renames, links, symlinks and
+                // truncates (fchange.bpf.c): only BPF LSM refuses those
+                (KernelPlan::Open { .. }, None) if k.conds.write && lsm != Some(true) => (
+                    "kernel+agent",
+                    Some(match lsm {
+                        None => format!("{CHANGE_WHY} (where BPF LSM is not active; with it they are refused)"),
+                        Some(_) => CHANGE_WHY.to_string(),
+                    }),
+                ),
                 _ => ("kernel", None),
             };
             EnforcedRule { rule: k.id.to_string(), action: if k.kill { "kill" } else { "deny" }, decided_by, why }
@@ -56,6 +65,10 @@ pub fn profile(set: &RuleSet, lsm: Option<bool>) -> Vec<EnforcedRule> {
 /// Why a connect kill rule is partly the agent's (sockaddr.bpf.c).
 const CONNECT_KILL_WHY: &str = "the kernel refuses every connect and UDP send it matches, and kills at connect(2)'s exit; \
      a TCP Fast Open or io_uring connect or a UDP send is killed by the agent (cgroup programs cannot send signals)";
+
+/// Why a write rule is partly the agent's without BPF LSM.
+const CHANGE_WHY: &str = "opens for writing are killed at the syscall; a rename, link, symlink or truncate onto the file \
+     (the filesystem server's write_file over an existing file) is killed by the agent, late";
 
 /// Why an `io_uring_setup` rule kills under `--enforce` whatever its own
 /// action (ARCHITECTURE.md, "io_uring under --enforce").
@@ -96,6 +109,21 @@ mod tests {
         let none = crate::rules::load(&[("off.yaml", "- disable: [ssh-key-read, ssh-authorized-keys-write, credential-file-read, agent-config-tampering, unexpected-shell, cloud-metadata-connect]\n")]).unwrap();
         assert!(startup_line(&profile(&none, Some(false))).contains("nothing will be stopped"));
         assert!(startup_line(&profile(&none, None)).contains("nothing will be stopped"), "no kernel open rule: io_uring is allowed");
+    }
+
+    #[test]
+    fn write_rules_are_partly_the_agents_without_bpf_lsm() {
+        let set = crate::rules::defaults();
+        for lsm in [Some(false), None] {
+            let p = profile(&set, lsm);
+            for id in ["ssh-authorized-keys-write", "agent-config-tampering"] {
+                let r = p.iter().find(|r| r.rule == id).unwrap();
+                assert_eq!(r.decided_by, "kernel+agent", "{lsm:?} {r:?}");
+                assert!(r.why.as_deref().unwrap().contains("rename"), "{r:?}");
+            }
+            let read = p.iter().find(|r| r.rule == "ssh-key-read").unwrap();
+            assert_eq!(read.decided_by, "kernel", "reads have no rename to miss: {read:?}");
+        }
     }
 
     #[test]
