@@ -238,7 +238,7 @@ fn kernel_enforce_stops_the_filesystem_servers_write_over_claude_md() {
     let s = drive(
         &d,
         fs_server(&env, &home),
-        // one call: the client's 60 s deadline covers the sensor's start
+        // one call: the client's deadline covers the sensor's start
         // under --enforce, slow in a 1-vCPU VM; then the session stays open,
         // so a kill by the agent (no BPF LSM) finds the server still there
         json!([
