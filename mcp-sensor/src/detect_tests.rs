@@ -175,7 +175,7 @@ fn open_of(path: &str, file: &std::path::Path) -> Event {
 
 #[test]
 fn a_hard_link_to_a_key_seen_opened_alerts_under_both_names() {
-    let d0 = std::env::temp_dir().join(format!("ms-detect-link-{}", std::process::id()));
+    let d0 = crate::test_dir("detect-link");
     let ssh = d0.join("srv/.ssh");
     std::fs::create_dir_all(&ssh).unwrap();
     let key = ssh.join("id_ed25519");

@@ -240,10 +240,7 @@ mod tests {
     use super::*;
 
     fn tmpdir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("mcp-sensor-exe-is-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        d
+        crate::test_dir(&format!("exe-is-{tag}"))
     }
 
     fn facts<'a>(exe: &'a str, m: &std::fs::Metadata, argv: &'a [String]) -> ExecFacts<'a> {

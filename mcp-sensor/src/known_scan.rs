@@ -77,7 +77,7 @@ mod tests {
 
     #[test]
     fn the_scan_finds_what_the_open_rules_name_and_forgets_what_went() {
-        let d = std::env::temp_dir().join(format!("ms-known-{}", std::process::id()));
+        let d = crate::test_dir("known");
         let ssh = d.join("u/.ssh");
         std::fs::create_dir_all(&ssh).unwrap();
         let key = ssh.join("id_test");

@@ -35,6 +35,16 @@ pub mod features;
 pub mod exec_cmd;
 pub mod exec_tree;
 pub mod investigate;
+
+/// A fresh, empty scratch directory for a unit test:
+/// `$TMPDIR/ms-<tag>-<pid>`, emptied if an earlier run left it.
+#[cfg(test)]
+pub(crate) fn test_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("ms-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
 pub mod known_scan;
 pub mod loader;
 pub mod logfile;
