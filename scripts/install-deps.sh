@@ -17,6 +17,9 @@ command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
 command -v git >/dev/null || need+=(git)
 command -v cc >/dev/null || need+=(gcc libc6-dev)
+# the benign corpus (tests/e2e/benign.rs): real version-manager shims
+command -v rbenv >/dev/null || need+=(rbenv)
+command -v direnv >/dev/null || need+=(direnv)
 # headless browser: the investigate HTML report is checked by what it renders
 command -v chromium >/dev/null || need+=(chromium)
 # `cargo xtask vmtest` (the kernel matrix): qemu, the virtiofsd that shares

@@ -355,6 +355,11 @@ struct ms_enf_cfg {
 #define MS_VF_EXEMPT (1u << 3)    /* the rule excepts some processes: see EXEMPT */
 #define MS_VF_AFTER_REQ (1u << 4) /* only once the session has read its first request
                                    * (FIRST_REQ) */
+#define MS_VF_SHELL_CMD (1u << 5) /* execs only: a shell asked to run a command string,
+                                   * its stdin or an interactive session, by its argv;
+                                   * script runs are the agent's (shell_run.rs) */
+/* argv bytes the kernel reads to tell a shell's script run (MS_VF_SHELL_CMD) */
+#define MS_SHELL_ARGV 128
 struct ms_verdict {
 	__u32 rule;  /* index of the rule in the agent's rule set */
 	__u32 flags; /* MS_VF_* */

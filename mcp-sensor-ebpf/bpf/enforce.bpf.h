@@ -479,12 +479,103 @@ static __always_inline __u32 ms_enforce_open(struct file *file, __u64 oflags, __
 	return ms_enf_kill(&v, session, MS_ENF_KILL_OPEN);
 }
 
+/*
+ * A shell's argv (MS_VF_SHELL_CMD), byte by byte: whether it names a
+ * script to run. The options grammar is shell_run.rs's, cut down: short
+ * option clusters after `-`/`+` (`c`, `s`: not a script run; `o`,
+ * `O`: the next argument is an option name), `-`/`--` end the options,
+ * other long options are flags; the first other argument is the script.
+ * Undecided within MS_SHELL_ARGV bytes: not a script run (killed; the
+ * agent has the whole argv). busybox called by its own name and
+ * `--rcfile FILE` read as a script run leave the kill to the agent.
+ */
+struct ms_shell_parse {
+	char buf[MS_SHELL_ARGV];
+	__u32 len;     /* bytes in buf */
+	__u32 arg;     /* index of the argument at i */
+	__u32 at;      /* bytes into it */
+	__u32 opt;     /* 1: short options, 2: long option, 3: an option's argument */
+	__u32 skip;    /* the next argument is an option's argument */
+	__u32 operand; /* the next argument is the script (after `-`/`--`) */
+	__u32 script;  /* 1: a script run, 2: not one */
+};
+
+MS_LOOP_CB ms_shell_step(__u64 i, struct ms_shell_parse *c)
+{
+	if (i >= c->len)
+		return 1;
+	char ch = c->buf[i & (MS_SHELL_ARGV - 1)];
+	if (ch == 0) {
+		/* `-` or `--` alone: the script follows */
+		if (c->arg && ((c->opt == 1 && c->at == 1) || (c->opt == 2 && c->at == 2)))
+			c->operand = 1;
+		c->arg++;
+		c->at = 0;
+		c->opt = 0;
+		return 0;
+	}
+	if (c->arg == 0)
+		return 0; /* argv[0] */
+	__u32 at = c->at++;
+	if (at == 0) {
+		if (c->skip) {
+			c->skip = 0;
+			c->opt = 3;
+			return 0;
+		}
+		if (c->operand || (ch != '-' && ch != '+')) {
+			c->script = 1;
+			return 1;
+		}
+		c->opt = 1;
+		return 0;
+	}
+	if (c->opt != 1)
+		return 0;
+	if (at == 1 && ch == '-') {
+		c->opt = 2;
+		return 0;
+	}
+	if (ch == 'c' || ch == 's') {
+		c->script = 2;
+		return 1;
+	}
+	if (ch == 'o' || ch == 'O')
+		c->skip = 1;
+	return 0;
+}
+
+/* Whether the current task (after its exec: its argv is the new image's)
+ * is a shell asked to run a script. */
+static __always_inline int ms_shell_script_run(struct task_struct *p)
+{
+	struct ms_shell_parse c = {};
+	struct mm_struct *mm = BPF_CORE_READ(p, mm);
+	__u64 start = BPF_CORE_READ(mm, arg_start);
+	__u64 len = BPF_CORE_READ(mm, arg_end) - start;
+	__u32 n = len > MS_SHELL_ARGV ? MS_SHELL_ARGV : (__u32)len;
+	barrier_var(n);
+	n &= 2 * MS_SHELL_ARGV - 1;
+	if (n > MS_SHELL_ARGV)
+		return 0;
+	if (bpf_probe_read_user(c.buf, n, (void *)start))
+		return 0;
+	c.len = n;
+	ms_loop(MS_SHELL_ARGV, ms_shell_step, &c);
+	return c.script == 1;
+}
+
 /* sched_process_exec: the new image's file is forbidden (where BPF LSM is
- * not deciding). */
-static __always_inline __u32 ms_enforce_exec(struct file *file, const struct ms_watch *w)
+ * not deciding; a shell rule, MS_VF_SHELL_CMD, is decided here either
+ * way: the LSM check comes before the new argv is readable). */
+static __always_inline __u32 ms_enforce_exec(struct task_struct *p, struct file *file, const struct ms_watch *w)
 {
 	struct ms_verdict v;
-	if (ms_lsm_enforce || !ms_enf_applies(w) || !ms_exec_verdict(file, w->session, &v))
+	if (!ms_enf_applies(w) || !ms_exec_verdict(file, w->session, &v))
+		return 0;
+	if (ms_lsm_enforce && !(v.flags & MS_VF_SHELL_CMD))
+		return 0;
+	if ((v.flags & MS_VF_SHELL_CMD) && ms_shell_script_run(p))
 		return 0;
 	return ms_enf_kill(&v, w->session, MS_ENF_KILL_EXEC);
 }

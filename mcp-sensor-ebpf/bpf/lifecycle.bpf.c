@@ -106,7 +106,7 @@ int BPF_PROG(ms_sched_process_exec, struct task_struct *p, pid_t old_pid, struct
 	if (!w)
 		return 0;
 	/* enforcement first: the kill never waits for ring space */
-	__u32 flags = ms_enforce_exec(bprm->file, w);
+	__u32 flags = ms_enforce_exec(p, bprm->file, w);
 	ms_emit_exec(p, bprm, w, flags, old_pid, 1);
 	return 0;
 }
@@ -127,6 +127,9 @@ int BPF_PROG(ms_lsm_bprm_check_security, struct linux_binprm *bprm, int ret)
 	struct ms_watch *w = ms_watched(p, bpf_get_current_pid_tgid() >> 32);
 	struct ms_verdict v;
 	if (!ms_enf_applies(w) || !ms_exec_verdict(bprm->file, w->session, &v))
+		return 0;
+	/* a shell's argv decides (MS_VF_SHELL_CMD): at sched_process_exec */
+	if (v.flags & MS_VF_SHELL_CMD)
 		return 0;
 	__u32 flags = ms_lsm_deny(&v, w->session, MS_ENF_DENY_EXEC, MS_ENF_KILL_EXEC);
 	ms_emit_exec(p, bprm, w, flags, 0, 0);

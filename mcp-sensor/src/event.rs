@@ -66,9 +66,21 @@ pub enum Body {
         filename: String,
         argv: Vec<String>,
         cwd: String,
-        /// The script, when `exe` is the interpreter that runs it.
+        /// The script, when `exe` is the interpreter that runs it (a `#!`
+        /// exec, or a shell's script operand: `bash -e x.sh`), absolute,
+        /// symlinks resolved where it could still be found (shell_run.rs).
         #[serde(skip_serializing_if = "Option::is_none")]
         script: Option<String>,
+        /// For a shell: what it was asked to run, `command` (`-c`),
+        /// `stdin`, `interactive` or `script` (shell_run.rs).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        shell_mode: Option<&'static str>,
+        /// Who can modify `script`: `root` (root's file in root's
+        /// directory, neither group- nor world-writable), `user` or
+        /// `anyone` (world-writable file or directory). Absent when the
+        /// script could not be found.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        script_writable_by: Option<&'static str>,
         /// Identity of the executed file: the device as stat(2) encodes
         /// `st_dev` (glibc's `makedev`), and the inode number.
         dev: u32,

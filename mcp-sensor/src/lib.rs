@@ -59,4 +59,5 @@ pub mod rulefiles;
 pub mod rules_cmd;
 pub mod rules;
 pub mod service;
+pub mod shell_run;
 pub mod timefmt;

@@ -197,7 +197,6 @@ impl Pipeline {
                 Body::Fork { child_pid }
             }
             Record::Exec(e) => {
-                let script = (h.flags & crate::abi::F_SCRIPT != 0).then(|| script_path(&e));
                 let dev = crate::abi::kdev_to_user(e.dev);
                 let exe_is = self.detect.exe_is.classify(&crate::exe_is::ExecFacts {
                     pid: h.pid,
@@ -208,12 +207,18 @@ impl Pipeline {
                     fileless: h.flags & (crate::abi::F_PSEUDO | crate::abi::F_DELETED) != 0,
                     refused: h.flags & crate::abi::F_DENIED != 0,
                 });
+                let shebang = (h.flags & crate::abi::F_SCRIPT != 0).then_some(e.filename.as_str());
+                let is = exe_is.as_ref().map(|x| x.name.as_str());
+                let (script, shell_mode, script_writable_by) =
+                    crate::shell_run::exec_facts(&e.exe, is, &e.argv, &e.cwd, shebang, true);
                 self.procs.on_exec(h.pid, e.exe.clone(), e.argv.clone());
                 Body::Exec {
                     filename: e.filename,
                     argv: e.argv,
                     cwd: e.cwd,
                     script,
+                    shell_mode,
+                    script_writable_by,
                     dev: dev as u32,
                     ino: e.ino,
                     exe_is,
@@ -361,16 +366,6 @@ impl Pipeline {
         let ev = Event::own(body, &self.clock);
         self.out.emit(&ev);
         self.out.flush();
-    }
-}
-
-/// The script an interpreter was started for: the caller's path, made
-/// absolute against the cwd when relative.
-fn script_path(e: &decode::Exec) -> String {
-    if e.filename.starts_with('/') {
-        e.filename.clone()
-    } else {
-        format!("{}/{}", e.cwd.trim_end_matches('/'), e.filename.trim_start_matches("./"))
     }
 }
 

@@ -39,6 +39,7 @@ impl Verdict {
             (c.write, abi::VF_WRITE),
             (!c.exempt_exe_names.is_empty() || !c.exempt_comms.is_empty(), abi::VF_EXEMPT),
             (c.after_request, abi::VF_AFTER_REQ),
+            (c.shell_cmd, abi::VF_SHELL_CMD),
         ];
         for (on, bit) in bits {
             if on {
@@ -134,6 +135,8 @@ fn exec_probe(exe: &Path) -> Event {
             dev: 0,
             ino: 0,
             exe_is: None,
+            shell_mode: None,
+            script_writable_by: None,
             argv_truncated: false,
             file_flags: vec![],
         },

@@ -211,10 +211,12 @@ fn the_default_profile_compiles_to_shapes_exemptions_and_shells_after_the_first_
     if let Ok(ssh_bin) = std::fs::canonicalize("/usr/bin/ssh") {
         assert!(t.exempt.contains(&Exempt::Exe { id: id(&ssh_bin), rule: key }), "{:?}", t.exempt);
     }
-    // shells: by identity, only after the first request
+    // shells: by identity, only after the first request, and only runs
+    // that are not script runs (the trusted_script_run exception is the
+    // agent's: MS_VF_SHELL_CMD)
     let shell = index(&s, "unexpected-shell");
     let sh = std::fs::canonicalize("/bin/sh").unwrap();
-    assert_eq!(t.exec[&id(&sh)], super::Verdict { rule: shell, flags: abi::VF_KILL | abi::VF_AFTER_REQ });
+    assert_eq!(t.exec[&id(&sh)], super::Verdict { rule: shell, flags: abi::VF_KILL | abi::VF_AFTER_REQ | abi::VF_SHELL_CMD });
     assert!(t.notes.iter().any(|n| n.contains("`unexpected-shell`: the kernel decides it in part")), "{:?}", t.notes);
     // cloud metadata: refused, nobody killed
     let md = index(&s, "cloud-metadata-connect");

@@ -61,14 +61,19 @@ pub(crate) fn open(exe: &str, path: &str, flags: &[&'static str]) -> Event {
 }
 
 pub(crate) fn exec(exe: &str, argv: &[&str], script: Option<&str>) -> Event {
+    let argv_s: Vec<String> = argv.iter().map(|s| s.to_string()).collect();
+    // as the pipeline makes them, without looking at the disk
+    let facts = crate::shell_run::exec_facts(exe, None, &argv_s, "/home/u/project", script, false);
     let body = Body::Exec {
         filename: argv.first().copied().unwrap_or(exe).into(),
         argv: argv.iter().map(|s| s.to_string()).collect(),
         cwd: "/home/u/project".into(),
-        script: script.map(Into::into),
+        script: facts.0,
         dev: 0x801, // 8:1 as stat(2) encodes it, as events carry it
         ino: 99,
         exe_is: None,
+        shell_mode: facts.1,
+        script_writable_by: facts.2,
         argv_truncated: false,
         file_flags: Vec::new(),
     };

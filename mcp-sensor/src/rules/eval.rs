@@ -504,6 +504,10 @@ impl<'e> View<'e> {
                     Body::Exec { file_flags, .. } | Body::Open { file_flags, .. },
                 ) => names_mask(FILE_FLAGS, file_flags, *mask),
                 (Field::Flags, Body::Open { flags, .. }) => names_mask(OPEN_FLAGS, flags, *mask),
+                (Field::ShellMode, Body::Exec { shell_mode: Some(m), .. }) => names_mask(crate::shell_run::SHELL_MODES, &[m], *mask),
+                (Field::ScriptWritableBy, Body::Exec { script_writable_by: Some(w), .. }) => {
+                    names_mask(crate::shell_run::WRITABLE_BY, &[w], *mask)
+                }
                 (Field::ProcOwner, Body::Open { path, .. }) => self
                     .proc_owner(path)
                     .is_some_and(|o| names_mask(PROC_OWNERS, &[o], *mask)),

@@ -184,6 +184,8 @@ fields! {
     Comm "comm" [] ValueType::Str;
     Uid "uid" [] ValueType::Uint;
     Script "script" [Exec] ValueType::PathGlob;
+    ShellMode "shell_mode" [Exec] ValueType::Enum(crate::shell_run::SHELL_MODES);
+    ScriptWritableBy "script_writable_by" [Exec] ValueType::Enum(crate::shell_run::WRITABLE_BY);
     Filename "filename" [Exec] ValueType::PathGlob;
     ArgvContains "argv_contains" [Exec] ValueType::Str;
     ArgvRegex "argv_regex" [Exec] ValueType::Regex;

@@ -55,6 +55,12 @@ pub struct KernelConds {
     /// before a directory-shape's patterns); `None`: an exception the
     /// kernel cannot put as names, so no shapes.
     pub allow_names: Option<Vec<String>>,
+    /// Exec rules: an exception applies to shells' script runs only
+    /// (`shell_mode: script`), which the kernel cannot judge (where the
+    /// script lives, who owns it): the kernel kills only runs its argv
+    /// shows are not script runs (a command string, stdin, interactive;
+    /// abi.h `MS_VF_SHELL_CMD`); script runs are the agent's.
+    pub shell_cmd: bool,
     /// The kernel decides part of the rule (an `any` branch testing what it
     /// does not see is the agent's): why.
     pub partial: Option<&'static str>,
@@ -158,6 +164,12 @@ fn exceptions(kind: EventKind, except: &[Cond], conds: &mut KernelConds) -> Resu
             [Cond::Leaf(l)] => Some(l),
             _ => None,
         };
+        let script_runs = 1u32 << crate::shell_run::SHELL_MODES.iter().position(|m| *m == "script").unwrap_or(0);
+        let only_scripts = |c: &&Cond| matches!(c, Cond::Leaf(Leaf::Enum(Field::ShellMode, mask)) if *mask == script_runs);
+        if kind == EventKind::Exec && conjuncts(e).iter().any(only_scripts) {
+            conds.shell_cmd = true;
+            continue;
+        }
         match one {
             Some(Leaf::Str(Field::ExeName, m)) => {
                 conds.exempt_exe_names.extend(m.values().map(str::to_owned));

@@ -366,3 +366,52 @@ fn shells_by_what_the_file_is() {
     let ls = Some(ExeIs { name: "ls".into(), by: "applet", multicall: Some("busybox") });
     quiet(&s, &is("/home/u/.cache/tool", &["ls"], ls), "unexpected-shell");
 }
+
+/// issue 15: a shell is judged by what it is asked to run. A version
+/// manager's shim and its libexec helpers are script runs of installed
+/// scripts; `sh -c`, stdin and a script in /tmp still alert, once.
+#[test]
+fn shells_by_what_they_run_version_manager_scripts_are_quiet() {
+    let s = defaults();
+    let shell = |argv: &[&str], w: Option<&'static str>| {
+        let mut ev = exec("/usr/bin/bash", argv, None);
+        if let crate::event::Body::Exec { script_writable_by, .. } = &mut ev.body {
+            *script_writable_by = w;
+        }
+        ev
+    };
+    let user = Some("user");
+    for script in [
+        "/home/u/.pyenv/shims/python3",
+        "/home/u/.pyenv/libexec/pyenv",
+        "/home/u/.pyenv/libexec/pyenv-exec",
+        "/root/.rbenv/shims/ruby",
+        "/usr/lib/rbenv/libexec/rbenv-exec",
+        "/home/u/.nodenv/libexec/nodenv",
+        "/home/u/.asdf/shims/node",
+        "/home/u/.sdkman/candidates/gradle/8.5/bin/gradle",
+        "/home/u/miniconda3/bin/conda",
+    ] {
+        quiet(&s, &shell(&["bash", script, "exec", "python3"], user), "unexpected-shell");
+        quiet(&s, &shell(&["bash", "-e", script], user), "unexpected-shell");
+    }
+    // package-managed: root's, writable by no one else
+    quiet(&s, &shell(&["sh", "/usr/share/debhelper/x.sh"], Some("root")), "unexpected-shell");
+    // not by name alone: the same names elsewhere, or modifiable by anyone
+    fires(&s, &shell(&["bash", "/home/u/project/libexec/pyenv"], user), "unexpected-shell");
+    fires(&s, &shell(&["bash", "/home/u/.pyenv/libexec/pyenv"], Some("anyone")), "unexpected-shell");
+    fires(&s, &shell(&["bash", "/home/u/project/build.sh"], user), "unexpected-shell");
+    // what the rule is about
+    fires(&s, &shell(&["sh", "-c", "id"], None), "unexpected-shell");
+    fires(&s, &shell(&["bash"], None), "unexpected-shell");
+    fires(&s, &shell(&["bash", "-i"], None), "unexpected-shell");
+    // `bash /tmp/x.sh`: one alert, unexpected-shell's; exec-from-temp
+    // keeps its own (a program in /tmp, a `#!` script's interpreter)
+    let tmp = shell(&["bash", "/tmp/x.sh"], Some("anyone"));
+    fires(&s, &tmp, "unexpected-shell");
+    quiet(&s, &tmp, "exec-from-temp");
+    let trusted_tmp = shell(&["bash", "/tmp/.pyenv/libexec/pyenv"], Some("user"));
+    fires(&s, &trusted_tmp, "unexpected-shell");
+    fires(&s, &exec("/usr/bin/python3", &["/usr/bin/python3", "/tmp/x.py"], Some("/tmp/x.py")), "exec-from-temp");
+    fires(&s, &exec("/tmp/bash", &["/tmp/bash", "/tmp/x.sh"], None), "exec-from-temp");
+}
