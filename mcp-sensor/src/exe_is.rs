@@ -195,15 +195,21 @@ impl Classifier {
 
     fn by_content(&mut self, x: &ExecFacts<'_>) -> Option<usize> {
         let proc_exe = format!("/proc/{}/exe", x.pid);
-        let open = |p: &str| std::fs::File::open(p).ok();
-        let f = if x.refused {
+        // only the exec'd file itself: by the time the agent reads it the
+        // process may have exec'd again (`env` -> `bash`), and
+        // /proc/<pid>/exe is then the next program
+        let open = |p: &str| {
+            let f = std::fs::File::open(p).ok()?;
+            let m = f.metadata().ok()?;
+            (m.dev() == x.dev && m.ino() == x.ino).then_some((f, m))
+        };
+        let (f, m) = if x.refused {
             open(x.exe)
         } else if x.fileless {
             open(&proc_exe)
         } else {
             open(&proc_exe).or_else(|| open(x.exe))
         }?;
-        let m = f.metadata().ok()?;
         let size = m.len();
         if !self.known.iter().any(|k| k.size == size) {
             return None;

@@ -4,6 +4,7 @@
 
 mod after_exit;
 mod aliases;
+mod benign;
 mod browser;
 mod daemon;
 mod enforce;

@@ -1,0 +1,217 @@
+//! The benign corpus (issue 15): a real MCP server (the Python SDK 2.x
+//! test server, tests/mcp/servers/sdk2_server.py, driven by the SDK's own
+//! client) doing what a developer host does in its tool calls, and the
+//! default rules staying silent about it, with a canary rule in the same
+//! run proving they were running on every request.
+//!
+//! - `python3 -c 'print(1)'` through a pyenv shim tree. pyenv is not in
+//!   the registries CI reaches, so the tree is a fixture laid out as pyenv
+//!   lays it out (`~/.pyenv/shims/python3` is a `#!/usr/bin/env bash` shim
+//!   running `libexec/pyenv exec`, which runs `pyenv-exec`, which asks
+//!   `pyenv-version-name` and `pyenv-hooks`, then execs the real python3).
+//! - Debian's `rbenv` (`rbenv exec ruby`, /usr/lib/rbenv/libexec) and
+//!   `direnv exec` (scripts/install-deps.sh installs both).
+//! - git with a shell-script pre-commit hook, `git commit` in a call.
+//!
+//! And what must still alert, in the same shim layout: `sh -c` started by
+//! the shimmed python (1 alert), a script in /tmp run by bash (1 alert,
+//! `unexpected-shell`). Under `--enforce` the shim runs and `sh -c` is
+//! killed in the kernel before its first instruction.
+
+use crate::harness::*;
+use crate::mcp::{drive_env, mcp_env, server_argv};
+use serde_json::{json, Value};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// A rule that fires on every request a server reads: the positive control
+/// of "the rules raised nothing".
+const CANARY: &str = "- rule: test-canary\n  description: a request (the rules are running)\n  severity: info\n  kind: rpc\n  match:\n    direction: client_to_server\n    message: request\n";
+
+/// A home of this test's own under `$HOME/.cache`: outside every temp
+/// directory (a version manager's root under /tmp is not trusted).
+fn home_dir(name: &str) -> PathBuf {
+    let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+    let d = Path::new(&home).join(".cache").join(format!("mcp-sensor-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    d
+}
+
+fn script(path: &Path, body: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, body).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A pyenv tree under `home` (fixture: pyenv's layout and its exec chain),
+/// with `system` as the version; returns the python3 shim.
+fn pyenv_fixture(home: &Path) -> PathBuf {
+    let root = home.join(".pyenv");
+    let r = root.display();
+    script(
+        &root.join("shims/python3"),
+        &format!("#!/usr/bin/env bash\nset -e\n[ -n \"$PYENV_DEBUG\" ] && set -x\nprogram=\"${{0##*/}}\"\nexport PYENV_ROOT=\"{r}\"\nexec \"{r}/libexec/pyenv\" exec \"$program\" \"$@\"\n"),
+    );
+    script(
+        &root.join("libexec/pyenv"),
+        "#!/usr/bin/env bash\nset -e\ncommand=\"$1\"; shift\nexport PATH=\"${PYENV_ROOT}/libexec:$PATH\"\nexec \"pyenv-$command\" \"$@\"\n",
+    );
+    script(
+        &root.join("libexec/pyenv-exec"),
+        "#!/usr/bin/env bash\nset -e\nversion=\"$(pyenv-version-name)\"\nfor hook in $(pyenv-hooks exec); do source \"$hook\"; done\nprogram=\"$1\"; shift\nexec \"${PYENV_ROOT}/versions/${version}/bin/${program}\" \"$@\"\n",
+    );
+    script(&root.join("libexec/pyenv-version-name"), "#!/usr/bin/env bash\nset -e\necho system\n");
+    script(&root.join("libexec/pyenv-hooks"), "#!/usr/bin/env bash\nset -e\nexit 0\n");
+    std::fs::create_dir_all(root.join("versions/system/bin")).unwrap();
+    std::os::unix::fs::symlink("/usr/bin/python3", root.join("versions/system/bin/python3")).unwrap();
+    root.join("shims/python3")
+}
+
+fn rules_file(d: &Path) -> PathBuf {
+    let f = d.join("test-rules.yaml");
+    std::fs::write(&f, CANARY).unwrap();
+    f
+}
+
+fn call(argv: &[&str]) -> Value {
+    json!({"call": "run", "arguments": {"argv": argv}})
+}
+
+/// The alerts (canary aside) raised under the tool call with request id `id`.
+fn alerts_of<'a>(run: &'a Run, id: &Value) -> Vec<&'a Value> {
+    run.of_kind("alert").filter(|a| a["rule"] != "test-canary" && a["tool_call"]["id"] == *id).collect()
+}
+
+/// The request ids of the `run` calls, in order.
+fn run_ids(run: &Run) -> Vec<Value> {
+    run.of_kind("rpc")
+        .filter(|e| e["direction"] == "client_to_server" && e["method"] == "tools/call" && e["tool"] == "run")
+        .map(|e| e["id"].clone())
+        .collect()
+}
+
+fn sdk2(env: &std::collections::HashMap<String, String>) -> Vec<String> {
+    server_argv(env, "MCP_SDK2_TEST_SERVER")
+}
+
+/// Monitoring: the corpus raises nothing; `sh -c` through the shim and a
+/// /tmp script raise exactly one alert each.
+#[test]
+fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
+    let d = scratch("benign");
+    let home = home_dir("benign");
+    let shim = pyenv_fixture(&home);
+    let shim = shim.to_str().unwrap();
+    // git with a shell-script pre-commit hook
+    let repo = home.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    let git = |args: &[&str]| assert!(std::process::Command::new("git").args(args).current_dir(&repo).status().unwrap().success());
+    git(&["init", "-q"]);
+    git(&["config", "user.email", "t@example.com"]);
+    git(&["config", "user.name", "t"]);
+    script(&repo.join(".git/hooks/pre-commit"), "#!/bin/sh\nexit 0\n");
+    std::fs::write(repo.join("a.txt"), "a\n").unwrap();
+    git(&["add", "a.txt"]);
+    // direnv: an allowed .envrc
+    let proj = home.join("proj");
+    std::fs::create_dir_all(&proj).unwrap();
+    std::fs::write(proj.join(".envrc"), "export GREETING=hello\n").unwrap();
+    let denv = [("HOME", home.to_str().unwrap()), ("XDG_CONFIG_HOME", &*format!("{}/.config", home.display())), ("XDG_DATA_HOME", &*format!("{}/.local/share", home.display()))];
+    let st = std::process::Command::new("direnv").arg("allow").arg(&proj).envs(denv).status().expect("direnv (scripts/install-deps.sh)");
+    assert!(st.success());
+    let tmp_script = d.join("x.sh");
+    script(&tmp_script, "#!/bin/sh\necho tmp\n");
+    let rbenv_root = home.join(".rbenv");
+    let rr = rbenv_root.to_str().unwrap();
+    let repo_s = repo.to_str().unwrap();
+    let proj_s = proj.to_str().unwrap();
+    let mut steps = vec![json!({"list_tools": true})];
+    let benign: Vec<Value> = vec![
+        call(&[shim, "-c", "print(1)"]),
+        call(&[shim, "-c", "print(2)"]),
+        call(&[shim, "-c", "print(3)"]),
+        call(&["/usr/bin/env", &format!("RBENV_ROOT={rr}"), "rbenv", "exec", "ruby", "-e", "puts 4"]),
+        call(&["/usr/bin/git", "-C", repo_s, "commit", "-q", "-m", "one"]),
+    ];
+    let n_benign = benign.len();
+    steps.extend(benign);
+    // what must still alert, after the benign calls. `direnv exec` first:
+    // direnv evaluates the .envrc with `bash -c 'eval "$(direnv stdlib)"
+    // && __main__ source_env .../.envrc'`, a command string sourcing a
+    // user-writable file; not excepted by default (rules/README.md)
+    steps.push(call(&["/usr/bin/env", &format!("HOME={}", home.display()), &format!("XDG_CONFIG_HOME={}/.config", home.display()), &format!("XDG_DATA_HOME={}/.local/share", home.display()), "direnv", "exec", proj_s, "/usr/bin/printenv", "GREETING"]));
+    steps.push(call(&[shim, "-c", "import subprocess; subprocess.run(['sh', '-c', 'echo 5'])"]));
+    steps.push(call(&["/bin/bash", tmp_script.to_str().unwrap()]));
+    let env = mcp_env();
+    let rules = rules_file(&d);
+    let s = drive_env(&d, sdk2(&env), json!(steps), &["--rules", rules.to_str().unwrap()], &[("HOME", home.to_str().unwrap())]);
+    let run = &s.run;
+    assert_eq!(s.client["ok"], true, "{}\n{}", s.client, run.describe());
+    let text = |i: usize| s.client["results"][i + 1]["content_text"].as_str().unwrap_or("").trim().to_string();
+    for (i, want) in ["1", "2", "3", "4", "", "hello"].iter().enumerate() {
+        assert_eq!(text(i), *want, "call {i}: {}", s.client);
+    }
+    // positive controls: the canary fired on every request, and the shims'
+    // bash script runs were seen (and classified)
+    let requests = run.of_kind("rpc").filter(|e| e["direction"] == "client_to_server" && e["message"] == "request").count();
+    assert_eq!(run.of_kind("alert").filter(|a| a["rule"] == "test-canary").count(), requests, "{}", run.describe());
+    let pyenv_runs: Vec<&Value> = run.of_kind("exec").filter(|e| e["shell_mode"] == "script" && e["script"].as_str().is_some_and(|s| s.contains("/.pyenv/libexec/"))).collect();
+    assert!(pyenv_runs.len() >= 3 * 4, "the shims' bash runs were seen: {}\n{}", pyenv_runs.len(), run.describe());
+    assert!(run.of_kind("exec").any(|e| e["script"].as_str().is_some_and(|s| s.starts_with("/usr/lib/rbenv/libexec/"))), "rbenv ran\n{}", run.describe());
+    assert!(run.of_kind("exec").any(|e| e["script"].as_str().is_some_and(|s| s.ends_with("/hooks/pre-commit"))), "the hook ran\n{}", run.describe());
+    let ids = run_ids(run);
+    assert_eq!(ids.len(), n_benign + 3, "{}", run.describe());
+    for (i, id) in ids[..n_benign].iter().enumerate() {
+        let a = alerts_of(run, id);
+        assert!(a.is_empty(), "benign call {i} raised {a:#?}");
+    }
+    let a = alerts_of(run, &ids[n_benign]);
+    assert_eq!(a.len(), 1, "direnv's evaluation shell: one alert {a:#?}");
+    assert_eq!(a[0]["event"]["shell_mode"], "command", "{}", a[0]);
+    let ids = &ids[1..];
+    let a = alerts_of(run, &ids[n_benign]);
+    assert_eq!(a.len(), 1, "sh -c through the shim: one alert {a:#?}");
+    assert_eq!(a[0]["rule"], "unexpected-shell", "{}", a[0]);
+    assert_eq!(a[0]["event"]["shell_mode"], "command", "{}", a[0]);
+    let a = alerts_of(run, &ids[n_benign + 1]);
+    assert_eq!(a.len(), 1, "bash /tmp/x.sh: one alert {a:#?}");
+    assert_eq!(a[0]["rule"], "unexpected-shell", "{}", a[0]);
+    assert_eq!(a[0]["event"]["script"], tmp_script.display().to_string(), "{}", a[0]);
+    println!("benign corpus: {n_benign} tool calls, 0 alerts (canary: {requests} requests)");
+    let _ = std::fs::remove_dir_all(&home);
+}
+
+/// `--enforce` (the default pack): the shim's bash runs its libexec
+/// scripts (the kernel reads their argv: script runs), the shimmed python
+/// answers; its `sh -c` is killed in the kernel before its command ran.
+#[test]
+fn kernel_enforce_spares_the_shim_and_kills_sh_c_in_the_kernel() {
+    let d = scratch("benign-enforce");
+    let home = home_dir("benign-enforce");
+    let shim = pyenv_fixture(&home);
+    let shim = shim.to_str().unwrap();
+    let marker = home.join("sh-ran");
+    let inner = format!("import subprocess; r = subprocess.run(['sh', '-c', 'touch {}']); print(r.returncode)", marker.display());
+    let steps = json!([call(&[shim, "-c", "print(1)"]), call(&[shim, "-c", &inner])]);
+    let env = mcp_env();
+    let s = drive_env(&d, sdk2(&env), steps, &["--enforce"], &[("HOME", home.to_str().unwrap())]);
+    let run = &s.run;
+    assert_eq!(s.client["ok"], true, "{}\n{}", s.client, run.describe());
+    assert_eq!(s.client["results"][0]["content_text"].as_str().unwrap_or("").trim(), "1", "the shim ran under --enforce: {}\n{}", s.client, run.describe());
+    assert_eq!(s.client["results"][1]["content_text"].as_str().unwrap_or("").trim(), "-9", "sh -c was killed: {}", s.client);
+    assert!(!marker.exists(), "the shell ran its command\n{}", run.describe());
+    let ids = run_ids(run);
+    assert!(alerts_of(run, &ids[0]).is_empty(), "{:#?}", alerts_of(run, &ids[0]));
+    let a = alerts_of(run, &ids[1]);
+    assert_eq!(a.len(), 1, "{a:#?}");
+    assert_eq!(a[0]["rule"], "unexpected-shell", "{}", a[0]);
+    assert_eq!(a[0]["action"], "killed", "{}", a[0]);
+    // decided at sched_process_exec, BPF LSM or not: the LSM check comes
+    // before the new argv can be read
+    assert_eq!(a[0]["decided_by"], "kernel_syscall_exit", "{}", a[0]);
+    let fin = run.final_drops();
+    assert_eq!(fin["enforced"]["kill_exec"], 1, "{fin}");
+    let _ = std::fs::remove_dir_all(&home);
+}
