@@ -133,8 +133,13 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
         call(&[shim, "-c", "print(2)"]),
         call(&[shim, "-c", "print(3)"]),
         call(&["/usr/bin/env", &format!("RBENV_ROOT={rr}"), "rbenv", "exec", "ruby", "-e", "puts 4"]),
-        call(&["/usr/bin/git", "-C", repo_s, "commit", "-q", "-m", "one"]),
+        call(&["/usr/bin/git", "-C", repo_s, "commit", "-q", "--allow-empty", "-m", "one"]),
     ];
+    // MCP_SENSOR_BENIGN_ROUNDS: the corpus that many times (BENCHMARKS.md,
+    // false alarms per 1,000 tool calls)
+    let rounds: usize = std::env::var("MCP_SENSOR_BENIGN_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
+    let per_round = benign.len();
+    let benign: Vec<Value> = (0..rounds).flat_map(|_| benign.clone()).collect();
     let n_benign = benign.len();
     steps.extend(benign);
     // what must still alert, after the benign calls. `direnv exec` first:
@@ -150,15 +155,16 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
     let run = &s.run;
     assert_eq!(s.client["ok"], true, "{}\n{}", s.client, run.describe());
     let text = |i: usize| s.client["results"][i + 1]["content_text"].as_str().unwrap_or("").trim().to_string();
-    for (i, want) in ["1", "2", "3", "4", "", "hello"].iter().enumerate() {
-        assert_eq!(text(i), *want, "call {i}: {}", s.client);
+    for i in 0..n_benign {
+        assert_eq!(text(i), ["1", "2", "3", "4", ""][i % per_round], "call {i}: {}", s.client);
     }
+    assert_eq!(text(n_benign), "hello", "direnv exec: {}", s.client);
     // positive controls: the canary fired on every request, and the shims'
     // bash script runs were seen (and classified)
     let requests = run.of_kind("rpc").filter(|e| e["direction"] == "client_to_server" && e["message"] == "request").count();
     assert_eq!(run.of_kind("alert").filter(|a| a["rule"] == "test-canary").count(), requests, "{}", run.describe());
     let pyenv_runs: Vec<&Value> = run.of_kind("exec").filter(|e| e["shell_mode"] == "script" && e["script"].as_str().is_some_and(|s| s.contains("/.pyenv/libexec/"))).collect();
-    assert!(pyenv_runs.len() >= 3 * 4, "the shims' bash runs were seen: {}\n{}", pyenv_runs.len(), run.describe());
+    assert!(pyenv_runs.len() >= 3 * 4 * rounds, "the shims' bash runs were seen: {}\n{}", pyenv_runs.len(), run.describe());
     assert!(run.of_kind("exec").any(|e| e["script"].as_str().is_some_and(|s| s.starts_with("/usr/lib/rbenv/libexec/"))), "rbenv ran\n{}", run.describe());
     assert!(run.of_kind("exec").any(|e| e["script"].as_str().is_some_and(|s| s.ends_with("/hooks/pre-commit"))), "the hook ran\n{}", run.describe());
     let ids = run_ids(run);
@@ -179,7 +185,8 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
     assert_eq!(a.len(), 1, "bash /tmp/x.sh: one alert {a:#?}");
     assert_eq!(a[0]["rule"], "unexpected-shell", "{}", a[0]);
     assert_eq!(a[0]["event"]["script"], tmp_script.display().to_string(), "{}", a[0]);
-    println!("benign corpus: {n_benign} tool calls, 0 alerts (canary: {requests} requests)");
+    let execs = run.of_kind("exec").count();
+    println!("benign corpus: {n_benign} tool calls, {execs} execs in the run, 0 alerts on them (canary: {requests} requests)");
     let _ = std::fs::remove_dir_all(&home);
 }
 
