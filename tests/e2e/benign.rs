@@ -121,6 +121,10 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
     let denv = [("HOME", home.to_str().unwrap()), ("XDG_CONFIG_HOME", &*format!("{}/.config", home.display())), ("XDG_DATA_HOME", &*format!("{}/.local/share", home.display()))];
     let st = std::process::Command::new("direnv").arg("allow").arg(&proj).envs(denv).status().expect("direnv (scripts/install-deps.sh)");
     assert!(st.success());
+    // the corpus's files are a user's, as on a developer host: not
+    // root's (which would make every script package-managed)
+    let st = std::process::Command::new("chown").args(["-R", "65534:65534"]).arg(&home).status().unwrap();
+    assert!(st.success());
     let tmp_script = d.join("x.sh");
     script(&tmp_script, "#!/bin/sh\necho tmp\n");
     let rbenv_root = home.join(".rbenv");
@@ -133,7 +137,7 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
         call(&[shim, "-c", "print(2)"]),
         call(&[shim, "-c", "print(3)"]),
         call(&["/usr/bin/env", &format!("RBENV_ROOT={rr}"), "rbenv", "exec", "ruby", "-e", "puts 4"]),
-        call(&["/usr/bin/git", "-C", repo_s, "commit", "-q", "--allow-empty", "-m", "one"]),
+        call(&["/usr/bin/git", "-c", "safe.directory=*", "-C", repo_s, "commit", "-q", "--allow-empty", "-m", "one"]),
     ];
     // MCP_SENSOR_BENIGN_ROUNDS: the corpus that many times (BENCHMARKS.md,
     // false alarms per 1,000 tool calls)
@@ -164,6 +168,7 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
     let requests = run.of_kind("rpc").filter(|e| e["direction"] == "client_to_server" && e["message"] == "request").count();
     assert_eq!(run.of_kind("alert").filter(|a| a["rule"] == "test-canary").count(), requests, "{}", run.describe());
     let pyenv_runs: Vec<&Value> = run.of_kind("exec").filter(|e| e["shell_mode"] == "script" && e["script"].as_str().is_some_and(|s| s.contains("/.pyenv/libexec/"))).collect();
+    assert!(pyenv_runs.iter().all(|e| e["script_writable_by"] == "user"), "excepted by where they live, not by owner\n{}", run.describe());
     assert!(pyenv_runs.len() >= 3 * 4 * rounds, "the shims' bash runs were seen: {}\n{}", pyenv_runs.len(), run.describe());
     assert!(run.of_kind("exec").any(|e| e["script"].as_str().is_some_and(|s| s.starts_with("/usr/lib/rbenv/libexec/"))), "rbenv ran\n{}", run.describe());
     assert!(run.of_kind("exec").any(|e| e["script"].as_str().is_some_and(|s| s.ends_with("/hooks/pre-commit"))), "the hook ran\n{}", run.describe());

@@ -415,3 +415,13 @@ fn shells_by_what_they_run_version_manager_scripts_are_quiet() {
     fires(&s, &exec("/usr/bin/python3", &["/usr/bin/python3", "/tmp/x.py"], Some("/tmp/x.py")), "exec-from-temp");
     fires(&s, &exec("/tmp/bash", &["/tmp/bash", "/tmp/x.sh"], None), "exec-from-temp");
 }
+
+#[test]
+fn a_git_hook_run_by_git_is_a_trusted_script_run() {
+    let s = defaults();
+    let mut hook = exec("/usr/bin/dash", &["/bin/sh", ".git/hooks/pre-commit"], Some("/home/u/project/.git/hooks/pre-commit"));
+    if let Body::Exec { script_writable_by, .. } = &mut hook.body {
+        *script_writable_by = Some("user");
+    }
+    quiet(&s, &hook, "unexpected-shell");
+}
