@@ -71,6 +71,9 @@ struct ms_header {
 	__u32 session;   /* tgid of the root of the watched tree */
 	__u64 start_ns;  /* process start, boot-time ns: (pid, start_ns) is the lineage key */
 	char comm[MS_COMM_LEN];
+	__u64 cgroup_id; /* the task's cgroup v2 id (its cgroupfs directory's inode); 1: the root */
+	__u32 ns_pid;    /* tgid as seen in the task's own PID namespace (== pid at level 0) */
+	__u32 ns_level;  /* depth of that namespace: 0 is the initial one */
 };
 
 struct ms_fork {

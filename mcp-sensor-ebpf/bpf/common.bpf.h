@@ -153,6 +153,34 @@ static __always_inline int ms_cand_spoke(const struct ms_watch *w)
 	return r && (r->flags & MS_F_CAND_SPOKE);
 }
 
+/* Maximum PID namespace nesting (MAX_PID_NS_LEVEL, include/linux/pid_namespace.h). */
+#define MS_PID_NS_LEVEL_MAX 32
+
+/*
+ * Where the task lives: its cgroup v2 id, read as bpf_get_current_cgroup_id()
+ * computes it (task->cgroups->dfl_cgrp->kn->id, a u64 since 5.5) but with
+ * CO-RE reads, which every program type here may do (the cgroup sock_addr
+ * programs included); and its process's pid in its own PID namespace
+ * (group_leader->thread_pid->numbers[level].nr, see pid_nr_ns()). The agent
+ * turns the cgroup id into a container id (identity.rs).
+ */
+static __always_inline void ms_fill_identity(struct ms_header *h, struct task_struct *task)
+{
+	h->cgroup_id = BPF_CORE_READ(task, cgroups, dfl_cgrp, kn, id);
+	struct pid *p = BPF_CORE_READ(task, group_leader, thread_pid);
+	__u32 level = BPF_CORE_READ(p, level);
+	h->ns_level = level;
+	h->ns_pid = h->pid;
+	if (!p || level == 0 || level > MS_PID_NS_LEVEL_MAX)
+		return;
+	int nr = 0;
+	const void *up = (const void *)p + bpf_core_field_offset(struct pid, numbers) +
+			 (__u64)level * bpf_core_type_size(struct upid) +
+			 bpf_core_field_offset(struct upid, nr);
+	if (bpf_probe_read_kernel(&nr, sizeof(nr), up) == 0)
+		h->ns_pid = nr;
+}
+
 static __always_inline void ms_fill_header(struct ms_header *h, __u32 kind,
 					   struct task_struct *task, __u32 session)
 {
@@ -170,6 +198,7 @@ static __always_inline void ms_fill_header(struct ms_header *h, __u32 kind,
 	h->session = session;
 	h->start_ns = ms_task_start_ns(task);
 	bpf_get_current_comm(h->comm, sizeof(h->comm));
+	ms_fill_identity(h, task);
 }
 
 /*

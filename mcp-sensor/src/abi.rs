@@ -132,6 +132,9 @@ pub struct ms_header {
     pub session: u32,
     pub start_ns: u64,
     pub comm: [u8; COMM_LEN],
+    pub cgroup_id: u64,
+    pub ns_pid: u32,
+    pub ns_level: u32,
 }
 
 #[repr(C)]
@@ -544,7 +547,7 @@ mod tests {
     #[test]
     fn rust_mirror_matches_object_btf() {
         let btf = btf_structs();
-        check!(btf, ms_header { kind, flags, ts_ns, pid, tid, ppid, uid, gid, session, start_ns, comm });
+        check!(btf, ms_header { kind, flags, ts_ns, pid, tid, ppid, uid, gid, session, start_ns, comm, cgroup_id, ns_pid, ns_level });
         check!(btf, ms_fork { h, child_pid, _pad, child_start_ns });
         check!(btf, ms_exec { h, old_tid, dev, ino, exe_off, cwd_off, filename_len, argv_len, exe, cwd, filename, argv });
         check!(btf, ms_exit { h, exit_code, _pad });

@@ -217,6 +217,7 @@ mod tests {
     fn chunk(session: u32, dir: u8, offset: u64, data: &str) -> Stdio {
         Stdio {
             h: Header {
+                cgroup_id: 0, ns_pid: 0, ns_level: 0,
                 kind: abi::EV_STDIO,
                 flags: 0,
                 ts_ns: offset + 1,
@@ -239,6 +240,7 @@ mod tests {
 
     fn base() -> Event {
         Event {
+            ns_pid: None, container: None,
             ts: String::new(),
             ts_ns: 0,
             pid: 10,

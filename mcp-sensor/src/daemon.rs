@@ -182,7 +182,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let log = open_log(&cfg)?;
     let log_path = log.path();
     let log = SharedLog(Arc::new(Mutex::new(log)));
-    let out = Output::with_sink(log_path.clone(), Box::new(log.clone()));
+    let out = Output::with_sink(log_path.clone(), Box::new(log.clone())).with_host(&crate::identity::Host::read());
     let mut sensor = load_sensor(&cfg, args.enforce)?;
     let mut procs = ProcTable::new();
     procs.seed_from_proc().context("reading /proc to seed the process table")?;

@@ -23,6 +23,12 @@ pub struct Header {
     pub session: u32,
     pub start_ns: u64,
     pub comm: String,
+    /// The task's cgroup v2 id (identity.rs turns it into a container).
+    pub cgroup_id: u64,
+    /// Its process's pid in its own PID namespace, at `ns_level` (0: the
+    /// initial namespace, where `ns_pid == pid`).
+    pub ns_pid: u32,
+    pub ns_level: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -191,6 +197,9 @@ fn header(h: &ms_header) -> Header {
         session: h.session,
         start_ns: h.start_ns,
         comm: cstr(&h.comm),
+        cgroup_id: h.cgroup_id,
+        ns_pid: h.ns_pid,
+        ns_level: h.ns_level,
     }
 }
 

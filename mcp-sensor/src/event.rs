@@ -23,6 +23,13 @@ pub struct Event {
     /// The process's executable, from its exec event or /proc; `null` when
     /// the process was never seen to exec and /proc did not say.
     pub exe: Option<String>,
+    /// The pid in the process's own PID namespace, where that is not the
+    /// host's (a container's or `unshare --pid`'s); from the kernel.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ns_pid: Option<u32>,
+    /// The container the process runs in, from its cgroup (identity.rs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub container: Option<std::sync::Arc<crate::identity::Container>>,
     #[serde(flatten)]
     pub body: Body,
     /// The MCP server (session) whose tree this process belongs to.
@@ -39,6 +46,7 @@ impl Event {
         let now = crate::timefmt::Clock::boot_ns();
         let pid = std::process::id();
         Event {
+            ns_pid: None, container: None,
             ts: clock.rfc3339(now),
             ts_ns: now,
             pid,

@@ -192,7 +192,8 @@ fn prepare(args: &ExecArgs, opts: &LoadOptions, pid: u32, front: u32) -> Result<
     let (mut detector, rule_files) = Detector::from_args(&args.rules)?;
     detector.summary = std::io::stderr().is_terminal();
     let out = Output::open(args.events.as_deref())
-        .with_context(|| format!("opening the events file {}", args.events.as_deref().unwrap_or(Path::new("-")).display()))?;
+        .with_context(|| format!("opening the events file {}", args.events.as_deref().unwrap_or(Path::new("-")).display()))?
+        .with_host(&crate::identity::Host::read());
     let mut sensor = loader::load(opts)?;
     if opts.enforce {
         // before the child runs: its first open is already protected

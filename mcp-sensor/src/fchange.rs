@@ -144,7 +144,7 @@ mod tests {
     }
 
     fn header() -> Header {
-        Header { kind: abi::EV_FCHANGE, flags: 0, ts_ns: 0, pid: 1, tid: 1, ppid: 0, uid: 0, gid: 0, session: 1, start_ns: 0, comm: "node".into() }
+        Header { kind: abi::EV_FCHANGE, flags: 0, ts_ns: 0, pid: 1, tid: 1, ppid: 0, uid: 0, gid: 0, session: 1, start_ns: 0, comm: "node".into(), cgroup_id: 0, ns_pid: 1, ns_level: 0 }
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub mod enforce;
 pub mod event;
 pub mod exe_is;
 pub mod fchange;
+pub mod identity;
 pub mod features;
 pub mod exec_cmd;
 pub mod exec_tree;

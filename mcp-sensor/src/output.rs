@@ -30,6 +30,9 @@ pub struct Output {
     /// one `write_all` (serde_json writes every token separately, and each
     /// write through the `BufWriter` costs more than a `Vec` push).
     line: Vec<u8>,
+    /// `,"host":{...}}`: the host's identity, closing every line (empty:
+    /// lines without it, as in unit tests).
+    host_tail: Vec<u8>,
 }
 
 impl Output {
@@ -42,22 +45,33 @@ impl Output {
             }
             None => (Box::new(io::stderr()), None),
         };
-        Ok(Output { sink: BufWriter::with_capacity(256 << 10, sink), lost: 0, last_ok: true, errors: 0, lines: 0, path, line: Vec::new() })
+        Ok(Output { sink: BufWriter::with_capacity(256 << 10, sink), lost: 0, last_ok: true, errors: 0, lines: 0, path, line: Vec::new(), host_tail: Vec::new() })
     }
 
     /// Any sink, named `path` in error messages (the daemon's rotating log).
     pub fn with_sink(path: PathBuf, w: Box<dyn Write + Send>) -> Self {
-        Output { sink: BufWriter::with_capacity(256 << 10, w), lost: 0, last_ok: true, errors: 0, lines: 0, path: Some(path), line: Vec::new() }
+        Output { sink: BufWriter::with_capacity(256 << 10, w), lost: 0, last_ok: true, errors: 0, lines: 0, path: Some(path), line: Vec::new(), host_tail: Vec::new() }
     }
 
     /// An in-memory sink, for tests.
     pub fn to_writer(w: Box<dyn Write + Send>) -> Self {
-        Output { sink: BufWriter::new(w), lost: 0, last_ok: true, errors: 0, lines: 0, path: None, line: Vec::new() }
+        Output { sink: BufWriter::new(w), lost: 0, last_ok: true, errors: 0, lines: 0, path: None, line: Vec::new(), host_tail: Vec::new() }
+    }
+
+    /// Every line from now on ends with a `host` object (identity.rs):
+    /// which machine and which boot it comes from, once logs are collected.
+    pub fn with_host(mut self, host: &crate::identity::Host) -> Self {
+        self.host_tail = format!(",\"host\":{}}}", serde_json::to_string(host).unwrap_or_else(|_| "{}".into())).into_bytes();
+        self
     }
 
     pub fn emit(&mut self, ev: &Event) {
         self.line.clear();
         let res = serde_json::to_writer(&mut self.line, ev).map_err(io::Error::from).and_then(|_| {
+            if !self.host_tail.is_empty() && self.line.last() == Some(&b'}') {
+                self.line.pop();
+                self.line.extend_from_slice(&self.host_tail);
+            }
             self.line.push(b'\n');
             self.sink.write_all(&self.line)
         });
@@ -130,7 +144,7 @@ mod tests {
 
     fn ev() -> Event {
         let d = crate::event::Drops { kernel: Default::default(), queue: 0, other: Default::default(), hint: None, is_final: false, enforced: None };
-        Event { ts: "t".into(), ts_ns: 1, pid: 1, tid: 1, ppid: 0, uid: 0, comm: "x".into(), exe: None, body: crate::event::Body::Drops(d), server: None, tool_call: None }
+        Event { ts: "t".into(), ts_ns: 1, pid: 1, tid: 1, ppid: 0, uid: 0, comm: "x".into(), exe: None, ns_pid: None, container: None, body: crate::event::Body::Drops(d), server: None, tool_call: None }
     }
 
     #[test]
@@ -149,5 +163,18 @@ mod tests {
         // what was accepted but not written is still buffered, in order, not lost
         let buffered = out.sink.buffer().len() as u64;
         assert!(buffered > 0 && out.pending_lines() > 0);
+    }
+
+    #[test]
+    fn every_line_names_its_host() {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let host = crate::identity::Host { name: "agent-1".into(), id: Some("m".into()), boot_id: Some("b".into()) };
+        let mut out = Output::to_writer(Box::new(Full { room: 1 << 20, got: got.clone() })).with_host(&host);
+        out.emit(&ev());
+        out.flush();
+        let line = String::from_utf8(got.lock().unwrap().clone()).unwrap();
+        let v: serde_json::Value = serde_json::from_str(line.trim_end()).expect("one JSON object");
+        assert_eq!(v["host"], serde_json::json!({"name": "agent-1", "id": "m", "boot_id": "b"}));
+        assert_eq!(v["kind"], "drops", "the event's own fields are still there");
     }
 }

@@ -37,6 +37,8 @@ pub struct Pipeline {
     /// whenever the first call came before the server's confirmation).
     /// Bounded by MAX_HELD_DECISIONS; taken when the event is published.
     held_decisions: std::collections::HashMap<(u32, u64), crate::enforce::RecordFacts>,
+    /// Records' cgroup ids -> containers (identity.rs).
+    places: crate::identity::Places,
 }
 
 /// Kernel decisions kept for held events at most (a candidate rejected
@@ -58,6 +60,7 @@ impl Pipeline {
             gate: None,
             rec: None,
             held_decisions: std::collections::HashMap::new(),
+            places: crate::identity::Places::new(),
         }
     }
 
@@ -305,6 +308,8 @@ impl Pipeline {
     /// process table; the caller sets `body`.
     fn base(&self, h: &decode::Header) -> Event {
         Event {
+            ns_pid: (h.ns_level > 0).then_some(h.ns_pid),
+            container: self.places.container(h.cgroup_id, h.pid, h.start_ns),
             ts: self.clock.rfc3339(h.ts_ns),
             ts_ns: h.ts_ns,
             pid: h.pid,

@@ -10,6 +10,7 @@ mod daemon;
 mod enforce;
 mod fchange;
 mod harness;
+mod identity;
 mod investigate;
 mod kernel;
 mod launchers;

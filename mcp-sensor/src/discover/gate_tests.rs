@@ -3,6 +3,7 @@ use crate::event::{Body, Direction, Rpc};
 
 fn ev(pid: u32, body: Body) -> Event {
     Event {
+        ns_pid: None, container: None,
         ts: String::new(),
         ts_ns: 0,
         pid,

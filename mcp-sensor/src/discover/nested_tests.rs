@@ -4,6 +4,7 @@ use crate::event::{Body, Direction, Event, Rpc, ServerRef};
 
 fn ev(pid: u32, ts_ns: u64) -> Event {
     Event {
+        ns_pid: None, container: None,
         ts: String::new(),
         ts_ns,
         pid,

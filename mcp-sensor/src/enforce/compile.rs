@@ -90,6 +90,7 @@ fn identity(p: &Path) -> Option<FileId> {
 /// `exe`, for evaluating a rule on it.
 fn probe(body: Body, exe: Option<String>) -> Event {
     Event {
+        ns_pid: None, container: None,
         ts: String::new(),
         ts_ns: 0,
         pid: 0,

@@ -15,6 +15,7 @@ use crate::event::{Body, Direction, Event, Rpc, ServerRef, ToolCallRef};
 /// A process of server `srv` (pid 100) with tool call `tool` in flight.
 pub(crate) fn event(exe: &str, body: Body, tool: Option<&str>) -> Event {
     Event {
+        ns_pid: None, container: None,
         ts: String::new(),
         ts_ns: 0,
         pid: 101,
