@@ -344,6 +344,11 @@ pub struct Rpc {
     /// Not output.
     #[serde(skip)]
     pub tools_list: Option<Value>,
+    /// Why this message, parsed whole, is not JSON-RPC 2.0 though it has
+    /// its shape (no `"jsonrpc":"2.0"`, or an mcp-sensor event line):
+    /// discovery does not count it as MCP. Not output.
+    #[serde(skip)]
+    pub not_jsonrpc: Option<&'static str>,
 }
 
 impl Rpc {
@@ -365,6 +370,7 @@ impl Rpc {
             truncated,
             text: None,
             tools_list: None,
+            not_jsonrpc: None,
         }
     }
 }

@@ -37,6 +37,10 @@ pub struct Pipeline {
     /// whenever the first call came before the server's confirmation).
     /// Bounded by MAX_HELD_DECISIONS; taken when the event is published.
     held_decisions: std::collections::HashMap<(u32, u64), crate::enforce::RecordFacts>,
+    /// Held kernel decisions forgotten when their map was full and reset:
+    /// those events' alerts may name the agent, not the kernel (a `drops`
+    /// reason, `discovery_decisions_forgotten`).
+    pub held_decisions_forgotten: u64,
 }
 
 /// Kernel decisions kept for held events at most (a candidate rejected
@@ -58,6 +62,7 @@ impl Pipeline {
             gate: None,
             rec: None,
             held_decisions: std::collections::HashMap::new(),
+            held_decisions_forgotten: 0,
         }
     }
 
@@ -77,8 +82,9 @@ impl Pipeline {
 
     /// Writes `ev` of `session`, unless discovery holds or drops it.
     fn deliver(&mut self, session: u32, ev: Event) {
+        let decided = self.held_decisions.contains_key(&(ev.pid, ev.ts_ns));
         let ev = match self.gate.as_mut() {
-            Some(g) => g.offer(session, ev),
+            Some(g) => g.offer(session, ev, decided),
             None => Some(ev),
         };
         if let Some(ev) = ev {
@@ -181,8 +187,9 @@ impl Pipeline {
         }
         let facts = crate::enforce::RecordFacts::of(&h);
         self.rec = Some(facts); // enforcement
-        if self.gate.as_ref().is_some_and(|g| g.is_candidate(h.session)) && crate::enforce::KernelDecision::from_flags(h.flags).is_some() {
+        if self.gate.as_ref().is_some_and(|g| g.is_candidate(h.session) || g.is_rejected(h.session)) && crate::enforce::KernelDecision::from_flags(h.flags).is_some() {
             if self.held_decisions.len() >= MAX_HELD_DECISIONS {
+                self.held_decisions_forgotten += self.held_decisions.len() as u64;
                 self.held_decisions.clear();
             }
             self.held_decisions.insert((h.pid, h.ts_ns), facts);
