@@ -197,6 +197,20 @@ pub enum Body {
     },
     /// Losses since the previous `drops` line; see docs/events.md.
     Drops(Drops),
+    /// `run`, at start: the sensor was not watching from `from` (the
+    /// previous run's last line on this log) to `to` (this run's start,
+    /// the line's own `ts`); see gap.rs.
+    Gap {
+        /// RFC 3339 UTC.
+        from: String,
+        to: String,
+        /// ms from `from` to `to`.
+        unwatched_ms: f64,
+        /// How the previous run ended: `clean` (its final totals are its
+        /// last line) or `unclean` (killed, crashed, power lost: its last
+        /// events may be missing too).
+        previous_end: &'static str,
+    },
     /// One JSON-RPC message on a watched server's stdio channel.
     Rpc(Rpc),
     /// Discovery (`run`): a process found to be an MCP server. Written when

@@ -32,6 +32,7 @@ pub mod event;
 pub mod exe_is;
 pub mod fchange;
 pub mod features;
+pub mod gap;
 pub mod exec_cmd;
 pub mod exec_tree;
 pub mod investigate;

@@ -363,6 +363,24 @@ impl Pipeline {
         self.emit_own(Body::SensorStart { version: env!("CARGO_PKG_VERSION"), mode, plan: plan.clone() });
     }
 
+    /// At start (`run`): the time since the previous run on this log
+    /// stopped watching (gap.rs).
+    pub fn emit_gap(&mut self, prev: &crate::gap::PreviousRun) {
+        let now = crate::timefmt::Clock::boot_ns();
+        let to_unix = self.clock.to_unix_ns(now);
+        let body = Body::Gap {
+            from: prev.last_ts.clone(),
+            to: self.clock.rfc3339(now),
+            unwatched_ms: (to_unix - prev.last_unix_ns).max(0) as f64 / 1e6,
+            previous_end: if prev.clean { "clean" } else { "unclean" },
+        };
+        let mut ev = Event::own(body, &self.clock);
+        ev.ts_ns = now;
+        ev.ts = self.clock.rfc3339(now);
+        self.out.emit(&ev);
+        self.out.flush();
+    }
+
     /// A line about the sensor itself (its own pid, no server).
     fn emit_own(&mut self, body: Body) {
         let ev = Event::own(body, &self.clock);
