@@ -105,7 +105,11 @@ impl Conversation {
         }
         let (me, other) = (slot(rpc.direction), 1 - slot(rpc.direction));
         let id = rpc.id.as_ref().map(|i| i.to_string());
-        match (rpc.method.as_deref(), id) {
+        // the session names a response by its request's method: go by the
+        // message's kind, not by whether it has a method
+        let answer = matches!(rpc.message, "response" | "error");
+        let method = if answer { None } else { rpc.method.as_deref() };
+        match (method, id) {
             (Some(m), _) if !is_mcp_method(m) && m != "initialize" => {
                 Verdict::NotMcp(format!("JSON-RPC method {m:?} is not MCP"))
             }
@@ -152,8 +156,10 @@ mod tests {
         Body::Rpc(Rpc { method: Some(method.into()), id: id.map(Into::into), ..Rpc::new(dir, kind, 10, false) })
     }
 
+    /// An answer to request `id`, named by the request's method as the
+    /// session names it when it saw the request.
     fn resp(dir: Direction, id: i64) -> Body {
-        Body::Rpc(Rpc { id: Some(id.into()), ..Rpc::new(dir, "response", 10, false) })
+        Body::Rpc(Rpc { id: Some(id.into()), method: Some("tools/list".into()), ..Rpc::new(dir, "response", 10, false) })
     }
 
     fn run(msgs: &[Body]) -> Vec<Verdict> {
