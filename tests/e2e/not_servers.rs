@@ -108,12 +108,13 @@ fn a_reader_of_the_daemons_own_log_is_not_a_server_and_does_not_feed_on_itself()
     let log = daemon.log_dir.join("events.jsonl");
     // tail's stdin a pipe too, as in a container
     let mut p = pipeline(&format!(
-        "true | sh -c 'echo $$ >&2; exec tail -n 5 -F {}' | sh -c 'echo $$ >&2; exec grep --line-buffered ts' | cat >/dev/null",
+        "true | sh -c 'echo $$ >&2; exec tail -n 5 -F {}' | sh -c 'echo $$ >&2; exec grep --line-buffered kind.:.rpc' | cat >/dev/null",
         log.display()
     ));
     let mut err_pipe = p.stderr.take().unwrap();
     // the real server's session runs while the loop reads the log: its
-    // rpc lines (with `method` and `id`) pass through tail and grep
+    // rpc lines (with `method` and `id`, requests and their answers) pass
+    // through tail, and they are all grep passes on
     run_client(&mut client(&d, json!([{"call": "read_text_file", "arguments": {"path": d.join("notes.txt")}}])));
     std::thread::sleep(std::time::Duration::from_secs(2));
     let size_then = std::fs::metadata(&log).unwrap().len();
