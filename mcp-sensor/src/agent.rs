@@ -118,6 +118,9 @@ fn totals(sensor: &mut Sensor, queue: u64, pipeline: &Pipeline) -> Totals {
         undecodable: pipeline.undecodable,
         log_write_failed: pipeline.out.lost,
         discovery_held_overflow: pipeline.gate.as_ref().map_or(0, |g| g.stats.held_overflow),
+        discovery_discarded: pipeline.gate.as_ref().map_or(0, |g| g.stats.discarded),
+        discovery_decisions_forgotten: pipeline.held_decisions_forgotten,
+        stdio: pipeline.sessions.stdio_loss,
         known_files_full: pipeline.detect.known_refused(),
     }
 }

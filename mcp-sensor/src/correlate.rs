@@ -42,6 +42,20 @@ pub struct Sessions {
     max_message: usize,
     frames: Vec<Frame>,
     outputs: Vec<SessionOutput>,
+    /// Capture losses of every channel since the start, in bytes and
+    /// messages (`gaps`, `gap_bytes`, `damaged` of [`crate::mcp::FramingStats`]).
+    pub stdio_loss: StdioLoss,
+}
+
+/// Stdio capture losses summed over all channels (drops lines).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StdioLoss {
+    /// Offset jumps: bytes of a stream the agent never got. Each hides at
+    /// least one message or part of one.
+    pub gaps: u64,
+    pub gap_bytes: u64,
+    /// Messages written incomplete because a gap or a reset cut them.
+    pub messages_damaged: u64,
 }
 
 impl Default for Sessions {
@@ -78,7 +92,7 @@ pub fn tool_call_ref(in_flight: &[&InFlight]) -> Option<ToolCallRef> {
 
 impl Sessions {
     pub fn new(max_message: usize) -> Self {
-        Sessions { sessions: HashMap::new(), ended: Default::default(), max_message, frames: Vec::new(), outputs: Vec::new() }
+        Sessions { sessions: HashMap::new(), ended: Default::default(), max_message, frames: Vec::new(), outputs: Vec::new(), stdio_loss: StdioLoss::default() }
     }
 
     /// A new watched server rooted at `root_pid` (also its session id).
@@ -185,7 +199,14 @@ impl Sessions {
         let mut outputs = std::mem::take(&mut self.outputs);
         let id = chunk.h.session;
         let s = self.state(id, procs);
+        let before = *s.reasm[idx].stats();
         s.reasm[idx].push(chunk.offset, chunk.h.ts_ns, &chunk.data, &mut frames);
+        let after = s.reasm[idx].stats();
+        let lost = StdioLoss {
+            gaps: after.gaps - before.gaps,
+            gap_bytes: after.gap_bytes - before.gap_bytes,
+            messages_damaged: after.damaged - before.damaged,
+        };
         for f in frames.drain(..) {
             s.session.on_frame(dir, f, &mut outputs);
         }
@@ -204,6 +225,9 @@ impl Sessions {
             .collect();
         self.frames = frames;
         self.outputs = outputs;
+        self.stdio_loss.gaps += lost.gaps;
+        self.stdio_loss.gap_bytes += lost.gap_bytes;
+        self.stdio_loss.messages_damaged += lost.messages_damaged;
         events
     }
 }
@@ -277,6 +301,36 @@ mod tests {
         fn call(&self, pid: u32) -> Option<ToolCallRef> {
             self.s.context(10, pid, &self.procs).unwrap().1
         }
+    }
+
+    /// Sends five one-line messages on a fresh channel, skipping `lost`
+    /// (start, end) byte ranges of the stream; returns (frames written, loss).
+    fn five_with_gap(lost: (u64, u64)) -> (Vec<Event>, StdioLoss) {
+        let text: String = (1..=5)
+            .map(|i| format!("{}\n", json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"i":i}})))
+            .collect();
+        let mut f = Feed::new();
+        let mut out = f.s.on_stdio(chunk(10, abi::DIR_OUT, 0, &text[..lost.0 as usize]), base(), &f.procs);
+        out.extend(f.s.on_stdio(chunk(10, abi::DIR_OUT, lost.1, &text[lost.1 as usize..]), base(), &f.procs));
+        (out, f.s.stdio_loss)
+    }
+
+    #[test]
+    fn stdio_losses_are_counted_in_messages_as_well_as_bytes() {
+        let line = format!("{}\n", json!({"jsonrpc":"2.0","method":"notifications/progress","params":{"i":1}})).len() as u64;
+        // a whole write lost (one message per write, the usual case): the
+        // books balance exactly, 5 sent = 4 written + 1 gap
+        let (out, loss) = five_with_gap((2 * line, 3 * line));
+        assert_eq!((loss.gaps, loss.gap_bytes, loss.messages_damaged), (1, line, 0));
+        assert!(out.iter().all(|e| matches!(e.body, Body::Rpc(_))));
+        assert_eq!(5, out.len() as u64 + loss.gaps);
+        // a gap from the middle of #2 to the end of #3 took #2's newline:
+        // #2's start and all of #4 come out as one incomplete frame
+        let (out, loss) = five_with_gap((line + line / 2, 3 * line));
+        assert_eq!((loss.gaps, loss.messages_damaged), (1, 1));
+        let whole = out.iter().filter(|e| matches!(&e.body, Body::Rpc(r) if !r.truncated)).count() as u64;
+        assert_eq!(whole, 2, "#1 and #5");
+        assert!(whole + loss.messages_damaged + loss.gaps <= 5);
     }
 
     #[test]

@@ -179,6 +179,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
         return Ok(0);
     }
     let _locks = crate::service::lock_dirs(&[(&cfg.log.dir, "log"), (&args.rules.state_dir, "state")])?;
+    // how the previous run on this log ended: before this run writes to it
+    let previous = crate::gap::previous_run(&cfg.log.dir);
     let log = open_log(&cfg)?;
     let log_path = log.path();
     let log = SharedLog(Arc::new(Mutex::new(log)));
@@ -192,6 +194,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
     let mut pipeline = Pipeline::new(out, procs, sessions, detector);
     pipeline.emit_start(&sensor.plan, "run");
+    if let Some(prev) = &previous {
+        pipeline.emit_gap(prev);
+    }
     report_unwritten_before(&cfg.log.dir, &mut pipeline);
     pipeline.gate = Some(Gate::new(cfg.discovery.max_held_events));
     let (clients, running) = adopt_running(&cfg, &mut sensor, &mut pipeline)?;

@@ -15,6 +15,18 @@ pub const LOG_WRITE_FAILED: &str = "log_write_failed";
 /// Events of an undecided candidate server that did not fit the hold
 /// bound (`discovery.max_held_events`): lost, and counted here.
 pub const DISCOVERY_HELD_OVERFLOW: &str = "discovery_held_overflow";
+/// `other` key: events of candidate servers found not to be MCP
+/// (`cat | sort`, shells with piped stdio), discarded on purpose.
+pub const DISCOVERY_DISCARDED: &str = "discovery_discarded";
+/// `other` keys: stdio capture gaps the agent's reassembly met (offset
+/// jumps: each hides at least one message or part of one), their bytes, and
+/// the messages they cut (written incomplete: `malformed` or truncated).
+pub const STDIO_GAPS: &str = "stdio_gaps";
+pub const STDIO_GAP_BYTES: &str = "stdio_gap_bytes";
+pub const STDIO_MESSAGES_DAMAGED: &str = "stdio_messages_damaged";
+/// `other` key: kernel decisions (kills, refusals) on held events whose
+/// record was forgotten when that table was full and reset.
+pub const DISCOVERY_DECISIONS_FORGOTTEN: &str = "discovery_decisions_forgotten";
 /// `other` key: identities the known-file table had no room for (rules/known.rs).
 pub const KNOWN_FILES_FULL: &str = "known_files_full";
 /// `other` key, at start: lines the previous run could not write, its
@@ -33,6 +45,12 @@ pub struct Totals {
     pub log_write_failed: u64,
     /// Events of undecided candidate servers past discovery's hold bound.
     pub discovery_held_overflow: u64,
+    /// Stdio capture losses seen by reassembly (correlate::StdioLoss).
+    pub stdio: crate::correlate::StdioLoss,
+    /// Events of candidates found not to be MCP, discarded (discover::gate).
+    pub discovery_discarded: u64,
+    /// Held kernel decisions forgotten (pipeline, MAX_HELD_DECISIONS).
+    pub discovery_decisions_forgotten: u64,
     /// Identities of files rules name that the known-file table had no
     /// room for (rules/known.rs): opens of them under other names are
     /// judged by the name alone.
@@ -75,6 +93,17 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
     if held > 0 {
         other.insert(DISCOVERY_HELD_OVERFLOW.into(), held);
     }
+    for (key, n, was) in [
+        (DISCOVERY_DISCARDED, now.discovery_discarded, before.discovery_discarded),
+        (STDIO_GAPS, now.stdio.gaps, before.stdio.gaps),
+        (STDIO_GAP_BYTES, now.stdio.gap_bytes, before.stdio.gap_bytes),
+        (STDIO_MESSAGES_DAMAGED, now.stdio.messages_damaged, before.stdio.messages_damaged),
+        (DISCOVERY_DECISIONS_FORGOTTEN, now.discovery_decisions_forgotten, before.discovery_decisions_forgotten),
+    ] {
+        if n > was {
+            other.insert(key.into(), n - was);
+        }
+    }
     let known = now.known_files_full.saturating_sub(before.known_files_full);
     if known > 0 {
         other.insert(KNOWN_FILES_FULL.into(), known);
@@ -100,6 +129,9 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
     }
     if held > 0 {
         hints.push("a candidate server did more than discovery.max_held_events things before its first MCP message: raise it".into());
+    }
+    if other.contains_key(DISCOVERY_DECISIONS_FORGOTTEN) {
+        hints.push("more than 4096 kernel decisions were held for undecided candidates at once: their alerts may not say the kernel acted".into());
     }
     if other.contains_key("syscall_stash_full") || other.contains_key("watch_map_full") {
         hints.push("too many watched processes or threads in syscalls at once (or the kernel could not allocate a thread's stash)".into());
@@ -156,6 +188,18 @@ mod tests {
         assert_eq!(d.other.get(LOG_WRITE_FAILED), Some(&4));
         assert!(d.hint.unwrap().contains("free space"));
         assert_eq!(t.delta(Totals { log_write_failed: 4, ..totals(0, 0, 0) }), None);
+    }
+
+    #[test]
+    fn discovery_discards_are_counted_in_the_lines_and_add_up_to_the_total() {
+        let mut t = DropTracker::default();
+        let d1 = t.delta(Totals { discovery_discarded: 5, ..totals(0, 0, 0) }).unwrap();
+        let d2 = t.delta(Totals { discovery_discarded: 12, discovery_decisions_forgotten: 1, ..totals(0, 0, 0) }).unwrap();
+        assert_eq!((d1.other.get(DISCOVERY_DISCARDED), d2.other.get(DISCOVERY_DISCARDED)), (Some(&5), Some(&7)));
+        assert_eq!(d2.other.get(DISCOVERY_DECISIONS_FORGOTTEN), Some(&1));
+        assert!(d2.hint.unwrap().contains("kernel decisions"));
+        let fin = t.total(&Totals { discovery_discarded: 12, ..totals(0, 0, 0) });
+        assert_eq!(fin.other.get(DISCOVERY_DISCARDED), Some(&12));
     }
 
     #[test]

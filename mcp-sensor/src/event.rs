@@ -217,6 +217,20 @@ pub enum Body {
     },
     /// Losses since the previous `drops` line; see docs/events.md.
     Drops(Drops),
+    /// `run`, at start: the sensor was not watching from `from` (the
+    /// previous run's last line on this log) to `to` (this run's start,
+    /// the line's own `ts`); see gap.rs.
+    Gap {
+        /// RFC 3339 UTC.
+        from: String,
+        to: String,
+        /// ms from `from` to `to`.
+        unwatched_ms: f64,
+        /// How the previous run ended: `clean` (its final totals are its
+        /// last line) or `unclean` (killed, crashed, power lost: its last
+        /// events may be missing too).
+        previous_end: &'static str,
+    },
     /// One JSON-RPC message on a watched server's stdio channel.
     Rpc(Rpc),
     /// Discovery (`run`): a process found to be an MCP server. Written when
@@ -364,6 +378,11 @@ pub struct Rpc {
     /// Not output.
     #[serde(skip)]
     pub tools_list: Option<Value>,
+    /// Why this message, parsed whole, is not JSON-RPC 2.0 though it has
+    /// its shape (no `"jsonrpc":"2.0"`, or an mcp-sensor event line):
+    /// discovery does not count it as MCP. Not output.
+    #[serde(skip)]
+    pub not_jsonrpc: Option<&'static str>,
 }
 
 impl Rpc {
@@ -385,6 +404,7 @@ impl Rpc {
             truncated,
             text: None,
             tools_list: None,
+            not_jsonrpc: None,
         }
     }
 }

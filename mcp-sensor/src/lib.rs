@@ -33,6 +33,7 @@ pub mod exe_is;
 pub mod fchange;
 pub mod identity;
 pub mod features;
+pub mod gap;
 pub mod exec_cmd;
 pub mod exec_tree;
 pub mod investigate;

@@ -39,6 +39,10 @@ pub struct Pipeline {
     held_decisions: std::collections::HashMap<(u32, u64), crate::enforce::RecordFacts>,
     /// Records' cgroup ids -> containers (identity.rs).
     places: crate::identity::Places,
+    /// Held kernel decisions forgotten when their map was full and reset:
+    /// those events' alerts may name the agent, not the kernel (a `drops`
+    /// reason, `discovery_decisions_forgotten`).
+    pub held_decisions_forgotten: u64,
 }
 
 /// Kernel decisions kept for held events at most (a candidate rejected
@@ -61,6 +65,7 @@ impl Pipeline {
             rec: None,
             held_decisions: std::collections::HashMap::new(),
             places: crate::identity::Places::new(),
+            held_decisions_forgotten: 0,
         }
     }
 
@@ -80,8 +85,9 @@ impl Pipeline {
 
     /// Writes `ev` of `session`, unless discovery holds or drops it.
     fn deliver(&mut self, session: u32, ev: Event) {
+        let decided = self.held_decisions.contains_key(&(ev.pid, ev.ts_ns));
         let ev = match self.gate.as_mut() {
-            Some(g) => g.offer(session, ev),
+            Some(g) => g.offer(session, ev, decided),
             None => Some(ev),
         };
         if let Some(ev) = ev {
@@ -184,8 +190,9 @@ impl Pipeline {
         }
         let facts = crate::enforce::RecordFacts::of(&h);
         self.rec = Some(facts); // enforcement
-        if self.gate.as_ref().is_some_and(|g| g.is_candidate(h.session)) && crate::enforce::KernelDecision::from_flags(h.flags).is_some() {
+        if self.gate.as_ref().is_some_and(|g| g.is_candidate(h.session) || g.is_rejected(h.session)) && crate::enforce::KernelDecision::from_flags(h.flags).is_some() {
             if self.held_decisions.len() >= MAX_HELD_DECISIONS {
+                self.held_decisions_forgotten += self.held_decisions.len() as u64;
                 self.held_decisions.clear();
             }
             self.held_decisions.insert((h.pid, h.ts_ns), facts);
@@ -364,6 +371,24 @@ impl Pipeline {
     pub fn emit_start(&mut self, plan: &crate::features::Plan, mode: &'static str) {
         crate::say!("mcp-sensor: {}", plan.summary());
         self.emit_own(Body::SensorStart { version: env!("CARGO_PKG_VERSION"), mode, plan: plan.clone() });
+    }
+
+    /// At start (`run`): the time since the previous run on this log
+    /// stopped watching (gap.rs).
+    pub fn emit_gap(&mut self, prev: &crate::gap::PreviousRun) {
+        let now = crate::timefmt::Clock::boot_ns();
+        let to_unix = self.clock.to_unix_ns(now);
+        let body = Body::Gap {
+            from: prev.last_ts.clone(),
+            to: self.clock.rfc3339(now),
+            unwatched_ms: (to_unix - prev.last_unix_ns).max(0) as f64 / 1e6,
+            previous_end: if prev.clean { "clean" } else { "unclean" },
+        };
+        let mut ev = Event::own(body, &self.clock);
+        ev.ts_ns = now;
+        ev.ts = self.clock.rfc3339(now);
+        self.out.emit(&ev);
+        self.out.flush();
     }
 
     /// A line about the sensor itself (its own pid, no server).

@@ -40,6 +40,11 @@ impl Daemon {
     /// [`Self::start`] with more command-line arguments. The state
     /// directory is DIR/state: each daemon holds its own (service.rs).
     pub(crate) fn start_with(dir: &Path, extra: &str, args: &[&str]) -> Daemon {
+        Self::start_env(dir, extra, args, &[])
+    }
+
+    /// [`Self::start_with`] with more environment variables.
+    pub(crate) fn start_env(dir: &Path, extra: &str, args: &[&str], envs: &[(&str, &str)]) -> Daemon {
         require_root();
         let log_dir = dir.join("log");
         let config = dir.join("config.toml");
@@ -51,6 +56,7 @@ impl Daemon {
             .arg(&config)
             .args(isolation(dir))
             .args(args)
+            .envs(envs.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&stderr).unwrap())
@@ -265,6 +271,27 @@ fn daemon_log_survives_kill_9_and_a_restart_appends() {
     let evs = events_with_torn_line(&after, Some(torn));
     let fin = evs.iter().filter(|e| e["kind"] == "drops" && e["final"] == true).count();
     assert_eq!(fin, 1, "only the second run wrote its totals (the first was killed)");
+    // the restart says from when to when nobody watched: from the killed
+    // run's last whole line to its own start, and that the end was unclean
+    let last_before = crashed.last().expect("the first run wrote lines");
+    let starts: Vec<&Value> = evs.iter().filter(|e| e["kind"] == "sensor_start").collect();
+    let gaps: Vec<&Value> = evs.iter().filter(|e| e["kind"] == "gap").collect();
+    assert_eq!((starts.len(), gaps.len()), (2, 1), "one gap, written by the restart");
+    let gap = gaps[0];
+    assert_eq!(gap["from"], last_before["ts"], "{gap}");
+    assert_eq!(gap["previous_end"], "unclean", "{gap}");
+    assert_eq!(gap["to"], gap["ts"], "{gap}");
+    let (from, to, start2) = (gap["from"].as_str().unwrap(), gap["to"].as_str().unwrap(), starts[1]["ts"].as_str().unwrap());
+    assert!(from < start2 && start2 <= to, "from {from} < second start {start2} <= to {to}");
+    assert!(gap["unwatched_ms"].as_f64().unwrap() > 0.0, "{gap}");
+    // after a clean stop the gap starts at that run's final totals
+    let fin_ts = evs.iter().find(|e| e["kind"] == "drops" && e["final"] == true).unwrap()["ts"].clone();
+    let third = Daemon::start(&d, "");
+    assert_eq!(third.stop_status(), 0);
+    let all = events_with_torn_line(&String::from_utf8(std::fs::read(&log).unwrap()).unwrap(), Some(torn));
+    let gaps: Vec<&Value> = all.iter().filter(|e| e["kind"] == "gap").collect();
+    assert_eq!(gaps.len(), 2);
+    assert_eq!((&gaps[1]["from"], &gaps[1]["previous_end"]), (&fin_ts, &json!("clean")), "{}", gaps[1]);
 }
 
 #[test]

@@ -16,6 +16,7 @@ mod kernel;
 mod launchers;
 mod mcp;
 mod net;
+mod not_servers;
 mod overlap;
 mod profile;
 mod rugpull;

@@ -24,7 +24,7 @@
 //! Sessions the gate never heard of pass untouched (`exec`'s, and
 //! confirmed ones).
 
-use super::classify::{classify, Verdict};
+use super::classify::{Conversation, Verdict};
 use super::How;
 use crate::event::Event;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -55,8 +55,10 @@ pub enum KernelAction {
 #[derive(Debug)]
 pub(super) struct Candidate {
     pub(super) how: How,
-    pub(super) held: Vec<Event>,
-    pub(super) undecided: u32,
+    /// Held events; `true`: the kernel decided on its record (killed or
+    /// refused), so it is written even when the candidate is rejected.
+    pub(super) held: Vec<(Event, bool)>,
+    pub(super) talk: Conversation,
     pub(super) members: Vec<u32>,
     pub(super) members_complete: bool,
     /// The session it was exec'd in (nested candidates only).
@@ -158,7 +160,7 @@ impl Gate {
             Candidate {
                 how,
                 held: Vec::new(),
-                undecided: 0,
+                talk: Conversation::default(),
                 members: vec![session],
                 members_complete: true,
                 parent: parent.filter(|&p| p != session),
@@ -170,6 +172,11 @@ impl Gate {
 
     pub fn is_candidate(&self, session: u32) -> bool {
         self.cands.contains_key(&session)
+    }
+
+    /// `session` was found not to be a server (its late records are dropped).
+    pub fn is_rejected(&self, session: u32) -> bool {
+        self.rejected.contains(&session)
     }
 
     pub fn candidates(&self) -> usize {
@@ -191,30 +198,34 @@ impl Gate {
     }
 
     /// Holds `ev` of candidate `c`, or counts it when the bound is reached.
-    fn hold(&mut self, session: u32, ev: Event) {
+    /// An event with a kernel decision (`decided`) is always held: the
+    /// kernel's kills and refusals are few, and each must reach the log.
+    fn hold(&mut self, session: u32, ev: Event, decided: bool) {
         let total_cap = self.max_held.saturating_mul(TOTAL_HELD_FACTOR);
         let (max_held, full) = (self.max_held, self.held_total >= total_cap);
         let Some(c) = self.cands.get_mut(&session) else { return };
         c.first_ns.get_or_insert(ev.ts_ns);
-        if c.held.len() >= max_held || full {
+        if (c.held.len() >= max_held || full) && !decided {
             c.overflow += 1;
             return;
         }
-        c.held.push(ev);
+        c.held.push((ev, decided));
         self.held_total += 1;
     }
 
     /// An event of `session`: returned when it is to be written now;
-    /// held or dropped otherwise.
-    pub fn offer(&mut self, session: u32, ev: Event) -> Option<Event> {
-        if self.rejected.contains(&session) {
+    /// held or dropped otherwise. `decided`: the kernel decided on its
+    /// record (a kill or a refusal): written even if the candidate turns
+    /// out not to be a server.
+    pub fn offer(&mut self, session: u32, ev: Event, decided: bool) -> Option<Event> {
+        if self.rejected.contains(&session) && !decided {
             self.stats.discarded += 1;
             return None;
         }
         if !self.cands.contains_key(&session) {
             return Some(ev);
         }
-        self.hold(session, ev);
+        self.hold(session, ev, decided);
         None
     }
 
@@ -225,12 +236,12 @@ impl Gate {
     /// [`Gate::offer`].
     pub fn on_channel(&mut self, session: u32, evs: Vec<Event>) -> (Option<Found>, Vec<Event>) {
         if !self.cands.contains_key(&session) {
-            return (None, evs.into_iter().filter_map(|e| self.offer(session, e)).collect());
+            return (None, evs.into_iter().filter_map(|e| self.offer(session, e, false)).collect());
         }
         let mut it = evs.into_iter();
         while let Some(ev) = it.next() {
             let c = self.cands.get_mut(&session).expect("checked above");
-            match classify(&ev.body, c.undecided) {
+            match c.talk.classify(&ev.body) {
                 Verdict::Mcp => {
                     let c = self.cands.remove(&session).expect("checked above");
                     self.held_total -= c.held.len();
@@ -240,7 +251,7 @@ impl Gate {
                     self.stats.held_overflow += c.overflow;
                     let found = Found { session, how: c.how, held: c.held.len() as u64, first_ns, lost: c.overflow };
                     self.actions.push(KernelAction::Confirm { session, pids: c.members, complete: c.members_complete });
-                    let mut out = c.held;
+                    let mut out: Vec<Event> = c.held.into_iter().map(|(e, _)| e).collect();
                     out.push(ev);
                     out.extend(it);
                     return (Some(found), out);
@@ -249,9 +260,12 @@ impl Gate {
                     self.not_a_server(session, reason, Some(it.len() as u64 + 1));
                     return (None, Vec::new());
                 }
+                // the conversation itself is held whatever the bound: it
+                // is at most MAX_UNDECIDED messages, and it is the proof
                 Verdict::Undecided => {
-                    c.undecided += 1;
-                    self.hold(session, ev);
+                    c.first_ns.get_or_insert(ev.ts_ns);
+                    c.held.push((ev, false));
+                    self.held_total += 1;
                 }
             }
         }
@@ -295,7 +309,11 @@ impl Gate {
         }
         let Some(c) = self.cands.remove(&session) else { return };
         self.held_total -= c.held.len();
-        self.stats.discarded += c.held.len() as u64 + c.overflow;
+        // what the kernel decided on is written all the same (its alert
+        // says the kernel killed or refused); the rest is discarded
+        let (decided, dropped): (Vec<_>, Vec<_>) = c.held.into_iter().partition(|(_, d)| *d);
+        self.released.extend(decided.into_iter().map(|(e, _)| (session, e)));
+        self.stats.discarded += dropped.len() as u64 + c.overflow;
         self.stats.rejected += 1;
         self.actions.push(KernelAction::Unwatch { session, pids: c.members, complete: c.members_complete });
         if self.rejected_order.len() >= MAX_REJECTED {

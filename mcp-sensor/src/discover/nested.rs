@@ -83,15 +83,15 @@ impl Gate {
         self.alias_order.push_back(session);
         // its events are the tree's: the server they name is set when written
         let n_held = c.held.len();
-        let held = c.held.into_iter().map(|mut e| {
+        let held = c.held.into_iter().map(|(mut e, decided)| {
             e.server = None;
-            e
+            (e, decided)
         });
         if into_candidate {
             let p = self.cands.get_mut(&parent).expect("checked above");
             p.held.extend(held);
             // the two trees' events interleave: keep them in time order
-            p.held.sort_by_key(|e| e.ts_ns);
+            p.held.sort_by_key(|(e, _)| e.ts_ns);
             p.members.extend(c.members);
             p.members_complete &= c.members_complete;
             if let (Some(a), Some(b)) = (p.first_ns, c.first_ns) {
@@ -102,7 +102,7 @@ impl Gate {
             // a server's events after all: what did not fit is lost
             self.stats.held_overflow += c.overflow;
             self.held_total -= n_held;
-            self.released.extend(held.map(|e| (parent, e)));
+            self.released.extend(held.map(|(e, _)| (parent, e)));
         }
         true
     }

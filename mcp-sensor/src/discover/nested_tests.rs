@@ -21,9 +21,15 @@ fn ev(pid: u32, ts_ns: u64) -> Event {
 
 fn msg(method: &str, ts_ns: u64) -> Event {
     Event {
-        body: Body::Rpc(Rpc { method: Some(method.into()), ..Rpc::new(Direction::ClientToServer, "request", 1, false) }),
+        body: Body::Rpc(Rpc { method: Some(method.into()), id: Some(1.into()), ..Rpc::new(Direction::ClientToServer, "request", 1, false) }),
         ..ev(10, ts_ns)
     }
+}
+
+/// `method` at `ts_ns`, answered 1 ns later: an MCP conversation.
+fn talk(method: &str, ts_ns: u64) -> Vec<Event> {
+    let answer = Body::Rpc(Rpc { id: Some(1.into()), ..Rpc::new(Direction::ServerToClient, "response", 1, false) });
+    vec![msg(method, ts_ns), Event { body: answer, ..ev(10, ts_ns + 1) }]
 }
 
 /// Server 10, confirmed by its first message; `pid` forked in it.
@@ -31,7 +37,7 @@ fn confirmed_server_with_member(pid: u32) -> Gate {
     let mut g = Gate::new(100);
     g.add(10, How::StdioPipes, false);
     g.member(10, pid);
-    let (found, _) = g.on_channel(10, vec![msg("server/discover", 5)]);
+    let (found, _) = g.on_channel(10, talk("server/discover", 5));
     assert!(found.is_some());
     g.actions.clear();
     g
@@ -43,7 +49,7 @@ fn a_tools_shell_split_off_before_the_kernel_heard_of_the_confirmation_folds_bac
     // between the handshake and the kernel clearing the candidate flags
     let mut g = confirmed_server_with_member(30);
     g.add(30, How::StdioPipes, true);
-    assert!(g.offer(30, ev(30, 50)).is_none(), "held until its own channel decides");
+    assert!(g.offer(30, ev(30, 50), false).is_none(), "held until its own channel decides");
     g.reject_candidate(30, "its stdio began with 'h'".into());
     assert_eq!(
         g.actions,
@@ -61,19 +67,19 @@ fn a_tools_shell_split_off_before_the_kernel_heard_of_the_confirmation_folds_bac
 fn a_nested_candidate_that_exits_silent_joins_its_undecided_tree_in_time_order() {
     let mut g = Gate::new(100);
     g.add(10, How::ClientChild, false);
-    g.offer(10, ev(10, 10));
+    g.offer(10, ev(10, 10), false);
     g.member(10, 30);
     g.add(30, How::StdioPipes, true);
-    g.offer(30, ev(30, 20));
-    g.offer(10, ev(10, 30));
-    g.offer(30, ev(30, 40));
+    g.offer(30, ev(30, 20), false);
+    g.offer(10, ev(10, 30), false);
+    g.offer(30, ev(30, 40), false);
     g.exited(30, 30);
     assert!(!g.is_candidate(30) && g.is_candidate(10));
     assert!(matches!(g.actions[0], KernelAction::Fold { from: 30, into: 10, candidate: true, .. }));
-    let (found, out) = g.on_channel(10, vec![msg("tools/list", 50)]);
-    assert_eq!(found, Some(Found { session: 10, how: How::ClientChild, held: 4, first_ns: Some(10), lost: 0 }));
+    let (found, out) = g.on_channel(10, talk("tools/list", 50));
+    assert_eq!(found, Some(Found { session: 10, how: How::ClientChild, held: 5, first_ns: Some(10), lost: 0 }));
     let ts: Vec<u64> = out.iter().map(|e| e.ts_ns).collect();
-    assert_eq!(ts, vec![10, 20, 30, 40, 50]);
+    assert_eq!(ts, vec![10, 20, 30, 40, 50, 51]);
     match &g.actions[1] {
         KernelAction::Confirm { session: 10, pids, .. } => assert!(pids.contains(&30), "{pids:?}"),
         a => panic!("{a:?}"),
@@ -88,13 +94,13 @@ fn a_nested_candidate_that_speaks_mcp_is_a_server_of_its_own() {
     g.add(10, How::StdioPipes, false);
     g.member(10, 30);
     g.add(30, How::StdioPipes, true);
-    let (found, _) = g.on_channel(30, vec![msg("tools/list", 5)]);
+    let (found, _) = g.on_channel(30, talk("tools/list", 5));
     assert_eq!(found.map(|f| f.session), Some(30));
     let (_, out) = g.on_channel(10, vec![msg("session/prompt", 6)]);
     assert!(out.is_empty());
     assert_eq!(g.stats.rejected, 1, "the agent is not MCP");
     assert_eq!(g.resolve(30), 30, "its server stays its own");
-    assert!(g.offer(30, ev(30, 7)).is_some());
+    assert!(g.offer(30, ev(30, 7), false).is_some());
 }
 
 #[test]

@@ -75,6 +75,11 @@ pub struct Stats {
     /// Offset jumps forward, and the bytes they skipped.
     pub gaps: u64,
     pub gap_bytes: u64,
+    /// Messages a gap or a reset cut: emitted incomplete (a `malformed`
+    /// frame, or a message marked truncated). Messages whose every byte
+    /// fell in a gap are not seen at all: each gap hides at least one
+    /// message or part of one, so `gaps` is the lower bound of those.
+    pub damaged: u64,
     /// Offset jumps backward.
     pub resets: u64,
     /// Frames out, by kind; `truncated` counts messages among `messages`.
@@ -296,6 +301,7 @@ impl Reassembler {
             let size = self.cur.len;
             let reason =
                 format!("stream reset (offset went backwards); {size} buffered bytes dropped");
+            self.stats.damaged += 1;
             self.emit(malformed(reason, size, ts_ns), out);
         }
         self.state = State::Line;
@@ -322,6 +328,7 @@ impl Reassembler {
             }
             State::Headers { .. } => {
                 let size = self.cur.len + n;
+                self.stats.damaged += 1;
                 self.emit(
                     malformed("capture gap inside Content-Length headers", size, ts_ns),
                     out,
@@ -477,6 +484,7 @@ impl Reassembler {
     /// Emits the pending message, whole or cut, and starts the next one.
     fn finish(&mut self, ts_ns: u64, out: &mut Vec<Frame>) {
         let cur = &self.cur;
+        let gap_hit = cur.after_gap || matches!(cur.cut, Some(Cut::Gap));
         let frame = match cur.cut {
             None => parse_whole(&cur.buf, cur.len, cur.after_gap, ts_ns),
             Some(cut) => {
@@ -503,6 +511,10 @@ impl Reassembler {
             }
         };
         if let Some(frame) = frame {
+            // a whole message right after a gap lost nothing
+            if gap_hit && (frame.truncated() || matches!(frame, Frame::Malformed { .. })) {
+                self.stats.damaged += 1;
+            }
             self.emit(frame, out);
         }
         self.cur.clear();

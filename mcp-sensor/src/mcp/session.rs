@@ -115,11 +115,30 @@ struct Meta {
     size: u64,
     truncated: bool,
     ts_ns: u64,
+    /// Why a whole message is not JSON-RPC 2.0 though it has its shape
+    /// (see [`shape_fault`]); `None` when it is, or when it was cut.
+    not_jsonrpc: Option<&'static str>,
 }
 
 impl Meta {
     fn rpc(&self, message: &'static str) -> Rpc {
-        Rpc::new(self.dir, message, self.size, self.truncated)
+        Rpc { not_jsonrpc: self.not_jsonrpc, ..Rpc::new(self.dir, message, self.size, self.truncated) }
+    }
+}
+
+/// Why an object with a `method` or an `id` is still not a JSON-RPC 2.0
+/// message: no `"jsonrpc":"2.0"` member (MCP requires it), or the shape of
+/// the sensor's own event lines (`ts` and `kind`), which a reader of its
+/// log (`tail -F events.jsonl`) passes on. Discovery never confirms such a
+/// channel; the session still reports the message.
+fn shape_fault(obj: &serde_json::Map<String, Value>) -> Option<&'static str> {
+    if obj.contains_key("ts") && obj.contains_key("kind") {
+        return Some("an event line of mcp-sensor's own log (ts, kind), not JSON-RPC");
+    }
+    match obj.get("jsonrpc") {
+        Some(Value::String(v)) if v == "2.0" => None,
+        Some(_) => Some("\"jsonrpc\" is not \"2.0\""),
+        None => Some("no \"jsonrpc\":\"2.0\" member"),
     }
 }
 
@@ -231,6 +250,7 @@ impl Session {
             size: frame.size(),
             truncated: frame.truncated(),
             ts_ns: frame.ts_ns(),
+            not_jsonrpc: None,
         };
         match frame {
             Frame::Malformed { reason, .. } => self.malformed(meta, reason, out),
@@ -297,6 +317,7 @@ impl Session {
         let Value::Object(mut obj) = value else {
             return self.malformed(meta, "not JSON-RPC: not an object".into(), out);
         };
+        let meta = Meta { not_jsonrpc: shape_fault(&obj), ..meta };
         let id = obj.remove("id");
         match obj.remove("method") {
             Some(Value::String(method)) => {

@@ -122,6 +122,7 @@ pub(crate) fn rpc(
         truncated: false,
         text: None,
         tools_list: None,
+        not_jsonrpc: None,
     });
     event("/usr/bin/node", body, None)
 }
