@@ -5,29 +5,18 @@ use crate::event::{Alert, ServerRef, ToolCallRef};
 use serde_json::json;
 
 fn exec_ev(pid: u32, ts_ns: u64, exe: &str, argv: &[&str]) -> Event {
-    Event {
-        ts: format!("t{ts_ns}"),
-        ts_ns,
-        pid,
-        tid: pid,
-        ppid: 1,
-        uid: 0,
-        comm: "sh".into(),
-        exe: Some(exe.into()),
-        body: Body::Exec {
-            filename: exe.into(),
-            argv: argv.iter().map(|s| s.to_string()).collect(),
-            cwd: "/".into(),
-            script: None,
-            dev: 1,
-            ino: 2,
-            exe_is: None,
-            argv_truncated: false,
-            file_flags: Vec::new(),
-        },
-        server: Some(ServerRef { name: "srv".into(), pid: 100 }),
-        tool_call: None,
-    }
+    let body = Body::Exec {
+        filename: exe.into(),
+        argv: argv.iter().map(|s| s.to_string()).collect(),
+        cwd: "/".into(),
+        script: None,
+        dev: 1,
+        ino: 2,
+        exe_is: None,
+        argv_truncated: false,
+        file_flags: Vec::new(),
+    };
+    Event { exe: Some(exe.into()), ..Event::for_test(pid, ts_ns, body, Some(("srv", 100))) }
 }
 
 fn alert_on(mut ev: Event, rule: &str, action: &'static str, call: Option<i64>) -> Event {

@@ -144,19 +144,7 @@ mod tests {
     use super::*;
 
     fn ev(server: u32, ts_ns: u64) -> Event {
-        Event {
-            ts: format!("t{ts_ns}"),
-            ts_ns,
-            pid: server,
-            tid: server,
-            ppid: 1,
-            uid: 0,
-            comm: "x".into(),
-            exe: None,
-            body: Body::Fork { child_pid: 1 },
-            server: Some(ServerRef { name: format!("s{server}"), pid: server }),
-            tool_call: None,
-        }
+        Event::for_test(server, ts_ns, Body::Fork { child_pid: 1 }, Some(("s", server)))
     }
 
     #[test]

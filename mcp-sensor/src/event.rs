@@ -54,6 +54,27 @@ impl Event {
     }
 }
 
+#[cfg(test)]
+impl Event {
+    /// A line of process `pid` at boot ns `ts_ns` (`ts` is `t<ts_ns>`), in
+    /// server `server` (its root pid; `None`: none), for unit tests.
+    pub(crate) fn for_test(pid: u32, ts_ns: u64, body: Body, server: Option<(&str, u32)>) -> Event {
+        Event {
+            ts: format!("t{ts_ns}"),
+            ts_ns,
+            pid,
+            tid: pid,
+            ppid: 1,
+            uid: 0,
+            comm: "x".into(),
+            exe: None,
+            body,
+            server: server.map(|(name, pid)| ServerRef { name: name.into(), pid }),
+            tool_call: None,
+        }
+    }
+}
+
 /// Kind-specific fields. The tag is the `kind` field of the line.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
