@@ -18,7 +18,8 @@
 //! Nothing is written for an aggregate without repeats: its alert line
 //! says everything. Enforcement has acted before an alert gets here
 //! (detect.rs), so aggregation never suppresses a kill or a refusal; the
-//! action is in the key, so kills are counted apart from reports.
+//! action and `decided_by` are in the key, so kills are counted apart from
+//! reports, and kernel kills apart from the agent's.
 //!
 //! Pure: times are the events' boot-time ns; the caller says when.
 
@@ -37,6 +38,9 @@ const MAX_PIDS: usize = 64;
 struct Key {
     rule: String,
     action: &'static str,
+    /// Enforcement: who stopped it (a kernel kill and an agent kill of the
+    /// same program are two findings: each says how it was stopped).
+    decided_by: Option<&'static str>,
     /// The server's root pid; 0: none.
     server: u32,
     /// The tool call: its id as JSON text, `in_flight:<ids>` when several
@@ -105,6 +109,7 @@ impl Aggregator {
         let key = Key {
             rule: a.rule.clone(),
             action: a.action,
+            decided_by: a.decided_by,
             server: alert.server.as_ref().map_or(0, |s| s.pid),
             call: call_key(alert.tool_call.as_ref()),
             subject: subject(&a.event),

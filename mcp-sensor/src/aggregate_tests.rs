@@ -104,7 +104,12 @@ fn findings_differ_by_rule_action_call_server_and_subject_but_not_by_argv() {
     let mut other = alert_on(exec_ev(1, 8, "/bin/x", &["x"]), "r", "alert", Some(1));
     other.server = Some(ServerRef { name: "b".into(), pid: 200 });
     offer(&mut g, other); // other server
-    assert_eq!(n, 7);
+    let mut by_kernel = alert_on(exec_ev(1, 9, "/bin/x", &["x"]), "r", "killed", Some(1));
+    if let Body::Alert(a) = &mut by_kernel.body {
+        a.decided_by = Some("kernel_lsm");
+    }
+    offer(&mut g, by_kernel); // a kill by another decider
+    assert_eq!(n, 8);
     g.close_all();
     let r = g.take_ready();
     assert_eq!(r.len(), 1, "only the finding with a repeat gets a summary: {r:?}");
