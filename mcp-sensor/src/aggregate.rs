@@ -2,8 +2,9 @@
 //! between the rule stage (detect.rs) and the output.
 //!
 //! A finding is (rule, action, server, tool call, subject): the subject is
-//! what makes the finding (the executable of an exec, the path of an open,
-//! the destination of a connect; see [`subject`]). Its first occurrence is
+//! what makes the finding (the executable of an exec; the path of an open
+//! or the destination of a connect, with the program that did it; see
+//! [`subject`]). Its first occurrence is
 //! written at once as an `alert` line with an `alert_id` (latency matters to
 //! whoever acts on it). Later occurrences are counted, never written one
 //! by one and never dropped: an `alert_summary` line names the `alert_id`
@@ -250,10 +251,13 @@ fn call_key(c: Option<&ToolCallRef>) -> String {
 
 /// What makes the finding, of the event an alert is on: `exec <exe>
 /// [<script>]` (the program, not its arguments: a process that execs
-/// itself with a new counter is one finding), `open <path>` (the name
-/// rules know it by, when known), `connect <addr>:<port>` or `<path>`,
-/// `<op> <path>` for changes, `rpc <method> <tool>`, else the kind.
+/// itself with a new counter is one finding); for everything else what was
+/// reached and by which program: `open <path> by <exe>` (the name opened:
+/// another name of a known file is its own finding), `connect
+/// <addr>:<port> by <exe>` or `<path>`, `<op> <path> by <exe>` for
+/// changes, `rpc <method> <tool>`, else the kind.
 pub fn subject(ev: &Event) -> String {
+    let by = ev.exe.as_deref().unwrap_or(&ev.comm);
     match &ev.body {
         Body::Exec { filename, script, .. } => {
             let exe = ev.exe.as_deref().unwrap_or(filename);
@@ -262,15 +266,15 @@ pub fn subject(ev: &Event) -> String {
                 None => format!("exec {exe}"),
             }
         }
-        Body::Open { path, canonical_path, .. } => format!("open {}", canonical_path.as_deref().unwrap_or(path)),
-        Body::Connect { addr: Some(a), port, .. } => format!("connect {a}:{}", port.unwrap_or(0)),
-        Body::Connect { path: Some(p), .. } => format!("connect {p}"),
-        Body::Connect { family, .. } => format!("connect {family}"),
+        Body::Open { path, .. } => format!("open {path} by {by}"),
+        Body::Connect { addr: Some(a), port, .. } => format!("connect {a}:{} by {by}", port.unwrap_or(0)),
+        Body::Connect { path: Some(p), .. } => format!("connect {p} by {by}"),
+        Body::Connect { family, .. } => format!("connect {family} by {by}"),
         Body::Rpc(r) => format!("rpc {} {}", r.method.as_deref().unwrap_or(r.message), r.tool.as_deref().unwrap_or("")),
-        Body::Ptrace { target_pid, syscall, .. } => format!("{syscall} {target_pid}"),
+        Body::Ptrace { target_pid, syscall, .. } => format!("{syscall} {target_pid} by {by}"),
         Body::Malformed { reason, .. } => format!("malformed {reason}"),
         b => match b.change() {
-            Some(c) => format!("{} {}", c.op, c.path),
+            Some(c) => format!("{} {} by {by}", c.op, c.path),
             None => serde_json::to_value(b).ok().and_then(|v| v["kind"].as_str().map(str::to_string)).unwrap_or_default(),
         },
     }
