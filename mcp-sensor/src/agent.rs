@@ -187,6 +187,7 @@ pub async fn run_with_control<F: Future<Output = ()>>(
             _ = tick.tick() => {
                 let t = totals(&mut sensor, budget.overflow.load(Ordering::Relaxed), &pipeline);
                 pipeline.report_drops(t);
+                pipeline.tick();
                 pipeline.out.flush();
                 ticks += 1;
                 if ticks % RULES_EVERY_TICKS == 0 {

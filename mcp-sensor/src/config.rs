@@ -28,6 +28,21 @@ pub struct LogConfig {
     #[serde(deserialize_with = "size")]
     pub max_file_size: u64,
     pub max_files: u32,
+    /// `alerts.jsonl`: every alert line again, rotated apart (logfile.rs).
+    #[serde(deserialize_with = "size")]
+    pub alerts_max_file_size: u64,
+    pub alerts_max_files: u32,
+    /// Per-server budget on bulk event lines (budget.rs); 0: no limit.
+    pub server_events_per_sec: u64,
+    #[serde(deserialize_with = "size")]
+    pub server_bytes_per_sec: u64,
+}
+
+impl LogConfig {
+    /// The per-server budget.
+    pub fn budget(&self) -> crate::budget::Limits {
+        crate::budget::Limits { events_per_sec: self.server_events_per_sec, bytes_per_sec: self.server_bytes_per_sec }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -81,7 +96,15 @@ fn builtin_clients() -> Vec<String> {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        LogConfig { dir: PathBuf::from("/var/log/mcp-sensor"), max_file_size: 64 << 20, max_files: 8 }
+        LogConfig {
+            dir: PathBuf::from("/var/log/mcp-sensor"),
+            max_file_size: 64 << 20,
+            max_files: 8,
+            alerts_max_file_size: 16 << 20,
+            alerts_max_files: 4,
+            server_events_per_sec: 10_000,
+            server_bytes_per_sec: 4 << 20,
+        }
     }
 }
 
@@ -160,6 +183,12 @@ impl Config {
         }
         if self.log.max_file_size < 4096 {
             return Err(format!("log.max_file_size = {} is below the 4KiB minimum", self.log.max_file_size));
+        }
+        if self.log.alerts_max_files == 0 {
+            return Err("log.alerts_max_files must be at least 1 (the live file)".into());
+        }
+        if self.log.alerts_max_file_size < 4096 {
+            return Err(format!("log.alerts_max_file_size = {} is below the 4KiB minimum", self.log.alerts_max_file_size));
         }
         if !self.log.dir.is_absolute() {
             return Err(format!("log.dir = {:?} must be an absolute path", self.log.dir));

@@ -3,7 +3,8 @@
 //! Owns the daemon's life: configuration and rules (loaded first, so
 //! `--check-config` fails exactly when `run` would; reloaded on SIGHUP,
 //! keeping the running ones when the new ones are invalid), root and the
-//! hold on its directories (service.rs), the durable log (logfile.rs),
+//! hold on its directories (service.rs), the durable logs (logfile.rs:
+//! events, and alerts apart) with the per-server budget (budget.rs),
 //! loading the sensor with discovery on, the startup scan of servers
 //! already running (discover::scan), and a clean stop on SIGTERM or SIGINT
 //! (final drain, totals, log synced, exit 0; exit 1 when the final lines
@@ -29,10 +30,22 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-/// The log shared between the output (which writes it) and reloads (which
-/// change its limits).
+/// The logs (events, alerts) shared between the output (which writes
+/// them) and reloads (which change their limits).
 #[derive(Clone)]
-struct SharedLog(Arc<Mutex<RotatingLog>>);
+struct SharedLog(Arc<Mutex<RotatingLog>>, Arc<Mutex<RotatingLog>>);
+
+/// The alerts log, as the output's second sink.
+struct AlertsLog(Arc<Mutex<RotatingLog>>);
+
+impl Write for AlertsLog {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).flush()
+    }
+}
 
 impl Write for SharedLog {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
@@ -104,6 +117,10 @@ fn apply(old: &Config, new: &Config, log: &SharedLog, sensor: &mut Sensor, pipel
         g.set_max_held(new.discovery.max_held_events);
     }
     log.0.lock().unwrap_or_else(|p| p.into_inner()).set_limits(new.log.max_file_size, new.log.max_files);
+    log.1.lock().unwrap_or_else(|p| p.into_inner()).set_limits(new.log.alerts_max_file_size, new.log.alerts_max_files);
+    if let Some(b) = pipeline.out.budget.as_mut() {
+        b.set_limits(new.log.budget());
+    }
     let restart = old.needs_restart(new);
     if !restart.is_empty() {
         crate::say!("mcp-sensor: reload: {} take effect at the next restart", restart.join(", "));
@@ -123,8 +140,8 @@ fn log_dir_hint(e: &std::io::Error) -> &'static str {
     }
 }
 
-fn open_log(cfg: &Config) -> Result<RotatingLog> {
-    RotatingLog::open(&cfg.log.dir, cfg.log.max_file_size, cfg.log.max_files).map_err(|e| {
+fn open_log(cfg: &Config, name: &'static str, max_size: u64, max_files: u32) -> Result<RotatingLog> {
+    RotatingLog::open_named(&cfg.log.dir, name, max_size, max_files).map_err(|e| {
         let hint = log_dir_hint(&e);
         anyhow::Error::new(e).context(format!("opening the event log in {}: {hint}", cfg.log.dir.display()))
     })
@@ -181,10 +198,13 @@ pub fn run(args: RunArgs) -> Result<i32> {
     let _locks = crate::service::lock_dirs(&[(&cfg.log.dir, "log"), (&args.rules.state_dir, "state")])?;
     // how the previous run on this log ended: before this run writes to it
     let previous = crate::gap::previous_run(&cfg.log.dir);
-    let log = open_log(&cfg)?;
+    let log = open_log(&cfg, crate::logfile::LIVE_NAME, cfg.log.max_file_size, cfg.log.max_files)?;
+    let alerts = open_log(&cfg, crate::logfile::ALERTS_NAME, cfg.log.alerts_max_file_size, cfg.log.alerts_max_files)?;
     let log_path = log.path();
-    let log = SharedLog(Arc::new(Mutex::new(log)));
-    let out = Output::with_sink(log_path.clone(), Box::new(log.clone())).with_host(&crate::identity::Host::read());
+    let log = SharedLog(Arc::new(Mutex::new(log)), Arc::new(Mutex::new(alerts)));
+    let mut out = Output::with_sink(log_path.clone(), Box::new(log.clone())).with_host(&crate::identity::Host::read());
+    out.alerts_to(Box::new(AlertsLog(log.1.clone())));
+    out.budget = Some(crate::budget::Budget::new(cfg.log.budget()));
     let mut sensor = load_sensor(&cfg, args.enforce)?;
     let mut procs = ProcTable::new();
     procs.seed_from_proc().context("reading /proc to seed the process table")?;
@@ -252,6 +272,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         let final_lines = check_final_lines(&log_dir, &pipeline.out);
         drop(pipeline);
         log.0.lock().unwrap_or_else(|p| p.into_inner()).sync().context("syncing the event log")?;
+        log.1.lock().unwrap_or_else(|p| p.into_inner()).sync().context("syncing the alerts log")?;
         final_lines?;
         crate::say!("mcp-sensor: stopped");
         Ok(0)

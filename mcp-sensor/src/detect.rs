@@ -38,7 +38,8 @@ pub struct Detector {
     descriptions: DescriptionStore,
     /// Where tool definitions are kept between runs; `None`: memory only.
     store: Option<PathBuf>,
-    /// Also write a one-line summary of each alert to stderr (a terminal).
+    /// Also write a one-line summary of each alert to stderr (a terminal);
+    /// the pipeline does, for the first of each finding (aggregate.rs).
     pub summary: bool,
     pub alerts: u64,
     store_errors: u64,
@@ -321,9 +322,6 @@ impl Detector {
             if let (Some(e), Some(rec)) = (self.enforcer.as_ref(), rec) {
                 crate::enforce::act(e, rec, &m, &mut alert, procs);
             }
-            if self.summary {
-                crate::say!("{}", summary_line(&alert));
-            }
             self.alerts += 1;
             out.push(alert);
         }
@@ -419,6 +417,7 @@ pub(crate) fn alert_event(ev: &Event, m: &Match<'_>, procs: &ProcTable) -> Event
     let root = ev.server.as_ref().map(|s| s.pid);
     Event {
         body: Body::Alert(Box::new(Alert {
+            alert_id: String::new(), // set by the aggregation (aggregate.rs)
             rule: m.id.to_string(),
             severity: m.severity.name(),
             action: action_name(m),

@@ -62,6 +62,29 @@ impl Event {
     }
 }
 
+#[cfg(test)]
+impl Event {
+    /// A line of process `pid` at boot ns `ts_ns` (`ts` is `t<ts_ns>`), in
+    /// server `server` (its root pid; `None`: none), for unit tests.
+    pub(crate) fn for_test(pid: u32, ts_ns: u64, body: Body, server: Option<(&str, u32)>) -> Event {
+        Event {
+            ts: format!("t{ts_ns}"),
+            ts_ns,
+            pid,
+            tid: pid,
+            ppid: 1,
+            uid: 0,
+            comm: "x".into(),
+            exe: None,
+            ns_pid: None,
+            container: None,
+            body,
+            server: server.map(|(name, pid)| ServerRef { name: name.into(), pid }),
+            tool_call: None,
+        }
+    }
+}
+
 /// Kind-specific fields. The tag is the `kind` field of the line.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -259,8 +282,60 @@ pub enum Body {
         /// Bytes of the offending frame (or the whole line), true length.
         size: u64,
     },
-    /// A rule matched the event in `event`; written right after it.
+    /// A rule matched the event in `event`; written right after it. The
+    /// first of a finding's occurrences (aggregate.rs): repeats are counted
+    /// into an `alert_summary` line.
     Alert(Box<Alert>),
+    /// The repeats of an alert's finding (same rule, action, server, tool
+    /// call and subject), counted: written when the tool call ends, when
+    /// the aggregation window closes, when the aggregate is evicted, and at
+    /// shutdown; only when there were repeats (see docs/events.md).
+    #[serde(rename = "alert_summary")]
+    AlertSummary(Box<AlertSummary>),
+    /// A watched server's bulk events past its per-server budget (events/s,
+    /// bytes/s: `[log]` of the daemon's configuration) were not written:
+    /// how many, for that server, since the previous `throttle` line of it.
+    /// Alerts are never throttled; rules saw every event.
+    Throttle(Throttle),
+}
+
+/// The `alert_summary` fields: which alert, how many times, first and last.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AlertSummary {
+    /// The `alert_id` of the alert line this counts the repeats of.
+    pub alert_id: String,
+    pub rule: String,
+    pub severity: &'static str,
+    pub action: &'static str,
+    /// What the finding is about: `exec <exe>`, `open <path>`,
+    /// `connect <addr>:<port>`... (the aggregation's subject).
+    pub subject: String,
+    /// Occurrences in all, the first (the alert line) included.
+    pub count: u64,
+    /// Time of the first and of the last occurrence (RFC 3339 UTC).
+    pub first_ts: String,
+    pub last_ts: String,
+    /// Why it is written now: `tool_call_end`, `window`, `evicted`, `shutdown`.
+    pub reason: &'static str,
+    /// Distinct pids among the occurrences (up to 64 kept; `pids_more`
+    /// counts the others).
+    pub pids: Vec<u32>,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pids_more: u64,
+}
+
+/// The `throttle` fields: bulk events of one server not written.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Throttle {
+    /// Event lines not written, and their bytes.
+    pub suppressed_events: u64,
+    pub suppressed_bytes: u64,
+    /// The first and last suppressed event's time (RFC 3339 UTC).
+    pub first_ts: String,
+    pub last_ts: String,
+    /// The budget in force: per second (0: no limit on that measure).
+    pub limit_events_per_sec: u64,
+    pub limit_bytes_per_sec: u64,
 }
 
 /// A rename, link, symlink or truncate (`Body::Rename` ...).
@@ -443,6 +518,10 @@ pub struct InFlightRef {
 /// The `alert` fields: which rule matched, what was done, and the evidence.
 #[derive(Debug, Clone, Serialize)]
 pub struct Alert {
+    /// Names this alert in the run's log: `alert_summary` lines refer to
+    /// it. `<sensor start, boot ns, hex>-<sequence number>`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub alert_id: String,
     pub rule: String,
     /// `info`, `low`, `medium`, `high`, `critical`.
     pub severity: &'static str,

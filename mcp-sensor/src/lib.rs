@@ -17,6 +17,8 @@ macro_rules! say {
 }
 
 pub mod abi;
+pub mod aggregate;
+pub mod budget;
 pub mod agent;
 pub mod cli;
 pub mod config;

@@ -1,4 +1,8 @@
-//! The daemon's durable event log: `DIR/events.jsonl`, rotated by size.
+//! The daemon's durable event log: `DIR/events.jsonl`, rotated by size,
+//! and its alerts log `DIR/alerts.jsonl` (every `alert` and
+//! `alert_summary` line again, rotated by its own, smaller budget: a flood
+//! of bulk events rotates `events.jsonl*` but never the alerts; `mcp-sensor
+//! investigate DIR` reads both and shows each alert once).
 //!
 //! Owns the files on disk. The directory is created 0700 (tightened to
 //! 0700 if it exists looser), files 0600, always opened for append: a
@@ -25,10 +29,14 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub const LIVE_NAME: &str = "events.jsonl";
+/// The alerts log's live file.
+pub const ALERTS_NAME: &str = "alerts.jsonl";
 const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 pub struct RotatingLog {
     dir: PathBuf,
+    /// The live file's name ([`LIVE_NAME`] or [`ALERTS_NAME`]).
+    name: &'static str,
     file: File,
     size: u64,
     max_size: u64,
@@ -42,14 +50,20 @@ pub struct RotatingLog {
 
 impl RotatingLog {
     pub fn open(dir: &Path, max_size: u64, max_files: u32) -> io::Result<Self> {
+        Self::open_named(dir, LIVE_NAME, max_size, max_files)
+    }
+
+    /// [`RotatingLog::open`] of the log whose live file is `DIR/name`.
+    pub fn open_named(dir: &Path, name: &'static str, max_size: u64, max_files: u32) -> io::Result<Self> {
         prepare_dir(dir)?;
-        let path = dir.join(LIVE_NAME);
+        let path = dir.join(name);
         let file = open_append(&path)?;
         let size = file.metadata()?.len();
         // a crash may have left a torn last line: start ours on a fresh one
         let at_line_start = size == 0 || last_byte(&path)? == Some(b'\n');
         let mut log = RotatingLog {
             dir: dir.to_path_buf(),
+            name,
             file,
             size,
             max_size: max_size.max(1),
@@ -66,7 +80,7 @@ impl RotatingLog {
     }
 
     pub fn path(&self) -> PathBuf {
-        self.dir.join(LIVE_NAME)
+        self.dir.join(self.name)
     }
 
     /// New limits (config reload); they apply from the next write.
@@ -104,7 +118,8 @@ impl RotatingLog {
 
     fn rotate(&mut self) -> io::Result<()> {
         self.file.sync_data()?;
-        let name = |i: u32| self.dir.join(if i == 0 { LIVE_NAME.to_string() } else { format!("{LIVE_NAME}.{i}") });
+        let live = self.name;
+        let name = |i: u32| self.dir.join(if i == 0 { live.to_string() } else { format!("{live}.{i}") });
         // the oldest kept is .(max_files-1); anything at or past max_files goes
         let _ = std::fs::remove_file(name(self.max_files));
         if self.max_files == 1 {
@@ -281,6 +296,22 @@ mod tests {
             assert_eq!(mode(&d.join(n)), 0o600, "{n}");
         }
         assert_eq!(mode(&d), 0o700);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_alerts_log_rotates_apart_from_the_event_log() {
+        let d = tmp("alerts");
+        let mut events = RotatingLog::open(&d, 20, 2).unwrap();
+        let mut alerts = RotatingLog::open_named(&d, ALERTS_NAME, 1 << 20, 2).unwrap();
+        alerts.write_all(b"alert-1\n").unwrap();
+        for i in 0..100 {
+            events.write_all(format!("flood-{i:03}\n").as_bytes()).unwrap();
+        }
+        drop((events, alerts));
+        let names: Vec<_> = files(&d).into_iter().map(|x| x.0).collect();
+        assert_eq!(names, vec!["alerts.jsonl", "events.jsonl", "events.jsonl.1"]);
+        assert_eq!(std::fs::read_to_string(d.join(ALERTS_NAME)).unwrap(), "alert-1\n", "the flood rotated only its own log");
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -8,6 +8,12 @@
 //! sensor: each line that could not be handed over is counted in `lost`
 //! (reported as the `log_write_failed` drop reason), lines already buffered
 //! stay buffered for the next attempt, and nothing here panics.
+//!
+//! Two optional parts, set by the daemon: a second sink for alerts
+//! (`alert` and `alert_summary` lines, also written to the main sink; see
+//! logfile.rs: `alerts.jsonl` has its own rotation budget so a flood of
+//! bulk events cannot rotate alerts away), and the per-server budget
+//! (budget.rs) applied to bulk lines written with [`Output::emit_bulk`].
 
 use crate::event::Event;
 use std::fs::OpenOptions;
@@ -33,6 +39,12 @@ pub struct Output {
     /// `,"host":{...}}`: the host's identity, closing every line (empty:
     /// lines without it, as in unit tests).
     host_tail: Vec<u8>,
+    /// Alert lines also go here (the daemon's `alerts.jsonl`).
+    alerts: Option<BufWriter<Box<dyn Write + Send>>>,
+    /// Alert lines the alerts sink could not take (`alert_log_write_failed`).
+    pub alerts_lost: u64,
+    /// The per-server budget on bulk lines; `None`: none.
+    pub budget: Option<crate::budget::Budget>,
 }
 
 impl Output {
@@ -45,17 +57,22 @@ impl Output {
             }
             None => (Box::new(io::stderr()), None),
         };
-        Ok(Output { sink: BufWriter::with_capacity(256 << 10, sink), lost: 0, last_ok: true, errors: 0, lines: 0, path, line: Vec::new(), host_tail: Vec::new() })
+        Ok(Output { sink: BufWriter::with_capacity(256 << 10, sink), lost: 0, last_ok: true, errors: 0, lines: 0, path, line: Vec::new(), alerts: None, alerts_lost: 0, budget: None, host_tail: Vec::new() })
     }
 
     /// Any sink, named `path` in error messages (the daemon's rotating log).
     pub fn with_sink(path: PathBuf, w: Box<dyn Write + Send>) -> Self {
-        Output { sink: BufWriter::with_capacity(256 << 10, w), lost: 0, last_ok: true, errors: 0, lines: 0, path: Some(path), line: Vec::new(), host_tail: Vec::new() }
+        Output { sink: BufWriter::with_capacity(256 << 10, w), lost: 0, last_ok: true, errors: 0, lines: 0, path: Some(path), line: Vec::new(), alerts: None, alerts_lost: 0, budget: None, host_tail: Vec::new() }
     }
 
     /// An in-memory sink, for tests.
     pub fn to_writer(w: Box<dyn Write + Send>) -> Self {
-        Output { sink: BufWriter::new(w), lost: 0, last_ok: true, errors: 0, lines: 0, path: None, line: Vec::new(), host_tail: Vec::new() }
+        Output { sink: BufWriter::new(w), lost: 0, last_ok: true, errors: 0, lines: 0, path: None, line: Vec::new(), alerts: None, alerts_lost: 0, budget: None, host_tail: Vec::new() }
+    }
+
+    /// Alert lines are also written to `w` from now on.
+    pub fn alerts_to(&mut self, w: Box<dyn Write + Send>) {
+        self.alerts = Some(BufWriter::with_capacity(64 << 10, w));
     }
 
     /// Every line from now on ends with a `host` object (identity.rs):
@@ -67,7 +84,30 @@ impl Output {
 
     pub fn emit(&mut self, ev: &Event) {
         self.line.clear();
-        let res = serde_json::to_writer(&mut self.line, ev).map_err(io::Error::from).and_then(|_| {
+        let res = serde_json::to_writer(&mut self.line, ev).map_err(io::Error::from);
+        self.write_line(ev, res);
+    }
+
+    /// [`Output::emit`] for an event the per-server budget applies to
+    /// (unless `exempt`: it raised an alert): past its server's budget the
+    /// line is held back and counted (budget.rs), not written.
+    pub fn emit_bulk(&mut self, ev: &Event, exempt: bool) {
+        self.line.clear();
+        let res = serde_json::to_writer(&mut self.line, ev).map_err(io::Error::from);
+        if res.is_ok() && !exempt && crate::budget::Budget::applies_to(ev) {
+            if let Some(b) = self.budget.as_mut() {
+                if !b.admit(ev, self.line.len() + 1) {
+                    self.last_ok = true;
+                    return;
+                }
+            }
+        }
+        self.write_line(ev, res);
+    }
+
+    fn write_line(&mut self, ev: &Event, res: io::Result<()>) {
+        let serialized = res.is_ok();
+        let res = res.and_then(|_| {
             if !self.host_tail.is_empty() && self.line.last() == Some(&b'}') {
                 self.line.pop();
                 self.line.extend_from_slice(&self.host_tail);
@@ -75,6 +115,12 @@ impl Output {
             self.line.push(b'\n');
             self.sink.write_all(&self.line)
         });
+        let alert = matches!(ev.body, crate::event::Body::Alert(_) | crate::event::Body::AlertSummary(_));
+        if let Some(a) = self.alerts.as_mut().filter(|_| alert && serialized) {
+            if a.write_all(&self.line).is_err() {
+                self.alerts_lost += 1;
+            }
+        }
         self.last_ok = res.is_ok();
         match res {
             Ok(()) => self.lines += 1,
@@ -92,6 +138,13 @@ impl Output {
     pub fn flush(&mut self) {
         if let Err(e) = self.sink.flush() {
             self.failed(&e);
+        }
+        if let Some(a) = self.alerts.as_mut() {
+            if let Err(e) = a.flush() {
+                if self.alerts_lost == 0 {
+                    crate::say!("mcp-sensor: writing alerts to the alerts log: {e} (they are in the event log too; counted as `alert_log_write_failed`)");
+                }
+            }
         }
     }
 

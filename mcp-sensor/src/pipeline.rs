@@ -1,6 +1,8 @@
 //! Pipeline: one record at a time through decode -> process table ->
-//! sessions/correlation -> output -> rules (alerts follow the event that
-//! raised them). Owns the order of those steps.
+//! sessions/correlation -> rules -> output (alerts follow the event that
+//! raised them; repeats of a finding are counted into one alert by
+//! aggregate.rs; bulk lines are subject to the per-server budget,
+//! budget.rs). Owns the order of those steps.
 //!
 //! Pure apart from the sink: tests feed it hand-built records.
 
@@ -43,6 +45,8 @@ pub struct Pipeline {
     /// those events' alerts may name the agent, not the kernel (a `drops`
     /// reason, `discovery_decisions_forgotten`).
     pub held_decisions_forgotten: u64,
+    /// One alert line per finding; repeats counted (aggregate.rs).
+    pub agg: crate::aggregate::Aggregator,
 }
 
 /// Kernel decisions kept for held events at most (a candidate rejected
@@ -66,6 +70,11 @@ impl Pipeline {
             held_decisions: std::collections::HashMap::new(),
             places: crate::identity::Places::new(),
             held_decisions_forgotten: 0,
+            agg: crate::aggregate::Aggregator::new(
+                crate::timefmt::Clock::boot_ns(),
+                crate::aggregate::WINDOW_NS,
+                crate::aggregate::MAX_OPEN,
+            ),
         }
     }
 
@@ -295,19 +304,60 @@ impl Pipeline {
         }
     }
 
-    /// Writes `ev`, then the alerts it raises.
+    /// Writes `ev` (past its server's budget: counted instead, unless it
+    /// raised an alert), then the alerts it raises: the first of each
+    /// finding; repeats are counted (aggregate.rs). A response ends its
+    /// call's aggregates: their summaries follow.
     fn publish(&mut self, mut ev: Event, session: u32) {
         self.detect.know(&mut ev, session); // known files: `canonical_path`
         let ev = &ev;
-        self.out.emit(ev);
         let facts = self.sessions.facts(session, ev.ts_ns).unwrap_or_default();
         // enforcement: the record's kernel decision and whom to kill (an
-        // event discovery held back is no longer the current record's)
+        // event discovery held back is no longer the current record's);
+        // it acts here, before aggregation, so no kill is ever aggregated away
         let held = self.held_decisions.remove(&(ev.pid, ev.ts_ns)).map(|r| crate::enforce::RecordFacts { session, ..r });
         let rec = crate::enforce::RecordFacts::for_event(held.or(self.rec), ev, session, &self.procs);
         self.detect.check_record(ev, facts, Some(&rec), &self.procs, &mut self.alerts);
-        for a in self.alerts.drain(..) {
-            self.out.emit(&a);
+        self.out.emit_bulk(ev, !self.alerts.is_empty());
+        let mut alerts = std::mem::take(&mut self.alerts);
+        for mut a in alerts.drain(..) {
+            if self.agg.offer(&mut a) {
+                if self.detect.summary {
+                    crate::say!("{}", crate::detect::summary_line(&a));
+                }
+                self.out.emit(&a);
+            }
+        }
+        self.alerts = alerts;
+        if let (Body::Rpc(r), Some(s)) = (&ev.body, &ev.server) {
+            if r.direction == crate::event::Direction::ServerToClient && matches!(r.message, "response" | "error") {
+                if let Some(id) = &r.id {
+                    self.agg.call_ended(s.pid, id);
+                }
+            }
+        }
+        self.emit_summaries();
+    }
+
+    fn emit_summaries(&mut self) {
+        for s in self.agg.take_ready() {
+            self.out.emit(&s);
+        }
+    }
+
+    /// Once a second: aggregates whose window closed write their summary,
+    /// and servers past their budget their `throttle` line.
+    pub fn tick(&mut self) {
+        self.agg.expire(crate::timefmt::Clock::boot_ns());
+        self.emit_summaries();
+        self.report_throttled();
+    }
+
+    fn report_throttled(&mut self) {
+        let Some(b) = self.out.budget.as_mut() else { return };
+        let own = Event::own(Body::Fork { child_pid: 0 }, &self.clock);
+        for t in b.take_reports(&own) {
+            self.out.emit(&t);
         }
     }
 
@@ -341,10 +391,22 @@ impl Pipeline {
     /// The run's totals, and with `--enforce` the kernel's enforcement
     /// counts.
     pub fn report_final_drops(&mut self, now: &Totals) {
+        // open aggregates and budgets: their last lines before the totals
+        self.agg.close_all();
+        self.emit_summaries();
+        self.report_throttled();
         let mut d = self.drops.total(now);
         d.enforced = self.detect.enforcer.as_ref().map(|e| crate::enforce::named_counts(&e.kernel_counts()));
         let over = self.detect.enforcer.as_ref().map_or(0, |e| e.copies_over_cap);
-        for (name, n) in [("exe_is_cache_evictions", self.detect.exe_is.evictions), ("exec_copies_over_cap", over)] {
+        let (budget_events, budget_bytes) = self.out.budget.as_ref().map_or((0, 0), |b| (b.total_events, b.total_bytes));
+        for (name, n) in [
+            ("exe_is_cache_evictions", self.detect.exe_is.evictions),
+            ("exec_copies_over_cap", over),
+            ("alert_aggregates_evicted", self.agg.evicted),
+            ("alert_log_write_failed", self.out.alerts_lost),
+            ("server_budget_events", budget_events),
+            ("server_budget_bytes", budget_bytes),
+        ] {
             if n > 0 {
                 d.other.insert(name.into(), n);
             }

@@ -3,6 +3,7 @@
 //! Run as root with `cargo xtask test`; without root they fail, never skip.
 
 mod after_exit;
+mod aggregate;
 mod aliases;
 mod benign;
 mod browser;

@@ -313,4 +313,23 @@ pub struct Alert {
     /// The alert line's `pid` (of the process it is about).
     pub pid: Option<u64>,
     pub line: LineRef,
+    /// Occurrences of its finding, from its `alert_summary` lines (1 when
+    /// none): shared by every place the alert is shown.
+    pub repeats: Rc<Repeats>,
+}
+
+/// How many times an alert's finding occurred, and the last time
+/// (`alert_summary` lines; aggregate.rs).
+#[derive(Debug, Default, PartialEq)]
+pub struct Repeats {
+    /// 0: no summary seen (the alert line alone: once).
+    pub count: std::cell::Cell<u64>,
+    pub last_ts: std::cell::RefCell<Option<String>>,
+}
+
+impl Repeats {
+    /// Occurrences: at least 1.
+    pub fn count(&self) -> u64 {
+        self.count.get().max(1)
+    }
 }

@@ -8,6 +8,12 @@
 //! whole JSON object is a line being written (or cut by a crash): reported
 //! with `file:line` and skipped. A bad line anywhere else is reported,
 //! counted, and reading goes on.
+//!
+//! A directory's `alerts.jsonl*` (the daemon's alerts log: every alert line
+//! again, rotated apart; logfile.rs) are read after its event log, and an
+//! `alert` or `alert_summary` line already read (same kind and `alert_id`)
+//! is skipped, counted in its source's `duplicates`: each alert is shown
+//! once, and one the event log lost to rotation is still shown.
 
 use super::lines::{Backing, LineRef, Lines};
 use anyhow::{bail, Context, Result};
@@ -44,6 +50,14 @@ pub struct Source {
     pub bad_lines: u64,
     /// The last line had no newline and was not a whole event.
     pub torn_tail: bool,
+    /// Alert lines skipped: already read from the other log (event log or
+    /// alerts log).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub duplicates: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// What was read, with the problems found on the way (the lines
@@ -55,6 +69,8 @@ pub struct Log {
     /// `file:line: message`, ready for stderr.
     pub problems: Vec<String>,
     pub lines: Lines,
+    /// `(kind, alert_id)` of the alert lines read, to skip their copies.
+    alert_ids: std::collections::HashSet<(bool, String)>,
 }
 
 /// `(log name without its rotation suffix, rotation number)`: `events.jsonl`
@@ -77,10 +93,19 @@ fn log_files_in(dir: &Path) -> Result<Vec<PathBuf>> {
     for entry in entries {
         let path = entry.with_context(|| format!("cannot list {}", dir.display()))?.path();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let rotated = name.strip_prefix("events.jsonl.").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
-        if (name == "events.jsonl" || rotated) && path.is_file() {
+        let rotated = |live: &str| {
+            name.strip_prefix(live).and_then(|r| r.strip_prefix('.')).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        };
+        let events = name == "events.jsonl" || rotated("events.jsonl");
+        let alerts = name == "alerts.jsonl" || rotated("alerts.jsonl");
+        if (events || alerts) && path.is_file() {
             files.push(path);
         }
+    }
+    // the event log first: the alerts log adds what it lost
+    files.sort_by_key(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("alerts.jsonl")));
+    if files.iter().all(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("alerts.jsonl"))) {
+        files.clear();
     }
     if files.is_empty() {
         bail!(
@@ -181,6 +206,18 @@ impl Log {
         Ok(())
     }
 
+    /// An `alert` or `alert_summary` line read before (from the other log);
+    /// else remembered.
+    fn seen_alert(&mut self, v: &Value) -> bool {
+        let summary = match v.get("kind").and_then(Value::as_str) {
+            Some("alert") => false,
+            Some("alert_summary") => true,
+            _ => return false,
+        };
+        let Some(id) = v.get("alert_id").and_then(Value::as_str) else { return false };
+        !self.alert_ids.insert((summary, id.to_string()))
+    }
+
     fn read_lines(&mut self, path: &Path, mut reader: impl BufRead, each: &mut impl FnMut(Line)) -> std::io::Result<()> {
         let source = self.sources.len();
         let mut src = Source { path: path.to_path_buf(), ..Source::default() };
@@ -203,6 +240,7 @@ impl Log {
                 continue;
             }
             match parse_line(text) {
+                Ok((value, _)) if self.seen_alert(&value) => src.duplicates += 1,
                 Ok((value, ts_ns)) => {
                     src.events += 1;
                     let at = self.lines.refer(source, at, text);

@@ -122,6 +122,11 @@ pub struct AlertText {
     pub summary: String,
     /// The alert line as logged.
     pub line: Value,
+    /// Occurrences of its finding (its `alert_summary` lines; 1: once),
+    /// and the last one's time when more than one.
+    pub count: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_ts: Option<String>,
 }
 
 impl AlertText {
@@ -142,11 +147,22 @@ impl AlertText {
             event_kind: event.and_then(|e| str_of(e, "kind")),
             summary: event.map(|e| describe(e).0).unwrap_or_default(),
             line: line.clone(),
+            count: 1,
+            last_ts: None,
         }
     }
 
     /// `a`'s line read back from `lines`; placeholders when it changed.
     pub fn of(a: &Alert, lines: &Lines) -> AlertText {
+        let mut t = AlertText::of_unrepeated(a, lines);
+        t.count = a.repeats.count();
+        if t.count > 1 {
+            t.last_ts = a.repeats.last_ts.borrow().clone();
+        }
+        t
+    }
+
+    fn of_unrepeated(a: &Alert, lines: &Lines) -> AlertText {
         match lines.get(&a.line, a.ts_ns) {
             Some(line) => AlertText::of_line(&line),
             None => AlertText {
@@ -159,6 +175,8 @@ impl AlertText {
                 event_kind: None,
                 summary: String::new(),
                 line: Value::Null,
+                count: 1,
+                last_ts: None,
             },
         }
     }

@@ -60,7 +60,11 @@ fn clock(ts: &str) -> &str {
 }
 
 fn alert_line(st: &Style, indent: &str, a: &AlertText) -> String {
-    let head = format!("!! ALERT {} {} [{}]", a.severity, a.rule, a.action);
+    let mut head = format!("!! ALERT {} {} [{}]", a.severity, a.rule, a.action);
+    if a.count > 1 {
+        let last = a.last_ts.as_deref().map(|t| format!(", last {}", clock(t))).unwrap_or_default();
+        let _ = write!(head, " x{} (first {}{last})", a.count, clock(&a.ts));
+    }
     format!("{indent}{} {}\n", st.paint("1;31", &clean(&head, 200)), clean(&a.description, 200))
 }
 

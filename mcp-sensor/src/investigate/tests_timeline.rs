@@ -253,3 +253,55 @@ fn an_activity_keeps_its_time_and_pid_whatever_they_are() {
         }
     }
 }
+
+#[test]
+fn an_alert_shows_the_count_of_its_summary_and_a_copy_from_the_alerts_log_is_read_once() {
+    use super::lines::Backing;
+    use super::shown::AlertText;
+    use std::path::Path;
+    let call = tool_call(3, "read_text_file", json!({}));
+    let o = open(1000, 4242, FS, "/root/.ssh/id_rsa", Some(call.clone()));
+    let mut a = alert(1000, "ssh-key-read", &o);
+    a["alert_id"] = json!("ab-1");
+    let summary = json!({"ts": ts(2000), "kind": "alert_summary", "pid": 4242, "comm": "node", "alert_id": "ab-1",
+        "rule": "ssh-key-read", "count": 7, "first_ts": ts(1000), "last_ts": ts(2000), "reason": "tool_call_end",
+        "server": {"name": FS.0, "pid": FS.1}, "tool_call": call});
+    let events = text(&[request(900, FS, 3, "read_text_file", json!({})), o, a.clone(), summary.clone()]);
+    // the alerts log holds the alert and its summary again
+    let alerts = text(&[a, summary]);
+    let mut log = super::read::Log::default();
+    let mut b = super::timeline::Builder::default();
+    log.read_one(Path::new("events.jsonl"), Backing::Memory(events.into_bytes()), &mut |l| b.add(&l)).unwrap();
+    log.read_one(Path::new("alerts.jsonl"), Backing::Memory(alerts.into_bytes()), &mut |l| b.add(&l)).unwrap();
+    let r = b.finish(&log);
+    assert_eq!(log.sources[1].duplicates, 2, "{:?}", log.sources);
+    assert_eq!(log.sources[1].events, 0);
+    assert_eq!(r.sessions[0].alerts, 1, "shown once");
+    let c = &r.sessions[0].calls[0];
+    assert_eq!(c.alerts.len(), 1);
+    let t = AlertText::of(&c.alerts[0], &log.lines);
+    assert_eq!((t.count, t.last_ts.as_deref()), (7, Some(ts(2000).as_str())));
+    let read = Read { log, r };
+    let table = read.table();
+    assert!(table.contains("ssh-key-read [alert] x7 (first "), "{table}");
+}
+
+#[test]
+fn an_alert_the_event_log_lost_is_shown_from_the_alerts_log() {
+    use super::lines::Backing;
+    use std::path::Path;
+    let call = tool_call(3, "run", json!({}));
+    let o = open(1000, 4242, FS, "/root/.ssh/id_rsa", Some(call));
+    let mut a = alert(1000, "ssh-key-read", &o);
+    a["alert_id"] = json!("ab-9");
+    // the event log kept only later lines: the alert is in the alerts log alone
+    let events = text(&[response(5000, FS, 3, "run", "ok", 1.0)]);
+    let mut log = super::read::Log::default();
+    let mut b = super::timeline::Builder::default();
+    log.read_one(Path::new("events.jsonl"), Backing::Memory(events.into_bytes()), &mut |l| b.add(&l)).unwrap();
+    log.read_one(Path::new("alerts.jsonl"), Backing::Memory(text(&[a]).into_bytes()), &mut |l| b.add(&l)).unwrap();
+    let r = b.finish(&log);
+    assert_eq!(r.sessions.len(), 1);
+    assert_eq!(r.sessions[0].alerts, 1);
+    assert_eq!(r.sessions[0].calls[0].alerts.len(), 1, "on its call, by its tool_call id");
+}

@@ -274,7 +274,14 @@ fn kind_of(b: &Body) -> Option<EventKind> {
         Body::Ptrace { .. } => EventKind::Ptrace,
         Body::Fork { .. } => EventKind::Fork,
         Body::Malformed { .. } => EventKind::Malformed,
-        Body::Drops(_) | Body::Gap { .. } | Body::Alert(_) | Body::ServerFound { .. } | Body::SensorStart { .. } | Body::WatchEnd { .. } => return None,
+        Body::Drops(_)
+        | Body::Gap { .. }
+        | Body::Alert(_)
+        | Body::AlertSummary(_)
+        | Body::Throttle(_)
+        | Body::ServerFound { .. }
+        | Body::SensorStart { .. }
+        | Body::WatchEnd { .. } => return None,
     })
 }
 

@@ -93,7 +93,7 @@
       ['ts', clock(a.ts) + (ctx.origin !== null ? '  (+' + dur(ms(a.ts) - ctx.origin) + ')' : '')], ['sm', a.summary]];
     if (a.in_flight) lines.push(['', 'one of ' + a.in_flight.length + ' requests in flight: ' + a.in_flight.map(idText).join(', ')]);
     if (a.after_response) lines.push(['', 'after the response (a process the call started)']);
-    a.alerts.forEach(al => lines.push(['al', '⚠ ' + al.severity + ' ' + al.rule + ': ' + al.description]));
+    a.alerts.forEach(al => lines.push(['al', '⚠ ' + al.severity + ' ' + al.rule + (al.count > 1 ? ' ×' + al.count : '') + ': ' + al.description]));
     tipData.set(m, lines);
     m.addEventListener('click', ev => { ev.stopPropagation(); ctx.row.classList.add('open'); const tr = ctx.trs[ctx.i]; if (tr) { tr.scrollIntoView({ block: 'center', behavior: 'smooth' }); tr.classList.remove('flash'); void tr.offsetWidth; tr.classList.add('flash'); } });
     return m;
@@ -101,6 +101,7 @@
   function alertBox(al) {
     const b = el('div', 'alert-box');
     add(b, el('b', '', '⚠ ' + al.severity.toUpperCase() + ' ' + al.rule), document.createTextNode(' [' + al.action + '] ' + al.description));
+    if (al.count > 1) add(b, el('div', 'note', '×' + al.count + ' (first ' + al.ts + (al.last_ts ? ', last ' + al.last_ts : '') + ')'));
     if (al.summary) add(b, el('div', 'note', (al.event_kind || '') + ': ' + al.summary));
     return b;
   }

@@ -2,26 +2,42 @@
 //! (the line just before it) and that event's call(s); an alert on a
 //! JSON-RPC message on the call with that message's id; else on the
 //! call(s) its `tool_call` names; else outside calls, with its event.
+//! An `alert_summary` line adds its count to the alert its `alert_id`
+//! names (aggregate.rs), wherever that alert is shown.
 
 use super::{str_of, Building, OUTSIDE};
 use crate::investigate::lines::LineRef;
-use crate::investigate::model::{Alert, Named};
+use crate::investigate::model::{Alert, Named, Repeats};
 use serde_json::Value;
+use std::rc::Rc;
 
-/// The alert line at `at`, as the report holds it.
-pub(super) fn alert_of(line: &Value, at: LineRef, ts_ns: i128) -> Alert {
+/// The alert line at `at`, as the report holds it; `repeats`: its
+/// finding's count (filled in by its `alert_summary` lines).
+pub(super) fn alert_of(line: &Value, at: LineRef, ts_ns: i128, repeats: Rc<Repeats>) -> Alert {
     Alert {
         rule: str_of(line, "rule").unwrap_or_else(|| "?".into()),
         ts_ns,
         pid: line.get("pid").and_then(Value::as_u64),
         line: at,
+        repeats,
+    }
+}
+
+/// An `alert_summary` line's count and last time into its alert's `r`
+/// (a later summary of the same alert replaces an earlier one's: counts
+/// are totals).
+pub(super) fn on_summary(line: &Value, r: &Repeats) {
+    let n = line.get("count").and_then(Value::as_u64).unwrap_or(1);
+    if n >= r.count.get() {
+        r.count.set(n);
+        *r.last_ts.borrow_mut() = str_of(line, "last_ts");
     }
 }
 
 impl Building {
-    pub(super) fn on_alert(&mut self, line: &Value, at: LineRef, ts_ns: i128) {
+    pub(super) fn on_alert(&mut self, line: &Value, at: LineRef, ts_ns: i128, repeats: Rc<Repeats>) {
         self.s.alerts += 1;
-        let alert = alert_of(line, at, ts_ns);
+        let alert = alert_of(line, at, ts_ns, repeats);
         let event = line.get("event").filter(|e| e.is_object());
         let found = event.map(|e| self.recent.find(e)).unwrap_or_default();
         if !found.is_empty() {

@@ -55,6 +55,9 @@ pub struct Builder {
     losses: Losses,
     losses_since_final: Losses,
     other_alerts: Vec<Alert>,
+    /// Counts of alerts' findings by `alert_id` (a summary may be read
+    /// before its alert: the alerts log is read after the event log).
+    repeats: HashMap<String, Rc<Repeats>>,
 }
 
 fn str_of(v: &Value, k: &str) -> Option<String> {
@@ -331,17 +334,22 @@ impl Builder {
             }
             return;
         }
+        if kind == "alert_summary" {
+            alerts::on_summary(line, &self.repeats_of(line));
+            return;
+        }
+        let repeats = if kind == "alert" { self.repeats_of(line) } else { Rc::default() };
         let server = line.get("server").filter(|s| s.is_object());
         let Some((server, pid)) = server.and_then(|s| Some((s, pid_of(s)?))) else {
             if kind == "alert" {
-                self.other_alerts.push(alert_of(line, at, ts_ns));
+                self.other_alerts.push(alert_of(line, at, ts_ns, repeats));
             }
             return;
         };
         let b = self.session(server, pid, line, ts_ns);
         match kind {
             "rpc" => b.on_rpc(line, at, ts_ns),
-            "alert" => b.on_alert(line, at, ts_ns),
+            "alert" => b.on_alert(line, at, ts_ns, repeats),
             _ => {
                 b.place(line, at, ts_ns);
                 if kind == "exit" && pid_of(line) == Some(pid) {
@@ -362,6 +370,15 @@ impl Builder {
 }
 
 impl Builder {
+    /// The count shared by an alert line and its summaries (by `alert_id`;
+    /// a line without one: its own).
+    fn repeats_of(&mut self, line: &Value) -> Rc<Repeats> {
+        match line.get("alert_id").and_then(Value::as_str) {
+            Some(id) => self.repeats.entry(id.to_string()).or_default().clone(),
+            None => Rc::default(),
+        }
+    }
+
     pub fn add(&mut self, line: &Line) {
         self.on_line(&line.value, line.at, line.ts_ns);
     }
