@@ -199,7 +199,8 @@ int BPF_PROG(ms_lsm_file_open, struct file *file, int ret)
 		return 0;
 	__u32 flags = ms_lsm_deny(&v, session, MS_ENF_DENY_OPEN, MS_ENF_KILL_OPEN);
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&DENIED, &tid, &v, BPF_ANY);
+	if (bpf_map_update_elem(&DENIED, &tid, &v, BPF_ANY))
+		ms_count(MS_CNT_DENIED_FULL, 1);
 	ms_emit_open(file, &a, -MS_EPERM, flags, session);
 	return -MS_EPERM;
 }

@@ -119,6 +119,7 @@ fn totals(sensor: &mut Sensor, queue: u64, pipeline: &Pipeline) -> Totals {
         log_write_failed: pipeline.out.lost,
         discovery_held_overflow: pipeline.gate.as_ref().map_or(0, |g| g.stats.held_overflow),
         known_files_full: pipeline.detect.known_refused(),
+        startup_untracked: pipeline.startup_untracked,
     }
 }
 
