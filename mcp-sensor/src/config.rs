@@ -252,10 +252,10 @@ mod tests {
 
     #[test]
     fn keys_override_and_sizes_parse() {
-        let c = parse("[log]\nmax_file_size = \"1MiB\"\nmax_files = 3\n[discovery]\nextra_clients = [\"my-agent\"]\n[sensor]\nqueue_bytes = 8192\n").unwrap();
+        let c = parse("[log]\nmax_file_size = \"1MiB\"\nmax_files = 3\n[discovery]\nextra_clients = [\"my-agent\"]\n[sensor]\nqueue_bytes = 65536\n").unwrap();
         assert_eq!(c.log.max_file_size, 1 << 20);
         assert_eq!(c.log.max_files, 3);
-        assert_eq!(c.sensor.queue_bytes, 8192);
+        assert_eq!(c.sensor.queue_bytes, 65536);
         assert!(c.client_names().contains(&"my-agent".to_string()));
         assert!(c.client_names().contains(&"claude".to_string()));
         let only = parse("[discovery]\nclients = [\"a\"]\n").unwrap();
