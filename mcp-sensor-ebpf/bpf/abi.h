@@ -22,7 +22,9 @@
  * and set MS_F_PATH_TRUNC. */
 #define MS_PATH_MAX 4096
 /* A path is built backwards from the end of its buffer; the slack lets the
- * verifier prove a component (<= 255 bytes + '/') always fits. */
+ * verifier prove a component (<= 255 bytes + '/') always fits. Its first
+ * byte, buf[MS_PATH_MAX], says whether this path (of the record's several)
+ * lost its leading components: 1, else 0 (MS_F_PATH_TRUNC is per record). */
 #define MS_PATH_BUF (MS_PATH_MAX + 256)
 #define MS_ARGV_MAX 4096
 #define MS_SOCKADDR_MAX 112

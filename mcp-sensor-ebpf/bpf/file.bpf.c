@@ -121,6 +121,11 @@ static __always_inline void ms_emit_open(struct file *file, const struct ms_open
 		long n = bpf_probe_read_user_str(e->path, MS_PATH_MAX, (void *)a->path);
 		e->path_len = n > 0 ? n - 1 : 0;
 		flags |= MS_F_UNRESOLVED;
+		/* the buffer filled: cut unless the string ended exactly there */
+		__u8 more = 0;
+		if (n == MS_PATH_MAX &&
+		    !bpf_probe_read_user(&more, 1, (void *)(a->path + MS_PATH_MAX - 1)) && more)
+			flags |= MS_F_PATH_TRUNC;
 	}
 	e->h.flags = flags;
 	bpf_ringbuf_submit(e, ms_wakeup());

@@ -177,3 +177,22 @@ fn tables_a_4k_ring_is_refused_by_check_config_and_exec() {
     let out = Command::new(sensor_bin()).args(["run", "--check-config"]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// Part 3: a payload run from 5 KiB deep under the scratch directory (in
+/// /tmp): its exec path lost its leading components, so it is flagged
+/// `path_truncated` and shown as `…/dddd/…/payload`, never as an absolute
+/// path it is not; the basename is kept.
+#[test]
+fn tables_a_5k_deep_payload_is_flagged_truncated_and_keeps_its_basename() {
+    let d = scratch("tables-deep");
+    // relative mkdir/chdir: a shell's `cd` gives up past PATH_MAX
+    let script = "import os, shutil, subprocess, sys\nos.chdir(sys.argv[1])\nfor _ in range(1000):\n    os.makedirs('dddd', exist_ok=True)\n    os.chdir('dddd')\nshutil.copy('/bin/true', 'payload')\nr = subprocess.run(['./payload']).returncode\nos.remove('payload')\nfor _ in range(1000):\n    os.chdir('..')\n    os.rmdir('dddd')\nsys.exit(r)\n";
+    let r = exec(&d, &["/usr/bin/python3", "-c", script, d.to_str().unwrap()]);
+    assert!(r.out.status.success(), "{}", String::from_utf8_lossy(&r.out.stderr));
+    let execs: Vec<&Value> = r.events.iter().filter(|e| e["kind"] == "exec" && e["exe"].as_str().unwrap_or("").ends_with("/payload")).collect();
+    assert_eq!(execs.len(), 1, "the payload's exec is logged (positive control)");
+    let e = execs[0];
+    let exe = e["exe"].as_str().unwrap();
+    assert!(exe.starts_with("…/dddd/"), "a cut path does not look absolute: {exe}");
+    assert!(e["file_flags"].as_array().unwrap().iter().any(|f| f == "path_truncated"), "{e}");
+}
