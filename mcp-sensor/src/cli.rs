@@ -123,11 +123,13 @@ pub struct SensorArgs {
     /// Bytes of records the agent queues at most (at least one record: 32KiB).
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
     pub queue_bytes: u64,
-    /// Kernel table of watched processes, in entries (1024 to 4194304).
-    #[arg(long, value_name = "N", default_value_t = 65536)]
+    /// Kernel table of watched processes, in entries (1024 to 4194304;
+    /// ~90 bytes of kernel memory each, allocated at start).
+    #[arg(long, value_name = "N", default_value_t = 16384)]
     pub max_watched: u64,
-    /// Kernel table of stdio channels, in entries (1024 to 4194304).
-    #[arg(long, value_name = "N", default_value_t = 65536)]
+    /// Kernel table of stdio channels, in entries (1024 to 4194304; ~100
+    /// bytes each). One server's tree needs few; `run` defaults to 65536.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
     pub max_channels: u64,
     /// Stdio bytes captured from one read or write at most.
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
