@@ -22,7 +22,9 @@
  * and set MS_F_PATH_TRUNC. */
 #define MS_PATH_MAX 4096
 /* A path is built backwards from the end of its buffer; the slack lets the
- * verifier prove a component (<= 255 bytes + '/') always fits. */
+ * verifier prove a component (<= 255 bytes + '/') always fits. Its first
+ * byte, buf[MS_PATH_MAX], says whether this path (of the record's several)
+ * lost its leading components: 1, else 0 (MS_F_PATH_TRUNC is per record). */
 #define MS_PATH_BUF (MS_PATH_MAX + 256)
 #define MS_ARGV_MAX 4096
 #define MS_SOCKADDR_MAX 112
@@ -271,7 +273,12 @@ struct ms_chan {
                                  * channel transfer was not traced */
 #define MS_CNT_SENT_FULL 5      /* UDP first-send map (SENT) refused an entry: the send was
                                  * reported, later ones to it may be reported again */
-#define MS_CNT_MAX 8
+#define MS_CNT_CHAN_FULL 6      /* CHANNELS refused a candidate's stdio pipe (table full) */
+#define MS_CNT_CAND_LOST 7      /* candidates not tracked at exec: no channel slot left
+                                 * (the process runs unwatched; raise --max-channels) */
+#define MS_CNT_FIRST_REQ_FULL 8 /* FIRST_REQ refused a session's first-request stamp */
+#define MS_CNT_DENIED_FULL 9    /* DENIED refused a thread's refusal verdict */
+#define MS_CNT_MAX 16
 
 /* ==== discovery (mcp-sensor run) =========================================
  * Everything host-wide discovery adds to the ABI is in this block. The

@@ -23,19 +23,23 @@ struct {
 	__uint(max_entries, 16 << 20);
 } EVENTS SEC(".maps") MS_WEAK;
 
-/* tgid -> ms_watch: the set of watched processes. */
+/* tgid -> ms_watch: the set of watched processes. Sized by the loader
+ * (--max-watched, sensor.max_watched): a full map is counted
+ * (MS_CNT_WATCH_FULL), never silent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 16384);
+	__uint(max_entries, 65536);
 	__type(key, __u32);
 	__type(value, struct ms_watch);
 } WATCHED SEC(".maps") MS_WEAK;
 
 /* (dev, ino) of a pipe or socket -> ms_chan: the JSON-RPC channels
- * (stdio.bpf.c captures them; discover.bpf.h registers candidates'). */
+ * (stdio.bpf.c captures them; discover.bpf.h registers candidates', two
+ * per idle piped process). Sized by the loader (--max-channels,
+ * sensor.max_channels); a refused insert is counted (MS_CNT_CHAN_FULL). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 65536);
 	__type(key, struct ms_chan_key);
 	__type(value, struct ms_chan);
 } CHANNELS SEC(".maps") MS_WEAK;

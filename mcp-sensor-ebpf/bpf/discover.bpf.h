@@ -64,13 +64,35 @@ static __always_inline int ms_is_stream(struct file *f)
 	return fmt == MS_S_IFIFO || fmt == MS_S_IFSOCK;
 }
 
-static __always_inline void ms_add_candidate_channel(struct file *f, __u32 session)
+/* Returns 0 when f is a channel now (registered here or before), -1 when
+ * the table had no room (counted). */
+static __always_inline int ms_add_candidate_channel(struct file *f, __u32 session)
 {
 	struct ms_chan_key key = {};
 	ms_file_id(f, &key.dev, &key.ino);
 	struct ms_chan c = { .session = session, .flags = MS_CH_CANDIDATE };
 	/* a channel already registered (a wrapped server's) keeps its owner */
-	bpf_map_update_elem(&CHANNELS, &key, &c, BPF_NOEXIST);
+	if (!bpf_map_update_elem(&CHANNELS, &key, &c, BPF_NOEXIST) || bpf_map_lookup_elem(&CHANNELS, &key))
+		return 0;
+	ms_count(MS_CNT_CHAN_FULL, 1);
+	return -1;
+}
+
+/* Removes the channels f0 and f1 if session registered them (the half of
+ * a candidate that did fit). */
+static __always_inline void ms_del_channels_of(struct file *f0, struct file *f1, __u32 session)
+{
+	struct file *fs[2] = { f0, f1 };
+#pragma unroll
+	for (int i = 0; i < 2; i++) {
+		if (!fs[i])
+			continue;
+		struct ms_chan_key key = {};
+		ms_file_id(fs[i], &key.dev, &key.ino);
+		struct ms_chan *c = bpf_map_lookup_elem(&CHANNELS, &key);
+		if (c && c->session == session && (c->flags & MS_CH_CANDIDATE) && c->off[0] == 0 && c->off[1] == 0)
+			bpf_map_delete_elem(&CHANNELS, &key);
+	}
 }
 
 #define MS_F_CAND_MASK (MS_F_CAND_CLIENT | MS_F_CAND_PIPES)
@@ -157,6 +179,10 @@ static __always_inline struct ms_watch *ms_discover_exec(struct task_struct *p, 
 	if (in)
 		w.flags |= MS_F_CAND_NESTED |
 			   (!(in->flags & MS_F_CAND_MASK) || ms_cand_spoke(in) ? MS_F_CAND_SPOKE : 0);
+	/* the member entry as it was, to restore if the split cannot be made */
+	struct ms_watch prev = {};
+	if (in)
+		prev = *in;
 	if (bpf_map_update_elem(&WATCHED, &tgid, &w, split ? BPF_EXIST : BPF_NOEXIST)) {
 		ms_count(MS_CNT_WATCH_FULL, 1);
 		return NULL;
@@ -167,14 +193,29 @@ static __always_inline struct ms_watch *ms_discover_exec(struct task_struct *p, 
 	__u64 *fr = in ? bpf_map_lookup_elem(&FIRST_REQ, &in->session) : NULL;
 	if (fr) {
 		__u64 t = *fr;
-		bpf_map_update_elem(&FIRST_REQ, &tgid, &t, BPF_ANY);
+		if (bpf_map_update_elem(&FIRST_REQ, &tgid, &t, BPF_ANY))
+			ms_count(MS_CNT_FIRST_REQ_FULL, 1);
 	} else {
 		bpf_map_delete_elem(&FIRST_REQ, &tgid);
 	}
-	if (s0)
-		ms_add_candidate_channel(f0, tgid);
-	if (s1 && f1 != f0)
-		ms_add_candidate_channel(f1, tgid);
+	int lost = 0;
+	if (s0 && ms_add_candidate_channel(f0, tgid))
+		lost = 1;
+	if (s1 && f1 != f0 && ms_add_candidate_channel(f1, tgid))
+		lost = 1;
+	if (lost) {
+		/* a candidate without its channel could never be decided: it is
+		 * not tracked (counted; the agent's drops line names the setting
+		 * to raise). A new candidate is unwatched again; a member that
+		 * tried to split off stays in the tree it came from. */
+		ms_count(MS_CNT_CAND_LOST, 1);
+		if (split)
+			bpf_map_update_elem(&WATCHED, &tgid, &prev, BPF_EXIST);
+		else
+			bpf_map_delete_elem(&WATCHED, &tgid);
+		ms_del_channels_of(f0, f1, tgid);
+		return NULL;
+	}
 	return bpf_map_lookup_elem(&WATCHED, &tgid);
 }
 

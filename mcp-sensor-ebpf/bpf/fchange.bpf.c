@@ -238,7 +238,8 @@ static __always_inline int ms_lsm_change(__u64 dentry)
 	struct pt_regs *regs = ms_user_regs();
 	if (ms_fchange_args_of((int)BPF_CORE_READ(regs, orig_ax), regs, &a)) {
 		__u32 tid = (__u32)bpf_get_current_pid_tgid();
-		bpf_map_update_elem(&DENIED, &tid, &v, BPF_ANY);
+		if (bpf_map_update_elem(&DENIED, &tid, &v, BPF_ANY))
+			ms_count(MS_CNT_DENIED_FULL, 1);
 	}
 	return -MS_EPERM;
 }

@@ -121,6 +121,11 @@ static __always_inline void ms_emit_open(struct file *file, const struct ms_open
 		long n = bpf_probe_read_user_str(e->path, MS_PATH_MAX, (void *)a->path);
 		e->path_len = n > 0 ? n - 1 : 0;
 		flags |= MS_F_UNRESOLVED;
+		/* the buffer filled: cut unless the string ended exactly there */
+		__u8 more = 0;
+		if (n == MS_PATH_MAX &&
+		    !bpf_probe_read_user(&more, 1, (void *)(a->path + MS_PATH_MAX - 1)) && more)
+			flags |= MS_F_PATH_TRUNC;
 	}
 	e->h.flags = flags;
 	bpf_ringbuf_submit(e, ms_wakeup());
@@ -199,7 +204,8 @@ int BPF_PROG(ms_lsm_file_open, struct file *file, int ret)
 		return 0;
 	__u32 flags = ms_lsm_deny(&v, session, MS_ENF_DENY_OPEN, MS_ENF_KILL_OPEN);
 	__u32 tid = (__u32)bpf_get_current_pid_tgid();
-	bpf_map_update_elem(&DENIED, &tid, &v, BPF_ANY);
+	if (bpf_map_update_elem(&DENIED, &tid, &v, BPF_ANY))
+		ms_count(MS_CNT_DENIED_FULL, 1);
 	ms_emit_open(file, &a, -MS_EPERM, flags, session);
 	return -MS_EPERM;
 }

@@ -109,6 +109,7 @@ static __always_inline __u32 ms_path_build(char *buf, struct dentry *dentry,
 	struct ms_walk_state *st = bpf_map_lookup_elem(&WALK_STATE, &zero);
 	if (!st) {
 		*flags |= MS_F_PATH_TRUNC;
+		buf[MS_PATH_MAX] = 1;
 		return MS_PATH_MAX;
 	}
 #else
@@ -134,6 +135,7 @@ static __always_inline __u32 ms_path_build(char *buf, struct dentry *dentry,
 		buf[off] = '/';
 	}
 	*flags |= st->flags;
+	buf[MS_PATH_MAX] = (st->flags & MS_F_PATH_TRUNC) ? 1 : 0;
 	return off;
 }
 

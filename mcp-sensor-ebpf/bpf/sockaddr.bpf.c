@@ -195,7 +195,8 @@ static __always_inline int ms_sock_addr(struct bpf_sock_addr *ctx, struct ms_des
 		flags = MS_F_DENIED | ((v.rule + 1) << MS_F_RULE_SHIFT);
 		/* connect(2)'s exit kills when the rule says so */
 		if (!send && (in || op == MS_OP_CONNECT))
-			bpf_map_update_elem(&DENIED, &tid, &v, BPF_ANY);
+			if (bpf_map_update_elem(&DENIED, &tid, &v, BPF_ANY))
+				ms_count(MS_CNT_DENIED_FULL, 1);
 	}
 	/* connect(2)'s own record reports it */
 	if (in)

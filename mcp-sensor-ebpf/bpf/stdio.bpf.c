@@ -313,7 +313,9 @@ static __always_inline int ms_io_exit(long ret, int nr, __u32 sysdir, __u32 iov)
 		/* the server's first read of its channel: the client's first
 		 * message (MCP's `initialize` request) has arrived */
 		__u64 now = bpf_ktime_get_boot_ns();
-		bpf_map_update_elem(&FIRST_REQ, &in->session, &now, BPF_NOEXIST);
+		if (bpf_map_update_elem(&FIRST_REQ, &in->session, &now, BPF_NOEXIST) &&
+		    !bpf_map_lookup_elem(&FIRST_REQ, &in->session))
+			ms_count(MS_CNT_FIRST_REQ_FULL, 1);
 	}
 
 	__u64 want = ret;

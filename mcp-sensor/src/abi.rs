@@ -59,7 +59,15 @@ pub const CNT_STDIO_CAP: u32 = 2;
 pub const CNT_STDIO_FAULT: u32 = 3;
 pub const CNT_REGS: u32 = 4;
 pub const CNT_SENT_FULL: u32 = 5;
-pub const CNT_MAX: u32 = 8;
+/// CHANNELS refused a candidate's stdio pipe (the table was full).
+pub const CNT_CHAN_FULL: u32 = 6;
+/// Candidates not tracked at exec for want of a channel slot.
+pub const CNT_CAND_LOST: u32 = 7;
+/// FIRST_REQ refused a session's first-request stamp.
+pub const CNT_FIRST_REQ_FULL: u32 = 8;
+/// DENIED refused a thread's refusal verdict.
+pub const CNT_DENIED_FULL: u32 = 9;
+pub const CNT_MAX: u32 = 16;
 
 pub const FD_NONE: u32 = 0xffff_ffff;
 pub const OP_CONNECT: u8 = 1;
@@ -114,6 +122,10 @@ pub fn counter_name(c: u32) -> Option<&'static str> {
         CNT_STDIO_FAULT => "stdio_bytes_unreadable",
         CNT_REGS => "saved_registers_not_found",
         CNT_SENT_FULL => "sent_map_refused",
+        CNT_CHAN_FULL => "channel_map_full",
+        CNT_CAND_LOST => "candidates_untracked",
+        CNT_FIRST_REQ_FULL => "first_request_map_full",
+        CNT_DENIED_FULL => "denied_map_full",
         _ => return None,
     })
 }
@@ -609,6 +621,8 @@ mod tests {
             ("MS_CHUNK_LARGE", CHUNK_LARGE as u32), ("MS_PATH_MAX", PATH_MAX as u32),
             ("MS_CNT_MAX", CNT_MAX as u32), ("MS_CNT_STDIO_FAULT", CNT_STDIO_FAULT),
             ("MS_CNT_REGS", CNT_REGS), ("MS_CNT_SENT_FULL", CNT_SENT_FULL),
+            ("MS_CNT_CHAN_FULL", CNT_CHAN_FULL), ("MS_CNT_CAND_LOST", CNT_CAND_LOST),
+            ("MS_CNT_FIRST_REQ_FULL", CNT_FIRST_REQ_FULL), ("MS_CNT_DENIED_FULL", CNT_DENIED_FULL),
             ("MS_OP_CONNECT", OP_CONNECT as u32), ("MS_OP_SENDTO", OP_SENDTO as u32),
             ("MS_OP_SENDMSG", OP_SENDMSG as u32), ("MS_OP_SENDMMSG", OP_SENDMMSG as u32),
             ("MS_OP_IO_URING", OP_IO_URING as u32), ("MS_OP_OTHER", OP_OTHER as u32),

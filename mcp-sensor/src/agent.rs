@@ -122,6 +122,7 @@ fn totals(sensor: &mut Sensor, queue: u64, pipeline: &Pipeline) -> Totals {
         discovery_decisions_forgotten: pipeline.held_decisions_forgotten,
         stdio: pipeline.sessions.stdio_loss,
         known_files_full: pipeline.detect.known_refused(),
+        startup_untracked: pipeline.startup_untracked,
     }
 }
 

@@ -82,6 +82,8 @@ pub struct RunArgs {
     /// Check the configuration and exit (0: valid) without loading the sensor.
     #[arg(long)]
     pub check_config: bool,
+    #[command(flatten)]
+    pub sizes: RunSizes,
     /// Enforce rules with `action: kill` on the servers found (not on
     /// candidates still being classified): kill (or, for connects, refuse)
     /// in the kernel where the rule allows, else from the agent. Without
@@ -90,19 +92,45 @@ pub struct RunArgs {
     pub enforce: bool,
 }
 
+/// `run`'s flags over the configuration file's `[sensor]` sizes (checked
+/// as the file's are, by `--check-config` too).
+#[derive(Debug, Clone, Default, Args)]
+pub struct RunSizes {
+    /// Kernel ring-buffer size, over sensor.ring_buffer_size (a power of
+    /// two of 32KiB to 1GiB: smaller cannot hold one exec or stdio record).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub ring_buffer_size: Option<u64>,
+    /// Kernel table of watched processes, in entries, over sensor.max_watched.
+    #[arg(long, value_name = "N")]
+    pub max_watched: Option<u64>,
+    /// Kernel table of stdio channels, in entries (two per idle process with
+    /// pipes on stdin and stdout), over sensor.max_channels.
+    #[arg(long, value_name = "N")]
+    pub max_channels: Option<u64>,
+}
+
 /// Settings of the kernel side and the queue, shared by every command that
 /// loads the sensor.
 #[derive(Debug, Clone, Args)]
 pub struct SensorArgs {
-    /// Kernel ring-buffer size (power of two): K, M, G suffixes, or KiB/MiB/GiB.
+    /// Kernel ring-buffer size: a power of two of 32KiB to 1GiB (smaller
+    /// cannot hold one exec or stdio record); K, M, G suffixes, or KiB/MiB/GiB.
     #[arg(long, value_name = "SIZE", default_value = "32MiB", value_parser = parse_size)]
     pub ring_buffer_size: u64,
     /// Records the agent queues between the ring drain and processing.
     #[arg(long, value_name = "N", default_value_t = 65536)]
     pub queue_size: usize,
-    /// Bytes of records the agent queues at most.
+    /// Bytes of records the agent queues at most (at least one record: 32KiB).
     #[arg(long, value_name = "SIZE", default_value = "64MiB", value_parser = parse_size)]
     pub queue_bytes: u64,
+    /// Kernel table of watched processes, in entries (1024 to 4194304;
+    /// ~90 bytes of kernel memory each, allocated at start).
+    #[arg(long, value_name = "N", default_value_t = 16384)]
+    pub max_watched: u64,
+    /// Kernel table of stdio channels, in entries (1024 to 4194304; ~100
+    /// bytes each). One server's tree needs few; `run` defaults to 65536.
+    #[arg(long, value_name = "N", default_value_t = 4096)]
+    pub max_channels: u64,
     /// Stdio bytes captured from one read or write at most.
     #[arg(long, value_name = "SIZE", default_value = "16MiB", value_parser = parse_size)]
     pub stdio_cap: u64,

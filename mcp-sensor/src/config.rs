@@ -66,6 +66,10 @@ pub struct SensorConfig {
     pub stdio_cap: u64,
     #[serde(deserialize_with = "size")]
     pub max_message: u64,
+    /// Kernel WATCHED table entries (loader::Tables).
+    pub max_watched: u64,
+    /// Kernel CHANNELS table entries (loader::Tables).
+    pub max_channels: u64,
 }
 
 /// A size: an integer of bytes or a string such as "64MiB".
@@ -127,6 +131,8 @@ impl Default for SensorConfig {
             queue_bytes: 64 << 20,
             stdio_cap: 16 << 20,
             max_message: 8 << 20,
+            max_watched: u64::from(crate::loader::Tables::default().watched),
+            max_channels: u64::from(crate::loader::Tables::default().channels),
         }
     }
 }
@@ -166,15 +172,23 @@ impl Config {
         }
     }
 
+    /// `run`'s flags over the file's sizes, validated as the file is.
+    pub fn with_flags(mut self, f: &crate::cli::RunSizes) -> Result<Config, ConfigError> {
+        let s = &mut self.sensor;
+        s.ring_buffer_size = f.ring_buffer_size.unwrap_or(s.ring_buffer_size);
+        s.max_watched = f.max_watched.unwrap_or(s.max_watched);
+        s.max_channels = f.max_channels.unwrap_or(s.max_channels);
+        let flags = |m: String| m.replace("sensor.", "--").replace('_', "-");
+        self.validate().map_err(|m| ConfigError::Invalid { path: "command line".into(), message: flags(m) })?;
+        Ok(self)
+    }
+
     fn validate(&self) -> Result<(), String> {
         let s = &self.sensor;
-        let ring_ok = s.ring_buffer_size >= 4096 && s.ring_buffer_size <= 1 << 30 && s.ring_buffer_size.is_power_of_two();
-        if !ring_ok {
-            return Err(format!(
-                "sensor.ring_buffer_size = {} must be a power of two between 4KiB and 1GiB (e.g. \"32MiB\")",
-                s.ring_buffer_size
-            ));
-        }
+        crate::limits::check_ring("sensor.ring_buffer_size", s.ring_buffer_size)?;
+        crate::limits::check_queue_bytes("sensor.queue_bytes", s.queue_bytes)?;
+        crate::limits::check_table("sensor.max_watched", s.max_watched)?;
+        crate::limits::check_table("sensor.max_channels", s.max_channels)?;
         if s.queue_size == 0 {
             return Err("sensor.queue_size must be at least 1".into());
         }
@@ -235,6 +249,12 @@ impl Config {
         if a.max_message != b.max_message {
             v.push("sensor.max_message");
         }
+        if a.max_watched != b.max_watched {
+            v.push("sensor.max_watched");
+        }
+        if a.max_channels != b.max_channels {
+            v.push("sensor.max_channels");
+        }
         if self.discovery.stdio_pipes != new.discovery.stdio_pipes {
             v.push("discovery.stdio_pipes");
         }
@@ -261,10 +281,10 @@ mod tests {
 
     #[test]
     fn keys_override_and_sizes_parse() {
-        let c = parse("[log]\nmax_file_size = \"1MiB\"\nmax_files = 3\n[discovery]\nextra_clients = [\"my-agent\"]\n[sensor]\nqueue_bytes = 8192\n").unwrap();
+        let c = parse("[log]\nmax_file_size = \"1MiB\"\nmax_files = 3\n[discovery]\nextra_clients = [\"my-agent\"]\n[sensor]\nqueue_bytes = 65536\n").unwrap();
         assert_eq!(c.log.max_file_size, 1 << 20);
         assert_eq!(c.log.max_files, 3);
-        assert_eq!(c.sensor.queue_bytes, 8192);
+        assert_eq!(c.sensor.queue_bytes, 65536);
         assert!(c.client_names().contains(&"my-agent".to_string()));
         assert!(c.client_names().contains(&"claude".to_string()));
         let only = parse("[discovery]\nclients = [\"a\"]\n").unwrap();
@@ -293,6 +313,20 @@ mod tests {
         assert!(e.contains("15"), "{e}");
         let e = parse("[log]\nmax_files = \"two\"\n").unwrap_err().to_string();
         assert!(e.contains("line 2"), "{e}");
+    }
+
+    #[test]
+    fn sizes_that_cannot_hold_one_record_are_refused_naming_the_minimum() {
+        let e = parse("[sensor]\nring_buffer_size = \"4K\"\n").unwrap_err().to_string();
+        assert!(e.contains("sensor.ring_buffer_size") && e.contains("smaller than one kernel record"), "{e}");
+        assert!(e.contains(&crate::limits::human(crate::limits::RING_MIN)), "{e}");
+        let e = parse("[sensor]\nqueue_bytes = 0\n").unwrap_err().to_string();
+        assert!(e.contains("sensor.queue_bytes") && e.contains("minimum"), "{e}");
+        let e = parse("[sensor]\nring_buffer_size = \"2GiB\"\n").unwrap_err().to_string();
+        assert!(e.contains("1GiB"), "{e}");
+        let c = parse("[sensor]\nmax_channels = 200000\nmax_watched = 100000\n").unwrap();
+        assert_eq!((c.sensor.max_channels, c.sensor.max_watched), (200000, 100000));
+        assert!(parse("[sensor]\nmax_channels = 10\n").unwrap_err().to_string().contains("max_channels"));
     }
 
     #[test]

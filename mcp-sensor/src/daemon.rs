@@ -67,6 +67,8 @@ fn load_options(cfg: &Config, enforce: bool) -> LoadOptions {
         capture_stdio: true,
         discover,
         enforce,
+        // validated: within loader::Tables::MIN..=MAX
+        tables: loader::Tables { watched: cfg.sensor.max_watched as u32, channels: cfg.sensor.max_channels as u32 },
     }
 }
 
@@ -84,27 +86,89 @@ fn how_flag(how: How) -> u32 {
 }
 
 /// Servers already running: watches the candidates the scan finds and
-/// registers the running clients. Returns (clients, candidates).
+/// registers the running clients. Returns (clients, candidates). A
+/// candidate the kernel tables have no room for (its channels or its
+/// processes) is left unwatched and counted in `pipeline.startup_untracked`
+/// (a `drops` reason naming the setting to raise): the daemon starts with
+/// what fits rather than not at all.
 fn adopt_running(cfg: &Config, sensor: &mut Sensor, pipeline: &mut Pipeline) -> Result<(usize, usize)> {
     let infos = scan::read_proc().context("reading /proc for servers already running")?;
     let names: HashSet<String> = cfg.client_names().into_iter().collect();
     let plan = scan::plan(&infos, &names, cfg.discovery.stdio_pipes, std::process::id());
     for &pid in &plan.clients {
-        sensor.add_client(pid)?;
+        if let Err(e) = sensor.add_client(pid) {
+            // an LRU map: full only when the kernel cannot allocate
+            if !e.is_table_full() {
+                return Err(e.into());
+            }
+        }
     }
-    let gate = pipeline.gate.as_mut().expect("the daemon's pipeline has a gate");
+    let (mut adopted, mut untracked) = (0, 0u64);
     for c in &plan.candidates {
+        if !adopt_candidate(sensor, c)? {
+            untracked += c.members.len() as u64;
+            continue;
+        }
+        adopted += 1;
+        let gate = pipeline.gate.as_mut().expect("the daemon's pipeline has a gate");
         gate.add(c.root, c.how, false);
         for &pid in &c.members {
-            sensor.watch_candidate(pid, c.root, how_flag(c.how))?;
             gate.member(c.root, pid);
-        }
-        for &(dev, ino) in &c.channels {
-            sensor.add_candidate_channel(dev, ino, c.root)?;
         }
         pipeline.sessions.ensure(c.root, &pipeline.procs);
     }
-    Ok((plan.clients.len(), plan.candidates.len()))
+    if untracked > 0 {
+        crate::say!(
+            "mcp-sensor: could not track {untracked} of the processes already running with pipes on stdin and stdout \
+             (possible MCP servers): the kernel tables are full (sensor.max_channels = {}, sensor.max_watched = {}); \
+             raise --max-channels and --max-watched",
+            cfg.sensor.max_channels,
+            cfg.sensor.max_watched
+        );
+        pipeline.startup_untracked = untracked;
+    }
+    Ok((plan.clients.len(), adopted))
+}
+
+/// Registers candidate `c`'s channels and watches its processes; false
+/// (and nothing of it left in the kernel tables) when a table is full.
+/// Channels first: a candidate without them could never be decided.
+fn adopt_candidate(sensor: &mut Sensor, c: &scan::Candidate) -> Result<bool> {
+    let mut chans = Vec::new();
+    let mut pids = Vec::new();
+    let mut full = None;
+    for &(dev, ino) in &c.channels {
+        match sensor.add_candidate_channel(dev, ino, c.root) {
+            Ok(()) => chans.push((dev, ino)),
+            Err(e) if e.is_table_full() => {
+                full = Some(e);
+                break;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if full.is_none() {
+        for &pid in &c.members {
+            match sensor.watch_candidate(pid, c.root, how_flag(c.how)) {
+                Ok(()) => pids.push(pid),
+                Err(e) if e.is_table_full() => {
+                    full = Some(e);
+                    break;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    if full.is_none() {
+        return Ok(true);
+    }
+    for pid in pids {
+        sensor.unwatch_pid(pid, c.root)?;
+    }
+    for (dev, ino) in chans {
+        sensor.remove_channel(dev, ino, c.root)?;
+    }
+    Ok(false)
 }
 
 /// Applies a reloaded configuration: what can change while running does,
@@ -184,7 +248,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     if !args.check_config {
         crate::service::require_root("run")?;
     }
-    let cfg = Config::load(args.config.as_deref())?;
+    let cfg = Config::load(args.config.as_deref())?.with_flags(&args.sizes)?;
     let (mut detector, rule_files) = Detector::from_args(&args.rules)?;
     if args.check_config {
         let files = rule_files.files().unwrap_or_default();

@@ -178,10 +178,23 @@ fn cstr(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
-/// `buf[off..end]` as a string, with the offset clamped into the buffer.
+/// What a path that lost its leading components starts with instead of
+/// `/`, so that it never looks absolute (nor matches a rule's prefix it
+/// may not have): `…/dddd/dddd/payload`. The record's `path_truncated`
+/// flag says so too.
+pub const TRUNCATED_PREFIX: &str = "…";
+
+/// `buf[off..end]` as a string, with the offset clamped into the buffer;
+/// prefixed with [`TRUNCATED_PREFIX`] when the kernel marked this path cut
+/// (`buf[MS_PATH_MAX]` = 1, abi.h MS_PATH_BUF).
 pub(crate) fn tail_path(buf: &[u8], off: u16, end: usize) -> String {
     let off = (off as usize).min(end);
-    String::from_utf8_lossy(&buf[off..end]).into_owned()
+    let path = String::from_utf8_lossy(&buf[off..end]);
+    if end == abi::PATH_MAX && buf.get(end) == Some(&1) {
+        format!("{TRUNCATED_PREFIX}{path}")
+    } else {
+        path.into_owned()
+    }
 }
 
 fn header(h: &ms_header) -> Header {
@@ -252,8 +265,15 @@ pub fn decode(raw: &Bytes) -> Result<Record, DecodeError> {
             let o: abi::ms_open = read(buf, "open")?;
             let off = (o.path_off as usize).min(abi::PATH_BUF);
             let end = (off + o.path_len as usize).min(abi::PATH_BUF);
+            let resolved = hd.flags & abi::F_UNRESOLVED == 0;
             Record::Open(Box::new(Open {
-                path: String::from_utf8_lossy(&o.path[off..end]).into_owned(),
+                // resolved: built backwards to MS_PATH_MAX, its cut marked
+                // there; else the caller's string, cut at its end
+                path: if resolved && end == abi::PATH_MAX {
+                    tail_path(&o.path, off as u16, end)
+                } else {
+                    String::from_utf8_lossy(&o.path[off..end]).into_owned()
+                },
                 ret: o.ret,
                 flags: o.flags,
                 mode: o.mode,
@@ -504,6 +524,23 @@ mod tests {
         h.ppid = 1;
         h.comm[..3].copy_from_slice(b"cat");
         h
+    }
+
+    #[test]
+    fn a_path_that_lost_its_leading_components_never_looks_absolute() {
+        let mut e: abi::ms_exec = zeroed();
+        e.h = hdr(abi::EV_EXEC);
+        e.h.flags = abi::F_PATH_TRUNC;
+        let exe = b"/dddd/dddd/payload";
+        let off = abi::PATH_MAX - exe.len();
+        e.exe[off..abi::PATH_MAX].copy_from_slice(exe);
+        e.exe_off = off as u16;
+        e.exe[abi::PATH_MAX] = 1; // the kernel's per-path mark (abi.h MS_PATH_BUF)
+        e.cwd[abi::PATH_MAX - 1] = b'/';
+        e.cwd_off = (abi::PATH_MAX - 1) as u16;
+        let Record::Exec(x) = decode(&Bytes::from(as_bytes(&e))).unwrap() else { panic!("not exec") };
+        assert_eq!(x.exe, "…/dddd/dddd/payload", "the kept part keeps the basename and says it was cut");
+        assert_eq!(x.cwd, "/", "the other path of the record was not cut");
     }
 
     #[test]

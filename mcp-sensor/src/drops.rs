@@ -29,6 +29,9 @@ pub const STDIO_MESSAGES_DAMAGED: &str = "stdio_messages_damaged";
 pub const DISCOVERY_DECISIONS_FORGOTTEN: &str = "discovery_decisions_forgotten";
 /// `other` key: identities the known-file table had no room for (rules/known.rs).
 pub const KNOWN_FILES_FULL: &str = "known_files_full";
+/// `other` key: processes already running at start that discovery could
+/// not track (the kernel tables were full; see daemon::adopt_running).
+pub const STARTUP_UNTRACKED: &str = "startup_processes_untracked";
 /// `other` key, at start: lines the previous run could not write, its
 /// final totals among them (see logfile::record_unwritten).
 pub const LOG_WRITE_FAILED_BEFORE: &str = "log_write_failed_previous_run";
@@ -55,6 +58,8 @@ pub struct Totals {
     /// room for (rules/known.rs): opens of them under other names are
     /// judged by the name alone.
     pub known_files_full: u64,
+    /// Processes running at start that the kernel tables had no room for.
+    pub startup_untracked: u64,
 }
 
 #[derive(Debug, Default)]
@@ -108,6 +113,10 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
     if known > 0 {
         other.insert(KNOWN_FILES_FULL.into(), known);
     }
+    let untracked = now.startup_untracked.saturating_sub(before.startup_untracked);
+    if untracked > 0 {
+        other.insert(STARTUP_UNTRACKED.into(), untracked);
+    }
     let queue = now.queue.saturating_sub(before.queue);
     let mut hints = Vec::new();
     if let Some((kind, _)) = kernel.iter().max_by_key(|(_, n)| **n) {
@@ -133,8 +142,21 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
     if other.contains_key(DISCOVERY_DECISIONS_FORGOTTEN) {
         hints.push("more than 4096 kernel decisions were held for undecided candidates at once: their alerts may not say the kernel acted".into());
     }
-    if other.contains_key("syscall_stash_full") || other.contains_key("watch_map_full") {
-        hints.push("too many watched processes or threads in syscalls at once (or the kernel could not allocate a thread's stash)".into());
+    if other.contains_key("syscall_stash_full") {
+        hints.push("too many watched threads in syscalls at once (or the kernel could not allocate a thread's stash)".into());
+    }
+    if other.contains_key("watch_map_full") {
+        hints.push("the kernel's table of watched processes was full: processes went unwatched; raise --max-watched (sensor.max_watched)".into());
+    }
+    let untracked_cands = other.get("candidates_untracked").copied().unwrap_or(0) + untracked;
+    if untracked_cands > 0 || other.contains_key("channel_map_full") {
+        hints.push(format!(
+            "could not track {untracked_cands} processes with pipes on stdin and stdout (possible MCP servers): \
+             the kernel's channel table was full; raise --max-channels (sensor.max_channels), and --max-watched with it"
+        ));
+    }
+    if other.contains_key("first_request_map_full") || other.contains_key("denied_map_full") {
+        hints.push("an enforcement table was full: a kernel decision may have been left to the agent".into());
     }
     Drops {
         kernel,
@@ -200,6 +222,24 @@ mod tests {
         assert!(d2.hint.unwrap().contains("kernel decisions"));
         let fin = t.total(&Totals { discovery_discarded: 12, ..totals(0, 0, 0) });
         assert_eq!(fin.other.get(DISCOVERY_DISCARDED), Some(&12));
+    }
+
+    #[test]
+    fn full_kernel_tables_are_reasons_naming_the_setting_to_raise() {
+        let mut t = DropTracker::default();
+        let mut now = totals(0, 0, 0);
+        now.other[abi::CNT_CHAN_FULL as usize] = 9;
+        now.other[abi::CNT_CAND_LOST as usize] = 5;
+        now.startup_untracked = 2;
+        let d = t.delta(now.clone()).unwrap();
+        assert_eq!(d.other.get("channel_map_full"), Some(&9));
+        assert_eq!(d.other.get("candidates_untracked"), Some(&5));
+        assert_eq!(d.other.get(STARTUP_UNTRACKED), Some(&2));
+        let hint = d.hint.unwrap();
+        assert!(hint.contains("could not track 7 processes") && hint.contains("--max-channels"), "{hint}");
+        now.other[abi::CNT_WATCH_FULL as usize] = 1;
+        let hint = t.delta(now).unwrap().hint.unwrap();
+        assert!(hint.contains("--max-watched") && !hint.contains("--max-channels"), "{hint}");
     }
 
     #[test]

@@ -86,14 +86,25 @@ fn channel_id(fd: i32) -> Option<(u32, u64)> {
 }
 
 pub fn load_options(s: &SensorArgs) -> Result<LoadOptions> {
-    let ring_bytes = u32::try_from(s.ring_buffer_size)
-        .ok()
-        .filter(|n| n.is_power_of_two() && *n >= 4096)
-        .with_context(|| format!("--ring-buffer-size {} must be a power of two between 4KiB and 2GiB", s.ring_buffer_size))?;
+    use crate::limits;
+    let check = |r: Result<u32, String>| r.map_err(|e| anyhow::anyhow!(e));
+    let ring_bytes = check(limits::check_ring("--ring-buffer-size", s.ring_buffer_size))?;
+    limits::check_queue_bytes("--queue-bytes", s.queue_bytes).map_err(|e| anyhow::anyhow!(e))?;
     if s.queue_size == 0 {
         bail!("--queue-size must be at least 1");
     }
-    Ok(LoadOptions { ring_bytes, stdio_cap: s.stdio_cap, capture_stdio: !s.no_stdio_capture, discover: 0, enforce: s.enforce })
+    let tables = crate::loader::Tables {
+        watched: check(limits::check_table("--max-watched", s.max_watched))?,
+        channels: check(limits::check_table("--max-channels", s.max_channels))?,
+    };
+    Ok(LoadOptions {
+        ring_bytes,
+        stdio_cap: s.stdio_cap,
+        capture_stdio: !s.no_stdio_capture,
+        discover: 0,
+        enforce: s.enforce,
+        tables,
+    })
 }
 
 /// A child forked and held before exec.

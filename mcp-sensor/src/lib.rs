@@ -50,6 +50,7 @@ pub(crate) fn test_dir(tag: &str) -> std::path::PathBuf {
     d
 }
 pub mod known_scan;
+pub mod limits;
 pub mod loader;
 pub mod logfile;
 pub mod mcp;

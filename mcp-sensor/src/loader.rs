@@ -30,11 +30,53 @@ pub struct LoadOptions {
     /// Switch kernel enforcement on (`--enforce`); off, nothing is killed
     /// or refused. The cgroup socket programs are attached either way.
     pub enforce: bool,
+    /// Sizes of the kernel tables that grow with the host.
+    pub tables: Tables,
+}
+
+/// Entries of the kernel tables sized at load (aya `map_max_entries`):
+/// `--max-watched` / `sensor.max_watched` and `--max-channels` /
+/// `sensor.max_channels`. A refused insert is counted, never silent
+/// (abi MS_CNT_WATCH_FULL, MS_CNT_CHAN_FULL, MS_CNT_CAND_LOST).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tables {
+    /// WATCHED: processes watched at once (servers, their trees, and
+    /// discovery candidates: one per idle piped process under `run`).
+    pub watched: u32,
+    /// CHANNELS: stdio pipes and sockets watched at once (two per
+    /// discovery candidate).
+    pub channels: u32,
+}
+
+impl Tables {
+    /// Fewest entries a table may have.
+    pub const MIN: u32 = 1024;
+    /// Most entries a table may have (each is preallocated: ~100 bytes of
+    /// kernel memory per entry).
+    pub const MAX: u32 = 1 << 22;
+}
+
+impl Default for Tables {
+    /// `run`'s: enough for 20,000 idle piped processes (two channels
+    /// each) beside the servers themselves; 5.8 MB (WATCHED) and 6.8 MB
+    /// (CHANNELS) of kernel memory, preallocated (bpftool's memlock).
+    /// `exec` watches one server's tree and defaults to 16384 and 4096
+    /// (1.4 MB and 0.4 MB; cli.rs).
+    fn default() -> Self {
+        Tables { watched: 65536, channels: 65536 }
+    }
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { ring_bytes: 32 << 20, stdio_cap: 16 << 20, capture_stdio: true, discover: 0, enforce: false }
+        LoadOptions {
+            ring_bytes: 32 << 20,
+            stdio_cap: 16 << 20,
+            capture_stdio: true,
+            discover: 0,
+            enforce: false,
+            tables: Tables::default(),
+        }
     }
 }
 
@@ -143,6 +185,20 @@ pub struct Sensor {
     pub plan: Plan,
 }
 
+impl LoadError {
+    /// A map insert refused because the map is full (E2BIG; ENOMEM where
+    /// the kernel could not allocate an entry): a table to size up, not a
+    /// failure of the sensor.
+    pub fn is_table_full(&self) -> bool {
+        match self {
+            LoadError::MapAccess { source: aya::maps::MapError::SyscallError(e), .. } => {
+                matches!(e.io_error.raw_os_error(), Some(libc::E2BIG) | Some(libc::ENOMEM))
+            }
+            _ => false,
+        }
+    }
+}
+
 pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -169,6 +225,8 @@ pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
         .override_global("ms_discover_flags", &opts.discover, true)
         .override_global("ms_lsm_enforce", &u32::from(lsm), true)
         .map_max_entries("EVENTS", opts.ring_bytes)
+        .map_max_entries("WATCHED", opts.tables.watched)
+        .map_max_entries("CHANNELS", opts.tables.channels)
         .load(object)
         .map_err(|source| {
             let hint = hint_for(errno_of(&source));

@@ -27,6 +27,9 @@ pub struct Pipeline {
     drops: DropTracker,
     pub undecodable: u64,
     pub records: u64,
+    /// Processes running at start that discovery could not track (`run`:
+    /// the kernel tables were full; a `drops` reason).
+    pub startup_untracked: u64,
     /// Discovery (`run` only): holds candidate servers' events until they
     /// are known to be MCP. `None` in `exec`.
     pub gate: Option<Gate>,
@@ -64,6 +67,7 @@ impl Pipeline {
             alerts: Vec::new(),
             drops: DropTracker::default(),
             undecodable: 0,
+            startup_untracked: 0,
             records: 0,
             gate: None,
             rec: None,

@@ -25,5 +25,6 @@ mod rules;
 mod secrets;
 mod service;
 mod shells;
+mod tables;
 mod uring;
 mod sensor;

@@ -40,6 +40,25 @@ impl Sensor {
         }
     }
 
+    /// Removes channel (dev, ino) if `session` registered it.
+    pub fn remove_channel(&mut self, dev: u32, ino: u64, session: u32) -> Result<(), LoadError> {
+        let key = ms_chan_key { ino, dev, _pad: 0 };
+        let mut ch = self.channels()?;
+        if ch.get(&key, 0).is_ok_and(|c| c.session == session) {
+            let _ = ch.remove(&key); // gone meanwhile is fine
+        }
+        Ok(())
+    }
+
+    /// Stops watching `pid` if it is watched as a member of `session`.
+    pub fn unwatch_pid(&mut self, pid: u32, session: u32) -> Result<(), LoadError> {
+        let mut w = self.watched()?;
+        if w.get(&pid, 0).is_ok_and(|v| v.session == session) {
+            let _ = w.remove(&pid);
+        }
+        Ok(())
+    }
+
     /// The process names of known clients (replaces the previous set).
     pub fn set_client_comms(&mut self, names: &[String]) -> Result<(), LoadError> {
         let err = |source| LoadError::MapAccess { name: "CLIENT_COMMS", source };

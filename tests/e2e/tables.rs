@@ -1,0 +1,208 @@
+//! Kernel tables that cannot be exhausted silently (issue 17, part 1):
+//! the daemon with thousands of idle processes that have pipes on stdin
+//! and stdout (what non-interactive container processes look like), each a
+//! discovery candidate holding two channel slots. It must start with them
+//! already running, find a real MCP server started next to them, and when
+//! its tables are made too small, count and name what it could not track.
+//! Also: a ring buffer smaller than one record is refused (part 6).
+
+use crate::daemon::{client, run_client, Daemon};
+use crate::harness::*;
+use serde_json::{json, Value};
+use std::process::{Command, Stdio};
+
+/// `n` idle `sleep` processes, each with a pipe of its own on stdin and on
+/// stdout (our ends closed at once), kept by pid only: a `Child` may hold
+/// an fd of its own (a pidfd), and 20,000 of them would not fit the fd
+/// limit (in the test VMs, 982 did). Killed and reaped on drop.
+struct Idle(Vec<i32>);
+
+impl Idle {
+    fn spawn(n: usize) -> Idle {
+        // the fd limit as high as it may go (the VMs' soft limit is 1024)
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: plain syscalls on a local struct.
+        unsafe {
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+        let mut v = Idle(Vec::with_capacity(n));
+        for i in 0..n {
+            let mut c = Command::new("sleep")
+                .arg("3600")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap_or_else(|e| panic!("spawning idle piped process {i} of {n}: {e}"));
+            // keep neither end: the pipes stay open in the child only
+            drop(c.stdin.take());
+            drop(c.stdout.take());
+            v.0.push(c.id() as i32);
+        }
+        v
+    }
+}
+
+impl Drop for Idle {
+    fn drop(&mut self) {
+        // SAFETY: signalling and reaping our own children, by pid.
+        for &pid in &self.0 {
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        for &pid in &self.0 {
+            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        }
+    }
+}
+
+/// The sum of `key` over the log's `drops` lines that are not final (the
+/// periodic deltas) or, with `final_`, the final totals line's.
+fn dropped(evs: &[Value], key: &str, final_: bool) -> u64 {
+    evs.iter()
+        .filter(|e| e["kind"] == "drops" && e["final"] == final_)
+        .map(|e| e["other"][key].as_u64().unwrap_or(0))
+        .sum()
+}
+
+fn hints(evs: &[Value]) -> String {
+    evs.iter().filter(|e| e["kind"] == "drops").filter_map(|e| e["hint"].as_str()).collect::<Vec<_>>().join("\n")
+}
+
+/// The test's own file read through a server the daemon found: the
+/// daemon was watching (positive control).
+fn assert_server_found(evs: &[Value], target: &std::path::Path) {
+    let found = evs.iter().any(|e| {
+        e["kind"] == "rpc" && e["tool"] == "read_text_file" && e["arguments"]["path"] == target.display().to_string()
+    });
+    assert!(found, "the MCP server's call was logged (the server was found)");
+}
+
+fn daemon_starts_with_idle_piped_processes_running(n: usize, name: &str) {
+    let d = scratch(name);
+    let idle = Idle::spawn(n);
+    let target = d.join("notes.txt");
+    std::fs::write(&target, "x\n").unwrap();
+    // default tables: every one of them fits
+    let daemon = Daemon::start(&d, "");
+    let err = daemon.stderr_text();
+    assert!(!err.contains("could not track"), "the default tables hold {n} piped processes: {err}");
+    run_client(&mut client(&d, json!([{"call": "read_text_file", "arguments": {"path": target}}])));
+    let (status, evs) = daemon.stop();
+    drop(idle);
+    assert_eq!(status, 0);
+    assert_server_found(&evs, &target);
+    assert_eq!(dropped(&evs, "startup_processes_untracked", true), 0);
+    assert_eq!(dropped(&evs, "candidates_untracked", true), 0, "{}", hints(&evs));
+}
+
+/// Regression: with 2,100 such processes already running, `run` failed to
+/// start ("map CHANNELS: bpf_map_update_elem failed: Argument list too
+/// long") while seeding from /proc.
+#[test]
+fn tables_daemon_starts_with_2100_idle_piped_processes_running() {
+    daemon_starts_with_idle_piped_processes_running(2100, "tables-2100");
+}
+
+#[test]
+fn tables_daemon_starts_with_20000_idle_piped_processes_running() {
+    daemon_starts_with_idle_piped_processes_running(20000, "tables-20000");
+}
+
+/// Tables too small for the processes already running: the daemon starts
+/// anyway, says how many it could not track and which setting to raise,
+/// on stderr and in a `drops` line.
+#[test]
+fn tables_too_small_at_start_the_daemon_starts_and_says_what_it_could_not_track() {
+    let d = scratch("tables-small-start");
+    let idle = Idle::spawn(2100);
+    let daemon = Daemon::start_with(&d, "", &["--max-channels", "1024", "--max-watched", "1024"]);
+    let err = daemon.stderr_text();
+    assert!(err.contains("could not track") && err.contains("--max-channels"), "{err}");
+    let (status, evs) = daemon.stop();
+    drop(idle);
+    assert_eq!(status, 0);
+    // 2,100 candidates need 4,200 channel slots: at least 1,588 did not fit
+    let n = dropped(&evs, "startup_processes_untracked", true);
+    assert!(n >= 2100 - 512, "untracked counted in the final drops line: {n}\n{}", hints(&evs));
+    assert!(hints(&evs).contains("--max-channels"), "{}", hints(&evs));
+}
+
+/// 2,200 idle piped processes started under the daemon, then a real MCP
+/// server: with the default tables it is found; with tables too small for
+/// them, the candidates that did not fit are counted in `drops` (kernel
+/// side: the channel inserts refused) with the setting to raise.
+#[test]
+fn tables_2200_idle_piped_processes_then_a_real_server_is_found() {
+    let d = scratch("tables-2200");
+    let target = d.join("notes.txt");
+    std::fs::write(&target, "y\n").unwrap();
+    let daemon = Daemon::start(&d, "");
+    let idle = Idle::spawn(2200);
+    run_client(&mut client(&d, json!([{"call": "read_text_file", "arguments": {"path": target}}])));
+    let (status, evs) = daemon.stop();
+    drop(idle);
+    assert_eq!(status, 0);
+    assert_server_found(&evs, &target);
+    assert_eq!(dropped(&evs, "candidates_untracked", true), 0, "{}", hints(&evs));
+}
+
+#[test]
+fn tables_2200_idle_piped_processes_in_small_tables_the_loss_is_counted() {
+    let d = scratch("tables-2200-small");
+    let daemon = Daemon::start_with(&d, "", &["--max-channels", "1024"]);
+    let idle = Idle::spawn(2200);
+    let (status, evs) = daemon.stop();
+    drop(idle);
+    assert_eq!(status, 0);
+    let lost = dropped(&evs, "candidates_untracked", true);
+    let refused = dropped(&evs, "channel_map_full", true);
+    // at most 1,024 slots: at least 2,200 - 512 candidates did not fit
+    assert!(lost >= 2200 - 512 && refused >= lost, "untracked {lost}, refused {refused}\n{}", hints(&evs));
+    let h = hints(&evs);
+    assert!(h.contains("could not track") && h.contains("--max-channels"), "{h}");
+}
+
+/// Part 6: a ring smaller than one record can never deliver one.
+#[test]
+fn tables_a_4k_ring_is_refused_by_check_config_and_exec() {
+    let d = scratch("tables-ring");
+    let config = d.join("config.toml");
+    std::fs::write(&config, "[sensor]\nring_buffer_size = \"4K\"\n").unwrap();
+    let out = Command::new(sensor_bin()).args(["run", "--check-config", "--config"]).arg(&config).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("smaller than one kernel record") && err.contains("minimum"), "{err}");
+    let out = Command::new(sensor_bin()).args(["run", "--check-config", "--ring-buffer-size", "4K"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--ring-buffer-size") && err.contains("minimum"), "{err}");
+    std::fs::write(&config, "[sensor]\nqueue_bytes = 0\n").unwrap();
+    let out = Command::new(sensor_bin()).args(["run", "--check-config", "--config"]).arg(&config).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("queue_bytes") && err.contains("minimum"), "{err}");
+    let out = Command::new(sensor_bin()).args(["exec", "--ring-buffer-size", "4K", "--", "true"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("smaller than one kernel record"), "{err}");
+    // and the valid defaults are still valid (positive control)
+    let out = Command::new(sensor_bin()).args(["run", "--check-config"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Part 3: a payload run from 5 KiB deep under the scratch directory (in
+/// /tmp): its exec path lost its leading components, so it is flagged
+/// `path_truncated` and shown as `…/dddd/…/payload`, never as an absolute
+/// path it is not; the basename is kept.
+#[test]
+fn tables_a_5k_deep_payload_is_flagged_truncated_and_keeps_its_basename() {
+    let d = scratch("tables-deep");
+    // relative mkdir/chdir: a shell's `cd` gives up past PATH_MAX
+    let script = "import os, shutil, subprocess, sys\nos.chdir(sys.argv[1])\nfor _ in range(1000):\n    os.makedirs('dddd', exist_ok=True)\n    os.chdir('dddd')\nshutil.copy('/bin/true', 'payload')\nr = subprocess.run(['./payload']).returncode\nos.remove('payload')\nfor _ in range(1000):\n    os.chdir('..')\n    os.rmdir('dddd')\nsys.exit(r)\n";
+    let r = exec(&d, &["/usr/bin/python3", "-c", script, d.to_str().unwrap()]);
+    assert!(r.out.status.success(), "{}", String::from_utf8_lossy(&r.out.stderr));
+    let execs: Vec<&Value> = r.events.iter().filter(|e| e["kind"] == "exec" && e["exe"].as_str().unwrap_or("").ends_with("/payload")).collect();
+    assert_eq!(execs.len(), 1, "the payload's exec is logged (positive control)");
+    let e = execs[0];
+    let exe = e["exe"].as_str().unwrap();
+    assert!(exe.starts_with("…/dddd/"), "a cut path does not look absolute: {exe}");
+    assert!(e["file_flags"].as_array().unwrap().iter().any(|f| f == "path_truncated"), "{e}");
+}
