@@ -297,6 +297,13 @@ impl Session {
         let Value::Object(mut obj) = value else {
             return self.malformed(meta, "not JSON-RPC: not an object".into(), out);
         };
+        // JSON-RPC 2.0 (and so MCP) requires `"jsonrpc": "2.0"` in every
+        // message. Without this check, JSON lines that merely carry `method`
+        // and `id` keys (this sensor's own event log piped through `grep`)
+        // were taken for MCP requests and their pipeline confirmed as servers.
+        if obj.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+            return self.malformed(meta, r#"not JSON-RPC: no "jsonrpc": "2.0" member"#.into(), out);
+        }
         let id = obj.remove("id");
         match obj.remove("method") {
             Some(Value::String(method)) => {

@@ -227,6 +227,9 @@ fn non_jsonrpc_json_is_malformed() {
         b"{\"id\":1}\n",
         b"{\"method\":5,\"id\":1}\n",
         b"[1]\n",
+        // an event line of this sensor's own log: `method` and `id`, no `jsonrpc`
+        b"{\"kind\":\"rpc\",\"method\":\"server/discover\",\"id\":1}\n",
+        b"{\"jsonrpc\":\"1.0\",\"method\":\"tools/list\",\"id\":1}\n",
     ] {
         let out = send_raw(&mut s, S2C, text, 1);
         assert!(
@@ -235,7 +238,7 @@ fn non_jsonrpc_json_is_malformed() {
             String::from_utf8_lossy(text)
         );
     }
-    assert_eq!(s.stats().malformed, 5);
+    assert_eq!(s.stats().malformed, 7);
 }
 
 #[test]
