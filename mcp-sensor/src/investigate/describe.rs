@@ -57,7 +57,10 @@ pub fn describe(ev: &Value) -> (String, bool) {
                 text.push_str(&format!(" (script {script})"));
             }
             // what the file is, whatever it is called: a copy of bash, busybox's sh
-            if let Some(name) = ev.get("exe_is").and_then(|e| e.get("name")).and_then(Value::as_str) {
+            // (left out when the file is called what it is: /usr/bin/dash is dash)
+            let exe_name = s(ev, "exe").and_then(|e| e.rsplit('/').next());
+            let is = ev.get("exe_is").and_then(|e| e.get("name")).and_then(Value::as_str);
+            if let Some(name) = is.filter(|n| Some(*n) != exe_name) {
                 let by = ev["exe_is"].get("by").and_then(Value::as_str).unwrap_or("?");
                 text.push_str(&format!(" [is {name}, by {by}]"));
             }
@@ -155,8 +158,10 @@ mod tests {
         assert_eq!(describe(&json!({"kind":"truncate","op":"ftruncate","path":"/w/.bashrc","ret":0})).0, "ftruncate /w/.bashrc");
         let alias = json!({"kind":"open","path":"/p/k","canonical_path":"/h/.ssh/id_x","flags":["O_RDONLY"],"ret":3});
         assert_eq!(describe(&alias).0, "/p/k = /h/.ssh/id_x (O_RDONLY)");
-        let copy = json!({"kind":"exec","argv":["/h/.cache/x","-c","id"],"exe_is":{"name":"bash","by":"content"}});
+        let copy = json!({"kind":"exec","argv":["/h/.cache/x","-c","id"],"exe":"/h/.cache/x","exe_is":{"name":"bash","by":"content"}});
         assert_eq!(describe(&copy).0, "/h/.cache/x -c id [is bash, by content]");
+        let sh = json!({"kind":"exec","argv":["/bin/sh","-c","id"],"exe":"/usr/bin/dash","exe_is":{"name":"dash","by":"identity"}});
+        assert_eq!(describe(&sh).0, "/bin/sh -c id");
         let send = json!({"kind":"connect","family":"inet","addr":"169.254.169.254","port":80,"op":"sendto","ret":-1,"error":"EPERM"});
         assert_eq!(describe(&send), ("169.254.169.254:80 (sendto) -> EPERM".into(), true));
         let vm = json!({"kind":"ptrace","syscall":"process_vm_readv","target_pid":42,"ret":4});
