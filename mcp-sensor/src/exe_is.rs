@@ -196,12 +196,17 @@ impl Classifier {
     fn by_content(&mut self, x: &ExecFacts<'_>) -> Option<usize> {
         let proc_exe = format!("/proc/{}/exe", x.pid);
         let open = |p: &str| std::fs::File::open(p).ok();
+        // `/proc/<pid>/exe` is the process's image when the agent looks, which a
+        // later exec of the same pid may already have replaced (`env bash ...`:
+        // env's exec read as bash): only a file with the event's identity is
+        // this exec's file.
+        let this_exec = |f: &std::fs::File| f.metadata().is_ok_and(|m| m.dev() == x.dev && m.ino() == x.ino);
         let f = if x.refused {
             open(x.exe)
         } else if x.fileless {
             open(&proc_exe)
         } else {
-            open(&proc_exe).or_else(|| open(x.exe))
+            open(&proc_exe).filter(this_exec).or_else(|| open(x.exe).filter(this_exec))
         }?;
         let m = f.metadata().ok()?;
         let size = m.len();
@@ -286,6 +291,31 @@ mod tests {
         assert_eq!(got(&mut c, &bb_copy, &sh), want, "a renamed copy run as sh");
         assert_eq!(got(&mut c, &busybox, &argv(&["/tmp/busybox", "sh", "-c", "id"])), want);
         assert_eq!(got(&mut c, &busybox, &argv(&["busybox"])), None, "no applet named");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_later_image_of_the_pid_is_not_this_exec() {
+        // `env bash`: the agent sees env's exec after the pid became bash
+        let d = tmpdir("later");
+        let env = d.join("env");
+        std::fs::write(&env, b"not a shell").unwrap();
+        let mut c = Classifier::from_files(&argv(&["sleep"]), |_| vec![PathBuf::from("/bin/sleep")]);
+        assert_eq!(c.known().count(), 1, "/bin/sleep is there");
+        let mut child = std::process::Command::new("/bin/sleep").arg("30").spawn().unwrap();
+        let m = std::fs::metadata(&env).unwrap();
+        let a = argv(&["env", "sleep", "30"]);
+        let x = ExecFacts { pid: child.id(), exe: env.to_str().unwrap(), dev: m.dev(), ino: m.ino(), argv: &a, fileless: false, refused: false };
+        let got = c.classify(&x);
+        // positive control: the same pid, asked about the file it does run, is sleep
+        let s = std::fs::metadata("/proc/self/exe").map(|_| std::fs::metadata(format!("/proc/{}/exe", child.id())).unwrap()).unwrap();
+        let b = argv(&["sleep", "30"]);
+        let y = ExecFacts { pid: child.id(), exe: "/bin/sleep", dev: s.dev(), ino: s.ino(), argv: &b, fileless: false, refused: false };
+        let control = c.classify(&y);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(got, None, "env's exec is not sleep because its pid runs sleep now");
+        assert!(matches!(control, Some(ExeIs { ref name, .. }) if name == "sleep"), "{control:?}");
         let _ = std::fs::remove_dir_all(&d);
     }
 
