@@ -296,6 +296,31 @@ mod tests {
     }
 
     #[test]
+    fn a_later_image_of_the_pid_is_not_this_exec() {
+        // `env bash`: the agent sees env's exec after the pid became bash
+        let d = tmpdir("later");
+        let env = d.join("env");
+        std::fs::write(&env, b"not a shell").unwrap();
+        let mut c = Classifier::from_files(&argv(&["sleep"]), |_| vec![PathBuf::from("/bin/sleep")]);
+        assert_eq!(c.known().count(), 1, "/bin/sleep is there");
+        let mut child = std::process::Command::new("/bin/sleep").arg("30").spawn().unwrap();
+        let m = std::fs::metadata(&env).unwrap();
+        let a = argv(&["env", "sleep", "30"]);
+        let x = ExecFacts { pid: child.id(), exe: env.to_str().unwrap(), dev: m.dev(), ino: m.ino(), argv: &a, fileless: false, refused: false };
+        let got = c.classify(&x);
+        // positive control: the same pid, asked about the file it does run, is sleep
+        let s = std::fs::metadata("/proc/self/exe").map(|_| std::fs::metadata(format!("/proc/{}/exe", child.id())).unwrap()).unwrap();
+        let b = argv(&["sleep", "30"]);
+        let y = ExecFacts { pid: child.id(), exe: "/bin/sleep", dev: s.dev(), ino: s.ino(), argv: &b, fileless: false, refused: false };
+        let control = c.classify(&y);
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(got, None, "env's exec is not sleep because its pid runs sleep now");
+        assert!(matches!(control, Some(ExeIs { ref name, .. }) if name == "sleep"), "{control:?}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn cache_is_bounded_and_counts_evictions() {
         let d = tmpdir("cache");
         let bash = d.join("bash");

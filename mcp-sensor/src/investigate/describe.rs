@@ -56,10 +56,22 @@ pub fn describe(ev: &Value) -> (String, bool) {
             if let Some(script) = s(ev, "script") {
                 text.push_str(&format!(" (script {script})"));
             }
+            // what the file is, whatever it is called: a copy of bash, busybox's sh
+            // (left out when the file is called what it is: /usr/bin/dash is dash)
+            let exe_name = s(ev, "exe").and_then(|e| e.rsplit('/').next());
+            let is = ev.get("exe_is").and_then(|e| e.get("name")).and_then(Value::as_str);
+            if let Some(name) = is.filter(|n| Some(*n) != exe_name) {
+                let by = ev["exe_is"].get("by").and_then(Value::as_str).unwrap_or("?");
+                text.push_str(&format!(" [is {name}, by {by}]"));
+            }
             (text, false)
         }
         "open" => {
             let mut text = s(ev, "path").unwrap_or("?").to_string();
+            // another name of a file the rules know (hard link, bind mount, handle)
+            if let Some(canonical) = s(ev, "canonical_path") {
+                text.push_str(&format!(" = {canonical}"));
+            }
             let flags = join_strings(ev.get("flags"), "|");
             if !flags.is_empty() {
                 text.push_str(&format!(" ({flags})"));
@@ -84,9 +96,19 @@ pub fn describe(ev: &Value) -> (String, bool) {
                 (None, _, Some(path)) => format!("unix {path}"),
                 _ => family.to_string(),
             };
+            // a destination reached without connect(2): sendto, TCP Fast Open, io_uring
+            let text = match s(ev, "op") {
+                Some(op) if op != "connect" => format!("{text} ({op})"),
+                _ => text,
+            };
             // a non-blocking connect says EINPROGRESS and goes on
             let failed = ret_failed(ev) && s(ev, "error") != Some("EINPROGRESS");
             (with_error(text, ev), failed)
+        }
+        "ptrace" => {
+            let call = s(ev, "request").or(s(ev, "syscall")).unwrap_or("ptrace");
+            let text = format!("{call} pid {}", ev.get("target_pid").unwrap_or(&Value::Null));
+            (with_error(text, ev), ret_failed(ev))
         }
         "fork" => (format!("child {}", ev.get("child_pid").unwrap_or(&Value::Null)), false),
         "exit" => match (ev.get("signal").and_then(Value::as_i64), ev.get("code").and_then(Value::as_i64)) {
@@ -134,5 +156,15 @@ mod tests {
         let rename = json!({"kind":"rename","op":"rename","path":"/w/CLAUDE.md","source":"/w/CLAUDE.md.ab.tmp","ret":-1,"error":"EPERM"});
         assert_eq!(describe(&rename), ("rename /w/CLAUDE.md.ab.tmp -> /w/CLAUDE.md -> EPERM".into(), true));
         assert_eq!(describe(&json!({"kind":"truncate","op":"ftruncate","path":"/w/.bashrc","ret":0})).0, "ftruncate /w/.bashrc");
+        let alias = json!({"kind":"open","path":"/p/k","canonical_path":"/h/.ssh/id_x","flags":["O_RDONLY"],"ret":3});
+        assert_eq!(describe(&alias).0, "/p/k = /h/.ssh/id_x (O_RDONLY)");
+        let copy = json!({"kind":"exec","argv":["/h/.cache/x","-c","id"],"exe":"/h/.cache/x","exe_is":{"name":"bash","by":"content"}});
+        assert_eq!(describe(&copy).0, "/h/.cache/x -c id [is bash, by content]");
+        let sh = json!({"kind":"exec","argv":["/bin/sh","-c","id"],"exe":"/usr/bin/dash","exe_is":{"name":"dash","by":"identity"}});
+        assert_eq!(describe(&sh).0, "/bin/sh -c id");
+        let send = json!({"kind":"connect","family":"inet","addr":"169.254.169.254","port":80,"op":"sendto","ret":-1,"error":"EPERM"});
+        assert_eq!(describe(&send), ("169.254.169.254:80 (sendto) -> EPERM".into(), true));
+        let vm = json!({"kind":"ptrace","syscall":"process_vm_readv","target_pid":42,"ret":4});
+        assert_eq!(describe(&vm), ("process_vm_readv pid 42".into(), false));
     }
 }
