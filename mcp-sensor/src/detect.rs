@@ -198,13 +198,12 @@ impl Detector {
         }
         let id = FileId { dev: crate::abi::user_to_kdev(u64::from(*dev)), ino: *ino };
         if self.rules.names_open_path(path) {
-            if self.known.learn(id, path, KnownSource::Open) && self.enforcer.is_some() {
-                // the kernel claims it now, unless it did so within the
-                // last second (a burst of new files: the next refresh)
-                if self.last_install.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+            if self.known.learn(id, path, KnownSource::Open) {
+                if let Some(e) = self.enforcer.as_mut() {
+                    // the kernel claims this file now (one map entry); the
+                    // full compile follows at the next refresh
+                    e.claim_learned(&self.rules, std::path::Path::new(path.as_str()));
                     self.kernel_stale = true;
-                } else {
-                    self.install_enforcement();
                 }
             }
             return;

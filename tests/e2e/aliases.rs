@@ -116,3 +116,53 @@ fn kernel_alias_a_hard_link_in_a_servers_home_is_stopped_before_any_open_of_the_
     assert!(a["decided_by"].as_str().is_some_and(|d| d.starts_with("kernel")), "the kernel decided, at the open: {a}");
     run.final_drops();
 }
+
+#[test]
+fn kernel_alias_a_link_to_a_key_no_scan_found_is_stopped_once_the_key_was_opened() {
+    let d = scratch("alias-learned");
+    // the key is in no home the sensor scans (the tree's HOME is another
+    // directory): only its open by name teaches its identity
+    let (_home, key, secret) = home_with_key(&d);
+    let empty_home = d.join("empty-home");
+    std::fs::create_dir_all(&empty_home).unwrap();
+    let link = d.join("notes-link");
+    std::fs::hard_link(&key, &link).unwrap();
+    let (go, go2) = (d.join("go"), d.join("go2"));
+    let events = d.join("events.jsonl");
+    let script = format!(
+        "{wait}; cat {k} > /dev/null; echo first=$?; {wait2}; cat {l}; echo second=$?; echo benign",
+        wait = wait_sh(&go),
+        wait2 = wait_sh(&go2),
+        k = key.display(),
+        l = link.display()
+    );
+    let child = exec_command(&d, &events)
+        .env("HOME", &empty_home)
+        .args(["--enforce", "--", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mcp-sensor exec");
+    wait_for_event(&events, "the watched tree's first event", |e| e["kind"] == "exec" || e["kind"] == "open");
+    std::fs::write(&go, "").unwrap();
+    // the agent has judged the open of the key by its name (and learned it)
+    wait_for_event(&events, "the key's read stopped", |e| e["kind"] == "alert" && e["rule"] == "ssh-key-read");
+    std::fs::write(&go2, "").unwrap();
+    let out = child.wait_with_output().expect("mcp-sensor exec");
+    let run = Run { events: read_events(&events), out };
+    let stdout = run.stdout();
+    assert_no_leak(&stdout, &secret, "the watched command's output");
+    assert!(stdout.contains("benign"), "the tree ran on: {stdout}\n{}", run.describe());
+    assert!(!stdout.contains("second=0"), "the link's read was stopped: {stdout}");
+    let a = key_alerts(&run, "cat");
+    let by_name: Vec<&&Value> = a.iter().filter(|a| a["event"]["path"] == key.display().to_string()).collect();
+    assert_eq!(by_name.len(), 1, "the control: the key by its name\n{}", run.describe());
+    let by_link: Vec<&&Value> = a.iter().filter(|a| a["event"]["path"] == link.display().to_string()).collect();
+    assert_eq!(by_link.len(), 1, "{}", run.describe());
+    let l = by_link[0];
+    assert_eq!(l["event"]["canonical_path"], key.display().to_string(), "{l}");
+    assert!(l["action"] == "killed" || l["action"] == "denied", "{l}");
+    assert!(l["decided_by"].as_str().is_some_and(|d| d.starts_with("kernel")), "the kernel decided the link's open, at once: {l}");
+    run.final_drops();
+}

@@ -223,6 +223,18 @@ impl KernelMaps {
         Ok(())
     }
 
+    /// Forbidden files, now (an identity the agent just learned from an
+    /// open): in the kernel map and in `current`, like [`Self::add_exec`].
+    pub fn add_files(&mut self, files: &std::collections::HashMap<FileId, Verdict>) -> Result<(), MapError> {
+        for (id, v) in files {
+            if self.current.files.get(id) != Some(v) {
+                self.files.insert(fkey(id), verdict(v), 0)?;
+                self.current.files.insert(*id, *v);
+            }
+        }
+        Ok(())
+    }
+
     pub fn current(&self) -> &Tables {
         &self.current
     }

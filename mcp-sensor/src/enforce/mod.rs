@@ -233,6 +233,32 @@ impl Enforcer {
         }
     }
 
+    /// A file an open rule names, whose identity the agent just learned
+    /// from an open (rules/known.rs): its verdicts go into the kernel's
+    /// file deny map now, so a hard link or bind mount of it is stopped in
+    /// the kernel from the next open on, not only after the next full
+    /// compile (which keeps it: it is among `learned_files`). `true` when
+    /// the kernel map has it.
+    pub fn claim_learned(&mut self, rules: &RuleSet, path: &std::path::Path) -> bool {
+        let Ok(m) = std::fs::metadata(path) else { return false };
+        let id = crate::rules::FileId::from_stat(std::os::unix::fs::MetadataExt::dev(&m), std::os::unix::fs::MetadataExt::ino(&m));
+        let t = compile(rules, &[], &[path.to_path_buf()]);
+        let files: std::collections::HashMap<_, _> = t.files.into_iter().filter(|(k, _)| *k == id).collect();
+        if files.is_empty() {
+            return false;
+        }
+        if !self.learned_files.iter().any(|p| p == path) {
+            self.learned_files.push(path.to_path_buf());
+        }
+        match self.maps.add_files(&files) {
+            Ok(()) => true,
+            Err(e) => {
+                crate::say!("mcp-sensor: enforce: adding a learned file to the kernel's deny map failed: {e} (the agent still kills; the next compile retries)");
+                false
+            }
+        }
+    }
+
     /// The deny tables now in the kernel.
     pub fn tables(&self) -> &Tables {
         self.maps.current()
