@@ -72,9 +72,20 @@ pub(super) struct Recent {
 
 impl Recent {
     /// Keyed hash of `v`'s JSON text, without making the text.
+    /// The event's fields but `host`, which the log line carries and the
+    /// alert's copy of the event does not (output.rs adds it per line).
     fn hash(&self, v: &Value) -> u64 {
         let mut h = self.key.build_hasher();
-        serde_json::to_writer(HashWriter(&mut h), v).expect("a parsed value serializes");
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m.iter().filter(|(k, _)| k.as_str() != "host") {
+                    std::hash::Hasher::write(&mut h, k.as_bytes());
+                    std::hash::Hasher::write_u8(&mut h, 0xff);
+                    serde_json::to_writer(HashWriter(&mut h), x).expect("a parsed value serializes");
+                }
+            }
+            _ => serde_json::to_writer(HashWriter(&mut h), v).expect("a parsed value serializes"),
+        }
         h.finish()
     }
 
@@ -125,6 +136,9 @@ mod tests {
         let copy: Value = serde_json::from_str(r#"{"pid":1,"path":"/a","kind":"open"}"#).unwrap();
         assert_eq!(r.find(&copy), vec![loc(1, 0), loc(2, 0)]);
         assert!(r.find(&json!({"kind": "open", "path": "/c"})).is_empty());
+        // the line's `host` is not part of the event the alert copied
+        r.remember(&json!({"kind": "open", "path": "/d", "host": {"name": "h"}}), vec![loc(3, 0)]);
+        assert_eq!(r.find(&json!({"kind": "open", "path": "/d"})), vec![loc(3, 0)]);
     }
 
     #[test]
