@@ -14,8 +14,8 @@
 //! - git with a shell-script pre-commit hook, `git commit` in a call.
 //!
 //! And what must still alert, in the same shim layout: `sh -c` started by
-//! the shimmed python (1 alert), a script in /tmp run by bash (1 alert,
-//! `unexpected-shell`). Under `--enforce` the shim runs and `sh -c` is
+//! the shimmed python (1 alert), a script in /tmp run by bash (2 alerts,
+//! `unexpected-shell` and `exec-from-temp`). Under `--enforce` the shim runs and `sh -c` is
 //! killed in the kernel before its first instruction.
 
 use crate::harness::*;
@@ -187,9 +187,12 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
     assert_eq!(a[0]["rule"], "unexpected-shell", "{}", a[0]);
     assert_eq!(a[0]["event"]["shell_mode"], "command", "{}", a[0]);
     let a = alerts_of(run, &ids[n_benign + 1]);
-    assert_eq!(a.len(), 1, "bash /tmp/x.sh: one alert {a:#?}");
-    assert_eq!(a[0]["rule"], "unexpected-shell", "{}", a[0]);
-    assert_eq!(a[0]["event"]["script"], tmp_script.display().to_string(), "{}", a[0]);
+    let mut rules: Vec<&str> = a.iter().filter_map(|a| a["rule"].as_str()).collect();
+    rules.sort();
+    assert_eq!(rules, ["exec-from-temp", "unexpected-shell"], "bash /tmp/x.sh: one alert per rule {a:#?}");
+    for a in &a {
+        assert_eq!(a["event"]["script"], tmp_script.display().to_string(), "{a}");
+    }
     let execs = run.of_kind("exec").count();
     println!("benign corpus: {n_benign} tool calls, {execs} execs in the run, 0 alerts on them (canary: {requests} requests)");
     let _ = std::fs::remove_dir_all(&home);

@@ -405,11 +405,11 @@ fn shells_by_what_they_run_version_manager_scripts_are_quiet() {
     fires(&s, &shell(&["sh", "-c", "id"], None), "unexpected-shell");
     fires(&s, &shell(&["bash"], None), "unexpected-shell");
     fires(&s, &shell(&["bash", "-i"], None), "unexpected-shell");
-    // `bash /tmp/x.sh`: one alert, unexpected-shell's; exec-from-temp
-    // keeps its own (a program in /tmp, a `#!` script's interpreter)
+    // `bash /tmp/x.sh`: both rules (exec-from-temp must not depend on
+    // unexpected-shell's first-request and allowed-server conditions)
     let tmp = shell(&["bash", "/tmp/x.sh"], Some("anyone"));
     fires(&s, &tmp, "unexpected-shell");
-    quiet(&s, &tmp, "exec-from-temp");
+    fires(&s, &tmp, "exec-from-temp");
     let trusted_tmp = shell(&["bash", "/tmp/.pyenv/libexec/pyenv"], Some("user"));
     fires(&s, &trusted_tmp, "unexpected-shell");
     fires(&s, &exec("/usr/bin/python3", &["/usr/bin/python3", "/tmp/x.py"], Some("/tmp/x.py")), "exec-from-temp");
