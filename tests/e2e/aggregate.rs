@@ -139,7 +139,7 @@ fn read_dir_events(dir: &Path, prefix: &str) -> Vec<Value> {
 }
 
 #[test]
-fn daemon_flood_next_to_a_quiet_server_keeps_the_quiet_alert_and_investigate_shows_it() {
+fn alone_daemon_flood_next_to_a_quiet_server_keeps_the_quiet_alert_and_investigate_shows_it() {
     let d = scratch("agg-flood");
     // a log of 2 x 64 KiB: the flood rotates it many times over
     let daemon = Daemon::start(&d, "max_file_size = \"64KiB\"\nmax_files = 2\nserver_events_per_sec = 2000\n");

@@ -101,12 +101,12 @@ fn daemon_starts_with_idle_piped_processes_running(n: usize, name: &str) {
 /// start ("map CHANNELS: bpf_map_update_elem failed: Argument list too
 /// long") while seeding from /proc.
 #[test]
-fn tables_daemon_starts_with_2100_idle_piped_processes_running() {
+fn alone_tables_daemon_starts_with_2100_idle_piped_processes_running() {
     daemon_starts_with_idle_piped_processes_running(2100, "tables-2100");
 }
 
 #[test]
-fn tables_daemon_starts_with_20000_idle_piped_processes_running() {
+fn alone_tables_daemon_starts_with_20000_idle_piped_processes_running() {
     daemon_starts_with_idle_piped_processes_running(20000, "tables-20000");
 }
 
@@ -114,7 +114,7 @@ fn tables_daemon_starts_with_20000_idle_piped_processes_running() {
 /// anyway, says how many it could not track and which setting to raise,
 /// on stderr and in a `drops` line.
 #[test]
-fn tables_too_small_at_start_the_daemon_starts_and_says_what_it_could_not_track() {
+fn alone_tables_too_small_at_start_the_daemon_starts_and_says_what_it_could_not_track() {
     let d = scratch("tables-small-start");
     let idle = Idle::spawn(2100);
     let daemon = Daemon::start_with(&d, "", &["--max-channels", "1024", "--max-watched", "1024"]);
@@ -134,7 +134,7 @@ fn tables_too_small_at_start_the_daemon_starts_and_says_what_it_could_not_track(
 /// them, the candidates that did not fit are counted in `drops` (kernel
 /// side: the channel inserts refused) with the setting to raise.
 #[test]
-fn tables_2200_idle_piped_processes_then_a_real_server_is_found() {
+fn alone_tables_2200_idle_piped_processes_then_a_real_server_is_found() {
     let d = scratch("tables-2200");
     let target = d.join("notes.txt");
     std::fs::write(&target, "y\n").unwrap();
@@ -149,7 +149,7 @@ fn tables_2200_idle_piped_processes_then_a_real_server_is_found() {
 }
 
 #[test]
-fn tables_2200_idle_piped_processes_in_small_tables_the_loss_is_counted() {
+fn alone_tables_2200_idle_piped_processes_in_small_tables_the_loss_is_counted() {
     let d = scratch("tables-2200-small");
     let daemon = Daemon::start_with(&d, "", &["--max-channels", "1024"]);
     let idle = Idle::spawn(2200);

@@ -89,7 +89,18 @@ fn e2e(filter: Option<&str>) -> Result<Vec<suites::Suite>> {
     // release: the VM matrix runs the same build
     let mut args = vec!["test", "--release", "-p", "mcp-sensor", "--test", "e2e", "--"];
     args.extend(filter);
+    if filter.is_none() {
+        args.extend(["--skip", "alone_"]);
+    }
     let mut out = vec![suites::cargo_suite("e2e", &args)?];
+    if filter.is_none() {
+        // tests that load the whole host (thousands of processes, a flood)
+        // or judge what a host-wide daemon logs: one at a time, after the rest
+        out.push(suites::cargo_suite(
+            "e2e-alone",
+            &["test", "--release", "-p", "mcp-sensor", "--test", "e2e", "--", "alone_", "--test-threads=1"],
+        )?);
+    }
     if filter.is_none_or(|f| "kernel_".contains(f) || f.starts_with("kernel")) {
         // the compat object (5.10-5.16) on this kernel too, on every run
         out.push(suites::cargo_suite_env(
