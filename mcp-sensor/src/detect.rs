@@ -61,8 +61,6 @@ pub struct Detector {
     /// An identity was learned from an open: the kernel's set follows at
     /// the next refresh.
     kernel_stale: bool,
-    /// When the kernel's maps were last compiled.
-    last_install: Option<std::time::Instant>,
     /// The programs rules name in `exe_is:`, found on this system; the
     /// pipeline classifies each exec with it before the event is written.
     pub exe_is: crate::exe_is::Classifier,
@@ -105,7 +103,6 @@ impl Detector {
             extra_homes: Vec::new(),
             homes_checked: Default::default(),
             kernel_stale: false,
-            last_install: None,
         };
         d.refresh_identities();
         d.scan_known();
@@ -159,7 +156,6 @@ impl Detector {
     pub fn install_enforcement(&mut self) {
         self.kernel_stale = false;
         if let Some(e) = self.enforcer.as_mut() {
-            self.last_install = Some(std::time::Instant::now());
             // one identity set: what the agent learned, the kernel claims
             e.extra_homes = self.extra_homes.clone();
             e.learned_files = self.known.learned_from_opens().map(PathBuf::from).collect();

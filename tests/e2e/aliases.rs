@@ -24,6 +24,23 @@ fn key_alerts<'a>(run: &'a Run, comm: &'a str) -> Vec<&'a Value> {
     run.of_kind("alert").filter(|a| a["rule"] == "ssh-key-read" && a["event"]["comm"] == comm).collect()
 }
 
+/// `mcp-sensor exec --enforce -- sh -c script` with `HOME` set for the
+/// tree's root; `go` is written once the tree's first event is in the
+/// log (written after that HOME was scanned).
+fn start_enforced(d: &Path, events: &Path, home: &Path, script: &str, go: &Path) -> std::process::Child {
+    let child = exec_command(d, events)
+        .env("HOME", home)
+        .args(["--enforce", "--", "sh", "-c", script])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run mcp-sensor exec");
+    wait_for_event(events, "the watched tree's first event", |e| e["kind"] == "exec" || e["kind"] == "open");
+    std::fs::write(go, "").unwrap();
+    child
+}
+
 #[test]
 fn kernel_alias_names_of_a_key_alert_as_the_key() {
     let d = scratch("alias-names");
@@ -89,17 +106,7 @@ fn kernel_alias_a_hard_link_in_a_servers_home_is_stopped_before_any_open_of_the_
         l = link.display(),
         home = home.display()
     );
-    let child = exec_command(&d, &events)
-        .env("HOME", &home) // the tree's root starts with it
-        .args(["--enforce", "--", "sh", "-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run mcp-sensor exec");
-    // the tree's first event is written after its HOME was scanned
-    wait_for_event(&events, "the watched tree's first event", |e| e["kind"] == "exec" || e["kind"] == "open");
-    std::fs::write(&go, "").unwrap();
+    let child = start_enforced(&d, &events, &home, &script, &go);
     let out = child.wait_with_output().expect("mcp-sensor exec");
     let run = Run { events: read_events(&events), out };
     let stdout = run.stdout();
@@ -136,16 +143,7 @@ fn kernel_alias_a_link_to_a_key_no_scan_found_is_stopped_once_the_key_was_opened
         k = key.display(),
         l = link.display()
     );
-    let child = exec_command(&d, &events)
-        .env("HOME", &empty_home)
-        .args(["--enforce", "--", "sh", "-c", &script])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run mcp-sensor exec");
-    wait_for_event(&events, "the watched tree's first event", |e| e["kind"] == "exec" || e["kind"] == "open");
-    std::fs::write(&go, "").unwrap();
+    let child = start_enforced(&d, &events, &empty_home, &script, &go);
     // the agent has judged the open of the key by its name (and learned it)
     wait_for_event(&events, "the key's read stopped", |e| e["kind"] == "alert" && e["rule"] == "ssh-key-read");
     std::fs::write(&go2, "").unwrap();
