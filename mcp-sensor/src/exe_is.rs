@@ -12,7 +12,9 @@
 //!   mtime) in a bounded cache ([`CACHE_MAX`], evictions counted). The file
 //!   read is `/proc/<pid>/exe` (a memfd or a deleted file has no other
 //!   name), or the exec'd path when the process is already gone or the exec
-//!   was refused.
+//!   was refused. On an overlayfs whose stat(2) shows the real layer's
+//!   (dev, ino) rather than the overlay inode's the kernel saw, the
+//!   overlay's device and the path stand in for the identity check.
 //! - **applet**: a busybox or toybox binary (known either way) is what its
 //!   argv\[0]'s basename says (`argv[1]` for `busybox sh`).
 //!
@@ -198,17 +200,21 @@ impl Classifier {
         // only the exec'd file itself: by the time the agent reads it the
         // process may have exec'd again (`env` -> `bash`), and
         // /proc/<pid>/exe is then the next program
-        let open = |p: &str| {
+        let open = |p: &str, mounts: &str| {
             let f = std::fs::File::open(p).ok()?;
             let m = f.metadata().ok()?;
-            (m.dev() == x.dev && m.ino() == x.ino).then_some((f, m))
+            let same = (m.dev() == x.dev && m.ino() == x.ino)
+                || (overlay_dev(&f, mounts) == Some(x.dev) && (p == x.exe || readlink(p).as_deref() == Some(x.exe)));
+            same.then_some((f, m))
         };
+        let proc_mounts = format!("/proc/{}/mountinfo", x.pid);
+        let own_mounts = "/proc/self/mountinfo";
         let (f, m) = if x.refused {
-            open(x.exe)
+            open(x.exe, own_mounts)
         } else if x.fileless {
-            open(&proc_exe)
+            open(&proc_exe, &proc_mounts)
         } else {
-            open(&proc_exe).or_else(|| open(x.exe))
+            open(&proc_exe, &proc_mounts).or_else(|| open(x.exe, own_mounts))
         }?;
         let size = m.len();
         if !self.known.iter().any(|k| k.size == size) {
@@ -232,6 +238,47 @@ impl Classifier {
     }
 }
 
+fn readlink(p: &str) -> Option<String> {
+    std::fs::read_link(p).ok()?.into_os_string().into_string().ok()
+}
+
+/// The device (stat(2) encoding) of the overlayfs mount `f` is on, as the
+/// kernel's inode carries it; `None` when `f` is on no overlay.
+/// `mountinfo` is the mount table of the namespace `f` was opened in.
+///
+/// overlayfs whose layers are on different filesystems and without
+/// `xino` (Debian's 5.10 default) reports the real file's dev and ino to
+/// stat(2), while the kernel's exec record carries the overlay inode's:
+/// the (dev, ino) check cannot match there, so the caller checks the
+/// overlay's own device and the path instead (fs/overlayfs/inode.c,
+/// `ovl_getattr`; STATX_MNT_ID is Linux 5.8).
+fn overlay_dev(f: &std::fs::File, mountinfo: &str) -> Option<u64> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: statx writes at most size_of::<statx>() bytes into `sx`, and
+    // the empty path with AT_EMPTY_PATH names the open fd itself
+    let mut sx: libc::statx = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::statx(f.as_raw_fd(), c"".as_ptr(), libc::AT_EMPTY_PATH, libc::STATX_MNT_ID, &mut sx) };
+    if r != 0 || sx.stx_mask & libc::STATX_MNT_ID == 0 {
+        return None;
+    }
+    let text = std::fs::read_to_string(mountinfo).ok()?;
+    overlay_dev_in(&text, sx.stx_mnt_id)
+}
+
+/// The `maj:min` of mount `mnt_id` in a mountinfo text when its type is
+/// overlay (proc(5): `id parent maj:min root point options... - type ...`).
+fn overlay_dev_in(mountinfo: &str, mnt_id: u64) -> Option<u64> {
+    mountinfo.lines().find_map(|l| {
+        let mut f = l.split(' ');
+        (f.next()?.parse::<u64>().ok()? == mnt_id).then_some(())?;
+        let majmin = f.nth(1)?;
+        let fstype = l.split(" - ").nth(1)?.split(' ').next()?;
+        (fstype == "overlay").then_some(())?;
+        let (maj, min) = majmin.split_once(':')?;
+        Some(libc::makedev(maj.parse().ok()?, min.parse().ok()?))
+    })
+}
+
 /// The applet a multicall binary runs: argv\[0]'s basename (a login
 /// shell's leading `-` dropped), or argv\[1] when argv\[0] names the
 /// multicall binary itself (`busybox sh -c ...`).
@@ -252,6 +299,16 @@ mod tests {
     fn facts<'a>(exe: &'a str, m: &std::fs::Metadata, argv: &'a [String]) -> ExecFacts<'a> {
         // a pid that is not running: the path is read
         ExecFacts { pid: u32::MAX, exe, dev: m.dev(), ino: m.ino(), argv, fileless: false, refused: false }
+    }
+
+    #[test]
+    fn overlay_mounts_are_found_by_id_and_type() {
+        let mi = "26 1 0:21 / / ro,relatime shared:1 - virtiofs hostroot rw\n\
+                  31 26 0:31 / /root rw,relatime - overlay overlay rw,lowerdir=/a,upperdir=/b\n";
+        assert_eq!(overlay_dev_in(mi, 31), Some(libc::makedev(0, 31)));
+        assert_eq!(overlay_dev_in(mi, 26), None, "a mount of another type");
+        assert_eq!(overlay_dev_in(mi, 7), None, "no such mount");
+        assert_eq!(overlay_dev_in("garbage\n31 x\n", 31), None);
     }
 
     fn argv(a: &[&str]) -> Vec<String> {
