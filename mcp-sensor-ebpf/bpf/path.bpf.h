@@ -67,7 +67,11 @@ MS_LOOP_CB ms_walk_step(__u64 i, struct ms_walk *w)
 	struct dentry *mnt_root = BPF_CORE_READ(vfsmnt, mnt_root);
 	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
 
-	if (dentry == mnt_root || dentry == parent) {
+	/* a pseudo file's own dentry (memfd:NAME on the internal shmem
+	 * mount) is its own parent: its name is all the path it has, as
+	 * d_path()'s simple_dname() shows it (without " (deleted)") */
+	int own_name = i == 0 && dentry == parent && dentry != mnt_root && (st->flags & MS_F_PSEUDO);
+	if (!own_name && (dentry == mnt_root || dentry == parent)) {
 		if (dentry != mnt_root)
 			return 1; /* disconnected from its mount */
 		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);

@@ -159,7 +159,11 @@ fn kernel_bash_from_a_memfd_is_an_unexpected_shell() {
     let m: Vec<&Value> = run.of_kind("exec").filter(|e| e["argv"][0] == "x" && e["file_flags"] == json!(["pseudo"])).collect();
     assert_eq!(m.len(), 1, "the memfd exec\n{}", run.describe());
     assert_eq!(m[0]["exe_is"], json!({"name": "bash", "by": "content"}), "{}", m[0]);
+    // its own name, as /proc/<pid>/exe shows it (path.bpf.h), so `exe: "/memfd:*"` matches
+    assert_eq!(m[0]["exe"], "/memfd:x", "{}", m[0]);
     assert_eq!(shell_alerts(&run, &m[0]["pid"]).len(), 1, "unexpected-shell on the memfd shell\n{}", run.describe());
+    let fileless: Vec<&Value> = run.of_kind("alert").filter(|a| a["rule"] == "fileless-exec" && a["event"]["pid"] == m[0]["pid"]).collect();
+    assert_eq!(fileless.len(), 1, "fileless-exec on the memfd exec\n{}", run.describe());
     // the control: /bin/true run the same way, seen and quiet
     let t = execs_of(&run, Path::new("/usr/bin/true"));
     let t = if t.is_empty() { execs_of(&run, Path::new("/bin/true")) } else { t };
