@@ -44,6 +44,20 @@
 #endif
 
 /*
+ * A zero the verifier cannot see through (a writable global: its value
+ * reads as an unknown scalar). Before Linux 6.7 the verifier checked a
+ * bpf_loop() callback as if it ran once, from the state its context has
+ * at the call: a state field that starts as a known constant made the
+ * branches needing another value dead code, and dead branches are
+ * hard-wired away, so the loop computed something else at run time (6.1:
+ * the shell argv parse took `sh -c` for a script run). Fixed upstream by
+ * "bpf: verify callbacks as if they are called unknown number of times"
+ * (6.7). A loop's state fields that change across iterations start from
+ * this instead of a literal 0.
+ */
+volatile __u32 ms_opaque_zero MS_WEAK = 0;
+
+/*
  * The calling task's saved user registers, where an exit program finds
  * the syscall's arguments (x86_64: di, si, dx, r10; a syscall rewrites
  * only ax). bpf_task_pt_regs() is 5.15; before it, they are where

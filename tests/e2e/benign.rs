@@ -226,7 +226,7 @@ fn kernel_enforce_spares_the_shim_and_kills_sh_c_in_the_kernel() {
         return;
     }
     assert_eq!(s.client["results"][0]["content_text"].as_str().unwrap_or("").trim(), "1", "the shim ran under --enforce: {}\n{}", s.client, run.describe());
-    assert_eq!(s.client["results"][1]["content_text"].as_str().unwrap_or("").trim(), "-9", "sh -c was killed: {}", s.client);
+    assert_eq!(s.client["results"][1]["content_text"].as_str().unwrap_or("").trim(), "-9", "sh -c was killed: {}\n{}", s.client, run.describe());
     assert!(!marker.exists(), "the shell ran its command\n{}", run.describe());
     let ids = run_ids(run);
     assert!(alerts_of(run, &ids[0]).is_empty(), "{:#?}", alerts_of(run, &ids[0]));

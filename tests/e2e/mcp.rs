@@ -68,8 +68,10 @@ pub(crate) fn drive_raw(dir: &Path, server: Vec<String>, steps: Value, sensor_fl
     command.push("--".into());
     command.extend(server);
     // the deadline is a hang guard, not a timing check: a 1-vCPU VM on a
-    // loaded host took over 60 s to bring up the filesystem server by npx
-    let mut scenario = json!({"command": command, "steps": steps, "timeout": 180, "stderr": dir.join("server.stderr"), "raw": raw});
+    // loaded host took over 60 s to bring up the filesystem server by npx,
+    // and 150 s to start the SDK server (TCG, no KVM): 600 s in VMs
+    let timeout = if std::env::var_os("VMTEST").is_some() { 600 } else { 180 };
+    let mut scenario = json!({"command": command, "steps": steps, "timeout": timeout, "stderr": dir.join("server.stderr"), "raw": raw});
     // the SDK starts servers with a small default environment: pass on the
     // test's choice of kernel object (tests/e2e/kernel.rs)
     let mut server_vars = serde_json::Map::new();
