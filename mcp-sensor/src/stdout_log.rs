@@ -9,7 +9,7 @@
 //! counted. A stdout that fails (a closed pipe) never stops the log: its
 //! lost lines are counted (`drops`: `stdout_write_failed`) and said once.
 
-use std::io::{self, Write as _};
+use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 static LOST: AtomicU64 = AtomicU64::new(0);
@@ -17,6 +17,10 @@ static LOST: AtomicU64 = AtomicU64::new(0);
 /// Event lines stdout could not take, since start.
 pub fn lost_lines() -> u64 {
     LOST.load(Ordering::Relaxed)
+}
+
+fn say_lost(e: &io::Error) {
+    crate::say!("mcp-sensor: copying event lines to stdout: {e} (they are in the log file; counted as `stdout_write_failed` drops)");
 }
 
 /// Writes to `inner`, then what it took to `copy` (stdout in the daemon).
@@ -43,7 +47,7 @@ impl<W: io::Write, C: io::Write> io::Write for Tee<W, C> {
         if let Err(e) = self.copy.write_all(&buf[..n]) {
             let lines = memchr::memchr_iter(b'\n', &buf[..n]).count() as u64;
             if LOST.fetch_add(lines, Ordering::Relaxed) == 0 {
-                crate::say!("mcp-sensor: copying event lines to stdout: {e} (they are in the log file; counted as `stdout_write_failed` drops)");
+                say_lost(&e);
             }
         }
         Ok(n)

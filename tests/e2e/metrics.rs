@@ -102,7 +102,7 @@ impl Prometheus {
 
     fn wait_value(&self, query: &str, ok: impl Fn(f64) -> bool) -> f64 {
         let mut last = None;
-        wait_for(&format!("prometheus to show {query} as expected (last: {last:?})"), || {
+        wait_for(&format!("prometheus to show {query} as expected"), || {
             last = self.value(query);
             last.is_some_and(&ok)
         });
@@ -110,13 +110,13 @@ impl Prometheus {
     }
 }
 
-/// Occurrences of `rule`'s alerts in `evs`: each alert line, and the
-/// repeats its `alert_summary` counts.
-fn alert_occurrences(evs: &[Value], rule: &str) -> u64 {
+/// Occurrences of `rule`'s alerts with `action` in `evs`: each alert line,
+/// and the repeats its `alert_summary` counts.
+fn alert_occurrences(evs: &[Value], rule: &str, action: &str) -> u64 {
     evs.iter()
         .map(|e| match e["kind"].as_str() {
-            Some("alert") if e["rule"] == rule && e["action"] == "alert" => 1,
-            Some("alert_summary") if e["rule"] == rule && e["action"] == "alert" => e["count"].as_u64().unwrap() - 1,
+            Some("alert") if e["rule"] == rule && e["action"] == action => 1,
+            Some("alert_summary") if e["rule"] == rule && e["action"] == action => e["count"].as_u64().unwrap() - 1,
             _ => 0,
         })
         .sum()
@@ -136,14 +136,17 @@ fn prometheus_scrapes_the_daemons_metrics_and_counts_a_key_read_session() {
     );
     let target = format!("127.0.0.1:{}", free_port());
     let daemon = Daemon::start_with(&d, "", &["--rules", &rules, "--metrics-address", &target]);
+    // 200 at once (starting), then `ok` from the pipeline's first tick on
     let (code, body) = http_get(&target, "/healthz");
-    assert_eq!((code, body.trim()), (200, "ok"), "the daemon is loaded and its pipeline ticks");
+    assert_eq!(code, 200, "{body}");
+    wait_for("/healthz to say the pipeline ticks", || http_get(&target, "/healthz") == (200, "ok\n".into()));
     let (code, body) = http_get(&target, "/nothing");
     assert_eq!(code, 404, "{body}");
     let prom = Prometheus::start(&d, &target);
     prom.wait_value("up{job=\"mcp-sensor\"}", |v| v == 1.0);
     assert_eq!(prom.value("mcp_sensor_build_info{mode=\"alert-only\",version=\"0.1.0\"}"), Some(1.0));
-    let ssh = "mcp_sensor_alerts_total{rule=\"ssh-key-read\",action=\"alert\"}";
+    // a kill rule without --enforce: its alert lines say `would_kill`
+    let ssh = "mcp_sensor_alerts_total{rule=\"ssh-key-read\",action=\"would_kill\"}";
     let ssh_before = prom.value(ssh).unwrap_or(0.0);
 
     let report = run_client(&mut client(&home, json!([
@@ -169,11 +172,11 @@ fn prometheus_scrapes_the_daemons_metrics_and_counts_a_key_read_session() {
         .expect("the session's key read is in the log");
     let server_pid = key_call["server"]["pid"].clone();
     assert_eq!(own, 1.0, "one key read, one alert of this test's rule");
-    assert_eq!(alert_occurrences(&evs, "metrics-test-key"), 1);
+    assert_eq!(alert_occurrences(&evs, "metrics-test-key", "alert"), 1);
     assert!(
-        ssh_after >= ssh_before + 1.0 && ssh_after <= alert_occurrences(&evs, "ssh-key-read") as f64,
+        ssh_after >= ssh_before + 1.0 && ssh_after <= alert_occurrences(&evs, "ssh-key-read", "would_kill") as f64,
         "ssh-key-read: {ssh_before} before, {ssh_after} after; the log has {}",
-        alert_occurrences(&evs, "ssh-key-read")
+        alert_occurrences(&evs, "ssh-key-read", "would_kill")
     );
     let logged_calls = evs
         .iter()
