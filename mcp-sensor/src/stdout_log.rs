@@ -63,6 +63,7 @@ impl<W: io::Write, C: io::Write> io::Write for Tee<W, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write as _;
 
     /// Takes at most `room` bytes per write (a file's short writes).
     struct Short(Vec<u8>, usize);
