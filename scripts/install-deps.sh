@@ -22,6 +22,8 @@ command -v rbenv >/dev/null || need+=(rbenv)
 command -v direnv >/dev/null || need+=(direnv)
 # headless browser: the investigate HTML report is checked by what it renders
 command -v chromium >/dev/null || need+=(chromium)
+# the metrics test (tests/e2e/metrics.rs): the real Prometheus server scrapes the daemon
+command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ] || need+=(prometheus)
 # `cargo xtask vmtest` (the kernel matrix): qemu, the virtiofsd that shares
 # the host's root with the VM (in qemu-system-common up to Debian 12), a
 # static busybox for the VM's init, Debian's archive keys to check the kernel

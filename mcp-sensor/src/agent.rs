@@ -123,6 +123,7 @@ fn totals(sensor: &mut Sensor, queue: u64, pipeline: &Pipeline) -> Totals {
         stdio: pipeline.sessions.stdio_loss,
         known_files_full: pipeline.detect.known_refused(),
         startup_untracked: pipeline.startup_untracked,
+        stdout_write_failed: crate::stdout_log::lost_lines(),
     }
 }
 
@@ -187,6 +188,7 @@ pub async fn run_with_control<F: Future<Output = ()>>(
             }
             _ = tick.tick() => {
                 let t = totals(&mut sensor, budget.overflow.load(Ordering::Relaxed), &pipeline);
+                crate::metrics::on_queue(budget.used.load(Ordering::Relaxed));
                 pipeline.report_drops(t);
                 pipeline.tick();
                 pipeline.out.flush();

@@ -26,6 +26,19 @@ pub enum Command {
     Rules(RulesCommand),
     /// What did a tool call do? Timelines of sessions, calls and their host activity from event logs.
     Investigate(InvestigateArgs),
+    /// What the running daemon watches: its servers, mode, hooks and drops (root).
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The running daemon's state directory (its `--state-dir`): the
+    /// status socket is DIR/status.sock.
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/mcp-sensor")]
+    pub state_dir: PathBuf,
+    /// One JSON object instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +103,15 @@ pub struct RunArgs {
     /// it, kill rules only alert (`would_kill`).
     #[arg(long)]
     pub enforce: bool,
+    /// Serve Prometheus metrics (`/metrics`) and a health check
+    /// (`/healthz`) on ADDR, over metrics.address: IP:PORT
+    /// (127.0.0.1:9464) or :PORT (every IPv4 address).
+    #[arg(long, value_name = "ADDR", value_parser = crate::metrics::http::parse_addr)]
+    pub metrics_address: Option<std::net::SocketAddr>,
+    /// Also write the event lines to stdout (as log.stdout = true), for
+    /// collectors that read a container's output.
+    #[arg(long)]
+    pub log_stdout: bool,
 }
 
 /// `run`'s flags over the configuration file's `[sensor]` sizes (checked

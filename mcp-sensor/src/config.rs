@@ -19,6 +19,15 @@ pub struct Config {
     pub log: LogConfig,
     pub discovery: DiscoveryConfig,
     pub sensor: SensorConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// `[metrics]`: the Prometheus endpoint (metrics/http.rs); off by default.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// `IP:PORT` or `:PORT` to serve `/metrics` and `/healthz` on.
+    pub address: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -36,6 +45,8 @@ pub struct LogConfig {
     pub server_events_per_sec: u64,
     #[serde(deserialize_with = "size")]
     pub server_bytes_per_sec: u64,
+    /// Also write the event lines to stdout (stdout_log.rs).
+    pub stdout: bool,
 }
 
 impl LogConfig {
@@ -108,6 +119,7 @@ impl Default for LogConfig {
             alerts_max_files: 4,
             server_events_per_sec: 10_000,
             server_bytes_per_sec: 4 << 20,
+            stdout: false,
         }
     }
 }
@@ -215,6 +227,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(a) = &self.metrics.address {
+            crate::metrics::http::parse_addr(a).map_err(|e| format!("metrics.address: {e}"))?;
+        }
         if self.discovery.max_held_events == 0 {
             return Err("discovery.max_held_events must be at least 1".into());
         }
@@ -260,6 +275,12 @@ impl Config {
         }
         if self.log.dir != new.log.dir {
             v.push("log.dir");
+        }
+        if self.log.stdout != new.log.stdout {
+            v.push("log.stdout");
+        }
+        if self.metrics != new.metrics {
+            v.push("metrics.address");
         }
         v
     }
@@ -313,6 +334,10 @@ mod tests {
         assert!(e.contains("15"), "{e}");
         let e = parse("[log]\nmax_files = \"two\"\n").unwrap_err().to_string();
         assert!(e.contains("line 2"), "{e}");
+        let e = parse("[metrics]\naddress = \"localhost\"\n").unwrap_err().to_string();
+        assert!(e.contains("metrics.address") && e.contains("127.0.0.1:9464"), "{e}");
+        let c = parse("[metrics]\naddress = \":9464\"\n[log]\nstdout = true\n").unwrap();
+        assert_eq!((c.metrics.address.as_deref(), c.log.stdout), (Some(":9464"), true));
     }
 
     #[test]

@@ -260,16 +260,31 @@ pub fn run(args: RunArgs) -> Result<i32> {
         return Ok(0);
     }
     let _locks = crate::service::lock_dirs(&[(&cfg.log.dir, "log"), (&args.rules.state_dir, "state")])?;
+    // bound before the sensor loads: a bad address or a port in use stops `run` here
+    let metrics_addr = match args.metrics_address {
+        Some(a) => Some(a),
+        None => cfg.metrics.address.as_deref().map(crate::metrics::http::parse_addr).transpose().map_err(anyhow::Error::msg)?,
+    };
+    let metrics_listener = metrics_addr.map(crate::metrics::http::bind).transpose()?;
+    let status_listener = crate::status::bind(&args.rules.state_dir)?;
     // how the previous run on this log ended: before this run writes to it
     let previous = crate::gap::previous_run(&cfg.log.dir);
     let log = open_log(&cfg, crate::logfile::LIVE_NAME, cfg.log.max_file_size, cfg.log.max_files)?;
     let alerts = open_log(&cfg, crate::logfile::ALERTS_NAME, cfg.log.alerts_max_file_size, cfg.log.alerts_max_files)?;
     let log_path = log.path();
     let log = SharedLog(Arc::new(Mutex::new(log)), Arc::new(Mutex::new(alerts)));
-    let mut out = Output::with_sink(log_path.clone(), Box::new(log.clone())).with_host(&crate::identity::Host::read());
+    let sink: Box<dyn Write + Send> = if args.log_stdout || cfg.log.stdout {
+        Box::new(crate::stdout_log::Tee::stdout(log.clone()))
+    } else {
+        Box::new(log.clone())
+    };
+    let mut out = Output::with_sink(log_path.clone(), sink).with_host(&crate::identity::Host::read());
     out.alerts_to(Box::new(AlertsLog(log.1.clone())));
     out.budget = Some(crate::budget::Budget::new(cfg.log.budget()));
     let mut sensor = load_sensor(&cfg, args.enforce)?;
+    // metrics and the status board, fed from here on (metrics/mod.rs)
+    let tap = Arc::new(crate::metrics::Tap::new(&sensor.plan, args.enforce, cfg.sensor.ring_buffer_size));
+    crate::metrics::install(tap.clone());
     let mut procs = ProcTable::new();
     procs.seed_from_proc().context("reading /proc to seed the process table")?;
     let sessions = Sessions::new(cfg.sensor.max_message.min(usize::MAX as u64) as usize);
@@ -300,8 +315,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
     };
     crate::say!(
         "mcp-sensor: watching the host; {clients} known clients and {running} candidate servers already running; \
-         events to {}",
-        log_path.display()
+         events to {}{}",
+        log_path.display(),
+        metrics_addr.map_or(String::new(), |a| format!("; metrics on http://{a}/metrics"))
     );
 
     let (rules_tx, rules_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -313,7 +329,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
         reload: Some(rules_rx),
     };
     let log_dir = cfg.log.dir.clone();
+    let status_path = crate::status::socket_path(&args.rules.state_dir);
     rt.block_on(async move {
+        let metrics_task = metrics_listener.map(|l| tokio::spawn(crate::metrics::http::serve(l, tap.clone())));
+        let status_task = tokio::spawn(crate::status::serve(status_listener, tap.clone()));
+        tap.set_running(true);
         let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel::<crate::agent::Control>(4);
         let reloader = tokio::spawn(reload_on_hup(args.config.clone(), cfg, log.clone(), ctl_tx, rules_tx, hup));
         let stop = async move {
@@ -324,6 +344,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
         };
         let result = crate::agent::run_with_control(sensor, pipeline, opts, stop, ctl_rx).await;
         reloader.abort();
+        tap.set_running(false);
+        status_task.abort();
+        let _ = std::fs::remove_file(&status_path);
+        if let Some(t) = metrics_task {
+            t.abort();
+        }
         let pipeline = result?;
         if let Some(g) = &pipeline.gate {
             let s = &g.stats;

@@ -32,6 +32,9 @@ pub const KNOWN_FILES_FULL: &str = "known_files_full";
 /// `other` key: processes already running at start that discovery could
 /// not track (the kernel tables were full; see daemon::adopt_running).
 pub const STARTUP_UNTRACKED: &str = "startup_processes_untracked";
+/// `other` key (`run --log-stdout`): event lines stdout could not take
+/// (a closed pipe); they are in the log file.
+pub const STDOUT_WRITE_FAILED: &str = "stdout_write_failed";
 /// `other` key, at start: lines the previous run could not write, its
 /// final totals among them (see logfile::record_unwritten).
 pub const LOG_WRITE_FAILED_BEFORE: &str = "log_write_failed_previous_run";
@@ -60,6 +63,8 @@ pub struct Totals {
     pub known_files_full: u64,
     /// Processes running at start that the kernel tables had no room for.
     pub startup_untracked: u64,
+    /// Event lines stdout could not take (`run --log-stdout`; stdout_log.rs).
+    pub stdout_write_failed: u64,
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +109,7 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
         (STDIO_GAP_BYTES, now.stdio.gap_bytes, before.stdio.gap_bytes),
         (STDIO_MESSAGES_DAMAGED, now.stdio.messages_damaged, before.stdio.messages_damaged),
         (DISCOVERY_DECISIONS_FORGOTTEN, now.discovery_decisions_forgotten, before.discovery_decisions_forgotten),
+        (STDOUT_WRITE_FAILED, now.stdout_write_failed, before.stdout_write_failed),
     ] {
         if n > was {
             other.insert(key.into(), n - was);

@@ -7,7 +7,7 @@ use mcp_sensor::cli::{Cli, Command};
 
 fn main() {
     let cli = Cli::parse();
-    if matches!(cli.command, Command::Doctor(_) | Command::Investigate(_) | Command::Rules(_)) {
+    if matches!(cli.command, Command::Doctor(_) | Command::Investigate(_) | Command::Rules(_) | Command::Status(_)) {
         // a report piped into `head` ends quietly when the pipe closes, as
         // other Unix tools do; `run` and `exec` keep ignoring SIGPIPE (their
         // output is counted when it is lost, never a reason to stop watching)
@@ -21,6 +21,7 @@ fn main() {
         Command::Doctor(args) => Ok(mcp_sensor::doctor::run(&args)),
         Command::Investigate(args) => mcp_sensor::investigate::run(args),
         Command::Rules(cmd) => Ok(mcp_sensor::rules_cmd::run(cmd)),
+        Command::Status(args) => mcp_sensor::status::run(&args),
     };
     match result {
         Ok(status) => std::process::exit(status),

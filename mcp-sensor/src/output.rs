@@ -1,8 +1,12 @@
 //! Outputs: where event lines go. Owns serialization and the sink.
 //!
-//! `exec` wraps an MCP server whose stdout is the protocol channel, so no
-//! sink may ever be stdout: events go to a file (created 0600, appended) or
-//! to stderr.
+//! `exec` wraps an MCP server whose stdout is the protocol channel, so
+//! `exec` never writes events to stdout: they go to a file (created 0600,
+//! appended) or to stderr. Only the daemon, when asked (`run --log-stdout`,
+//! `log.stdout`), also copies its log's lines to stdout (stdout_log.rs).
+//!
+//! Every line handed here also feeds the daemon's metrics and status board
+//! (`metrics::observe`; a no-op outside `run`).
 //!
 //! A sink that fails (disk full, I/O error, a closed pipe) never stops the
 //! sensor: each line that could not be handed over is counted in `lost`
@@ -83,6 +87,7 @@ impl Output {
     }
 
     pub fn emit(&mut self, ev: &Event) {
+        crate::metrics::observe(ev);
         self.line.clear();
         let res = serde_json::to_writer(&mut self.line, ev).map_err(io::Error::from);
         self.write_line(ev, res);
@@ -92,6 +97,7 @@ impl Output {
     /// (unless `exempt`: it raised an alert): past its server's budget the
     /// line is held back and counted (budget.rs), not written.
     pub fn emit_bulk(&mut self, ev: &Event, exempt: bool) {
+        crate::metrics::observe(ev);
         self.line.clear();
         let res = serde_json::to_writer(&mut self.line, ev).map_err(io::Error::from);
         if res.is_ok() && !exempt && crate::budget::Budget::applies_to(ev) {

@@ -387,6 +387,8 @@ impl Pipeline {
 
     /// Emits a `drops` line for losses since the last report, if any.
     pub fn report_drops(&mut self, now: Totals) {
+        let held = self.out.budget.as_ref().map_or(0, |b| b.total_events);
+        crate::metrics::on_tick(&now, held, self.records);
         if let Some(d) = self.drops.delta(now) {
             self.emit_drops(d);
         }

@@ -45,6 +45,15 @@ impl Daemon {
 
     /// [`Self::start_with`] with more environment variables.
     pub(crate) fn start_env(dir: &Path, extra: &str, args: &[&str], envs: &[(&str, &str)]) -> Daemon {
+        Self::spawn(dir, extra, args, envs, Stdio::null())
+    }
+
+    /// [`Self::start_with`] with the daemon's stdout going to `stdout`.
+    pub(crate) fn start_stdout(dir: &Path, extra: &str, args: &[&str], stdout: std::fs::File) -> Daemon {
+        Self::spawn(dir, extra, args, &[], Stdio::from(stdout))
+    }
+
+    fn spawn(dir: &Path, extra: &str, args: &[&str], envs: &[(&str, &str)], stdout: Stdio) -> Daemon {
         require_root();
         let log_dir = dir.join("log");
         let config = dir.join("config.toml");
@@ -58,7 +67,7 @@ impl Daemon {
             .args(args)
             .envs(envs.iter().copied())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(stdout)
             .stderr(std::fs::File::create(&stderr).unwrap())
             .spawn()
             .expect("start mcp-sensor run");

@@ -16,6 +16,7 @@ mod investigate;
 mod kernel;
 mod launchers;
 mod mcp;
+mod metrics;
 mod net;
 mod not_servers;
 mod overlap;
