@@ -123,6 +123,7 @@ fn totals(sensor: &mut Sensor, queue: u64, pipeline: &Pipeline) -> Totals {
         stdio: pipeline.sessions.stdio_loss,
         known_files_full: pipeline.detect.known_refused(),
         startup_untracked: pipeline.startup_untracked,
+        export: pipeline.export.as_ref().map(|x| x.stats()).unwrap_or_default(),
     }
 }
 

@@ -19,6 +19,15 @@ pub struct Config {
     pub log: LogConfig,
     pub discovery: DiscoveryConfig,
     pub sensor: SensorConfig,
+    /// `[export.otlp]`: OTLP trace export (export/).
+    pub export: ExportConfig,
+}
+
+/// `[export]`: where events go besides the log.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    pub otlp: crate::export::OtlpConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -260,6 +269,9 @@ impl Config {
         }
         if self.log.dir != new.log.dir {
             v.push("log.dir");
+        }
+        if self.export != new.export {
+            v.push("export.otlp");
         }
         v
     }
