@@ -44,6 +44,9 @@ pub const EXPORT_FAILED: &str = "export_failed";
 pub const EXPORT_QUEUE_FULL: &str = "export_queue_full";
 pub const EXPORT_EVENTS_OVER_LIMIT: &str = "export_span_events_over_limit";
 
+/// What to do about lost spans.
+pub const EXPORT_HINT: &str = "spans could not be exported to the OTLP receiver (unreachable or refusing, after retries) or its queue was full: check the collector at the export endpoint, or raise export.otlp.max_queue_size";
+
 /// The export's losses under their `other` keys.
 pub fn export_drops(s: &crate::export::Stats) -> [(&'static str, u64); 3] {
     [(EXPORT_FAILED, s.failed), (EXPORT_QUEUE_FULL, s.queue_full), (EXPORT_EVENTS_OVER_LIMIT, s.events_over_limit)]
@@ -163,7 +166,7 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
         hints.push("more than 4096 kernel decisions were held for undecided candidates at once: their alerts may not say the kernel acted".into());
     }
     if other.contains_key(EXPORT_FAILED) || other.contains_key(EXPORT_QUEUE_FULL) {
-        hints.push("spans could not be exported to the OTLP receiver (unreachable or refusing, after retries) or its queue was full: check the collector at the export endpoint, or raise export.otlp.max_queue_size".into());
+        hints.push(EXPORT_HINT.into());
     }
     if other.contains_key("syscall_stash_full") {
         hints.push("too many watched threads in syscalls at once (or the kernel could not allocate a thread's stash)".into());

@@ -435,6 +435,11 @@ impl Pipeline {
                 d.other.insert(name.into(), n);
             }
         }
+        // spans lost only at stop: the periodic lines gave no hint yet
+        let export_lost = [crate::drops::EXPORT_FAILED, crate::drops::EXPORT_QUEUE_FULL].iter().any(|k| d.other.contains_key(*k));
+        if export_lost && !d.hint.as_deref().unwrap_or("").contains(crate::drops::EXPORT_HINT) {
+            d.hint = Some(d.hint.map_or(crate::drops::EXPORT_HINT.to_string(), |h| format!("{h}; {}", crate::drops::EXPORT_HINT)));
+        }
         self.emit_drops(d);
     }
 

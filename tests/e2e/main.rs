@@ -18,6 +18,7 @@ mod launchers;
 mod mcp;
 mod net;
 mod not_servers;
+mod otlp;
 mod overlap;
 mod profile;
 mod rugpull;
