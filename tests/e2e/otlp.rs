@@ -30,7 +30,8 @@ impl Drop for Receiver {
 }
 
 impl Receiver {
-    fn start(dir: &Path) -> Receiver {
+    /// `fail_first`: that many posts are answered 503 first (retryable).
+    fn start(dir: &Path, fail_first: u32) -> Receiver {
         let env = mcp_env();
         let py = env.get("MCP_OTLP_PY").cloned().unwrap_or_else(|| {
             let deps = Path::new(&env["MCP_TEST_DEPS"]).join("venv-otlp/bin/python");
@@ -42,6 +43,7 @@ impl Receiver {
         let mut child = Command::new(&py)
             .arg(script)
             .arg(&out)
+            .args(["--fail-first", &fail_first.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.join("receiver.stderr")).unwrap())
@@ -86,8 +88,9 @@ fn otlp_export_has_a_span_per_tool_call_with_its_open_and_finding_and_joins_the_
     let d = scratch("otlp");
     let (home, key, _) = home_with_key(&d);
     let notes = home.join("notes.txt");
-    let rx = Receiver::start(&d);
-    let daemon = Daemon::start(&d, &format!("[export.otlp]\nendpoint = \"http://127.0.0.1:{}\"\n", rx.port));
+    // the first export is refused with 503: the exporter must retry it
+    let rx = Receiver::start(&d, 1);
+    let daemon = Daemon::start(&d, &format!("[export.otlp]\nendpoint = \"http://127.0.0.1:{}\"\n[export.otlp.headers]\nx-tenant = \"blue\"\n", rx.port));
     assert!(daemon.stderr_text().contains("(from export.otlp.endpoint)"), "{}", daemon.stderr_text());
     let (trace_id, parent_id) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
     let report = run_client(&mut client(&home, json!([
@@ -134,6 +137,7 @@ fn otlp_export_has_a_span_per_tool_call_with_its_open_and_finding_and_joins_the_
     assert_eq!((&fa["security_finding.severity"], &fa["security_finding.decision"]), (&json!("high"), &json!("alert")), "{span}");
     assert_eq!(fa["security_finding.action"], "would_kill", "a kill rule without --enforce: {span}");
     assert_eq!(fa["file.path"], key.display().to_string(), "{span}");
+    assert_eq!(span["headers"]["x-tenant"], "blue", "the configured header was sent: {span}");
     // the resource: who exported it
     let r = &span["resource"];
     assert_eq!(r["service.name"], "mcp-sensor", "{r}");
@@ -150,7 +154,9 @@ fn otlp_export_has_a_span_per_tool_call_with_its_open_and_finding_and_joins_the_
     let joined = named(&notes_id);
     assert_eq!((&joined["trace_id"], &joined["parent_span_id"]), (&json!(trace_id), &json!(parent_id)), "{joined}");
     assert!(events_named(joined, "security_finding").is_empty(), "a benign read raised nothing: {joined}");
-    // nothing lost on the way
+    // the refused export was retried and taken: nothing lost on the way
+    let posts = std::fs::read_to_string(rx.out.with_extension("jsonl.requests")).unwrap();
+    assert!(posts.starts_with("503\n200\n"), "{posts}");
     let fin = evs.iter().find(|e| e["kind"] == "drops" && e["final"] == true).expect("final drops");
     assert!(fin["other"].get("export_failed").is_none() && fin["other"].get("export_queue_full").is_none(), "{fin}");
 }

@@ -12,6 +12,10 @@ JSON line per span to OUT:
      "events": [{"name", "ts_ns", "attributes": {...}}], "dropped_events_count",
      "status": {"code", "message"}}
 
+``--fail-first N`` answers the first N posts 503 (retryable in OTLP/HTTP) without
+reading them, so a test sees the exporter retry; every post's status is appended to
+OUT.requests, one line each.
+
 Prints ``listening PORT`` on stdout once it accepts connections; stops on
 SIGTERM or when stdin closes. Anything else it is sent is answered 404/400.
 """
@@ -82,14 +86,27 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("out", help="JSON lines file, one decoded span a line")
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--fail-first", type=int, default=0)
     args = ap.parse_args()
     lock = threading.Lock()
+    posts = [0]
+
+    def note(status: int) -> None:
+        with open(args.out + ".requests", "a", encoding="utf-8") as f:
+            f.write(f"{status}\n")
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's name)
             body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             if self.path != "/v1/traces":
                 self.send_error(404)
+                return
+            with lock:
+                posts[0] += 1
+                fail = posts[0] <= args.fail_first
+                note(503 if fail else 200)
+            if fail:
+                self.send_error(503, "failing on purpose (--fail-first)")
                 return
             req = ExportTraceServiceRequest()
             try:
