@@ -280,11 +280,6 @@ pub fn run(args: RunArgs) -> Result<i32> {
         detector.enable_enforcement(&mut sensor)?;
     }
     let mut pipeline = Pipeline::new(out, procs, sessions, detector);
-    pipeline.export = crate::export::Export::from_config(&cfg.export.otlp, &crate::identity::Host::read())
-        .map_err(|e| anyhow::anyhow!("OTLP export: {e}"))?;
-    if let Some(x) = &pipeline.export {
-        crate::say!("mcp-sensor: exporting a span per MCP request to {} (from {})", x.settings.traces_url, x.settings.source);
-    }
     pipeline.emit_start(&sensor.plan, "run");
     if let Some(prev) = &previous {
         pipeline.emit_gap(prev);
@@ -295,6 +290,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
 
     // SCHED_BATCH: the agent's wakeups must not preempt what it watches
     let rt = crate::agent::runtime()?;
+    // after runtime(): the export's threads are SCHED_BATCH too
+    pipeline.export = crate::export::Export::from_config(&cfg.export.otlp, &crate::identity::Host::read())
+        .map_err(|e| anyhow::anyhow!("OTLP export: {e}"))?;
+    if let Some(x) = &pipeline.export {
+        crate::say!("mcp-sensor: exporting a span per MCP request to {} (from {})", x.settings.traces_url, x.settings.source);
+    }
     // the handlers are in place before the line that says the daemon runs:
     // a SIGTERM sent on seeing it must stop the daemon cleanly, not kill it
     let (mut term, mut int, hup) = {
