@@ -313,3 +313,30 @@ fn the_config_table_parses_with_its_keys() {
     let e = crate::config::Config::parse("[export.otlp]\nendpiont = \"x\"\n", std::path::Path::new("t.toml")).unwrap_err().to_string();
     assert!(e.contains("endpiont") && e.contains("line 2"), "{e}");
 }
+
+#[test]
+fn a_full_export_queue_drops_and_counts_and_a_dead_receiver_is_counted_as_failed() {
+    use std::sync::atomic::Ordering::Relaxed;
+    // a loopback port nobody listens on
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let settings = Settings {
+        traces_url: format!("http://127.0.0.1:{port}/v1/traces"),
+        source: "test",
+        headers: Default::default(),
+        service_name: "t".into(),
+        capture_content: false,
+        max_queue_size: 1,
+    };
+    let sink = super::sink::Sink::new(&settings, opentelemetry_sdk::Resource::builder_empty().build()).unwrap();
+    let rec = SpanRecord { name: "ping".into(), start_ns: 1, end_ns: 2, traceparent: None, tracestate: None, attributes: vec![], events: vec![], error: None };
+    // the first span fills the queue of one; its export (refused, then
+    // retried with backoff) is still under way while the next ones come
+    for _ in 0..5 {
+        sink.send(rec.clone());
+    }
+    let c = sink.counts().clone();
+    assert_eq!((c.submitted.load(Relaxed), c.queue_full.load(Relaxed)), (1, 4), "one queued, four dropped at once");
+    let lost = sink.shutdown(std::time::Duration::from_secs(10));
+    assert_eq!(lost, 1, "the queued span never reached a receiver");
+    assert_eq!((c.failed.load(Relaxed), c.failed_batches.load(Relaxed), c.exported.load(Relaxed)), (1, 1, 0));
+}
