@@ -1,6 +1,8 @@
-//! Tests of span building (no root, no network): JSON-RPC messages through
+//! Tests of span building (no root; the sink test connects to a closed
+//! loopback port, nothing else touches the network): JSON-RPC messages through
 //! the real session model into the tracker, host events and alerts on the
-//! span, how spans end, W3C traceparent parsing, and settings precedence.
+//! span, how spans end, W3C traceparent parsing, settings precedence, and
+//! the sink's queue-full and failure counts.
 
 use super::settings::{OtlpConfig, Settings};
 use super::spans::{RequestFacts, SpanRecord, Tracker, MAX_EVENTS};
