@@ -124,6 +124,7 @@ fn totals(sensor: &mut Sensor, queue: u64, pipeline: &Pipeline) -> Totals {
         known_files_full: pipeline.detect.known_refused(),
         startup_untracked: pipeline.startup_untracked,
         stdout_write_failed: crate::stdout_log::lost_lines(),
+        export: pipeline.export.as_ref().map(|x| x.stats()).unwrap_or_default(),
     }
 }
 

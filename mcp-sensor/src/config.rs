@@ -20,6 +20,8 @@ pub struct Config {
     pub discovery: DiscoveryConfig,
     pub sensor: SensorConfig,
     pub metrics: MetricsConfig,
+    /// `[export.otlp]`: OTLP trace export (export/).
+    pub export: ExportConfig,
 }
 
 /// `[metrics]`: the Prometheus endpoint (metrics/http.rs); off by default.
@@ -28,6 +30,13 @@ pub struct Config {
 pub struct MetricsConfig {
     /// `IP:PORT` or `:PORT` to serve `/metrics` and `/healthz` on.
     pub address: Option<String>,
+}
+
+/// `[export]`: where events go besides the log.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExportConfig {
+    pub otlp: crate::export::OtlpConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -281,6 +290,9 @@ impl Config {
         }
         if self.metrics != new.metrics {
             v.push("metrics.address");
+        }
+        if self.export != new.export {
+            v.push("export.otlp");
         }
         v
     }

@@ -250,6 +250,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
     let cfg = Config::load(args.config.as_deref())?.with_flags(&args.sizes)?;
     let (mut detector, rule_files) = Detector::from_args(&args.rules)?;
+    // the export's settings (file and OTEL_* variables) fail here as at start
+    crate::export::Settings::resolve(&cfg.export.otlp, |k| std::env::var(k).ok())
+        .map_err(|e| anyhow::anyhow!("OTLP export: {e}"))?;
     if args.check_config {
         let files = rule_files.files().unwrap_or_default();
         crate::say!(
@@ -302,6 +305,12 @@ pub fn run(args: RunArgs) -> Result<i32> {
 
     // SCHED_BATCH: the agent's wakeups must not preempt what it watches
     let rt = crate::agent::runtime()?;
+    // after runtime(): the export's threads are SCHED_BATCH too
+    pipeline.export = crate::export::Export::from_config(&cfg.export.otlp, &crate::identity::Host::read())
+        .map_err(|e| anyhow::anyhow!("OTLP export: {e}"))?;
+    if let Some(x) = &pipeline.export {
+        crate::say!("mcp-sensor: exporting a span per MCP request to {} (from {})", x.settings.traces_url, x.settings.source);
+    }
     // the handlers are in place before the line that says the daemon runs:
     // a SIGTERM sent on seeing it must stop the daemon cleanly, not kill it
     let (mut term, mut int, hup) = {

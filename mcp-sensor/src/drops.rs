@@ -39,6 +39,22 @@ pub const STDOUT_WRITE_FAILED: &str = "stdout_write_failed";
 /// final totals among them (see logfile::record_unwritten).
 pub const LOG_WRITE_FAILED_BEFORE: &str = "log_write_failed_previous_run";
 
+/// `other` keys of the OTLP export (stage `export`, export/): spans the
+/// receiver refused or could not be reached for after the retries (at
+/// stop, also those not sent in time); spans dropped because the export
+/// queue was full; span events past a span's limit.
+pub const EXPORT_FAILED: &str = "export_failed";
+pub const EXPORT_QUEUE_FULL: &str = "export_queue_full";
+pub const EXPORT_EVENTS_OVER_LIMIT: &str = "export_span_events_over_limit";
+
+/// What to do about lost spans.
+pub const EXPORT_HINT: &str = "spans could not be exported to the OTLP receiver (unreachable or refusing, after retries) or its queue was full: check the collector at the export endpoint, or raise export.otlp.max_queue_size";
+
+/// The export's losses under their `other` keys.
+pub fn export_drops(s: &crate::export::Stats) -> [(&'static str, u64); 3] {
+    [(EXPORT_FAILED, s.failed), (EXPORT_QUEUE_FULL, s.queue_full), (EXPORT_EVENTS_OVER_LIMIT, s.events_over_limit)]
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Totals {
     /// Ring-buffer reserve failures, indexed by event kind (abi MS_EV_*).
@@ -65,6 +81,8 @@ pub struct Totals {
     pub startup_untracked: u64,
     /// Event lines stdout could not take (`run --log-stdout`; stdout_log.rs).
     pub stdout_write_failed: u64,
+    /// The OTLP export's counts (zero when export is off).
+    pub export: crate::export::Stats,
 }
 
 #[derive(Debug, Default)]
@@ -115,6 +133,11 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
             other.insert(key.into(), n - was);
         }
     }
+    for ((key, n), (_, was)) in export_drops(&now.export).into_iter().zip(export_drops(&before.export)) {
+        if n > was {
+            other.insert(key.into(), n - was);
+        }
+    }
     let known = now.known_files_full.saturating_sub(before.known_files_full);
     if known > 0 {
         other.insert(KNOWN_FILES_FULL.into(), known);
@@ -147,6 +170,9 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
     }
     if other.contains_key(DISCOVERY_DECISIONS_FORGOTTEN) {
         hints.push("more than 4096 kernel decisions were held for undecided candidates at once: their alerts may not say the kernel acted".into());
+    }
+    if other.contains_key(EXPORT_FAILED) || other.contains_key(EXPORT_QUEUE_FULL) {
+        hints.push(EXPORT_HINT.into());
     }
     if other.contains_key("syscall_stash_full") {
         hints.push("too many watched threads in syscalls at once (or the kernel could not allocate a thread's stash)".into());
@@ -246,6 +272,18 @@ mod tests {
         now.other[abi::CNT_WATCH_FULL as usize] = 1;
         let hint = t.delta(now).unwrap().hint.unwrap();
         assert!(hint.contains("--max-watched") && !hint.contains("--max-channels"), "{hint}");
+    }
+
+    #[test]
+    fn export_losses_are_reasons_with_a_hint_and_deltas() {
+        let mut t = DropTracker::default();
+        let stats = |failed, queue_full| crate::export::Stats { failed, queue_full, ..Default::default() };
+        let d = t.delta(Totals { export: stats(3, 1), ..totals(0, 0, 0) }).unwrap();
+        assert_eq!((d.other.get(EXPORT_FAILED), d.other.get(EXPORT_QUEUE_FULL)), (Some(&3), Some(&1)));
+        assert!(d.hint.unwrap().contains("export.otlp.max_queue_size"));
+        let d = t.delta(Totals { export: stats(5, 1), ..totals(0, 0, 0) }).unwrap();
+        assert_eq!((d.other.get(EXPORT_FAILED), d.other.get(EXPORT_QUEUE_FULL)), (Some(&2), None));
+        assert_eq!(t.total(&Totals { export: stats(5, 1), ..totals(0, 0, 0) }).other.get(EXPORT_FAILED), Some(&5));
     }
 
     #[test]

@@ -458,6 +458,21 @@ pub struct Rpc {
     /// discovery does not count it as MCP. Not output.
     #[serde(skip)]
     pub not_jsonrpc: Option<&'static str>,
+    /// Requests: W3C trace context from `params._meta` (`traceparent`,
+    /// `tracestate`), for the exported span's parent (export/). Not output.
+    #[serde(skip)]
+    pub trace_context: Option<Box<TraceContext>>,
+    /// `error` responses: the JSON-RPC error's `code`. Not output.
+    #[serde(skip)]
+    pub error_code: Option<i64>,
+}
+
+/// W3C trace context a client sent in a request's `params._meta`, as sent
+/// (validated where it is used: export/sink.rs).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceContext {
+    pub traceparent: String,
+    pub tracestate: Option<String>,
 }
 
 impl Rpc {
@@ -480,6 +495,8 @@ impl Rpc {
             text: None,
             tools_list: None,
             not_jsonrpc: None,
+            trace_context: None,
+            error_code: None,
         }
     }
 }

@@ -32,6 +32,7 @@ pub mod drops;
 pub mod enforce;
 pub mod event;
 pub mod exe_is;
+pub mod export;
 pub mod fchange;
 pub mod identity;
 pub mod features;

@@ -50,6 +50,8 @@ pub struct Pipeline {
     pub held_decisions_forgotten: u64,
     /// One alert line per finding; repeats counted (aggregate.rs).
     pub agg: crate::aggregate::Aggregator,
+    /// OTLP trace export (`run` with `[export.otlp]`); `None`: off.
+    pub export: Option<crate::export::Export>,
 }
 
 /// Kernel decisions kept for held events at most (a candidate rejected
@@ -79,6 +81,7 @@ impl Pipeline {
                 crate::aggregate::WINDOW_NS,
                 crate::aggregate::MAX_OPEN,
             ),
+            export: None,
         }
     }
 
@@ -323,6 +326,7 @@ impl Pipeline {
         let rec = crate::enforce::RecordFacts::for_event(held.or(self.rec), ev, session, &self.procs);
         self.detect.check_record(ev, facts, Some(&rec), &self.procs, &mut self.alerts);
         self.out.emit_bulk(ev, !self.alerts.is_empty());
+        self.export(ev, session);
         let mut alerts = std::mem::take(&mut self.alerts);
         for mut a in alerts.drain(..) {
             if self.agg.offer(&mut a) {
@@ -330,6 +334,7 @@ impl Pipeline {
                     crate::say!("{}", crate::detect::summary_line(&a));
                 }
                 self.out.emit(&a);
+                self.export(&a, session);
             }
         }
         self.alerts = alerts;
@@ -341,6 +346,13 @@ impl Pipeline {
             }
         }
         self.emit_summaries();
+    }
+
+    /// Hands a published line to the OTLP export, if on (export/).
+    fn export(&mut self, ev: &Event, session: u32) {
+        let Some(x) = self.export.as_mut() else { return };
+        let protocol_version = self.sessions.session(session).and_then(|s| s.handshake().server_protocol.as_deref());
+        x.observe(ev, self.clock.to_unix_ns(ev.ts_ns), &crate::export::RequestFacts { protocol_version });
     }
 
     fn emit_summaries(&mut self) {
@@ -401,6 +413,11 @@ impl Pipeline {
         self.agg.close_all();
         self.emit_summaries();
         self.report_throttled();
+        // open spans end, the queue is exported (bounded wait): what is
+        // still unexported is counted below
+        if let Some(x) = self.export.as_mut() {
+            x.finish(self.clock.to_unix_ns(crate::timefmt::Clock::boot_ns()));
+        }
         let mut d = self.drops.total(now);
         d.enforced = self.detect.enforcer.as_ref().map(|e| crate::enforce::named_counts(&e.kernel_counts()));
         let over = self.detect.enforcer.as_ref().map_or(0, |e| e.copies_over_cap);
@@ -412,10 +429,18 @@ impl Pipeline {
             ("alert_log_write_failed", self.out.alerts_lost),
             ("server_budget_events", budget_events),
             ("server_budget_bytes", budget_bytes),
-        ] {
+        ]
+        .into_iter()
+        .chain(self.export.as_ref().map(|x| crate::drops::export_drops(&x.stats())).into_iter().flatten())
+        {
             if n > 0 {
                 d.other.insert(name.into(), n);
             }
+        }
+        // spans lost only at stop: the periodic lines gave no hint yet
+        let export_lost = [crate::drops::EXPORT_FAILED, crate::drops::EXPORT_QUEUE_FULL].iter().any(|k| d.other.contains_key(*k));
+        if export_lost && !d.hint.as_deref().unwrap_or("").contains(crate::drops::EXPORT_HINT) {
+            d.hint = Some(d.hint.map_or(crate::drops::EXPORT_HINT.to_string(), |h| format!("{h}; {}", crate::drops::EXPORT_HINT)));
         }
         self.emit_drops(d);
     }

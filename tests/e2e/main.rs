@@ -19,6 +19,7 @@ mod mcp;
 mod metrics;
 mod net;
 mod not_servers;
+mod otlp;
 mod overlap;
 mod profile;
 mod rugpull;

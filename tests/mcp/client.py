@@ -25,6 +25,7 @@ Scenario (JSON object):
       "raw": false,                       # optional: also include each result's model_dump
       "steps": [
         {"call": "tool", "arguments": {...}},
+        {"call": "tool", "meta": {"traceparent": "00-..."}},  # sent as params._meta
         {"list_tools": true},
         {"list_prompts": true},
         {"list_resources": true},
@@ -142,7 +143,9 @@ async def run_step(client: Client, i: int, step: dict[str, Any], step_timeout: f
     result: Any = None
     if "call" in step:
         res["kind"] = "call"
-        result = await client.call_tool(step["call"], step.get("arguments") or {}, read_timeout_seconds=step_timeout)
+        result = await client.call_tool(
+            step["call"], step.get("arguments") or {}, read_timeout_seconds=step_timeout, meta=step.get("meta")
+        )
         res["is_error"] = bool(result.is_error)
         res["content_text"] = content_text(result.content)
         res["has_structured"] = result.structured_content is not None

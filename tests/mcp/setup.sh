@@ -5,6 +5,8 @@
 #   - npm/        : @modelcontextprotocol/server-filesystem, @modelcontextprotocol/server-everything,
 #                   mcp-server-commands (npm; a server whose run_command tool runs `/bin/sh -c`)
 #   - venv-uv     : uv (PyPI), for servers launched with `uvx` / `uv run`
+#   - venv-otlp   : opentelemetry-proto (the official OTLP protobuf classes), for the OTLP
+#                   receiver the export tests run (otlp_receiver.py)
 #   - venv-shell  : mcp-shell-server (PyPI, on mcp 1.x: its own venv), whose tool description
 #                   lists its allowed commands in a per-process order (tests/e2e/rugpull.rs)
 #   - npm-cache/, uv-cache/: the caches `npx` and `uvx` launch servers from offline, warmed here
@@ -51,7 +53,7 @@ NODE_MAJOR="$(node -p 'process.versions.node.split(".")[0]')"
 
 # --- stamp: skip the installs when nothing changed -------------------------------------------
 PIN_FILES=("$HERE/pins.txt" "$HERE/requirements-client.txt" "$HERE/requirements-servers.txt" "$HERE/requirements-uv.txt" "$HERE/requirements-shell.txt"
-           "$HERE/npm/package.json" "$HERE/npm/package-lock.json" "$HERE/setup.sh")
+           "$HERE/requirements-otlp.txt" "$HERE/npm/package.json" "$HERE/npm/package-lock.json" "$HERE/setup.sh")
 STAMP_WANT="$(cat "${PIN_FILES[@]}" | sha256sum | cut -d' ' -f1) $("$PYTHON" --version 2>&1) node-$(node --version)"
 STAMP_FILE="$DEPS/.stamp"
 
@@ -76,7 +78,8 @@ installs_present() {
         && [ -f "$DEPS/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js" ] \
         && [ -f "$DEPS/npm/node_modules/mcp-server-commands/build/index.js" ] \
         && [ -x "$DEPS/venv-uv/bin/uvx" ] && [ -f "$DEPS/.launchers-warm" ] \
-        && [ -x "$DEPS/venv-shell/bin/mcp-shell-server" ]
+        && [ -x "$DEPS/venv-shell/bin/mcp-shell-server" ] \
+        && [ -x "$DEPS/venv-otlp/bin/python" ]
 }
 
 # The interpreter uv runs servers with: the real file, not a version manager's shim.
@@ -109,6 +112,7 @@ else
     make_venv "$DEPS/venv-servers" "$HERE/requirements-servers.txt"
     make_venv "$DEPS/venv-uv" "$HERE/requirements-uv.txt"
     make_venv "$DEPS/venv-shell" "$HERE/requirements-shell.txt"
+    make_venv "$DEPS/venv-otlp" "$HERE/requirements-otlp.txt"
 
     log "npm ci (pinned by tests/mcp/npm/package-lock.json) into $DEPS/npm"
     mkdir -p "$DEPS/npm"
@@ -129,6 +133,7 @@ while read -r kind name version _; do
         pypi)
             venv=venv-servers; [ "$name" = mcp ] && venv=venv-client; [ "$name" = uv ] && venv=venv-uv
             [ "$name" = mcp-shell-server ] && venv=venv-shell
+            [ "$name" = opentelemetry-proto ] && venv=venv-otlp
             got="$("$DEPS/$venv/bin/python" -c 'import sys, importlib.metadata as m; print(m.version(sys.argv[1]))' "$name")"
             ;;
         npm)
@@ -178,6 +183,8 @@ export MCP_SDK2_TEST_SCRIPT=$(q "$HERE/servers/sdk2_server.py")
 # description in a per-process order
 export MCP_PY_SHELL_SERVER=$(q "$DEPS/venv-shell/bin/mcp-shell-server")
 # tests/mcp/servers/rug_server.py: description and serverInfo.version from RUG_DESCRIPTION / RUG_VERSION
+# tests/mcp/otlp_receiver.py runs with this python (opentelemetry-proto, requirements-otlp.txt)
+export MCP_OTLP_PY=$(q "$DEPS/venv-otlp/bin/python")
 export MCP_RUG_SERVER="$(q "$DEPS/venv-client/bin/python") $(q "$HERE/servers/rug_server.py")"
 EOF
 mv "$DEPS/env.sh.tmp" "$DEPS/env.sh"

@@ -142,6 +142,15 @@ fn shape_fault(obj: &serde_json::Map<String, Value>) -> Option<&'static str> {
     }
 }
 
+/// `traceparent` (and `tracestate`) of a request's `params._meta`, when
+/// it has a string `traceparent` (SEP-414: unprefixed keys).
+fn trace_context(meta: Option<&Value>) -> Option<Box<crate::event::TraceContext>> {
+    let meta = meta?;
+    let traceparent = meta.get("traceparent")?.as_str()?.to_string();
+    let tracestate = meta.get("tracestate").and_then(Value::as_str).map(str::to_string);
+    Some(Box::new(crate::event::TraceContext { traceparent, tracestate }))
+}
+
 enum Outcome {
     Result(Value),
     Error(Value),
@@ -404,6 +413,7 @@ impl Session {
         let dropped = table.insert(seq, pending, self.max_pending);
         self.stats.duplicate_ids += u64::from(dropped.duplicate);
         self.stats.evicted += dropped.evicted;
+        let trace_context = trace_context(param("_meta"));
         out.push(SessionOutput::Rpc {
             ts_ns: meta.ts_ns,
             rpc: Rpc {
@@ -411,6 +421,7 @@ impl Session {
                 id: Some(id),
                 tool,
                 arguments,
+                trace_context,
                 ..meta.rpc("request")
             },
         });
@@ -455,6 +466,10 @@ impl Session {
             self.stats.unmatched_responses += 1;
         }
         let method = req.as_ref().map(|p| p.req.method.as_str());
+        let error_code = match &outcome {
+            Outcome::Error(e) => e.get("code").and_then(Value::as_i64),
+            _ => None,
+        };
         let (message, result, is_error) = match &outcome {
             Outcome::Result(r) => {
                 let (summary, is_error) = result_summary(method, r);
@@ -491,6 +506,7 @@ impl Session {
                 latency_ms,
                 text,
                 tools_list,
+                error_code,
                 ..meta.rpc(message)
             },
         });

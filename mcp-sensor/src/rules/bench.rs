@@ -123,6 +123,8 @@ pub(crate) fn rpc(
         text: None,
         tools_list: None,
         not_jsonrpc: None,
+        trace_context: None,
+        error_code: None,
     });
     event("/usr/bin/node", body, None)
 }

@@ -1,0 +1,133 @@
+//! Where and how spans are exported: the `[export.otlp]` table of the
+//! daemon's configuration and the standard OpenTelemetry environment
+//! variables, resolved into one [`Settings`].
+//!
+//! Precedence: **the environment overrides the configuration file**, key
+//! by key (a DaemonSet's `env:` or a systemd drop-in changes one setting
+//! without editing the file). For the endpoint the signal-specific
+//! `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (used as is) comes before
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (a base: `/v1/traces` is appended), then
+//! `endpoint` from the file (a base, like the variable). Export is off
+//! unless one of them names an endpoint, or when `OTEL_SDK_DISABLED=true`.
+//! Headers: the file's `headers`, then `OTEL_EXPORTER_OTLP_HEADERS` /
+//! `OTEL_EXPORTER_OTLP_TRACES_HEADERS` over them (the exporter crate reads
+//! these two itself and adds them last). `OTEL_EXPORTER_OTLP_TIMEOUT` and
+//! `OTEL_BSP_*` are read by the crates themselves.
+
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// `[export.otlp]` of the configuration file.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OtlpConfig {
+    /// Base URL of the OTLP/HTTP receiver (`http://collector:4318`); spans
+    /// go to `<endpoint>/v1/traces`. Empty: off (unless the environment
+    /// names one).
+    pub endpoint: String,
+    /// `http/protobuf`, the only protocol this build speaks.
+    pub protocol: String,
+    /// Extra request headers (`authorization = "Bearer ..."`).
+    pub headers: BTreeMap<String, String>,
+    /// `service.name` of the resource.
+    pub service_name: String,
+    /// Export tool-call arguments and results (`gen_ai.tool.call.arguments`,
+    /// `gen_ai.tool.call.result`, each cut at [`CONTENT_MAX`] bytes). Off by
+    /// default: they may carry secrets.
+    pub capture_content: bool,
+    /// Spans waiting for export at most; past it new spans are dropped
+    /// and counted (`export_queue_full`).
+    pub max_queue_size: usize,
+}
+
+impl Default for OtlpConfig {
+    fn default() -> Self {
+        OtlpConfig {
+            endpoint: String::new(),
+            protocol: PROTOCOL.into(),
+            headers: BTreeMap::new(),
+            service_name: SERVICE_NAME.into(),
+            capture_content: false,
+            max_queue_size: 2048,
+        }
+    }
+}
+
+/// The one protocol supported (OTLP/HTTP with protobuf bodies).
+pub const PROTOCOL: &str = "http/protobuf";
+/// The default `service.name`.
+pub const SERVICE_NAME: &str = "mcp-sensor";
+/// Bytes of arguments or result kept per span when `capture_content` is on.
+pub const CONTENT_MAX: usize = 4096;
+
+/// What the exporter is built from: the file's table with the
+/// environment over it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The full URL spans are posted to (`.../v1/traces`).
+    pub traces_url: String,
+    /// Where the URL came from: a variable's name or `export.otlp.endpoint`.
+    pub source: &'static str,
+    /// Headers from the file (the environment's are added by the exporter).
+    pub headers: BTreeMap<String, String>,
+    pub service_name: String,
+    pub capture_content: bool,
+    pub max_queue_size: usize,
+}
+
+fn traces_url(base: &str) -> String {
+    format!("{}/v1/traces", base.trim_end_matches('/'))
+}
+
+impl Settings {
+    /// `None`: export is off. Errors name the setting and what to write.
+    /// `env` reads a variable (`std::env::var` in the daemon; a map in tests).
+    pub fn resolve(cfg: &OtlpConfig, env: impl Fn(&str) -> Option<String>) -> Result<Option<Settings>, String> {
+        let env = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        if env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
+            return Ok(None);
+        }
+        let (traces_url, source) = if let Some(u) = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
+            (u, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        } else if let Some(u) = env("OTEL_EXPORTER_OTLP_ENDPOINT") {
+            (traces_url(&u), "OTEL_EXPORTER_OTLP_ENDPOINT")
+        } else if !cfg.endpoint.trim().is_empty() {
+            (traces_url(cfg.endpoint.trim()), "export.otlp.endpoint")
+        } else {
+            return Ok(None);
+        };
+        let traces_url = traces_url.trim().to_string();
+        if traces_url.starts_with("https://") {
+            return Err(format!(
+                "{source} = {traces_url:?}: this build exports over plain http only (no TLS library is built in); \
+                 point it at a collector on this host or in the cluster (http://...:4318) and let it forward over TLS"
+            ));
+        }
+        if !traces_url.starts_with("http://") || traces_url.len() <= "http://".len() || traces_url.contains(char::is_whitespace) {
+            return Err(format!("{source} = {traces_url:?} is not an http:// URL (write e.g. http://127.0.0.1:4318)"));
+        }
+        let (protocol, psource) = match env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL")) {
+            Some(p) => (p, "OTEL_EXPORTER_OTLP_PROTOCOL"),
+            None => (cfg.protocol.clone(), "export.otlp.protocol"),
+        };
+        if protocol.trim() != PROTOCOL {
+            return Err(format!(
+                "{psource} = {protocol:?}: only {PROTOCOL:?} is supported (OTLP/HTTP, port 4318 by default); \
+                 grpc is not built in: send to the collector's HTTP receiver"
+            ));
+        }
+        if cfg.max_queue_size == 0 {
+            return Err("export.otlp.max_queue_size must be at least 1".into());
+        }
+        let service_name = env("OTEL_SERVICE_NAME").unwrap_or_else(|| cfg.service_name.clone());
+        Ok(Some(Settings {
+            traces_url,
+            source,
+            headers: cfg.headers.clone(),
+            service_name,
+            capture_content: cfg.capture_content,
+            max_queue_size: cfg.max_queue_size,
+        }))
+    }
+}
+

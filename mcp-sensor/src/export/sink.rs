@@ -1,0 +1,217 @@
+//! Spans -> the OTLP receiver: the OpenTelemetry SDK's tracer provider with
+//! its batch span processor (its own thread, a bounded queue, batches of up
+//! to 512 spans every 5 s or sooner when full; `OTEL_BSP_*` tune it) and
+//! `opentelemetry-otlp`'s OTLP/HTTP protobuf exporter, whose retries with
+//! exponential backoff (3 retries, 100 ms doubling to 1.6 s, jitter; HTTP
+//! 429/502/503/504 and connection errors; the export timeout bounds them
+//! all) are the crate's own.
+//!
+//! Never blocks the pipeline: [`Sink::send`] hands a finished span to the
+//! processor's queue or, when that queue is full, drops it and counts it.
+//! The export thread's blocking HTTP calls never run on the agent's tasks.
+//! Every span is accounted for ([`Counts`]): exported, failed (the
+//! receiver refused it or could not be reached after the retries), or
+//! dropped at the queue; at stop, what is still unexported is lost.
+
+use super::spans::SpanRecord;
+use opentelemetry::trace::{SpanContext, SpanKind, Status, TraceContextExt, Tracer, TracerProvider as _};
+use opentelemetry::{Context, KeyValue};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanExporter};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Span counts since start; read by drops and metrics (never reset).
+#[derive(Debug, Default)]
+pub struct Counts {
+    /// Spans handed to the processor.
+    pub submitted: AtomicU64,
+    /// Spans the receiver accepted.
+    pub exported: AtomicU64,
+    /// Spans in batches that failed after the retries.
+    pub failed: AtomicU64,
+    /// Export calls (batches) that failed after the retries.
+    pub failed_batches: AtomicU64,
+    /// Spans not queued: the queue was full.
+    pub queue_full: AtomicU64,
+}
+
+impl Counts {
+    /// Spans queued or being exported now.
+    pub fn queued(&self) -> u64 {
+        self.submitted.load(Relaxed).saturating_sub(self.exported.load(Relaxed) + self.failed.load(Relaxed))
+    }
+}
+
+/// The OTLP exporter, counting what each batch came to. The first failure
+/// is said on stderr, with what to check.
+#[derive(Debug)]
+struct Counting<E> {
+    inner: E,
+    counts: Arc<Counts>,
+    url: String,
+}
+
+impl<E: SpanExporter> SpanExporter for Counting<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let n = batch.len() as u64;
+        let r = self.inner.export(batch).await;
+        match &r {
+            Ok(()) => {
+                self.counts.exported.fetch_add(n, Relaxed);
+            }
+            Err(e) => {
+                if self.counts.failed_batches.fetch_add(1, Relaxed) == 0 {
+                    crate::say!(
+                        "mcp-sensor: OTLP export to {} failed after retries: {e} ({n} spans lost; further failures are counted \
+                         as `export_failed` drops): is the collector running and listening there?",
+                        self.url
+                    );
+                }
+                self.counts.failed.fetch_add(n, Relaxed);
+            }
+        }
+        r
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &opentelemetry_sdk::Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// The SDK side: provider, tracer, counts.
+pub struct Sink {
+    provider: SdkTracerProvider,
+    tracer: SdkTracer,
+    counts: Arc<Counts>,
+    max_queue: u64,
+}
+
+/// The parent of a span whose request carried `traceparent` (and maybe
+/// `tracestate`): `None` when it is absent or not a valid W3C
+/// traceparent (wrong version, length, non-hex, all-zero ids), parsed by
+/// the SDK's W3C propagator.
+pub fn parent_context(traceparent: Option<&str>, tracestate: Option<&str>) -> Option<SpanContext> {
+    use opentelemetry::propagation::TextMapPropagator;
+    let traceparent = traceparent?;
+    if !w3c_shape(traceparent) {
+        return None;
+    }
+    let mut carrier = HashMap::new();
+    carrier.insert("traceparent".to_string(), traceparent.to_string());
+    if let Some(s) = tracestate {
+        carrier.insert("tracestate".to_string(), s.to_string());
+    }
+    let cx = TraceContextPropagator::new().extract(&carrier);
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then_some(sc)
+}
+
+/// The field widths W3C Trace Context requires: `vv-<32>-<16>-ff`, lowercase
+/// hex, nothing after the flags for version 00 (later versions may append
+/// `-...`; version ff is invalid). The SDK's propagator (0.33) reads ids with fewer digits too
+/// (`TraceId::from_hex` of 31 digits), which would join a wrong trace.
+fn w3c_shape(tp: &str) -> bool {
+    let parts: Vec<&str> = tp.splitn(5, '-').collect();
+    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if parts.len() < 4 || !hex(parts[0], 2) || !hex(parts[1], 32) || !hex(parts[2], 16) || !hex(parts[3], 2) {
+        return false;
+    }
+    match parts[0] {
+        "00" => parts.len() == 4,
+        "ff" => false,
+        _ => true,
+    }
+}
+
+fn system_time(unix_ns: i128) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(unix_ns.clamp(0, u64::MAX as i128) as u64)
+}
+
+impl Sink {
+    /// The provider exporting to `settings.traces_url` with `resource`.
+    /// Errors: the exporter could not be built (a malformed URL).
+    pub fn new(settings: &super::Settings, resource: opentelemetry_sdk::Resource) -> Result<Sink, String> {
+        use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(settings.traces_url.clone())
+            .with_headers(settings.headers.clone().into_iter().collect())
+            .build()
+            .map_err(|e| format!("building the OTLP exporter for {}: {e}", settings.traces_url))?;
+        let counts = Arc::new(Counts::default());
+        let counting = Counting { inner: exporter, counts: counts.clone(), url: settings.traces_url.clone() };
+        let batch = BatchConfigBuilder::default().with_max_queue_size(settings.max_queue_size).build();
+        let processor = BatchSpanProcessor::builder(counting).with_batch_config(batch).build();
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(processor)
+            // a client's unsampled traceparent must not hide a finding
+            .with_sampler(Sampler::AlwaysOn)
+            .with_max_events_per_span(super::spans::MAX_EVENTS as u32)
+            .with_resource(resource)
+            .build();
+        let tracer = provider.tracer("mcp-sensor");
+        Ok(Sink { provider, tracer, counts, max_queue: settings.max_queue_size as u64 })
+    }
+
+    pub fn counts(&self) -> &Arc<Counts> {
+        &self.counts
+    }
+
+    /// Hands `rec` to the processor, or counts it dropped when the queue
+    /// is full (checked here, so the processor itself never drops).
+    pub fn send(&self, rec: SpanRecord) {
+        if self.counts.queued() >= self.max_queue {
+            self.counts.queue_full.fetch_add(1, Relaxed);
+            return;
+        }
+        self.counts.submitted.fetch_add(1, Relaxed);
+        let parent = match parent_context(rec.traceparent.as_deref(), rec.tracestate.as_deref()) {
+            Some(sc) => Context::new().with_remote_span_context(sc),
+            None => Context::new(),
+        };
+        let events = rec
+            .events
+            .into_iter()
+            .map(|e| opentelemetry::trace::Event::new(e.name, system_time(e.ts_ns), e.attributes, 0))
+            .collect();
+        let mut attributes: Vec<KeyValue> = rec.attributes;
+        if rec.traceparent.is_some() && !parent.has_active_span() {
+            // the client sent one we could not read: the span starts a trace
+            attributes.push(KeyValue::new("mcp_sensor.traceparent_invalid", true));
+        }
+        let mut span = self
+            .tracer
+            .span_builder(rec.name)
+            .with_kind(SpanKind::Server)
+            .with_start_time(system_time(rec.start_ns))
+            .with_attributes(attributes)
+            .with_events(events)
+            .start_with_context(&self.tracer, &parent);
+        if let Some(msg) = rec.error {
+            opentelemetry::trace::Span::set_status(&mut span, Status::error(msg));
+        }
+        opentelemetry::trace::Span::end_with_timestamp(&mut span, system_time(rec.end_ns));
+    }
+
+    /// Exports what is queued and stops the export thread, waiting at most
+    /// `timeout`. Returns the spans that were never exported, in all.
+    pub fn shutdown(&self, timeout: Duration) -> u64 {
+        if let Err(e) = self.provider.shutdown_with_timeout(timeout) {
+            crate::say!("mcp-sensor: stopping the OTLP export: {e}");
+        }
+        self.counts.submitted.load(Relaxed).saturating_sub(self.counts.exported.load(Relaxed))
+    }
+}

@@ -1,0 +1,145 @@
+#!/usr/bin/env python3
+"""A minimal OTLP/HTTP trace receiver for the tests (tests/e2e/otlp.rs).
+
+Listens on 127.0.0.1 (an ephemeral port unless --port), accepts
+``POST /v1/traces`` with a protobuf ``ExportTraceServiceRequest``, decodes it
+with the official ``opentelemetry-proto`` package (PyPI, pinned in
+requirements-otlp.txt, installed into venv-otlp by setup.sh) and appends one
+JSON line per span to OUT:
+
+    {"resource": {attr: value}, "scope": name, "name", "kind", "trace_id", "span_id",
+     "parent_span_id", "start_ns", "end_ns", "attributes": {...},
+     "events": [{"name", "ts_ns", "attributes": {...}}], "dropped_events_count",
+     "status": {"code", "message"}}
+
+``--fail-first N`` answers the first N posts 503 (retryable in OTLP/HTTP) without
+reading them, so a test sees the exporter retry; every post's status is appended to
+OUT.requests, one line each.
+
+Prints ``listening PORT`` on stdout once it accepts connections; stops on
+SIGTERM or when stdin closes. Anything else it is sent is answered 404/400.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+try:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+        ExportTraceServiceResponse,
+    )
+except ImportError as e:  # pragma: no cover - usage error
+    print(f"otlp_receiver.py: {e}; run it with the venv-otlp python (tests/mcp/setup.sh)", file=sys.stderr)
+    sys.exit(2)
+
+
+def value(v):
+    kind = v.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [value(x) for x in v.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: value(kv.value) for kv in v.kvlist_value.values}
+    if kind == "bytes_value":
+        return v.bytes_value.hex()
+    return getattr(v, kind)
+
+
+def attrs(kvs):
+    return {kv.key: value(kv.value) for kv in kvs}
+
+
+def spans_of(req):
+    for rs in req.resource_spans:
+        resource = attrs(rs.resource.attributes)
+        for ss in rs.scope_spans:
+            for s in ss.spans:
+                yield {
+                    "resource": resource,
+                    "scope": ss.scope.name,
+                    "name": s.name,
+                    "kind": s.kind,
+                    "trace_id": s.trace_id.hex(),
+                    "span_id": s.span_id.hex(),
+                    "parent_span_id": s.parent_span_id.hex(),
+                    "start_ns": s.start_time_unix_nano,
+                    "end_ns": s.end_time_unix_nano,
+                    "attributes": attrs(s.attributes),
+                    "events": [
+                        {"name": e.name, "ts_ns": e.time_unix_nano, "attributes": attrs(e.attributes)}
+                        for e in s.events
+                    ],
+                    "dropped_events_count": s.dropped_events_count,
+                    "status": {"code": s.status.code, "message": s.status.message},
+                }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("out", help="JSON lines file, one decoded span a line")
+    ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--fail-first", type=int, default=0)
+    args = ap.parse_args()
+    lock = threading.Lock()
+    posts = [0]
+
+    def note(status: int) -> None:
+        with open(args.out + ".requests", "a", encoding="utf-8") as f:
+            f.write(f"{status}\n")
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if self.path != "/v1/traces":
+                self.send_error(404)
+                return
+            with lock:
+                posts[0] += 1
+                fail = posts[0] <= args.fail_first
+                note(503 if fail else 200)
+            if fail:
+                self.send_error(503, "failing on purpose (--fail-first)")
+                return
+            req = ExportTraceServiceRequest()
+            try:
+                req.ParseFromString(body)
+            except Exception as e:  # a body that is not the message
+                self.send_error(400, str(e))
+                return
+            with lock, open(args.out, "a", encoding="utf-8") as f:
+                for span in spans_of(req):
+                    span["headers"] = {k.lower(): v for k, v in self.headers.items() if k.lower().startswith("x-")}
+                    f.write(json.dumps(span) + "\n")
+            reply = ExportTraceServiceResponse().SerializeToString()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", str(len(reply)))
+            self.end_headers()
+            self.wfile.write(reply)
+
+        def log_message(self, *a):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+
+    def stdin_closed():
+        sys.stdin.read()
+        server.shutdown()
+
+    threading.Thread(target=stdin_closed, daemon=True).start()
+    print(f"listening {server.server_address[1]}", flush=True)
+    server.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
