@@ -169,7 +169,8 @@ fn otlp_export_to_an_unreachable_endpoint_never_blocks_the_pipeline_and_counts_t
     // a loopback port nobody listens on
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}");
-    let daemon = Daemon::start_env(&d, "", &[], &[("OTEL_EXPORTER_OTLP_ENDPOINT", &url)]);
+    let metrics = format!("127.0.0.1:{}", crate::metrics::free_port());
+    let daemon = Daemon::start_env(&d, "", &["--metrics-address", &metrics], &[("OTEL_EXPORTER_OTLP_ENDPOINT", &url)]);
     // the environment alone turned export on, at that endpoint
     assert!(daemon.stderr_text().contains(&format!("{url}/v1/traces (from OTEL_EXPORTER_OTLP_ENDPOINT)")), "{}", daemon.stderr_text());
     let report = run_client(&mut client(&d, json!([
@@ -177,6 +178,17 @@ fn otlp_export_to_an_unreachable_endpoint_never_blocks_the_pipeline_and_counts_t
         {"call": "list_allowed_directories"},
     ])));
     assert_eq!(report["results"][0]["content_text"], "n\n", "{report}");
+    // shown in the metrics while the daemon runs: the failed batches and
+    // the spans given up on, with the drop by stage
+    let value = |text: &str, name: &str| -> u64 {
+        text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok()).map_or(0, |v| v as u64)
+    };
+    let mut text = String::new();
+    crate::harness::wait_for("export failures in /metrics", || {
+        text = crate::metrics::http_get(&metrics, "/metrics").1;
+        value(&text, "mcp_sensor_export_failures_total ") > 0 && value(&text, "mcp_sensor_export_dropped_total ") > 0
+    });
+    assert!(text.contains("mcp_sensor_drops_total{stage=\"export\",kind=\"export_failed\"}"), "{text}");
     let stderr_before = daemon.stderr_text();
     let (status, evs) = daemon.stop();
     assert_eq!(status, 0, "a clean stop, export down or not");

@@ -87,8 +87,8 @@ struct BuildLabels {
 pub struct ExportMetrics {
     /// `mcp_sensor_export_queue_spans`: spans waiting to be sent, now.
     pub queue_spans: Gauge,
-    /// `mcp_sensor_export_failures_total`: export requests that failed
-    /// (each retry that fails counts once).
+    /// `mcp_sensor_export_failures_total`: export batches that failed
+    /// after the exporter's retries (`export::Stats::failed_batches`).
     pub failures: Counter,
     /// `mcp_sensor_export_dropped_total`: spans given up on (queue full,
     /// retries exhausted).
@@ -144,7 +144,7 @@ impl Metrics {
         r.register("events", "Event lines produced, by kind (those the per-server budget held back included)", m.events.clone());
         r.register("alerts", "Rule matches, by rule and action (alert, would_kill, killed, denied, would_deny); repeats an alert_summary counts included", m.alerts.clone());
         r.register("enforcements", "Kills and refusals, by action and mechanism (kernel: at the syscall; agent: by pidfd after the event)", m.enforcements.clone());
-        r.register("drops", "Losses by stage (ring_buffer: kernel reserve failures by event kind; kernel; queue; agent; output; metrics) and kind", m.drops.clone());
+        r.register("drops", "Losses by stage (ring_buffer: kernel reserve failures by event kind; kernel; queue; agent; output; export; metrics) and kind", m.drops.clone());
         r.register("watched_servers", "MCP servers being watched now (found, not yet exited)", m.servers.clone());
         r.register("sessions", "MCP servers found since start (server_found lines)", m.sessions.clone());
         r.register("tool_calls", "tools/call requests, by server and tool", m.tool_calls.clone());
@@ -223,6 +223,12 @@ impl Metrics {
                 *was = n;
             }
         }
+        drop(seen);
+        // the OTLP export's own numbers (export/), zero while it is off
+        let e = export();
+        e.queue_spans.set(i64::try_from(t.export.queued).unwrap_or(i64::MAX));
+        e.failures.inc_by(t.export.failed_batches.saturating_sub(e.failures.get()));
+        e.dropped.inc_by(t.export.dropped().saturating_sub(e.dropped.get()));
     }
 }
 
@@ -239,6 +245,8 @@ fn drop_rows(t: &Totals, budget_events: u64, tool_overflow: u64) -> Vec<(&'stati
             "kernel"
         } else if k == crate::drops::LOG_WRITE_FAILED || k == crate::drops::STDOUT_WRITE_FAILED {
             "output"
+        } else if k.starts_with("export_") {
+            "export"
         } else {
             "agent"
         };
