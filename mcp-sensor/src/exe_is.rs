@@ -12,7 +12,8 @@
 //!   mtime) in a bounded cache ([`CACHE_MAX`], evictions counted). The file
 //!   read is `/proc/<pid>/exe` (a memfd or a deleted file has no other
 //!   name), or the exec'd path when the process is already gone or the exec
-//!   was refused. On an overlayfs whose stat(2) shows the real layer's
+//!   was refused; a memfd whose shell is already gone, from the fd its
+//!   parent (or the process itself) still holds. On an overlayfs whose stat(2) shows the real layer's
 //!   (dev, ino) rather than the overlay inode's the kernel saw, the
 //!   overlay's device and the path stand in for the identity check.
 //! - **applet**: a busybox or toybox binary (known either way) is what its
@@ -84,6 +85,8 @@ pub struct Classifier {
 /// What the pipeline knows of one exec.
 pub struct ExecFacts<'a> {
     pub pid: u32,
+    /// Its parent: a memfd's other holder, usually (`fd_holding`).
+    pub ppid: u32,
     /// The executed file's path as the kernel resolved it.
     pub exe: &'a str,
     /// The event's identity: dev in stat(2)'s encoding, as events carry it.
@@ -212,7 +215,14 @@ impl Classifier {
         let (f, m) = if x.refused {
             open(x.exe, own_mounts)
         } else if x.fileless {
-            open(&proc_exe, &proc_mounts)
+            // a short-lived memfd shell may be gone: the memfd is then
+            // still open in whoever made it, most often the parent
+            open(&proc_exe, &proc_mounts).or_else(|| {
+                let held = fd_holding(x.ppid, x.dev, x.ino).or_else(|| fd_holding(x.pid, x.dev, x.ino))?;
+                let f = std::fs::File::open(held).ok()?;
+                let m = f.metadata().ok()?;
+                Some((f, m))
+            })
         } else {
             open(&proc_exe, &proc_mounts).or_else(|| open(x.exe, own_mounts))
         }?;
@@ -236,6 +246,15 @@ impl Classifier {
         self.cache.insert(key, found);
         found
     }
+}
+
+/// The `/proc/<pid>/fd/N` of process `pid` that is the file (dev, ino),
+/// found by stat(2) (which never blocks, unlike an open of a FIFO); `None`
+/// when it holds no such file or is gone.
+fn fd_holding(pid: u32, dev: u64, ino: u64) -> Option<PathBuf> {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten().map(|e| e.path()).find(|p| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.dev() == dev && m.ino() == ino)
+    })
 }
 
 fn readlink(p: &str) -> Option<String> {
@@ -298,7 +317,32 @@ mod tests {
 
     fn facts<'a>(exe: &'a str, m: &std::fs::Metadata, argv: &'a [String]) -> ExecFacts<'a> {
         // a pid that is not running: the path is read
-        ExecFacts { pid: u32::MAX, exe, dev: m.dev(), ino: m.ino(), argv, fileless: false, refused: false }
+        ExecFacts { pid: u32::MAX, ppid: u32::MAX, exe, dev: m.dev(), ino: m.ino(), argv, fileless: false, refused: false }
+    }
+
+    /// A memfd shell that is already gone: its content is read from the
+    /// fd its parent (here, this test) still holds.
+    #[test]
+    fn a_gone_memfd_exec_is_read_from_its_parents_fd() {
+        use std::io::Write;
+        use std::os::fd::FromRawFd;
+        let d = tmpdir("memfd");
+        let bash = d.join("bash");
+        std::fs::write(&bash, b"#!fake bash for a memfd, sized\n").unwrap();
+        let mut c = Classifier::from_files(&argv(&["bash"]), |n| vec![d.join(n)]);
+        // SAFETY: memfd_create returns a new fd this File then owns
+        let fd = unsafe { libc::memfd_create(c"x".as_ptr(), 0) };
+        assert!(fd >= 0, "memfd_create: {}", std::io::Error::last_os_error());
+        let mut mem = unsafe { std::fs::File::from_raw_fd(fd) };
+        mem.write_all(&std::fs::read(&bash).unwrap()).unwrap();
+        let m = mem.metadata().unwrap();
+        let a = argv(&["x", "-c", "true"]);
+        let mut x = ExecFacts { pid: u32::MAX, ppid: std::process::id(), exe: "/memfd:x", dev: m.dev(), ino: m.ino(), argv: &a, fileless: true, refused: false };
+        assert_eq!(c.classify(&x), Some(ExeIs { name: "bash".into(), by: "content", multicall: None }));
+        // the control: no process holds it, nothing to read
+        x.ppid = u32::MAX;
+        let mut fresh = Classifier::from_files(&argv(&["bash"]), |n| vec![d.join(n)]);
+        assert_eq!(fresh.classify(&x), None);
     }
 
     #[test]
@@ -363,12 +407,12 @@ mod tests {
         let mut child = std::process::Command::new("/bin/sleep").arg("30").spawn().unwrap();
         let m = std::fs::metadata(&env).unwrap();
         let a = argv(&["env", "sleep", "30"]);
-        let x = ExecFacts { pid: child.id(), exe: env.to_str().unwrap(), dev: m.dev(), ino: m.ino(), argv: &a, fileless: false, refused: false };
+        let x = ExecFacts { pid: child.id(), ppid: std::process::id(), exe: env.to_str().unwrap(), dev: m.dev(), ino: m.ino(), argv: &a, fileless: false, refused: false };
         let got = c.classify(&x);
         // positive control: the same pid, asked about the file it does run, is sleep
         let s = std::fs::metadata("/proc/self/exe").map(|_| std::fs::metadata(format!("/proc/{}/exe", child.id())).unwrap()).unwrap();
         let b = argv(&["sleep", "30"]);
-        let y = ExecFacts { pid: child.id(), exe: "/bin/sleep", dev: s.dev(), ino: s.ino(), argv: &b, fileless: false, refused: false };
+        let y = ExecFacts { pid: child.id(), ppid: std::process::id(), exe: "/bin/sleep", dev: s.dev(), ino: s.ino(), argv: &b, fileless: false, refused: false };
         let control = c.classify(&y);
         let _ = child.kill();
         let _ = child.wait();

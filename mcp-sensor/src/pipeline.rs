@@ -226,6 +226,7 @@ impl Pipeline {
                 let dev = crate::abi::kdev_to_user(e.dev);
                 let exe_is = self.detect.exe_is.classify(&crate::exe_is::ExecFacts {
                     pid: h.pid,
+                    ppid: h.ppid,
                     exe: &e.exe,
                     dev,
                     ino: e.ino,
