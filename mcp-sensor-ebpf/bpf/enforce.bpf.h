@@ -547,18 +547,98 @@ MS_LOOP_CB ms_shell_step(__u64 i, struct ms_shell_parse *c)
 	return 0;
 }
 
+#if MS_COMPAT
+/*
+ * The compat object's cut-down twin of the parse above. 5.10's verifier
+ * walked the byte loop's state machine and gave up ("BPF program is too
+ * large", 1M instructions, even at 32 bytes), so here each argument is
+ * read as a string on its own (argv[0] only for its length) and judged
+ * alone, for the first MS_SHELL_ARGS_COMPAT arguments after argv[0]:
+ * a first argument that is not an option is the script; `-`/`--` make the
+ * next one the script; `c` or `s` in an option cluster is no script run;
+ * other options (`-e`, `--norc`, `--rcfile`) go on to the next argument.
+ * `-o`/`-O NAME`, a cluster longer than an argument buffer, or running
+ * out of arguments: undecided, not a script run (killed; the agent has
+ * the whole argv).
+ */
+#define MS_SHELL_ARGS_COMPAT 3
+#define MS_SHELL_ARG_BYTES 32
+#define MS_SHELL_ARGV0_BYTES 256
+
+enum { MS_ARG_SCRIPT = 1, MS_ARG_NOT_SCRIPT, MS_ARG_OPERAND_NEXT, MS_ARG_OPTIONS };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, char[MS_SHELL_ARGV0_BYTES]);
+} SHELL_ARGV0 SEC(".maps") MS_WEAK;
+
+/* One argument (n: bytes read, NUL included) after argv[0]. */
+static __always_inline int ms_shell_arg_kind(const char *b, long n, int operand)
+{
+	if (operand || (b[0] != '-' && b[0] != '+'))
+		return MS_ARG_SCRIPT;
+	if (n == 2 || (n == 3 && b[1] == '-'))
+		return MS_ARG_OPERAND_NEXT; /* `-` or `--` */
+	if (b[1] == '-')
+		return MS_ARG_OPTIONS; /* a long option: a flag */
+	if (n >= MS_SHELL_ARG_BYTES)
+		return MS_ARG_NOT_SCRIPT; /* a cluster longer than the buffer */
+	int kind = MS_ARG_OPTIONS;
+#pragma unroll
+	for (int i = 1; i < MS_SHELL_ARG_BYTES - 1; i++) {
+		if (i >= n - 1)
+			break;
+		char ch = b[i];
+		if (ch == 'c' || ch == 's')
+			return MS_ARG_NOT_SCRIPT;
+		if (ch == 'o' || ch == 'O')
+			kind = MS_ARG_NOT_SCRIPT; /* its name follows: undecided */
+	}
+	return kind;
+}
+
+static __always_inline int ms_shell_script_run_compat(struct mm_struct *mm)
+{
+	__u32 zero = 0;
+	char *argv0 = bpf_map_lookup_elem(&SHELL_ARGV0, &zero);
+	if (!argv0)
+		return 0;
+	__u64 at = BPF_CORE_READ(mm, arg_start);
+	__u64 end = BPF_CORE_READ(mm, arg_end);
+	long n = bpf_probe_read_user_str(argv0, MS_SHELL_ARGV0_BYTES, (void *)at);
+	if (n <= 0 || n >= MS_SHELL_ARGV0_BYTES)
+		return 0;
+	at += n;
+	char b[MS_SHELL_ARG_BYTES];
+	int operand = 0;
+	/* a bounded loop (5.3+): the verifier walks its 3 steps */
+	for (int k = 0; k < MS_SHELL_ARGS_COMPAT; k++) {
+		if (at >= end)
+			return 0; /* no script named: stdin or interactive */
+		n = bpf_probe_read_user_str(b, sizeof(b), (void *)at);
+		if (n <= 0)
+			return 0;
+		int kind = ms_shell_arg_kind(b, n, operand);
+		if (kind == MS_ARG_SCRIPT)
+			return 1;
+		if (kind == MS_ARG_NOT_SCRIPT || n >= MS_SHELL_ARG_BYTES)
+			return 0; /* decided, or the next argument's start is unknown */
+		operand = kind == MS_ARG_OPERAND_NEXT;
+		at += n;
+	}
+	return 0;
+}
+#endif
+
 /* Whether the current task (after its exec: its argv is the new image's)
  * is a shell asked to run a script. */
 static __always_inline int ms_shell_script_run(struct task_struct *p)
 {
 #if MS_COMPAT
-	/* 5.10's verifier walks the unrolled parse byte by byte and gives up
-	 * ("BPF program is too large", 1M instructions, even at 32 bytes):
-	 * the compat object kills every shell run, script runs too
-	 * (rules/README.md, "What a shell is asked to run") */
-	return 0;
-#endif
-
+	return ms_shell_script_run_compat(BPF_CORE_READ(p, mm));
+#else
 	struct ms_shell_parse c = {};
 	struct mm_struct *mm = BPF_CORE_READ(p, mm);
 	__u64 start = BPF_CORE_READ(mm, arg_start);
@@ -576,6 +656,7 @@ static __always_inline int ms_shell_script_run(struct task_struct *p)
 	c.arg = c.at = c.opt = c.skip = c.operand = c.script = ms_opaque_zero;
 	ms_loop(MS_SHELL_ARGV, ms_shell_step, &c);
 	return c.script == 1;
+#endif
 }
 
 /* sched_process_exec: the new image's file is forbidden (where BPF LSM is
