@@ -12,6 +12,19 @@
 //! - Debian's `rbenv` (`rbenv exec ruby`, /usr/lib/rbenv/libexec) and
 //!   `direnv exec` (scripts/install-deps.sh installs both).
 //! - git with a shell-script pre-commit hook, `git commit` in a call.
+//! - `npm install --offline` of a pinned package (ms@2.1.3, in the npm
+//!   cache tests/mcp/setup.sh warms) into a project, then node requiring it.
+//! - `uv venv` and `uv pip install --offline` of a pinned package (idna,
+//!   tests/mcp/requirements-servers.txt, in setup.sh's uv cache), then the
+//!   venv's python importing it.
+//! - node installed by nvm. nvm is not in the registries CI reaches
+//!   either, so its tree is a fixture laid out as nvm lays it out: `nvm.sh`
+//!   defining the `nvm` shell function, `nvm-exec` (a `#!/usr/bin/env
+//!   bash` script sourcing it, `nvm use $NODE_VERSION`, then exec of its
+//!   arguments) and `versions/node/vX/bin/node`, the user's own copy of the
+//!   node binary as nvm's download is. A host runs `~/.nvm/versions/node/
+//!   vX/bin/node` directly or through `nvm-exec`; `bash -c '. nvm.sh; ...'`
+//!   is a command string, which unexpected-shell is about by design.
 //!
 //! And what must still alert, in the same shim layout: `sh -c` started by
 //! the shimmed python (1 alert), a script in /tmp run by bash (2 alerts,
@@ -69,6 +82,32 @@ fn pyenv_fixture(home: &Path) -> PathBuf {
     root.join("shims/python3")
 }
 
+/// An nvm tree under `home` (fixture: nvm's layout; nvm is a shell
+/// function, `nvm-exec` its script for running a command under a version)
+/// with the host's node copied in as the version node reports; returns
+/// (`~/.nvm`, that version, e.g. `v20.20.2`).
+fn nvm_fixture(home: &Path) -> (PathBuf, String) {
+    let out = std::process::Command::new("node")
+        .args(["-p", "process.execPath + ' ' + process.version"])
+        .output()
+        .expect("node on PATH (tests/mcp/setup.sh installs it)");
+    let out = String::from_utf8(out.stdout).unwrap();
+    let (node, version) = out.trim().split_once(' ').expect("node -p: `execPath version`");
+    let root = home.join(".nvm");
+    script(
+        &root.join("nvm.sh"),
+        "# nvm's entry point is sourced: it defines the nvm function\nexport NVM_DIR=\"${NVM_DIR:-$(cd \"$(dirname \"${BASH_SOURCE[0]}\")\" && pwd)}\"\nnvm() {\n  case \"$1\" in\n    use)\n      local bin=\"$NVM_DIR/versions/node/$2/bin\"\n      [ -x \"$bin/node\" ] || { echo \"N/A: version $2 is not installed yet\" >&2; return 3; }\n      export PATH=\"$bin:$PATH\" NVM_BIN=\"$bin\"\n      echo \"Now using node $2\" ;;\n    *) echo \"nvm fixture: only use\" >&2; return 1 ;;\n  esac\n}\n",
+    );
+    script(
+        &root.join("nvm-exec"),
+        "#!/usr/bin/env bash\nDIR=\"$(cd \"$(dirname \"${BASH_SOURCE[0]}\")\" && pwd)\"\n. \"$DIR/nvm.sh\" --no-use\nif [ -n \"$NODE_VERSION\" ]; then\n  nvm use \"$NODE_VERSION\" >/dev/null || exit 127\nelse\n  echo \"No NODE_VERSION provided\" >&2; exit 127\nfi\nexec \"$@\"\n",
+    );
+    let bin = root.join(format!("versions/node/{version}/bin"));
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(node, bin.join("node")).unwrap_or_else(|e| panic!("copy {node} into the nvm fixture: {e}"));
+    (root, version.to_string())
+}
+
 fn rules_file(d: &Path) -> PathBuf {
     let f = d.join("test-rules.yaml");
     std::fs::write(&f, CANARY).unwrap();
@@ -104,6 +143,15 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
     let home = home_dir("benign");
     let shim = pyenv_fixture(&home);
     let shim = shim.to_str().unwrap();
+    let (nvm, node_version) = nvm_fixture(&home);
+    let nvm_node = nvm.join(format!("versions/node/{node_version}/bin/node"));
+    let nvm_node = nvm_node.to_str().unwrap();
+    let nvm_exec = nvm.join("nvm-exec");
+    // a node project npm installs into, and where uv makes its venv
+    let npm_proj = home.join("npm-proj");
+    std::fs::create_dir_all(&npm_proj).unwrap();
+    std::fs::write(npm_proj.join("package.json"), "{\"name\": \"npm-proj\", \"version\": \"1.0.0\", \"private\": true}\n").unwrap();
+    let venv = home.join("venv");
     // git with a shell-script pre-commit hook
     let repo = home.join("repo");
     std::fs::create_dir_all(&repo).unwrap();
@@ -131,6 +179,14 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
     let rr = rbenv_root.to_str().unwrap();
     let repo_s = repo.to_str().unwrap();
     let proj_s = proj.to_str().unwrap();
+    let env = mcp_env();
+    let dep = |k: &str| env.get(k).unwrap_or_else(|| panic!("{k} not in env.sh: rerun tests/mcp/setup.sh")).as_str();
+    let npm_cache = format!("npm_config_cache={}", dep("MCP_NPM_CACHE"));
+    let uv_cache = format!("UV_CACHE_DIR={}", dep("MCP_UV_CACHE"));
+    let uv = dep("MCP_UV");
+    let (npm_proj_s, venv_s) = (npm_proj.to_str().unwrap(), venv.to_str().unwrap());
+    let venv_python = format!("{venv_s}/bin/python");
+    let require_ms = format!("console.log(require('{npm_proj_s}/node_modules/ms')('2h'))");
     let mut steps = vec![json!({"list_tools": true})];
     let benign: Vec<Value> = vec![
         call(&[shim, "-c", "print(1)"]),
@@ -138,7 +194,18 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
         call(&[shim, "-c", "print(3)"]),
         call(&["/usr/bin/env", &format!("RBENV_ROOT={rr}"), "rbenv", "exec", "ruby", "-e", "puts 4"]),
         call(&["/usr/bin/git", "-c", "safe.directory=*", "-C", repo_s, "commit", "-q", "--allow-empty", "-m", "one"]),
+        // ms@2.1.3: tests/mcp/npm/package-lock.json, in the npx cache
+        call(&["/usr/bin/env", &npm_cache, "npm_config_update_notifier=false", "npm", "--prefix", npm_proj_s, "install", "--offline", "--no-audit", "--no-fund", "--save-exact", "ms@2.1.3"]),
+        call(&[nvm_node, "-e", &require_ms]),
+        call(&["/usr/bin/env", &format!("NODE_VERSION={node_version}"), nvm_exec.to_str().unwrap(), "node", "-e", "console.log(7)"]),
+        call(&["/usr/bin/env", &uv_cache, "UV_PYTHON_DOWNLOADS=never", uv, "venv", "-q", "--clear", "--python", dep("MCP_UV_PYTHON"), venv_s]),
+        call(&["/usr/bin/env", &uv_cache, uv, "pip", "install", "-q", "--offline", "--python", &venv_python, "idna==3.20"]),
+        call(&[&venv_python, "-c", "import idna; print(idna.__version__)"]),
     ];
+    // each benign call's stdout; None: not checked (npm's own words), its
+    // effect is checked by the call after it
+    let expected = [Some("1"), Some("2"), Some("3"), Some("4"), Some(""), None, Some("7200000"), Some("7"), Some(""), Some(""), Some("3.20")];
+    assert_eq!(expected.len(), benign.len());
     // MCP_SENSOR_BENIGN_ROUNDS: the corpus that many times (BENCHMARKS.md,
     // false alarms per 1,000 tool calls)
     let rounds: usize = std::env::var("MCP_SENSOR_BENIGN_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(1);
@@ -153,14 +220,15 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
     steps.push(call(&["/usr/bin/env", &format!("HOME={}", home.display()), &format!("XDG_CONFIG_HOME={}/.config", home.display()), &format!("XDG_DATA_HOME={}/.local/share", home.display()), "direnv", "exec", proj_s, "/usr/bin/printenv", "GREETING"]));
     steps.push(call(&[shim, "-c", "import subprocess; subprocess.run(['sh', '-c', 'echo 5'])"]));
     steps.push(call(&["/bin/bash", tmp_script.to_str().unwrap()]));
-    let env = mcp_env();
     let rules = rules_file(&d);
     let s = drive_env(&d, sdk2(&env), json!(steps), &["--rules", rules.to_str().unwrap()], &[("HOME", home.to_str().unwrap())]);
     let run = &s.run;
     assert_eq!(s.client["ok"], true, "{}\n{}", s.client, run.describe());
     let text = |i: usize| s.client["results"][i + 1]["content_text"].as_str().unwrap_or("").trim().to_string();
     for i in 0..n_benign {
-        assert_eq!(text(i), ["1", "2", "3", "4", ""][i % per_round], "call {i}: {}", s.client);
+        if let Some(want) = expected[i % per_round] {
+            assert_eq!(text(i), want, "call {i}: {}", s.client);
+        }
     }
     assert_eq!(text(n_benign), "hello", "direnv exec: {}", s.client);
     // positive controls: the canary fired on every request, and the shims'
@@ -172,6 +240,24 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
     assert!(pyenv_runs.len() >= 3 * 4 * rounds, "the shims' bash runs were seen: {}\n{}", pyenv_runs.len(), run.describe());
     assert!(run.of_kind("exec").any(|e| e["script"].as_str().is_some_and(|s| s.starts_with("/usr/lib/rbenv/libexec/"))), "rbenv ran\n{}", run.describe());
     assert!(run.of_kind("exec").any(|e| e["script"].as_str().is_some_and(|s| s.ends_with("/hooks/pre-commit"))), "the hook ran\n{}", run.describe());
+    // npm, uv and nvm ran, watched, and did their work
+    let argv_has = |e: &Value, words: &[&str]| words.iter().all(|w| e["argv"].as_array().is_some_and(|a| a.iter().any(|x| x == w)));
+    let npm_runs = run.of_kind("exec").filter(|e| e["exe"].as_str().is_some_and(|x| x.ends_with("/node")) && argv_has(e, &["install", "ms@2.1.3"])).count();
+    assert_eq!(npm_runs, rounds, "npm install ran under node, once a round\n{}", run.describe());
+    let ms = std::fs::read_to_string(npm_proj.join("node_modules/ms/package.json")).expect("npm installed ms");
+    assert_eq!(serde_json::from_str::<Value>(&ms).unwrap()["version"], "2.1.3");
+    let nvm_bin = format!("/.nvm/versions/node/{node_version}/bin/node");
+    let nvm_nodes = run.of_kind("exec").filter(|e| e["exe"].as_str().is_some_and(|x| x.ends_with(&nvm_bin))).count();
+    assert_eq!(nvm_nodes, 2 * rounds, "nvm's node ran, directly and by nvm-exec\n{}", run.describe());
+    let nvm_execs: Vec<&Value> = run.of_kind("exec").filter(|e| e["script"].as_str().is_some_and(|s| s.ends_with("/.nvm/nvm-exec"))).collect();
+    assert_eq!(nvm_execs.len(), rounds, "nvm-exec ran: {nvm_execs:#?}");
+    assert!(nvm_execs.iter().all(|e| e["shell_mode"] == "script" && e["script_writable_by"] == "user"), "{nvm_execs:#?}");
+    let uv_exe = std::fs::canonicalize(uv).unwrap().display().to_string();
+    for sub in ["venv", "pip"] {
+        let n = run.of_kind("exec").filter(|e| e["exe"] == *uv_exe && e["argv"][1] == sub).count();
+        assert_eq!(n, rounds, "uv {sub} ran once a round\n{}", run.describe());
+    }
+    assert!(std::fs::read_dir(venv.join("lib")).unwrap().flatten().any(|p| p.path().join("site-packages/idna-3.20.dist-info").is_dir()), "uv installed idna 3.20 into {venv_s}");
     let ids = run_ids(run);
     assert_eq!(ids.len(), n_benign + 3, "{}", run.describe());
     for (i, id) in ids[..n_benign].iter().enumerate() {
