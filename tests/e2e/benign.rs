@@ -249,8 +249,10 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
     let nvm_bin = format!("/.nvm/versions/node/{node_version}/bin/node");
     let nvm_nodes = run.of_kind("exec").filter(|e| e["exe"].as_str().is_some_and(|x| x.ends_with(&nvm_bin))).count();
     assert_eq!(nvm_nodes, 2 * rounds, "nvm's node ran, directly and by nvm-exec\n{}", run.describe());
-    let nvm_execs: Vec<&Value> = run.of_kind("exec").filter(|e| e["script"].as_str().is_some_and(|s| s.ends_with("/.nvm/nvm-exec"))).collect();
-    assert_eq!(nvm_execs.len(), rounds, "nvm-exec ran: {nvm_execs:#?}");
+    // bash running nvm-exec (its `#!/usr/bin/env bash` exec names the
+    // script too, with env as exe)
+    let nvm_execs: Vec<&Value> = run.of_kind("exec").filter(|e| e["exe_is"]["name"] == "bash" && e["script"].as_str().is_some_and(|s| s.ends_with("/.nvm/nvm-exec"))).collect();
+    assert_eq!(nvm_execs.len(), rounds, "nvm-exec ran under bash: {nvm_execs:#?}");
     assert!(nvm_execs.iter().all(|e| e["shell_mode"] == "script" && e["script_writable_by"] == "user"), "{nvm_execs:#?}");
     let uv_exe = std::fs::canonicalize(uv).unwrap().display().to_string();
     for sub in ["venv", "pip"] {
