@@ -10,7 +10,8 @@
 #   - venv-shell  : mcp-shell-server (PyPI, on mcp 1.x: its own venv), whose tool description
 #                   lists its allowed commands in a per-process order (tests/e2e/rugpull.rs)
 #   - npm-cache/, uv-cache/: the caches `npx` and `uvx` launch servers from offline, warmed here
-#                   by one online launch each (what a user's machine has after a first use)
+#                   by one online launch each (what a user's machine has after a first use),
+#                   and ms@2.1.3 in npm-cache for the benign corpus's offline `npm install`
 # into $MCP_TEST_DEPS (default: tests/.deps, gitignored), and writes $MCP_TEST_DEPS/env.sh.
 #
 # Pins: tests/mcp/pins.txt (top level), requirements-*.txt and npm/package-lock.json (everything).
@@ -98,6 +99,9 @@ warm_launchers() {
         || die "npx -y @modelcontextprotocol/server-filesystem@2026.8.31 failed (npm registry reachable?)"
     launcher_env npx -y mcp-server-commands@0.5.0 </dev/null >/dev/null 2>&1 \
         || die "npx -y mcp-server-commands@0.5.0 failed (npm registry reachable?)"
+    # the benign corpus's `npm install --offline` (tests/e2e/benign.rs); pinned as in npm/package-lock.json
+    launcher_env npm cache add ms@2.1.3 >/dev/null 2>&1 \
+        || die "npm cache add ms@2.1.3 failed (npm registry reachable?)"
     launcher_env "$DEPS/venv-uv/bin/uvx" --with-requirements "$HERE/requirements-servers.txt" \
         python "$HERE/servers/sdk2_server.py" </dev/null >/dev/null 2>"$DEPS/uvx-warm.log" \
         || die "uvx failed (PyPI reachable? log: $DEPS/uvx-warm.log)"
