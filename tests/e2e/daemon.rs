@@ -96,10 +96,19 @@ impl Daemon {
         self.child.wait().unwrap().code().unwrap_or(-1)
     }
 
-    /// SIGTERM, then the exit status and the log's events.
+    /// SIGTERM, then the exit status and the log's events, the rotated
+    /// files' first (`events.jsonl.N` .. `.1`, oldest first): the daemon
+    /// watches the whole host, and tests beside this one fill its log.
     pub(crate) fn stop(self) -> (i32, Vec<Value>) {
-        let log = self.log_dir.join("events.jsonl");
-        (self.stop_status(), read_events(&log))
+        let dir = self.log_dir.clone();
+        let status = self.stop_status();
+        let rotated = (1..).take_while(|n| dir.join(format!("events.jsonl.{n}")).exists()).count();
+        let mut evs = Vec::new();
+        for n in (1..=rotated).rev() {
+            evs.extend(read_events(&dir.join(format!("events.jsonl.{n}"))));
+        }
+        evs.extend(read_events(&dir.join("events.jsonl")));
+        (status, evs)
     }
 }
 
