@@ -301,8 +301,9 @@ impl Plan<'_> {
     }
 }
 
-/// The VM's writable places: (empty tmpfs, overlays), with HOME and the
-/// `--writable` directories added as overlays unless already covered.
+/// The VM's writable places: (empty tmpfs, overlays), with HOME, the
+/// tests' tests/.deps and the `--writable` directories added as overlays
+/// unless already covered.
 fn writable(home: &str, extra: &[PathBuf]) -> Result<(Vec<String>, Vec<String>)> {
     let covered = |s: &str, l: &[String]| l.iter().any(|o| s == o || s.starts_with(&format!("{o}/")));
     let mut tmpfs: Vec<String> = TMPFS.iter().map(|s| s.to_string()).collect();
@@ -318,7 +319,11 @@ fn writable(home: &str, extra: &[PathBuf]) -> Result<(Vec<String>, Vec<String>)>
         }
         !hides
     });
-    for d in std::iter::once(Path::new(home)).chain(extra.iter().map(PathBuf::as_path)) {
+    // the tests' installed software (tests/mcp/setup.sh): npm and uv write
+    // to their caches there even offline (a tool call's `npm install
+    // --offline`, tests/e2e/benign.rs)
+    let deps = std::fs::canonicalize(crate::root().join("tests/.deps")).ok().filter(|d| d.is_dir());
+    for d in std::iter::once(Path::new(home)).chain(deps.as_deref()).chain(extra.iter().map(PathBuf::as_path)) {
         let d = std::path::absolute(d)?;
         if !d.is_dir() {
             bail!("writable directory {} does not exist on the host", d.display());
