@@ -208,13 +208,43 @@ fn start_idle_sensor(events: &std::path::Path) -> Result<Child> {
     anyhow::bail!("sensor did not start in 30 s")
 }
 
+/// A sensor process the bench started. Stopped (SIGTERM, then reaped) by
+/// [`Sensor::stop`], or when dropped on an early return, so a failed run
+/// leaves no sensor loaded behind it.
+pub(crate) struct Sensor(Option<Child>);
+
+impl Sensor {
+    pub(crate) fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    pub(crate) fn stop(mut self) -> Result<()> {
+        self.end()
+    }
+
+    fn end(&mut self) -> Result<()> {
+        if let Some(mut c) = self.0.take() {
+            // SAFETY: signalling our own child, not yet reaped.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            c.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Sensor {
+    fn drop(&mut self) {
+        let _ = self.end();
+    }
+}
+
 /// Variables that would turn the OTLP export on or off behind the bench's
 /// back (export/settings.rs): removed from every daemon it starts.
 const OTEL_SWITCHES: [&str; 3] = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_SDK_DISABLED"];
 
 /// The host-wide daemon, logging to `dir`, with `extra` appended to its
 /// configuration (TOML tables) and `envs` set; returns once it watches.
-pub(crate) fn start_daemon(dir: &std::path::Path, extra: &str, envs: &[(&str, &str)]) -> Result<Child> {
+pub(crate) fn start_daemon(dir: &std::path::Path, extra: &str, envs: &[(&str, &str)]) -> Result<Sensor> {
     let config = dir.join("daemon.toml");
     std::fs::write(&config, format!("[log]\ndir = \"{}\"\n{extra}", dir.join("daemon-log").display()))?;
     let err = dir.join("daemon.stderr");
@@ -227,13 +257,14 @@ pub(crate) fn start_daemon(dir: &std::path::Path, extra: &str, envs: &[(&str, &s
         .arg(&config)
         .envs(envs.iter().copied())
         .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .stderr(std::fs::File::create(&err)?)
         .spawn()?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         let text = std::fs::read_to_string(&err).unwrap_or_default();
         if text.contains("watching the host") {
-            return Ok(child);
+            return Ok(Sensor(Some(child)));
         }
         if let Some(st) = child.try_wait()? {
             anyhow::bail!("daemon exited ({st}): {text}");
@@ -280,11 +311,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
         for round in 0..a.rounds {
             base.push(run_plain(what, iters)?);
             let ev = dir.join(format!("idle-{what}-{round}.jsonl"));
-            let mut idle = if a.daemon { start_daemon(&dir, "", &[])? } else { start_idle_sensor(&ev)? };
+            let idle = if a.daemon { start_daemon(&dir, "", &[])? } else { Sensor(Some(start_idle_sensor(&ev)?)) };
             unwatched.push(run_plain(what, iters)?);
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(idle.id() as i32, libc::SIGTERM) };
-            idle.wait()?;
+            idle.stop()?;
             let ev = dir.join(format!("watched-{what}-{round}.jsonl"));
             watched.push(run_watched(what, iters, &ev)?);
             let _ = std::fs::remove_file(&ev);

@@ -18,7 +18,7 @@
 //! OTLP export off and on (bench_export.rs), where an exporting block must
 //! also have a span at the receiver for each of its calls.
 
-use crate::bench::start_daemon;
+use crate::bench::{start_daemon, Sensor};
 use crate::bench_export::Receiver;
 use crate::bench_mcp::{Paired, Rng, WARMUP_CALLS};
 use anyhow::{Context, Result};
@@ -72,7 +72,7 @@ fn logged_calls(dir: &Path, b: usize) -> Vec<(u64, Value)> {
 
 /// Starts what `beside` names, logging under `daemon_dir` (`None`: nothing
 /// to start).
-fn start(beside: Beside, daemon_dir: &Path) -> Result<Option<std::process::Child>> {
+fn start(beside: Beside, daemon_dir: &Path) -> Result<Option<Sensor>> {
     if matches!(beside, Beside::Nothing) {
         return Ok(None);
     }
@@ -89,13 +89,11 @@ fn start(beside: Beside, daemon_dir: &Path) -> Result<Option<std::process::Child
 
 /// Stops the daemon of block `b` and checks it saw (and exported) all of
 /// the block's `calls`.
-fn stop(mut d: std::process::Child, beside: Beside, daemon_dir: &Path, b: usize, calls: usize) -> Result<()> {
+fn stop(d: Sensor, beside: Beside, daemon_dir: &Path, b: usize, calls: usize) -> Result<()> {
     if let Beside::Exporting(rx) = beside {
         rx.note_block_end(calls);
     }
-    // SAFETY: signalling our own child.
-    unsafe { libc::kill(d.id() as i32, libc::SIGTERM) };
-    d.wait()?;
+    d.stop()?;
     let seen = logged_calls(daemon_dir, b);
     anyhow::ensure!(seen.len() >= calls, "block {b}: the daemon logged {} of {calls} calls (see {})", seen.len(), daemon_dir.display());
     if let Beside::Exporting(rx) = beside {
