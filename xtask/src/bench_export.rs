@@ -221,6 +221,8 @@ struct Flood {
     spans_per_s: Option<f64>,
     /// Spans of the flood's calls at the receiver.
     exported: u64,
+    /// The receiver's CPU time over the flood's duration (1.0: one core).
+    receiver_busy: f64,
     /// Daemon CPU ms per 1,000 log lines written during the flood.
     cpu_ms_per_k: f64,
     lines: u64,
@@ -264,7 +266,8 @@ fn flood(env: &HashMap<String, String>, dir: &Path, calls: u64, window: u64, rx:
     }
     std::thread::sleep(Duration::from_millis(200)); // the held events follow server_found
     log.next_lines()?;
-    let (cpu0, lines0, t0) = (cpu_ticks(daemon.id())?, log.lines, Instant::now());
+    let rx_cpu = || rx.map_or(Ok(0), |r| cpu_ticks(r.child.id()));
+    let (cpu0, rx_cpu0, lines0, t0) = (cpu_ticks(daemon.id())?, rx_cpu()?, log.lines, Instant::now());
     let call = |i: u64| json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": format!("f{i}")}}});
     let mut sent = 0;
     while sent < window.min(calls) {
@@ -305,7 +308,7 @@ fn flood(env: &HashMap<String, String>, dir: &Path, calls: u64, window: u64, rx:
         std::thread::sleep(Duration::from_millis(20));
     }
     let done = if rx.is_some() { last_span } else { t0.elapsed() };
-    let (cpu1, lines) = (cpu_ticks(daemon.id())?, log.lines - lines0);
+    let (cpu1, rx_cpu1, lines) = (cpu_ticks(daemon.id())?, rx_cpu()?, log.lines - lines0);
     drop(to);
     drop(from);
     let _ = server.kill();
@@ -319,6 +322,7 @@ fn flood(env: &HashMap<String, String>, dir: &Path, calls: u64, window: u64, rx:
         calls_per_s: calls as f64 / calls_secs,
         spans_per_s: rx.map(|_| exported as f64 / done.as_secs_f64()),
         exported,
+        receiver_busy: (rx_cpu1 - rx_cpu0) as f64 / hz / done.as_secs_f64(),
         cpu_ms_per_k: (cpu1 - cpu0) as f64 / hz * 1e3 / (lines as f64 / 1e3),
         lines,
         export_lost: json!({"export_failed": other["export_failed"], "export_queue_full": other["export_queue_full"]}),
@@ -357,7 +361,7 @@ pub fn throughput(rounds: usize, calls: u64, window: u64, seed: u64) -> Result<S
          | same: daemon CPU ms per 1,000 log lines | {rounds} rounds | {cpu_off:.1} | {cpu_on:.1} | {:.3}x |\n\
          | same: spans/s delivered to the receiver | {rounds} rounds | – | {sps:.0} | |\n\n\
          flood: order per round {order} (E: export first; seed {seed}); per round, export off / on: calls/s {} / {}; \
-         CPU ms per 1,000 lines {} / {}; log lines {} / {}; spans/s {}; spans at the receiver {} of {calls}; export losses (final drops) {}",
+         CPU ms per 1,000 lines {} / {}; log lines {} / {}; spans/s {}; spans at the receiver {} of {calls}; receiver CPU (cores) {}; export losses (final drops) {}",
         cps_on / cps_off,
         cpu_on / cpu_off,
         each(&off, |f| format!("{:.0}", f.calls_per_s)),
@@ -368,6 +372,7 @@ pub fn throughput(rounds: usize, calls: u64, window: u64, seed: u64) -> Result<S
         each(&on, |f| f.lines.to_string()),
         each(&on, |f| format!("{:.0}", f.spans_per_s.unwrap_or(0.0))),
         each(&on, |f| f.exported.to_string()),
+        each(&on, |f| format!("{:.2}", f.receiver_busy)),
         each(&on, |f| f.export_lost.to_string()),
     ))
 }
