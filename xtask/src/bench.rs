@@ -36,6 +36,21 @@ pub struct BenchArgs {
     /// Pairs of blocks (one plain, one watched) per session.
     #[arg(long, default_value_t = 15)]
     block_pairs: usize,
+    /// Sessions of the in-session round-trip benchmark of the OTLP export
+    /// (bench_export.rs: the daemon with export off and on between blocks,
+    /// `--block-pairs` pairs of `--mcp-calls` calls; 0: skip).
+    #[arg(long, default_value_t = 0)]
+    export_sessions: usize,
+    /// Rounds of the OTLP export flood (one with export off, one on, in
+    /// random order; 0: skip).
+    #[arg(long, default_value_t = 0)]
+    export_flood_rounds: usize,
+    /// Tool calls per flood.
+    #[arg(long, default_value_t = 20_000)]
+    export_flood_calls: u64,
+    /// Calls in flight during a flood.
+    #[arg(long, default_value_t = 16)]
+    export_flood_window: u64,
     /// Seed of the round order (default: from the clock; printed).
     #[arg(long)]
     seed: Option<u64>,
@@ -193,22 +208,63 @@ fn start_idle_sensor(events: &std::path::Path) -> Result<Child> {
     anyhow::bail!("sensor did not start in 30 s")
 }
 
-/// The host-wide daemon, logging to `dir`; returns once it watches.
-pub(crate) fn start_daemon(dir: &std::path::Path) -> Result<Child> {
+/// A sensor process the bench started. Stopped (SIGTERM, then reaped) by
+/// [`Sensor::stop`], or when dropped on an early return, so a failed run
+/// leaves no sensor loaded behind it.
+pub(crate) struct Sensor(Option<Child>);
+
+impl Sensor {
+    pub(crate) fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Child::id)
+    }
+
+    pub(crate) fn stop(mut self) -> Result<()> {
+        self.end()
+    }
+
+    fn end(&mut self) -> Result<()> {
+        if let Some(mut c) = self.0.take() {
+            // SAFETY: signalling our own child, not yet reaped.
+            unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+            c.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Sensor {
+    fn drop(&mut self) {
+        let _ = self.end();
+    }
+}
+
+/// Variables that would turn the OTLP export on or off behind the bench's
+/// back (export/settings.rs): removed from every daemon it starts.
+const OTEL_SWITCHES: [&str; 3] = ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_SDK_DISABLED"];
+
+/// The host-wide daemon, logging to `dir`, with `extra` appended to its
+/// configuration (TOML tables) and `envs` set; returns once it watches.
+pub(crate) fn start_daemon(dir: &std::path::Path, extra: &str, envs: &[(&str, &str)]) -> Result<Sensor> {
     let config = dir.join("daemon.toml");
-    std::fs::write(&config, format!("[log]\ndir = \"{}\"\n", dir.join("daemon-log").display()))?;
+    std::fs::write(&config, format!("[log]\ndir = \"{}\"\n{extra}", dir.join("daemon-log").display()))?;
     let err = dir.join("daemon.stderr");
-    let mut child = Command::new(sensor_bin())
+    let mut cmd = Command::new(sensor_bin());
+    for k in OTEL_SWITCHES {
+        cmd.env_remove(k);
+    }
+    let mut child = cmd
         .args(["run", "--config"])
         .arg(&config)
+        .envs(envs.iter().copied())
         .stdin(Stdio::null())
+        .stdout(Stdio::null())
         .stderr(std::fs::File::create(&err)?)
         .spawn()?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
         let text = std::fs::read_to_string(&err).unwrap_or_default();
         if text.contains("watching the host") {
-            return Ok(child);
+            return Ok(Sensor(Some(child)));
         }
         if let Some(st) = child.try_wait()? {
             anyhow::bail!("daemon exited ({st}): {text}");
@@ -255,11 +311,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
         for round in 0..a.rounds {
             base.push(run_plain(what, iters)?);
             let ev = dir.join(format!("idle-{what}-{round}.jsonl"));
-            let mut idle = if a.daemon { start_daemon(&dir)? } else { start_idle_sensor(&ev)? };
+            let idle = if a.daemon { start_daemon(&dir, "", &[])? } else { Sensor(Some(start_idle_sensor(&ev)?)) };
             unwatched.push(run_plain(what, iters)?);
-            // SAFETY: signalling our own child.
-            unsafe { libc::kill(idle.id() as i32, libc::SIGTERM) };
-            idle.wait()?;
+            idle.stop()?;
             let ev = dir.join(format!("watched-{what}-{round}.jsonl"));
             watched.push(run_watched(what, iters, &ev)?);
             let _ = std::fs::remove_file(&ev);
@@ -286,6 +340,15 @@ pub fn run(a: BenchArgs) -> Result<()> {
         }
         if a.mcp_rounds > 0 {
             println!("{}", crate::bench_mcp::round_trip(a.mcp_rounds, a.mcp_calls, seed)?);
+        }
+        if a.export_sessions > 0 || a.export_flood_rounds > 0 {
+            println!("\n| OTLP export | n | export off | export on | ratio |\n|---|---|---|---|---|");
+        }
+        if a.export_sessions > 0 {
+            println!("{}", crate::bench_export::round_trip(a.export_sessions, a.block_pairs, a.mcp_calls, seed)?);
+        }
+        if a.export_flood_rounds > 0 {
+            println!("{}", crate::bench_export::throughput(a.export_flood_rounds, a.export_flood_calls, a.export_flood_window, seed)?);
         }
         if a.capture_mib > 0 {
             println!("{}", crate::bench_mcp::throughput(a.capture_mib)?);

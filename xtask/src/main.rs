@@ -8,6 +8,7 @@
 
 mod bench;
 mod bench_blocks;
+mod bench_export;
 mod bench_hooks;
 mod bench_kill;
 mod bench_mcp;
