@@ -32,7 +32,7 @@ enum Cmd {
     Test {
         /// Only the tests whose name contains this (the VM matrix is then not run).
         filter: Option<String>,
-        /// Leave out the VM kernel matrix (`cargo xtask vmtest`, ~10 min).
+        /// Leave out the VM kernel matrix (`cargo xtask vmtest`: 6 VMs, two at a time, ~45 min).
         #[arg(long)]
         no_vm: bool,
     },

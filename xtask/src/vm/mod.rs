@@ -16,11 +16,18 @@
 //!
 //! The pieces: `kernels` (pins, apt-get download into a cache of our own,
 //! unpacking), `initramfs` (busybox, the modules virtiofs needs, `init.sh`),
-//! `qemu` (read-only virtiofsd, qemu, console markers, timeout).
+//! `qemu` (read-only virtiofsd, qemu, console markers, timeout), `suite`
+//! (tests/vm/suite.txt: which test runs on which boot).
+//!
+//! VMs boot `--jobs` at a time (2 by default): each has one vCPU, so two
+//! use the machine's two cores. The e2e tests' time in a TCG guest is
+//! mostly the MCP SDK client's Python start (~20 s of `import mcp` per
+//! session, 1 s natively), which no guest setting shortened.
 
 mod initramfs;
 mod kernels;
 mod qemu;
+mod suite;
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -35,8 +42,11 @@ pub struct VmArgs {
     #[arg(long, value_enum, default_value = "both")]
     lsm: LsmSel,
     /// Seconds one VM may take, boot included, before qemu is killed.
-    #[arg(long, default_value_t = 900)]
+    #[arg(long, default_value_t = 1500)]
     timeout: u64,
+    /// VMs booted at once.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=8))]
+    jobs: u32,
     /// Virtual CPUs. 1 by default: on a 2-core host, busy with other builds,
     /// 2 vCPUs made a 6.12 VM ~40% slower (boot, execs, node, python) and a
     /// 6.1 VM no faster.
@@ -56,8 +66,8 @@ pub struct VmArgs {
     /// Print the command's output for every VM, not only failed ones.
     #[arg(short, long)]
     verbose: bool,
-    /// The command to run in each VM (default: the e2e tests named `kernel_`,
-    /// built first).
+    /// The command to run in each VM (default: the e2e tests of
+    /// tests/vm/suite.txt for that boot, built first).
     #[arg(last = true, value_name = "CMD")]
     cmd: Vec<String>,
 }
@@ -113,7 +123,7 @@ pub fn run(a: VmArgs) -> Result<Counts> {
             })
             .collect::<Result<_>>()?
     };
-    let cmd = if a.cmd.is_empty() { kernel_suite()? } else { a.cmd.clone() };
+    let cmd = if a.cmd.is_empty() { kernel_suite()? } else { VmCommand::Given(a.cmd.clone()) };
     let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
     let mut env = vec![
         ("PATH".to_string(), std::env::var("PATH").unwrap_or_else(|_| "/usr/sbin:/usr/bin:/sbin:/bin".into())),
@@ -151,12 +161,8 @@ pub fn run(a: VmArgs) -> Result<Counts> {
         LsmSel::Off => &[false],
         LsmSel::Both => &[true, false],
     };
-    let mut results = Vec::new();
-    for k in &kernels {
-        for &bpf in variants {
-            results.push(plan.boot(k, bpf)?);
-        }
-    }
+    let boots: Vec<(&kernels::Kernel, bool)> = kernels.iter().flat_map(|k| variants.iter().map(move |&b| (k, b))).collect();
+    let results = plan.boot_all(&boots)?;
     drop(plan);
 
     let vms_passed = results.iter().filter(|r| r.pass).count();
@@ -189,10 +195,32 @@ struct VmResult {
     line: String,
 }
 
-/// The in-VM suite run when no command is given: the e2e tests named
-/// `kernel_` (tests/e2e/kernel.rs), with the release sensor; both built
-/// here first.
-fn kernel_suite() -> Result<Vec<String>> {
+/// What each VM runs.
+enum VmCommand {
+    /// The command line given after `--`, in every VM.
+    Given(Vec<String>),
+    /// The e2e binary with the tests of tests/vm/suite.txt for the boot.
+    Suite { exe: String, entries: Vec<suite::Entry> },
+}
+
+impl VmCommand {
+    fn argv(&self, bpf: bool) -> Vec<String> {
+        match self {
+            VmCommand::Given(c) => c.clone(),
+            VmCommand::Suite { exe, entries } => {
+                let mut v = vec![exe.clone(), "--exact".into()];
+                v.extend(suite::for_boot(entries, bpf));
+                v.push("--test-threads=1".into());
+                v
+            }
+        }
+    }
+}
+
+/// The in-VM suite run when no command is given: the e2e tests that
+/// tests/vm/suite.txt lists (checked against the binary's `--list`), with
+/// the release sensor; both built here first.
+fn kernel_suite() -> Result<VmCommand> {
     crate::cargo(&["build", "--release", "-p", "mcp-sensor"])?;
     let out = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["test", "--release", "-p", "mcp-sensor", "--test", "e2e", "--no-run", "--message-format=json"])
@@ -209,7 +237,15 @@ fn kernel_suite() -> Result<Vec<String>> {
         .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "e2e")
         .find_map(|m| m["executable"].as_str().map(str::to_string))
         .context("no e2e test executable in cargo's output")?;
-    Ok(vec![exe, "kernel_".into(), "--test-threads=1".into()])
+    let list = std::process::Command::new(&exe).args(["--list", "--format=terse"]).output().context("listing the e2e tests")?;
+    if !list.status.success() {
+        bail!("{exe} --list failed ({})", list.status);
+    }
+    let file = crate::root().join("tests/vm/suite.txt");
+    let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+    let entries = suite::parse(&text)?;
+    suite::check(&entries, &suite::listed(&String::from_utf8_lossy(&list.stdout)))?;
+    Ok(VmCommand::Suite { exe, entries })
 }
 
 /// (passed, failed) from cargo test's `test result:` lines in `output`
@@ -223,7 +259,7 @@ fn test_counts(output: &[String]) -> Option<(u64, u64)> {
 
 /// What every VM of a run shares.
 struct Plan<'a> {
-    cmd: Vec<String>,
+    cmd: VmCommand,
     env: Vec<(String, String)>,
     cwd: PathBuf,
     tmpfs: Vec<String>,
@@ -234,6 +270,25 @@ struct Plan<'a> {
 }
 
 impl Plan<'_> {
+    /// Every VM, `--jobs` at a time; results in `boots` order.
+    fn boot_all(&self, boots: &[(&kernels::Kernel, bool)]) -> Result<Vec<VmResult>> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        use std::sync::Mutex;
+        let next = AtomicUsize::new(0);
+        let results: Mutex<Vec<Option<Result<VmResult>>>> = Mutex::new((0..boots.len()).map(|_| None).collect());
+        std::thread::scope(|s| {
+            for _ in 0..(self.args.jobs as usize).min(boots.len()) {
+                s.spawn(|| loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&(k, bpf)) = boots.get(i) else { return };
+                    let r = self.boot(k, bpf);
+                    results.lock().unwrap()[i] = Some(r);
+                });
+            }
+        });
+        results.into_inner().unwrap().into_iter().map(|r| r.expect("every boot ran")).collect()
+    }
+
     /// One VM.
     fn boot(&self, k: &kernels::Kernel, bpf: bool) -> Result<VmResult> {
         let onoff = if bpf { "on" } else { "off" };
@@ -252,9 +307,12 @@ impl Plan<'_> {
             hostname: format!("vmtest-{}", k.pin.name.replace('.', "-")),
             tmpfs: &self.tmpfs,
             overlay: &self.overlay,
-            script: script(&env, &self.cwd, &self.cmd),
+            script: script(&env, &self.cwd, &self.cmd.argv(bpf)),
         };
-        let cpio = self.rundir.0.join(format!("{label}.cpio"));
+        // a directory per VM: its initramfs, virtiofsd's socket and root
+        let rundir = self.rundir.0.join(&label);
+        std::fs::create_dir_all(&rundir)?;
+        let cpio = rundir.join(format!("{label}.cpio"));
         initramfs::build(k, &guest, &cpio)?;
         let log = self.logs.join(format!("{label}.log"));
         eprintln!("vmtest: {label}: booting {} (lsm={lsm}), console in {}", k.release, log.display());
@@ -266,15 +324,17 @@ impl Plan<'_> {
             smp: self.args.smp,
             timeout: Duration::from_secs(self.args.timeout),
             log: &log,
-            rundir: &self.rundir.0,
+            rundir: &rundir,
         });
         let _ = std::fs::remove_file(&cpio);
         let o = o?;
         let pass = o.exit == Some(0) && o.problem.is_none();
+        // one block per VM, whole, however the VMs interleave
+        let mut block = String::new();
         if self.args.verbose || !pass {
             let skip = if self.args.verbose { 0 } else { o.output.len().saturating_sub(40) };
             for l in &o.output[skip..] {
-                println!("    | {l}");
+                block += &format!("    | {l}\n");
             }
         }
         let secs = |d: Option<Duration>| d.map_or("-".into(), |d| format!("{:.1}s", d.as_secs_f64()));
@@ -291,7 +351,7 @@ impl Plan<'_> {
             secs(o.run_at),
             log.display()
         );
-        println!("{line}");
+        print!("{block}{line}\n");
         let tests = match test_counts(&o.output) {
             // a VM that failed with every test passing still failed
             Some((p, f)) => (p, if pass { f } else { f.max(1) }),
@@ -336,9 +396,10 @@ fn writable(home: &str, extra: &[PathBuf]) -> Result<(Vec<String>, Vec<String>)>
     Ok((tmpfs, overlay))
 }
 
-/// Runs take turns (per cache, so across work trees): two TCG VMs on a
-/// 2-core machine only slow each other down, and two runs in one tree would
-/// write the same log files. The lock goes with the process.
+/// Runs take turns (per cache, so across work trees): a run already boots
+/// `--jobs` VMs at once, one per core; a second run would only slow it down,
+/// and two runs in one tree would write the same log files. The lock goes
+/// with the process.
 fn one_run_at_a_time(cache: &Path) -> Result<std::fs::File> {
     use std::os::fd::AsRawFd;
     let f = std::fs::File::create(cache.join(".lock"))?;
@@ -353,19 +414,30 @@ fn one_run_at_a_time(cache: &Path) -> Result<std::fs::File> {
     Ok(f)
 }
 
-/// The run's socket, initramfs and (empty) virtiofsd mount point, removed at
-/// the end however the run ends.
+/// The run's directory: one per VM inside, each with its socket, initramfs
+/// and (empty) virtiofsd mount point; removed at the end however the run
+/// ends.
 struct RunDir(PathBuf);
 
 impl Drop for RunDir {
     fn drop(&mut self) {
-        // never recursive: `root` is where virtiofsd (in its own mount
-        // namespace) bound the host's `/`; here it is an empty directory
-        for e in std::fs::read_dir(&self.0).into_iter().flatten().flatten() {
-            let p = e.path();
-            let _ = if p.is_dir() { std::fs::remove_dir(&p) } else { std::fs::remove_file(&p) };
+        // two levels, each entry removed alone, never recursively: a VM's
+        // `root` is where virtiofsd (in its own mount namespace) bound the
+        // host's `/`; here it is an empty directory
+        fn clear(dir: &Path, depth: u32) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if !p.is_dir() {
+                    let _ = std::fs::remove_file(&p);
+                } else if depth > 0 && e.file_name() != "root" {
+                    clear(&p, depth - 1);
+                } else {
+                    let _ = std::fs::remove_dir(&p);
+                }
+            }
+            let _ = std::fs::remove_dir(dir);
         }
-        let _ = std::fs::remove_dir(&self.0);
+        clear(&self.0, 1);
     }
 }
 
