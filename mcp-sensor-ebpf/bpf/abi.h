@@ -432,8 +432,11 @@ struct ms_name_key {
 };
 
 /* EXEMPT: processes a rule (MS_VF_EXEMPT) does not apply to: by the
- * identity of their executable (comm all zero), or by comm (ino and dev
- * zero, comm NUL-padded as bpf_get_current_comm writes it). */
+ * identity of their executable (comm all zero), by comm (ino and dev
+ * zero, comm NUL-padded as bpf_get_current_comm writes it), or by the
+ * identity of their parent's executable (rule | MS_EXEMPT_PARENT, comm
+ * all zero: direnv's evaluation shell, rules `parent_exe`). */
+#define MS_EXEMPT_PARENT (1u << 31)
 struct ms_exempt_key {
 	__u64 ino;
 	__u32 dev;

@@ -315,7 +315,7 @@ MS_LOOP_CB ms_dir_slot(__u64 slot, struct ms_slot_search *c)
 }
 
 /* The process is one rule v excepts (EXEMPT): by its executable's
- * identity, or by its comm. */
+ * identity, by its parent's executable's identity, or by its comm. */
 static __always_inline int ms_exempt(const struct ms_verdict *v)
 {
 	struct ms_exempt_key k = {};
@@ -326,6 +326,15 @@ static __always_inline int ms_exempt(const struct ms_verdict *v)
 		ms_file_id(exe, &k.dev, &k.ino);
 		if (bpf_map_lookup_elem(&EXEMPT, &k))
 			return 1;
+	}
+	/* the parent that started it (real_parent: not a tracer) */
+	exe = BPF_CORE_READ(t, real_parent, mm, exe_file);
+	if (exe) {
+		ms_file_id(exe, &k.dev, &k.ino);
+		k.rule = v->rule | MS_EXEMPT_PARENT;
+		if (bpf_map_lookup_elem(&EXEMPT, &k))
+			return 1;
+		k.rule = v->rule;
 	}
 	k.ino = 0;
 	k.dev = 0;

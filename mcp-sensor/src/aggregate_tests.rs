@@ -15,6 +15,7 @@ fn exec_ev(pid: u32, ts_ns: u64, exe: &str, argv: &[&str]) -> Event {
         exe_is: None,
         shell_mode: None,
         script_writable_by: None,
+        parent_exe: None,
         argv_truncated: false,
         file_flags: Vec::new(),
     };
@@ -38,6 +39,7 @@ fn alert_on(mut ev: Event, rule: &str, action: &'static str, call: Option<i64>) 
             delay_ns: None,
             late: false,
             tool_changes: Vec::new(),
+            also_matched: Vec::new(),
         })),
         ..ev
     }

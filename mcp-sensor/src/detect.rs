@@ -305,7 +305,7 @@ impl Detector {
                 }
             }
         }
-        for m in matches {
+        for (m, also) in self.rules.fold_superseded(&matches) {
             if copy.is_some() && m.action == crate::rules::Action::Kill {
                 copy_kills.push(m.id.to_owned());
             }
@@ -313,6 +313,7 @@ impl Detector {
             if let Body::Alert(a) = &mut alert.body {
                 // every alert on the answer that redefined tools says which and how
                 a.tool_changes = self.tool_changes.clone();
+                a.also_matched = also.into_iter().map(str::to_owned).collect();
             }
             if let (Some(e), Some(rec)) = (self.enforcer.as_ref(), rec) {
                 crate::enforce::act(e, rec, &m, &mut alert, procs);
@@ -425,6 +426,7 @@ pub(crate) fn alert_event(ev: &Event, m: &Match<'_>, procs: &ProcTable) -> Event
             delay_ns: None,
             late: false,
             tool_changes: Vec::new(),
+            also_matched: Vec::new(),
         })),
         tool_call: ev.tool_call.clone().or_else(|| message_call(ev)),
         ..ev.clone()

@@ -112,6 +112,11 @@ pub enum Body {
         /// script could not be found.
         #[serde(skip_serializing_if = "Option::is_none")]
         script_writable_by: Option<&'static str>,
+        /// The executable of the process that started this one (the
+        /// parent at exec), resolved: from the agent's process table, else
+        /// `/proc/<ppid>/exe`. Absent when neither knew it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        parent_exe: Option<String>,
         /// Identity of the executed file: the device as stat(2) encodes
         /// `st_dev` (glibc's `makedev`), and the inode number.
         dev: u32,
@@ -578,6 +583,10 @@ pub struct Alert {
     /// or upgrade), the old and new hashes and a short diff.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tool_changes: Vec<crate::rules::ToolChange>,
+    /// Other rules the event matched whose alert this one stands for (the
+    /// rule's `supersedes:`): one alert per finding.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub also_matched: Vec<String>,
 }
 
 /// One process in an ancestry chain.

@@ -238,6 +238,9 @@ impl Pipeline {
                 let is = exe_is.as_ref().map(|x| x.name.as_str());
                 let (script, shell_mode, script_writable_by) =
                     crate::shell_run::exec_facts(&e.exe, is, &e.argv, &e.cwd, shebang, true);
+                let parent_exe = self.procs.get(h.ppid).and_then(|p| p.exe.clone()).or_else(|| {
+                    std::fs::read_link(format!("/proc/{}/exe", h.ppid)).ok().map(|p| p.display().to_string())
+                });
                 self.procs.on_exec(h.pid, e.exe.clone(), e.argv.clone());
                 Body::Exec {
                     filename: e.filename,
@@ -246,6 +249,7 @@ impl Pipeline {
                     script,
                     shell_mode,
                     script_writable_by,
+                    parent_exe,
                     dev: dev as u32,
                     ino: e.ino,
                     exe_is,

@@ -10,7 +10,8 @@
 //!   running `libexec/pyenv exec`, which runs `pyenv-exec`, which asks
 //!   `pyenv-version-name` and `pyenv-hooks`, then execs the real python3).
 //! - Debian's `rbenv` (`rbenv exec ruby`, /usr/lib/rbenv/libexec) and
-//!   `direnv exec` (scripts/install-deps.sh installs both).
+//!   `direnv exec` of an allowed .envrc (scripts/install-deps.sh installs
+//!   both): direnv's evaluation shell, a `bash -c` /usr/bin/direnv starts.
 //! - git with a shell-script pre-commit hook, `git commit` in a call.
 //! - `npm install --offline` of a pinned package (ms@2.1.3, in the npm
 //!   cache tests/mcp/setup.sh warms) into a project, then node requiring it.
@@ -27,8 +28,8 @@
 //!   is a command string, which unexpected-shell is about by design.
 //!
 //! And what must still alert, in the same shim layout: `sh -c` started by
-//! the shimmed python (1 alert), a script in /tmp run by bash (2 alerts,
-//! `unexpected-shell` and `exec-from-temp`). Under `--enforce` the shim runs and `sh -c` is
+//! the shimmed python (1 alert), a script in /tmp run by bash (1 alert,
+//! `unexpected-shell`, with `exec-from-temp` in `also_matched`). Under `--enforce` the shim runs and `sh -c` is
 //! killed in the kernel before its first instruction.
 
 use crate::harness::*;
@@ -108,6 +109,30 @@ fn nvm_fixture(home: &Path) -> (PathBuf, String) {
     (root, version.to_string())
 }
 
+/// A project under `home` with an allowed `.envrc` exporting
+/// GREETING=hello (direnv, Debian's package: scripts/install-deps.sh),
+/// and the tool call running `direnv exec` on it: direnv evaluates the
+/// .envrc with `bash -c 'eval "$("/usr/bin/direnv" stdlib)" && __main__
+/// source_env ".../.envrc"'`, then execs printenv.
+fn direnv_fixture(home: &Path) -> Value {
+    let proj = home.join("proj");
+    std::fs::create_dir_all(&proj).unwrap();
+    std::fs::write(proj.join(".envrc"), "export GREETING=hello\n").unwrap();
+    let (config, data) = (format!("{}/.config", home.display()), format!("{}/.local/share", home.display()));
+    let denv = [("HOME", home.to_str().unwrap()), ("XDG_CONFIG_HOME", &*config), ("XDG_DATA_HOME", &*data)];
+    let st = std::process::Command::new("direnv").arg("allow").arg(&proj).envs(denv).status().expect("direnv (scripts/install-deps.sh)");
+    assert!(st.success());
+    let (home_s, config, data) = (format!("HOME={}", home.display()), format!("XDG_CONFIG_HOME={config}"), format!("XDG_DATA_HOME={data}"));
+    call(&["/usr/bin/env", &home_s, &config, &data, "direnv", "exec", proj.to_str().unwrap(), "/usr/bin/printenv", "GREETING"])
+}
+
+/// Whether `run` saw direnv's evaluation shell: a shell running a command
+/// string, started by /usr/bin/direnv (the positive control of "direnv
+/// raised nothing").
+fn saw_direnv_shell(run: &Run) -> bool {
+    run.of_kind("exec").any(|e| e["parent_exe"] == "/usr/bin/direnv" && e["shell_mode"] == "command" && e["argv"][2].as_str().is_some_and(|c| c.contains("source_env")))
+}
+
 fn rules_file(d: &Path) -> PathBuf {
     let f = d.join("test-rules.yaml");
     std::fs::write(&f, CANARY).unwrap();
@@ -162,13 +187,7 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
     script(&repo.join(".git/hooks/pre-commit"), "#!/bin/sh\nexit 0\n");
     std::fs::write(repo.join("a.txt"), "a\n").unwrap();
     git(&["add", "a.txt"]);
-    // direnv: an allowed .envrc
-    let proj = home.join("proj");
-    std::fs::create_dir_all(&proj).unwrap();
-    std::fs::write(proj.join(".envrc"), "export GREETING=hello\n").unwrap();
-    let denv = [("HOME", home.to_str().unwrap()), ("XDG_CONFIG_HOME", &*format!("{}/.config", home.display())), ("XDG_DATA_HOME", &*format!("{}/.local/share", home.display()))];
-    let st = std::process::Command::new("direnv").arg("allow").arg(&proj).envs(denv).status().expect("direnv (scripts/install-deps.sh)");
-    assert!(st.success());
+    let direnv_exec = direnv_fixture(&home);
     // the corpus's files are a user's, as on a developer host: not
     // root's (which would make every script package-managed)
     let st = std::process::Command::new("chown").args(["-R", "65534:65534"]).arg(&home).status().unwrap();
@@ -178,7 +197,6 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
     let rbenv_root = home.join(".rbenv");
     let rr = rbenv_root.to_str().unwrap();
     let repo_s = repo.to_str().unwrap();
-    let proj_s = proj.to_str().unwrap();
     let env = mcp_env();
     let dep = |k: &str| env.get(k).unwrap_or_else(|| panic!("{k} not in env.sh: rerun tests/mcp/setup.sh")).as_str();
     let npm_cache = format!("npm_config_cache={}", dep("MCP_NPM_CACHE"));
@@ -201,10 +219,11 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
         call(&["/usr/bin/env", &uv_cache, "UV_PYTHON_DOWNLOADS=never", uv, "venv", "-q", "--clear", "--python", dep("MCP_UV_PYTHON"), venv_s]),
         call(&["/usr/bin/env", &uv_cache, uv, "pip", "install", "-q", "--offline", "--python", &venv_python, "idna==3.20"]),
         call(&[&venv_python, "-c", "import idna; print(idna.__version__)"]),
+        direnv_exec,
     ];
     // each benign call's stdout; None: not checked (npm's own words), its
     // effect is checked by the call after it
-    let expected = [Some("1"), Some("2"), Some("3"), Some("4"), Some(""), None, Some("7200000"), Some("7"), Some(""), Some(""), Some("3.20")];
+    let expected = [Some("1"), Some("2"), Some("3"), Some("4"), Some(""), None, Some("7200000"), Some("7"), Some(""), Some(""), Some("3.20"), Some("hello")];
     assert_eq!(expected.len(), benign.len());
     // MCP_SENSOR_BENIGN_ROUNDS: the corpus that many times (BENCHMARKS.md,
     // false alarms per 1,000 tool calls)
@@ -213,11 +232,7 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
     let benign: Vec<Value> = (0..rounds).flat_map(|_| benign.clone()).collect();
     let n_benign = benign.len();
     steps.extend(benign);
-    // what must still alert, after the benign calls. `direnv exec` first:
-    // direnv evaluates the .envrc with `bash -c 'eval "$(direnv stdlib)"
-    // && __main__ source_env .../.envrc'`, a command string sourcing a
-    // user-writable file; not excepted by default (rules/README.md)
-    steps.push(call(&["/usr/bin/env", &format!("HOME={}", home.display()), &format!("XDG_CONFIG_HOME={}/.config", home.display()), &format!("XDG_DATA_HOME={}/.local/share", home.display()), "direnv", "exec", proj_s, "/usr/bin/printenv", "GREETING"]));
+    // what must still alert, after the benign calls
     steps.push(call(&[shim, "-c", "import subprocess; subprocess.run(['sh', '-c', 'echo 5'])"]));
     steps.push(call(&["/bin/bash", tmp_script.to_str().unwrap()]));
     let rules = rules_file(&d);
@@ -230,7 +245,6 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
             assert_eq!(text(i), want, "call {i}: {}", s.client);
         }
     }
-    assert_eq!(text(n_benign), "hello", "direnv exec: {}", s.client);
     // positive controls: the canary fired on every request, and the shims'
     // bash script runs were seen (and classified)
     let requests = run.of_kind("rpc").filter(|e| e["direction"] == "client_to_server" && e["message"] == "request").count();
@@ -240,6 +254,7 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
     assert!(pyenv_runs.len() >= 3 * 4 * rounds, "the shims' bash runs were seen: {}\n{}", pyenv_runs.len(), run.describe());
     assert!(run.of_kind("exec").any(|e| e["script"].as_str().is_some_and(|s| s.starts_with("/usr/lib/rbenv/libexec/"))), "rbenv ran\n{}", run.describe());
     assert!(run.of_kind("exec").any(|e| e["script"].as_str().is_some_and(|s| s.ends_with("/hooks/pre-commit"))), "the hook ran\n{}", run.describe());
+    assert!(saw_direnv_shell(run), "direnv's evaluation shell ran\n{}", run.describe());
     // npm, uv and nvm ran, watched, and did their work
     let argv_has = |e: &Value, words: &[&str]| words.iter().all(|w| e["argv"].as_array().is_some_and(|a| a.iter().any(|x| x == w)));
     let npm_runs = run.of_kind("exec").filter(|e| e["exe"].as_str().is_some_and(|x| x.ends_with("/node")) && argv_has(e, &["install", "ms@2.1.3"])).count();
@@ -261,26 +276,20 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
     }
     assert!(std::fs::read_dir(venv.join("lib")).unwrap().flatten().any(|p| p.path().join("site-packages/idna-3.20.dist-info").is_dir()), "uv installed idna 3.20 into {venv_s}");
     let ids = run_ids(run);
-    assert_eq!(ids.len(), n_benign + 3, "{}", run.describe());
+    assert_eq!(ids.len(), n_benign + 2, "{}", run.describe());
     for (i, id) in ids[..n_benign].iter().enumerate() {
         let a = alerts_of(run, id);
         assert!(a.is_empty(), "benign call {i} raised {a:#?}");
     }
     let a = alerts_of(run, &ids[n_benign]);
-    assert_eq!(a.len(), 1, "direnv's evaluation shell: one alert {a:#?}");
-    assert_eq!(a[0]["event"]["shell_mode"], "command", "{}", a[0]);
-    let ids = &ids[1..];
-    let a = alerts_of(run, &ids[n_benign]);
     assert_eq!(a.len(), 1, "sh -c through the shim: one alert {a:#?}");
     assert_eq!(a[0]["rule"], "unexpected-shell", "{}", a[0]);
     assert_eq!(a[0]["event"]["shell_mode"], "command", "{}", a[0]);
     let a = alerts_of(run, &ids[n_benign + 1]);
-    let mut rules: Vec<&str> = a.iter().filter_map(|a| a["rule"].as_str()).collect();
-    rules.sort();
-    assert_eq!(rules, ["exec-from-temp", "unexpected-shell"], "bash /tmp/x.sh: one alert per rule {a:#?}");
-    for a in &a {
-        assert_eq!(a["event"]["script"], tmp_script.display().to_string(), "{a}");
-    }
+    assert_eq!(a.len(), 1, "bash /tmp/x.sh: one alert for the finding {a:#?}");
+    assert_eq!(a[0]["rule"], "unexpected-shell", "{}", a[0]);
+    assert_eq!(a[0]["also_matched"], json!(["exec-from-temp"]), "{}", a[0]);
+    assert_eq!(a[0]["event"]["script"], tmp_script.display().to_string(), "{}", a[0]);
     let execs = run.of_kind("exec").count();
     println!("benign corpus: {n_benign} tool calls, {execs} execs in the run, 0 alerts on them (canary: {requests} requests)");
     let _ = std::fs::remove_dir_all(&home);
@@ -288,26 +297,33 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
 
 /// `--enforce` (the default pack): the shim's bash runs its libexec
 /// scripts (the kernel reads their argv: script runs), the shimmed python
-/// answers; its `sh -c` is killed in the kernel before its command ran.
+/// answers; direnv's evaluation shell runs (the kernel spares a shell
+/// /usr/bin/direnv starts: EXEMPT by the parent's identity); `sh -c` is
+/// killed in the kernel before its command ran.
 #[test]
 fn kernel_enforce_spares_the_shim_and_kills_sh_c_in_the_kernel() {
     let d = scratch("benign-enforce");
     let home = home_dir("benign-enforce");
     let shim = pyenv_fixture(&home);
     let shim = shim.to_str().unwrap();
+    let direnv_exec = direnv_fixture(&home);
     let marker = home.join("sh-ran");
     let inner = format!("import subprocess; r = subprocess.run(['sh', '-c', 'touch {}']); print(r.returncode)", marker.display());
-    let steps = json!([call(&[shim, "-c", "print(1)"]), call(&[shim, "-c", &inner])]);
+    let steps = json!([call(&[shim, "-c", "print(1)"]), direnv_exec, call(&[shim, "-c", &inner])]);
     let env = mcp_env();
     let s = drive_env(&d, sdk2(&env), steps, &["--enforce"], &[("HOME", home.to_str().unwrap())]);
     let run = &s.run;
     assert_eq!(s.client["ok"], true, "{}\n{}", s.client, run.describe());
-    assert_eq!(s.client["results"][0]["content_text"].as_str().unwrap_or("").trim(), "1", "the shim ran under --enforce: {}\n{}", s.client, run.describe());
-    assert_eq!(s.client["results"][1]["content_text"].as_str().unwrap_or("").trim(), "-9", "sh -c was killed: {}\n{}", s.client, run.describe());
+    let text = |i: usize| s.client["results"][i]["content_text"].as_str().unwrap_or("").trim().to_string();
+    assert_eq!(text(0), "1", "the shim ran under --enforce: {}\n{}", s.client, run.describe());
+    assert_eq!(text(1), "hello", "direnv evaluated the .envrc under --enforce: {}\n{}", s.client, run.describe());
+    assert!(saw_direnv_shell(run), "direnv's evaluation shell ran\n{}", run.describe());
+    assert_eq!(text(2), "-9", "sh -c was killed: {}\n{}", s.client, run.describe());
     assert!(!marker.exists(), "the shell ran its command\n{}", run.describe());
     let ids = run_ids(run);
     assert!(alerts_of(run, &ids[0]).is_empty(), "{:#?}", alerts_of(run, &ids[0]));
-    let a = alerts_of(run, &ids[1]);
+    assert!(alerts_of(run, &ids[1]).is_empty(), "{:#?}", alerts_of(run, &ids[1]));
+    let a = alerts_of(run, &ids[2]);
     assert_eq!(a.len(), 1, "{a:#?}");
     assert_eq!(a[0]["rule"], "unexpected-shell", "{}", a[0]);
     assert_eq!(a[0]["action"], "killed", "{}", a[0]);

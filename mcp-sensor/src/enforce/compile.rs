@@ -37,7 +37,7 @@ impl Verdict {
         let bits = [
             (k.scope == crate::rules::KillScope::Tree, abi::VF_TREE),
             (c.write, abi::VF_WRITE),
-            (!c.exempt_exe_names.is_empty() || !c.exempt_comms.is_empty(), abi::VF_EXEMPT),
+            (!c.exempt_exe_names.is_empty() || !c.exempt_comms.is_empty() || !c.exempt_parent_exes.is_empty(), abi::VF_EXEMPT),
             (c.after_request, abi::VF_AFTER_REQ),
             (c.shell_cmd, abi::VF_SHELL_CMD),
         ];
@@ -57,6 +57,8 @@ pub enum Exempt {
     Exe { id: FileId, rule: u32 },
     /// By comm (at most 15 bytes).
     Comm { comm: String, rule: u32 },
+    /// By the identity of its parent's executable (`parent_exe`).
+    Parent { id: FileId, rule: u32 },
 }
 
 /// One network of the deny trie: IPv6 (IPv4 mapped), prefix length in
@@ -138,6 +140,7 @@ fn exec_probe(exe: &Path) -> Event {
             exe_is: None,
             shell_mode: None,
             script_writable_by: None,
+            parent_exe: None,
             argv_truncated: false,
             file_flags: vec![],
         },
@@ -190,6 +193,21 @@ fn exemptions(k: &KillRule<'_>, execs: &mut Option<Vec<PathBuf>>, out: &mut Hash
     }
 }
 
+/// The parents' executables (by identity) rule `k` excepts: the files
+/// its `parent_exe` globs name, where the name is the file's resolved
+/// path (the agent matches the parent's resolved executable).
+fn parent_exemptions(k: &KillRule<'_>, homes: &[PathBuf], budget: &mut usize, out: &mut HashSet<Exempt>) {
+    for g in &k.conds.exempt_parent_exes {
+        for f in walk::expand(g, homes, budget).files {
+            if std::fs::canonicalize(&f).is_ok_and(|c| c == f) {
+                if let Some(id) = identity(&f) {
+                    out.insert(Exempt::Parent { id, rule: k.index });
+                }
+            }
+        }
+    }
+}
+
 /// IPv4 as `::ffff:a.b.c.d`, prefix + 96.
 fn net_key(addr: IpAddr, prefix: u8) -> ([u8; 16], u8) {
     match addr {
@@ -219,6 +237,7 @@ pub fn compile(set: &RuleSet, homes: &[PathBuf], learned: &[PathBuf]) -> Tables 
     for k in set.kill_rules() {
         let v = Verdict::of(&k);
         exemptions(&k, &mut execs, &mut t.exempt);
+        parent_exemptions(&k, homes, &mut budget, &mut t.exempt);
         if let Some(why) = k.conds.partial {
             t.notes.push(format!("rule `{}`: the kernel decides it in part; {why}", k.id));
         }

@@ -72,6 +72,9 @@ fn shape_key(dir: &str, up: &str) -> ms_shape_key {
 fn exempt_key(e: &Exempt) -> ms_exempt_key {
     match e {
         Exempt::Exe { id, rule } => ms_exempt_key { ino: id.ino, dev: id.dev, rule: *rule, comm: [0; abi::COMM_LEN] },
+        Exempt::Parent { id, rule } => {
+            ms_exempt_key { ino: id.ino, dev: id.dev, rule: *rule | abi::EXEMPT_PARENT, comm: [0; abi::COMM_LEN] }
+        }
         Exempt::Comm { comm, rule } => {
             let mut k = ms_exempt_key { rule: *rule, ..Default::default() };
             let n = comm.len().min(abi::COMM_LEN - 1);

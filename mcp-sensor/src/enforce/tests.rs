@@ -213,10 +213,18 @@ fn the_default_profile_compiles_to_shapes_exemptions_and_shells_after_the_first_
     }
     // shells: by identity, only after the first request, and only runs
     // that are not script runs (the trusted_script_run exception is the
-    // agent's: MS_VF_SHELL_CMD)
+    // agent's: MS_VF_SHELL_CMD), and not started by direnv (its
+    // evaluation shell: the parent's identity, EXEMPT as a parent)
     let shell = index(&s, "unexpected-shell");
     let sh = std::fs::canonicalize("/bin/sh").unwrap();
-    assert_eq!(t.exec[&id(&sh)], super::Verdict { rule: shell, flags: abi::VF_KILL | abi::VF_AFTER_REQ | abi::VF_SHELL_CMD });
+    let flags = abi::VF_KILL | abi::VF_AFTER_REQ | abi::VF_SHELL_CMD | abi::VF_EXEMPT;
+    assert_eq!(t.exec[&id(&sh)], super::Verdict { rule: shell, flags });
+    let direnv = std::path::Path::new("/usr/bin/direnv");
+    let parents: Vec<&Exempt> = t.exempt.iter().filter(|e| matches!(e, Exempt::Parent { .. })).collect();
+    if direnv.exists() {
+        assert!(parents.contains(&&Exempt::Parent { id: id(direnv), rule: shell }), "{:?}", t.exempt);
+    }
+    assert!(parents.iter().all(|e| matches!(e, Exempt::Parent { rule, .. } if *rule == shell)), "{parents:?}");
     assert!(t.notes.iter().any(|n| n.contains("`unexpected-shell`: the kernel decides it in part")), "{:?}", t.notes);
     // cloud metadata: refused, nobody killed
     let md = index(&s, "cloud-metadata-connect");

@@ -85,6 +85,7 @@ fn alert_of(trigger: Event, action: &'static str) -> Body {
         delay_ns: None,
         late: false,
         tool_changes: vec![],
+        also_matched: vec![],
     }))
 }
 
@@ -157,7 +158,7 @@ fn host_actions_and_findings_of_the_call_become_its_events() {
     f.host(SERVER, 11, open_body("/home/me/.ssh/id_ed25519"), Some(json!(3)));
     let trigger = Event::for_test(SERVER, 11, open_body("/home/me/.ssh/id_ed25519"), Some(("fs", SERVER)));
     f.host(SERVER, 11, alert_of(trigger, "killed"), Some(json!(3)));
-    let exec = Body::Exec { filename: "/bin/sh".into(), argv: vec!["sh".into(), "-c".into(), "id".into()], cwd: "/".into(), script: None, shell_mode: None, script_writable_by: None, dev: 0, ino: 0, exe_is: None, argv_truncated: false, file_flags: vec![] };
+    let exec = Body::Exec { filename: "/bin/sh".into(), argv: vec!["sh".into(), "-c".into(), "id".into()], cwd: "/".into(), script: None, shell_mode: None, script_writable_by: None, parent_exe: None, dev: 0, ino: 0, exe_is: None, argv_truncated: false, file_flags: vec![] };
     f.host(101, 12, exec, Some(json!(3)));
     let connect = Body::Connect { family: "inet".into(), addr: Some("10.0.0.1".into()), port: Some(443), path: None, ret: 0, error: None, op: "connect", hook: "sys_connect", transport: Some("tcp") };
     f.host(101, 13, connect, Some(json!(3)));

@@ -43,6 +43,7 @@ fn alert(rule: &str, action: &'static str, decided_by: Option<&'static str>) -> 
         delay_ns: None,
         late: false,
         tool_changes: Vec::new(),
+        also_matched: Vec::new(),
     };
     Event { body: Body::Alert(Box::new(a)), ..ev }
 }

@@ -61,6 +61,8 @@ pub(crate) struct RuleDef {
     pub action: Action,
     pub kill_scope: KillScope,
     pub enabled: bool,
+    /// Rules whose alert on the same event this rule's alert stands for.
+    pub supersedes: Vec<Value>,
 }
 
 #[derive(Debug, Clone)]

@@ -75,6 +75,7 @@ pub(crate) fn exec(exe: &str, argv: &[&str], script: Option<&str>) -> Event {
         exe_is: None,
         shell_mode: facts.1,
         script_writable_by: facts.2,
+        parent_exe: None,
         argv_truncated: false,
         file_flags: Vec::new(),
     };

@@ -125,6 +125,15 @@ pub(crate) fn compile(m: &Merged, diag: &mut Diag) -> RuleSet {
                 ),
             );
         }
+        for s in &d.supersedes {
+            if s.text == r.id.text {
+                c.err(&s.loc, format!("rule `{}` supersedes itself", r.id.text));
+            } else if !m.rules.iter().any(|o| o.id.text == s.text) {
+                c.err(&s.loc, format!("`supersedes`: no rule `{}` is defined (rule ids are case-sensitive)", s.text));
+            } else if supersedes_path(m, &s.text, &r.id.text) {
+                c.err(&s.loc, format!("`supersedes`: rule `{}` already supersedes `{}`, directly or through others: a cycle has no alert to stand", s.text, r.id.text));
+            }
+        }
         rules.push(CompiledRule {
             info: Rule {
                 id: r.id.text.clone(),
@@ -135,6 +144,7 @@ pub(crate) fn compile(m: &Merged, diag: &mut Diag) -> RuleSet {
                 action: d.action,
                 kill_scope: d.kill_scope,
                 enabled: d.enabled,
+                supersedes: d.supersedes.iter().map(|v| v.text.clone()).collect(),
             },
             kinds: c.kinds,
             after_first_request: d.after_first_request,
@@ -371,6 +381,28 @@ impl<'m> Compiler<'m, '_> {
 }
 
 /// A value's literal text: `$$x` stands for `$x`.
+/// Whether rule `from` supersedes rule `to`, directly or through a chain
+/// of rules that supersede each other.
+fn supersedes_path(m: &Merged, from: &str, to: &str) -> bool {
+    let mut seen: Vec<&str> = Vec::new();
+    let mut todo = vec![from];
+    while let Some(id) = todo.pop() {
+        if seen.contains(&id) {
+            continue;
+        }
+        seen.push(id);
+        for r in m.rules.iter().filter(|r| r.id.text == id) {
+            for s in &r.def.supersedes {
+                if s.text == to {
+                    return true;
+                }
+                todo.push(&s.text);
+            }
+        }
+    }
+    false
+}
+
 fn text<'a>(v: &&'a Value) -> &'a str {
     v.text
         .strip_prefix('$')

@@ -85,6 +85,10 @@ pub struct Rule {
     pub action: Action,
     pub kill_scope: KillScope,
     pub enabled: bool,
+    /// Rules whose alert on the same event this rule's alert stands for
+    /// (`supersedes:`, rules/README.md).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub supersedes: Vec<String>,
 }
 
 /// One rule that matched an event. Borrows from the [`RuleSet`].
@@ -221,6 +225,41 @@ impl RuleSet {
         }
         out.sort();
         out.dedup();
+        out
+    }
+
+    /// One alert per finding: each match of one event that another match
+    /// of it `supersedes` is folded into that one (following chains: the
+    /// compile refuses cycles), which is returned with the ids it stands
+    /// for (`also_matched`). A superseded match that enforces where the
+    /// other does not (a kill or deny rule folded into an alert rule, or a
+    /// different action) is kept: folding never changes what is stopped.
+    pub fn fold_superseded<'r>(&'r self, matches: &[Match<'r>]) -> Vec<(Match<'r>, Vec<&'r str>)> {
+        let supersedes = |w: &Match<'r>| self.rule(w.id).map_or(&[][..], |r| r.supersedes.as_slice());
+        let into = |m: &Match<'r>| {
+            matches.iter().find(|w| {
+                w.id != m.id && supersedes(w).iter().any(|s| s == m.id) && (m.action == Action::Alert || m.action == w.action)
+            })
+        };
+        let root = |m: &Match<'r>| {
+            let mut cur = *m;
+            // bounded: a chain visits each match once (no cycles)
+            for _ in 0..matches.len() {
+                match into(&cur) {
+                    Some(w) => cur = *w,
+                    None => break,
+                }
+            }
+            cur.id
+        };
+        let roots: Vec<&str> = matches.iter().map(root).collect();
+        let mut out: Vec<(Match<'r>, Vec<&'r str>)> = Vec::new();
+        for (m, r) in matches.iter().zip(&roots) {
+            if *r == m.id {
+                let also = matches.iter().zip(&roots).filter(|(o, ro)| **ro == m.id && o.id != m.id).map(|(o, _)| o.id).collect();
+                out.push((*m, also));
+            }
+        }
         out
     }
 
@@ -486,6 +525,7 @@ impl<'e> View<'e> {
                         script: Some(s), ..
                     },
                 ) => m.is_match(&Candidate::new(s.as_str())),
+                (Field::ParentExe, Body::Exec { parent_exe: Some(p), .. }) => m.is_match(&Candidate::new(p.as_str())),
                 (Field::Filename, Body::Exec { filename, .. }) => {
                     m.is_match(&Candidate::new(filename.as_str()))
                 }

@@ -184,6 +184,7 @@ fields! {
     Comm "comm" [] ValueType::Str;
     Uid "uid" [] ValueType::Uint;
     Script "script" [Exec] ValueType::PathGlob;
+    ParentExe "parent_exe" [Exec] ValueType::PathGlob;
     ShellMode "shell_mode" [Exec] ValueType::Enum(crate::shell_run::SHELL_MODES);
     ScriptWritableBy "script_writable_by" [Exec] ValueType::Enum(crate::shell_run::WRITABLE_BY);
     Filename "filename" [Exec] ValueType::PathGlob;

@@ -27,6 +27,7 @@ const RULE_KEYS: &[&str] = &[
     "action",
     "kill_scope",
     "enabled",
+    "supersedes",
     "append",
 ];
 const APPEND_KEYS: &[&str] = &["rule", "append", "tags", "except", "exceptions"];
@@ -378,6 +379,10 @@ impl P<'_> {
             action,
             kill_scope,
             enabled: flag(self, "enabled", true)?,
+            supersedes: match get(m, "supersedes") {
+                Some(n) => self.values(n, "a rule id")?,
+                None => Vec::new(),
+            },
         })
     }
 

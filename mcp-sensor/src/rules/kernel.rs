@@ -51,6 +51,13 @@ pub struct KernelConds {
     pub exempt_exe_names: Vec<String>,
     /// Processes the rule excepts by `comm` (exact names).
     pub exempt_comms: Vec<String>,
+    /// Exec rules: processes the rule excepts by their parent's
+    /// executable (`parent_exe`, path globs): the identities of the files
+    /// they name go in EXEMPT as parents (abi.h `MS_EXEMPT_PARENT`). The
+    /// exception's other conditions (argv, shell_mode) are the agent's: the
+    /// kernel spares every such child, the agent kills late what the whole
+    /// exception does not cover.
+    pub exempt_parent_exes: Vec<String>,
     /// Open rules: the names its `basename` exceptions except (allow slots
     /// before a directory-shape's patterns); `None`: an exception the
     /// kernel cannot put as names, so no shapes.
@@ -168,6 +175,14 @@ fn exceptions(kind: EventKind, except: &[Cond], conds: &mut KernelConds) -> Resu
         let only_scripts = |c: &&Cond| matches!(c, Cond::Leaf(Leaf::Enum(Field::ShellMode, mask)) if *mask == script_runs);
         if kind == EventKind::Exec && conjuncts(e).iter().any(only_scripts) {
             conds.shell_cmd = true;
+            continue;
+        }
+        let parent = conjuncts(e).into_iter().find_map(|c| match c {
+            Cond::Leaf(Leaf::Path(Field::ParentExe, m)) => Some(m),
+            _ => None,
+        });
+        if let (EventKind::Exec, Some(m)) = (kind, parent) {
+            conds.exempt_parent_exes.extend(m.globs.iter().map(|g| g.glob().to_string()));
             continue;
         }
         match one {
@@ -309,6 +324,21 @@ mod tests {
         assert_eq!(p[0].1, KernelPlan::Open { paths: vec!["/h/*/.ssh/id_*".into(), "/etc/shadow".into()], new_files: true });
         assert_eq!(p[1].1, KernelPlan::Open { paths: vec!["/h/**/k".into()], new_files: false });
         assert!(matches!(p[2].1, KernelPlan::Agent { .. }), "tool is session context: {:?}", p[2]);
+    }
+
+    #[test]
+    fn a_parent_exe_exception_exempts_by_the_parent_and_leaves_the_rest_to_the_agent() {
+        let yaml = format!(
+            "- rule: sh\n  {HEAD} kind: exec\n  match:\n    exe_name: sh\n  except:\n    - parent_exe: /usr/bin/direnv\n      argv_regex: 'stdlib'\n"
+        );
+        let set = check(&[("t.yaml", yaml.as_str())]).unwrap();
+        let k = &set.kill_rules()[0];
+        assert_eq!(k.plan, KernelPlan::Exec { paths: vec![] }, "{k:?}");
+        assert_eq!(k.conds.exempt_parent_exes, ["/usr/bin/direnv"]);
+        // argv alone is no parent: the agent's
+        let yaml = format!("- rule: sh\n  {HEAD} kind: exec\n  match:\n    exe_name: sh\n  except:\n    - argv_regex: 'stdlib'\n");
+        let set = check(&[("t.yaml", yaml.as_str())]).unwrap();
+        assert!(matches!(set.kill_rules()[0].plan, KernelPlan::Agent { .. }));
     }
 
     #[test]

@@ -34,7 +34,7 @@ fn unknown_fields_name_the_expected_ones() {
     assert_eq!(
         e[1],
         "rules/x.yaml:3:3: unknown field `sevrity`, expected one of `rule`, `description`, `severity`, `tags`, \
-         `kind`, `match`, `after_first_request`, `except`, `exceptions`, `action`, `kill_scope`, `enabled`, `append`"
+         `kind`, `match`, `after_first_request`, `except`, `exceptions`, `action`, `kill_scope`, `enabled`, `supersedes`, `append`"
     );
     one_err(
         &format!("{HEAD}  kind: open\n  match:\n    pth: /x\n"),
@@ -310,4 +310,37 @@ fn readme_examples_load_on_top_of_the_defaults() {
         }
     }
     assert!(n >= 4, "found only {n} examples");
+}
+
+#[test]
+fn supersedes_names_rules_that_exist_and_folds_only_what_it_may() {
+    one_err(
+        &format!("{HEAD}  kind: exec\n  supersedes: [nope]\n"),
+        "rules/x.yaml:5:16: `supersedes`: no rule `nope` is defined",
+    );
+    one_err(&format!("{HEAD}  kind: exec\n  supersedes: r\n"), "rules/x.yaml:5:15: rule `r` supersedes itself");
+    // a wins over b (an alert rule), not over c (a kill rule)
+    let text = "- rule: a\n  description: d\n  severity: high\n  kind: exec\n  supersedes: [b, c]\n\
+                - rule: b\n  description: d\n  severity: low\n  kind: exec\n\
+                - rule: c\n  description: d\n  severity: low\n  kind: exec\n  action: kill\n";
+    let s = check(&[("rules/x.yaml", text)]).unwrap();
+    let ev = exec("/bin/true", &["true"], None);
+    let m = s.evaluate(&ev, &EvalContext::default());
+    assert_eq!(m.len(), 3);
+    let folded: Vec<(&str, Vec<&str>)> = s.fold_superseded(&m).into_iter().map(|(m, also)| (m.id, also)).collect();
+    assert_eq!(folded, [("a", vec!["b"]), ("c", vec![])]);
+    // alone, a superseded rule alerts as usual
+    let folded = s.fold_superseded(&m[1..]);
+    assert_eq!(folded.iter().map(|(m, _)| m.id).collect::<Vec<_>>(), ["b", "c"]);
+    // a chain folds into its head; a cycle is refused
+    let rule = |id: &str, sup: &str| format!("- rule: {id}\n  description: d\n  severity: low\n  kind: exec\n  supersedes: [{sup}]\n");
+    let chain = format!("{}{}- rule: z\n  description: d\n  severity: low\n  kind: exec\n", rule("x", "y"), rule("y", "z"));
+    let s = check(&[("rules/x.yaml", chain.as_str())]).unwrap();
+    let m = s.evaluate(&ev, &EvalContext::default());
+    let folded: Vec<(&str, Vec<&str>)> = s.fold_superseded(&m).into_iter().map(|(m, also)| (m.id, also)).collect();
+    assert_eq!(folded, [("x", vec!["y", "z"])]);
+    let cycle = format!("{}{}{}", rule("x", "y"), rule("y", "z"), rule("z", "x"));
+    let e = errs(&cycle);
+    assert_eq!(e.len(), 3, "{e:#?}");
+    assert!(e.iter().all(|e| e.contains("a cycle has no alert to stand")), "{e:#?}");
 }

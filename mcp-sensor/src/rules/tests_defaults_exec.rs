@@ -2,7 +2,7 @@
 //! alerts, and the near misses that must stay quiet (a shell before the
 //! first request or in an allowlisted server or tool).
 
-use super::bench::{connect, exec, rpc};
+use super::bench::{connect, exec, open, rpc};
 use super::defaults;
 use super::tests_defaults::{active, fires, ids, quiet, user};
 use super::EvalContext;
@@ -405,11 +405,19 @@ fn shells_by_what_they_run_version_manager_scripts_are_quiet() {
     fires(&s, &shell(&["sh", "-c", "id"], None), "unexpected-shell");
     fires(&s, &shell(&["bash"], None), "unexpected-shell");
     fires(&s, &shell(&["bash", "-i"], None), "unexpected-shell");
-    // `bash /tmp/x.sh`: both rules (exec-from-temp must not depend on
-    // unexpected-shell's first-request and allowed-server conditions)
+    // `bash /tmp/x.sh`: both rules match (exec-from-temp must not depend
+    // on unexpected-shell's first-request and allowed-server conditions),
+    // and it is one alert: unexpected-shell's, standing for exec-from-temp's
     let tmp = shell(&["bash", "/tmp/x.sh"], Some("anyone"));
     fires(&s, &tmp, "unexpected-shell");
     fires(&s, &tmp, "exec-from-temp");
+    let one = |ctx: &EvalContext| -> Vec<(String, Vec<String>)> {
+        let m = s.evaluate(&tmp, ctx);
+        s.fold_superseded(&m).into_iter().map(|(m, also)| (m.id.to_string(), also.iter().map(|a| a.to_string()).collect())).collect()
+    };
+    assert_eq!(one(&active()), [("unexpected-shell".to_string(), vec!["exec-from-temp".to_string()])]);
+    let launcher = EvalContext { first_request_seen: false, ..active() };
+    assert_eq!(one(&launcher), [("exec-from-temp".to_string(), vec![])]);
     let trusted_tmp = shell(&["bash", "/tmp/.pyenv/libexec/pyenv"], Some("user"));
     fires(&s, &trusted_tmp, "unexpected-shell");
     fires(&s, &exec("/usr/bin/python3", &["/usr/bin/python3", "/tmp/x.py"], Some("/tmp/x.py")), "exec-from-temp");
@@ -424,4 +432,44 @@ fn a_git_hook_run_by_git_is_a_trusted_script_run() {
         *script_writable_by = Some("user");
     }
     quiet(&s, &hook, "unexpected-shell");
+}
+
+/// issue 15: direnv evaluating an allowed .envrc (`direnv exec`, its shell
+/// hook) is direnv's own shell: quiet when the parent is the
+/// package-managed direnv and the command is direnv's; a shell a direnv
+/// elsewhere starts, or another command under /usr/bin/direnv (`EDITOR='sh
+/// -c ...' direnv edit`), alerts.
+#[test]
+fn direnv_evaluating_an_envrc_is_direnvs_shell() {
+    let s = defaults();
+    let eval = r#"eval "$("/usr/bin/direnv" stdlib)" && __main__ source_env "/home/u/proj/.envrc""#;
+    let shell = |argv: &[&str], parent: Option<&str>| {
+        let mut ev = exec("/usr/bin/bash", argv, None);
+        if let Body::Exec { parent_exe, .. } = &mut ev.body {
+            *parent_exe = parent.map(str::to_owned);
+        }
+        ev
+    };
+    quiet(&s, &shell(&["/usr/bin/bash", "-c", eval], Some("/usr/bin/direnv")), "unexpected-shell");
+    quiet(&s, &shell(&["/usr/bin/bash", "-c", eval], Some("/usr/local/bin/direnv")), "unexpected-shell");
+    // the control: the same shell from another parent
+    fires(&s, &shell(&["/usr/bin/bash", "-c", eval], None), "unexpected-shell");
+    fires(&s, &shell(&["/usr/bin/bash", "-c", eval], Some("/home/u/bin/direnv")), "unexpected-shell");
+    fires(&s, &shell(&["/usr/bin/bash", "-c", eval], Some("/usr/bin/python3.11")), "unexpected-shell");
+    // another command under direnv, or more than direnv's
+    fires(&s, &shell(&["sh", "-c", "id"], Some("/usr/bin/direnv")), "unexpected-shell");
+    let more = format!("{eval}; id");
+    fires(&s, &shell(&["/usr/bin/bash", "-c", &more], Some("/usr/bin/direnv")), "unexpected-shell");
+    let subst = r#"eval "$("/usr/bin/direnv" stdlib)" && __main__ source_env "/home/u/$(id)/.envrc""#;
+    fires(&s, &shell(&["/usr/bin/bash", "-c", subst], Some("/usr/bin/direnv")), "unexpected-shell");
+    fires(&s, &shell(&["/usr/bin/bash", "-x", "-c", eval], Some("/usr/bin/direnv")), "unexpected-shell");
+    // direnv's trust store and configuration are persistence
+    for p in ["/home/u/.local/share/direnv/allow/0123abcd", "/home/u/.config/direnv/direnv.toml", "/home/u/.config/direnv/lib/x.sh"] {
+        let mut w = open("/usr/bin/python3", p, &["O_WRONLY", "O_CREAT"]);
+        fires(&s, &w, "persistence-file-write");
+        if let Body::Open { flags, .. } = &mut w.body {
+            *flags = vec!["O_RDONLY"];
+        }
+        quiet(&s, &w, "persistence-file-write");
+    }
 }
