@@ -22,10 +22,13 @@
  * and set MS_F_PATH_TRUNC. */
 #define MS_PATH_MAX 4096
 /* A path is built backwards from the end of its buffer; the slack lets the
- * verifier prove a component (<= 255 bytes + '/') always fits. Its first
- * byte, buf[MS_PATH_MAX], says whether this path (of the record's several)
- * lost its leading components: 1, else 0 (MS_F_PATH_TRUNC is per record). */
+ * verifier prove a component (<= 255 bytes + '/') always fits. The slack,
+ * buf[MS_PATH_MAX ..], is then a struct ms_path_cut: whether this path (of
+ * the record's several) lost its leading components (MS_F_PATH_TRUNC is
+ * per record), and what of them the walk learned. */
 #define MS_PATH_BUF (MS_PATH_MAX + 256)
+/* Bytes of each leading component a cut path keeps, NUL included. */
+#define MS_PATH_HEAD 124
 #define MS_ARGV_MAX 4096
 #define MS_SOCKADDR_MAX 112
 /* Size classes of stdio chunks: a syscall's bytes are split into records
@@ -83,6 +86,21 @@ struct ms_fork {
 	__u32 child_pid;
 	__u32 _pad;
 	__u64 child_start_ns;
+};
+
+/* The slack of a path buffer (MS_PATH_BUF), after the path. When `cut`
+ * is 0 the rest is not written. When the walk reached the root past a
+ * full buffer, `total` is the whole path's length and `head` its topmost
+ * components (`skipped` of them were not copied); `total` 0: the path was
+ * deeper than the walk goes (MS_PATH_DEPTH components), nothing more is
+ * known. */
+struct ms_path_cut {
+	__u8 cut;       /* 1: this path lost its leading components */
+	__u8 skipped;   /* components not copied (255: 255 or more) */
+	__u8 head_cut;  /* bit n: head[n] is cut (its name is longer) */
+	__u8 _pad;
+	__u32 total;    /* bytes of the whole path, "/name" per component */
+	char head[2][MS_PATH_HEAD]; /* top first, NUL-terminated */
 };
 
 struct ms_exec {

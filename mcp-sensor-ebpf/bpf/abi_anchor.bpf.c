@@ -19,7 +19,8 @@ struct ms_abi_anchor {
 	struct ms_connect connect;
 	struct ms_chan_reject chan_reject; /* discovery */
 	struct ms_comm_key comm_key;      /* discovery */
-	struct ms_stdio stdio;
+	struct ms_path_cut path_cut;      /* a path buffer's slack */
+	struct ms_stdio stdio;            /* last: ends in a flexible array */
 };
 
 struct ms_abi_anchor *ms_abi_anchor __attribute__((used));

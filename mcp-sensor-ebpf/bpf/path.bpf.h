@@ -13,8 +13,17 @@
 
 #include "common.bpf.h"
 
-/* Components walked at most; deeper paths are reported truncated. */
+/* Steps walked at most (a component or a mount crossed each); deeper
+ * paths are reported truncated, with nothing known of their leading
+ * components. With bpf_loop (5.17+) the step is verified once, so the
+ * walk goes on to the root of a path far longer than MS_PATH_MAX (a
+ * payload 1,000 directories deep); the compat object's unrolled loop is
+ * verified step by step, and 64 is what 5.10's verifier takes. */
+#if MS_COMPAT
 #define MS_PATH_DEPTH 64
+#else
+#define MS_PATH_DEPTH 4096
+#endif
 
 /* struct mount is private to fs/; find it from its embedded vfsmount with a
  * CO-RE offset so a layout change between kernels is relocated. */
@@ -29,8 +38,13 @@ struct ms_walk_state {
 	struct dentry *dentry;
 	struct vfsmount *vfsmnt;
 	struct mount *mnt;
+	struct dentry *head0;  /* the topmost component not copied */
+	struct dentry *head1;  /* the one below it */
 	__u32 off;
 	__u32 flags;
+	__u32 total;   /* bytes of the path walked, "/name" per component */
+	__u32 skipped; /* components not copied: the buffer was full */
+	__u32 done;    /* the walk reached the root (or a disconnected top) */
 };
 
 struct ms_walk {
@@ -72,11 +86,12 @@ MS_LOOP_CB ms_walk_step(__u64 i, struct ms_walk *w)
 	 * d_path()'s simple_dname() shows it (without " (deleted)") */
 	int own_name = i == 0 && dentry == parent && dentry != mnt_root && (st->flags & MS_F_PSEUDO);
 	if (!own_name && (dentry == mnt_root || dentry == parent)) {
-		if (dentry != mnt_root)
-			return 1; /* disconnected from its mount */
 		struct mount *up = BPF_CORE_READ(mnt, mnt_parent);
-		if (up == mnt)
-			return 1; /* the global root */
+		if (dentry != mnt_root || up == mnt) {
+			/* disconnected from its mount, or the global root */
+			st->done = 1;
+			return 1;
+		}
 		st->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
 		st->mnt = up;
 		st->vfsmnt = (struct vfsmount *)((void *)up + bpf_core_field_offset(struct mount, mnt));
@@ -86,9 +101,16 @@ MS_LOOP_CB ms_walk_step(__u64 i, struct ms_walk *w)
 	struct qstr name = BPF_CORE_READ(dentry, d_name);
 	__u32 len = name.len & 0xff;
 	__u32 off = st->off;
-	if (len + 1 > off || i == MS_PATH_DEPTH - 1) {
+	st->total += len + 1;
+	if (st->skipped || len + 1 > off) {
+		/* the buffer is full: walk on to the root, counting, and keep
+		 * the topmost two components */
 		st->flags |= MS_F_PATH_TRUNC;
-		return 1;
+		st->skipped++;
+		st->head1 = st->head0;
+		st->head0 = dentry;
+		st->dentry = parent;
+		return 0;
 	}
 	off -= len;
 	char *buf = w->buf;
@@ -98,6 +120,36 @@ MS_LOOP_CB ms_walk_step(__u64 i, struct ms_walk *w)
 	st->off = off;
 	st->dentry = parent;
 	return 0;
+}
+
+/* One leading component of a cut path into `to` (MS_PATH_HEAD bytes);
+ * returns 1 if its name did not fit. */
+static __always_inline __u8 ms_path_head(char *to, struct dentry *d)
+{
+	struct qstr name = BPF_CORE_READ(d, d_name);
+	if (bpf_probe_read_kernel_str(to, MS_PATH_HEAD, name.name) < 0)
+		to[0] = 0;
+	return (name.len & 0xff) >= MS_PATH_HEAD;
+}
+
+/* The path buffer's slack (abi.h struct ms_path_cut). */
+static __always_inline void ms_path_cut(char *buf, const struct ms_walk_state *st)
+{
+	struct ms_path_cut *c = (struct ms_path_cut *)(buf + MS_PATH_MAX);
+	c->cut = (st->flags & MS_F_PATH_TRUNC) ? 1 : 0;
+	if (!c->cut)
+		return;
+	int known = st->done;
+	c->skipped = st->skipped > 255 ? 255 : st->skipped;
+	c->total = known ? st->total : 0;
+	c->head_cut = 0;
+	c->_pad = 0;
+	c->head[0][0] = 0;
+	c->head[1][0] = 0;
+	if (known && st->skipped >= 1)
+		c->head_cut |= ms_path_head(c->head[0], st->head0);
+	if (known && st->skipped >= 2)
+		c->head_cut |= ms_path_head(c->head[1], st->head1) << 1;
 }
 
 /*
@@ -113,7 +165,11 @@ static __always_inline __u32 ms_path_build(char *buf, struct dentry *dentry,
 	struct ms_walk_state *st = bpf_map_lookup_elem(&WALK_STATE, &zero);
 	if (!st) {
 		*flags |= MS_F_PATH_TRUNC;
-		buf[MS_PATH_MAX] = 1;
+		struct ms_path_cut *c = (struct ms_path_cut *)(buf + MS_PATH_MAX);
+		c->cut = 1;
+		c->skipped = c->head_cut = c->_pad = 0;
+		c->total = 0;
+		c->head[0][0] = c->head[1][0] = 0;
 		return MS_PATH_MAX;
 	}
 #else
@@ -122,8 +178,13 @@ static __always_inline __u32 ms_path_build(char *buf, struct dentry *dentry,
 	st->dentry = dentry;
 	st->vfsmnt = vfsmnt;
 	st->mnt = ms_real_mount(vfsmnt);
-	st->off = MS_PATH_MAX;
+	/* compat.bpf.h, ms_opaque_zero: fields the step changes, unknown to
+	 * pre-6.7 verifiers, so no branch of the step is dead code (a
+	 * constant offset made "the buffer is full" unreachable) */
+	st->off = MS_PATH_MAX + ms_opaque_zero;
 	st->flags = 0;
+	st->head0 = st->head1 = 0;
+	st->total = st->skipped = st->done = ms_opaque_zero;
 	struct ms_walk w = { .buf = buf, .s = st };
 
 	if (BPF_CORE_READ(dentry, d_op, d_dname))
@@ -133,13 +194,15 @@ static __always_inline __u32 ms_path_build(char *buf, struct dentry *dentry,
 		st->flags |= MS_F_DELETED;
 
 	ms_loop(MS_PATH_DEPTH, ms_walk_step, &w);
+	if (!st->done)
+		st->flags |= MS_F_PATH_TRUNC; /* deeper than the walk goes */
 	__u32 off = st->off;
 	if (off >= MS_PATH_MAX) {
 		off = MS_PATH_MAX - 1;
 		buf[off] = '/';
 	}
 	*flags |= st->flags;
-	buf[MS_PATH_MAX] = (st->flags & MS_F_PATH_TRUNC) ? 1 : 0;
+	ms_path_cut(buf, st);
 	return off;
 }
 

@@ -9,6 +9,8 @@
 pub const COMM_LEN: usize = 16;
 pub const PATH_MAX: usize = 4096;
 pub const PATH_BUF: usize = PATH_MAX + 256;
+/// Bytes of each leading component a cut path keeps (NUL included).
+pub const PATH_HEAD: usize = 124;
 pub const ARGV_MAX: usize = 4096;
 pub const SOCKADDR_MAX: usize = 112;
 pub const CHUNK_SMALL: usize = 1024;
@@ -436,6 +438,19 @@ pub struct ms_name_key {
     pub name: [u8; NAME_PART],
 }
 
+/// The slack of a path buffer, after the path (abi.h: what a cut path's
+/// walk learned of what it could not copy).
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct ms_path_cut {
+    pub cut: u8,
+    pub skipped: u8,
+    pub head_cut: u8,
+    pub _pad: u8,
+    pub total: u32,
+    pub head: [[u8; PATH_HEAD]; 2],
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ms_exempt_key {
@@ -588,6 +603,8 @@ mod tests {
         check!(btf, ms_shape_dir { id });
         check!(btf, ms_name_key { name });
         check!(btf, ms_exempt_key { ino, dev, rule, comm });
+        check!(btf, ms_path_cut { cut, skipped, head_cut, _pad, total, head });
+        assert_eq!(size_of::<ms_path_cut>(), PATH_BUF - PATH_MAX, "a path buffer's slack is its ms_path_cut");
         check!(btf, ms_port_rule { lo, hi, v });
         check!(btf, ms_net_deny { n, _pad, r });
         check!(btf, ms_chan_reject { h, chan_ino, chan_dev, dir, byte, _pad });
@@ -621,7 +638,7 @@ mod tests {
             ("MS_EV_FORK", EV_FORK), ("MS_EV_EXEC", EV_EXEC), ("MS_EV_EXIT", EV_EXIT), ("MS_EV_IO_URING", EV_IO_URING),
             ("MS_EV_OPEN", EV_OPEN), ("MS_EV_CONNECT", EV_CONNECT), ("MS_EV_STDIO", EV_STDIO),
             ("MS_EV_KIND_MAX", EV_KIND_MAX), ("MS_CHUNK_SMALL", CHUNK_SMALL as u32),
-            ("MS_CHUNK_LARGE", CHUNK_LARGE as u32), ("MS_PATH_MAX", PATH_MAX as u32),
+            ("MS_CHUNK_LARGE", CHUNK_LARGE as u32), ("MS_PATH_MAX", PATH_MAX as u32), ("MS_PATH_HEAD", PATH_HEAD as u32),
             ("MS_CNT_MAX", CNT_MAX as u32), ("MS_CNT_STDIO_FAULT", CNT_STDIO_FAULT),
             ("MS_CNT_REGS", CNT_REGS), ("MS_CNT_SENT_FULL", CNT_SENT_FULL),
             ("MS_CNT_CHAN_FULL", CNT_CHAN_FULL), ("MS_CNT_CAND_LOST", CNT_CAND_LOST),

@@ -17,6 +17,7 @@ fn exec_ev(pid: u32, ts_ns: u64, exe: &str, argv: &[&str]) -> Event {
         script_writable_by: None,
         parent_exe: None,
         argv_truncated: false,
+        exe_length: None,
         file_flags: Vec::new(),
     };
     Event { exe: Some(exe.into()), ..Event::for_test(pid, ts_ns, body, Some(("srv", 100))) }

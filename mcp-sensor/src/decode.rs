@@ -116,6 +116,10 @@ impl NetVia {
 pub struct Exec {
     pub h: Header,
     pub exe: String,
+    /// `exe` lost bytes: its whole length (kernel_path).
+    pub exe_length: Option<u32>,
+    /// exe, cwd, filename or argv had bytes that are not UTF-8.
+    pub invalid_utf8: bool,
     pub cwd: String,
     pub filename: String,
     pub argv: Vec<String>,
@@ -127,6 +131,10 @@ pub struct Exec {
 pub struct Open {
     pub h: Header,
     pub path: String,
+    /// `path` lost bytes: its whole length (kernel_path).
+    pub path_length: Option<u32>,
+    /// The path's bytes were not UTF-8.
+    pub invalid_utf8: bool,
     pub ret: i32,
     pub flags: u32,
     pub mode: u32,
@@ -178,23 +186,64 @@ fn cstr(bytes: &[u8]) -> String {
     String::from_utf8_lossy(&bytes[..end]).into_owned()
 }
 
-/// What a path that lost its leading components starts with instead of
-/// `/`, so that it never looks absolute (nor matches a rule's prefix it
-/// may not have): `…/dddd/dddd/payload`. The record's `path_truncated`
-/// flag says so too.
+/// What stands for the components of a cut path that are not known:
+/// `…/dddd/dddd/payload` when the walk did not reach the root (the path
+/// never looks absolute, nor matches a rule's prefix it may not have),
+/// `/tmp/x/…/dddd/payload` when it did (the leading components kept), and
+/// after a kept component whose name was cut. The record's
+/// `path_truncated` flag says so too.
 pub const TRUNCATED_PREFIX: &str = "…";
 
-/// `buf[off..end]` as a string, with the offset clamped into the buffer;
-/// prefixed with [`TRUNCATED_PREFIX`] when the kernel marked this path cut
-/// (`buf[MS_PATH_MAX]` = 1, abi.h MS_PATH_BUF).
-pub(crate) fn tail_path(buf: &[u8], off: u16, end: usize) -> String {
+/// A path the kernel built backwards into a path buffer, as a string.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelPath {
+    pub path: String,
+    /// When the path lost bytes: its whole length in bytes, if the walk
+    /// reached the root (abi.h `struct ms_path_cut`).
+    pub length: Option<u32>,
+    /// Its bytes were not valid UTF-8 (shown with U+FFFD).
+    pub invalid_utf8: bool,
+}
+
+/// `buf[off..end]` with the offset clamped into the buffer; when the
+/// kernel marked it cut (the slack after `end` = MS_PATH_MAX is a
+/// `struct ms_path_cut`), the leading components it learned, then
+/// [`TRUNCATED_PREFIX`] for those it did not.
+pub(crate) fn kernel_path(buf: &[u8], off: u16, end: usize) -> KernelPath {
     let off = (off as usize).min(end);
-    let path = String::from_utf8_lossy(&buf[off..end]);
-    if end == abi::PATH_MAX && buf.get(end) == Some(&1) {
-        format!("{TRUNCATED_PREFIX}{path}")
-    } else {
-        path.into_owned()
+    let tail = String::from_utf8_lossy(&buf[off..end]);
+    let mut invalid_utf8 = matches!(tail, std::borrow::Cow::Owned(_));
+    let cut = (end == abi::PATH_MAX && buf.len() >= abi::PATH_BUF).then(|| read::<abi::ms_path_cut>(&buf[end..], "path cut").ok()).flatten();
+    let Some(c) = cut.filter(|c| c.cut == 1) else {
+        return KernelPath { path: tail.into_owned(), length: None, invalid_utf8 };
+    };
+    if c.total == 0 || c.skipped == 0 {
+        return KernelPath { path: format!("{TRUNCATED_PREFIX}{tail}"), length: None, invalid_utf8 };
     }
+    let mut path = String::new();
+    for (i, head) in c.head.iter().enumerate().take(c.skipped.min(2) as usize) {
+        let end = head.iter().position(|&b| b == 0).unwrap_or(head.len());
+        let name = String::from_utf8_lossy(&head[..end]);
+        invalid_utf8 |= matches!(name, std::borrow::Cow::Owned(_));
+        path.push('/');
+        path.push_str(&name);
+        if c.head_cut & (1 << i) != 0 {
+            path.push_str(TRUNCATED_PREFIX);
+        }
+    }
+    if c.skipped > 2 {
+        path.push('/');
+        path.push_str(TRUNCATED_PREFIX);
+    }
+    path.push_str(&tail);
+    KernelPath { path, length: Some(c.total), invalid_utf8 }
+}
+
+/// The bytes as UTF-8 (invalid sequences as U+FFFD), and whether any was.
+fn lossy(b: &[u8]) -> (String, bool) {
+    let s = String::from_utf8_lossy(b);
+    let bad = matches!(s, std::borrow::Cow::Owned(_));
+    (s.into_owned(), bad)
 }
 
 fn header(h: &ms_header) -> Header {
@@ -230,19 +279,29 @@ pub fn decode(raw: &Bytes) -> Result<Record, DecodeError> {
         abi::EV_EXEC => {
             let e: abi::ms_exec = read(buf, "exec")?;
             let argv_len = (e.argv_len as usize).min(abi::ARGV_MAX);
+            let mut invalid_utf8 = false;
             let mut argv: Vec<String> = e.argv[..argv_len]
                 .split(|&b| b == 0)
-                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .map(|a| {
+                    let (s, bad) = lossy(a);
+                    invalid_utf8 |= bad;
+                    s
+                })
                 .collect();
             // argv is NUL-terminated: drop the empty piece after the last NUL
             if argv.last().is_some_and(|a| a.is_empty()) {
                 argv.pop();
             }
             let fname_len = (e.filename_len as usize).min(e.filename.len());
+            let exe = kernel_path(&e.exe, e.exe_off, abi::PATH_MAX);
+            let cwd = kernel_path(&e.cwd, e.cwd_off, abi::PATH_MAX);
+            let (filename, bad) = lossy(&e.filename[..fname_len]);
             Record::Exec(Box::new(Exec {
-                exe: tail_path(&e.exe, e.exe_off, abi::PATH_MAX),
-                cwd: tail_path(&e.cwd, e.cwd_off, abi::PATH_MAX),
-                filename: String::from_utf8_lossy(&e.filename[..fname_len]).into_owned(),
+                exe: exe.path,
+                exe_length: exe.length,
+                invalid_utf8: invalid_utf8 || bad || exe.invalid_utf8 || cwd.invalid_utf8,
+                cwd: cwd.path,
+                filename,
                 argv,
                 dev: e.dev,
                 ino: e.ino,
@@ -266,14 +325,18 @@ pub fn decode(raw: &Bytes) -> Result<Record, DecodeError> {
             let off = (o.path_off as usize).min(abi::PATH_BUF);
             let end = (off + o.path_len as usize).min(abi::PATH_BUF);
             let resolved = hd.flags & abi::F_UNRESOLVED == 0;
+            // resolved: built backwards to MS_PATH_MAX, its cut marked
+            // there; else the caller's string, cut at its end
+            let path = if resolved && end == abi::PATH_MAX {
+                kernel_path(&o.path, off as u16, end)
+            } else {
+                let (path, invalid_utf8) = lossy(&o.path[off..end]);
+                KernelPath { path, length: None, invalid_utf8 }
+            };
             Record::Open(Box::new(Open {
-                // resolved: built backwards to MS_PATH_MAX, its cut marked
-                // there; else the caller's string, cut at its end
-                path: if resolved && end == abi::PATH_MAX {
-                    tail_path(&o.path, off as u16, end)
-                } else {
-                    String::from_utf8_lossy(&o.path[off..end]).into_owned()
-                },
+                path: path.path,
+                path_length: path.length,
+                invalid_utf8: path.invalid_utf8,
                 ret: o.ret,
                 flags: o.flags,
                 mode: o.mode,
@@ -462,8 +525,9 @@ pub fn wait_status(status: u32) -> (Option<i32>, Option<i32>) {
     }
 }
 
-/// Names for the MS_F_* bits that matter to a reader of an event.
-pub fn file_flags(flags: u32) -> Vec<&'static str> {
+/// Names for the MS_F_* bits that matter to a reader of an event, and
+/// `invalid_utf8` when a path or argument was not UTF-8.
+pub fn file_flags(flags: u32, invalid_utf8: bool) -> Vec<&'static str> {
     let mut out = Vec::new();
     for (bit, name) in [
         (abi::F_PATH_TRUNC, "path_truncated"),
@@ -473,6 +537,9 @@ pub fn file_flags(flags: u32) -> Vec<&'static str> {
         if flags & bit != 0 {
             out.push(name);
         }
+    }
+    if invalid_utf8 {
+        out.push("invalid_utf8");
     }
     out
 }
@@ -540,7 +607,64 @@ mod tests {
         e.cwd_off = (abi::PATH_MAX - 1) as u16;
         let Record::Exec(x) = decode(&Bytes::from(as_bytes(&e))).unwrap() else { panic!("not exec") };
         assert_eq!(x.exe, "…/dddd/dddd/payload", "the kept part keeps the basename and says it was cut");
+        assert_eq!(x.exe_length, None, "the walk did not reach the root: no length");
         assert_eq!(x.cwd, "/", "the other path of the record was not cut");
+    }
+
+    /// A struct ms_path_cut in the slack after a path of `tail`.
+    fn cut_path(tail: &[u8], skipped: u8, total: u32, heads: &[&[u8]], head_cut: u8) -> Vec<u8> {
+        let mut buf = vec![0u8; abi::PATH_BUF];
+        buf[abi::PATH_MAX - tail.len()..abi::PATH_MAX].copy_from_slice(tail);
+        let mut c: abi::ms_path_cut = zeroed();
+        c.cut = 1;
+        c.skipped = skipped;
+        c.total = total;
+        c.head_cut = head_cut;
+        for (i, h) in heads.iter().enumerate() {
+            c.head[i][..h.len()].copy_from_slice(h);
+        }
+        buf[abi::PATH_MAX..].copy_from_slice(&as_bytes(&c));
+        buf
+    }
+
+    #[test]
+    fn a_cut_path_keeps_the_leading_components_the_walk_learned_and_its_length() {
+        let tail = b"/dddd/payload";
+        let off = (abi::PATH_MAX - tail.len()) as u16;
+        let p = |skipped, heads: &[&[u8]], head_cut| kernel_path(&cut_path(tail, skipped, 5123, heads, head_cut), off, abi::PATH_MAX);
+        let k = p(255, &[b"tmp", b"t-1"], 0);
+        assert_eq!((k.path.as_str(), k.length), ("/tmp/t-1/…/dddd/payload", Some(5123)));
+        // one or two components above the copy: the path is whole
+        assert_eq!(p(1, &[b"tmp"], 0).path, "/tmp/dddd/payload");
+        assert_eq!(p(2, &[b"tmp", b"t-1"], 0).path, "/tmp/t-1/dddd/payload");
+        // a component's name longer than the head keeps: marked
+        assert_eq!(p(3, &[b"tmp", b"long"], 2).path, "/tmp/long…/…/dddd/payload");
+        // not cut: the slack is not read
+        let mut whole = cut_path(tail, 0, 0, &[], 0);
+        whole[abi::PATH_MAX] = 0;
+        assert_eq!(kernel_path(&whole, off, abi::PATH_MAX), KernelPath { path: "/dddd/payload".into(), length: None, invalid_utf8: false });
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_flagged() {
+        let tail = b"/tmp/\xff\xfe";
+        let mut buf = cut_path(tail, 0, 0, &[], 0);
+        buf[abi::PATH_MAX] = 0;
+        let k = kernel_path(&buf, (abi::PATH_MAX - tail.len()) as u16, abi::PATH_MAX);
+        assert!(k.invalid_utf8 && k.path.starts_with("/tmp/\u{fffd}"), "{k:?}");
+        let mut e: abi::ms_exec = zeroed();
+        e.h = hdr(abi::EV_EXEC);
+        e.exe[abi::PATH_MAX - 4..abi::PATH_MAX].copy_from_slice(b"/cat");
+        e.exe_off = (abi::PATH_MAX - 4) as u16;
+        e.cwd_off = (abi::PATH_MAX - 1) as u16;
+        e.cwd[abi::PATH_MAX - 1] = b'/';
+        let Record::Exec(x) = decode(&Bytes::from(as_bytes(&e))).unwrap() else { panic!() };
+        assert!(!x.invalid_utf8, "the control");
+        e.argv[..4].copy_from_slice(b"c\xffa\0");
+        e.argv_len = 4;
+        let Record::Exec(x) = decode(&Bytes::from(as_bytes(&e))).unwrap() else { panic!() };
+        assert!(x.invalid_utf8, "argv");
+        assert_eq!(file_flags(0, x.invalid_utf8), ["invalid_utf8"]);
     }
 
     #[test]

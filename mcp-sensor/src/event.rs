@@ -128,6 +128,11 @@ pub enum Body {
         exe_is: Option<crate::exe_is::ExeIs>,
         #[serde(skip_serializing_if = "is_false")]
         argv_truncated: bool,
+        /// The whole length in bytes of `exe` when it lost its leading
+        /// components (`path_truncated`) and the kernel's walk reached the
+        /// root (on 5.10-5.16 only within 64 components).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        exe_length: Option<u32>,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         file_flags: Vec<&'static str>,
     },
@@ -151,6 +156,10 @@ pub enum Body {
         /// the file's identity is a known file's (rules/known.rs).
         #[serde(skip_serializing_if = "Option::is_none")]
         canonical_path: Option<String>,
+        /// The whole length in bytes of `path` when it lost its leading
+        /// components (`path_truncated`), as `exe_length` of an exec.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        path_length: Option<u32>,
         syscall: &'static str,
         #[serde(skip_serializing_if = "Vec::is_empty")]
         file_flags: Vec<&'static str>,

@@ -24,6 +24,8 @@ pub struct ChangeRecord {
     pub length: u64,
     pub dev: u32,
     pub ino: u64,
+    /// A name's bytes were not UTF-8 (shown with U+FFFD).
+    pub invalid_utf8: bool,
 }
 
 /// `base` joined with the relative `rel`; `.` components and empty ones
@@ -45,7 +47,10 @@ fn bytes(buf: &[u8], len: u16) -> String {
 }
 
 pub fn decode(r: &abi::ms_fchange, h: Header) -> ChangeRecord {
-    let base = ((r.dir_off as usize) < abi::PATH_MAX).then(|| decode::tail_path(&r.dir, r.dir_off, abi::PATH_MAX));
+    let dir = ((r.dir_off as usize) < abi::PATH_MAX).then(|| decode::kernel_path(&r.dir, r.dir_off, abi::PATH_MAX));
+    let not_utf8 = |b: &[u8], len: u16| std::str::from_utf8(&b[..(len as usize).min(b.len())]).is_err();
+    let invalid_utf8 = dir.as_ref().is_some_and(|d| d.invalid_utf8) || not_utf8(&r.path, r.path_len) || not_utf8(&r.source, r.source_len);
+    let base = dir.map(|d| d.path);
     let given = bytes(&r.path, r.path_len);
     let rel = |s: String, same_base: bool| match &base {
         Some(b) if same_base && !s.starts_with('/') => join(b, &s),
@@ -68,6 +73,7 @@ pub fn decode(r: &abi::ms_fchange, h: Header) -> ChangeRecord {
         length: r.length,
         dev: r.dev,
         ino: r.ino,
+        invalid_utf8,
     }
 }
 
@@ -110,7 +116,7 @@ pub fn body(c: ChangeRecord) -> Body {
         length: truncate.then_some(c.length),
         dev: if c.ino != 0 { abi::kdev_to_user(c.dev) as u32 } else { 0 },
         ino: c.ino,
-        file_flags: decode::file_flags(c.h.flags),
+        file_flags: decode::file_flags(c.h.flags, c.invalid_utf8),
     };
     match c.syscall {
         abi::SYS_LINK | abi::SYS_LINKAT => Body::Link(ch),

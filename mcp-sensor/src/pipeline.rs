@@ -254,7 +254,8 @@ impl Pipeline {
                     ino: e.ino,
                     exe_is,
                     argv_truncated: h.flags & crate::abi::F_ARGV_TRUNC != 0,
-                    file_flags: decode::file_flags(h.flags),
+                    exe_length: e.exe_length,
+                    file_flags: decode::file_flags(h.flags, e.invalid_utf8),
                 }
             }
             Record::Exit { status, .. } => {
@@ -273,8 +274,9 @@ impl Pipeline {
                 dev: if o.ret >= 0 || h.flags & crate::abi::F_DENIED != 0 { crate::abi::kdev_to_user(o.dev) as u32 } else { 0 },
                 ino: o.ino,
                 canonical_path: None, // set by the rule stage (detect: known files)
+                path_length: o.path_length,
                 syscall: decode::syscall_name(o.syscall),
-                file_flags: decode::file_flags(h.flags),
+                file_flags: decode::file_flags(h.flags, o.invalid_utf8),
             },
             Record::Change(c) => crate::fchange::body(*c),
             Record::Ptrace { ret, target, syscall, request, .. } => Body::Ptrace {

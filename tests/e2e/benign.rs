@@ -201,7 +201,13 @@ fn kernel_benign_corpus_is_quiet_and_shells_through_the_shim_still_alert() {
     let dep = |k: &str| env.get(k).unwrap_or_else(|| panic!("{k} not in env.sh: rerun tests/mcp/setup.sh")).as_str();
     let npm_cache = format!("npm_config_cache={}", dep("MCP_NPM_CACHE"));
     let uv_cache = format!("UV_CACHE_DIR={}", dep("MCP_UV_CACHE"));
-    let uv = dep("MCP_UV");
+    // uv where its installer puts it (~/.local/bin), wherever the checkout
+    // is: in a checkout under /tmp, tests/.deps's uv is a program in a
+    // world-writable directory, which exec-from-temp is right to report
+    let uv_home = home.join(".local/bin/uv");
+    std::fs::create_dir_all(uv_home.parent().unwrap()).unwrap();
+    std::fs::copy(dep("MCP_UV"), &uv_home).expect("copy uv into the corpus's home");
+    let uv = uv_home.to_str().unwrap();
     let (npm_proj_s, venv_s) = (npm_proj.to_str().unwrap(), venv.to_str().unwrap());
     let venv_python = format!("{venv_s}/bin/python");
     let require_ms = format!("console.log(require('{npm_proj_s}/node_modules/ms')('2h'))");

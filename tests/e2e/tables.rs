@@ -188,21 +188,59 @@ fn tables_a_4k_ring_is_refused_by_check_config_and_exec() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// Part 3: a payload run from 5 KiB deep under the scratch directory (in
-/// /tmp): its exec path lost its leading components, so it is flagged
-/// `path_truncated` and shown as `…/dddd/…/payload`, never as an absolute
-/// path it is not; the basename is kept.
-#[test]
-fn tables_a_5k_deep_payload_is_flagged_truncated_and_keeps_its_basename() {
-    let d = scratch("tables-deep");
-    // relative mkdir/chdir: a shell's `cd` gives up past PATH_MAX
-    let script = "import os, shutil, subprocess, sys\nos.chdir(sys.argv[1])\nfor _ in range(1000):\n    os.makedirs('dddd', exist_ok=True)\n    os.chdir('dddd')\nshutil.copy('/bin/true', 'payload')\nr = subprocess.run(['./payload']).returncode\nos.remove('payload')\nfor _ in range(1000):\n    os.chdir('..')\n    os.rmdir('dddd')\nsys.exit(r)\n";
-    let r = exec(&d, &["/usr/bin/python3", "-c", script, d.to_str().unwrap()]);
+/// A copy of /bin/true run as `payload` from `count` nested directories
+/// named `name` under `d` (relative mkdir and chdir: a shell's `cd` gives
+/// up past PATH_MAX), under `exec`; the run and the payload's exec event.
+fn deep_payload(d: &std::path::Path, name: &str, count: usize) -> (Run, Value) {
+    let script = format!(
+        "import os, shutil, subprocess, sys\nos.chdir(sys.argv[1])\nfor _ in range({count}):\n    os.makedirs('{name}', exist_ok=True)\n    os.chdir('{name}')\n\
+         shutil.copy('/bin/true', 'payload')\nr = subprocess.run(['./payload']).returncode\nos.remove('payload')\n\
+         for _ in range({count}):\n    os.chdir('..')\n    os.rmdir('{name}')\nsys.exit(r)\n"
+    );
+    let r = exec(d, &["/usr/bin/python3", "-c", &script, d.to_str().unwrap()]);
     assert!(r.out.status.success(), "{}", String::from_utf8_lossy(&r.out.stderr));
     let execs: Vec<&Value> = r.events.iter().filter(|e| e["kind"] == "exec" && e["exe"].as_str().unwrap_or("").ends_with("/payload")).collect();
-    assert_eq!(execs.len(), 1, "the payload's exec is logged (positive control)");
-    let e = execs[0];
-    let exe = e["exe"].as_str().unwrap();
-    assert!(exe.starts_with("…/dddd/"), "a cut path does not look absolute: {exe}");
+    assert_eq!(execs.len(), 1, "the payload's exec is logged (positive control)\n{}", r.describe());
+    let e = execs[0].clone();
     assert!(e["file_flags"].as_array().unwrap().iter().any(|f| f == "path_truncated"), "{e}");
+    (r, e)
+}
+
+/// Part 3: payloads run from 5 KiB deep under the scratch directory in
+/// /tmp. Their exec paths are longer than the kernel keeps (MS_PATH_MAX):
+/// flagged `path_truncated`, the basename kept. When the kernel's walk
+/// reaches the root, the leading components are kept too
+/// (`/tmp/<scratch>/…/dddd/payload`), `exe_length` is the path's true
+/// length, and `exec-from-temp` alerts, the alert carrying both:
+/// - 20 directories of 250-byte names: within the walk on every kernel;
+/// - 1,000 directories `dddd`: with bpf_loop (the full object) the walk
+///   goes 4,096 steps; the compat object's (5.10 to 5.16) stops at 64
+///   components, so there the path starts `…/dddd/`, never an absolute
+///   path it is not, with no length, and nothing is said of /tmp.
+#[test]
+fn kernel_deep_payload_is_flagged_keeps_its_leading_components_and_alerts_from_temp() {
+    let d = scratch("tables-deep");
+    let dir = std::fs::canonicalize(&d).unwrap().display().to_string();
+    let long = "e".repeat(250);
+    let known = |r: &Run, e: &Value, name: &str, count: usize| {
+        let exe = e["exe"].as_str().unwrap();
+        assert!(exe.starts_with(&format!("{dir}/…/{name}/")) && exe.ends_with(&format!("/{name}/payload")), "the leading components and the basename are kept: {exe}");
+        let length = dir.len() + count * (name.len() + 1) + "/payload".len();
+        assert_eq!(e["exe_length"], length, "the true length: {e}");
+        let from_temp: Vec<&Value> = r.events.iter().filter(|a| a["kind"] == "alert" && a["rule"] == "exec-from-temp").collect();
+        assert_eq!(from_temp.len(), 1, "a payload in /tmp however deep\n{}", r.describe());
+        assert_eq!(from_temp[0]["event"]["exe_length"], length, "the alert says the path was cut: {}", from_temp[0]);
+    };
+    let (r, e) = deep_payload(&d, &long, 20);
+    known(&r, &e, &long, 20);
+    let object = r.events.iter().find(|e| e["kind"] == "sensor_start").map(|s| s["object"].clone());
+    let (r, e) = deep_payload(&d, "dddd", 1000);
+    if object == Some(json!("compat")) {
+        let exe = e["exe"].as_str().unwrap();
+        assert!(exe.starts_with("…/dddd/"), "a cut path does not look absolute: {exe}");
+        assert_eq!(e["exe_length"], Value::Null, "{e}");
+    } else {
+        assert_eq!(object, Some(json!("full")), "the sensor says which object it loaded");
+        known(&r, &e, "dddd", 1000);
+    }
 }

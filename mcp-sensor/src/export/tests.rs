@@ -67,7 +67,7 @@ fn s(v: Option<&Value>) -> Option<String> {
 }
 
 fn open_body(path: &str) -> Body {
-    Body::Open { path: path.into(), resolved: true, flags: vec!["O_RDONLY"], ret: 3, error: None, dev: 1, ino: 2, canonical_path: None, syscall: "openat", file_flags: vec![] }
+    Body::Open { path: path.into(), resolved: true, flags: vec!["O_RDONLY"], ret: 3, error: None, dev: 1, ino: 2, canonical_path: None, path_length: None, syscall: "openat", file_flags: vec![] }
 }
 
 fn alert_of(trigger: Event, action: &'static str) -> Body {
@@ -158,7 +158,7 @@ fn host_actions_and_findings_of_the_call_become_its_events() {
     f.host(SERVER, 11, open_body("/home/me/.ssh/id_ed25519"), Some(json!(3)));
     let trigger = Event::for_test(SERVER, 11, open_body("/home/me/.ssh/id_ed25519"), Some(("fs", SERVER)));
     f.host(SERVER, 11, alert_of(trigger, "killed"), Some(json!(3)));
-    let exec = Body::Exec { filename: "/bin/sh".into(), argv: vec!["sh".into(), "-c".into(), "id".into()], cwd: "/".into(), script: None, shell_mode: None, script_writable_by: None, parent_exe: None, dev: 0, ino: 0, exe_is: None, argv_truncated: false, file_flags: vec![] };
+    let exec = Body::Exec { filename: "/bin/sh".into(), argv: vec!["sh".into(), "-c".into(), "id".into()], cwd: "/".into(), script: None, shell_mode: None, script_writable_by: None, parent_exe: None, dev: 0, ino: 0, exe_is: None, argv_truncated: false, exe_length: None, file_flags: vec![] };
     f.host(101, 12, exec, Some(json!(3)));
     let connect = Body::Connect { family: "inet".into(), addr: Some("10.0.0.1".into()), port: Some(443), path: None, ret: 0, error: None, op: "connect", hook: "sys_connect", transport: Some("tcp") };
     f.host(101, 13, connect, Some(json!(3)));

@@ -21,6 +21,7 @@ fn open_ev() -> Event {
         dev: 1,
         ino: 2,
         canonical_path: None,
+        path_length: None,
         syscall: "openat",
         file_flags: Vec::new(),
     };

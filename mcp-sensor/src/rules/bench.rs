@@ -55,6 +55,7 @@ pub(crate) fn open(exe: &str, path: &str, flags: &[&'static str]) -> Event {
         dev: 0x801, // 8:1 as stat(2) encodes it, as events carry it
         ino: 1234,
         canonical_path: None,
+        path_length: None,
         syscall: "openat",
         file_flags: Vec::new(),
     };
@@ -77,6 +78,7 @@ pub(crate) fn exec(exe: &str, argv: &[&str], script: Option<&str>) -> Event {
         script_writable_by: facts.2,
         parent_exe: None,
         argv_truncated: false,
+        exe_length: None,
         file_flags: Vec::new(),
     };
     event(exe, body, Some("run"))

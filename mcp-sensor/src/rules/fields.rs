@@ -145,7 +145,7 @@ macro_rules! fields {
     };
 }
 
-pub(crate) const FILE_FLAGS: &[&str] = &["pseudo", "deleted", "path_truncated"];
+pub(crate) const FILE_FLAGS: &[&str] = &["pseudo", "deleted", "path_truncated", "invalid_utf8"];
 /// Whose process a `/proc/<pid>/...` path names (`proc_owner`): the
 /// opening process itself, another process of its server's tree, or any
 /// other process (the MCP client, pid 1, another user's program).
