@@ -157,8 +157,7 @@ fn build_project(dir: &Path) -> Result<String> {
 
 /// The release test binary of the `mcp-sensor` crate's unit tests, built.
 fn unit_test_binary() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let out = Command::new(cargo)
+    let out = Command::new(crate::cargo_bin())
         .args(["test", "--release", "-p", "mcp-sensor", "--lib", "--no-run", "--message-format=json"])
         .current_dir(crate::root())
         .stderr(Stdio::inherit())
@@ -186,11 +185,10 @@ fn workload(name: &'static str, dir: &Path, scale: f64) -> Result<Workload> {
         }
         "cargo-build" => {
             let ver = build_project(dir)?;
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             (
                 format!("`cargo build --offline -j2` (debug) of regex-syntax {ver}, fresh target dir"),
                 "rm -rf target".into(),
-                format!("CARGO_TARGET_DIR=target {} build --offline -j2 -q --manifest-path wrap/Cargo.toml", q(Path::new(&cargo))),
+                format!("CARGO_TARGET_DIR=target {} build --offline -j2 -q --manifest-path wrap/Cargo.toml", q(Path::new(&crate::cargo_bin()))),
             )
         }
         "git" => {
@@ -228,7 +226,8 @@ fn workload(name: &'static str, dir: &Path, scale: f64) -> Result<Workload> {
             (
                 format!("`tar -c` of {files} files of /usr/{{{}}} and `tar -x` of the archive", trees.join(",")),
                 "rm -rf out && mkdir -p out/x".into(),
-                "tar -C /usr -cf out/a.tar -T list && tar -C out/x -xf out/a.tar".into(),
+                // absolute names: -C moves tar before it opens what follows
+                format!("cd {d} && tar -C /usr -cf {d}/out/a.tar -T {d}/list && tar -C {d}/out/x -xf {d}/out/a.tar", d = q(dir)),
             )
         }
         "tests" => {
