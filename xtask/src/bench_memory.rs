@@ -22,8 +22,9 @@
 //! VmHWM, its peak during the step. BPF maps are kernel memory, not in the
 //! RSS (`bpftool map show` gives their memlock).
 //!
-//! The idle processes die with this process (PR_SET_PDEATHSIG) and are
-//! killed and reaped when the bench ends or fails; the servers are killed
+//! The idle processes, in a process group of their own, die with this
+//! process (PR_SET_PDEATHSIG) and are killed and reaped when the bench
+//! ends or fails; the servers are killed
 //! and reaped too, and exit on their own when their stdin closes.
 
 use crate::bench::{start_daemon, Sensor};
@@ -39,16 +40,21 @@ use std::time::{Duration, Instant};
 /// Threads a `server-everything` runs (node's, counted on this machine: 11).
 const SERVER_THREADS: usize = 12;
 
-/// Idle processes, kept by pid only (a `Child` may hold a pidfd of its
-/// own; thousands would not fit the fd limit). Killed and reaped on drop.
-struct Idle(Vec<i32>);
+/// Idle processes, all in one process group of their own (the first one's
+/// pid): one signal kills them all, and they are reaped by group, with no
+/// handle kept per process (a `Child` may hold a pidfd; thousands would
+/// not fit the fd limit). Killed and reaped on drop.
+struct Idle {
+    group: i32,
+    count: usize,
+}
 
 impl Idle {
     fn spawn(n: usize) -> Result<Idle> {
-        let mut v = Idle(Vec::with_capacity(n));
+        let mut v = Idle { group: 0, count: 0 };
         for i in 0..n {
             let mut cmd = Command::new("sleep");
-            cmd.arg("infinity").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+            cmd.arg("infinity").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(v.group);
             // SAFETY: between fork and exec the child only calls prctl,
             // which is async-signal-safe.
             unsafe {
@@ -60,7 +66,10 @@ impl Idle {
                 });
             }
             let c = cmd.spawn().with_context(|| format!("starting idle process {i} of {n}"))?;
-            v.0.push(c.id() as i32);
+            if v.group == 0 {
+                v.group = c.id() as i32;
+            }
+            v.count += 1;
         }
         Ok(v)
     }
@@ -68,12 +77,13 @@ impl Idle {
 
 impl Drop for Idle {
     fn drop(&mut self) {
-        // SAFETY: signalling and reaping our own children, by pid.
-        for &pid in &self.0 {
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+        if self.count == 0 {
+            return;
         }
-        for &pid in &self.0 {
-            unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
+        // SAFETY: signalling and reaping our own children's group.
+        unsafe {
+            libc::kill(-self.group, libc::SIGKILL);
+            while libc::waitpid(-self.group, std::ptr::null_mut(), 0) > 0 {}
         }
     }
 }
