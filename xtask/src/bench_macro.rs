@@ -26,8 +26,9 @@
 //! `--macro-scale`), all offline on a machine set up by
 //! scripts/install-deps.sh and tests/mcp/setup.sh that has built this
 //! workspace:
-//! - `files`: `cat` of the first 20,000 files `find /usr -type f` lists,
-//!   through `head` and `xargs` (the pipeline the issue measured);
+//! - `files`: `cat` of the first 50,000 files `find /usr -type f` lists,
+//!   through `head` and `xargs` (the pipeline the issue measured, on
+//!   20,000 files: about 1 s here, too short to resolve a few percent);
 //! - `cargo-build`: `cargo build --offline -j2` (debug) of regex-syntax in
 //!   a fresh target dir. A Rust crate, not a C project: no C project's
 //!   source is on a fresh machine offline, while the crates this workspace
@@ -35,14 +36,17 @@
 //!   at the version Cargo.lock pins: ~58,000 lines of Rust and no
 //!   dependency, so it builds from a path with no registry lookup (a
 //!   copy, next to a wrapper package that depends on it);
-//! - `git`: `git log -p -300` and `git log --stat -300` of this repository;
-//! - `python`: 100 × `python3 -c pass` (/usr/bin/python3 when present: the
+//! - `git`: 10 × `git log -p -300` and `git log --stat -300` of this
+//!   repository (its history is a few hundred commits);
+//! - `python`: 300 × `python3 -c pass` (/usr/bin/python3 when present: the
 //!   system's, not a version manager's shim found first on PATH);
 //! - `node`: 50 × `node -e 0`;
-//! - `tar`: `tar -c` of /usr/lib/python3* and /usr/share/doc (up to 30,000
-//!   files) to an archive, then `tar -x` of it into an empty directory;
+//! - `tar`: `tar -c` of the first 20,000 files of /usr/lib/python3* and
+//!   /usr/share to an archive, then `tar -x` of it into an empty directory;
 //! - `tests`: this workspace's `mcp-sensor` unit tests, the release test
 //!   binary (built before the rounds), `--test-threads=2`, twice.
+//!
+//! Each takes 2 to 6 s on the 2-core build machine.
 //!
 //! `--macro-memory` (bench_memory.rs) measures the daemon's resident
 //! memory with many processes and watched servers on the host.
@@ -106,6 +110,11 @@ fn q(word: &Path) -> String {
 /// `base` times `scale`, at least one.
 fn scaled(base: usize, scale: f64) -> usize {
     ((base as f64 * scale).round() as usize).max(1)
+}
+
+/// A shell loop running `command` `n` times, failing at its first failure.
+fn times(n: usize, command: &str) -> String {
+    format!("i=0; while [ $i -lt {n} ]; do {command} || exit 1; i=$((i+1)); done")
 }
 
 /// The version of `name` that a Cargo.lock pins (the first entry).
@@ -176,7 +185,7 @@ fn workload(name: &'static str, dir: &Path, scale: f64) -> Result<Workload> {
     let root = crate::root();
     let (about, setup, script) = match name {
         "files" => {
-            let n = scaled(20_000, scale);
+            let n = scaled(50_000, scale);
             (
                 format!("`cat` of {n} files under /usr (`find \\| head \\| xargs cat`)"),
                 String::new(),
@@ -192,14 +201,19 @@ fn workload(name: &'static str, dir: &Path, scale: f64) -> Result<Workload> {
             )
         }
         "git" => {
-            let n = scaled(300, scale);
+            // the history is a few hundred commits: the pair runs 10 times
+            let n = scaled(10, scale);
             let git = format!("git -C {} log", q(&root));
-            (format!("`git log -p -{n}` and `git log --stat -{n}` of this repository"), String::new(), format!("{git} -p -{n} > /dev/null && {git} --stat -{n} > /dev/null"))
+            (
+                format!("{n} × (`git log -p -300` and `git log --stat -300` of this repository)"),
+                String::new(),
+                times(n, &format!("{git} -p -300 > /dev/null && {git} --stat -300 > /dev/null")),
+            )
         }
         "python" | "node" => {
             let (n, exe, args) = if name == "python" {
                 let sys = Path::new("/usr/bin/python3");
-                (scaled(100, scale), if sys.is_file() { Some(sys.to_path_buf()) } else { on_path("python3") }, "-c pass")
+                (scaled(300, scale), if sys.is_file() { Some(sys.to_path_buf()) } else { on_path("python3") }, "-c pass")
             } else {
                 (scaled(50, scale), on_path("node"), "-e 0")
             };
@@ -207,20 +221,20 @@ fn workload(name: &'static str, dir: &Path, scale: f64) -> Result<Workload> {
             (
                 format!("{n} × `{} {args}`", exe.display()),
                 String::new(),
-                format!("i=0; while [ $i -lt {n} ]; do {} {args} || exit 1; i=$((i+1)); done", q(&exe)),
+                times(n, &format!("{} {args}", q(&exe))),
             )
         }
         "tar" => {
-            let n = scaled(30_000, scale);
+            let n = scaled(20_000, scale);
             // the trees, relative to /usr: the Python standard library (on
-            // every machine tests/mcp/setup.sh ran on) and the packages' docs
+            // every machine tests/mcp/setup.sh ran on), then /usr/share
             let mut trees: Vec<String> = std::fs::read_dir("/usr/lib")?
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
                 .filter(|f| f.starts_with("python3"))
                 .map(|f| format!("lib/{f}"))
                 .collect();
             trees.sort();
-            trees.push("share/doc".into());
+            trees.push("share".into());
             sh(&format!("cd /usr && find {} -type f | head -n {n} > {}/list", trees.join(" "), q(dir)), dir)?;
             let files = std::fs::read_to_string(dir.join("list"))?.lines().count();
             (
@@ -238,7 +252,7 @@ fn workload(name: &'static str, dir: &Path, scale: f64) -> Result<Workload> {
             (
                 format!("{n} × the `mcp-sensor` unit tests (release test binary, `--test-threads=2`)"),
                 String::new(),
-                format!("cd {} && i=0; while [ $i -lt {n} ]; do {} -q --test-threads=2 || exit 1; i=$((i+1)); done", q(&crate_dir), q(&bin)),
+                format!("cd {} && {}", q(&crate_dir), times(n, &format!("{} -q --test-threads=2", q(&bin)))),
             )
         }
         other => anyhow::bail!("no workload {other}"),
