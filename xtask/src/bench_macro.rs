@@ -289,7 +289,7 @@ fn run_once(w: &Workload, dir: &Path, on: bool) -> Result<Run> {
         Some((ticks, d)) => {
             wait_idle(d.id(), Duration::from_secs(60))?;
             let cpu = (cpu_ticks(d.id())? - ticks) as f64 / ticks_per_s();
-            let (_, peak) = memory_kib(d.id())?;
+            let peak = memory_kib(d.id())?.peak;
             d.stop()?;
             Some((cpu, peak))
         }

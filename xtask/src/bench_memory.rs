@@ -18,8 +18,10 @@
 //!    running (it seeds its tables from /proc), one more `echo` call to
 //!    each server, and each found again (counted).
 //!
-//! Reported per step: VmRSS once the daemon is idle after the step, and
-//! VmHWM, its peak during the step. BPF maps are kernel memory, not in the
+//! Reported per step: VmRSS once the daemon is idle after the step, split
+//! into RssAnon (its own) and RssFile (mapped files: most of it is the
+//! pages of its own binary, shared and reclaimable), and VmHWM, its peak
+//! during the step. BPF maps are kernel memory, not in the
 //! RSS (`bpftool map show` gives their memlock).
 //!
 //! The idle processes, in a process group of their own, die with this
@@ -148,8 +150,9 @@ fn found(dir: &Path, servers: &Servers) -> Result<usize> {
 /// One row: the daemon idle after a step, its memory then and at its peak.
 fn row(step: &str, d: &Sensor) -> Result<String> {
     wait_idle(d.id(), Duration::from_secs(120))?;
-    let (rss, hwm) = memory_kib(d.id())?;
-    Ok(format!("| {step} | {} | {:.1} | {:.1} |", host_processes(), rss as f64 / 1024.0, hwm as f64 / 1024.0))
+    let m = memory_kib(d.id())?;
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    Ok(format!("| {step} | {} | {:.1} | {:.1} | {:.1} | {:.1} |", host_processes(), mib(m.rss), mib(m.anon), mib(m.file), mib(m.peak)))
 }
 
 pub fn run(idle: usize, servers: usize) -> Result<()> {
@@ -186,11 +189,14 @@ pub fn run(idle: usize, servers: usize) -> Result<()> {
     d.stop()?;
     drop(talking);
     drop(sleeping);
-    println!("\n| daemon memory (issue 14) | processes on the host | VmRSS after (MiB) | VmHWM during (MiB) |\n|---|---|---|---|");
+    println!("\n| daemon memory (issue 14) | processes on the host | VmRSS after (MiB) | of which RssAnon | of which RssFile | VmHWM during (MiB) |\n|---|---|---|---|---|---|");
     for r in rows {
         println!("{r}");
     }
-    println!("\nVmRSS once the daemon is idle after each step; VmHWM: its peak during the step (reset before it; a started daemon's since its start); BPF maps not included");
+    println!(
+        "\nVmRSS once the daemon is idle after each step, of which RssAnon (its own: heap, stacks) and RssFile (mapped files, its binary's \
+         pages first: shared, reclaimable); VmHWM: its peak during the step (reset before it; a started daemon's since its start); BPF maps not included"
+    );
     let _ = std::fs::remove_dir_all(&base);
     Ok(())
 }

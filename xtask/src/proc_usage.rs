@@ -34,12 +34,23 @@ pub(crate) fn status_kib(status: &str, key: &str) -> Option<u64> {
     })
 }
 
-/// Resident set of process `pid`: (VmRSS, VmHWM: the peak since its start
-/// or the last [`reset_peak`]), KiB.
-pub(crate) fn memory_kib(pid: u32) -> Result<(u64, u64)> {
+/// Resident memory of a process, KiB.
+pub(crate) struct Memory {
+    /// VmRSS: all of it now.
+    pub(crate) rss: u64,
+    /// VmHWM: the peak of VmRSS since the start or the last [`reset_peak`].
+    pub(crate) peak: u64,
+    /// RssAnon: its own (heap, stacks).
+    pub(crate) anon: u64,
+    /// RssFile: pages of files it maps, its binary's first, shared and
+    /// reclaimable.
+    pub(crate) file: u64,
+}
+
+pub(crate) fn memory_kib(pid: u32) -> Result<Memory> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let get = |k| status_kib(&status, k).with_context(|| format!("/proc/{pid}/status has no {k}"));
-    Ok((get("VmRSS")?, get("VmHWM")?))
+    Ok(Memory { rss: get("VmRSS")?, peak: get("VmHWM")?, anon: get("RssAnon")?, file: get("RssFile")? })
 }
 
 /// Sets the peak resident set (VmHWM) of `pid` to its current one
