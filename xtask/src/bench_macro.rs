@@ -21,6 +21,10 @@
 //! counted; median over rounds) and its peak resident set (VmHWM of
 //! /proc/<pid>/status, reset with `clear_refs` 5 before the workload;
 //! highest over rounds).
+//! The BPF programs run in the workload's own syscalls: their time is in
+//! the wall time, not in the daemon's CPU, which is its user space (and
+//! its own syscalls) only. With an even number of rounds the median is the
+//! upper of the middle two (bench_mcp's `median`): use an odd `--macro-rounds`.
 //!
 //! The workloads (`--macro-workload NAME`, repeatable; sizes times
 //! `--macro-scale`), all offline on a machine set up by
