@@ -294,6 +294,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if a.hooks {
         return crate::bench_hooks::run(&a.hook, a.rounds, a.open_iters, a.seed);
     }
+    if a.macro_bench.workloads {
+        crate::bench_macro::check(&a.macro_bench)?;
+    }
     crate::cargo(&["build", "--release", "-p", "mcp-sensor"])?;
     if a.macro_bench.workloads || a.macro_bench.macro_memory {
         return crate::bench_macro::run(&a.macro_bench, seed(a.seed));

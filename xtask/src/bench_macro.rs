@@ -332,6 +332,12 @@ fn selected(only: &[String]) -> Result<Vec<&'static str>> {
     Ok(NAMES.iter().copied().filter(|n| only.is_empty() || only.iter().any(|o| o == n)).collect())
 }
 
+/// The arguments' errors, found before anything is built or started.
+pub(crate) fn check(a: &MacroArgs) -> Result<()> {
+    anyhow::ensure!(a.macro_rounds > 0, "--macro-rounds 0");
+    selected(&a.macro_workload).map(drop)
+}
+
 pub fn run(a: &MacroArgs, seed: u64) -> Result<()> {
     // SAFETY: no preconditions.
     anyhow::ensure!(unsafe { libc::geteuid() } == 0, "bench --macro starts the daemon, which loads BPF programs: run it as root");
@@ -345,7 +351,6 @@ pub fn run(a: &MacroArgs, seed: u64) -> Result<()> {
 }
 
 fn run_workloads(a: &MacroArgs, seed: u64) -> Result<()> {
-    anyhow::ensure!(a.macro_rounds > 0, "--macro-rounds 0");
     let base = std::env::temp_dir().join(format!("mcp-sensor-bench-macro-{}", std::process::id()));
     let mut ws = Vec::new();
     for name in selected(&a.macro_workload)? {
