@@ -5,6 +5,10 @@
 //! program leaves after one map lookup), and the loop watched (run under
 //! `mcp-sensor exec`). Settings are interleaved round by round so drift on
 //! the machine hits all of them alike; the median per setting is reported.
+//!
+//! `--macro` (real workloads with the host-wide daemon off and on) and
+//! `--macro-memory` (the daemon's memory with many processes and servers)
+//! are bench_macro.rs and bench_memory.rs, run after the sensor's build.
 
 use anyhow::{Context, Result};
 use std::io::Read;
@@ -86,6 +90,8 @@ pub struct BenchArgs {
     hooks: bool,
     #[command(flatten)]
     hook: crate::bench_hooks::HookArgs,
+    #[command(flatten)]
+    macro_bench: crate::bench_macro::MacroArgs,
 }
 
 /// The measured loops. Prints ns per iteration on stdout.
@@ -274,6 +280,11 @@ pub(crate) fn start_daemon(dir: &std::path::Path, extra: &str, envs: &[(&str, &s
     anyhow::bail!("daemon did not start in 60 s")
 }
 
+/// The `--seed` given, or one from the clock.
+fn seed(arg: Option<u64>) -> u64 {
+    arg.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64))
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[v.len() / 2]
@@ -283,7 +294,13 @@ pub fn run(a: BenchArgs) -> Result<()> {
     if a.hooks {
         return crate::bench_hooks::run(&a.hook, a.rounds, a.open_iters, a.seed);
     }
+    if a.macro_bench.workloads {
+        crate::bench_macro::check(&a.macro_bench)?;
+    }
     crate::cargo(&["build", "--release", "-p", "mcp-sensor"])?;
+    if a.macro_bench.workloads || a.macro_bench.macro_memory {
+        return crate::bench_macro::run(&a.macro_bench, seed(a.seed));
+    }
     let dir = std::env::temp_dir().join(format!("mcp-sensor-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     if a.kill_only {
@@ -333,7 +350,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     println!("\nmedian of {} interleaved rounds; {} CPUs", a.rounds, std::thread::available_parallelism().map_or(0, |n| n.get()));
     if !a.loops_only {
-        let seed = a.seed.unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64));
+        let seed = seed(a.seed);
         println!("\n| MCP | n | no sensor | watched | ratio |\n|---|---|---|---|---|");
         if a.block_sessions > 0 {
             println!("{}", crate::bench_blocks::round_trip_in_session(a.block_sessions, a.block_pairs, a.mcp_calls, seed)?);

@@ -27,13 +27,14 @@
 use crate::bench::start_daemon;
 use crate::bench_blocks::{compare, Beside};
 use crate::bench_mcp::{mcp_env, median, Rng};
+use crate::proc_usage::{cpu_ticks, ticks_per_s};
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, BufWriter, Read, Seek, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The exporting daemon's batch delay (see the module doc).
@@ -143,7 +144,7 @@ pub fn round_trip(sessions: usize, pairs: usize, calls: usize, seed: u64) -> Res
 }
 
 /// Complete lines appended to a file since the last look.
-struct Tail {
+pub(crate) struct Tail {
     path: PathBuf,
     offset: u64,
     partial: Vec<u8>,
@@ -152,11 +153,11 @@ struct Tail {
 }
 
 impl Tail {
-    fn new(path: &Path) -> Tail {
+    pub(crate) fn new(path: &Path) -> Tail {
         Tail { path: path.to_path_buf(), offset: 0, partial: Vec::new(), lines: 0 }
     }
 
-    fn next_lines(&mut self) -> Result<Vec<String>> {
+    pub(crate) fn next_lines(&mut self) -> Result<Vec<String>> {
         let Ok(mut f) = std::fs::File::open(&self.path) else { return Ok(vec![]) };
         f.seek(std::io::SeekFrom::Start(self.offset))?;
         self.offset += f.read_to_end(&mut self.partial)? as u64;
@@ -167,15 +168,6 @@ impl Tail {
         self.lines += lines.len() as u64;
         Ok(lines)
     }
-}
-
-/// utime + stime of process `pid` (all its threads), clock ticks.
-fn cpu_ticks(pid: u32) -> Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // fields after the command name, which may hold spaces: state is the 3rd
-    // field of the line, utime the 14th and stime the 15th
-    let f: Vec<&str> = stat[stat.rfind(')').context("stat")? + 1..].split_whitespace().collect();
-    Ok(f[11].parse::<u64>()? + f[12].parse::<u64>()?)
 }
 
 fn send(to: &mut impl Write, msg: Value) -> Result<()> {
@@ -195,6 +187,53 @@ fn response(from: &mut impl BufRead) -> Result<Value> {
             return Ok(v);
         }
     }
+}
+
+/// A `server-everything` started with pipes on stdin and stdout (a
+/// discovery candidate at its exec, `stdio_pipes`), past the handshake:
+/// `initialize` answered, `notifications/initialized` sent.
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) to: BufWriter<ChildStdin>,
+    pub(crate) from: BufReader<ChildStdout>,
+}
+
+impl Server {
+    pub(crate) fn start(env: &HashMap<String, String>, stderr: &Path, client: &str) -> Result<Server> {
+        let argv: Vec<&str> = env["MCP_EVERYTHING_SERVER"].split_whitespace().collect();
+        let mut child = Command::new(argv[0])
+            .args(&argv[1..])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(stderr)?)
+            .spawn()?;
+        let mut to = BufWriter::new(child.stdin.take().context("server stdin")?);
+        let mut from = BufReader::new(child.stdout.take().context("server stdout")?);
+        let info = json!({"name": client, "version": "1"});
+        send(&mut to, json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": info}}))?;
+        response(&mut from)?;
+        send(&mut to, json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))?;
+        Ok(Server { child, to, from })
+    }
+
+    /// One `echo` call, answered.
+    pub(crate) fn echo(&mut self, id: u64, message: &str) -> Result<()> {
+        send(&mut self.to, echo_request(id, message))?;
+        response(&mut self.from).map(drop)
+    }
+}
+
+fn echo_request(id: u64, message: &str) -> Value {
+    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": message}}})
+}
+
+/// The pid of the server a daemon log line says was found, if it is a
+/// `server_found` line.
+pub(crate) fn found_pid(line: &str) -> Option<u64> {
+    if !line.contains("\"kind\":\"server_found\"") {
+        return None;
+    }
+    serde_json::from_str::<Value>(line).ok().filter(|e| e["kind"] == "server_found")?["pid"].as_u64()
 }
 
 /// A log line: server `pid` answering a `tools/call`.
@@ -242,25 +281,11 @@ fn flood(env: &HashMap<String, String>, dir: &Path, calls: u64, window: u64, rx:
         }
         None => start_daemon(dir, "", &[])?,
     };
-    let argv: Vec<&str> = env["MCP_EVERYTHING_SERVER"].split_whitespace().collect();
-    // pipes on stdin and stdout: a candidate at exec (`stdio_pipes`)
-    let mut server = Command::new(argv[0])
-        .args(&argv[1..])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(dir.join("server.stderr"))?)
-        .spawn()?;
+    let Server { child: mut server, mut to, mut from } = Server::start(env, &dir.join("server.stderr"), "xtask-flood")?;
     let pid = u64::from(server.id());
-    let mut to = BufWriter::new(server.stdin.take().context("server stdin")?);
-    let mut from = BufReader::new(server.stdout.take().context("server stdout")?);
-    let client = json!({"name": "xtask-flood", "version": "1"});
-    send(&mut to, json!({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": client}}))?;
-    response(&mut from)?;
-    send(&mut to, json!({"jsonrpc": "2.0", "method": "notifications/initialized"}))?;
     let mut log = Tail::new(&dir.join("daemon-log/events.jsonl"));
     let deadline = Instant::now() + Duration::from_secs(30);
-    let found = |l: &String| l.contains("\"kind\":\"server_found\"") && serde_json::from_str::<Value>(l).is_ok_and(|e| e["pid"] == pid);
-    while !log.next_lines()?.iter().any(found) {
+    while !log.next_lines()?.iter().any(|l| found_pid(l) == Some(pid)) {
         anyhow::ensure!(Instant::now() < deadline, "the daemon did not find the server (pid {pid}) in 30 s (see {})", dir.display());
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -268,7 +293,7 @@ fn flood(env: &HashMap<String, String>, dir: &Path, calls: u64, window: u64, rx:
     log.next_lines()?;
     let rx_cpu = || rx.map_or(Ok(0), |r| cpu_ticks(r.child.id()));
     let (cpu0, rx_cpu0, lines0, t0) = (cpu_ticks(daemon.id())?, rx_cpu()?, log.lines, Instant::now());
-    let call = |i: u64| json!({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "echo", "arguments": {"message": format!("f{i}")}}});
+    let call = |i: u64| echo_request(i, &format!("f{i}"));
     let mut sent = 0;
     while sent < window.min(calls) {
         sent += 1;
@@ -316,8 +341,7 @@ fn flood(env: &HashMap<String, String>, dir: &Path, calls: u64, window: u64, rx:
     daemon.stop()?;
     let fin = log.next_lines()?.iter().rev().find_map(|l| serde_json::from_str::<Value>(l).ok().filter(|e| e["kind"] == "drops" && e["final"] == true));
     let other = fin.map(|f| f["other"].clone()).unwrap_or(Value::Null);
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let hz = ticks_per_s();
     Ok(Flood {
         calls_per_s: calls as f64 / calls_secs,
         spans_per_s: rx.map(|_| exported as f64 / done.as_secs_f64()),

@@ -53,14 +53,26 @@ impl Rng {
     }
 }
 
-/// Median of a list of ratios resampled with replacement `n` times: the
-/// 2.5th and 97.5th percentiles (a percentile bootstrap interval).
-fn bootstrap_ci(ratios: &[f64], rng: &mut Rng, n: usize) -> (f64, f64) {
-    let mut meds: Vec<f64> = (0..n)
-        .map(|_| median((0..ratios.len()).map(|_| ratios[(rng.next() % ratios.len() as u64) as usize]).collect()))
+/// Percentile bootstrap 95% interval of a statistic of `samples` items:
+/// `stat` of the indices of `samples` items drawn with replacement, `n`
+/// times; the 2.5th and 97.5th percentiles.
+pub(crate) fn bootstrap(samples: usize, rng: &mut Rng, n: usize, mut stat: impl FnMut(&[usize]) -> f64) -> (f64, f64) {
+    let mut drawn = vec![0; samples];
+    let mut stats: Vec<f64> = (0..n)
+        .map(|_| {
+            for d in drawn.iter_mut() {
+                *d = (rng.next() % samples as u64) as usize;
+            }
+            stat(&drawn)
+        })
         .collect();
-    meds.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    (meds[n * 25 / 1000], meds[n * 975 / 1000])
+    stats.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (stats[n * 25 / 1000], stats[n * 975 / 1000])
+}
+
+/// The median of a list of ratios, bootstrapped.
+fn bootstrap_ci(ratios: &[f64], rng: &mut Rng, n: usize) -> (f64, f64) {
+    bootstrap(ratios.len(), rng, n, |drawn| median(drawn.iter().map(|&i| ratios[i]).collect()))
 }
 
 /// Paired samples of the two settings: every call of each, and one ratio

@@ -2,7 +2,10 @@
 //! (unit tests without root, then the privileged end-to-end tests with real
 //! BPF and real MCP software) and ends with one combined line,
 //! `tests: N passed, M failed` (suites.rs); `cargo xtask bench` measures
-//! overhead with and without the sensor in one run and prints the ratios;
+//! overhead with and without the sensor in one run and prints the ratios
+//! (`--macro`: real workloads with the host-wide daemon off and on,
+//! bench_macro.rs; `--macro-memory`: the daemon's memory with 10,000
+//! processes and 100 servers, bench_memory.rs);
 //! `cargo xtask vmtest` runs a command on each pinned Debian kernel under
 //! qemu.
 
@@ -11,7 +14,10 @@ mod bench_blocks;
 mod bench_export;
 mod bench_hooks;
 mod bench_kill;
+mod bench_macro;
 mod bench_mcp;
+mod bench_memory;
+mod proc_usage;
 mod suites;
 mod vm;
 
@@ -37,6 +43,10 @@ enum Cmd {
         no_vm: bool,
     },
     /// Overhead benchmarks; prints a Markdown table for BENCHMARKS.md.
+    ///
+    /// `--macro`: real workloads (file sweep, Rust build, git, Python and
+    /// Node start-ups, tar, a test suite) with the host-wide daemon off and
+    /// on; `--macro-memory`: the daemon's RSS with many processes and servers.
     Bench(bench::BenchArgs),
     /// Boots each pinned kernel (tests/vm/kernels.txt) under qemu, with and
     /// without BPF LSM, and runs a command inside with the host's root visible.
@@ -50,8 +60,13 @@ pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
 }
 
+/// The cargo that runs xtask, or the one on PATH.
+pub fn cargo_bin() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
 pub fn cargo(args: &[&str]) -> Result<()> {
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+    let status = Command::new(cargo_bin())
         .args(args)
         .current_dir(root())
         .status()

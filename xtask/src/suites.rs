@@ -47,8 +47,7 @@ pub fn cargo_suite(name: &str, args: &[&str]) -> Result<Suite> {
 
 /// [`cargo_suite`] with variables set for cargo and the tests it runs.
 pub fn cargo_suite_env(name: &str, args: &[&str], env: &[(&str, &str)]) -> Result<Suite> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut child = Command::new(cargo)
+    let mut child = Command::new(crate::cargo_bin())
         .args(args)
         .envs(env.iter().copied())
         .current_dir(crate::root())
