@@ -67,8 +67,22 @@ for d in $VMTEST_OVERLAY; do
 		mount -t tmpfs -o mode=0755 tmpfs "$R$d" || fail "mount tmpfs on $d"
 	fi
 done
+# the checkout, when it lies in one of the empty tmpfs places (a clone in
+# /tmp): an overlay of it, made before the tmpfs hides it, moved in after
+k=0
+for d in $VMTEST_KEPT; do
+	k=$((k + 1))
+	mkdir -p /rw/kept$k/upper /rw/kept$k/work /rw/kept$k/merged
+	mount -t overlay -o "lowerdir=$R$d,upperdir=/rw/kept$k/upper,workdir=/rw/kept$k/work" overlay /rw/kept$k/merged || fail "overlay on $d"
+done
 for d in $VMTEST_TMPFS; do
 	mount -t tmpfs -o mode=1777 tmpfs "$R$d" || fail "mount tmpfs on $d (does $d exist on the host?)"
+done
+k=0
+for d in $VMTEST_KEPT; do
+	k=$((k + 1))
+	mkdir -p "$R$d" || fail "mkdir $d"
+	mount --move /rw/kept$k/merged "$R$d" || fail "mount --move $d"
 done
 
 ip link set lo up || fail "ip link set lo up"

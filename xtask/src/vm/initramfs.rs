@@ -25,6 +25,8 @@ pub struct Guest<'a> {
     pub tmpfs: &'a [String],
     /// Overlays: the host's directory stays visible, writes go to memory.
     pub overlay: &'a [String],
+    /// Overlays made inside an empty tmpfs (the checkout, when under /tmp).
+    pub kept: &'a [String],
     /// The command's shell script (run by the host's /bin/sh in the chroot).
     pub script: String,
 }
@@ -48,16 +50,17 @@ pub fn build(kernel: &Kernel, guest: &Guest, out: &Path) -> Result<()> {
         c.file(&format!("modules/{file}"), 0o644, &module_bytes(&path)?);
         names.push(file);
     }
-    for p in guest.tmpfs.iter().chain(guest.overlay) {
+    for p in guest.tmpfs.iter().chain(guest.overlay).chain(guest.kept) {
         if !p.starts_with('/') || p.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
             bail!("writable directory {p:?}: an absolute path without spaces or quotes, please");
         }
     }
     let config = format!(
-        "VMTEST_MODULES='{}'\nVMTEST_TMPFS='{}'\nVMTEST_OVERLAY='{}'\nVMTEST_HOSTNAME='{}'\n",
+        "VMTEST_MODULES='{}'\nVMTEST_TMPFS='{}'\nVMTEST_OVERLAY='{}'\nVMTEST_KEPT='{}'\nVMTEST_HOSTNAME='{}'\n",
         names.join(" "),
         guest.tmpfs.join(" "),
         guest.overlay.join(" "),
+        guest.kept.join(" "),
         guest.hostname
     );
     c.file("vmtest/config", 0o644, config.as_bytes());

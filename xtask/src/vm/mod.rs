@@ -145,7 +145,7 @@ pub fn run(a: VmArgs) -> Result<Counts> {
             _ => bail!("--env {kv:?}: NAME=VALUE, NAME of letters, digits and _"),
         }
     }
-    let (tmpfs, overlay) = writable(&home, &a.writable)?;
+    let Writable { tmpfs, overlay, kept } = writable(&home, &a.writable)?;
 
     let cache = kernels::cache_dir();
     std::fs::create_dir_all(&cache).with_context(|| format!("creating {}", cache.display()))?;
@@ -155,7 +155,7 @@ pub fn run(a: VmArgs) -> Result<Counts> {
     std::fs::create_dir_all(&logs)?;
     let rundir = RunDir(std::env::temp_dir().join(format!("mcp-sensor-vmtest-{}", std::process::id())));
     std::fs::create_dir_all(&rundir.0)?;
-    let plan = Plan { cmd, env, cwd: std::env::current_dir()?, tmpfs, overlay, logs, rundir, args: &a };
+    let plan = Plan { cmd, env, cwd: std::env::current_dir()?, tmpfs, overlay, kept, logs, rundir, args: &a };
     let variants: &[bool] = match a.lsm {
         LsmSel::On => &[true],
         LsmSel::Off => &[false],
@@ -264,6 +264,7 @@ struct Plan<'a> {
     cwd: PathBuf,
     tmpfs: Vec<String>,
     overlay: Vec<String>,
+    kept: Vec<String>,
     logs: PathBuf,
     rundir: RunDir,
     args: &'a VmArgs,
@@ -307,6 +308,7 @@ impl Plan<'_> {
             hostname: format!("vmtest-{}", k.pin.name.replace('.', "-")),
             tmpfs: &self.tmpfs,
             overlay: &self.overlay,
+            kept: &self.kept,
             script: script(&env, &self.cwd, &self.cmd.argv(bpf)),
         };
         // a directory per VM: its initramfs, virtiofsd's socket and root
@@ -361,24 +363,46 @@ impl Plan<'_> {
     }
 }
 
-/// The VM's writable places: (empty tmpfs, overlays), with HOME, the
-/// tests' tests/.deps and the `--writable` directories added as overlays
-/// unless already covered.
-fn writable(home: &str, extra: &[PathBuf]) -> Result<(Vec<String>, Vec<String>)> {
-    let covered = |s: &str, l: &[String]| l.iter().any(|o| s == o || s.starts_with(&format!("{o}/")));
-    let mut tmpfs: Vec<String> = TMPFS.iter().map(|s| s.to_string()).collect();
-    let mut overlay: Vec<String> = OVERLAY.iter().map(|s| s.to_string()).collect();
-    // an empty tmpfs must not hide the checkout the command runs from (CI
-    // clones into a folder of its own, which may be under /tmp): such a
-    // place becomes an overlay, its host content visible
-    let here = [crate::root(), std::env::current_dir()?];
-    tmpfs.retain(|t| {
-        let hides = here.iter().any(|h| covered(&h.display().to_string(), std::slice::from_ref(t)));
-        if hides {
-            overlay.push(t.clone());
+/// The VM's writable places.
+struct Writable {
+    /// Empty tmpfs mounts.
+    tmpfs: Vec<String>,
+    /// Overlays: the host's directory visible, writes in memory.
+    overlay: Vec<String>,
+    /// Overlays inside an empty tmpfs: the checkout the command runs from,
+    /// when it lies in one of those places (CI clones into a folder of its
+    /// own, which may be under /tmp). The place stays an empty tmpfs, as
+    /// the tests expect of /tmp (their scratch files on tmpfs, not on an
+    /// overlay of the host's /tmp: on an overlay whose lower is virtiofs,
+    /// the alias tests' hard links were not stopped, 3 Dec 2026).
+    kept: Vec<String>,
+}
+
+/// `s` is one of `l` or inside one.
+fn covered(s: &str, l: &[String]) -> bool {
+    l.iter().any(|o| s == o || s.starts_with(&format!("{o}/")))
+}
+
+/// Of the directories `here`, those inside an empty tmpfs place, outermost
+/// only (`Writable::kept`).
+fn kept(here: &[String], tmpfs: &[String]) -> Vec<String> {
+    let mut kept: Vec<String> = Vec::new();
+    for h in here {
+        if covered(h, tmpfs) && !covered(h, &kept) {
+            kept.retain(|k| !covered(k, std::slice::from_ref(h)));
+            kept.push(h.clone());
         }
-        !hides
-    });
+    }
+    kept
+}
+
+/// The VM's writable places, with HOME, the tests' tests/.deps and the
+/// `--writable` directories added as overlays unless already covered.
+fn writable(home: &str, extra: &[PathBuf]) -> Result<Writable> {
+    let tmpfs: Vec<String> = TMPFS.iter().map(|s| s.to_string()).collect();
+    let mut overlay: Vec<String> = OVERLAY.iter().map(|s| s.to_string()).collect();
+    let here = [crate::root(), std::env::current_dir()?].map(|h| h.display().to_string());
+    let kept = kept(&here, &tmpfs);
     // the tests' installed software (tests/mcp/setup.sh): npm and uv write
     // to their caches there even offline (a tool call's `npm install
     // --offline`, tests/e2e/benign.rs)
@@ -389,11 +413,11 @@ fn writable(home: &str, extra: &[PathBuf]) -> Result<(Vec<String>, Vec<String>)>
             bail!("writable directory {} does not exist on the host", d.display());
         }
         let s = d.display().to_string();
-        if !covered(&s, &overlay) && !covered(&s, &tmpfs) {
+        if !covered(&s, &overlay) && !covered(&s, &tmpfs) && !covered(&s, &kept) {
             overlay.push(s);
         }
     }
-    Ok((tmpfs, overlay))
+    Ok(Writable { tmpfs, overlay, kept })
 }
 
 /// Runs take turns (per cache, so across work trees): a run already boots
@@ -471,6 +495,17 @@ fn which(tool: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_checkout_under_tmp_is_kept_inside_the_tmpfs_outermost_only() {
+        let tmpfs: Vec<String> = TMPFS.iter().map(|s| s.to_string()).collect();
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(kept(&s(&["/tmp/ci", "/tmp/ci/mcp-sensor"]), &tmpfs), s(&["/tmp/ci"]));
+        assert_eq!(kept(&s(&["/tmp/ci/mcp-sensor", "/tmp/ci"]), &tmpfs), s(&["/tmp/ci"]));
+        assert!(kept(&s(&["/work/main", "/work/main"]), &tmpfs).is_empty());
+        assert!(kept(&s(&["/tmpx/ci"]), &tmpfs).is_empty(), "a prefix is not a parent");
+        assert_eq!(kept(&s(&["/work/main", "/var/tmp/x"]), &tmpfs), s(&["/var/tmp/x"]));
+    }
 
     #[test]
     fn counts_cargo_test_results() {
