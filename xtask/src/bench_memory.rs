@@ -20,9 +20,10 @@
 //!
 //! Reported per step: VmRSS once the daemon is idle after the step, split
 //! into RssAnon (its own) and RssFile (mapped files: most of it is the
-//! pages of its own binary, shared and reclaimable), and VmHWM, its peak
-//! during the step. BPF maps are kernel memory, not in the
-//! RSS (`bpftool map show` gives their memlock).
+//! BPF ring buffer, 64 MiB by default, kernel memory mapped into the agent
+//! to read events; then its binary's pages), and VmHWM, its peak during
+//! the step. The other BPF maps are kernel memory, not in the RSS
+//! (`bpftool map show` gives their memlock).
 //!
 //! The idle processes, in a process group of their own, die with this
 //! process (PR_SET_PDEATHSIG) and are killed and reaped when the bench
@@ -194,8 +195,9 @@ pub fn run(idle: usize, servers: usize) -> Result<()> {
         println!("{r}");
     }
     println!(
-        "\nVmRSS once the daemon is idle after each step, of which RssAnon (its own: heap, stacks) and RssFile (mapped files, its binary's \
-         pages first: shared, reclaimable); VmHWM: its peak during the step (reset before it; a started daemon's since its start); BPF maps not included"
+        "\nVmRSS once the daemon is idle after each step, of which RssAnon (its own: heap, stacks) and RssFile (mapped: the BPF ring \
+         buffer, 64 MiB by default, then its binary); VmHWM: its peak during the step (reset before it; a started daemon's since its start); \
+         the other BPF maps not included"
     );
     let _ = std::fs::remove_dir_all(&base);
     Ok(())
