@@ -142,23 +142,6 @@ pub fn read_events(path: &Path) -> Vec<Value> {
     events_with_torn_line(&text, None)
 }
 
-/// [`read_events`] once the sensor wrote its final `drops` line, or when
-/// `timeout` ran out (then as it is). `mcp-sensor exec` leaves its log to
-/// a detached watcher when CMD exits (README), which may still be writing
-/// it when a client that ran exec as its server has returned: reading at
-/// once lost the final line in one 6.1 VM run (3 Dec 2026).
-pub fn read_final_events(path: &Path, timeout: std::time::Duration) -> Vec<Value> {
-    let until = std::time::Instant::now() + timeout;
-    loop {
-        let done = std::fs::read_to_string(path)
-            .is_ok_and(|t| t.lines().any(|l| l.contains("\"kind\":\"drops\"") && l.contains("\"final\":true")));
-        if done || std::time::Instant::now() >= until {
-            return read_events(path);
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
-
 /// The events of a log a crash may have cut: every line must be a whole
 /// event except line `torn` (0-based), which may be anything. Reading a
 /// crashed log, `torn` is its last line when that has no newline; after a

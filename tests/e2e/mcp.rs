@@ -92,7 +92,7 @@ pub(crate) fn drive_raw(dir: &Path, server: Vec<String>, steps: Value, sensor_fl
         .expect("run the MCP client");
     assert!(out.status.success(), "client failed: {}", String::from_utf8_lossy(&out.stderr));
     let client: Value = serde_json::from_slice(&out.stdout).expect("client prints JSON");
-    let run = Run { events: read_final_events(&events, std::time::Duration::from_secs(timeout / 4)), out };
+    let run = Run { events: read_events(&events), out };
     Session { client, run }
 }
 

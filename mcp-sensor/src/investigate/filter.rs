@@ -159,6 +159,14 @@ impl Filters {
     }
 }
 
+/// The alerts of `s` on its calls (and their activity) and on its
+/// outside events.
+pub(crate) fn shown_alerts(s: &super::model::Session) -> u64 {
+    let on_calls: usize = s.calls.iter().map(|c| c.alerts.len()).sum();
+    let outside: usize = s.outside.iter().map(|a| a.alerts().len()).sum();
+    (on_calls + outside) as u64
+}
+
 /// Narrows `r` to what `f` selects (see the module doc).
 pub fn apply(r: &mut Report, f: &Filters) {
     r.filters = f.raw.clone();
@@ -171,6 +179,9 @@ pub fn apply(r: &mut Report, f: &Filters) {
         }
         s.calls.retain(|c| f.call_matches(c));
         s.outside.retain(|a| f.outside_matches(a));
+        // the session's alerts are those shown: on its kept calls (and
+        // their activity) and kept outside events
+        s.alerts = shown_alerts(s);
         let only_server = f.server.is_some() && !f.call_filter() && f.since.is_none() && f.until.is_none();
         only_server || !s.calls.is_empty() || !s.outside.is_empty()
     });

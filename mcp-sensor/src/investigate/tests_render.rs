@@ -59,6 +59,11 @@ fn pid_filter_keeps_calls_that_pid_acted_in_and_its_own_outside_events() {
 fn rule_filter_keeps_calls_with_that_alert() {
     let r = filtered(&["--rule", "ssh-*"], &story());
     assert_eq!(call_ids(&r), vec![json!(3)]);
+    // the session's alert count (the table's header) is what is shown
+    let all = report(&story());
+    assert!(all.sessions[0].alerts > 0 && all.sessions[0].alerts == super::filter::shown_alerts(&all.sessions[0]), "the count is the alerts placed");
+    assert_eq!(r.sessions[0].alerts, r.sessions[0].calls[0].alerts.len() as u64);
+    assert_eq!(filtered(&["--id", "5"], &story()).sessions[0].alerts, 0);
     assert!(filtered(&["--rule", "other-rule"], &story()).sessions.is_empty());
 }
 
