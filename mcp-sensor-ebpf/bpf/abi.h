@@ -386,6 +386,8 @@ struct ms_enf_cfg {
 #define MS_VF_SHELL_CMD (1u << 5) /* execs only: a shell asked to run a command string,
                                    * its stdin or an interactive session, by its argv;
                                    * script runs are the agent's (shell_run.rs) */
+#define MS_VF_EXEMPT_PARENT (1u << 6) /* with MS_VF_EXEMPT: some exemptions are by the
+                                       * parent's executable (MS_EXEMPT_PARENT) */
 /* argv bytes the kernel reads to tell a shell's script run (MS_VF_SHELL_CMD) */
 #define MS_SHELL_ARGV 128
 struct ms_verdict {

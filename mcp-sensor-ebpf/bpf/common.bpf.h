@@ -46,11 +46,15 @@ struct {
 
 /* session -> boot-time ns of its server's first read of its channel
  * (abi.h, FIRST_REQ): written by stdio.bpf.c, read by enforcement's
- * "after the first request", removed when the session's root exits. LRU:
- * roots whose exit was not seen cannot fill it. */
+ * "after the first request"; kept past the root's exit (members that
+ * outlive it), reset by a new session of the pid, removed by the agent
+ * when it drops a candidate. LRU, sized as WATCHED at load: stamps of
+ * sessions long gone age out, and a live session's stamp evicted by a
+ * flood of sessions is restored by the agent within a second and counted
+ * (agent.rs, `first_request_evicted`). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 4096); /* replaced at load (loader.rs, Tables) */
 	__type(key, __u32);
 	__type(value, __u64);
 } FIRST_REQ SEC(".maps") MS_WEAK;

@@ -51,6 +51,18 @@ struct {
 	__type(value, __u64);
 } CLIENTS SEC(".maps") MS_WEAK;
 
+/* tgid -> its start time: new candidates the tables had no room for at
+ * exec (MS_CNT_CAND_LOST, MS_CNT_WATCH_FULL), marked for the agent, which
+ * takes the marks and adopts them from /proc once room frees
+ * (discover/late.rs). Written only when a table is full. LRU: past 4,096
+ * marks the oldest go, still counted in the counters. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} UNTRACKED SEC(".maps") MS_WEAK;
+
 #define MS_S_IFMT 00170000
 #define MS_S_IFSOCK 0140000
 #define MS_S_IFIFO 0010000
@@ -185,6 +197,8 @@ static __always_inline struct ms_watch *ms_discover_exec(struct task_struct *p, 
 		prev = *in;
 	if (bpf_map_update_elem(&WATCHED, &tgid, &w, split ? BPF_EXIST : BPF_NOEXIST)) {
 		ms_count(MS_CNT_WATCH_FULL, 1);
+		if (!split)
+			bpf_map_update_elem(&UNTRACKED, &tgid, &start, BPF_ANY);
 		return NULL;
 	}
 	/* a new session: a first-request stamp left by an earlier session of
@@ -209,10 +223,12 @@ static __always_inline struct ms_watch *ms_discover_exec(struct task_struct *p, 
 		 * to raise). A new candidate is unwatched again; a member that
 		 * tried to split off stays in the tree it came from. */
 		ms_count(MS_CNT_CAND_LOST, 1);
-		if (split)
+		if (split) {
 			bpf_map_update_elem(&WATCHED, &tgid, &prev, BPF_EXIST);
-		else
+		} else {
 			bpf_map_delete_elem(&WATCHED, &tgid);
+			bpf_map_update_elem(&UNTRACKED, &tgid, &start, BPF_ANY);
+		}
 		ms_del_channels_of(f0, f1, tgid);
 		return NULL;
 	}

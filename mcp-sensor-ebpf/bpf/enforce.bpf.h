@@ -327,8 +327,9 @@ static __always_inline int ms_exempt(const struct ms_verdict *v)
 		if (bpf_map_lookup_elem(&EXEMPT, &k))
 			return 1;
 	}
-	/* the parent that started it (real_parent: not a tracer) */
-	exe = BPF_CORE_READ(t, real_parent, mm, exe_file);
+	/* the parent that started it (real_parent: not a tracer), looked up
+	 * only for rules with such exemptions */
+	exe = (v->flags & MS_VF_EXEMPT_PARENT) ? BPF_CORE_READ(t, real_parent, mm, exe_file) : NULL;
 	if (exe) {
 		ms_file_id(exe, &k.dev, &k.ino);
 		k.rule = v->rule | MS_EXEMPT_PARENT;

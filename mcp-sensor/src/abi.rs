@@ -354,6 +354,9 @@ pub const VF_WRITE: u32 = 1 << 2;
 pub const VF_EXEMPT: u32 = 1 << 3;
 pub const VF_AFTER_REQ: u32 = 1 << 4;
 pub const VF_SHELL_CMD: u32 = 1 << 5;
+/// With [`VF_EXEMPT`]: some of the rule's exemptions are by the parent's
+/// executable, so the kernel looks the parent up (abi.h `MS_VF_EXEMPT_PARENT`).
+pub const VF_EXEMPT_PARENT: u32 = 1 << 6;
 /// EXEMPT keys: the rule field's top bit marks an exemption by the
 /// parent's executable (abi.h `MS_EXEMPT_PARENT`).
 pub const EXEMPT_PARENT: u32 = 1 << 31;
@@ -676,7 +679,7 @@ mod tests {
             ("MS_F_KILLED", F_KILLED), ("MS_F_DENIED", F_DENIED), ("MS_F_KILL_TREE", F_KILL_TREE),
             ("MS_VF_KILL", VF_KILL), ("MS_VF_TREE", VF_TREE), ("MS_VF_WRITE", VF_WRITE),
             ("MS_VF_EXEMPT", VF_EXEMPT), ("MS_VF_AFTER_REQ", VF_AFTER_REQ), ("MS_VF_SHELL_CMD", VF_SHELL_CMD),
-            ("MS_EXEMPT_PARENT", EXEMPT_PARENT),
+            ("MS_VF_EXEMPT_PARENT", VF_EXEMPT_PARENT), ("MS_EXEMPT_PARENT", EXEMPT_PARENT),
             ("MS_F_CAND_CLIENT", F_CAND_CLIENT), ("MS_F_CAND_PIPES", F_CAND_PIPES),
             ("MS_F_CAND_NESTED", F_CAND_NESTED), ("MS_F_CAND_SPOKE", F_CAND_SPOKE),
             ("MS_DISC_CLIENTS", DISC_CLIENTS), ("MS_DISC_PIPES", DISC_PIPES),

@@ -104,6 +104,25 @@ fn apply_kernel_actions(sensor: &mut Sensor, pipeline: &mut Pipeline) {
     }
 }
 
+/// Restores the live sessions' first-request stamps the kernel's LRU
+/// FIRST_REQ evicted (a flood of sessions), counted: until restored, the
+/// kernel's after-the-first-request kills were off for that server and
+/// the agent's late kill stood in.
+fn restore_first_requests(sensor: &mut Sensor, pipeline: &mut Pipeline) {
+    let want: Vec<(u32, u64, u64)> = pipeline
+        .sessions
+        .first_requests()
+        .map(|(s, t)| (s, t, pipeline.procs.get(s).map_or(0, |p| p.start_ns)))
+        .collect();
+    match sensor.restore_first_requests(&want) {
+        Ok(n) => pipeline.first_request_evicted += n,
+        Err(e) => {
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| crate::say!("mcp-sensor: checking the kernel's first-request stamps failed: {e}"));
+        }
+    }
+}
+
 fn totals(sensor: &mut Sensor, queue: u64, pipeline: &Pipeline) -> Totals {
     let (kernel, other) = sensor.counters().unwrap_or_else(|e| {
         // kernel losses would go unreported: say so rather than show zeros
@@ -123,6 +142,7 @@ fn totals(sensor: &mut Sensor, queue: u64, pipeline: &Pipeline) -> Totals {
         stdio: pipeline.sessions.stdio_loss,
         known_files_full: pipeline.detect.known_refused(),
         startup_untracked: pipeline.startup_untracked,
+        first_request_evicted: pipeline.first_request_evicted,
         stdout_write_failed: crate::stdout_log::lost_lines(),
         export: pipeline.export.as_ref().map(|x| x.stats()).unwrap_or_default(),
     }
@@ -188,6 +208,7 @@ pub async fn run_with_control<F: Future<Output = ()>>(
                 }
             }
             _ = tick.tick() => {
+                restore_first_requests(&mut sensor, &mut pipeline);
                 let t = totals(&mut sensor, budget.overflow.load(Ordering::Relaxed), &pipeline);
                 crate::metrics::on_queue(budget.used.load(Ordering::Relaxed));
                 pipeline.report_drops(t);

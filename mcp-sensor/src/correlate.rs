@@ -147,6 +147,16 @@ impl Sessions {
         }
     }
 
+    /// Live sessions whose server has read its first request: (session,
+    /// boot-time ns of that request). What the kernel's FIRST_REQ must hold
+    /// (agent.rs restores what it evicted).
+    pub fn first_requests(&self) -> impl Iterator<Item = (u32, u64)> + '_ {
+        self.sessions
+            .iter()
+            .filter(|(id, _)| !self.ended.contains(id))
+            .filter_map(|(id, s)| Some((*id, s.session.first_request_ns()?)))
+    }
+
     /// Sessions held (live and recently ended).
     pub fn len(&self) -> usize {
         self.sessions.len()

@@ -18,7 +18,7 @@ use crate::cli::RunArgs;
 use crate::config::Config;
 use crate::detect::Detector;
 use crate::correlate::Sessions;
-use crate::discover::{scan, Gate, How};
+use crate::discover::{adopt, late, scan, Gate};
 use crate::loader::{self, LoadOptions, Sensor};
 use crate::logfile::RotatingLog;
 use crate::output::Output;
@@ -78,20 +78,14 @@ fn load_sensor(cfg: &Config, enforce: bool) -> Result<Sensor> {
     Ok(sensor)
 }
 
-fn how_flag(how: How) -> u32 {
-    match how {
-        How::ClientChild => crate::abi::F_CAND_CLIENT,
-        How::StdioPipes => crate::abi::F_CAND_PIPES,
-    }
-}
-
 /// Servers already running: watches the candidates the scan finds and
-/// registers the running clients. Returns (clients, candidates). A
-/// candidate the kernel tables have no room for (its channels or its
-/// processes) is left unwatched and counted in `pipeline.startup_untracked`
-/// (a `drops` reason naming the setting to raise): the daemon starts with
-/// what fits rather than not at all.
-fn adopt_running(cfg: &Config, sensor: &mut Sensor, pipeline: &mut Pipeline) -> Result<(usize, usize)> {
+/// registers the running clients. Returns (clients, candidates, the pids
+/// left untracked). A candidate the kernel tables have no room for (its
+/// channels or its processes) is left unwatched and counted in
+/// `pipeline.startup_untracked` (a `drops` reason naming the setting to
+/// raise), and adopted once room frees (discover/late.rs): the daemon
+/// starts with what fits rather than not at all.
+fn adopt_running(cfg: &Config, sensor: &mut Sensor, pipeline: &mut Pipeline) -> Result<(usize, usize, Vec<u32>)> {
     let infos = scan::read_proc().context("reading /proc for servers already running")?;
     let names: HashSet<String> = cfg.client_names().into_iter().collect();
     let plan = scan::plan(&infos, &names, cfg.discovery.stdio_pipes, std::process::id());
@@ -103,19 +97,14 @@ fn adopt_running(cfg: &Config, sensor: &mut Sensor, pipeline: &mut Pipeline) -> 
             }
         }
     }
-    let (mut adopted, mut untracked) = (0, 0u64);
+    let (mut adopted, mut untracked, mut missed) = (0, 0u64, Vec::new());
     for c in &plan.candidates {
-        if !adopt_candidate(sensor, c)? {
+        if !adopt::adopt(sensor, pipeline, c)? {
             untracked += c.members.len() as u64;
+            missed.extend(c.members.iter().copied());
             continue;
         }
         adopted += 1;
-        let gate = pipeline.gate.as_mut().expect("the daemon's pipeline has a gate");
-        gate.add(c.root, c.how, false);
-        for &pid in &c.members {
-            gate.member(c.root, pid);
-        }
-        pipeline.sessions.ensure(c.root, &pipeline.procs);
     }
     if untracked > 0 {
         crate::say!(
@@ -127,48 +116,7 @@ fn adopt_running(cfg: &Config, sensor: &mut Sensor, pipeline: &mut Pipeline) -> 
         );
         pipeline.startup_untracked = untracked;
     }
-    Ok((plan.clients.len(), adopted))
-}
-
-/// Registers candidate `c`'s channels and watches its processes; false
-/// (and nothing of it left in the kernel tables) when a table is full.
-/// Channels first: a candidate without them could never be decided.
-fn adopt_candidate(sensor: &mut Sensor, c: &scan::Candidate) -> Result<bool> {
-    let mut chans = Vec::new();
-    let mut pids = Vec::new();
-    let mut full = None;
-    for &(dev, ino) in &c.channels {
-        match sensor.add_candidate_channel(dev, ino, c.root) {
-            Ok(()) => chans.push((dev, ino)),
-            Err(e) if e.is_table_full() => {
-                full = Some(e);
-                break;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    if full.is_none() {
-        for &pid in &c.members {
-            match sensor.watch_candidate(pid, c.root, how_flag(c.how)) {
-                Ok(()) => pids.push(pid),
-                Err(e) if e.is_table_full() => {
-                    full = Some(e);
-                    break;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-    if full.is_none() {
-        return Ok(true);
-    }
-    for pid in pids {
-        sensor.unwatch_pid(pid, c.root)?;
-    }
-    for (dev, ino) in chans {
-        sensor.remove_channel(dev, ino, c.root)?;
-    }
-    Ok(false)
+    Ok((plan.clients.len(), adopted, missed))
 }
 
 /// Applies a reloaded configuration: what can change while running does,
@@ -301,7 +249,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
     report_unwritten_before(&cfg.log.dir, &mut pipeline);
     pipeline.gate = Some(Gate::new(cfg.discovery.max_held_events));
-    let (clients, running) = adopt_running(&cfg, &mut sensor, &mut pipeline)?;
+    let (clients, running, missed) = adopt_running(&cfg, &mut sensor, &mut pipeline)?;
 
     // SCHED_BATCH: the agent's wakeups must not preempt what it watches
     let rt = crate::agent::runtime()?;
@@ -344,6 +292,8 @@ pub fn run(args: RunArgs) -> Result<i32> {
         let status_task = tokio::spawn(crate::status::serve(status_listener, tap.clone()));
         tap.set_running(true);
         let (ctl_tx, ctl_rx) = tokio::sync::mpsc::channel::<crate::agent::Control>(4);
+        let late_task =
+            tokio::spawn(adopt_late(ctl_tx.clone(), missed, cfg.client_names().into_iter().collect(), cfg.discovery.stdio_pipes));
         let reloader = tokio::spawn(reload_on_hup(args.config.clone(), cfg, log.clone(), ctl_tx, rules_tx, hup));
         let stop = async move {
             tokio::select! {
@@ -353,6 +303,7 @@ pub fn run(args: RunArgs) -> Result<i32> {
         };
         let result = crate::agent::run_with_control(sensor, pipeline, opts, stop, ctl_rx).await;
         reloader.abort();
+        late_task.abort();
         tap.set_running(false);
         status_task.abort();
         let _ = std::fs::remove_file(&status_path);
@@ -376,6 +327,48 @@ pub fn run(args: RunArgs) -> Result<i32> {
         crate::say!("mcp-sensor: stopped");
         Ok(0)
     })
+}
+
+/// Every second, between records: candidates the kernel tables had no room
+/// for at exec, and `missed` at start, are adopted from /proc once room
+/// frees (discover/late.rs). `clients`: the client names at start (a
+/// reload's new names apply to the kernel at once, and here at the next
+/// restart).
+async fn adopt_late(
+    tx: tokio::sync::mpsc::Sender<crate::agent::Control>,
+    missed: Vec<u32>,
+    clients: HashSet<String>,
+    stdio_pipes: bool,
+) {
+    let mut first = late::Late::default();
+    first.note(missed, std::time::Instant::now());
+    let late = Arc::new(Mutex::new(first));
+    let clients = Arc::new(clients);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let (late, clients) = (late.clone(), clients.clone());
+        let step: crate::agent::Control = Box::new(move |sensor, pipeline| {
+            let mut l = late.lock().unwrap_or_else(|p| p.into_inner());
+            match late::retry(&mut l, sensor, pipeline, &clients, stdio_pipes, std::time::Instant::now()) {
+                Ok(p) if p.adopted > 0 => crate::say!(
+                    "mcp-sensor: now tracking {} candidate servers the kernel tables had no room for at their exec, \
+                     found in /proc once room freed (what they did before now was not seen){}",
+                    p.adopted,
+                    if p.waiting > 0 { format!("; {} processes still wait for room", p.waiting) } else { String::new() }
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    static SAID: std::sync::Once = std::sync::Once::new();
+                    SAID.call_once(|| crate::say!("mcp-sensor: adopting candidates the kernel tables had no room for failed: {e}"));
+                }
+            }
+        });
+        if tx.send(step).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Each SIGHUP: re-reads the configuration; a valid one is sent to the

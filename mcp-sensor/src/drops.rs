@@ -32,6 +32,9 @@ pub const KNOWN_FILES_FULL: &str = "known_files_full";
 /// `other` key: processes already running at start that discovery could
 /// not track (the kernel tables were full; see daemon::adopt_running).
 pub const STARTUP_UNTRACKED: &str = "startup_processes_untracked";
+/// `other` key: live sessions' first-request stamps the kernel's LRU
+/// FIRST_REQ evicted (agent.rs restores them within a second).
+pub const FIRST_REQUEST_EVICTED: &str = "first_request_evicted";
 /// `other` key (`run --log-stdout`): event lines stdout could not take
 /// (a closed pipe); they are in the log file.
 pub const STDOUT_WRITE_FAILED: &str = "stdout_write_failed";
@@ -79,6 +82,8 @@ pub struct Totals {
     pub known_files_full: u64,
     /// Processes running at start that the kernel tables had no room for.
     pub startup_untracked: u64,
+    /// Live sessions' first-request stamps FIRST_REQ evicted (restored).
+    pub first_request_evicted: u64,
     /// Event lines stdout could not take (`run --log-stdout`; stdout_log.rs).
     pub stdout_write_failed: u64,
     /// The OTLP export's counts (zero when export is off).
@@ -128,6 +133,7 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
         (STDIO_MESSAGES_DAMAGED, now.stdio.messages_damaged, before.stdio.messages_damaged),
         (DISCOVERY_DECISIONS_FORGOTTEN, now.discovery_decisions_forgotten, before.discovery_decisions_forgotten),
         (STDOUT_WRITE_FAILED, now.stdout_write_failed, before.stdout_write_failed),
+        (FIRST_REQUEST_EVICTED, now.first_request_evicted, before.first_request_evicted),
     ] {
         if n > was {
             other.insert(key.into(), n - was);
@@ -186,6 +192,13 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
             "could not track {untracked_cands} processes with pipes on stdin and stdout (possible MCP servers): \
              the kernel's channel table was full; raise --max-channels (sensor.max_channels), and --max-watched with it"
         ));
+    }
+    if other.contains_key(FIRST_REQUEST_EVICTED) {
+        hints.push(
+            "more sessions than --max-watched (sensor.max_watched) stamped their first request: a live server's stamp \
+             was evicted and restored within a second; until then its after-first-request kills were the agent's, late"
+                .into(),
+        );
     }
     if other.contains_key("first_request_map_full") || other.contains_key("denied_map_full") {
         hints.push("an enforcement table was full: a kernel decision may have been left to the agent".into());
@@ -270,8 +283,15 @@ mod tests {
         let hint = d.hint.unwrap();
         assert!(hint.contains("could not track 7 processes") && hint.contains("--max-channels"), "{hint}");
         now.other[abi::CNT_WATCH_FULL as usize] = 1;
-        let hint = t.delta(now).unwrap().hint.unwrap();
+        let hint = t.delta(now.clone()).unwrap().hint.unwrap();
         assert!(hint.contains("--max-watched") && !hint.contains("--max-channels"), "{hint}");
+        // a live server's evicted first-request stamp (restored by the agent)
+        now.first_request_evicted = 3;
+        let d = t.delta(now.clone()).unwrap();
+        assert_eq!(d.other.get(FIRST_REQUEST_EVICTED), Some(&3));
+        let hint = d.hint.unwrap();
+        assert!(hint.contains("first request") && hint.contains("--max-watched"), "{hint}");
+        assert_eq!(t.total(&now).other.get(FIRST_REQUEST_EVICTED), Some(&3));
     }
 
     #[test]

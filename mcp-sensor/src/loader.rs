@@ -42,6 +42,8 @@ pub struct LoadOptions {
 pub struct Tables {
     /// WATCHED: processes watched at once (servers, their trees, and
     /// discovery candidates: one per idle piped process under `run`).
+    /// FIRST_REQ (a session's first-request stamp) has as many: a session
+    /// is rooted in a watched process.
     pub watched: u32,
     /// CHANNELS: stdio pipes and sockets watched at once (two per
     /// discovery candidate).
@@ -227,6 +229,8 @@ pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
         .map_max_entries("EVENTS", opts.ring_bytes)
         .map_max_entries("WATCHED", opts.tables.watched)
         .map_max_entries("CHANNELS", opts.tables.channels)
+        // a stamp per session, and every session's root is watched
+        .map_max_entries("FIRST_REQ", opts.tables.watched)
         .load(object)
         .map_err(|source| {
             let hint = hint_for(errno_of(&source));
@@ -396,10 +400,7 @@ impl Sensor {
             // a new session: a first-request stamp of an earlier session of
             // this pid is not its own (the kernel keeps stamps past the
             // root's exit for what outlives it)
-            let map = self.ebpf.map_mut("FIRST_REQ").ok_or(LoadError::Map("FIRST_REQ"))?;
-            let mut h: BpfHashMap<&mut MapData, u32, u64> =
-                BpfHashMap::try_from(map).map_err(|source| LoadError::MapAccess { name: "FIRST_REQ", source })?;
-            let _ = h.remove(&pid); // absent: nothing to reset
+            let _ = self.first_requests()?.remove(&pid); // absent: nothing to reset
         }
         let w = ms_watch { start_ns, session, flags: 0 };
         self.watched()?

@@ -30,6 +30,9 @@ pub struct Pipeline {
     /// Processes running at start that discovery could not track (`run`:
     /// the kernel tables were full; a `drops` reason).
     pub startup_untracked: u64,
+    /// Live sessions' first-request stamps the kernel's LRU FIRST_REQ
+    /// evicted, restored by the agent (agent.rs; a `drops` reason).
+    pub first_request_evicted: u64,
     /// Discovery (`run` only): holds candidate servers' events until they
     /// are known to be MCP. `None` in `exec`.
     pub gate: Option<Gate>,
@@ -70,6 +73,7 @@ impl Pipeline {
             drops: DropTracker::default(),
             undecodable: 0,
             startup_untracked: 0,
+            first_request_evicted: 0,
             records: 0,
             gate: None,
             rec: None,

@@ -53,7 +53,7 @@ fn from_stat(p: &procfs::process::Process, stat: procfs::process::Stat) -> Proc 
 
 /// Start times from /proc have clock-tick (10 ms) resolution, the kernel's
 /// have ns: compare at tick granularity.
-fn same_start(a: u64, b: u64) -> bool {
+pub(crate) fn same_start(a: u64, b: u64) -> bool {
     const TICK_NS: u64 = 10_000_000;
     a / TICK_NS == b / TICK_NS
 }
@@ -79,6 +79,15 @@ impl ProcTable {
             }
         }
         Ok(n)
+    }
+
+    /// Reads `pid` from /proc into the table (a process found there after
+    /// start: a candidate adopted late, discover/late.rs). False when it is
+    /// gone.
+    pub fn learn(&mut self, pid: u32) -> bool {
+        let Some(p) = procfs::process::Process::new(pid as i32).ok().and_then(|p| from_proc(&p)) else { return false };
+        self.insert(p);
+        true
     }
 
     /// Reads from /proc the ancestors of `pid` the table does not know, or

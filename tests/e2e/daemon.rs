@@ -118,7 +118,7 @@ pub(crate) fn client(dir: &Path, steps: Value) -> Command {
     let env = mcp_env();
     let server = fs_server(&env, &dir);
     let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/mcp/client.py");
-    let scenario = json!({"command": server, "steps": steps, "timeout": 120, "stderr": dir.join("server.stderr")});
+    let scenario = json!({"command": server, "steps": steps, "timeout": 300, "stderr": dir.join("server.stderr")});
     let mut c = Command::new(&env["MCP_PY"]);
     c.arg(driver).arg("--json").arg(scenario.to_string()).stdin(Stdio::null());
     c

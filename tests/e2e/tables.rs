@@ -164,6 +164,118 @@ fn alone_tables_2200_idle_piped_processes_in_small_tables_the_loss_is_counted() 
     assert!(h.contains("could not track") && h.contains("--max-channels"), "{h}");
 }
 
+/// The fallback for a server the full tables missed (discover/late.rs):
+/// with the channel table full of idle piped processes, a real server
+/// launched by the SDK client is not tracked at its exec (counted, and
+/// marked by the kernel); once the idle processes exit, the daemon finds it
+/// in /proc and adopts it, and the server's next call is logged.
+#[test]
+fn alone_tables_a_server_the_full_tables_missed_is_adopted_from_proc_once_room_frees() {
+    let d = scratch("tables-late");
+    let target = d.join("notes.txt");
+    std::fs::write(&target, "z\n").unwrap();
+    let (ready, go) = (d.join("ready"), d.join("go"));
+    let daemon = Daemon::start_with(&d, "", &["--max-channels", "1024"]);
+    // 520 candidates want 1,040 slots: the table is full
+    let idle = Idle::spawn(520);
+    let steps = json!([{"touch": ready}, {"wait_file": go}, {"call": "read_text_file", "arguments": {"path": target}}]);
+    let mut c = client(&d, steps);
+    let session = std::thread::spawn(move || run_client(&mut c));
+    // the server runs (the session is initialized), untracked: its exec's
+    // channel did not fit
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !ready.exists() {
+        assert!(std::time::Instant::now() < deadline, "the client's session did not start within 120 s");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(!daemon.stderr_text().contains("now tracking"), "nothing adopted while the table is full");
+    // the idle processes exit (their marks with them): what is adopted
+    // now is a live process the table missed, the server's tree
+    drop(idle);
+    // retries back off to a minute while the table is full
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while !daemon.stderr_text().contains("now tracking") {
+        assert!(std::time::Instant::now() < deadline, "no late adoption within 120 s:\n{}", daemon.stderr_text());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::fs::write(&go, "").unwrap();
+    let report = session.join().unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    let (status, evs) = daemon.stop();
+    assert_eq!(status, 0);
+    assert_server_found(&evs, &target);
+    assert!(dropped(&evs, "candidates_untracked", true) > 0, "the miss is counted: {}", hints(&evs));
+}
+
+/// The ids of the loaded maps named `name` (bpftool).
+fn maps_named(name: &str) -> Vec<u64> {
+    let out = Command::new("bpftool").args(["-j", "map", "show", "name", name]).output().expect("run bpftool");
+    assert!(out.status.success(), "bpftool map show: {}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).expect("bpftool prints JSON");
+    let all = if v.is_array() { v.as_array().unwrap().clone() } else { vec![v] };
+    all.iter().filter_map(|m| m["id"].as_u64()).collect()
+}
+
+/// Deletes every entry of map `id` (bpftool), as an eviction would;
+/// returns how many there were.
+fn empty_map(id: u64) -> usize {
+    let out = Command::new("bpftool").args(["-j", "map", "dump", "id", &id.to_string()]).output().expect("run bpftool");
+    assert!(out.status.success(), "bpftool map dump: {}", String::from_utf8_lossy(&out.stderr));
+    let entries: Vec<Value> = serde_json::from_slice(&out.stdout).expect("bpftool prints JSON");
+    for e in &entries {
+        let key: Vec<String> = e["key"].as_array().expect("raw key bytes").iter().map(|b| b.as_str().unwrap().to_string()).collect();
+        let mut args = vec!["map".to_string(), "delete".into(), "id".into(), id.to_string(), "key".into(), "hex".into()];
+        args.extend(key.iter().map(|b| b.trim_start_matches("0x").to_string()));
+        let st = Command::new("bpftool").args(&args).status().unwrap();
+        assert!(st.success(), "bpftool {args:?}");
+    }
+    entries.len()
+}
+
+/// FIRST_REQ, the sessions' first-request stamps, is an LRU map: a flood
+/// of sessions can evict a live server's stamp, and with it the kernel's
+/// "after the first request" kill of the server's shells. The eviction is
+/// made here by deleting the stamp (bpftool), as the LRU would; the agent
+/// restores it within a second and counts it (`first_request_evicted`),
+/// and the server's `sh -c` is then killed in the kernel, not late by the
+/// agent. Alone: it empties every loaded FIRST_REQ.
+#[test]
+fn alone_tables_an_evicted_first_request_stamp_is_restored_and_counted() {
+    let d = scratch("tables-first-req");
+    let (ready, go, marker) = (d.join("ready"), d.join("go"), d.join("sh-ran"));
+    let steps = json!([
+        {"call": "echo", "arguments": {"message": "hi"}},
+        {"touch": ready},
+        {"wait_file": go},
+        {"call": "shell", "arguments": {"command": format!("touch {}", marker.display())}},
+    ]);
+    let server = crate::mcp::server_argv(&crate::mcp::mcp_env(), "MCP_SDK2_TEST_SERVER");
+    let dir = d.clone();
+    let session = std::thread::spawn(move || crate::mcp::drive(&dir, server, steps, &["--enforce"]));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while !ready.exists() {
+        assert!(std::time::Instant::now() < deadline && !session.is_finished(), "the session did not reach its first request");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let maps = maps_named("FIRST_REQ");
+    let stamps: usize = maps.iter().map(|&id| empty_map(id)).sum();
+    assert!(stamps >= 1, "the server's stamp was in FIRST_REQ (positive control): maps {maps:?}");
+    // the agent checks the stamps every second
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    std::fs::write(&go, "").unwrap();
+    let s = session.join().unwrap();
+    let run = &s.run;
+    assert_eq!(s.client["ok"], true, "{}\n{}", s.client, run.describe());
+    assert!(!marker.exists(), "the shell ran its command\n{}", run.describe());
+    let a: Vec<&Value> = run.of_kind("alert").filter(|a| a["rule"] == "unexpected-shell").collect();
+    assert_eq!(a.len(), 1, "{}", run.describe());
+    assert_eq!(a[0]["action"], "killed", "{}", a[0]);
+    assert_eq!(a[0]["decided_by"], "kernel_syscall_exit", "killed in the kernel: the stamp was back: {}", a[0]);
+    let fin = run.final_drops();
+    assert!(fin["other"]["first_request_evicted"].as_u64() >= Some(1), "the eviction is counted: {fin}");
+}
+
 /// Part 6: a ring smaller than one record can never deliver one.
 #[test]
 fn tables_a_4k_ring_is_refused_by_check_config_and_exec() {

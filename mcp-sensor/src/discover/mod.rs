@@ -12,10 +12,15 @@
 //! - [`nested`]: a candidate exec'd inside another's tree with stdio of its
 //!   own, folded back into that tree when its channel is not MCP;
 //! - [`scan`]: the servers already running when the daemon starts, from
-//!   /proc.
+//!   /proc, and [`adopt`]: their channels and processes into the kernel
+//!   tables and the gate;
+//! - [`late`]: candidates the kernel tables had no room for at exec,
+//!   adopted from /proc once room frees.
 
+pub mod adopt;
 pub mod classify;
 pub mod gate;
+pub mod late;
 pub mod nested;
 pub mod scan;
 

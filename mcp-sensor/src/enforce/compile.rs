@@ -40,6 +40,7 @@ impl Verdict {
             (!c.exempt_exe_names.is_empty() || !c.exempt_comms.is_empty() || !c.exempt_parent_exes.is_empty(), abi::VF_EXEMPT),
             (c.after_request, abi::VF_AFTER_REQ),
             (c.shell_cmd, abi::VF_SHELL_CMD),
+            (!c.exempt_parent_exes.is_empty(), abi::VF_EXEMPT_PARENT),
         ];
         for (on, bit) in bits {
             if on {

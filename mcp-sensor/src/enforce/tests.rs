@@ -217,7 +217,7 @@ fn the_default_profile_compiles_to_shapes_exemptions_and_shells_after_the_first_
     // evaluation shell: the parent's identity, EXEMPT as a parent)
     let shell = index(&s, "unexpected-shell");
     let sh = std::fs::canonicalize("/bin/sh").unwrap();
-    let flags = abi::VF_KILL | abi::VF_AFTER_REQ | abi::VF_SHELL_CMD | abi::VF_EXEMPT;
+    let flags = abi::VF_KILL | abi::VF_AFTER_REQ | abi::VF_SHELL_CMD | abi::VF_EXEMPT | abi::VF_EXEMPT_PARENT;
     assert_eq!(t.exec[&id(&sh)], super::Verdict { rule: shell, flags });
     let direnv = std::path::Path::new("/usr/bin/direnv");
     let parents: Vec<&Exempt> = t.exempt.iter().filter(|e| matches!(e, Exempt::Parent { .. })).collect();

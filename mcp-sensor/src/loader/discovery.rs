@@ -50,6 +50,25 @@ impl Sensor {
         Ok(())
     }
 
+    /// Takes the kernel's marks of new candidates its tables had no room
+    /// for at exec (discover.bpf.h, UNTRACKED): their pids, the marks
+    /// removed. Empty (one syscall) when nothing was lost.
+    pub fn take_untracked(&mut self) -> Result<Vec<u32>, LoadError> {
+        let err = |source| LoadError::MapAccess { name: "UNTRACKED", source };
+        let map = self.ebpf.map_mut("UNTRACKED").ok_or(LoadError::Map("UNTRACKED"))?;
+        let mut m: BpfHashMap<&mut MapData, u32, u64> = BpfHashMap::try_from(map).map_err(err)?;
+        let pids: Vec<u32> = m.keys().filter_map(Result::ok).collect();
+        for pid in &pids {
+            let _ = m.remove(pid); // evicted meanwhile is fine
+        }
+        Ok(pids)
+    }
+
+    /// Whether the kernel watches `pid` (as a server's or a candidate's).
+    pub fn is_watched(&mut self, pid: u32) -> Result<bool, LoadError> {
+        Ok(self.watched()?.get(&pid, 0).is_ok())
+    }
+
     /// Stops watching `pid` if it is watched as a member of `session`.
     pub fn unwatch_pid(&mut self, pid: u32, session: u32) -> Result<(), LoadError> {
         let mut w = self.watched()?;
@@ -98,7 +117,57 @@ impl Sensor {
             }
         }
         self.remove_channels_of(session)?;
+        let _ = self.first_requests()?.remove(&session); // absent: never read
         Ok(removed)
+    }
+
+    pub(super) fn first_requests(&mut self) -> Result<BpfHashMap<&mut MapData, u32, u64>, LoadError> {
+        let map = self.ebpf.map_mut("FIRST_REQ").ok_or(LoadError::Map("FIRST_REQ"))?;
+        BpfHashMap::try_from(map).map_err(|source| LoadError::MapAccess { name: "FIRST_REQ", source })
+    }
+
+    /// Restores the first-request stamps FIRST_REQ (an LRU map) evicted.
+    /// `want`: (session, boot-time ns of its first request, its root's
+    /// start, boot-time ns, 0 if unknown) of each live session whose
+    /// server has read a request. A stamp is restored only while the
+    /// kernel still watches the root as that session's, started then (a
+    /// recycled pid's new session has no stamp of its own yet). Returns
+    /// how many were restored.
+    pub fn restore_first_requests(&mut self, want: &[(u32, u64, u64)]) -> Result<u64, LoadError> {
+        if want.is_empty() {
+            return Ok(0);
+        }
+        let mut missing = Vec::new();
+        {
+            let fr = self.first_requests()?;
+            for &(session, stamp, start) in want {
+                if fr.get(&session, 0).is_err() {
+                    missing.push((session, stamp, start));
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(0);
+        }
+        let mut restore = Vec::new();
+        {
+            let w = self.watched()?;
+            for (session, stamp, start) in missing {
+                let same = |k: u64| k == 0 || start == 0 || crate::procs::same_start(k, start);
+                if w.get(&session, 0).is_ok_and(|v| v.session == session && same(v.start_ns)) {
+                    restore.push((session, stamp));
+                }
+            }
+        }
+        let mut fr = self.first_requests()?;
+        let mut n = 0;
+        for (session, stamp) in restore {
+            // BPF_NOEXIST: the kernel's own stamp, if written meanwhile, stays
+            if fr.insert(session, stamp, 1).is_ok() {
+                n += 1;
+            }
+        }
+        Ok(n)
     }
 
     /// Candidate `session` is an MCP server: its processes lose their

@@ -238,6 +238,11 @@ impl Session {
         self.first_request_ns.is_some()
     }
 
+    /// Boot-time ns of the first request the server read, if any.
+    pub fn first_request_ns(&self) -> Option<u64> {
+        self.first_request_ns
+    }
+
     /// Whether the first request had been read by `ts_ns` (boot-time ns):
     /// what a held event (discovery) is judged by, not the state when it is
     /// finally written.
