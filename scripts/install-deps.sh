@@ -24,6 +24,8 @@ command -v direnv >/dev/null || need+=(direnv)
 command -v chromium >/dev/null || need+=(chromium)
 # the metrics test (tests/e2e/metrics.rs): the real Prometheus server scrapes the daemon
 command -v prometheus >/dev/null || [ -x /usr/bin/prometheus ] || need+=(prometheus)
+# the OTLP-over-HTTPS test (tests/e2e/otlp.rs) makes its CA and certificates
+command -v openssl >/dev/null || need+=(openssl)
 # `cargo xtask vmtest` (the kernel matrix): qemu, the virtiofsd that shares
 # the host's root with the VM (in qemu-system-common up to Debian 12), a
 # static busybox for the VM's init, Debian's archive keys to check the kernel

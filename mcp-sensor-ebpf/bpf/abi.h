@@ -98,7 +98,10 @@ struct ms_path_cut {
 	__u8 cut;       /* 1: this path lost its leading components */
 	__u8 skipped;   /* components not copied (255: 255 or more) */
 	__u8 head_cut;  /* bit n: head[n] is cut (its name is longer) */
-	__u8 _pad;
+	__u8 gap;       /* 1: head is the top of the path (the mount point of the
+			 * file's mount, `skipped` components of it), the
+			 * components between it and the copied tail are
+			 * unknown, and so is `total` (compat walk, path.bpf.h) */
 	__u32 total;    /* bytes of the whole path, "/name" per component */
 	char head[2][MS_PATH_HEAD]; /* top first, NUL-terminated */
 };
@@ -112,6 +115,8 @@ struct ms_exec {
 	__u16 cwd_off;      /* likewise in cwd */
 	__u16 filename_len; /* the path the caller passed, as given */
 	__u16 argv_len;     /* bytes of NUL-separated argv in argv */
+	__u64 size;         /* the executed file's size at exec, bytes (i_size) */
+	__u64 parent_start_ns; /* the real parent's start, boot-time ns (with h.ppid, its lineage key) */
 	char exe[MS_PATH_BUF];
 	char cwd[MS_PATH_BUF];
 	char filename[256];

@@ -75,17 +75,21 @@ struct {
 	__type(value, __u64);
 } COUNTERS SEC(".maps") MS_WEAK;
 
-/* Wake the agent only once this much is pending: a wakeup per event costs
- * more than the event. The agent also polls every few ms (reader.rs), so
- * a quiet trickle is delayed by that much at most. */
-#define MS_WAKEUP_BYTES (64 << 10)
+/* Wake the agent only once this many bytes are pending: a wakeup per event
+ * costs more than the event. Set by the loader: an eighth of the ring, at
+ * most 512 KiB. The agent also polls every 10 ms (reader.rs), so a quiet
+ * trickle is delayed by that much at most. A fixed 64 KiB woke it every ~5
+ * exec records (12.5 KiB each): on 2 cores the agent's wakeups for a storm
+ * of piped short-lived processes cost the storm ~5% (BENCHMARKS.md, issue
+ * 17). */
+const volatile __u64 ms_wakeup_bytes MS_WEAK = 512 << 10;
 
 /* Producer position at the last forced wakeup (one per object file; races
  * between CPUs cost at most an extra wakeup). */
 static __u64 ms_woken_at;
 
 /*
- * Past the threshold, wake once per MS_WAKEUP_BYTES produced, not on every
+ * Past the threshold, wake once per ms_wakeup_bytes produced, not on every
  * record: while the agent is behind, each forced wakeup queues irq work (a
  * self-IPI, a VM exit under a hypervisor), which cost more than the capture
  * of a small record itself (BENCHMARKS.md). The agent drains the ring whole
@@ -93,10 +97,10 @@ static __u64 ms_woken_at;
  */
 static __always_inline __u64 ms_wakeup(void)
 {
-	if (bpf_ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA) < MS_WAKEUP_BYTES)
+	if (bpf_ringbuf_query(&EVENTS, BPF_RB_AVAIL_DATA) < ms_wakeup_bytes)
 		return BPF_RB_NO_WAKEUP;
 	__u64 prod = bpf_ringbuf_query(&EVENTS, BPF_RB_PROD_POS);
-	if (prod - ms_woken_at < MS_WAKEUP_BYTES)
+	if (prod - ms_woken_at < ms_wakeup_bytes)
 		return BPF_RB_NO_WAKEUP;
 	ms_woken_at = prod;
 	return BPF_RB_FORCE_WAKEUP;

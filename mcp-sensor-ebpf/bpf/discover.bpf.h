@@ -83,11 +83,26 @@ static __always_inline int ms_add_candidate_channel(struct file *f, __u32 sessio
 	struct ms_chan_key key = {};
 	ms_file_id(f, &key.dev, &key.ino);
 	struct ms_chan c = { .session = session, .flags = MS_CH_CANDIDATE };
-	/* a channel already registered (a wrapped server's) keeps its owner */
-	if (!bpf_map_update_elem(&CHANNELS, &key, &c, BPF_NOEXIST) || bpf_map_lookup_elem(&CHANNELS, &key))
+	if (!bpf_map_update_elem(&CHANNELS, &key, &c, BPF_NOEXIST))
 		return 0;
-	ms_count(MS_CNT_CHAN_FULL, 1);
-	return -1;
+	struct ms_chan *old = bpf_map_lookup_elem(&CHANNELS, &key);
+	if (!old) {
+		ms_count(MS_CNT_CHAN_FULL, 1);
+		return -1;
+	}
+	/* a channel already registered (a wrapped server's, a live
+	 * candidate's) keeps its owner. A candidate's whose session is no
+	 * longer watched as its own (rejected, ended, folded: the agent sweeps
+	 * those once a second, loader/discovery.rs) is taken over, so a
+	 * launcher rejected for its first line cannot leave its pipes unseen
+	 * for the server it starts next on them. */
+	__u32 was = old->session;
+	if ((old->flags & MS_CH_CANDIDATE) && was != session) {
+		struct ms_watch *ow = bpf_map_lookup_elem(&WATCHED, &was);
+		if (!ow || ow->session != was)
+			bpf_map_update_elem(&CHANNELS, &key, &c, BPF_EXIST);
+	}
+	return 0;
 }
 
 /* Removes the channels f0 and f1 if session registered them (the half of

@@ -62,6 +62,8 @@ static __always_inline void ms_emit_exec(struct task_struct *p, struct linux_bin
 	ms_fill_header(&e->h, MS_EV_EXEC, p, w->session);
 	e->old_tid = old_pid;
 	ms_file_id(file, &e->dev, &e->ino);
+	e->size = BPF_CORE_READ(file, f_inode, i_size);
+	e->parent_start_ns = ms_task_start_ns(BPF_CORE_READ(p, real_parent));
 	e->exe_off = ms_file_path(e->exe, file, &flags);
 	e->cwd_off = ms_path_build(e->cwd, BPF_CORE_READ(p, fs, pwd.dentry),
 				   BPF_CORE_READ(p, fs, pwd.mnt), &flags);

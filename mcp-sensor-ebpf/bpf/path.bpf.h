@@ -14,15 +14,21 @@
 #include "common.bpf.h"
 
 /* Steps walked at most (a component or a mount crossed each); deeper
- * paths are reported truncated, with nothing known of their leading
- * components. With bpf_loop (5.17+) the step is verified once, so the
- * walk goes on to the root of a path far longer than MS_PATH_MAX (a
- * payload 1,000 directories deep); the compat object's unrolled loop is
- * verified step by step, and 64 is what 5.10's verifier takes (a second,
- * counting-only walk of 1,024 steps past them was tried: 5.10 refused
- * the exec program at 1M instructions, after 32 s). */
+ * paths are reported truncated. With bpf_loop (5.17+) the step is
+ * verified once, so the walk goes on to the root of a path far longer
+ * than MS_PATH_MAX (a payload 1,000 directories deep); the compat
+ * object's unrolled loop is verified step by step, and 64 steps is what
+ * 5.10's verifier takes (a second, counting-only walk of 1,024 steps past
+ * them was tried: 5.10 refused the exec program at 1M instructions, after
+ * 32 s). So the compat walk copies 56 steps, and a path deeper than that
+ * jumps to the root of the mount it is on and spends the other 8 on that
+ * mount point's path (ms_walk_mount_top): `/tmp/…/dddd/payload`, the
+ * components between unknown (the cut's `gap`), but where it is known.
+ * One loop of 64 steps, not a second loop: 5.10 refused a second one
+ * ("back-edge from insn 808 to 809"). */
 #if MS_COMPAT
 #define MS_PATH_DEPTH 64
+#define MS_PATH_COPY_DEPTH 56
 #else
 #define MS_PATH_DEPTH 4096
 #endif
@@ -47,6 +53,7 @@ struct ms_walk_state {
 	__u32 total;   /* bytes of the path walked, "/name" per component */
 	__u32 skipped; /* components not copied: the buffer was full */
 	__u32 done;    /* the walk reached the root (or a disconnected top) */
+	__u32 gap;     /* the walk jumped from inside a mount to its root */
 };
 
 struct ms_walk {
@@ -73,9 +80,32 @@ struct {
 } WALK_STATE SEC(".maps") MS_WEAK;
 #endif
 
+#if MS_COMPAT
+/* Step MS_PATH_COPY_DEPTH of a compat walk still inside the path: jump to
+ * the root of the mount the walk is in, so the steps left walk that
+ * mount point's path to the global root (a few: /tmp, /dev/shm), copying
+ * nothing and keeping its top two components as the cut's head. Sets
+ * `gap`: the components between are not known. */
+static __always_inline void ms_walk_mount_top(struct ms_walk_state *st)
+{
+	struct vfsmount *vfsmnt = st->vfsmnt;
+	st->dentry = BPF_CORE_READ(vfsmnt, mnt_root);
+	st->head0 = st->head1 = 0;
+	/* nonzero: the step counts and keeps heads instead of copying (the 1
+	 * is taken off at the end, ms_path_build) */
+	st->skipped = 1;
+	st->gap = 1;
+	st->flags |= MS_F_PATH_TRUNC;
+}
+#endif
+
 MS_LOOP_CB ms_walk_step(__u64 i, struct ms_walk *w)
 {
 	struct ms_walk_state *st = w->s;
+#if MS_COMPAT
+	if (i == MS_PATH_COPY_DEPTH)
+		ms_walk_mount_top(st);
+#endif
 	/* locals first: BPF_CORE_READ on st->x would relocate the struct */
 	struct dentry *dentry = st->dentry;
 	struct vfsmount *vfsmnt = st->vfsmnt;
@@ -143,9 +173,9 @@ static __always_inline void ms_path_cut(char *buf, const struct ms_walk_state *s
 		return;
 	int known = st->done;
 	c->skipped = st->skipped > 255 ? 255 : st->skipped;
-	c->total = known ? st->total : 0;
+	c->total = known && !st->gap ? st->total : 0;
 	c->head_cut = 0;
-	c->_pad = 0;
+	c->gap = known && st->gap;
 	c->head[0][0] = 0;
 	c->head[1][0] = 0;
 	if (known && st->skipped >= 1)
@@ -185,7 +215,7 @@ static __always_inline __u32 ms_path_build(char *buf, struct dentry *dentry,
 	st->off = MS_PATH_MAX + ms_opaque_zero;
 	st->flags = 0;
 	st->head0 = st->head1 = 0;
-	st->total = st->skipped = st->done = ms_opaque_zero;
+	st->total = st->skipped = st->done = st->gap = ms_opaque_zero;
 	struct ms_walk w = { .buf = buf, .s = st };
 
 	if (BPF_CORE_READ(dentry, d_op, d_dname))
@@ -195,6 +225,8 @@ static __always_inline __u32 ms_path_build(char *buf, struct dentry *dentry,
 		st->flags |= MS_F_DELETED;
 
 	ms_loop(MS_PATH_DEPTH, ms_walk_step, &w);
+	if (st->gap && st->skipped)
+		st->skipped -= 1; /* the mount point's components */
 	if (!st->done)
 		st->flags |= MS_F_PATH_TRUNC; /* deeper than the walk goes */
 	__u32 off = st->off;

@@ -171,6 +171,8 @@ pub struct ms_exec {
     pub cwd_off: u16,
     pub filename_len: u16,
     pub argv_len: u16,
+    pub size: u64,
+    pub parent_start_ns: u64,
     pub exe: [u8; PATH_BUF],
     pub cwd: [u8; PATH_BUF],
     pub filename: [u8; 256],
@@ -449,7 +451,7 @@ pub struct ms_path_cut {
     pub cut: u8,
     pub skipped: u8,
     pub head_cut: u8,
-    pub _pad: u8,
+    pub gap: u8,
     pub total: u32,
     pub head: [[u8; PATH_HEAD]; 2],
 }
@@ -582,7 +584,7 @@ mod tests {
         let btf = btf_structs();
         check!(btf, ms_header { kind, flags, ts_ns, pid, tid, ppid, uid, gid, session, start_ns, comm, cgroup_id, ns_pid, ns_level });
         check!(btf, ms_fork { h, child_pid, _pad, child_start_ns });
-        check!(btf, ms_exec { h, old_tid, dev, ino, exe_off, cwd_off, filename_len, argv_len, exe, cwd, filename, argv });
+        check!(btf, ms_exec { h, old_tid, dev, ino, exe_off, cwd_off, filename_len, argv_len, size, parent_start_ns, exe, cwd, filename, argv });
         check!(btf, ms_exit { h, exit_code, _pad });
         check!(btf, ms_io_uring { h, fd, sq_entries, cq_entries, flags });
         check!(btf, ms_ptrace { h, ret, target, syscall, request });
@@ -606,7 +608,7 @@ mod tests {
         check!(btf, ms_shape_dir { id });
         check!(btf, ms_name_key { name });
         check!(btf, ms_exempt_key { ino, dev, rule, comm });
-        check!(btf, ms_path_cut { cut, skipped, head_cut, _pad, total, head });
+        check!(btf, ms_path_cut { cut, skipped, head_cut, gap, total, head });
         assert_eq!(size_of::<ms_path_cut>(), PATH_BUF - PATH_MAX, "a path buffer's slack is its ms_path_cut");
         check!(btf, ms_port_rule { lo, hi, v });
         check!(btf, ms_net_deny { n, _pad, r });

@@ -91,7 +91,11 @@ fn apply_kernel_actions(sensor: &mut Sensor, pipeline: &mut Pipeline) {
     use crate::discover::KernelAction;
     for a in pipeline.take_kernel_actions() {
         let r = match a {
-            KernelAction::Unwatch { session, pids, complete } => sensor.unwatch_session(session, &pids, complete),
+            KernelAction::Unwatch { session, mut pids, complete } => {
+                // the kernel's exit program unwatched the exited ones
+                pids.retain(|&p| !pipeline.procs.get(p).is_some_and(|x| x.exited));
+                sensor.unwatch_session(session, &pids, complete)
+            }
             KernelAction::Confirm { session, pids, complete } => sensor.confirm_session(session, &pids, complete),
             KernelAction::Fold { from, into, pids, complete, candidate } => {
                 sensor.fold_session(from, into, &pids, complete, candidate)
@@ -120,6 +124,15 @@ fn restore_first_requests(sensor: &mut Sensor, pipeline: &mut Pipeline) {
             static SAID: std::sync::Once = std::sync::Once::new();
             SAID.call_once(|| crate::say!("mcp-sensor: checking the kernel's first-request stamps failed: {e}"));
         }
+    }
+}
+
+/// Removes the channels of the sessions the verdicts since the last tick
+/// unwatched or folded (one walk of CHANNELS for all of them).
+fn sweep_channels(sensor: &mut Sensor) {
+    if let Err(e) = sensor.sweep_channels() {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        SAID.call_once(|| crate::say!("mcp-sensor: removing ended candidates' channels failed: {e}"));
     }
 }
 
@@ -209,6 +222,7 @@ pub async fn run_with_control<F: Future<Output = ()>>(
             }
             _ = tick.tick() => {
                 restore_first_requests(&mut sensor, &mut pipeline);
+                sweep_channels(&mut sensor);
                 let t = totals(&mut sensor, budget.overflow.load(Ordering::Relaxed), &pipeline);
                 crate::metrics::on_queue(budget.used.load(Ordering::Relaxed));
                 pipeline.report_drops(t);

@@ -198,9 +198,13 @@ pub fn run(args: RunArgs) -> Result<i32> {
     }
     let cfg = Config::load(args.config.as_deref())?.with_flags(&args.sizes)?;
     let (mut detector, rule_files) = Detector::from_args(&args.rules)?;
-    // the export's settings (file and OTEL_* variables) fail here as at start
-    crate::export::Settings::resolve(&cfg.export.otlp, |k| std::env::var(k).ok())
-        .map_err(|e| anyhow::anyhow!("OTLP export: {e}"))?;
+    // the export's settings (file and OTEL_* variables) and TLS files fail
+    // here as at start
+    if let Some(s) = crate::export::Settings::resolve(&cfg.export.otlp, |k| std::env::var(k).ok())
+        .map_err(|e| anyhow::anyhow!("OTLP export: {e}"))?
+    {
+        crate::export::tls_material(&s.tls).map_err(|e| anyhow::anyhow!("OTLP export: {e}"))?;
+    }
     if args.check_config {
         let files = rule_files.files().unwrap_or_default();
         crate::say!(

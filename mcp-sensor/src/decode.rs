@@ -125,6 +125,10 @@ pub struct Exec {
     pub argv: Vec<String>,
     pub dev: u32,
     pub ino: u64,
+    /// The executed file's size at exec, bytes.
+    pub size: u64,
+    /// The real parent's start, boot-time ns (the parent is `h.ppid`).
+    pub parent_start_ns: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -217,7 +221,8 @@ pub(crate) fn kernel_path(buf: &[u8], off: u16, end: usize) -> KernelPath {
     let Some(c) = cut.filter(|c| c.cut == 1) else {
         return KernelPath { path: tail.into_owned(), length: None, invalid_utf8 };
     };
-    if c.total == 0 || c.skipped == 0 {
+    let gap = c.gap == 1;
+    if !gap && (c.total == 0 || c.skipped == 0) {
         return KernelPath { path: format!("{TRUNCATED_PREFIX}{tail}"), length: None, invalid_utf8 };
     }
     let mut path = String::new();
@@ -231,12 +236,13 @@ pub(crate) fn kernel_path(buf: &[u8], off: u16, end: usize) -> KernelPath {
             path.push_str(TRUNCATED_PREFIX);
         }
     }
-    if c.skipped > 2 {
+    // a gap: the top is the mount point's path, what lies between unknown
+    if c.skipped > 2 || gap {
         path.push('/');
         path.push_str(TRUNCATED_PREFIX);
     }
     path.push_str(&tail);
-    KernelPath { path, length: Some(c.total), invalid_utf8 }
+    KernelPath { path, length: (!gap).then_some(c.total), invalid_utf8 }
 }
 
 /// The bytes as UTF-8 (invalid sequences as U+FFFD), and whether any was.
@@ -305,6 +311,8 @@ pub fn decode(raw: &Bytes) -> Result<Record, DecodeError> {
                 argv,
                 dev: e.dev,
                 ino: e.ino,
+                size: e.size,
+                parent_start_ns: e.parent_start_ns,
                 h: hd,
             }))
         }
@@ -643,6 +651,23 @@ mod tests {
         let mut whole = cut_path(tail, 0, 0, &[], 0);
         whole[abi::PATH_MAX] = 0;
         assert_eq!(kernel_path(&whole, off, abi::PATH_MAX), KernelPath { path: "/dddd/payload".into(), length: None, invalid_utf8: false });
+    }
+
+    #[test]
+    fn a_compat_cut_with_a_gap_keeps_its_mount_point_and_has_no_length() {
+        let tail = b"/dddd/payload";
+        let off = (abi::PATH_MAX - tail.len()) as u16;
+        let gap = |skipped, heads: &[&[u8]]| {
+            let mut buf = cut_path(tail, skipped, 0, heads, 0);
+            buf[abi::PATH_MAX + 3] = 1; // ms_path_cut.gap
+            kernel_path(&buf, off, abi::PATH_MAX)
+        };
+        let k = gap(1, &[b"tmp"]);
+        assert_eq!((k.path.as_str(), k.length), ("/tmp/…/dddd/payload", None));
+        assert_eq!(gap(2, &[b"dev", b"shm"]).path, "/dev/shm/…/dddd/payload");
+        assert_eq!(gap(4, &[b"run", b"user"]).path, "/run/user/…/dddd/payload");
+        // on the root's own mount: only that it is absolute
+        assert_eq!(gap(0, &[]).path, "/…/dddd/payload");
     }
 
     #[test]

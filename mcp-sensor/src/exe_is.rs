@@ -92,6 +92,9 @@ pub struct ExecFacts<'a> {
     /// The event's identity: dev in stat(2)'s encoding, as events carry it.
     pub dev: u64,
     pub ino: u64,
+    /// The file's size as the kernel saw it at exec (`None`: not known):
+    /// a size no known program has settles it without opening the file.
+    pub size: Option<u64>,
     pub argv: &'a [String],
     /// A memfd or a deleted file: only `/proc/<pid>/exe` reaches it.
     pub fileless: bool,
@@ -199,6 +202,9 @@ impl Classifier {
     }
 
     fn by_content(&mut self, x: &ExecFacts<'_>) -> Option<usize> {
+        if x.size.is_some_and(|s| !self.known.iter().any(|k| k.size == s)) {
+            return None;
+        }
         let proc_exe = format!("/proc/{}/exe", x.pid);
         // only the exec'd file itself: by the time the agent reads it the
         // process may have exec'd again (`env` -> `bash`), and
@@ -317,7 +323,7 @@ mod tests {
 
     fn facts<'a>(exe: &'a str, m: &std::fs::Metadata, argv: &'a [String]) -> ExecFacts<'a> {
         // a pid that is not running: the path is read
-        ExecFacts { pid: u32::MAX, ppid: u32::MAX, exe, dev: m.dev(), ino: m.ino(), argv, fileless: false, refused: false }
+        ExecFacts { pid: u32::MAX, ppid: u32::MAX, exe, dev: m.dev(), ino: m.ino(), size: None, argv, fileless: false, refused: false }
     }
 
     /// A memfd shell that is already gone: its content is read from the
@@ -337,7 +343,7 @@ mod tests {
         mem.write_all(&std::fs::read(&bash).unwrap()).unwrap();
         let m = mem.metadata().unwrap();
         let a = argv(&["x", "-c", "true"]);
-        let mut x = ExecFacts { pid: u32::MAX, ppid: std::process::id(), exe: "/memfd:x", dev: m.dev(), ino: m.ino(), argv: &a, fileless: true, refused: false };
+        let mut x = ExecFacts { pid: u32::MAX, ppid: std::process::id(), exe: "/memfd:x", dev: m.dev(), ino: m.ino(), size: None, argv: &a, fileless: true, refused: false };
         assert_eq!(c.classify(&x), Some(ExeIs { name: "bash".into(), by: "content", multicall: None }));
         // the control: no process holds it, nothing to read
         x.ppid = u32::MAX;
@@ -387,6 +393,11 @@ mod tests {
         assert_eq!(c.hashed, 2);
         assert_eq!(got(&mut c, &copy, &a), Some(ExeIs { name: "bash".into(), by: "content", multicall: None }));
         assert_eq!(c.hashed, 2, "the second look is cached");
+        // the kernel's size at exec decides first: a size no known program
+        // has is settled without the file (the copy's content is bash's)
+        let sized = |size| ExecFacts { size: Some(size), ..facts(copy.to_str().unwrap(), &md(&copy), &a) };
+        assert_eq!(c.classify(&sized(md(&copy).len())).map(|x| x.by), Some("content"));
+        assert_eq!(c.classify(&sized(md(&copy).len() + 1)), None);
 
         let sh = argv(&["-sh"]);
         let want = Some(ExeIs { name: "sh".into(), by: "applet", multicall: Some("busybox") });
@@ -407,12 +418,12 @@ mod tests {
         let mut child = std::process::Command::new("/bin/sleep").arg("30").spawn().unwrap();
         let m = std::fs::metadata(&env).unwrap();
         let a = argv(&["env", "sleep", "30"]);
-        let x = ExecFacts { pid: child.id(), ppid: std::process::id(), exe: env.to_str().unwrap(), dev: m.dev(), ino: m.ino(), argv: &a, fileless: false, refused: false };
+        let x = ExecFacts { pid: child.id(), ppid: std::process::id(), exe: env.to_str().unwrap(), dev: m.dev(), ino: m.ino(), size: None, argv: &a, fileless: false, refused: false };
         let got = c.classify(&x);
         // positive control: the same pid, asked about the file it does run, is sleep
         let s = std::fs::metadata("/proc/self/exe").map(|_| std::fs::metadata(format!("/proc/{}/exe", child.id())).unwrap()).unwrap();
         let b = argv(&["sleep", "30"]);
-        let y = ExecFacts { pid: child.id(), ppid: std::process::id(), exe: "/bin/sleep", dev: s.dev(), ino: s.ino(), argv: &b, fileless: false, refused: false };
+        let y = ExecFacts { pid: child.id(), ppid: std::process::id(), exe: "/bin/sleep", dev: s.dev(), ino: s.ino(), size: None, argv: &b, fileless: false, refused: false };
         let control = c.classify(&y);
         let _ = child.kill();
         let _ = child.wait();

@@ -185,6 +185,9 @@ pub struct Sensor {
     pub attached: Vec<String>,
     /// The hooks and mechanisms chosen for this kernel.
     pub plan: Plan,
+    /// Sessions whose channels are to be removed from CHANNELS by the next
+    /// sweep (see `Sensor::sweep_channels` in loader/discovery.rs).
+    sweep: std::collections::HashSet<u32>,
 }
 
 impl LoadError {
@@ -199,6 +202,12 @@ impl LoadError {
             _ => false,
         }
     }
+}
+
+/// Bytes pending in the ring before the kernel wakes the agent
+/// (`ms_wakeup_bytes`, common.bpf.h): an eighth of the ring, at most 512 KiB.
+fn wakeup_bytes(ring_bytes: u32) -> u64 {
+    (u64::from(ring_bytes) / 8).min(512 << 10)
 }
 
 pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
@@ -226,6 +235,7 @@ pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
         .override_global("ms_stdio_cap", &stdio_cap, true)
         .override_global("ms_discover_flags", &opts.discover, true)
         .override_global("ms_lsm_enforce", &u32::from(lsm), true)
+        .override_global("ms_wakeup_bytes", &wakeup_bytes(opts.ring_bytes), true)
         .map_max_entries("EVENTS", opts.ring_bytes)
         .map_max_entries("WATCHED", opts.tables.watched)
         .map_max_entries("CHANNELS", opts.tables.channels)
@@ -303,7 +313,7 @@ pub fn load(opts: &LoadOptions) -> Result<Sensor, LoadError> {
         }
         attached.push(target);
     }
-    Ok(Sensor { ebpf, attached, plan })
+    Ok(Sensor { ebpf, attached, plan, sweep: Default::default() })
 }
 
 
@@ -451,6 +461,13 @@ mod tests {
             io_error: std::io::Error::from_raw_os_error(errno),
             verifier_log: aya_obj::VerifierLog::new(log.to_string()),
         }
+    }
+
+    #[test]
+    fn the_ring_wakes_the_agent_at_an_eighth_of_its_size_at_most_512_kib() {
+        assert_eq!(wakeup_bytes(32 << 10), 4 << 10);
+        assert_eq!(wakeup_bytes(4 << 20), 512 << 10);
+        assert_eq!(wakeup_bytes(64 << 20), 512 << 10);
     }
 
     #[test]

@@ -125,7 +125,7 @@ impl Pipeline {
                     g.add(h.session, how, h.flags & crate::abi::F_CAND_NESTED != 0);
                     self.sessions.register(h.session, e.argv.join(" "));
                     // its client started before us or since: ancestry up to it
-                    self.procs.learn_ancestors(h.pid);
+                    self.procs.learn_ancestors(h.pid, e.parent_start_ns);
                 }
             }
             Record::Fork { child_pid, .. } => g.member(h.session, *child_pid),
@@ -234,6 +234,7 @@ impl Pipeline {
                     exe: &e.exe,
                     dev,
                     ino: e.ino,
+                    size: Some(e.size),
                     argv: &e.argv,
                     fileless: h.flags & (crate::abi::F_PSEUDO | crate::abi::F_DELETED) != 0,
                     refused: h.flags & crate::abi::F_DENIED != 0,
@@ -242,7 +243,10 @@ impl Pipeline {
                 let is = exe_is.as_ref().map(|x| x.name.as_str());
                 let (script, shell_mode, script_writable_by) =
                     crate::shell_run::exec_facts(&e.exe, is, &e.argv, &e.cwd, shebang, true);
-                let parent_exe = self.procs.get(h.ppid).and_then(|p| p.exe.clone()).or_else(|| {
+                // the table's entry only if it is this parent, not an
+                // earlier process with its (recycled) pid
+                let parent = self.procs.get(h.ppid).filter(|p| crate::procs::same_start(p.start_ns, e.parent_start_ns));
+                let parent_exe = parent.and_then(|p| p.exe.clone()).or_else(|| {
                     std::fs::read_link(format!("/proc/{}/exe", h.ppid)).ok().map(|p| p.display().to_string())
                 });
                 self.procs.on_exec(h.pid, e.exe.clone(), e.argv.clone());

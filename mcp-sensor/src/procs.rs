@@ -93,21 +93,31 @@ impl ProcTable {
     /// Reads from /proc the ancestors of `pid` the table does not know, or
     /// knows as another process (a recycled pid, by start time) or as
     /// exited: a client started after the agent, so an alert's ancestry
-    /// reaches it. One stat per hop; stops at pid 1, after 64 hops, or where
-    /// a process is gone meanwhile.
-    pub fn learn_ancestors(&mut self, pid: u32) {
+    /// reaches it. One stat per hop; stops at pid 1, after 64 hops, where
+    /// a process is gone meanwhile, or at the first ancestor known as it is
+    /// (same start, same parent: its own ancestors were learned with it, and
+    /// one that exited since would have reparented it). A candidate's exec
+    /// under a known parent costs one stat, not one per hop to pid 1, and
+    /// none when the kernel gave the parent's start (`parent_start`,
+    /// boot-time ns; 0: not known) and the table knows it as that process.
+    pub fn learn_ancestors(&mut self, pid: u32, parent_start: u64) {
         let tick_ns = 1_000_000_000 / procfs::ticks_per_second();
         let mut cur = self.procs.get(&pid).map(|p| p.ppid).unwrap_or(0);
+        if parent_start != 0 && self.procs.get(&cur).is_some_and(|k| !k.exited && same_start(k.start_ns, parent_start)) {
+            return;
+        }
         for _ in 0..64 {
             if cur <= 1 {
                 return;
             }
             let Ok(p) = procfs::process::Process::new(cur as i32) else { return };
             let Ok(stat) = p.stat() else { return };
-            let known = self.procs.get(&cur).is_some_and(|k| !k.exited && same_start(k.start_ns, stat.starttime * tick_ns));
             let ppid = stat.ppid as u32;
-            if !known {
-                self.insert(from_stat(&p, stat));
+            let known = self.procs.get_mut(&cur).filter(|k| !k.exited && same_start(k.start_ns, stat.starttime * tick_ns));
+            match known {
+                Some(k) if k.ppid == ppid => return,
+                Some(k) => k.ppid = ppid, // reparented
+                None => self.insert(from_stat(&p, stat)),
             }
             cur = ppid;
         }
@@ -335,11 +345,42 @@ mod tests {
         let mut t = ProcTable::new();
         let me = std::process::id();
         t.observe(u32::MAX - 1, me, 0, "child");
-        t.learn_ancestors(u32::MAX - 1);
+        t.learn_ancestors(u32::MAX - 1, 0);
         let a = t.ancestry(u32::MAX - 1, 64);
         assert_eq!(a.get(1).map(|h| h.0), Some(me), "{a:?}");
         let parent = std::os::unix::process::parent_id();
         assert!(parent <= 1 || a.iter().any(|h| h.0 == parent), "the test's parent is in {a:?}");
+    }
+
+    #[test]
+    fn the_walk_stops_at_an_ancestor_known_as_it_is() {
+        let mut t = ProcTable::new();
+        let me = std::process::id();
+        let parent = std::os::unix::process::parent_id();
+        let mine = procfs::process::Process::new(me as i32).ok().and_then(|p| from_proc(&p)).unwrap();
+        assert_eq!(mine.ppid, parent);
+        t.insert(mine);
+        // the parent as the table remembers it: not read again
+        t.insert(Proc { pid: parent, ppid: 1, start_ns: 1, exe: Some("/remembered".into()), ..Default::default() });
+        t.observe(u32::MAX - 1, me, 0, "child");
+        t.learn_ancestors(u32::MAX - 1, 0);
+        assert_eq!(t.get(parent).unwrap().exe.as_deref(), Some("/remembered"));
+    }
+
+    #[test]
+    fn a_parent_known_by_the_kernels_start_time_is_not_read_again() {
+        // the table remembers this process with a start time /proc would
+        // contradict: only the kernel's agreeing start skips the read
+        let me = std::process::id();
+        let remembered = 5_000_000_000;
+        for (given, kept) in [(remembered, true), (remembered + 1_000_000_000, false), (0, false)] {
+            let mut t = ProcTable::new();
+            t.insert(Proc { pid: me, ppid: 1, start_ns: remembered, exe: Some("/remembered".into()), ..Default::default() });
+            t.observe(u32::MAX - 1, me, 0, "child");
+            t.learn_ancestors(u32::MAX - 1, given);
+            let exe = t.get(me).unwrap().exe.clone();
+            assert_eq!(exe.as_deref() == Some("/remembered"), kept, "kernel's start {given}: {exe:?}");
+        }
     }
 
     #[test]
@@ -349,7 +390,7 @@ mod tests {
         // this process as the table might remember an older one with its pid
         t.insert(Proc { pid: me, ppid: 1, start_ns: 1, exe: Some("/stale".into()), ..Default::default() });
         t.observe(u32::MAX - 1, me, 0, "child");
-        t.learn_ancestors(u32::MAX - 1);
+        t.learn_ancestors(u32::MAX - 1, 0);
         let mine = t.get(me).unwrap();
         assert_ne!(mine.exe.as_deref(), Some("/stale"));
         assert_eq!(mine.ppid, std::os::unix::process::parent_id());

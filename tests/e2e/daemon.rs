@@ -115,8 +115,12 @@ impl Daemon {
 /// The SDK client (this repo's driver) on the filesystem server, run
 /// directly: no wrapper.
 pub(crate) fn client(dir: &Path, steps: Value) -> Command {
+    client_running(dir, fs_server(&mcp_env(), dir), steps)
+}
+
+/// The SDK client running `server` (an argv) as its stdio server.
+pub(crate) fn client_running(dir: &Path, server: Vec<String>, steps: Value) -> Command {
     let env = mcp_env();
-    let server = fs_server(&env, &dir);
     let driver = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/mcp/client.py");
     let scenario = json!({"command": server, "steps": steps, "timeout": 300, "stderr": dir.join("server.stderr")});
     let mut c = Command::new(&env["MCP_PY"]);
@@ -380,4 +384,31 @@ fn daemon_enforces_on_found_servers_and_spares_unconfirmed_candidates() {
     assert_eq!(killed.len(), 1, "{}", describe(&evs));
     assert!(killed[0]["decided_by"].as_str().unwrap_or("").starts_with("kernel_"), "{}", killed[0]);
     assert!(killed[0]["exe"].as_str().unwrap_or("").ends_with("node"), "{}", killed[0]);
+}
+
+/// A wrapper that prints a banner on stdout before starting the server as
+/// its child (no `exec`): the kernel rejects the wrapper at its first byte,
+/// and the stdin pipe it registered is left until the agent's sweep (once a
+/// second, loader/discovery.rs). The server, a new candidate on that same
+/// pipe, must take the channel over (discover.bpf.h): owned by the
+/// rejected wrapper, its reads of the client's requests went uncaptured.
+#[test]
+fn kernel_daemon_finds_a_server_behind_a_wrapper_rejected_for_its_stdout_banner() {
+    let d = scratch("daemon-banner");
+    let target = d.join("notes.txt");
+    std::fs::write(&target, "behind a banner\n").unwrap();
+    let wrapper = d.join("banner-server.sh");
+    std::fs::write(&wrapper, "#!/bin/sh\necho \"wrapper: starting $1\"\n\"$@\"\n").unwrap();
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let daemon = Daemon::start_env(&d, "", &[], &[("MCP_SENSOR_DEBUG_DISCOVERY", "1")]);
+    let mut command = vec![wrapper.display().to_string()];
+    command.extend(fs_server(&mcp_env(), &d));
+    let report = run_client(&mut client_running(&d, command, json!([{"call": "read_text_file", "arguments": {"path": target}}])));
+    assert_eq!(report["results"][0]["content_text"], "behind a banner\n", "{report}");
+    let stderr = daemon.stderr_text();
+    let (status, evs) = daemon.stop();
+    assert_eq!(status, 0);
+    // positive control: the wrapper was a candidate, rejected for its banner
+    assert!(stderr.contains("its stdio began with 'w'"), "the wrapper was rejected for its banner:\n{stderr}");
+    assert_read_attributed(&evs, &target, "stdio_pipes", true);
 }

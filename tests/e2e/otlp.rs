@@ -32,6 +32,11 @@ impl Drop for Receiver {
 impl Receiver {
     /// `fail_first`: that many posts are answered 503 first (retryable).
     fn start(dir: &Path, fail_first: u32) -> Receiver {
+        Self::start_with(dir, fail_first, &[])
+    }
+
+    /// [`Self::start`] with more of the receiver's arguments (`--tls`).
+    fn start_with(dir: &Path, fail_first: u32, args: &[&Path]) -> Receiver {
         let env = mcp_env();
         let py = env.get("MCP_OTLP_PY").cloned().unwrap_or_else(|| {
             let deps = Path::new(&env["MCP_TEST_DEPS"]).join("venv-otlp/bin/python");
@@ -44,6 +49,7 @@ impl Receiver {
             .arg(script)
             .arg(&out)
             .args(["--fail-first", &fail_first.to_string()])
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(dir.join("receiver.stderr")).unwrap())
@@ -215,4 +221,71 @@ fn otlp_export_to_an_unreachable_endpoint_never_blocks_the_pipeline_and_counts_t
         .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default())
         .collect();
     assert!(stderr.contains("OTLP export to") && stderr.contains("failed after retries"), "said once on stderr: {stderr}");
+}
+
+/// A test CA, a server certificate for 127.0.0.1 and a client certificate
+/// it signed, made with the openssl command (PEM files in `dir`):
+/// `[ca, server cert, server key, client cert, client key]`.
+fn test_pki(dir: &Path) -> [PathBuf; 5] {
+    let f = |n: &str| dir.join(n);
+    let openssl = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl (scripts/install-deps.sh installs it)");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    openssl(&[&["req", "-x509"], &ec[..], &["-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=mcp-sensor test CA"]].concat());
+    for (name, cn, ext) in [
+        ("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"),
+        ("client", "mcp-sensor", "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n"),
+    ] {
+        std::fs::write(f(&format!("{name}.ext")), ext).unwrap();
+        openssl(&[&["req"], &ec[..], &["-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr"), "-subj", &format!("/CN={cn}")]].concat());
+        openssl(&["x509", "-req", "-in", &format!("{name}.csr"), "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "2",
+                  "-out", &format!("{name}.pem"), "-extfile", &format!("{name}.ext")]);
+    }
+    [f("ca.pem"), f("server.pem"), f("server.key"), f("client.pem"), f("client.key")]
+}
+
+/// OTLP over HTTPS with mutual TLS: the receiver serves a certificate of a
+/// CA the system does not know and requires a client certificate. With
+/// the CA named by `OTEL_EXPORTER_OTLP_CERTIFICATE` and the client's pair
+/// by the config's `client_certificate`/`client_key`, the key read's span
+/// arrives. The control, same receiver: without the CA the handshake is
+/// refused, nothing arrives, and the loss is counted (`export_failed`).
+#[test]
+fn otlp_export_over_https_trusts_the_named_ca_and_presents_the_client_certificate() {
+    let d = scratch("otlp-tls");
+    let (home, key, _) = home_with_key(&d);
+    let [ca, cert, cert_key, client_cert, client_key] = test_pki(&d);
+    let rx = Receiver::start_with(&d, 0, &[Path::new("--tls"), &cert, &cert_key, Path::new("--client-ca"), &ca]);
+    let config = format!(
+        "[export.otlp]\nendpoint = \"https://127.0.0.1:{}\"\nclient_certificate = \"{}\"\nclient_key = \"{}\"\n",
+        rx.port,
+        client_cert.display(),
+        client_key.display()
+    );
+    let run = |name: &str, envs: &[(&str, &str)]| {
+        // a directory (config, log) per daemon
+        let dir = d.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let daemon = Daemon::start_env(&dir, &config, &[], envs);
+        run_client(&mut client(&home, json!([{"call": "read_text_file", "arguments": {"path": key}}])));
+        let (status, evs) = daemon.stop();
+        assert_eq!(status, 0);
+        let (server, _) = call_of(&evs, &key);
+        let fin = evs.iter().rev().find(|e| e["kind"] == "drops" && e["final"] == true).expect("final drops").clone();
+        (server, fin)
+    };
+    let (server, fin) = run("with-ca", &[("OTEL_EXPORTER_OTLP_CERTIFICATE", ca.to_str().unwrap())]);
+    let spans = rx.spans_of(server);
+    assert!(spans.iter().any(|s| s["name"] == "tools/call read_text_file" && !events_named(s, "security_finding").is_empty()), "the key read's span, with its finding: {spans:#?}");
+    assert!(fin["other"].get("export_failed").is_none(), "{fin}");
+    let requests = std::fs::read_to_string(rx.out.with_extension("jsonl.requests")).unwrap_or_default();
+    assert!(!requests.contains("tls-error"), "{requests}");
+    // the control: the system's roots alone do not trust the test CA
+    let (server, fin) = run("without-ca", &[]);
+    assert!(rx.spans_of(server).is_empty(), "nothing arrived without the CA");
+    assert!(fin["other"]["export_failed"].as_u64().unwrap_or(0) >= 1, "the loss is counted: {fin}");
+    let requests = std::fs::read_to_string(rx.out.with_extension("jsonl.requests")).unwrap_or_default();
+    assert!(requests.contains("tls-error"), "the receiver saw the handshake fail: {requests}");
 }

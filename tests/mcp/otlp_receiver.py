@@ -12,6 +12,11 @@ JSON line per span to OUT:
      "events": [{"name", "ts_ns", "attributes": {...}}], "dropped_events_count",
      "status": {"code", "message"}}
 
+``--tls CERT KEY`` serves HTTPS with that certificate chain and key (PEM);
+``--client-ca CA`` then also requires a client certificate signed by CA
+(mutual TLS). A connection whose handshake fails is noted in OUT.requests
+as ``tls-error``.
+
 ``--fail-first N`` answers the first N posts 503 (retryable in OTLP/HTTP) without
 reading them, so a test sees the exporter retry; every post's status is appended to
 OUT.requests, one line each.
@@ -26,6 +31,7 @@ import argparse
 import json
 import os
 import signal
+import ssl
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -87,6 +93,8 @@ def main() -> int:
     ap.add_argument("out", help="JSON lines file, one decoded span a line")
     ap.add_argument("--port", type=int, default=0)
     ap.add_argument("--fail-first", type=int, default=0)
+    ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
+    ap.add_argument("--client-ca")
     args = ap.parse_args()
     lock = threading.Lock()
     posts = [0]
@@ -128,7 +136,25 @@ def main() -> int:
         def log_message(self, *a):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request, client_address):
+            # a TLS handshake the client broke off (it did not trust us)
+            # or could not complete (no client certificate)
+            if isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError)):
+                note("tls-error")
+                return
+            super().handle_error(request, client_address)
+
+    server = Server(("127.0.0.1", args.port), Handler)
+    if args.tls:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(args.tls[0], args.tls[1])
+        if args.client_ca:
+            ctx.verify_mode = ssl.CERT_REQUIRED
+            ctx.load_verify_locations(args.client_ca)
+        # the handshake runs in the request's thread (its first read), so a
+        # failed one is that request's error, not the accept loop's
+        server.socket = ctx.wrap_socket(server.socket, server_side=True, do_handshake_on_connect=False)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
 
     def stdin_closed():

@@ -26,7 +26,7 @@ mod spans;
 mod tests;
 
 pub use settings::{OtlpConfig, Settings};
-pub use sink::parent_context;
+pub use sink::{parent_context, tls_material};
 pub use spans::{decision, RequestFacts, SpanEvent, SpanRecord, Tracker};
 
 use crate::event::Event;

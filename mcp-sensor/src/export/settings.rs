@@ -11,20 +11,33 @@
 //! unless one of them names an endpoint, or when `OTEL_SDK_DISABLED=true`.
 //! Headers: the file's `headers`, then `OTEL_EXPORTER_OTLP_HEADERS` /
 //! `OTEL_EXPORTER_OTLP_TRACES_HEADERS` over them (the exporter crate reads
-//! these two itself and adds them last). `OTEL_EXPORTER_OTLP_TIMEOUT` and
+//! these two itself and adds them last). TLS (an `https://` endpoint): the
+//! system's roots, plus the CA of `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`
+//! or `OTEL_EXPORTER_OTLP_CERTIFICATE` or `certificate`, and a client
+//! certificate and key for mutual TLS (`..._CLIENT_CERTIFICATE`,
+//! `..._CLIENT_KEY`, `client_certificate`, `client_key`), as the OTLP
+//! exporter specification names them. `OTEL_EXPORTER_OTLP_TIMEOUT` and
 //! `OTEL_BSP_*` are read by the crates themselves.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 /// `[export.otlp]` of the configuration file.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct OtlpConfig {
-    /// Base URL of the OTLP/HTTP receiver (`http://collector:4318`); spans
-    /// go to `<endpoint>/v1/traces`. Empty: off (unless the environment
-    /// names one).
+    /// Base URL of the OTLP/HTTP receiver (`http://collector:4318`, or
+    /// `https://`); spans go to `<endpoint>/v1/traces`. Empty: off (unless
+    /// the environment names one).
     pub endpoint: String,
+    /// PEM file of CA certificates trusted for an `https://` endpoint,
+    /// besides the system's. Empty: the system's only.
+    pub certificate: String,
+    /// PEM files of a client certificate and its private key (mutual
+    /// TLS): both or neither.
+    pub client_certificate: String,
+    pub client_key: String,
     /// `http/protobuf`, the only protocol this build speaks.
     pub protocol: String,
     /// Extra request headers (`authorization = "Bearer ..."`).
@@ -44,6 +57,9 @@ impl Default for OtlpConfig {
     fn default() -> Self {
         OtlpConfig {
             endpoint: String::new(),
+            certificate: String::new(),
+            client_certificate: String::new(),
+            client_key: String::new(),
             protocol: PROTOCOL.into(),
             headers: BTreeMap::new(),
             service_name: SERVICE_NAME.into(),
@@ -73,6 +89,28 @@ pub struct Settings {
     pub service_name: String,
     pub capture_content: bool,
     pub max_queue_size: usize,
+    pub tls: Tls,
+}
+
+/// TLS files for an `https://` endpoint (PEM), each with where it was named.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Tls {
+    /// CA certificates to trust besides the system's roots.
+    pub certificate: Option<(PathBuf, &'static str)>,
+    /// A client certificate and its key (mutual TLS).
+    pub client: Option<((PathBuf, &'static str), (PathBuf, &'static str))>,
+}
+
+/// A file setting: the traces variable, the general one, then the file's key.
+fn file_setting(
+    env: &impl Fn(&str) -> Option<String>,
+    vars: [&'static str; 2],
+    key: &'static str,
+    file: &str,
+) -> Option<(PathBuf, &'static str)> {
+    vars.iter()
+        .find_map(|v| env(v).map(|p| (PathBuf::from(p.trim()), *v)))
+        .or_else(|| (!file.trim().is_empty()).then(|| (PathBuf::from(file.trim()), key)))
 }
 
 fn traces_url(base: &str) -> String {
@@ -97,15 +135,38 @@ impl Settings {
             return Ok(None);
         };
         let traces_url = traces_url.trim().to_string();
-        if traces_url.starts_with("https://") {
-            return Err(format!(
-                "{source} = {traces_url:?}: this build exports over plain http only (no TLS library is built in); \
-                 point it at a collector on this host or in the cluster (http://...:4318) and let it forward over TLS"
-            ));
+        let scheme = ["http://", "https://"].into_iter().find(|s| traces_url.starts_with(s));
+        if scheme.is_none_or(|s| traces_url.len() <= s.len()) || traces_url.contains(char::is_whitespace) {
+            return Err(format!("{source} = {traces_url:?} is not an http:// or https:// URL (write e.g. http://127.0.0.1:4318)"));
         }
-        if !traces_url.starts_with("http://") || traces_url.len() <= "http://".len() || traces_url.contains(char::is_whitespace) {
-            return Err(format!("{source} = {traces_url:?} is not an http:// URL (write e.g. http://127.0.0.1:4318)"));
-        }
+        let certificate = file_setting(
+            &env,
+            ["OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "OTEL_EXPORTER_OTLP_CERTIFICATE"],
+            "export.otlp.certificate",
+            &cfg.certificate,
+        );
+        let client_cert = file_setting(
+            &env,
+            ["OTEL_EXPORTER_OTLP_TRACES_CLIENT_CERTIFICATE", "OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"],
+            "export.otlp.client_certificate",
+            &cfg.client_certificate,
+        );
+        let client_key = file_setting(
+            &env,
+            ["OTEL_EXPORTER_OTLP_TRACES_CLIENT_KEY", "OTEL_EXPORTER_OTLP_CLIENT_KEY"],
+            "export.otlp.client_key",
+            &cfg.client_key,
+        );
+        let client = match (client_cert, client_key) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            (Some((_, named)), None) | (None, Some((_, named))) => {
+                return Err(format!(
+                    "{named} is set without its pair: mutual TLS needs both the client certificate \
+                     (OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE) and its key (OTEL_EXPORTER_OTLP_CLIENT_KEY)"
+                ))
+            }
+        };
         let (protocol, psource) = match env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL")) {
             Some(p) => (p, "OTEL_EXPORTER_OTLP_PROTOCOL"),
             None => (cfg.protocol.clone(), "export.otlp.protocol"),
@@ -127,6 +188,7 @@ impl Settings {
             service_name,
             capture_content: cfg.capture_content,
             max_queue_size: cfg.max_queue_size,
+            tls: Tls { certificate, client },
         }))
     }
 }

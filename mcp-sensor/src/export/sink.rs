@@ -139,6 +139,68 @@ fn system_time(unix_ns: i128) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(unix_ns.clamp(0, u64::MAX as i128) as u64)
 }
 
+/// The CA certificates and client identity `tls` names, read and parsed.
+/// Errors name the setting, the file and what is wrong with it.
+pub fn tls_material(tls: &super::settings::Tls) -> Result<(Vec<reqwest::Certificate>, Option<reqwest::Identity>), String> {
+    let read = |(path, named): &(std::path::PathBuf, &str)| {
+        std::fs::read(path).map_err(|e| format!("{named} = {}: cannot read it: {e}", path.display()))
+    };
+    let certs = match &tls.certificate {
+        Some(c) => {
+            let certs = reqwest::Certificate::from_pem_bundle(&read(c)?)
+                .map_err(|e| format!("{} = {}: not PEM certificates: {e}", c.1, c.0.display()))?;
+            if certs.is_empty() {
+                return Err(format!("{} = {}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)", c.1, c.0.display()));
+            }
+            certs
+        }
+        None => Vec::new(),
+    };
+    let identity = match &tls.client {
+        Some((cert, key)) => {
+            let mut pem = read(cert)?;
+            pem.push(b'\n');
+            pem.extend(read(key)?);
+            Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
+                format!("{} = {} with {} = {}: not a PEM certificate and private key: {e}", cert.1, cert.0.display(), key.1, key.0.display())
+            })?)
+        }
+        None => None,
+    };
+    Ok((certs, identity))
+}
+
+/// The exporter's timeout as the exporter crate reads it (ms; 10 s).
+fn export_timeout() -> Duration {
+    ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.trim().parse().ok())
+        .map_or(Duration::from_secs(10), Duration::from_millis)
+}
+
+/// An HTTP client trusting `tls`'s CA besides the system's roots and
+/// presenting its client certificate; `None` when `tls` names neither (the
+/// exporter's own client then, with the system's roots). Built on a thread
+/// of its own, as the exporter crate builds its own: a blocking client
+/// must not be built on the agent's async runtime.
+fn tls_client(tls: &super::settings::Tls) -> Result<Option<reqwest::blocking::Client>, String> {
+    if tls.certificate.is_none() && tls.client.is_none() {
+        return Ok(None);
+    }
+    let (certs, identity) = tls_material(tls)?;
+    let timeout = export_timeout();
+    let built = std::thread::spawn(move || {
+        let mut b = reqwest::blocking::Client::builder().timeout(timeout).tls_certs_merge(certs);
+        if let Some(id) = identity {
+            b = b.identity(id);
+        }
+        b.build()
+    })
+    .join()
+    .map_err(|_| "building the OTLP HTTP client panicked".to_string())?;
+    built.map(Some).map_err(|e| format!("building the OTLP HTTP client with the TLS settings: {e}"))
+}
+
 impl Sink {
     /// The provider exporting to `settings.traces_url` with `resource`.
     /// Errors: the exporter could not be built (a malformed URL).
@@ -148,9 +210,13 @@ impl Sink {
             .with_http()
             .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
             .with_endpoint(settings.traces_url.clone())
-            .with_headers(settings.headers.clone().into_iter().collect())
-            .build()
-            .map_err(|e| format!("building the OTLP exporter for {}: {e}", settings.traces_url))?;
+            .with_headers(settings.headers.clone().into_iter().collect());
+        let exporter = match tls_client(&settings.tls)? {
+            Some(client) => exporter.with_http_client(client),
+            None => exporter,
+        }
+        .build()
+        .map_err(|e| format!("building the OTLP exporter for {}: {e}", settings.traces_url))?;
         let counts = Arc::new(Counts::default());
         let counting = Counting { inner: exporter, counts: counts.clone(), url: settings.traces_url.clone() };
         let batch = BatchConfigBuilder::default().with_max_queue_size(settings.max_queue_size).build();

@@ -295,12 +295,47 @@ fn unsupported_settings_are_refused_saying_what_to_write() {
     assert!(e.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && e.contains("http/protobuf"), "{e}");
     let e = resolve(&OtlpConfig { protocol: "http/json".into(), ..file.clone() }, &[]).unwrap_err();
     assert!(e.contains("export.otlp.protocol"), "{e}");
-    let e = resolve(&file, &[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318")]).unwrap_err();
-    assert!(e.contains("plain http") && e.contains("OTEL_EXPORTER_OTLP_ENDPOINT"), "{e}");
     let e = resolve(&OtlpConfig { endpoint: "collector:4318".into(), ..OtlpConfig::default() }, &[]).unwrap_err();
     assert!(e.contains("http://"), "{e}");
+    let e = resolve(&file, &[("OTEL_EXPORTER_OTLP_CLIENT_KEY", "/k.pem")]).unwrap_err();
+    assert!(e.contains("OTEL_EXPORTER_OTLP_CLIENT_KEY") && e.contains("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"), "{e}");
     let e = resolve(&OtlpConfig { max_queue_size: 0, ..file }, &[]).unwrap_err();
     assert!(e.contains("max_queue_size"), "{e}");
+}
+
+#[test]
+fn tls_files_come_from_the_traces_variable_the_general_one_then_the_file() {
+    use std::path::PathBuf;
+    let file = OtlpConfig {
+        endpoint: "https://c:4318".into(),
+        certificate: "/file/ca.pem".into(),
+        client_certificate: "/file/c.pem".into(),
+        client_key: "/file/k.pem".into(),
+        ..OtlpConfig::default()
+    };
+    let s = resolve(&file, &[]).unwrap().unwrap();
+    assert_eq!(s.traces_url, "https://c:4318/v1/traces");
+    assert_eq!(s.tls.certificate, Some((PathBuf::from("/file/ca.pem"), "export.otlp.certificate")));
+    assert_eq!(s.tls.client.as_ref().map(|(c, k)| (c.0.clone(), k.0.clone())), Some(("/file/c.pem".into(), "/file/k.pem".into())));
+    let s = resolve(&file, &[("OTEL_EXPORTER_OTLP_CERTIFICATE", "/env/ca.pem")]).unwrap().unwrap();
+    assert_eq!(s.tls.certificate, Some((PathBuf::from("/env/ca.pem"), "OTEL_EXPORTER_OTLP_CERTIFICATE")));
+    let s = resolve(&file, &[("OTEL_EXPORTER_OTLP_CERTIFICATE", "/env/ca.pem"), ("OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "/t/ca.pem")]).unwrap().unwrap();
+    assert_eq!(s.tls.certificate.unwrap().1, "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE");
+    let none = resolve(&OtlpConfig { endpoint: "https://c".into(), ..OtlpConfig::default() }, &[]).unwrap().unwrap();
+    assert_eq!(none.tls, Default::default(), "the system's roots only");
+}
+
+#[test]
+fn unreadable_or_non_pem_tls_files_are_errors_naming_the_setting_and_file() {
+    let d = crate::test_dir("otlp-tls");
+    let junk = d.join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let tls = |p: &std::path::Path| super::settings::Tls { certificate: Some((p.to_path_buf(), "OTEL_EXPORTER_OTLP_CERTIFICATE")), client: None };
+    let e = super::tls_material(&tls(&d.join("missing.pem"))).unwrap_err();
+    assert!(e.contains("OTEL_EXPORTER_OTLP_CERTIFICATE") && e.contains("missing.pem") && e.contains("cannot read"), "{e}");
+    let e = super::tls_material(&tls(&junk)).unwrap_err();
+    assert!(e.contains("junk.pem") && e.contains("PEM"), "{e}");
+    assert!(super::tls_material(&Default::default()).is_ok_and(|(c, i)| c.is_empty() && i.is_none()));
 }
 
 #[test]
@@ -329,6 +364,7 @@ fn a_full_export_queue_drops_and_counts_and_a_dead_receiver_is_counted_as_failed
         service_name: "t".into(),
         capture_content: false,
         max_queue_size: 1,
+        tls: Default::default(),
     };
     let sink = super::sink::Sink::new(&settings, opentelemetry_sdk::Resource::builder_empty().build()).unwrap();
     let rec = SpanRecord { name: "ping".into(), start_ns: 1, end_ns: 2, traceparent: None, tracestate: None, attributes: vec![], events: vec![], error: None };

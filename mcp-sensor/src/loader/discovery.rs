@@ -212,14 +212,47 @@ impl Sensor {
         Ok(n)
     }
 
+    /// Marks `session`'s channels for the next sweep. Removing them needs a
+    /// walk of every CHANNELS bucket (a channel is keyed by its pipe, not
+    /// its session): one walk per verdict cost the agent ~160 µs per
+    /// short-lived piped process at 65,536 entries, so verdicts are
+    /// batched into one walk a tick, or sooner past `SWEEP_BATCH`. Until
+    /// then a stale channel captures nothing (its session's processes are
+    /// unwatched or moved to another session: stdio.bpf.c checks the
+    /// session), and a new candidate on the same pipe takes it over
+    /// (discover.bpf.h, ms_add_candidate_channel).
     fn remove_channels_of(&mut self, session: u32) -> Result<(), LoadError> {
-        let mut ch = self.channels()?;
-        let keys: Vec<ms_chan_key> =
-            ch.iter().filter_map(Result::ok).filter(|(_, v)| v.session == session).map(|(k, _)| k).collect();
-        for k in keys {
-            // gone already (the kernel removed it on rejection) is fine
-            let _ = ch.remove(&k);
+        self.sweep.insert(session);
+        if self.sweep.len() >= SWEEP_BATCH {
+            self.sweep_channels()?;
         }
         Ok(())
     }
+
+    /// Removes the channels of the sessions marked by `remove_channels_of`
+    /// in one walk of CHANNELS. A marked session that is live again (its
+    /// pid recycled into a new session, watched as its own root) keeps its
+    /// channels: they are the new session's. Returns how many went.
+    pub fn sweep_channels(&mut self) -> Result<usize, LoadError> {
+        if self.sweep.is_empty() {
+            return Ok(0);
+        }
+        let mut gone = std::mem::take(&mut self.sweep);
+        {
+            let w = self.watched()?;
+            gone.retain(|s| !w.get(s, 0).is_ok_and(|v| v.session == *s));
+        }
+        let mut ch = self.channels()?;
+        let keys: Vec<ms_chan_key> =
+            ch.iter().filter_map(Result::ok).filter(|(_, v)| gone.contains(&v.session)).map(|(k, _)| k).collect();
+        let mut n = 0;
+        for k in keys {
+            // gone already (the kernel removed it on rejection) is fine
+            n += usize::from(ch.remove(&k).is_ok());
+        }
+        Ok(n)
+    }
 }
+
+/// Sessions marked before a sweep runs without waiting for the tick.
+const SWEEP_BATCH: usize = 1024;
