@@ -257,9 +257,13 @@ pub fn run(args: RunArgs) -> Result<i32> {
 
     // SCHED_BATCH: the agent's wakeups must not preempt what it watches
     let rt = crate::agent::runtime()?;
-    // after runtime(): the export's threads are SCHED_BATCH too
-    pipeline.export = crate::export::Export::from_config(&cfg.export.otlp, &crate::identity::Host::read())
-        .map_err(|e| anyhow::anyhow!("OTLP export: {e}"))?;
+    // after runtime(): the export's threads are SCHED_BATCH too; in it: a
+    // gRPC exporter's channel runs its connection on the runtime
+    pipeline.export = {
+        let _in_rt = rt.enter();
+        crate::export::Export::from_config(&cfg.export.otlp, &crate::identity::Host::read())
+            .map_err(|e| anyhow::anyhow!("OTLP export: {e}"))?
+    };
     if let Some(x) = &pipeline.export {
         crate::say!("mcp-sensor: exporting a span per MCP request to {} (from {})", x.settings.traces_url, x.settings.source);
     }

@@ -12,7 +12,11 @@ JSON line per span to OUT:
      "events": [{"name", "ts_ns", "attributes": {...}}], "dropped_events_count",
      "status": {"code", "message"}}
 
-``--tls CERT KEY`` serves HTTPS with that certificate chain and key (PEM);
+``--grpc`` serves OTLP/gRPC (the TraceService, with ``grpcio`` and the
+package's generated service) instead of OTLP/HTTP; ``--fail-first`` then
+answers UNAVAILABLE (retryable) and headers are the call's metadata.
+
+``--tls CERT KEY`` serves HTTPS (or gRPC over TLS) with that certificate chain and key (PEM);
 ``--client-ca CA`` then also requires a client certificate signed by CA
 (mutual TLS). A connection whose handshake fails is noted in OUT.requests
 as ``tls-error``.
@@ -88,6 +92,39 @@ def spans_of(req):
                 }
 
 
+def serve_grpc(args, failing, write) -> int:
+    import grpc
+    from concurrent import futures
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+    class Servicer(trace_service_pb2_grpc.TraceServiceServicer):
+        def Export(self, request, context):  # noqa: N802 (the service's name)
+            if failing():
+                context.abort(grpc.StatusCode.UNAVAILABLE, "failing on purpose (--fail-first)")
+            write(request, context.invocation_metadata())
+            return ExportTraceServiceResponse()
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(Servicer(), server)
+    addr = f"127.0.0.1:{args.port}"
+    if args.tls:
+        read = lambda p: open(p, "rb").read()  # noqa: E731
+        ca = read(args.client_ca) if args.client_ca else None
+        creds = grpc.ssl_server_credentials([(read(args.tls[1]), read(args.tls[0]))], root_certificates=ca,
+                                            require_client_auth=ca is not None)
+        port = server.add_secure_port(addr, creds)
+    else:
+        port = server.add_insecure_port(addr)
+    server.start()
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+    print(f"listening {port}", flush=True)
+    done.wait()
+    server.stop(0)
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("out", help="JSON lines file, one decoded span a line")
@@ -95,13 +132,30 @@ def main() -> int:
     ap.add_argument("--fail-first", type=int, default=0)
     ap.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"))
     ap.add_argument("--client-ca")
+    ap.add_argument("--grpc", action="store_true")
     args = ap.parse_args()
     lock = threading.Lock()
     posts = [0]
 
-    def note(status: int) -> None:
+    def note(status) -> None:
         with open(args.out + ".requests", "a", encoding="utf-8") as f:
             f.write(f"{status}\n")
+
+    def failing() -> bool:
+        with lock:
+            posts[0] += 1
+            fail = posts[0] <= args.fail_first
+            note(503 if fail else 200)
+        return fail
+
+    def write(req, headers) -> None:
+        with lock, open(args.out, "a", encoding="utf-8") as f:
+            for span in spans_of(req):
+                span["headers"] = {k.lower(): v for k, v in headers if k.lower().startswith("x-")}
+                f.write(json.dumps(span) + "\n")
+
+    if args.grpc:
+        return serve_grpc(args, failing, write)
 
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 (http.server's name)
@@ -109,11 +163,7 @@ def main() -> int:
             if self.path != "/v1/traces":
                 self.send_error(404)
                 return
-            with lock:
-                posts[0] += 1
-                fail = posts[0] <= args.fail_first
-                note(503 if fail else 200)
-            if fail:
+            if failing():
                 self.send_error(503, "failing on purpose (--fail-first)")
                 return
             req = ExportTraceServiceRequest()
@@ -122,10 +172,7 @@ def main() -> int:
             except Exception as e:  # a body that is not the message
                 self.send_error(400, str(e))
                 return
-            with lock, open(args.out, "a", encoding="utf-8") as f:
-                for span in spans_of(req):
-                    span["headers"] = {k.lower(): v for k, v in self.headers.items() if k.lower().startswith("x-")}
-                    f.write(json.dumps(span) + "\n")
+            write(req, self.headers.items())
             reply = ExportTraceServiceResponse().SerializeToString()
             self.send_response(200)
             self.send_header("Content-Type", "application/x-protobuf")

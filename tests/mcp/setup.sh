@@ -5,7 +5,7 @@
 #   - npm/        : @modelcontextprotocol/server-filesystem, @modelcontextprotocol/server-everything,
 #                   mcp-server-commands (npm; a server whose run_command tool runs `/bin/sh -c`)
 #   - venv-uv     : uv (PyPI), for servers launched with `uvx` / `uv run`
-#   - venv-otlp   : opentelemetry-proto (the official OTLP protobuf classes), for the OTLP
+#   - venv-otlp   : opentelemetry-proto (the official OTLP protobuf classes) and grpcio, for the OTLP
 #                   receiver the export tests run (otlp_receiver.py)
 #   - venv-shell  : mcp-shell-server (PyPI, on mcp 1.x: its own venv), whose tool description
 #                   lists its allowed commands in a per-process order (tests/e2e/rugpull.rs)
@@ -138,6 +138,7 @@ while read -r kind name version _; do
             venv=venv-servers; [ "$name" = mcp ] && venv=venv-client; [ "$name" = uv ] && venv=venv-uv
             [ "$name" = mcp-shell-server ] && venv=venv-shell
             [ "$name" = opentelemetry-proto ] && venv=venv-otlp
+            [ "$name" = grpcio ] && venv=venv-otlp
             got="$("$DEPS/$venv/bin/python" -c 'import sys, importlib.metadata as m; print(m.version(sys.argv[1]))' "$name")"
             ;;
         npm)

@@ -38,7 +38,7 @@ pub struct OtlpConfig {
     /// TLS): both or neither.
     pub client_certificate: String,
     pub client_key: String,
-    /// `http/protobuf`, the only protocol this build speaks.
+    /// `http/protobuf` (OTLP/HTTP, port 4318) or `grpc` (OTLP/gRPC, 4317).
     pub protocol: String,
     /// Extra request headers (`authorization = "Bearer ..."`).
     pub headers: BTreeMap<String, String>,
@@ -69,8 +69,19 @@ impl Default for OtlpConfig {
     }
 }
 
-/// The one protocol supported (OTLP/HTTP with protobuf bodies).
+/// OTLP/HTTP with protobuf bodies, the default protocol.
 pub const PROTOCOL: &str = "http/protobuf";
+/// OTLP/gRPC.
+pub const GRPC: &str = "grpc";
+
+/// How spans travel (the specification's `OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `http/protobuf`: POST `<endpoint>/v1/traces`.
+    HttpProtobuf,
+    /// `grpc`: the TraceService at the endpoint, used as is.
+    Grpc,
+}
 /// The default `service.name`.
 pub const SERVICE_NAME: &str = "mcp-sensor";
 /// Bytes of arguments or result kept per span when `capture_content` is on.
@@ -80,8 +91,10 @@ pub const CONTENT_MAX: usize = 4096;
 /// environment over it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
-    /// The full URL spans are posted to (`.../v1/traces`).
+    /// The full URL spans are posted to (`.../v1/traces`), or the gRPC
+    /// server's URL.
     pub traces_url: String,
+    pub protocol: Protocol,
     /// Where the URL came from: a variable's name or `export.otlp.endpoint`.
     pub source: &'static str,
     /// Headers from the file (the environment's are added by the exporter).
@@ -125,6 +138,25 @@ impl Settings {
         if env("OTEL_SDK_DISABLED").is_some_and(|v| v.trim().eq_ignore_ascii_case("true")) {
             return Ok(None);
         }
+        let (protocol, psource) = match env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL")) {
+            Some(p) => (p, "OTEL_EXPORTER_OTLP_PROTOCOL"),
+            None => (cfg.protocol.clone(), "export.otlp.protocol"),
+        };
+        let protocol = match protocol.trim() {
+            PROTOCOL => Protocol::HttpProtobuf,
+            GRPC => Protocol::Grpc,
+            other => {
+                return Err(format!(
+                    "{psource} = {other:?}: write {PROTOCOL:?} (OTLP/HTTP, port 4318) or {GRPC:?} (OTLP/gRPC, port 4317); \
+                     http/json is not built in"
+                ))
+            }
+        };
+        // OTLP/HTTP posts to <base>/v1/traces; gRPC takes the endpoint as is
+        let traces_url = |base: &str| match protocol {
+            Protocol::HttpProtobuf => traces_url(base),
+            Protocol::Grpc => base.to_string(),
+        };
         let (traces_url, source) = if let Some(u) = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") {
             (u, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
         } else if let Some(u) = env("OTEL_EXPORTER_OTLP_ENDPOINT") {
@@ -167,22 +199,13 @@ impl Settings {
                 ))
             }
         };
-        let (protocol, psource) = match env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| env("OTEL_EXPORTER_OTLP_PROTOCOL")) {
-            Some(p) => (p, "OTEL_EXPORTER_OTLP_PROTOCOL"),
-            None => (cfg.protocol.clone(), "export.otlp.protocol"),
-        };
-        if protocol.trim() != PROTOCOL {
-            return Err(format!(
-                "{psource} = {protocol:?}: only {PROTOCOL:?} is supported (OTLP/HTTP, port 4318 by default); \
-                 grpc is not built in: send to the collector's HTTP receiver"
-            ));
-        }
         if cfg.max_queue_size == 0 {
             return Err("export.otlp.max_queue_size must be at least 1".into());
         }
         let service_name = env("OTEL_SERVICE_NAME").unwrap_or_else(|| cfg.service_name.clone());
         Ok(Some(Settings {
             traces_url,
+            protocol,
             source,
             headers: cfg.headers.clone(),
             service_name,

@@ -1,10 +1,12 @@
 //! Spans -> the OTLP receiver: the OpenTelemetry SDK's tracer provider with
 //! its batch span processor (its own thread, a bounded queue, batches of up
 //! to 512 spans every 5 s or sooner when full; `OTEL_BSP_*` tune it) and
-//! `opentelemetry-otlp`'s OTLP/HTTP protobuf exporter, whose retries with
-//! exponential backoff (3 retries, 100 ms doubling to 1.6 s, jitter; HTTP
-//! 429/502/503/504 and connection errors; the export timeout bounds them
-//! all) are the crate's own.
+//! `opentelemetry-otlp`'s OTLP/HTTP protobuf or OTLP/gRPC exporter, whose
+//! retries with exponential backoff (3 retries, 100 ms doubling to 1.6 s,
+//! jitter; HTTP 429/502/503/504, gRPC UNAVAILABLE and the like, connection
+//! errors; the export timeout bounds them all) are the crate's own. TLS:
+//! rustls with the system's roots, plus the settings' CA and client
+//! certificate ([`tls_material`]).
 //!
 //! Never blocks the pipeline: [`Sink::send`] hands a finished span to the
 //! processor's queue or, when that queue is full, drops it and counts it.
@@ -201,22 +203,68 @@ fn tls_client(tls: &super::settings::Tls) -> Result<Option<reqwest::blocking::Cl
     built.map(Some).map_err(|e| format!("building the OTLP HTTP client with the TLS settings: {e}"))
 }
 
+/// OTLP/HTTP with protobuf bodies, over the exporter's own client or one
+/// with the TLS settings.
+fn http_exporter(settings: &super::Settings) -> Result<opentelemetry_otlp::SpanExporter, String> {
+    use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+        .with_endpoint(settings.traces_url.clone())
+        .with_headers(settings.headers.clone().into_iter().collect());
+    match tls_client(&settings.tls)? {
+        Some(client) => exporter.with_http_client(client),
+        None => exporter,
+    }
+    .build()
+    .map_err(|e| format!("building the OTLP exporter for {}: {e}", settings.traces_url))
+}
+
+/// OTLP/gRPC (tonic): the file's headers as metadata (the exporter adds
+/// `OTEL_EXPORTER_OTLP_HEADERS` itself); for https, the system's roots,
+/// the named CA and the client certificate.
+fn grpc_exporter(settings: &super::Settings) -> Result<opentelemetry_otlp::SpanExporter, String> {
+    use opentelemetry_otlp::tonic_types::metadata::MetadataMap;
+    use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig, Identity};
+    use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+    let mut headers = http::HeaderMap::new();
+    for (k, v) in &settings.headers {
+        let name = http::HeaderName::from_bytes(k.as_bytes()).map_err(|e| format!("export.otlp.headers: {k:?}: {e}"))?;
+        let value = http::HeaderValue::from_str(v).map_err(|e| format!("export.otlp.headers.{k}: {e}"))?;
+        headers.insert(name, value);
+    }
+    let mut builder = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(settings.traces_url.clone())
+        .with_metadata(MetadataMap::from_headers(headers));
+    if settings.traces_url.starts_with("https://") {
+        let read = |(path, named): &(std::path::PathBuf, &str)| {
+            std::fs::read(path).map_err(|e| format!("{named} = {}: cannot read it: {e}", path.display()))
+        };
+        // checked here as for OTLP/HTTP: errors name the setting and file
+        tls_material(&settings.tls)?;
+        let mut tls = ClientTlsConfig::new().with_native_roots();
+        if let Some(ca) = &settings.tls.certificate {
+            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        }
+        if let Some((cert, key)) = &settings.tls.client {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        builder = builder.with_tls_config(tls);
+    }
+    builder.build().map_err(|e| format!("building the OTLP/gRPC exporter for {}: {e}", settings.traces_url))
+}
+
 impl Sink {
     /// The provider exporting to `settings.traces_url` with `resource`.
     /// Errors: the exporter could not be built (a malformed URL).
+    /// A gRPC exporter must be built inside the agent's tokio runtime (its
+    /// channel's connection runs there; the batch thread only waits on it).
     pub fn new(settings: &super::Settings, resource: opentelemetry_sdk::Resource) -> Result<Sink, String> {
-        use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
-            .with_endpoint(settings.traces_url.clone())
-            .with_headers(settings.headers.clone().into_iter().collect());
-        let exporter = match tls_client(&settings.tls)? {
-            Some(client) => exporter.with_http_client(client),
-            None => exporter,
-        }
-        .build()
-        .map_err(|e| format!("building the OTLP exporter for {}: {e}", settings.traces_url))?;
+        let exporter = match settings.protocol {
+            super::settings::Protocol::HttpProtobuf => http_exporter(settings)?,
+            super::settings::Protocol::Grpc => grpc_exporter(settings)?,
+        };
         let counts = Arc::new(Counts::default());
         let counting = Counting { inner: exporter, counts: counts.clone(), url: settings.traces_url.clone() };
         let batch = BatchConfigBuilder::default().with_max_queue_size(settings.max_queue_size).build();

@@ -291,8 +291,8 @@ fn export_is_off_without_an_endpoint_and_the_environment_overrides_the_file() {
 #[test]
 fn unsupported_settings_are_refused_saying_what_to_write() {
     let file = OtlpConfig { endpoint: "http://c:4318".into(), ..OtlpConfig::default() };
-    let e = resolve(&file, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]).unwrap_err();
-    assert!(e.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && e.contains("http/protobuf"), "{e}");
+    let e = resolve(&file, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]).unwrap_err();
+    assert!(e.contains("OTEL_EXPORTER_OTLP_PROTOCOL") && e.contains("http/protobuf") && e.contains("grpc"), "{e}");
     let e = resolve(&OtlpConfig { protocol: "http/json".into(), ..file.clone() }, &[]).unwrap_err();
     assert!(e.contains("export.otlp.protocol"), "{e}");
     let e = resolve(&OtlpConfig { endpoint: "collector:4318".into(), ..OtlpConfig::default() }, &[]).unwrap_err();
@@ -301,6 +301,16 @@ fn unsupported_settings_are_refused_saying_what_to_write() {
     assert!(e.contains("OTEL_EXPORTER_OTLP_CLIENT_KEY") && e.contains("OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE"), "{e}");
     let e = resolve(&OtlpConfig { max_queue_size: 0, ..file }, &[]).unwrap_err();
     assert!(e.contains("max_queue_size"), "{e}");
+}
+
+#[test]
+fn grpc_takes_the_endpoint_as_is_and_http_appends_the_traces_path() {
+    use super::settings::Protocol;
+    let file = OtlpConfig { endpoint: "http://c:4317".into(), protocol: "grpc".into(), ..OtlpConfig::default() };
+    let s = resolve(&file, &[]).unwrap().unwrap();
+    assert_eq!((s.protocol, s.traces_url.as_str()), (Protocol::Grpc, "http://c:4317"));
+    let s = resolve(&file, &[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"), ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://c:4318")]).unwrap().unwrap();
+    assert_eq!((s.protocol, s.traces_url.as_str()), (Protocol::HttpProtobuf, "https://c:4318/v1/traces"));
 }
 
 #[test]
@@ -359,6 +369,7 @@ fn a_full_export_queue_drops_and_counts_and_a_dead_receiver_is_counted_as_failed
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let settings = Settings {
         traces_url: format!("http://127.0.0.1:{port}/v1/traces"),
+        protocol: super::settings::Protocol::HttpProtobuf,
         source: "test",
         headers: Default::default(),
         service_name: "t".into(),
