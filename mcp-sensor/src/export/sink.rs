@@ -141,35 +141,47 @@ fn system_time(unix_ns: i128) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(unix_ns.clamp(0, u64::MAX as i128) as u64)
 }
 
+/// The TLS files of the settings, read once and checked.
+#[derive(Debug)]
+pub struct TlsMaterial {
+    /// The CA certificates' PEM (OTLP/gRPC) and parsed (OTLP/HTTP).
+    pub ca_pem: Option<Vec<u8>>,
+    pub certs: Vec<reqwest::Certificate>,
+    /// The client certificate's and key's PEM, and the two parsed.
+    pub client_pem: Option<(Vec<u8>, Vec<u8>)>,
+    pub identity: Option<reqwest::Identity>,
+}
+
 /// The CA certificates and client identity `tls` names, read and parsed.
 /// Errors name the setting, the file and what is wrong with it.
-pub fn tls_material(tls: &super::settings::Tls) -> Result<(Vec<reqwest::Certificate>, Option<reqwest::Identity>), String> {
+pub fn tls_material(tls: &super::settings::Tls) -> Result<TlsMaterial, String> {
     let read = |(path, named): &(std::path::PathBuf, &str)| {
         std::fs::read(path).map_err(|e| format!("{named} = {}: cannot read it: {e}", path.display()))
     };
-    let certs = match &tls.certificate {
-        Some(c) => {
-            let certs = reqwest::Certificate::from_pem_bundle(&read(c)?)
+    let ca_pem = tls.certificate.as_ref().map(read).transpose()?;
+    let certs = match (&tls.certificate, &ca_pem) {
+        (Some(c), Some(pem)) => {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| format!("{} = {}: not PEM certificates: {e}", c.1, c.0.display()))?;
             if certs.is_empty() {
                 return Err(format!("{} = {}: no PEM certificate in it (-----BEGIN CERTIFICATE-----)", c.1, c.0.display()));
             }
             certs
         }
-        None => Vec::new(),
+        _ => Vec::new(),
     };
-    let identity = match &tls.client {
+    let (client_pem, identity) = match &tls.client {
         Some((cert, key)) => {
-            let mut pem = read(cert)?;
-            pem.push(b'\n');
-            pem.extend(read(key)?);
-            Some(reqwest::Identity::from_pem(&pem).map_err(|e| {
+            let (c, k) = (read(cert)?, read(key)?);
+            let pem = [&c[..], b"\n", &k[..]].concat();
+            let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
                 format!("{} = {} with {} = {}: not a PEM certificate and private key: {e}", cert.1, cert.0.display(), key.1, key.0.display())
-            })?)
+            })?;
+            (Some((c, k)), Some(identity))
         }
-        None => None,
+        None => (None, None),
     };
-    Ok((certs, identity))
+    Ok(TlsMaterial { ca_pem, certs, client_pem, identity })
 }
 
 /// The exporter's timeout as the exporter crate reads it (ms; 10 s).
@@ -189,7 +201,7 @@ fn tls_client(tls: &super::settings::Tls) -> Result<Option<reqwest::blocking::Cl
     if tls.certificate.is_none() && tls.client.is_none() {
         return Ok(None);
     }
-    let (certs, identity) = tls_material(tls)?;
+    let TlsMaterial { certs, identity, .. } = tls_material(tls)?;
     let timeout = export_timeout();
     let built = std::thread::spawn(move || {
         let mut b = reqwest::blocking::Client::builder().timeout(timeout).tls_certs_merge(certs);
@@ -238,17 +250,14 @@ fn grpc_exporter(settings: &super::Settings) -> Result<opentelemetry_otlp::SpanE
         .with_endpoint(settings.traces_url.clone())
         .with_metadata(MetadataMap::from_headers(headers));
     if settings.traces_url.starts_with("https://") {
-        let read = |(path, named): &(std::path::PathBuf, &str)| {
-            std::fs::read(path).map_err(|e| format!("{named} = {}: cannot read it: {e}", path.display()))
-        };
-        // checked here as for OTLP/HTTP: errors name the setting and file
-        tls_material(&settings.tls)?;
+        // checked as for OTLP/HTTP: errors name the setting and file
+        let m = tls_material(&settings.tls)?;
         let mut tls = ClientTlsConfig::new().with_native_roots();
-        if let Some(ca) = &settings.tls.certificate {
-            tls = tls.ca_certificate(Certificate::from_pem(read(ca)?));
+        if let Some(ca) = m.ca_pem {
+            tls = tls.ca_certificate(Certificate::from_pem(ca));
         }
-        if let Some((cert, key)) = &settings.tls.client {
-            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        if let Some((cert, key)) = m.client_pem {
+            tls = tls.identity(Identity::from_pem(cert, key));
         }
         builder = builder.with_tls_config(tls);
     }

@@ -345,7 +345,7 @@ fn unreadable_or_non_pem_tls_files_are_errors_naming_the_setting_and_file() {
     assert!(e.contains("OTEL_EXPORTER_OTLP_CERTIFICATE") && e.contains("missing.pem") && e.contains("cannot read"), "{e}");
     let e = super::tls_material(&tls(&junk)).unwrap_err();
     assert!(e.contains("junk.pem") && e.contains("PEM"), "{e}");
-    assert!(super::tls_material(&Default::default()).is_ok_and(|(c, i)| c.is_empty() && i.is_none()));
+    assert!(super::tls_material(&Default::default()).is_ok_and(|m| m.certs.is_empty() && m.identity.is_none() && m.ca_pem.is_none()));
 }
 
 #[test]
