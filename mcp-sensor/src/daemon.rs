@@ -323,8 +323,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
             let s = &g.stats;
             crate::say!(
                 "mcp-sensor: discovery: {} candidates, {} MCP servers, {} not MCP ({} of their events discarded), \
-                 {} part of another's tree, {} events past the hold bound",
-                s.candidates, s.confirmed, s.rejected, s.discarded, s.folded, s.held_overflow
+                 {} part of another's tree, {} events past the hold bound; {} events came while all candidates held \
+                 their bound, {} held events given up by the quietest for them",
+                s.candidates, s.confirmed, s.rejected, s.discarded, s.folded, s.held_overflow, s.at_bound, s.given_up
             );
         }
         let final_lines = check_final_lines(&log_dir, &pipeline.out);

@@ -172,7 +172,11 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
         hints.push(format!("more than {} files are named by open rules: hard links and other names of the rest are not recognised; narrow the rules' paths", crate::rules::known::MAX_KNOWN));
     }
     if held > 0 {
-        hints.push("a candidate server did more than discovery.max_held_events things before its first MCP message: raise it".into());
+        hints.push(
+            "a candidate server's events before its first MCP message did not fit: it did more than \
+             discovery.max_held_events things, or all candidates together held 4x that and it was the quietest: raise it"
+                .into(),
+        );
     }
     if other.contains_key(DISCOVERY_DECISIONS_FORGOTTEN) {
         hints.push("more than 4096 kernel decisions were held for undecided candidates at once: their alerts may not say the kernel acted".into());

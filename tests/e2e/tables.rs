@@ -133,19 +133,52 @@ fn alone_tables_too_small_at_start_the_daemon_starts_and_says_what_it_could_not_
 /// server: with the default tables it is found; with tables too small for
 /// them, the candidates that did not fit are counted in `drops` (kernel
 /// side: the channel inserts refused) with the setting to raise.
+/// 2,200 idle piped processes started next to the daemon, each a candidate
+/// holding its first events, fill the candidates' shared hold bound; then
+/// a server whose launcher reads an SSH key before the first MCP message.
+/// It is found, and its pre-handshake events, that read and its alert
+/// among them, are kept: the idle candidates, quiet the longest, gave
+/// theirs up (discover/gate.rs). With the shared bound first come, first
+/// served, the launcher's events were all lost (`held_lost` 1,619 in a
+/// new user's trial) and the alert with them.
 #[test]
 fn alone_tables_2200_idle_piped_processes_then_a_real_server_is_found() {
     let d = scratch("tables-2200");
     let target = d.join("notes.txt");
     std::fs::write(&target, "y\n").unwrap();
+    let (_, key, _) = crate::enforce::home_with_key(&d);
+    let wrapper = d.join("read-then-serve.sh");
+    std::fs::write(&wrapper, format!("#!/bin/sh\ncat '{}' >/dev/null\nexec \"$@\"\n", key.display())).unwrap();
+    std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let daemon = Daemon::start(&d, "");
     let idle = Idle::spawn(2200);
-    run_client(&mut client(&d, json!([{"call": "read_text_file", "arguments": {"path": target}}])));
+    let mut command = vec![wrapper.display().to_string()];
+    command.extend(crate::mcp::fs_server(&crate::mcp::mcp_env(), &d));
+    run_client(&mut crate::daemon::client_running(&d, command, json!([{"call": "read_text_file", "arguments": {"path": target}}])));
     let (status, evs) = daemon.stop();
     drop(idle);
     assert_eq!(status, 0);
     assert_server_found(&evs, &target);
     assert_eq!(dropped(&evs, "candidates_untracked", true), 0, "{}", hints(&evs));
+    // positive control: the shared bound was full (the daemon's summary
+    // at stop)
+    let summary: String = std::fs::read_dir(&d)
+        .unwrap()
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().starts_with("daemon-"))
+        .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default())
+        .collect();
+    let at_bound: u64 = summary
+        .split(" events came while all candidates held their bound")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(at_bound > 0, "the idle candidates filled the shared bound: {summary}");
+    let found: Vec<&Value> = evs.iter().filter(|e| e["kind"] == "server_found" && e["exe"].as_str().unwrap_or("").ends_with("node")).collect();
+    assert!(found.iter().any(|f| f["held_lost"].as_u64().unwrap_or(0) == 0), "the server kept its pre-handshake events: {found:?}");
+    let alerts = evs.iter().filter(|e| e["kind"] == "alert" && e["rule"] == "ssh-key-read" && e["event"]["path"] == key.display().to_string()).count();
+    assert_eq!(alerts, 1, "the launcher's key read before the first MCP message alerts");
 }
 
 #[test]

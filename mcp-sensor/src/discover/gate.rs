@@ -16,6 +16,11 @@
 //! candidate turns out to be a server (`discovery_held_overflow`, and
 //! `held_lost` on its `server_found` line); a candidate that is not MCP
 //! would never have been logged, so its overflow joins what it discarded.
+//! All candidates together hold at most 4x `max_held`: when that is full,
+//! the candidate that has been quiet the longest gives up its held events
+//! (counted as its overflow) to the one that has something to hold, so a
+//! crowd of idle candidates (thousands of piped `sleep`s) cannot take a
+//! new server's pre-handshake events, and the alerts they raise, from it.
 //!
 //! A nested candidate (exec'd inside another candidate's tree with stdio
 //! of its own) is decided on its own channel; when that is not MCP it is
@@ -65,8 +70,10 @@ pub(super) struct Candidate {
     pub(super) parent: Option<u32>,
     /// Boot-time ns of its first event (its root's exec).
     pub(super) first_ns: Option<u64>,
-    /// Its events past the hold bound.
+    /// Its events past the hold bound, or given up to a busier candidate.
     pub(super) overflow: u64,
+    /// When it last offered an event: the gate's offer count then.
+    pub(super) last_seq: u64,
 }
 
 /// A candidate just confirmed: what the `server_found` line says.
@@ -94,6 +101,12 @@ pub struct GateStats {
     /// (a `drops` reason, `discovery_held_overflow`) once the candidate is
     /// confirmed.
     pub held_overflow: u64,
+    /// Held events the quietest candidates gave up to busier ones when
+    /// all candidates together held their bound (a loss only for those
+    /// that turn out to be servers, counted in `held_overflow` then).
+    pub given_up: u64,
+    /// Events that came while all candidates together held their bound.
+    pub at_bound: u64,
 }
 
 #[derive(Debug)]
@@ -110,6 +123,8 @@ pub struct Gate {
     rejected_order: VecDeque<u32>,
     max_held: usize,
     pub(super) held_total: usize,
+    /// Events offered so far: the clock of `Candidate::last_seq`.
+    seq: u64,
     /// Events of folded candidates whose tree is a confirmed server:
     /// (session, event), to be written now.
     pub(super) released: Vec<(u32, Event)>,
@@ -131,6 +146,7 @@ impl Gate {
             rejected_order: VecDeque::new(),
             max_held: max_held.max(1),
             held_total: 0,
+            seq: 0,
             released: Vec::new(),
             actions: Vec::new(),
             stats: GateStats::default(),
@@ -166,6 +182,7 @@ impl Gate {
                 parent: parent.filter(|&p| p != session),
                 first_ns: None,
                 overflow: 0,
+                last_seq: self.seq,
             },
         );
     }
@@ -201,16 +218,42 @@ impl Gate {
     /// An event with a kernel decision (`decided`) is always held: the
     /// kernel's kills and refusals are few, and each must reach the log.
     fn hold(&mut self, session: u32, ev: Event, decided: bool) {
+        self.seq += 1;
         let total_cap = self.max_held.saturating_mul(TOTAL_HELD_FACTOR);
-        let (max_held, full) = (self.max_held, self.held_total >= total_cap);
+        let own_full = self.cands.get(&session).is_some_and(|c| c.held.len() >= self.max_held);
+        if self.held_total >= total_cap && !own_full && !decided {
+            self.stats.at_bound += 1;
+            self.evict_quietest(session);
+        }
+        let (max_held, seq, full) = (self.max_held, self.seq, self.held_total >= total_cap);
         let Some(c) = self.cands.get_mut(&session) else { return };
         c.first_ns.get_or_insert(ev.ts_ns);
+        c.last_seq = seq;
         if (c.held.len() >= max_held || full) && !decided {
             c.overflow += 1;
             return;
         }
         c.held.push((ev, decided));
         self.held_total += 1;
+    }
+
+    /// The candidate quiet the longest, other than `except`, gives up its
+    /// held events (those the kernel decided on stay): counted as its
+    /// overflow, a loss only if it turns out to be a server after all.
+    fn evict_quietest(&mut self, except: u32) {
+        let quietest = self
+            .cands
+            .iter()
+            .filter(|(s, c)| **s != except && c.held.iter().any(|(_, d)| !d))
+            .min_by_key(|(_, c)| c.last_seq)
+            .map(|(s, _)| *s);
+        let Some(c) = quietest.and_then(|s| self.cands.get_mut(&s)) else { return };
+        let before = c.held.len();
+        c.held.retain(|(_, decided)| *decided);
+        let gone = before - c.held.len();
+        c.overflow += gone as u64;
+        self.held_total -= gone;
+        self.stats.given_up += gone as u64;
     }
 
     /// An event of `session`: returned when it is to be written now;
@@ -263,6 +306,8 @@ impl Gate {
                 // the conversation itself is held whatever the bound: it
                 // is at most MAX_UNDECIDED messages, and it is the proof
                 Verdict::Undecided => {
+                    self.seq += 1;
+                    c.last_seq = self.seq;
                     c.first_ns.get_or_insert(ev.ts_ns);
                     c.held.push((ev, false));
                     self.held_total += 1;

@@ -127,10 +127,40 @@ fn all_candidates_together_hold_at_most_four_bounds() {
         g.offer(s, open(s), false);
         g.offer(s, open(s), false);
     }
+    assert_eq!(g.held_total, 8, "four bounds of two");
+    let mut found = Vec::new();
     for s in 1..=5 {
-        g.on_channel(s, talk("tools/list"));
+        found.push(g.on_channel(s, talk("tools/list")).0.map(|f| (f.held, f.lost)));
     }
-    assert_eq!(g.stats.held_overflow, 2, "the fifth candidate's two did not fit");
+    assert_eq!(g.stats.held_overflow, 2, "two events lost in all");
+    // the first, quiet the longest, gave its two up to the fifth
+    assert_eq!(found[0], Some((1, 2)));
+    assert_eq!(found[4], Some((3, 0)));
+}
+
+#[test]
+fn a_crowd_of_idle_candidates_cannot_take_a_new_servers_events() {
+    // thousands of piped `sleep`s: each held its exec and went quiet
+    let mut g = Gate::new(16);
+    for s in 100..164 {
+        g.add(s, How::StdioPipes, false);
+        g.offer(s, open(s), false);
+    }
+    assert_eq!(g.held_total, 64, "the total bound (4 x 16) is full");
+    // then a server's launcher, busy before its first MCP message
+    g.add(10, How::StdioPipes, false);
+    for _ in 0..12 {
+        g.offer(10, open(10), false);
+    }
+    let (found, out) = g.on_channel(10, talk("tools/list"));
+    assert_eq!(found.map(|f| (f.held, f.lost)), Some((13, 0)), "all of its events kept");
+    assert_eq!(out.len(), 14);
+    // the quietest twelve gave theirs up: not a loss while they are not servers
+    assert_eq!(g.stats.held_overflow, 0);
+    for s in 100..112 {
+        g.reject_candidate(s, "exited before speaking MCP".into());
+    }
+    assert_eq!(g.stats.discarded, 12, "their given-up events are discarded with them");
 }
 
 #[test]
