@@ -265,7 +265,11 @@ pub fn run(args: RunArgs) -> Result<i32> {
             .map_err(|e| anyhow::anyhow!("OTLP export: {e}"))?
     };
     if let Some(x) = &pipeline.export {
-        crate::say!("mcp-sensor: exporting a span per MCP request to {} (from {})", x.settings.traces_url, x.settings.source);
+        let proto = match x.settings.protocol {
+            crate::export::Protocol::Grpc => "OTLP/gRPC",
+            crate::export::Protocol::HttpProtobuf => "OTLP/HTTP",
+        };
+        crate::say!("mcp-sensor: exporting a span per MCP request to {} ({proto}, from {})", x.settings.traces_url, x.settings.source);
     }
     // the handlers are in place before the line that says the daemon runs:
     // a SIGTERM sent on seeing it must stop the daemon cleanly, not kill it

@@ -97,7 +97,7 @@ fn otlp_export_has_a_span_per_tool_call_with_its_open_and_finding_and_joins_the_
     // the first export is refused with 503: the exporter must retry it
     let rx = Receiver::start(&d, 1);
     let daemon = Daemon::start(&d, &format!("[export.otlp]\nendpoint = \"http://127.0.0.1:{}\"\n[export.otlp.headers]\nx-tenant = \"blue\"\n", rx.port));
-    assert!(daemon.stderr_text().contains("(from export.otlp.endpoint)"), "{}", daemon.stderr_text());
+    assert!(daemon.stderr_text().contains("(OTLP/HTTP, from export.otlp.endpoint)"), "{}", daemon.stderr_text());
     let (trace_id, parent_id) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
     let report = run_client(&mut client(&home, json!([
         {"call": "read_text_file", "arguments": {"path": notes}, "meta": {"traceparent": format!("00-{trace_id}-{parent_id}-01")}},
@@ -178,7 +178,7 @@ fn otlp_export_to_an_unreachable_endpoint_never_blocks_the_pipeline_and_counts_t
     let metrics = format!("127.0.0.1:{}", crate::metrics::free_port());
     let daemon = Daemon::start_env(&d, "", &["--metrics-address", &metrics], &[("OTEL_EXPORTER_OTLP_ENDPOINT", &url)]);
     // the environment alone turned export on, at that endpoint
-    assert!(daemon.stderr_text().contains(&format!("{url}/v1/traces (from OTEL_EXPORTER_OTLP_ENDPOINT)")), "{}", daemon.stderr_text());
+    assert!(daemon.stderr_text().contains(&format!("{url}/v1/traces (OTLP/HTTP, from OTEL_EXPORTER_OTLP_ENDPOINT)")), "{}", daemon.stderr_text());
     let report = run_client(&mut client(&d, json!([
         {"call": "read_text_file", "arguments": {"path": notes}},
         {"call": "list_allowed_directories"},
@@ -293,6 +293,15 @@ fn export_over_mutual_tls(d: &Path, grpc: bool) {
     // the control: the system's roots alone do not trust the test CA
     let (server, fin) = run("without-ca", &[]);
     assert!(rx.spans_of(server).is_empty(), "nothing arrived without the CA");
+    let stderr: String = std::fs::read_dir(d.join("without-ca"))
+        .unwrap()
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().starts_with("daemon-"))
+        .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default())
+        .collect();
+    assert!(stderr.contains("failed after retries") && stderr.contains("OTEL_EXPORTER_OTLP_CERTIFICATE"), "the hint names the certificate: {stderr}");
+    let proto = if grpc { "(OTLP/gRPC, from export.otlp.endpoint)" } else { "(OTLP/HTTP, from export.otlp.endpoint)" };
+    assert!(stderr.contains(proto), "{stderr}");
     assert!(fin["other"]["export_failed"].as_u64().unwrap_or(0) >= 1, "the loss is counted: {fin}");
     let requests = std::fs::read_to_string(rx.out.with_extension("jsonl.requests")).unwrap_or_default();
     if !grpc {

@@ -25,7 +25,7 @@ mod spans;
 #[cfg(test)]
 mod tests;
 
-pub use settings::{OtlpConfig, Settings};
+pub use settings::{OtlpConfig, Protocol, Settings};
 pub use sink::{parent_context, tls_material};
 pub use spans::{decision, RequestFacts, SpanEvent, SpanRecord, Tracker};
 

@@ -69,8 +69,14 @@ impl<E: SpanExporter> SpanExporter for Counting<E> {
                 if self.counts.failed_batches.fetch_add(1, Relaxed) == 0 {
                     crate::say!(
                         "mcp-sensor: OTLP export to {} failed after retries: {e} ({n} spans lost; further failures are counted \
-                         as `export_failed` drops): is the collector running and listening there?",
-                        self.url
+                         as `export_failed` drops): is the collector running and listening there?{}",
+                        self.url,
+                        if self.url.starts_with("https://") {
+                            " Over https, also: does its certificate chain to the system's roots or to the CA \
+                             OTEL_EXPORTER_OTLP_CERTIFICATE (export.otlp.certificate) names, for the host name in the URL?"
+                        } else {
+                            ""
+                        }
                     );
                 }
                 self.counts.failed.fetch_add(n, Relaxed);
