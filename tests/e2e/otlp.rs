@@ -319,3 +319,30 @@ fn otlp_export_over_https_trusts_the_named_ca_and_presents_the_client_certificat
 fn otlp_export_over_grpc_with_mutual_tls() {
     export_over_mutual_tls(&scratch("otlp-grpc"), true);
 }
+
+/// OTLP/gRPC in plain text, configured by the standard variables alone
+/// (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`, an `http://` endpoint used as is),
+/// the first export refused (UNAVAILABLE) and retried: the key read's
+/// span arrives with its finding, nothing is counted lost.
+#[test]
+fn otlp_export_over_plain_grpc_from_the_environment_retries_and_delivers() {
+    let d = scratch("otlp-grpc-plain");
+    let (home, key, _) = home_with_key(&d);
+    let rx = Receiver::start_with(&d, 1, &[Path::new("--grpc")]);
+    let url = format!("http://127.0.0.1:{}", rx.port);
+    let daemon = Daemon::start_env(&d, "", &[], &[("OTEL_EXPORTER_OTLP_ENDPOINT", &url), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]);
+    assert!(daemon.stderr_text().contains(&format!("{url} (OTLP/gRPC, from OTEL_EXPORTER_OTLP_ENDPOINT)")), "{}", daemon.stderr_text());
+    run_client(&mut client(&home, json!([{"call": "read_text_file", "arguments": {"path": key}}])));
+    let (status, evs) = daemon.stop();
+    assert_eq!(status, 0);
+    let (server, id) = call_of(&evs, &key);
+    let spans = rx.spans_of(server);
+    let id = id.as_str().map_or_else(|| id.to_string(), str::to_string);
+    let span = spans.iter().find(|s| s["attributes"]["jsonrpc.request.id"] == id.as_str()).unwrap_or_else(|| panic!("the call's span: {spans:#?}"));
+    assert_eq!(span["name"], "tools/call read_text_file", "{span}");
+    assert!(events_named(span, "security_finding").iter().any(|f| f["attributes"]["security_rule.name"] == "ssh-key-read"), "{span}");
+    let posts = std::fs::read_to_string(rx.out.with_extension("jsonl.requests")).unwrap();
+    assert!(posts.starts_with("503\n200\n"), "refused once, then taken: {posts}");
+    let fin = evs.iter().find(|e| e["kind"] == "drops" && e["final"] == true).expect("final drops");
+    assert!(fin["other"].get("export_failed").is_none(), "{fin}");
+}
