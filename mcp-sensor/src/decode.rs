@@ -659,7 +659,7 @@ mod tests {
         let off = (abi::PATH_MAX - tail.len()) as u16;
         let gap = |skipped, heads: &[&[u8]]| {
             let mut buf = cut_path(tail, skipped, 0, heads, 0);
-            buf[abi::PATH_MAX + 3] = 1; // ms_path_cut.gap
+            buf[abi::PATH_MAX + std::mem::offset_of!(abi::ms_path_cut, gap)] = 1;
             kernel_path(&buf, off, abi::PATH_MAX)
         };
         let k = gap(1, &[b"tmp"]);

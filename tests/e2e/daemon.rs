@@ -85,6 +85,17 @@ impl Daemon {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
 
+    /// The stderr of every daemon started in `dir`, stopped ones too (what
+    /// they said at stop: [`Self::stop`] consumes the daemon).
+    pub(crate) fn stderr_in(dir: &Path) -> String {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .filter(|f| f.file_name().to_string_lossy().starts_with("daemon-") && f.file_name().to_string_lossy().ends_with(".stderr"))
+            .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default())
+            .collect()
+    }
+
     pub(crate) fn signal(&self, sig: i32) {
         // SAFETY: signalling our own child.
         unsafe { libc::kill(self.child.id() as i32, sig) };

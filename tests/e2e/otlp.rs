@@ -214,12 +214,7 @@ fn otlp_export_to_an_unreachable_endpoint_never_blocks_the_pipeline_and_counts_t
     let failed = fin["other"]["export_failed"].as_u64().unwrap_or(0);
     assert!(failed >= requests.len() as u64, "{} spans of this server at least: {fin}", requests.len());
     assert!(fin["hint"].as_str().unwrap_or("").contains("OTLP"), "{fin}");
-    let stderr: String = std::fs::read_dir(&d)
-        .unwrap()
-        .flatten()
-        .filter(|f| f.file_name().to_string_lossy().ends_with(".stderr") && f.file_name().to_string_lossy().starts_with("daemon-"))
-        .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default())
-        .collect();
+    let stderr = Daemon::stderr_in(&d);
     assert!(stderr.contains("OTLP export to") && stderr.contains("failed after retries"), "said once on stderr: {stderr}");
 }
 
@@ -293,12 +288,7 @@ fn export_over_mutual_tls(d: &Path, grpc: bool) {
     // the control: the system's roots alone do not trust the test CA
     let (server, fin) = run("without-ca", &[]);
     assert!(rx.spans_of(server).is_empty(), "nothing arrived without the CA");
-    let stderr: String = std::fs::read_dir(d.join("without-ca"))
-        .unwrap()
-        .flatten()
-        .filter(|f| f.file_name().to_string_lossy().starts_with("daemon-"))
-        .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default())
-        .collect();
+    let stderr = Daemon::stderr_in(&d.join("without-ca"));
     assert!(stderr.contains("failed after retries") && stderr.contains("OTEL_EXPORTER_OTLP_CERTIFICATE"), "the hint names the certificate: {stderr}");
     let proto = if grpc { "(OTLP/gRPC, from export.otlp.endpoint)" } else { "(OTLP/HTTP, from export.otlp.endpoint)" };
     assert!(stderr.contains(proto), "{stderr}");

@@ -162,12 +162,7 @@ fn alone_tables_2200_idle_piped_processes_then_a_real_server_is_found() {
     assert_eq!(dropped(&evs, "candidates_untracked", true), 0, "{}", hints(&evs));
     // positive control: the shared bound was full (the daemon's summary
     // at stop)
-    let summary: String = std::fs::read_dir(&d)
-        .unwrap()
-        .flatten()
-        .filter(|f| f.file_name().to_string_lossy().starts_with("daemon-"))
-        .map(|f| std::fs::read_to_string(f.path()).unwrap_or_default())
-        .collect();
+    let summary = Daemon::stderr_in(&d);
     let at_bound: u64 = summary
         .split(" events came while all candidates held their bound")
         .next()
