@@ -54,6 +54,26 @@ const DROP_REPORT_EVERY: Duration = Duration::from_secs(1);
 /// How often (in drop-report ticks) rule files are checked for changes and
 /// the files rules name are stat'ed again.
 const RULES_EVERY_TICKS: u64 = 2;
+/// How often (in drop-report ticks) the process table forgets exited
+/// processes and freed memory goes back to the kernel.
+const HOUSEKEEPING_EVERY_TICKS: u64 = 10;
+
+/// Forgets exited processes (procs.rs) and returns the allocator's free
+/// pages to the kernel. After a storm (thousands of piped candidates,
+/// their held events freed when they exit), glibc keeps the freed heap
+/// resident: measured +52 MB after 2,100 idle candidates and +66 MB after
+/// a 20,000-process storm, of which `malloc_trim` gave back 40 MB. It
+/// walks the free lists: 0.07 to 6.6 ms measured (the most right after
+/// a storm), every 10 s.
+fn housekeeping(pipeline: &mut Pipeline) {
+    pipeline.procs.forget_exited();
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free memory; it takes the
+    // allocator's own locks.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
 
 /// How the agent runs, besides the sensor and the pipeline.
 pub struct Options {
@@ -236,6 +256,9 @@ pub async fn run_with_control<F: Future<Output = ()>>(
                         }
                     }
                     pipeline.detect.refresh_identities();
+                }
+                if ticks % HOUSEKEEPING_EVERY_TICKS == 0 {
+                    housekeeping(&mut pipeline);
                 }
             }
         }

@@ -61,6 +61,9 @@ pub(crate) fn same_start(a: u64, b: u64) -> bool {
 #[derive(Debug, Default)]
 pub struct ProcTable {
     procs: HashMap<u32, Proc>,
+    /// (pid, start) of the entries that were exited at the last
+    /// [`ProcTable::forget_exited`].
+    exited_seen: Vec<(u32, u64)>,
 }
 
 impl ProcTable {
@@ -140,6 +143,32 @@ impl ProcTable {
                 self.procs.remove(&pid);
             }
         }
+    }
+
+    /// Forgets the processes that had already exited at the last call and
+    /// that no live process names as its parent; returns how many. Called
+    /// every few seconds, so an exited entry stays at least one period for
+    /// records still in flight that name it (a child's fork, exec or
+    /// alert ancestry), and as long as a child it did not see reparented
+    /// lives. Without it, a storm of short-lived processes left its
+    /// entries (and the table's capacity) until the table was full, at
+    /// 65,536 entries: ~8 MB kept after they were all gone.
+    pub fn forget_exited(&mut self) -> usize {
+        let parents: std::collections::HashSet<u32> =
+            self.procs.values().filter(|p| !p.exited).map(|p| p.ppid).collect();
+        let mut n = 0;
+        for (pid, start) in std::mem::take(&mut self.exited_seen) {
+            let gone = self.procs.get(&pid).is_some_and(|p| p.exited && p.start_ns == start);
+            if gone && !parents.contains(&pid) {
+                self.procs.remove(&pid);
+                n += 1;
+            }
+        }
+        self.exited_seen = self.procs.values().filter(|p| p.exited).map(|p| (p.pid, p.start_ns)).collect();
+        if self.procs.capacity() > 4 * self.procs.len().max(1024) {
+            self.procs.shrink_to_fit();
+        }
+        n
     }
 
     pub fn get(&self, pid: u32) -> Option<&Proc> {
@@ -326,6 +355,35 @@ mod tests {
         assert!(!t.in_tree(1, 100) && !t.in_tree(999, 100));
         t.on_exit(101);
         assert!(!t.in_tree(101, 100), "an exited member's pid may be another process now");
+    }
+
+    #[test]
+    fn exited_processes_are_forgotten_one_period_later_unless_a_live_child_names_them() {
+        let mut t = ProcTable::new();
+        t.observe(1, 0, 1, "init");
+        t.on_fork(1, 10, 2, None); // exits, a child lives on
+        t.on_fork(10, 11, 3, None);
+        t.on_fork(1, 20, 4, None); // exits, nothing left
+        t.on_exit(10);
+        t.on_exit(20);
+        assert_eq!(t.forget_exited(), 0, "kept for a period: records may still name them");
+        t.on_fork(1, 30, 5, None);
+        t.on_exit(30); // exited after the last call
+        assert_eq!(t.forget_exited(), 1);
+        assert!(t.get(20).is_none() && t.get(30).is_some());
+        assert!(t.get(10).is_some(), "its live child still names it");
+        assert_eq!(t.ancestry(11, 8).iter().map(|a| a.0).collect::<Vec<_>>(), vec![11, 10, 1]);
+        t.on_exit(11);
+        t.forget_exited();
+        t.forget_exited();
+        assert!(t.get(10).is_none() && t.get(11).is_none() && t.get(30).is_none());
+        // a pid recycled between two calls is the new process: kept
+        t.on_fork(1, 40, 6, None);
+        t.on_exit(40);
+        t.forget_exited();
+        t.observe(40, 1, 999_000_000, "new");
+        t.forget_exited();
+        assert_eq!(t.get(40).map(|p| p.comm.as_str()), Some("new"));
     }
 
     #[test]

@@ -7,7 +7,8 @@
 //! the machine hits all of them alike; the median per setting is reported.
 //!
 //! `--macro` (real workloads with the host-wide daemon off and on) and
-//! `--macro-memory` (the daemon's memory with many processes and servers)
+//! `--macro-memory` (the daemon's memory with many processes and servers,
+//! and `--storm-memory`, through storms of piped processes)
 //! are bench_macro.rs and bench_memory.rs, run after the sensor's build.
 
 use anyhow::{Context, Result};
@@ -298,7 +299,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         crate::bench_macro::check(&a.macro_bench)?;
     }
     crate::cargo(&["build", "--release", "-p", "mcp-sensor"])?;
-    if a.macro_bench.workloads || a.macro_bench.macro_memory {
+    if a.macro_bench.workloads || a.macro_bench.macro_memory || a.macro_bench.storm_memory {
         return crate::bench_macro::run(&a.macro_bench, seed(a.seed));
     }
     let dir = std::env::temp_dir().join(format!("mcp-sensor-bench-{}", std::process::id()));

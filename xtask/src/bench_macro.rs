@@ -85,6 +85,17 @@ pub struct MacroArgs {
     /// servers on the host (bench_memory.rs).
     #[arg(long, conflicts_with_all = ["hooks", "loops_only", "mcp_only", "kill_only"])]
     pub(crate) macro_memory: bool,
+    /// The daemon's memory with idle piped processes (discovery
+    /// candidates) through storms of piped short-lived ones, and after all
+    /// are gone (bench_memory.rs, issue 17).
+    #[arg(long, conflicts_with_all = ["hooks", "loops_only", "mcp_only", "kill_only", "macro_memory"])]
+    pub(crate) storm_memory: bool,
+    /// --storm-memory: idle piped processes to start.
+    #[arg(long, default_value_t = 2_100)]
+    storm_piped: usize,
+    /// --storm-memory: storms of 20,000 piped short-lived processes.
+    #[arg(long, default_value_t = 2)]
+    storms: usize,
     /// --macro-memory: idle processes (`sleep`) to start.
     #[arg(long, default_value_t = 10_000)]
     macro_idle: usize,
@@ -346,6 +357,9 @@ pub fn run(a: &MacroArgs, seed: u64) -> Result<()> {
     }
     if a.macro_memory {
         crate::bench_memory::run(a.macro_idle, a.macro_servers)?;
+    }
+    if a.storm_memory {
+        crate::bench_memory::run_storm(a.storm_piped, a.storms)?;
     }
     Ok(())
 }

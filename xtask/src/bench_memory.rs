@@ -53,11 +53,15 @@ struct Idle {
 }
 
 impl Idle {
-    fn spawn(n: usize) -> Result<Idle> {
+    /// `n` idle processes; `piped`: stdin and stdout are pipes (this
+    /// process's ends closed at once), which makes each one a discovery
+    /// candidate, as non-interactive container processes are.
+    fn spawn(n: usize, piped: bool) -> Result<Idle> {
         let mut v = Idle { group: 0, count: 0 };
+        let io = || if piped { Stdio::piped() } else { Stdio::null() };
         for i in 0..n {
             let mut cmd = Command::new("sleep");
-            cmd.arg("infinity").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).process_group(v.group);
+            cmd.arg("infinity").stdin(io()).stdout(io()).stderr(Stdio::null()).process_group(v.group);
             // SAFETY: between fork and exec the child only calls prctl,
             // which is async-signal-safe.
             unsafe {
@@ -165,7 +169,7 @@ pub fn run(idle: usize, servers: usize) -> Result<()> {
     rows.push(row("daemon started", &d)?);
     reset_peak(d.id())?;
     let t = Instant::now();
-    let sleeping = Idle::spawn(idle)?;
+    let sleeping = Idle::spawn(idle, false)?;
     let spawned = t.elapsed().as_secs_f64();
     rows.push(row(&format!("+ {idle} idle processes (`sleep infinity`, started under it in {spawned:.0} s)"), &d)?);
     std::fs::create_dir_all(base.join("servers"))?;
@@ -195,10 +199,48 @@ pub fn run(idle: usize, servers: usize) -> Result<()> {
         println!("{r}");
     }
     println!(
-        "\nVmRSS once the daemon is idle after each step, of which RssAnon (its own: heap, stacks) and RssFile (mapped: the BPF ring \
-         buffer, 64 MiB by default, then its binary); VmHWM: its peak during the step (reset before it; a started daemon's since its start); \
-         the other BPF maps not included"
+        "{}", ABOUT_ROWS
     );
+    let _ = std::fs::remove_dir_all(&base);
+    Ok(())
+}
+
+/// What the columns of both tables mean.
+const ABOUT_ROWS: &str = "\nVmRSS once the daemon is idle after each step, of which RssAnon (its own: heap, stacks) and RssFile (mapped: the BPF ring \
+         buffer, 64 MiB by default, then its binary); VmHWM: its peak during the step (reset before it; a started daemon's since its start); \
+         the other BPF maps not included";
+
+/// `--storm-memory` (issue 17): the daemon's memory with `piped` idle
+/// discovery candidates, through `storms` storms of 20,000 piped
+/// short-lived processes (`xtask worker exec-piped`), and once all of them
+/// are gone: what the daemon keeps after they exit. The last row waits 25 s
+/// after the idle ones are killed, two of the agent's housekeeping periods
+/// (10 s: exited processes forgotten, free memory given back).
+pub fn run_storm(piped: usize, storms: usize) -> Result<()> {
+    check_room(piped, 0)?;
+    let base = std::env::temp_dir().join(format!("mcp-sensor-bench-storm-{}", std::process::id()));
+    let mut rows = Vec::new();
+    let d = start(&base.join("daemon"))?;
+    rows.push(row("daemon started", &d)?);
+    reset_peak(d.id())?;
+    let idle = Idle::spawn(piped, true)?;
+    rows.push(row(&format!("+ {piped} idle piped processes (`sleep infinity`, pipes on stdin and stdout)"), &d)?);
+    for i in 1..=storms {
+        reset_peak(d.id())?;
+        let out = Command::new(std::env::current_exe()?).args(["worker", "exec-piped", "20000"]).output()?;
+        anyhow::ensure!(out.status.success(), "xtask worker exec-piped: {}", String::from_utf8_lossy(&out.stderr));
+        rows.push(row(&format!("+ storm {i}: 20,000 piped short-lived processes"), &d)?);
+    }
+    reset_peak(d.id())?;
+    drop(idle);
+    std::thread::sleep(Duration::from_secs(25));
+    rows.push(row("all of them gone, 25 s later", &d)?);
+    d.stop()?;
+    println!("\n| daemon memory (issue 17) | processes on the host | VmRSS after (MiB) | of which RssAnon | of which RssFile | VmHWM during (MiB) |\n|---|---|---|---|---|---|");
+    for r in rows {
+        println!("{r}");
+    }
+    println!("{ABOUT_ROWS}");
     let _ = std::fs::remove_dir_all(&base);
     Ok(())
 }

@@ -121,7 +121,7 @@ pub struct Gate {
     pub(super) alias_order: VecDeque<u32>,
     rejected: HashSet<u32>,
     rejected_order: VecDeque<u32>,
-    max_held: usize,
+    pub(super) max_held: usize,
     pub(super) held_total: usize,
     /// Events offered so far: the clock of `Candidate::last_seq`.
     seq: u64,
@@ -250,6 +250,7 @@ impl Gate {
         let Some(c) = quietest.and_then(|s| self.cands.get_mut(&s)) else { return };
         let before = c.held.len();
         c.held.retain(|(_, decided)| *decided);
+        c.held.shrink_to_fit();
         let gone = before - c.held.len();
         c.overflow += gone as u64;
         self.held_total -= gone;

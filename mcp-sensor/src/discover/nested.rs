@@ -14,6 +14,7 @@
 //! Owns the pid -> session map of members and the fold aliases.
 
 use super::gate::{Gate, KernelAction, MAX_REJECTED};
+use crate::event::Event;
 
 /// Members remembered for finding a nested candidate's tree.
 const MAX_MEMBER_OF: usize = 1 << 16;
@@ -88,10 +89,11 @@ impl Gate {
             (e, decided)
         });
         if into_candidate {
+            let max_held = self.max_held;
             let p = self.cands.get_mut(&parent).expect("checked above");
-            p.held.extend(held);
-            // the two trees' events interleave: keep them in time order
-            p.held.sort_by_key(|(e, _)| e.ts_ns);
+            let lost = merge_bounded(&mut p.held, held.collect(), max_held);
+            self.held_total -= lost as usize;
+            p.overflow += lost;
             p.members.extend(c.members);
             p.members_complete &= c.members_complete;
             if let (Some(a), Some(b)) = (p.first_ns, c.first_ns) {
@@ -106,6 +108,33 @@ impl Gate {
         }
         true
     }
+}
+
+/// Merges `more` into `held` (each in time order), keeping what one
+/// candidate's bound allows, as [`Gate`]'s hold does: every event the
+/// kernel decided on, and the earliest others up to `max`. Returns how many
+/// were not kept (the merged candidate's overflow). Without the bound, a
+/// candidate into which thousands of short-lived nested ones fold (a CI
+/// runner's piped children) grew without limit, and so did the agent.
+pub(super) fn merge_bounded(held: &mut Vec<(Event, bool)>, more: Vec<(Event, bool)>, max: usize) -> u64 {
+    let later = held.last().is_none_or(|(last, _)| more.first().is_none_or(|(e, _)| e.ts_ns >= last.ts_ns));
+    if held.len() >= max && later && more.iter().all(|(_, decided)| !decided) {
+        return more.len() as u64; // the common case: full, and all of it later
+    }
+    held.extend(more);
+    // the two trees' events interleave: keep them in time order (two sorted
+    // runs: one merge pass)
+    held.sort_by_key(|(e, _)| e.ts_ns);
+    let (before, mut undecided) = (held.len(), 0usize);
+    held.retain(|(_, decided)| {
+        let keep = *decided || undecided < max;
+        undecided += usize::from(!*decided && keep);
+        keep
+    });
+    if held.capacity() > 2 * held.len().max(16) {
+        held.shrink_to_fit();
+    }
+    (before - held.len()) as u64
 }
 
 #[cfg(test)]

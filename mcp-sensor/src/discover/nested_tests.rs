@@ -139,3 +139,44 @@ fn a_candidate_the_kernel_did_not_nest_is_rejected_as_before() {
     g.reject_candidate(30, "x".into());
     assert!(matches!(g.actions[0], KernelAction::Unwatch { session: 30, .. }));
 }
+
+#[test]
+fn a_storm_of_nested_candidates_folding_into_one_tree_stays_within_its_hold_bound() {
+    // a CI runner with piped children: each child is a nested candidate that
+    // exits silent and folds back; the tree holds at most its bound
+    let mut g = Gate::new(4);
+    g.add(10, How::StdioPipes, false);
+    g.offer(10, ev(10, 1), false);
+    for i in 0..100u32 {
+        let pid = 1000 + i;
+        g.member(10, pid);
+        g.add(pid, How::StdioPipes, true);
+        g.offer(pid, ev(pid, 10 + 3 * u64::from(i)), false);
+        g.offer(pid, ev(pid, 11 + 3 * u64::from(i)), i == 50); // one kernel decision
+        g.exited(pid, pid);
+    }
+    assert_eq!(g.stats.folded, 100);
+    assert_eq!(g.held_total, 5, "the bound (4) and the kernel's decision: {}", g.held_total);
+    let (found, out) = g.on_channel(10, talk("tools/list", 1000));
+    let found = found.expect("confirmed");
+    // 201 events and the request: 6 held (with the request), 196 counted
+    assert_eq!((found.held, found.lost), (6, 196), "every event held or counted");
+    let ts: Vec<u64> = out.iter().map(|e| e.ts_ns).collect();
+    assert_eq!(ts, vec![1, 10, 11, 13, 161, 1000, 1001], "the earliest, and the decided one, in time order");
+}
+
+#[test]
+fn a_fold_keeps_the_earliest_events_of_both_trees() {
+    use super::merge_bounded;
+    let held = |ts: &[u64]| ts.iter().map(|&t| (ev(1, t), false)).collect::<Vec<_>>();
+    let ts = |v: &Vec<(Event, bool)>| v.iter().map(|(e, _)| e.ts_ns).collect::<Vec<_>>();
+    let mut a = held(&[10, 30, 50]);
+    assert_eq!(merge_bounded(&mut a, held(&[20, 40]), 3), 2);
+    assert_eq!(ts(&a), vec![10, 20, 30]);
+    let mut full = held(&[10, 20]);
+    assert_eq!(merge_bounded(&mut full, held(&[30, 40]), 2), 2, "full, all later: counted");
+    assert_eq!(ts(&full), vec![10, 20]);
+    let mut roomy = held(&[10]);
+    assert_eq!(merge_bounded(&mut roomy, held(&[5]), 8), 0);
+    assert_eq!(ts(&roomy), vec![5, 10]);
+}
