@@ -301,6 +301,8 @@ struct ms_chan {
                                  * (the process runs unwatched; raise --max-channels) */
 #define MS_CNT_FIRST_REQ_FULL 8 /* FIRST_REQ refused a session's first-request stamp */
 #define MS_CNT_DENIED_FULL 9    /* DENIED refused a thread's refusal verdict */
+#define MS_CNT_CLIENTS_FULL 10  /* CLIENTS refused a running client (table full): servers it
+                                 * starts are found by their stdio pipes alone */
 #define MS_CNT_MAX 16
 
 /* ==== discovery (mcp-sensor run) =========================================

@@ -42,10 +42,13 @@ struct {
 } CLIENT_COMMS SEC(".maps") MS_WEAK;
 
 /* tgid of a running client -> its start time (0: claim on first sight, for
- * clients the agent found in /proc). LRU: exited clients age out, and the
- * start time keeps a recycled pid from being taken for a client. */
+ * clients the agent found in /proc). An entry goes when its client's last
+ * thread exits (lifecycle.bpf.c); the start time keeps a recycled pid from
+ * being taken for a client meanwhile. A plain hash, not an LRU: when full,
+ * a new client is refused and counted (MS_CNT_CLIENTS_FULL), where an LRU
+ * would have silently evicted a live client's entry. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 8192);
 	__type(key, __u32);
 	__type(value, __u64);
@@ -170,8 +173,8 @@ static __always_inline struct ms_watch *ms_discover_exec(struct task_struct *p, 
 
 	struct ms_comm_key ck = {};
 	bpf_get_current_comm(ck.comm, sizeof(ck.comm));
-	if (bpf_map_lookup_elem(&CLIENT_COMMS, &ck))
-		bpf_map_update_elem(&CLIENTS, &tgid, &start, BPF_ANY);
+	if (bpf_map_lookup_elem(&CLIENT_COMMS, &ck) && bpf_map_update_elem(&CLIENTS, &tgid, &start, BPF_ANY))
+		ms_count(MS_CNT_CLIENTS_FULL, 1);
 
 	__u32 reason = 0;
 	if (mode & MS_DISC_CLIENTS) {

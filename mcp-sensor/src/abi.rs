@@ -69,6 +69,7 @@ pub const CNT_CAND_LOST: u32 = 7;
 pub const CNT_FIRST_REQ_FULL: u32 = 8;
 /// DENIED refused a thread's refusal verdict.
 pub const CNT_DENIED_FULL: u32 = 9;
+pub const CNT_CLIENTS_FULL: u32 = 10;
 pub const CNT_MAX: u32 = 16;
 
 pub const FD_NONE: u32 = 0xffff_ffff;
@@ -128,6 +129,7 @@ pub fn counter_name(c: u32) -> Option<&'static str> {
         CNT_CAND_LOST => "candidates_untracked",
         CNT_FIRST_REQ_FULL => "first_request_map_full",
         CNT_DENIED_FULL => "denied_map_full",
+        CNT_CLIENTS_FULL => "clients_map_full",
         _ => return None,
     })
 }
@@ -648,6 +650,7 @@ mod tests {
             ("MS_CNT_REGS", CNT_REGS), ("MS_CNT_SENT_FULL", CNT_SENT_FULL),
             ("MS_CNT_CHAN_FULL", CNT_CHAN_FULL), ("MS_CNT_CAND_LOST", CNT_CAND_LOST),
             ("MS_CNT_FIRST_REQ_FULL", CNT_FIRST_REQ_FULL), ("MS_CNT_DENIED_FULL", CNT_DENIED_FULL),
+            ("MS_CNT_CLIENTS_FULL", CNT_CLIENTS_FULL),
             ("MS_OP_CONNECT", OP_CONNECT as u32), ("MS_OP_SENDTO", OP_SENDTO as u32),
             ("MS_OP_SENDMSG", OP_SENDMSG as u32), ("MS_OP_SENDMMSG", OP_SENDMMSG as u32),
             ("MS_OP_IO_URING", OP_IO_URING as u32), ("MS_OP_OTHER", OP_OTHER as u32),

@@ -171,6 +171,7 @@ fn totals(sensor: &mut Sensor, queue: u64, pipeline: &Pipeline) -> Totals {
         log_write_failed: pipeline.out.lost,
         discovery_held_overflow: pipeline.gate.as_ref().map_or(0, |g| g.stats.held_overflow),
         discovery_discarded: pipeline.gate.as_ref().map_or(0, |g| g.stats.discarded),
+        discovery_candidates_evicted: pipeline.gate.as_ref().map_or(0, |g| g.stats.evicted),
         discovery_decisions_forgotten: pipeline.held_decisions_forgotten,
         stdio: pipeline.sessions.stdio_loss,
         known_files_full: pipeline.detect.known_refused(),
@@ -234,7 +235,10 @@ pub async fn run_with_control<F: Future<Output = ()>>(
                 stopping = true;
                 let _ = stop_tx.send(true);
             }
-            Some(c) = control.recv() => c(&mut sensor, &mut pipeline),
+            Some(c) = control.recv() => {
+                c(&mut sensor, &mut pipeline);
+                apply_kernel_actions(&mut sensor, &mut pipeline);
+            }
             Some(()) = async { reload.as_mut()?.recv().await }, if reload.is_some() => {
                 if let Some(files) = rule_files.as_mut() {
                     reload_rules(&mut pipeline, files, "requested");

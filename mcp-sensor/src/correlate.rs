@@ -29,6 +29,11 @@ struct SessionState {
     /// One reassembler per direction, indexed by abi::DIR_*.
     reasm: [Reassembler; 2],
     session: Session,
+    /// Capture losses of its channel while it was a discovery candidate:
+    /// counted in `stdio_loss` only if it turns out to be a server
+    /// ([`Sessions::count_held_losses`]). A `cat | grep` whose stdin the
+    /// kernel stopped capturing mid-stream is no loss of ours.
+    held_loss: StdioLoss,
 }
 
 /// Sessions whose root exited are kept this many at most (their orphaned
@@ -42,8 +47,10 @@ pub struct Sessions {
     max_message: usize,
     frames: Vec<Frame>,
     outputs: Vec<SessionOutput>,
-    /// Capture losses of every channel since the start, in bytes and
-    /// messages (`gaps`, `gap_bytes`, `damaged` of [`crate::mcp::FramingStats`]).
+    /// Capture losses of every server's channel since the start, in bytes
+    /// and messages (`gaps`, `gap_bytes`, `damaged` of
+    /// [`crate::mcp::FramingStats`]); a candidate's count once it is
+    /// confirmed.
     pub stdio_loss: StdioLoss,
 }
 
@@ -56,6 +63,14 @@ pub struct StdioLoss {
     pub gap_bytes: u64,
     /// Messages written incomplete because a gap or a reset cut them.
     pub messages_damaged: u64,
+}
+
+impl StdioLoss {
+    fn add(&mut self, o: StdioLoss) {
+        self.gaps += o.gaps;
+        self.gap_bytes += o.gap_bytes;
+        self.messages_damaged += o.messages_damaged;
+    }
 }
 
 impl Default for Sessions {
@@ -105,6 +120,7 @@ impl Sessions {
                 cmdline_name,
                 reasm: [Reassembler::new(max), Reassembler::new(max)],
                 session: Session::new(),
+                held_loss: StdioLoss::default(),
             },
         );
     }
@@ -128,9 +144,17 @@ impl Sessions {
         self.state(id, procs);
     }
 
-    /// Forgets session `id` (a candidate that turned out not to be MCP).
+    /// Forgets session `id` (a candidate that turned out not to be MCP),
+    /// and the capture losses held for it with it.
     pub fn forget(&mut self, id: u32) {
         self.sessions.remove(&id);
+    }
+
+    /// Candidate `id` is a server: the capture losses held for it count.
+    pub fn count_held_losses(&mut self, id: u32) {
+        if let Some(s) = self.sessions.get_mut(&id) {
+            self.stdio_loss.add(std::mem::take(&mut s.held_loss));
+        }
     }
 
     /// A process exited; when it is a session's root, the session ends and
@@ -200,6 +224,13 @@ impl Sessions {
     /// the `rpc`/`malformed` events it completes (`base` carries the
     /// common fields of the process that read or wrote it).
     pub fn on_stdio(&mut self, chunk: Stdio, base: Event, procs: &ProcTable) -> Vec<Event> {
+        self.on_stdio_of(chunk, base, procs, false)
+    }
+
+    /// [`Sessions::on_stdio`]; `candidate`: the session is an undecided
+    /// discovery candidate, whose capture losses are held until it is
+    /// confirmed ([`Sessions::count_held_losses`]) or forgotten.
+    pub fn on_stdio_of(&mut self, chunk: Stdio, base: Event, procs: &ProcTable, candidate: bool) -> Vec<Event> {
         let (dir, idx) = if chunk.dir == abi::DIR_IN {
             (Direction::ClientToServer, 0)
         } else {
@@ -235,9 +266,10 @@ impl Sessions {
             .collect();
         self.frames = frames;
         self.outputs = outputs;
-        self.stdio_loss.gaps += lost.gaps;
-        self.stdio_loss.gap_bytes += lost.gap_bytes;
-        self.stdio_loss.messages_damaged += lost.messages_damaged;
+        match self.sessions.get_mut(&id) {
+            Some(s) if candidate => s.held_loss.add(lost),
+            _ => self.stdio_loss.add(lost),
+        }
         events
     }
 }
@@ -341,6 +373,27 @@ mod tests {
         let whole = out.iter().filter(|e| matches!(&e.body, Body::Rpc(r) if !r.truncated)).count() as u64;
         assert_eq!(whole, 2, "#1 and #5");
         assert!(whole + loss.messages_damaged + loss.gaps <= 5);
+    }
+
+    #[test]
+    fn a_candidates_capture_losses_count_only_once_it_is_a_server() {
+        // a gap on the channel of an undecided candidate: held, not counted
+        let text = "{\"jsonrpc\":\"2.0\",\"method\":\"a\"}\n".repeat(3);
+        let n = text.len() as u64 / 3;
+        for confirmed in [false, true] {
+            let mut f = Feed::new();
+            f.s.on_stdio_of(chunk(10, abi::DIR_IN, 0, &text[..n as usize]), base(), &f.procs, true);
+            f.s.on_stdio_of(chunk(10, abi::DIR_IN, 2 * n, &text[2 * n as usize..]), base(), &f.procs, true);
+            assert_eq!(f.s.stdio_loss, StdioLoss::default(), "held while undecided");
+            if confirmed {
+                f.s.count_held_losses(10);
+            } else {
+                f.s.forget(10); // not MCP (a `cat | grep`): no loss of ours
+                f.s.count_held_losses(10);
+            }
+            let want = if confirmed { StdioLoss { gaps: 1, gap_bytes: n, messages_damaged: 0 } } else { StdioLoss::default() };
+            assert_eq!(f.s.stdio_loss, want, "confirmed: {confirmed}");
+        }
     }
 
     #[test]

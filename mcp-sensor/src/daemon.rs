@@ -91,10 +91,12 @@ fn adopt_running(cfg: &Config, sensor: &mut Sensor, pipeline: &mut Pipeline) -> 
     let plan = scan::plan(&infos, &names, cfg.discovery.stdio_pipes, std::process::id());
     for &pid in &plan.clients {
         if let Err(e) = sensor.add_client(pid) {
-            // an LRU map: full only when the kernel cannot allocate
+            // more clients running than the table holds: their servers
+            // are found by their stdio pipes alone (counted)
             if !e.is_table_full() {
                 return Err(e.into());
             }
+            pipeline.startup_untracked += 1;
         }
     }
     let (mut adopted, mut untracked, mut missed) = (0, 0u64, Vec::new());
@@ -328,8 +330,9 @@ pub fn run(args: RunArgs) -> Result<i32> {
             crate::say!(
                 "mcp-sensor: discovery: {} candidates, {} MCP servers, {} not MCP ({} of their events discarded), \
                  {} part of another's tree, {} events past the hold bound; {} events came while all candidates held \
-                 their bound, {} held events given up by the quietest for them",
-                s.candidates, s.confirmed, s.rejected, s.discarded, s.folded, s.held_overflow, s.at_bound, s.given_up
+                 their bound, {} held events given up by the quietest for them; {} idle candidates unwatched to make room \
+                 in the full kernel tables",
+                s.candidates, s.confirmed, s.rejected, s.discarded, s.folded, s.held_overflow, s.at_bound, s.given_up, s.evicted
             );
         }
         let final_lines = check_final_lines(&log_dir, &pipeline.out);
@@ -370,6 +373,12 @@ async fn adopt_late(
                      found in /proc once room freed (what they did before now was not seen){}",
                     p.adopted,
                     if p.waiting > 0 { format!("; {} processes still wait for room", p.waiting) } else { String::new() }
+                ),
+                Ok(p) if p.evicted > 0 => crate::say!(
+                    "mcp-sensor: unwatched {} candidate servers idle for {} s to make room in the full kernel tables for {} processes they had missed",
+                    p.evicted,
+                    late::IDLE_EVICT.as_secs(),
+                    p.waiting
                 ),
                 Ok(_) => {}
                 Err(e) => {

@@ -456,8 +456,11 @@ pub fn set_exec_front(pid: u32) {
 }
 
 /// The process and its parents up to the MCP client: past the server's
-/// root, through `mcp-sensor exec` when it wraps the server, to the first
-/// other process. Without a server, up to pid 1.
+/// root, through `mcp-sensor exec` when it wraps the server and through
+/// the launchers discovery watched on the way (a wrapper script rejected
+/// for the banner it printed, whose child on the same pipes is the
+/// server: its records carried a session), to the first process discovery
+/// never watched, the client. Without a server, up to pid 1.
 pub fn ancestry(procs: &ProcTable, pid: u32, server_root: Option<u32>) -> Vec<Hop> {
     let chain = procs.ancestry(pid, MAX_ANCESTRY);
     let me = match EXEC_FRONT.load(std::sync::atomic::Ordering::Relaxed) {
@@ -470,8 +473,9 @@ pub fn ancestry(procs: &ProcTable, pid: u32, server_root: Option<u32>) -> Vec<Ho
         if pid == 1 {
             break;
         }
+        let launcher = procs.get(pid).is_some_and(|p| p.session != 0);
         out.push(Hop { pid, exe });
-        if past_root && pid != me {
+        if past_root && pid != me && !launcher {
             break; // the client
         }
         if Some(pid) == server_root {

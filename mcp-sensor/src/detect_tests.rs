@@ -156,6 +156,21 @@ fn a_change_with_a_new_server_version_is_an_upgrade_alert() {
 }
 
 #[test]
+fn ancestry_reaches_the_client_through_a_watched_wrapper() {
+    // client 50 -> wrapper 60 (a candidate rejected for its banner: its
+    // records carried its own session) -> server 100 -> worker 101
+    let mut p = procs();
+    p.observe(60, 50, 0, "sh").session = 60;
+    p.on_exec(60, "/usr/bin/dash".into(), vec![]);
+    p.observe(100, 60, 0, "node").session = 100;
+    let pids: Vec<u32> = ancestry(&p, 101, Some(100)).iter().map(|h| h.pid).collect();
+    assert_eq!(pids, [101, 100, 60, 50]);
+    // no wrapper: the client right past the root, as before
+    let pids: Vec<u32> = ancestry(&procs(), 101, Some(100)).iter().map(|h| h.pid).collect();
+    assert_eq!(pids, [101, 100, 50]);
+}
+
+#[test]
 fn ancestry_without_a_server_stops_before_pid_1() {
     let hops = ancestry(&procs(), 101, None);
     let pids: Vec<u32> = hops.iter().map(|h| h.pid).collect();

@@ -24,6 +24,10 @@ pub const DISCOVERY_DISCARDED: &str = "discovery_discarded";
 pub const STDIO_GAPS: &str = "stdio_gaps";
 pub const STDIO_GAP_BYTES: &str = "stdio_gap_bytes";
 pub const STDIO_MESSAGES_DAMAGED: &str = "stdio_messages_damaged";
+/// `other` key: idle candidates unwatched to make room in the full kernel
+/// tables for a candidate they had missed (discover/late.rs): were one of
+/// them a server, what it says from then on is not seen.
+pub const DISCOVERY_CANDIDATES_EVICTED: &str = "discovery_candidates_evicted";
 /// `other` key: kernel decisions (kills, refusals) on held events whose
 /// record was forgotten when that table was full and reset.
 pub const DISCOVERY_DECISIONS_FORGOTTEN: &str = "discovery_decisions_forgotten";
@@ -76,6 +80,8 @@ pub struct Totals {
     pub discovery_discarded: u64,
     /// Held kernel decisions forgotten (pipeline, MAX_HELD_DECISIONS).
     pub discovery_decisions_forgotten: u64,
+    /// Idle candidates unwatched for room (discover::late).
+    pub discovery_candidates_evicted: u64,
     /// Identities of files rules name that the known-file table had no
     /// room for (rules/known.rs): opens of them under other names are
     /// judged by the name alone.
@@ -132,6 +138,7 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
         (STDIO_GAP_BYTES, now.stdio.gap_bytes, before.stdio.gap_bytes),
         (STDIO_MESSAGES_DAMAGED, now.stdio.messages_damaged, before.stdio.messages_damaged),
         (DISCOVERY_DECISIONS_FORGOTTEN, now.discovery_decisions_forgotten, before.discovery_decisions_forgotten),
+        (DISCOVERY_CANDIDATES_EVICTED, now.discovery_candidates_evicted, before.discovery_candidates_evicted),
         (STDOUT_WRITE_FAILED, now.stdout_write_failed, before.stdout_write_failed),
         (FIRST_REQUEST_EVICTED, now.first_request_evicted, before.first_request_evicted),
     ] {
@@ -197,10 +204,23 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
              the kernel's channel table was full; raise --max-channels (sensor.max_channels), and --max-watched with it"
         ));
     }
+    if other.contains_key(DISCOVERY_CANDIDATES_EVICTED) {
+        hints.push(
+            "candidates idle for 10 s were unwatched to make room in the full kernel tables for one they had missed:              raise --max-channels (sensor.max_channels) and --max-watched"
+                .into(),
+        );
+    }
     if other.contains_key(FIRST_REQUEST_EVICTED) {
         hints.push(
             "more sessions than --max-watched (sensor.max_watched) stamped their first request: a live server's stamp \
              was evicted and restored within a second; until then its after-first-request kills were the agent's, late"
+                .into(),
+        );
+    }
+    if other.contains_key("clients_map_full") {
+        hints.push(
+            "more MCP clients ran at once than the kernel's client table holds (8,192): the servers of those past it \
+             are found by their stdio pipes alone (discovery.stdio_pipes)"
                 .into(),
         );
     }

@@ -97,7 +97,7 @@ impl Pipeline {
             match a {
                 KernelAction::Unwatch { session, .. } => self.sessions.forget(*session),
                 KernelAction::Fold { from, .. } => self.sessions.forget(*from),
-                KernelAction::Confirm { .. } => {}
+                KernelAction::Confirm { session, .. } => self.sessions.count_held_losses(*session),
             }
         }
         actions
@@ -302,7 +302,8 @@ impl Pipeline {
             Record::Stdio(_) if tagged != h.session => return,
             Record::Stdio(s) => {
                 let base = self.base(&h);
-                let evs = self.sessions.on_stdio(s, base, &self.procs);
+                let candidate = self.gate.as_ref().is_some_and(|g| g.is_candidate(h.session));
+                let evs = self.sessions.on_stdio_of(s, base, &self.procs, candidate);
                 self.deliver_channel(h.session, &h, evs);
                 return;
             }

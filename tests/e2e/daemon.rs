@@ -411,10 +411,12 @@ fn kernel_daemon_finds_a_server_behind_a_wrapper_rejected_for_its_stdout_banner(
     let wrapper = d.join("banner-server.sh");
     std::fs::write(&wrapper, "#!/bin/sh\necho \"wrapper: starting $1\"\n\"$@\"\n").unwrap();
     std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_, key, _) = crate::enforce::home_with_key(&d);
     let daemon = Daemon::start_env(&d, "", &[], &[("MCP_SENSOR_DEBUG_DISCOVERY", "1")]);
     let mut command = vec![wrapper.display().to_string()];
     command.extend(fs_server(&mcp_env(), &d));
-    let report = run_client(&mut client_running(&d, command, json!([{"call": "read_text_file", "arguments": {"path": target}}])));
+    let steps = json!([{"call": "read_text_file", "arguments": {"path": target}}, {"call": "read_text_file", "arguments": {"path": key}}]);
+    let report = run_client(&mut client_running(&d, command, steps));
     assert_eq!(report["results"][0]["content_text"], "behind a banner\n", "{report}");
     let stderr = daemon.stderr_text();
     let (status, evs) = daemon.stop();
@@ -422,4 +424,14 @@ fn kernel_daemon_finds_a_server_behind_a_wrapper_rejected_for_its_stdout_banner(
     // positive control: the wrapper was a candidate, rejected for its banner
     assert!(stderr.contains("its stdio began with 'w'"), "the wrapper was rejected for its banner:\n{stderr}");
     assert_read_attributed(&evs, &target, "stdio_pipes", true);
+    // the key read's alert names the whole chain: the server, the wrapper
+    // it came out of, and past it the client (python), not the wrapper as
+    // the client
+    let key = key.display().to_string();
+    let alert = evs.iter().find(|e| e["kind"] == "alert" && e["rule"] == "ssh-key-read" && e["event"]["path"] == key.as_str());
+    let alert = alert.unwrap_or_else(|| panic!("an ssh-key-read alert for {key}:\n{}", describe(&evs)));
+    let exes: Vec<&str> = alert["ancestry"].as_array().unwrap().iter().map(|h| h["exe"].as_str().unwrap_or("")).collect();
+    let node = exes.iter().position(|e| e.ends_with("node")).unwrap_or_else(|| panic!("the server in {exes:?}"));
+    assert!(exes[node + 1..].first().is_some_and(|e| e.ends_with("sh")), "the wrapper right past the server: {exes:?}");
+    assert!(exes.last().is_some_and(|e| e.contains("python")), "the client last: {exes:?}");
 }

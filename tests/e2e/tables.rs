@@ -195,10 +195,12 @@ fn alone_tables_2200_idle_piped_processes_in_small_tables_the_loss_is_counted() 
 /// The fallback for a server the full tables missed (discover/late.rs):
 /// with the channel table full of idle piped processes, a real server
 /// launched by the SDK client is not tracked at its exec (counted, and
-/// marked by the kernel); once the idle processes exit, the daemon finds it
-/// in /proc and adopts it, and the server's next call is logged.
+/// marked by the kernel). While the idle processes keep running, the
+/// daemon unwatches some that have been idle for 10 s to make room,
+/// finds the server in /proc and adopts it, and the server's next call is
+/// logged.
 #[test]
-fn alone_tables_a_server_the_full_tables_missed_is_adopted_from_proc_once_room_frees() {
+fn alone_tables_a_server_the_full_tables_missed_is_adopted_while_idle_candidates_still_fill_them() {
     let d = scratch("tables-late");
     let target = d.join("notes.txt");
     std::fs::write(&target, "z\n").unwrap();
@@ -206,6 +208,11 @@ fn alone_tables_a_server_the_full_tables_missed_is_adopted_from_proc_once_room_f
     let daemon = Daemon::start_with(&d, "", &["--max-channels", "1024"]);
     // 520 candidates want 1,040 slots: the table is full
     let idle = Idle::spawn(520);
+    // they are idle for 10 s (the eviction's threshold) before the server
+    // starts: room is made for it, not freed by chance (the client's own
+    // short-lived processes leave a few slots, which the newest, the
+    // server, would take first)
+    std::thread::sleep(std::time::Duration::from_secs(11));
     let steps = json!([{"touch": ready}, {"wait_file": go}, {"call": "read_text_file", "arguments": {"path": target}}]);
     let mut c = client(&d, steps);
     let session = std::thread::spawn(move || run_client(&mut c));
@@ -216,12 +223,7 @@ fn alone_tables_a_server_the_full_tables_missed_is_adopted_from_proc_once_room_f
         assert!(std::time::Instant::now() < deadline, "the client's session did not start within 120 s");
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
-    std::thread::sleep(std::time::Duration::from_secs(1));
-    assert!(!daemon.stderr_text().contains("now tracking"), "nothing adopted while the table is full");
-    // the idle processes exit (their marks with them): what is adopted
-    // now is a live process the table missed, the server's tree
-    drop(idle);
-    // retries back off to a minute while the table is full
+    // the idle processes run on: room is made by unwatching some of them
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while !daemon.stderr_text().contains("now tracking") {
         assert!(std::time::Instant::now() < deadline, "no late adoption within 120 s:\n{}", daemon.stderr_text());
@@ -231,9 +233,13 @@ fn alone_tables_a_server_the_full_tables_missed_is_adopted_from_proc_once_room_f
     let report = session.join().unwrap();
     assert_eq!(report["ok"], true, "{report}");
     let (status, evs) = daemon.stop();
+    drop(idle);
     assert_eq!(status, 0);
     assert_server_found(&evs, &target);
     assert!(dropped(&evs, "candidates_untracked", true) > 0, "the miss is counted: {}", hints(&evs));
+    let evicted = dropped(&evs, "discovery_candidates_evicted", true);
+    assert!((1..520).contains(&evicted), "some idle candidates made room, counted: {evicted}; {}", hints(&evs));
+    assert!(hints(&evs).contains("idle for 10 s"), "{}", hints(&evs));
 }
 
 /// The ids of the loaded maps named `name` (bpftool).
@@ -402,4 +408,53 @@ fn mount_point_of(path: &str) -> String {
         .filter(|m| m == "/" || path == m || path.starts_with(&format!("{m}/")))
         .max_by_key(|m| m.len())
         .unwrap()
+}
+
+/// The entries of map `id` (bpftool).
+fn map_entries(id: u64) -> usize {
+    let out = Command::new("bpftool").args(["-j", "map", "dump", "id", &id.to_string()]).output().expect("run bpftool");
+    assert!(out.status.success(), "bpftool map dump: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice::<Vec<Value>>(&out.stdout).expect("bpftool prints JSON").len()
+}
+
+/// CLIENTS, the kernel's table of running MCP clients (8,192 entries):
+/// a client leaves it when it exits, and one that does not fit is
+/// counted (`clients_map_full`), where the LRU it was evicted a live
+/// client's entry without a trace. The clients here are `sleep` copied
+/// under a name the configuration lists as a client's. Alone: it reads the
+/// one loaded CLIENTS.
+#[test]
+fn alone_tables_clients_leave_the_client_table_when_they_exit_and_one_past_it_is_counted() {
+    let d = scratch("tables-clients");
+    let fake = d.join("msclientx");
+    std::fs::copy("/bin/sleep", &fake).unwrap();
+    let daemon = Daemon::start(&d, "[discovery]\nextra_clients = [\"msclientx\"]\n");
+    let ids = maps_named("CLIENTS");
+    assert_eq!(ids.len(), 1, "one daemon's CLIENTS loaded: {ids:?}");
+    let before = map_entries(ids[0]);
+    let spawn = |n: usize| -> Vec<std::process::Child> {
+        (0..n).map(|_| Command::new(&fake).arg("3600").stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap()).collect()
+    };
+    let kill = |v: Vec<std::process::Child>| {
+        for mut c in v {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    };
+    // positive control: running clients are in the table
+    let some = spawn(200);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(map_entries(ids[0]) >= before + 200, "200 clients in CLIENTS (had {before})");
+    kill(some);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(map_entries(ids[0]), before, "the exited clients left the table");
+    // 8,300 at once: at least 108 past the table's 8,192
+    let many = spawn(8300);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (status, evs) = daemon.stop();
+    kill(many);
+    assert_eq!(status, 0);
+    let refused = dropped(&evs, "clients_map_full", true);
+    assert!(refused >= (8300 + before - 8192) as u64, "clients past the table counted: {refused}\n{}", hints(&evs));
+    assert!(hints(&evs).contains("client table"), "{}", hints(&evs));
 }

@@ -74,6 +74,9 @@ pub(super) struct Candidate {
     pub(super) overflow: u64,
     /// When it last offered an event: the gate's offer count then.
     pub(super) last_seq: u64,
+    /// Boot-time ns of its last event (of its becoming a candidate, before
+    /// any): how long it has been idle ([`Gate::evict_idle`]).
+    pub(super) last_ns: u64,
 }
 
 /// A candidate just confirmed: what the `server_found` line says.
@@ -107,6 +110,9 @@ pub struct GateStats {
     pub given_up: u64,
     /// Events that came while all candidates together held their bound.
     pub at_bound: u64,
+    /// Idle candidates unwatched to make room in full kernel tables for a
+    /// candidate they had missed (late.rs).
+    pub evicted: u64,
 }
 
 #[derive(Debug)]
@@ -183,6 +189,7 @@ impl Gate {
                 first_ns: None,
                 overflow: 0,
                 last_seq: self.seq,
+                last_ns: crate::timefmt::Clock::boot_ns(),
             },
         );
     }
@@ -229,6 +236,7 @@ impl Gate {
         let Some(c) = self.cands.get_mut(&session) else { return };
         c.first_ns.get_or_insert(ev.ts_ns);
         c.last_seq = seq;
+        c.last_ns = c.last_ns.max(ev.ts_ns);
         if (c.held.len() >= max_held || full) && !decided {
             c.overflow += 1;
             return;
@@ -309,6 +317,7 @@ impl Gate {
                 Verdict::Undecided => {
                     self.seq += 1;
                     c.last_seq = self.seq;
+                    c.last_ns = c.last_ns.max(ev.ts_ns);
                     c.first_ns.get_or_insert(ev.ts_ns);
                     c.held.push((ev, false));
                     self.held_total += 1;
@@ -349,7 +358,7 @@ impl Gate {
     }
 
     /// Drops a candidate and asks for its tree to be unwatched.
-    fn reject(&mut self, session: u32, reason: String) {
+    pub(super) fn reject(&mut self, session: u32, reason: String) {
         if std::env::var_os("MCP_SENSOR_DEBUG_DISCOVERY").is_some() {
             crate::say!("mcp-sensor: discovery: pid {session} is not an MCP server: {reason}");
         }

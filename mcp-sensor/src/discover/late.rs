@@ -7,9 +7,21 @@
 //! any marked process lives, it reads /proc, classifies the marked
 //! processes as the startup scan does ([`super::scan::plan`]) and adopts
 //! them ([`super::adopt`]) once the tables have room, retrying with a
-//! backoff while they are full. An adopted server is decided by what it
-//! says from then on (its next request and answer): what it did before was
-//! not seen, and the counters say so.
+//! backoff while they are full, the newest first. An adopted server is
+//! decided by what it says from then on (its next request and answer):
+//! what it did before was not seen, and the counters say so.
+//!
+//! Room is made, not only waited for: when a marked candidate does not
+//! fit, as many candidates as did not fit are unwatched among those idle
+//! for [`IDLE_EVICT`] (no event and no message since; the idle the longest
+//! first; `drops`: `discovery_candidates_evicted`). Without it, thousands
+//! of idle piped processes (a host's non-interactive containers) that
+//! filled the tables kept every server started after them unseen for as
+//! long as they ran. A candidate that has done nothing for that long is
+//! not in the middle of a launch (npx is busy opening files until its
+//! server speaks), and an MCP client speaks to its server at once.
+
+use super::gate::Gate;
 
 use super::{adopt, scan};
 use crate::loader::Sensor;
@@ -22,6 +34,8 @@ use std::time::{Duration, Instant};
 /// meets a full table doubles the wait, up to [`MOST`].
 const FIRST: Duration = Duration::from_secs(2);
 const MOST: Duration = Duration::from_secs(60);
+/// How long a candidate must have been idle to be unwatched for room.
+pub const IDLE_EVICT: Duration = Duration::from_secs(10);
 
 /// What the retries owe: the marked pids not yet adopted, and when to try.
 #[derive(Debug)]
@@ -46,6 +60,8 @@ pub struct Pass {
     pub adopted: usize,
     /// Marked processes still waiting for room.
     pub waiting: usize,
+    /// Idle candidates unwatched to make room for them.
+    pub evicted: usize,
 }
 
 impl Late {
@@ -56,6 +72,13 @@ impl Late {
         if self.pending.len() > before && self.next_try.is_none() {
             self.next_try = Some(now + FIRST);
         }
+    }
+
+    /// Room was made: the next pass comes [`FIRST`] after `now` (once the
+    /// agent's sweep has removed the evicted candidates' channels).
+    pub fn room_made(&mut self, now: Instant) {
+        self.wait = FIRST;
+        self.next_try = Some(now + FIRST);
     }
 
     /// Whether a pass is due at `now`.
@@ -81,7 +104,7 @@ impl Late {
             self.wait = (self.wait * 2).min(MOST);
             self.next_try = Some(now + self.wait);
         }
-        Pass { adopted, waiting: self.pending.len() }
+        Pass { adopted, waiting: self.pending.len(), evicted: 0 }
     }
 }
 
@@ -104,7 +127,11 @@ pub fn retry(
     let plan = scan::plan(&infos, clients, stdio_pipes, std::process::id());
     let mut adopted = 0;
     let mut waiting = HashSet::new();
-    for c in late.picks(&plan) {
+    let mut missed = 0;
+    let mut picks = late.picks(&plan);
+    // the newest first: a server just started before the idle crowd
+    picks.sort_by_key(|c| std::cmp::Reverse(start_ticks(c.root)));
+    for c in picks {
         let mut watched = false;
         for &pid in &c.members {
             watched |= sensor.is_watched(pid)?;
@@ -118,9 +145,47 @@ pub fn retry(
             adopted += 1;
         } else {
             waiting.extend(c.members.iter().copied());
+            missed += 1;
         }
     }
-    Ok(late.settle(&waiting, adopted, now))
+    let mut pass = late.settle(&waiting, adopted, now);
+    if missed > 0 {
+        let idle_ns = IDLE_EVICT.as_nanos() as u64;
+        pass.evicted = pipeline.gate.as_mut().map_or(0, |g| g.evict_idle(missed, crate::timefmt::Clock::boot_ns(), idle_ns));
+        if pass.evicted > 0 {
+            late.room_made(now);
+        }
+    }
+    Ok(pass)
+}
+
+/// When `pid` started (clock ticks since boot; 0 when it is gone).
+fn start_ticks(pid: u32) -> u64 {
+    procfs::process::Process::new(pid as i32).and_then(|p| p.stat()).map_or(0, |s| s.starttime)
+}
+
+impl Gate {
+    /// Unwatches up to `n` candidates that have said nothing on their
+    /// channel and done nothing for `idle_ns` as of `now_ns` (boot-time
+    /// ns), the idle the longest first: rejected (their channels and
+    /// watch entries freed), counted in `stats.evicted`. Nested candidates
+    /// stay (their tree's). Returns how many.
+    pub fn evict_idle(&mut self, n: usize, now_ns: u64, idle_ns: u64) -> usize {
+        let mut idle: Vec<(u64, u32)> = self
+            .cands
+            .iter()
+            .filter(|(_, c)| c.talk.undecided() == 0 && c.parent.is_none() && now_ns.saturating_sub(c.last_ns) >= idle_ns)
+            .map(|(s, c)| (c.last_ns, *s))
+            .collect();
+        idle.sort_unstable();
+        idle.truncate(n);
+        for &(last, s) in &idle {
+            let secs = now_ns.saturating_sub(last) / 1_000_000_000;
+            self.reject(s, format!("idle for {secs} s while the kernel tables were full: unwatched to make room for a candidate they missed"));
+        }
+        self.stats.evicted += idle.len() as u64;
+        idle.len()
+    }
 }
 
 #[cfg(test)]
@@ -154,16 +219,44 @@ mod tests {
         let mut now = t0 + FIRST;
         let mut waits = Vec::new();
         for _ in 0..8 {
-            assert_eq!(l.settle(&waiting, 0, now), Pass { adopted: 0, waiting: 1 }, "21 settled (exited or no longer a candidate)");
+            assert_eq!(l.settle(&waiting, 0, now), Pass { adopted: 0, waiting: 1, evicted: 0 }, "21 settled (exited or no longer a candidate)");
             let next = l.next_try.unwrap();
             waits.push((next - now).as_secs());
             now = next;
         }
         assert_eq!(waits, vec![4, 8, 16, 32, 60, 60, 60, 60]);
         // room freed: adopted, nothing owed, the next mark starts over
-        assert_eq!(l.settle(&HashSet::new(), 1, now), Pass { adopted: 1, waiting: 0 });
+        assert_eq!(l.settle(&HashSet::new(), 1, now), Pass { adopted: 1, waiting: 0, evicted: 0 });
         assert!(!l.due(now + MOST) && l.adopted == 1);
         l.note([40], now);
         assert_eq!(l.next_try, Some(now + FIRST));
+    }
+
+    #[test]
+    fn only_candidates_idle_long_enough_are_evicted_the_idle_longest_first() {
+        let mut g = Gate::new(100);
+        for s in [10, 20, 30, 40, 50] {
+            g.add(s, How::StdioPipes, false);
+        }
+        let base = crate::timefmt::Clock::boot_ns();
+        let sec = 1_000_000_000;
+        let ev = |pid: u32, ts_ns: u64| crate::event::Event::for_test(pid, ts_ns, crate::event::Body::Fork { child_pid: 0 }, None);
+        g.offer(10, ev(10, base + 5 * sec), false); // busy (a launcher)
+        g.offer(20, ev(20, base + sec), false);
+        let msg = crate::event::Rpc { method: Some("initialize".into()), id: Some(1.into()), ..crate::event::Rpc::new(crate::event::Direction::ClientToServer, "request", 1, false) };
+        let (found, _) = g.on_channel(30, vec![crate::event::Event { body: crate::event::Body::Rpc(msg), ..ev(30, base) }]);
+        assert!(found.is_none(), "30 spoke: undecided, not idle");
+        g.member(40, 41);
+        g.add(41, How::StdioPipes, true); // nested: its tree's
+        let now = base + 12 * sec;
+        // idle >= 10 s: 40 and 50 (nothing since they became candidates),
+        // then 20 (its last event 11 s before now); not 10 nor 30 nor 41
+        assert_eq!(g.evict_idle(2, now, 10 * sec), 2);
+        assert!(!g.is_candidate(40) && !g.is_candidate(50) && g.is_candidate(20));
+        assert_eq!(g.evict_idle(9, now, 10 * sec), 1);
+        assert!(g.is_candidate(10) && g.is_candidate(30) && g.is_candidate(41) && !g.is_candidate(20));
+        assert_eq!(g.stats.evicted, 3);
+        assert!(g.actions.iter().all(|a| matches!(a, crate::discover::KernelAction::Unwatch { .. })));
+        assert!(g.last_reject.as_ref().is_some_and(|(_, r)| r.contains("kernel tables were full")));
     }
 }
