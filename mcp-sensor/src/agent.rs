@@ -60,11 +60,10 @@ const HOUSEKEEPING_EVERY_TICKS: u64 = 10;
 
 /// Forgets exited processes (procs.rs) and returns the allocator's free
 /// pages to the kernel. After a storm (thousands of piped candidates,
-/// their held events freed when they exit), glibc keeps the freed heap
-/// resident: measured +52 MB after 2,100 idle candidates and +66 MB after
-/// a 20,000-process storm, of which `malloc_trim` gave back 40 MB. It
-/// walks the free lists: 0.07 to 6.6 ms measured (the most right after
-/// a storm), every 10 s.
+/// their held events freed when they are decided or exit), glibc kept the
+/// freed heap resident: 40 MB of it, given back by one `malloc_trim`
+/// (BENCHMARKS.md, issue 17). It walks the free lists: 0.07 to 6.6 ms
+/// measured (the most right after a storm), every 10 s.
 fn housekeeping(pipeline: &mut Pipeline) {
     pipeline.procs.forget_exited();
     #[cfg(target_env = "gnu")]
