@@ -290,6 +290,13 @@ static __always_inline void ms_reject_candidate(struct ms_chan_key *key, __u32 s
 {
 	__u32 tgid = bpf_get_current_pid_tgid() >> 32;
 	bpf_map_delete_elem(&CHANNELS, key);
+	/* and its other stdio channel, unused so far (its stdin, when the
+	 * banner went to stdout): a nested candidate stays watched, and a
+	 * child it starts on those pipes (a wrapper's server) would otherwise
+	 * stay its member on a channel of a session already judged, never a
+	 * candidate of its own (ms_discover_exec) */
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	ms_del_channels_of(ms_fd_file(task, 0), ms_fd_file(task, 1), session);
 	struct ms_watch *w = bpf_map_lookup_elem(&WATCHED, &tgid);
 	if (w && !(w->flags & MS_F_CAND_NESTED))
 		bpf_map_delete_elem(&WATCHED, &tgid);

@@ -460,7 +460,8 @@ pub fn set_exec_front(pid: u32) {
 /// the launchers discovery watched on the way (a wrapper script rejected
 /// for the banner it printed, whose child on the same pipes is the
 /// server: its records carried a session), to the first process discovery
-/// never watched, the client. Without a server, up to pid 1.
+/// never watched: the client, or its parent when the client was itself a
+/// candidate (its own stdio piped). Without a server, up to pid 1.
 pub fn ancestry(procs: &ProcTable, pid: u32, server_root: Option<u32>) -> Vec<Hop> {
     let chain = procs.ancestry(pid, MAX_ANCESTRY);
     let me = match EXEC_FRONT.load(std::sync::atomic::Ordering::Relaxed) {

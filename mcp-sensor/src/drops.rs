@@ -206,7 +206,7 @@ fn to_drops(now: &Totals, before: &Totals, is_final: bool) -> Drops {
     }
     if other.contains_key(DISCOVERY_CANDIDATES_EVICTED) {
         hints.push(
-            "candidates idle for 10 s were unwatched to make room in the full kernel tables for one they had missed:              raise --max-channels (sensor.max_channels) and --max-watched"
+            "candidates idle for 10 s were unwatched to make room in the full kernel tables for one they had missed: raise --max-channels (sensor.max_channels) and --max-watched"
                 .into(),
         );
     }

@@ -405,7 +405,23 @@ fn daemon_enforces_on_found_servers_and_spares_unconfirmed_candidates() {
 /// rejected wrapper, its reads of the client's requests went uncaptured.
 #[test]
 fn kernel_daemon_finds_a_server_behind_a_wrapper_rejected_for_its_stdout_banner() {
-    let d = scratch("daemon-banner");
+    behind_a_banner_wrapper("daemon-banner", false);
+}
+
+/// The same under a client whose own stdin and stdout are pipes (an IDE's
+/// extension host, a CI runner, a sandbox's command runner): the client
+/// is a candidate, the wrapper a nested one in its tree, and its rejection
+/// folds it back, not unwatches it. The server it starts on the same pipes
+/// must still become a candidate of its own (discover.bpf.h: the rejected
+/// wrapper's unused stdin channel goes with its stdout's); a new user's
+/// trial found it a member of the folded wrapper, never found, 4 in 5.
+#[test]
+fn kernel_daemon_finds_a_server_behind_a_banner_wrapper_under_a_client_with_piped_stdio() {
+    behind_a_banner_wrapper("daemon-banner-piped", true);
+}
+
+fn behind_a_banner_wrapper(name: &str, piped_client: bool) {
+    let d = scratch(name);
     let target = d.join("notes.txt");
     std::fs::write(&target, "behind a banner\n").unwrap();
     let wrapper = d.join("banner-server.sh");
@@ -416,13 +432,19 @@ fn kernel_daemon_finds_a_server_behind_a_wrapper_rejected_for_its_stdout_banner(
     let mut command = vec![wrapper.display().to_string()];
     command.extend(fs_server(&mcp_env(), &d));
     let steps = json!([{"call": "read_text_file", "arguments": {"path": target}}, {"call": "read_text_file", "arguments": {"path": key}}]);
-    let report = run_client(&mut client_running(&d, command, steps));
+    let mut client = client_running(&d, command, steps);
+    if piped_client {
+        client.stdin(Stdio::piped());
+    }
+    let report = run_client(&mut client);
     assert_eq!(report["results"][0]["content_text"], "behind a banner\n", "{report}");
     let stderr = daemon.stderr_text();
     let (status, evs) = daemon.stop();
     assert_eq!(status, 0);
-    // positive control: the wrapper was a candidate, rejected for its banner
-    assert!(stderr.contains("its stdio began with 'w'"), "the wrapper was rejected for its banner:\n{stderr}");
+    // positive control: the wrapper was a candidate, rejected for its
+    // banner (nested in the piped client's tree: folded back into it)
+    let rejected = if piped_client { "tree, not a server of its own" } else { "its stdio began with 'w'" };
+    assert!(stderr.contains(rejected), "the wrapper was rejected for its banner:\n{stderr}");
     assert_read_attributed(&evs, &target, "stdio_pipes", true);
     // the key read's alert names the whole chain: the server, the wrapper
     // it came out of, and past it the client (python), not the wrapper as
@@ -433,5 +455,9 @@ fn kernel_daemon_finds_a_server_behind_a_wrapper_rejected_for_its_stdout_banner(
     let exes: Vec<&str> = alert["ancestry"].as_array().unwrap().iter().map(|h| h["exe"].as_str().unwrap_or("")).collect();
     let node = exes.iter().position(|e| e.ends_with("node")).unwrap_or_else(|| panic!("the server in {exes:?}"));
     assert!(exes[node + 1..].first().is_some_and(|e| e.ends_with("sh")), "the wrapper right past the server: {exes:?}");
-    assert!(exes.last().is_some_and(|e| e.contains("python")), "the client last: {exes:?}");
+    // the client is the first process discovery never watched; a client
+    // whose own stdio is piped was a candidate itself, and the ancestry
+    // goes one past it (its parent: this test)
+    let client = if piped_client { exes.len().checked_sub(2) } else { exes.len().checked_sub(1) };
+    assert!(client.is_some_and(|i| i > node + 1 && exes[i].contains("python")), "the client (python) after the wrapper: {exes:?}");
 }

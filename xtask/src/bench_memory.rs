@@ -20,8 +20,9 @@
 //!
 //! Reported per step: VmRSS once the daemon is idle after the step, split
 //! into RssAnon (its own) and RssFile (mapped files: most of it is the
-//! BPF ring buffer, 64 MiB by default, kernel memory mapped into the agent
-//! to read events; then its binary's pages), and VmHWM, its peak during
+//! BPF ring buffer, 32 MiB by default, kernel memory mapped into the agent
+//! twice, so a record can be read across the ring's end: 64 MiB of RSS;
+//! then its binary's pages), and VmHWM, its peak during
 //! the step. The other BPF maps are kernel memory, not in the RSS
 //! (`bpftool map show` gives their memlock).
 //!
@@ -207,7 +208,7 @@ pub fn run(idle: usize, servers: usize) -> Result<()> {
 
 /// What the columns of both tables mean.
 const ABOUT_ROWS: &str = "\nVmRSS once the daemon is idle after each step, of which RssAnon (its own: heap, stacks) and RssFile (mapped: the BPF ring \
-         buffer, 64 MiB by default, then its binary); VmHWM: its peak during the step (reset before it; a started daemon's since its start); \
+         buffer, 32 MiB by default and mapped twice: 64 MiB, then its binary); VmHWM: its peak during the step (reset before it; a started daemon's since its start); \
          the other BPF maps not included";
 
 /// `--storm-memory` (issue 17): the daemon's memory with `piped` idle

@@ -30,6 +30,7 @@ pub fn adopt(sensor: &mut Sensor, pipeline: &mut Pipeline, c: &scan::Candidate) 
     }
     let gate = pipeline.gate.as_mut().expect("the daemon's pipeline has a gate");
     gate.add(c.root, c.how, false);
+    gate.mark_adopted(c.root);
     for &pid in &c.members {
         gate.member(c.root, pid);
     }

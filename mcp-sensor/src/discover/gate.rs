@@ -77,6 +77,10 @@ pub(super) struct Candidate {
     /// Boot-time ns of its last event (of its becoming a candidate, before
     /// any): how long it has been idle ([`Gate::evict_idle`]).
     pub(super) last_ns: u64,
+    /// Found in /proc (at start, or late for want of room), not at its
+    /// exec: what it did before was not seen, so its being idle says
+    /// nothing (a server waiting on its user); never evicted.
+    pub(super) adopted: bool,
 }
 
 /// A candidate just confirmed: what the `server_found` line says.
@@ -190,8 +194,16 @@ impl Gate {
                 overflow: 0,
                 last_seq: self.seq,
                 last_ns: crate::timefmt::Clock::boot_ns(),
+                adopted: false,
             },
         );
+    }
+
+    /// Candidate `session` was found in /proc (discover/adopt.rs).
+    pub fn mark_adopted(&mut self, session: u32) {
+        if let Some(c) = self.cands.get_mut(&session) {
+            c.adopted = true;
+        }
     }
 
     pub fn is_candidate(&self, session: u32) -> bool {

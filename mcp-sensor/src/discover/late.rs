@@ -14,7 +14,9 @@
 //! Room is made, not only waited for: when a marked candidate does not
 //! fit, as many candidates as did not fit are unwatched among those idle
 //! for [`IDLE_EVICT`] (no event and no message since; the idle the longest
-//! first; `drops`: `discovery_candidates_evicted`). Without it, thousands
+//! first; `drops`: `discovery_candidates_evicted`), among the candidates
+//! made at their exec: one found in /proc is never evicted (its silence
+//! may be a server's waiting on its user). Without it, thousands
 //! of idle piped processes (a host's non-interactive containers) that
 //! filled the tables kept every server started after them unseen for as
 //! long as they ran. A candidate that has done nothing for that long is
@@ -169,12 +171,15 @@ impl Gate {
     /// channel and done nothing for `idle_ns` as of `now_ns` (boot-time
     /// ns), the idle the longest first: rejected (their channels and
     /// watch entries freed), counted in `stats.evicted`. Nested candidates
-    /// stay (their tree's). Returns how many.
+    /// stay (their tree's), and so do candidates found in /proc: one
+    /// adopted late is there because it was missed, and its silence may
+    /// be a server's waiting on its user (a new user's trial lost such a
+    /// server to eviction 10 s after adopting it). Returns how many.
     pub fn evict_idle(&mut self, n: usize, now_ns: u64, idle_ns: u64) -> usize {
         let mut idle: Vec<(u64, u32)> = self
             .cands
             .iter()
-            .filter(|(_, c)| c.talk.undecided() == 0 && c.parent.is_none() && now_ns.saturating_sub(c.last_ns) >= idle_ns)
+            .filter(|(_, c)| !c.adopted && c.talk.undecided() == 0 && c.parent.is_none() && now_ns.saturating_sub(c.last_ns) >= idle_ns)
             .map(|(s, c)| (c.last_ns, *s))
             .collect();
         idle.sort_unstable();
@@ -233,7 +238,7 @@ mod tests {
     }
 
     #[test]
-    fn only_candidates_idle_long_enough_are_evicted_the_idle_longest_first() {
+    fn only_candidates_made_at_exec_and_idle_long_enough_are_evicted_the_idle_longest_first() {
         let mut g = Gate::new(100);
         for s in [10, 20, 30, 40, 50] {
             g.add(s, How::StdioPipes, false);
@@ -248,13 +253,15 @@ mod tests {
         assert!(found.is_none(), "30 spoke: undecided, not idle");
         g.member(40, 41);
         g.add(41, How::StdioPipes, true); // nested: its tree's
+        g.add(60, How::StdioPipes, false);
+        g.mark_adopted(60); // found in /proc: maybe a server waiting on its user
         let now = base + 12 * sec;
         // idle >= 10 s: 40 and 50 (nothing since they became candidates),
         // then 20 (its last event 11 s before now); not 10 nor 30 nor 41
         assert_eq!(g.evict_idle(2, now, 10 * sec), 2);
         assert!(!g.is_candidate(40) && !g.is_candidate(50) && g.is_candidate(20));
         assert_eq!(g.evict_idle(9, now, 10 * sec), 1);
-        assert!(g.is_candidate(10) && g.is_candidate(30) && g.is_candidate(41) && !g.is_candidate(20));
+        assert!(g.is_candidate(10) && g.is_candidate(30) && g.is_candidate(41) && g.is_candidate(60) && !g.is_candidate(20));
         assert_eq!(g.stats.evicted, 3);
         assert!(g.actions.iter().all(|a| matches!(a, crate::discover::KernelAction::Unwatch { .. })));
         assert!(g.last_reject.as_ref().is_some_and(|(_, r)| r.contains("kernel tables were full")));
