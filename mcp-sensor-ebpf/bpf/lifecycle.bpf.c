@@ -143,16 +143,18 @@ int BPF_PROG(ms_sched_process_exit, struct task_struct *p)
 {
 	__u32 tgid = p->tgid;
 	struct ms_watch *w = ms_watched(p, tgid);
-	/* Only the last thread of the group ends the process. */
-	int last = BPF_CORE_READ(p, signal, live.counter) == 0;
 	if (!w) {
 		/* a client (never watched itself) leaves CLIENTS with its last
-		 * thread: the table holds live clients only */
-		if (last && ms_discover_flags)
+		 * thread: the table holds live clients only. Every exit on the
+		 * host comes here: a lockless lookup first, the delete (which
+		 * takes the bucket's lock) only for a client */
+		if (ms_discover_flags && bpf_map_lookup_elem(&CLIENTS, &tgid) &&
+		    BPF_CORE_READ(p, signal, live.counter) == 0)
 			bpf_map_delete_elem(&CLIENTS, &tgid);
 		return 0;
 	}
-	if (!last)
+	/* Only the last thread of the group ends the process. */
+	if (BPF_CORE_READ(p, signal, live.counter) != 0)
 		return 0;
 
 	__u32 session = w->session;

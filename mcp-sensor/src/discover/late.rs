@@ -130,9 +130,10 @@ pub fn retry(
     let mut adopted = 0;
     let mut waiting = HashSet::new();
     let mut missed = 0;
+    let started: std::collections::HashMap<u32, u64> = infos.iter().map(|p| (p.pid, p.start)).collect();
     let mut picks = late.picks(&plan);
-    // the newest first: a server just started before the idle crowd
-    picks.sort_by_key(|c| std::cmp::Reverse(start_ticks(c.root)));
+    // the newest first: a server just started after the idle crowd
+    picks.sort_by_key(|c| std::cmp::Reverse(started.get(&c.root).copied().unwrap_or(0)));
     for c in picks {
         let mut watched = false;
         for &pid in &c.members {
@@ -159,11 +160,6 @@ pub fn retry(
         }
     }
     Ok(pass)
-}
-
-/// When `pid` started (clock ticks since boot; 0 when it is gone).
-fn start_ticks(pid: u32) -> u64 {
-    procfs::process::Process::new(pid as i32).and_then(|p| p.stat()).map_or(0, |s| s.starttime)
 }
 
 impl Gate {

@@ -18,6 +18,8 @@ use std::collections::{HashMap, HashSet};
 pub struct ProcInfo {
     pub pid: u32,
     pub ppid: u32,
+    /// Start time, clock ticks since boot (stat field 22).
+    pub start: u64,
     pub comm: String,
     /// Basename of /proc/PID/exe.
     pub exe_name: Option<String>,
@@ -142,10 +144,12 @@ pub fn read_proc() -> std::io::Result<Vec<ProcInfo>> {
         let Some((head, rest)) = stat.rsplit_once(") ") else { continue };
         let comm = head.split_once(" (").map(|x| x.1).unwrap_or("").to_string();
         let ppid = rest.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+        // fields after comm start at 3 (state): starttime, 22, is the 20th
+        let start = rest.split_whitespace().nth(19).and_then(|s| s.parse().ok()).unwrap_or(0);
         let exe_name = std::fs::read_link(format!("/proc/{pid}/exe"))
             .ok()
             .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
-        out.push(ProcInfo { pid, ppid, comm, exe_name, fd0: stream_fd(pid, 0), fd1: stream_fd(pid, 1) });
+        out.push(ProcInfo { pid, ppid, start, comm, exe_name, fd0: stream_fd(pid, 0), fd1: stream_fd(pid, 1) });
     }
     Ok(out)
 }
@@ -154,10 +158,20 @@ pub fn read_proc() -> std::io::Result<Vec<ProcInfo>> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_scan_reads_each_processs_start_time() {
+        let me = std::process::id();
+        let infos = read_proc().unwrap();
+        let mine = infos.iter().find(|p| p.pid == me).expect("this process in /proc");
+        let want = procfs::process::Process::myself().unwrap().stat().unwrap().starttime;
+        assert_eq!(mine.start, want);
+    }
+
     fn p(pid: u32, ppid: u32, comm: &str, fd0: bool, fd1: bool) -> ProcInfo {
         ProcInfo {
             pid,
             ppid,
+            start: 0,
             comm: comm.into(),
             exe_name: Some(comm.into()),
             fd0: fd0.then_some((1, pid as u64 * 10)),
