@@ -374,11 +374,12 @@ async fn adopt_late(
                     p.adopted,
                     if p.waiting > 0 { format!("; {} processes still wait for room", p.waiting) } else { String::new() }
                 ),
-                Ok(p) if p.evicted > 0 => crate::say!(
-                    "mcp-sensor: unwatched {} candidate servers idle for {} s to make room in the full kernel tables for {} processes they had missed",
+                Ok(p) if p.evicted > 0 || p.kept > 0 => crate::say!(
+                    "mcp-sensor: unwatched {} candidate servers idle for {} s to make room in the full kernel tables for {} processes they had missed{}",
                     p.evicted,
                     late::IDLE_EVICT.as_secs(),
-                    p.waiting
+                    p.waiting,
+                    if p.kept > 0 { format!("; kept {} found in /proc that wait on their stdin (maybe servers waiting on their user)", p.kept) } else { String::new() }
                 ),
                 Ok(_) => {}
                 Err(e) => {

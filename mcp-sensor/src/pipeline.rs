@@ -300,6 +300,12 @@ impl Pipeline {
             }
             // a folded candidate's own channel (not MCP): already judged
             Record::Stdio(_) if tagged != h.session => return,
+            // a rejected candidate's chunks still in the ring or queue when
+            // it was rejected (the rest of the write its verdict came in,
+            // writes before the kernel unwatched it): not MCP, and its
+            // session is forgotten, so a fresh reassembler would take the
+            // offset for a capture gap of an MCP channel (`stdio_gaps`)
+            Record::Stdio(_) if self.gate.as_ref().is_some_and(|g| g.is_rejected(h.session)) => return,
             Record::Stdio(s) => {
                 let base = self.base(&h);
                 let candidate = self.gate.as_ref().is_some_and(|g| g.is_candidate(h.session));
@@ -525,5 +531,43 @@ fn connect_body(ret: i32, addr: SockAddr, via: decode::NetVia) -> Body {
         op: via.op_name(),
         hook: via.hook_name(),
         transport: via.transport_name(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::abi;
+    use crate::correlate::StdioLoss;
+    use crate::discover::{Gate, How, KernelAction};
+    use crate::pipeline_bench::{pipeline, stdio_record};
+
+    /// A piped `jq`-like process (a candidate by `stdio_pipes`) writes a
+    /// short JSON line that is not JSON-RPC and more in the same write: the
+    /// kernel captures it in 16 KiB chunks, the agent rejects it on the
+    /// first and the second was already in the ring. Seen as a phantom
+    /// 16,384-byte `stdio_gaps` with 1 `stdio_messages_damaged` on a host
+    /// whose one MCP server lost nothing.
+    #[test]
+    fn a_rejected_candidates_chunks_in_flight_are_no_capture_gap() {
+        let mut p = pipeline(Box::new(std::io::sink()));
+        let session = 100; // pipeline_bench's SERVER
+        let mut g = Gate::new(16384);
+        g.add(session, How::StdioPipes, false);
+        p.gate = Some(g);
+
+        let mut first = b"{\"a\":1}\n{\"b\":\"".to_vec();
+        first.resize(abi::CHUNK_LARGE, b'x');
+        p.on_raw(&stdio_record(abi::DIR_OUT, 0, 1, &first));
+        // the agent applies the verdict between two records
+        let actions = p.take_kernel_actions();
+        assert!(matches!(actions[..], [KernelAction::Unwatch { session: 100, .. }]), "{actions:?}");
+
+        let mut rest = vec![b'x'; 5000];
+        rest.extend_from_slice(b"\"}\n");
+        p.on_raw(&stdio_record(abi::DIR_OUT, abi::CHUNK_LARGE as u64, 2, &rest));
+        assert!(p.take_kernel_actions().is_empty());
+
+        assert_eq!(p.sessions.stdio_loss, StdioLoss::default());
+        assert!(p.sessions.session(session).is_none(), "a rejected candidate's session came back");
     }
 }

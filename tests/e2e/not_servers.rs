@@ -153,6 +153,37 @@ fn a_reader_of_the_daemons_own_log_is_not_a_server_and_does_not_feed_on_itself()
     assert_discards_counted(&evs, &status.1);
 }
 
+/// A not-server's one large write: its first line (JSON, not JSON-RPC)
+/// gets it rejected, and the rest of the write, captured in 16 KiB records
+/// already in the ring, is dropped with it, not taken for a capture gap of
+/// an MCP channel. Found by a trial: `stdio_gaps` 1, `stdio_gap_bytes`
+/// 16,384 and a damaged message in the drops line of a host whose one MCP
+/// server lost nothing.
+#[test]
+fn a_not_servers_large_write_is_no_capture_gap() {
+    let d = scratch("not-server-gap");
+    std::fs::write(d.join("notes.txt"), "x\n").unwrap();
+    let daemon = Daemon::start_env(&d, "", &[], &[DEBUG]);
+    // a JSON line that is not JSON-RPC, then 40 KB more in the same write
+    let write = "import os, time; os.write(1, b'{\"a\":1}\\n{\"b\":\"' + b'x' * 40000 + b'\"}\\n'); time.sleep(1)";
+    let mut p = Command::new("python3").args(["-c", write]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().expect("start python3");
+    let mut out = Vec::new();
+    p.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    drop(p.stdin.take());
+    assert!(p.wait().unwrap().success());
+    assert_eq!(out.len(), 40017, "the whole write came through");
+    let stages = vec![u64::from(p.id())];
+    run_client(&mut client(&d, json!([{"call": "read_text_file", "arguments": {"path": d.join("notes.txt")}}])));
+    let (status, evs) = daemon_stop(daemon);
+    assert_eq!(status.0, 0);
+    real_server_found(&d, &evs);
+    assert_not_servers(&evs, &stages, &status.1);
+    let fin = evs.iter().find(|e| e["kind"] == "drops" && e["final"] == true).expect("a final drops line");
+    for key in ["stdio_gaps", "stdio_gap_bytes", "stdio_messages_damaged"] {
+        assert_eq!(fin["other"][key].as_u64().unwrap_or(0), 0, "no stdio was lost: {fin}");
+    }
+}
+
 /// SIGTERM; (the exit status, the daemon's stderr) and the log's events.
 fn daemon_stop(mut d: Daemon) -> ((i32, String), Vec<Value>) {
     let log = d.log_dir.join("events.jsonl");

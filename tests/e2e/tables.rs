@@ -79,6 +79,19 @@ fn assert_server_found(evs: &[Value], target: &std::path::Path) {
     assert!(found, "the MCP server's call was logged (the server was found)");
 }
 
+/// The client waiting on `go` makes its call; then the daemon stops and
+/// the idle processes go. The call was logged: the server was watched.
+fn call_then_stop(go: &std::path::Path, session: std::thread::JoinHandle<Value>, daemon: Daemon, idle: Idle, target: &std::path::Path) -> Vec<Value> {
+    std::fs::write(go, "").unwrap();
+    let report = session.join().unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    let (status, evs) = daemon.stop();
+    drop(idle);
+    assert_eq!(status, 0);
+    assert_server_found(&evs, target);
+    evs
+}
+
 fn daemon_starts_with_idle_piped_processes_running(n: usize, name: &str) {
     let d = scratch(name);
     let idle = Idle::spawn(n);
@@ -219,34 +232,52 @@ fn alone_tables_a_server_the_full_tables_missed_is_adopted_while_idle_candidates
     let session = std::thread::spawn(move || run_client(&mut c));
     // the server runs (the session is initialized), untracked: its exec's
     // channel did not fit
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !ready.exists() {
-        assert!(std::time::Instant::now() < deadline, "the client's session did not start within 120 s");
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    wait_for("the client's session to start", || ready.exists());
     // the idle processes run on: room is made by unwatching some of them
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
-    while !daemon.stderr_text().contains("now tracking") {
-        assert!(std::time::Instant::now() < deadline, "no late adoption within 120 s:\n{}", daemon.stderr_text());
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+    wait_for("a late adoption ('now tracking' on the daemon's stderr)", || daemon.stderr_text().contains("now tracking"));
     // the server now waits on its user, idle, while room is still being
     // made for the idle processes that wait; its call must still be
     // logged. (The longest-idle go first, so here the server, adopted
-    // last, is not reached even without the rule that protects adopted
-    // candidates: that rule is the unit test's, late.rs.)
+    // last, is not reached even without the rule that keeps candidates
+    // found in /proc that wait on their stdin: that rule is the next
+    // test's.)
     std::thread::sleep(std::time::Duration::from_secs(14));
-    std::fs::write(&go, "").unwrap();
-    let report = session.join().unwrap();
-    assert_eq!(report["ok"], true, "{report}");
-    let (status, evs) = daemon.stop();
-    drop(idle);
-    assert_eq!(status, 0);
-    assert_server_found(&evs, &target);
+    let evs = call_then_stop(&go, session, daemon, idle, &target);
     assert!(dropped(&evs, "candidates_untracked", true) > 0, "the miss is counted: {}", hints(&evs));
     let evicted = dropped(&evs, "discovery_candidates_evicted", true);
     assert!((1..700).contains(&evicted), "some idle candidates made room, counted: {evicted}; {}", hints(&evs));
     assert!(hints(&evs).contains("idle for 10 s"), "{}", hints(&evs));
+}
+
+/// Candidates found in /proc make room too, unless one of their processes
+/// waits on its stdin (discover/waiting.rs). A real server, its client
+/// connected and then quiet, and 600 idle piped processes run before the
+/// daemon starts with tables too small for all of them (1,024 channel
+/// slots). The server, started first, is adopted at start and is the
+/// idle the longest; the idle processes that did not fit wait for room.
+/// Room is made by unwatching idle processes found in /proc, never the
+/// server (node, blocked in epoll on its stdin): its call afterwards is
+/// logged. Adopted candidates were first never evicted, and room was then
+/// never made for what the tables missed at start.
+#[test]
+fn alone_tables_idle_processes_found_in_proc_make_room_but_a_server_waiting_on_its_client_does_not() {
+    let d = scratch("tables-adopted-evict");
+    let target = d.join("notes.txt");
+    std::fs::write(&target, "w\n").unwrap();
+    let (ready, go) = (d.join("ready"), d.join("go"));
+    let steps = json!([{"touch": ready}, {"wait_file": go}, {"call": "read_text_file", "arguments": {"path": target}}]);
+    let mut c = client(&d, steps);
+    let session = std::thread::spawn(move || run_client(&mut c));
+    wait_for("the client's session to start", || ready.exists());
+    let idle = Idle::spawn(600);
+    let daemon = Daemon::start_with(&d, "", &["--max-channels", "1024"]);
+    assert!(daemon.stderr_text().contains("could not track"), "600 candidates want 1,200 slots: {}", daemon.stderr_text());
+    wait_for("room made for what the tables missed at start ('now tracking' on the daemon's stderr)", || daemon.stderr_text().contains("now tracking"));
+    let err = daemon.stderr_text();
+    assert!(err.contains("found in /proc that wait on their stdin"), "the server, the idle the longest, was weighed and kept: {err}");
+    let evs = call_then_stop(&go, session, daemon, idle, &target);
+    let evicted = dropped(&evs, "discovery_candidates_evicted", true);
+    assert!((1..600).contains(&evicted), "idle candidates found in /proc made room, counted: {evicted}; {}", hints(&evs));
 }
 
 /// The ids of the loaded maps named `name` (bpftool).

@@ -79,7 +79,8 @@ pub(super) struct Candidate {
     pub(super) last_ns: u64,
     /// Found in /proc (at start, or late for want of room), not at its
     /// exec: what it did before was not seen, so its being idle says
-    /// nothing (a server waiting on its user); never evicted.
+    /// little (a server waiting on its user); evicted only when none of
+    /// its processes waits on its stdin (late.rs).
     pub(super) adopted: bool,
 }
 

@@ -14,9 +14,10 @@
 //! Room is made, not only waited for: when a marked candidate does not
 //! fit, as many candidates as did not fit are unwatched among those idle
 //! for [`IDLE_EVICT`] (no event and no message since; the idle the longest
-//! first; `drops`: `discovery_candidates_evicted`), among the candidates
-//! made at their exec: one found in /proc is never evicted (its silence
-//! may be a server's waiting on its user). Without it, thousands
+//! first; `drops`: `discovery_candidates_evicted`). A candidate found in
+//! /proc goes only when none of its processes waits on its stdin
+//! ([`super::waiting`]): its silence may be a server's waiting on its
+//! user. Without it, thousands
 //! of idle piped processes (a host's non-interactive containers) that
 //! filled the tables kept every server started after them unseen for as
 //! long as they ran. A candidate that has done nothing for that long is
@@ -64,6 +65,9 @@ pub struct Pass {
     pub waiting: usize,
     /// Idle candidates unwatched to make room for them.
     pub evicted: usize,
+    /// Idle candidates found in /proc kept because a process of theirs
+    /// waits on its stdin ([`super::waiting`]).
+    pub kept: usize,
 }
 
 impl Late {
@@ -106,7 +110,7 @@ impl Late {
             self.wait = (self.wait * 2).min(MOST);
             self.next_try = Some(now + self.wait);
         }
-        Pass { adopted, waiting: self.pending.len(), evicted: 0 }
+        Pass { adopted, waiting: self.pending.len(), ..Pass::default() }
     }
 }
 
@@ -154,7 +158,8 @@ pub fn retry(
     let mut pass = late.settle(&waiting, adopted, now);
     if missed > 0 {
         let idle_ns = IDLE_EVICT.as_nanos() as u64;
-        pass.evicted = pipeline.gate.as_mut().map_or(0, |g| g.evict_idle(missed, crate::timefmt::Clock::boot_ns(), idle_ns));
+        let waits = |members: &[u32]| members.iter().any(|&p| super::waiting::waits_on_stdin(p));
+        (pass.evicted, pass.kept) = pipeline.gate.as_mut().map_or((0, 0), |g| g.evict_idle(missed, crate::timefmt::Clock::boot_ns(), idle_ns, waits));
         if pass.evicted > 0 {
             late.room_made(now);
         }
@@ -167,25 +172,40 @@ impl Gate {
     /// channel and done nothing for `idle_ns` as of `now_ns` (boot-time
     /// ns), the idle the longest first: rejected (their channels and
     /// watch entries freed), counted in `stats.evicted`. Nested candidates
-    /// stay (their tree's), and so do candidates found in /proc: one
-    /// adopted late is there because it was missed, and its silence may
-    /// be a server's waiting on its user (a new user's trial lost such a
-    /// server to eviction 10 s after adopting it). Returns how many.
-    pub fn evict_idle(&mut self, n: usize, now_ns: u64, idle_ns: u64) -> usize {
+    /// stay (their tree's). A candidate found in /proc (at start, or late)
+    /// stays while `waits_on_stdin` says one of its processes waits on its
+    /// stdin ([`super::waiting`]): what it did before was not seen, and its
+    /// silence may be a server's waiting on its user (a new user's trial
+    /// lost such a server to eviction 10 s after adopting it); one that is
+    /// merely asleep with pipes goes like the others. Returns how many were
+    /// evicted, and how many idle ones found in /proc were kept for their
+    /// waiting on stdin.
+    pub fn evict_idle(&mut self, n: usize, now_ns: u64, idle_ns: u64, mut waits_on_stdin: impl FnMut(&[u32]) -> bool) -> (usize, usize) {
         let mut idle: Vec<(u64, u32)> = self
             .cands
             .iter()
-            .filter(|(_, c)| !c.adopted && c.talk.undecided() == 0 && c.parent.is_none() && now_ns.saturating_sub(c.last_ns) >= idle_ns)
+            .filter(|(_, c)| c.talk.undecided() == 0 && c.parent.is_none() && now_ns.saturating_sub(c.last_ns) >= idle_ns)
             .map(|(s, c)| (c.last_ns, *s))
             .collect();
         idle.sort_unstable();
-        idle.truncate(n);
-        for &(last, s) in &idle {
+        let (mut picked, mut kept) = (Vec::new(), 0);
+        for (last, s) in idle {
+            if picked.len() == n {
+                break;
+            }
+            let c = &self.cands[&s];
+            if c.adopted && waits_on_stdin(&c.members) {
+                kept += 1;
+                continue;
+            }
+            picked.push((last, s));
+        }
+        for &(last, s) in &picked {
             let secs = now_ns.saturating_sub(last) / 1_000_000_000;
             self.reject(s, format!("idle for {secs} s while the kernel tables were full: unwatched to make room for a candidate they missed"));
         }
-        self.stats.evicted += idle.len() as u64;
-        idle.len()
+        self.stats.evicted += picked.len() as u64;
+        (picked.len(), kept)
     }
 }
 
@@ -220,21 +240,21 @@ mod tests {
         let mut now = t0 + FIRST;
         let mut waits = Vec::new();
         for _ in 0..8 {
-            assert_eq!(l.settle(&waiting, 0, now), Pass { adopted: 0, waiting: 1, evicted: 0 }, "21 settled (exited or no longer a candidate)");
+            assert_eq!(l.settle(&waiting, 0, now), Pass { adopted: 0, waiting: 1, ..Pass::default() }, "21 settled (exited or no longer a candidate)");
             let next = l.next_try.unwrap();
             waits.push((next - now).as_secs());
             now = next;
         }
         assert_eq!(waits, vec![4, 8, 16, 32, 60, 60, 60, 60]);
         // room freed: adopted, nothing owed, the next mark starts over
-        assert_eq!(l.settle(&HashSet::new(), 1, now), Pass { adopted: 1, waiting: 0, evicted: 0 });
+        assert_eq!(l.settle(&HashSet::new(), 1, now), Pass { adopted: 1, waiting: 0, ..Pass::default() });
         assert!(!l.due(now + MOST) && l.adopted == 1);
         l.note([40], now);
         assert_eq!(l.next_try, Some(now + FIRST));
     }
 
     #[test]
-    fn only_candidates_made_at_exec_and_idle_long_enough_are_evicted_the_idle_longest_first() {
+    fn candidates_idle_long_enough_are_evicted_the_idle_longest_first_those_found_in_proc_only_when_none_waits_on_stdin() {
         let mut g = Gate::new(100);
         for s in [10, 20, 30, 40, 50] {
             g.add(s, How::StdioPipes, false);
@@ -249,16 +269,28 @@ mod tests {
         assert!(found.is_none(), "30 spoke: undecided, not idle");
         g.member(40, 41);
         g.add(41, How::StdioPipes, true); // nested: its tree's
-        g.add(60, How::StdioPipes, false);
-        g.mark_adopted(60); // found in /proc: maybe a server waiting on its user
+        // found in /proc, as idle as 40 and 50: 60 (pids 60 and 61) is a
+        // server waiting on its user, 70 an idle process asleep with pipes
+        for s in [60, 70] {
+            g.add(s, How::StdioPipes, false);
+            g.mark_adopted(s);
+            g.member(s, s + 1);
+        }
+        let mut asked = Vec::new();
+        let mut waits = |m: &[u32]| {
+            asked.push(m.to_vec());
+            m.contains(&61)
+        };
         let now = base + 12 * sec;
-        // idle >= 10 s: 40 and 50 (nothing since they became candidates),
-        // then 20 (its last event 11 s before now); not 10 nor 30 nor 41
-        assert_eq!(g.evict_idle(2, now, 10 * sec), 2);
-        assert!(!g.is_candidate(40) && !g.is_candidate(50) && g.is_candidate(20));
-        assert_eq!(g.evict_idle(9, now, 10 * sec), 1);
+        // idle >= 10 s: 40, 50, 60, 70 (nothing since they became
+        // candidates), then 20 (its last event 11 s before now); not 10
+        // nor 30 nor 41; 60 kept
+        assert_eq!(g.evict_idle(3, now, 10 * sec, &mut waits), (3, 1));
+        assert!(!g.is_candidate(40) && !g.is_candidate(50) && !g.is_candidate(70) && g.is_candidate(60) && g.is_candidate(20));
+        assert_eq!(g.evict_idle(9, now, 10 * sec, &mut waits), (1, 1));
         assert!(g.is_candidate(10) && g.is_candidate(30) && g.is_candidate(41) && g.is_candidate(60) && !g.is_candidate(20));
-        assert_eq!(g.stats.evicted, 3);
+        assert_eq!(asked, vec![vec![60, 61], vec![70, 71], vec![60, 61]], "only candidates found in /proc are asked, with their processes");
+        assert_eq!(g.stats.evicted, 4);
         assert!(g.actions.iter().all(|a| matches!(a, crate::discover::KernelAction::Unwatch { .. })));
         assert!(g.last_reject.as_ref().is_some_and(|(_, r)| r.contains("kernel tables were full")));
     }

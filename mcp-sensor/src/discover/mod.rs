@@ -15,7 +15,8 @@
 //!   /proc, and [`adopt`]: their channels and processes into the kernel
 //!   tables and the gate;
 //! - [`late`]: candidates the kernel tables had no room for at exec,
-//!   adopted from /proc once room frees.
+//!   adopted from /proc once room frees, made by unwatching idle
+//!   candidates ([`waiting`]: whether one found in /proc waits on stdin).
 
 pub mod adopt;
 pub mod classify;
@@ -23,6 +24,7 @@ pub mod gate;
 pub mod late;
 pub mod nested;
 pub mod scan;
+pub mod waiting;
 
 pub use gate::{Gate, KernelAction};
 
