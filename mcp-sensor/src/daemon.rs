@@ -368,20 +368,27 @@ async fn adopt_late(
         let step: crate::agent::Control = Box::new(move |sensor, pipeline| {
             let mut l = late.lock().unwrap_or_else(|p| p.into_inner());
             match late::retry(&mut l, sensor, pipeline, &clients, stdio_pipes, std::time::Instant::now()) {
-                Ok(p) if p.adopted > 0 => crate::say!(
-                    "mcp-sensor: now tracking {} candidate servers the kernel tables had no room for at their exec, \
-                     found in /proc once room freed (what they did before now was not seen){}",
-                    p.adopted,
-                    if p.waiting > 0 { format!("; {} processes still wait for room", p.waiting) } else { String::new() }
-                ),
-                Ok(p) if p.evicted > 0 || p.kept > 0 => crate::say!(
-                    "mcp-sensor: unwatched {} candidate servers idle for {} s to make room in the full kernel tables for {} processes they had missed{}",
-                    p.evicted,
-                    late::IDLE_EVICT.as_secs(),
-                    p.waiting,
-                    if p.kept > 0 { format!("; kept {} found in /proc that wait on their stdin (maybe servers waiting on their user)", p.kept) } else { String::new() }
-                ),
-                Ok(_) => {}
+                Ok(p) => {
+                    // one pass may do both: adopt into a slot freed meanwhile,
+                    // and make room for the rest
+                    if p.evicted > 0 || p.kept > 0 {
+                        crate::say!(
+                            "mcp-sensor: unwatched {} candidate servers idle for {} s or more to make room in the full kernel tables for {} processes they had missed{}",
+                            p.evicted,
+                            late::IDLE_EVICT.as_secs(),
+                            p.waiting,
+                            if p.kept > 0 { format!("; kept {} found in /proc that wait on their stdin (maybe servers waiting on their user)", p.kept) } else { String::new() }
+                        );
+                    }
+                    if p.adopted > 0 {
+                        crate::say!(
+                            "mcp-sensor: now tracking {} candidate servers the kernel tables had no room for at their exec, \
+                             found in /proc once room freed (what they did before now was not seen){}",
+                            p.adopted,
+                            if p.waiting > 0 { format!("; {} processes still wait for room", p.waiting) } else { String::new() }
+                        );
+                    }
+                }
                 Err(e) => {
                     static SAID: std::sync::Once = std::sync::Once::new();
                     SAID.call_once(|| crate::say!("mcp-sensor: adopting candidates the kernel tables had no room for failed: {e}"));

@@ -85,6 +85,8 @@ impl Conversation {
     /// The verdict on one more message (`rpc` or `malformed` body).
     pub fn classify(&mut self, body: &Body) -> Verdict {
         let v = match body {
+            // framing's and the session's reasons say "not JSON-RPC: ..." already
+            Body::Malformed { reason, .. } if reason.starts_with("not JSON-RPC") => Verdict::NotMcp(reason.clone()),
             Body::Malformed { reason, .. } => Verdict::NotMcp(format!("not JSON-RPC: {reason}")),
             Body::Rpc(rpc) => self.rpc(rpc),
             _ => Verdict::Undecided,

@@ -370,10 +370,19 @@ impl Gate {
         self.reject(session, reason);
     }
 
-    /// Drops a candidate and asks for its tree to be unwatched.
+    /// Drops a candidate that is not an MCP server and asks for its tree
+    /// to be unwatched.
     pub(super) fn reject(&mut self, session: u32, reason: String) {
+        self.unwatch(session, reason, true);
+    }
+
+    /// Drops candidate `session` and asks for its tree to be unwatched:
+    /// `not_mcp`, for what it said or did (counted in `stats.rejected`);
+    /// else undecided, for room (`reason` says why; counted by the caller).
+    pub(super) fn unwatch(&mut self, session: u32, reason: String, not_mcp: bool) {
         if std::env::var_os("MCP_SENSOR_DEBUG_DISCOVERY").is_some() {
-            crate::say!("mcp-sensor: discovery: pid {session} is not an MCP server: {reason}");
+            let verdict = if not_mcp { "is not an MCP server" } else { "was unwatched undecided" };
+            crate::say!("mcp-sensor: discovery: pid {session} {verdict}: {reason}");
         }
         let Some(c) = self.cands.remove(&session) else { return };
         self.held_total -= c.held.len();
@@ -382,7 +391,7 @@ impl Gate {
         let (decided, dropped): (Vec<_>, Vec<_>) = c.held.into_iter().partition(|(_, d)| *d);
         self.released.extend(decided.into_iter().map(|(e, _)| (session, e)));
         self.stats.discarded += dropped.len() as u64 + c.overflow;
-        self.stats.rejected += 1;
+        self.stats.rejected += u64::from(not_mcp);
         self.actions.push(KernelAction::Unwatch { session, pids: c.members, complete: c.members_complete });
         if self.rejected_order.len() >= MAX_REJECTED {
             if let Some(old) = self.rejected_order.pop_front() {

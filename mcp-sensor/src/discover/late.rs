@@ -202,7 +202,7 @@ impl Gate {
         }
         for &(last, s) in &picked {
             let secs = now_ns.saturating_sub(last) / 1_000_000_000;
-            self.reject(s, format!("idle for {secs} s while the kernel tables were full: unwatched to make room for a candidate they missed"));
+            self.unwatch(s, format!("idle for {secs} s while the kernel tables were full: unwatched to make room for a candidate they missed"), false);
         }
         self.stats.evicted += picked.len() as u64;
         (picked.len(), kept)
