@@ -17,8 +17,51 @@ use std::process::{Command, Stdio};
 /// limit (in the test VMs, 982 did). Killed and reaped on drop.
 struct Idle(Vec<i32>);
 
+/// The idle processes' programs: Debian's static busybox (busybox-static,
+/// installed by scripts/install-deps.sh) copied to the temporary directory,
+/// with `sleep` and `sh` links to it; returns that directory. In the test
+/// VMs the host's files are shared by virtiofsd, which holds a host
+/// descriptor for each file a guest process keeps open (~16 for a
+/// dynamically linked `sleep`: its binary, libraries, locale archive):
+/// under the host's limit of 20,000 the 1,231st `sleep` failed to start
+/// (EMFILE), sensor or not. A static binary on the guest's tmpfs holds
+/// none.
+fn idle_programs() -> &'static std::path::Path {
+    static P: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    P.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("mcp-sensor-e2e-idle-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy("/bin/busybox", dir.join("busybox")).expect("/bin/busybox: install busybox-static (scripts/install-deps.sh)");
+        for applet in ["sleep", "sh"] {
+            std::os::unix::fs::symlink("busybox", dir.join(applet)).unwrap();
+        }
+        dir
+    })
+}
+
 impl Idle {
+    /// `n` idle processes that do nothing but sleep.
     fn spawn(n: usize) -> Idle {
+        let d = idle_programs();
+        Self::spawn_with(n, || {
+            let mut c = Command::new(d.join("sleep"));
+            c.arg("3600");
+            c
+        })
+    }
+
+    /// `n` idle processes that first read a few files, as a container's
+    /// process does at its start: events their candidacy holds.
+    fn spawn_reading(n: usize) -> Idle {
+        let d = idle_programs().display().to_string();
+        Self::spawn_with(n, || {
+            let mut c = Command::new(format!("{d}/sh"));
+            c.arg("-c").arg(format!("{d}/busybox cat /etc/passwd /etc/group /etc/hosts >/dev/null; exec {d}/sleep 3600"));
+            c
+        })
+    }
+
+    fn spawn_with(n: usize, command: impl Fn() -> Command) -> Idle {
         // the fd limit as high as it may go (the VMs' soft limit is 1024)
         let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: plain syscalls on a local struct.
@@ -29,8 +72,7 @@ impl Idle {
         }
         let mut v = Idle(Vec::with_capacity(n));
         for i in 0..n {
-            let mut c = Command::new("sleep")
-                .arg("3600")
+            let mut c = command()
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::null())
@@ -163,8 +205,11 @@ fn alone_tables_2200_idle_piped_processes_then_a_real_server_is_found() {
     let wrapper = d.join("read-then-serve.sh");
     std::fs::write(&wrapper, format!("#!/bin/sh\ncat '{}' >/dev/null\nexec \"$@\"\n", key.display())).unwrap();
     std::fs::set_permissions(&wrapper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    let daemon = Daemon::start(&d, "");
-    let idle = Idle::spawn(2200);
+    // a hold bound of 2,048 events a candidate, 8,192 for all: the idle
+    // processes' ~8 events each fill it (the default's 65,536 for all is
+    // filled by as many dynamically linked ones, ~30 events each)
+    let daemon = Daemon::start(&d, "[discovery]\nmax_held_events = 2048\n");
+    let idle = Idle::spawn_reading(2200);
     let mut command = vec![wrapper.display().to_string()];
     command.extend(crate::mcp::fs_server(&crate::mcp::mcp_env(), &d));
     run_client(&mut crate::daemon::client_running(&d, command, json!([{"call": "read_text_file", "arguments": {"path": target}}])));
