@@ -21,10 +21,10 @@ struct Idle(Vec<i32>);
 /// installed by scripts/install-deps.sh) copied to the temporary directory,
 /// with `sleep` and `sh` links to it; returns that directory. In the test
 /// VMs the host's files are shared by virtiofsd, which holds a host
-/// descriptor for each file a guest process keeps open (~16 for a
-/// dynamically linked `sleep`: its binary, libraries, locale archive):
-/// under the host's limit of 20,000 the 1,231st `sleep` failed to start
-/// (EMFILE), sensor or not. A static binary on the guest's tmpfs holds
+/// descriptor for each file a guest process keeps open (its binary,
+/// libraries, locale archive: 18,663 held for 1,231 dynamically linked
+/// `sleep`s): under the host's limit of 20,000 the 1,231st `sleep` failed
+/// to start (EMFILE), sensor or not. A static binary on the guest's tmpfs holds
 /// none.
 fn idle_programs() -> &'static std::path::Path {
     static P: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
