@@ -39,6 +39,10 @@ const FIRST: Duration = Duration::from_secs(2);
 const MOST: Duration = Duration::from_secs(60);
 /// How long a candidate must have been idle to be unwatched for room.
 pub const IDLE_EVICT: Duration = Duration::from_secs(10);
+/// Candidates found in /proc weighed in one pass at most (each costs a few
+/// /proc reads per thread): 30,000 processes blocked on their stdin would
+/// otherwise be read through at every pass.
+const MAX_WEIGHED: usize = 1024;
 
 /// What the retries owe: the marked pids not yet adopted, and when to try.
 #[derive(Debug)]
@@ -170,14 +174,16 @@ pub fn retry(
 impl Gate {
     /// Unwatches up to `n` candidates that have said nothing on their
     /// channel and done nothing for `idle_ns` as of `now_ns` (boot-time
-    /// ns), the idle the longest first: rejected (their channels and
-    /// watch entries freed), counted in `stats.evicted`. Nested candidates
+    /// ns), the idle the longest first: unwatched undecided (their
+    /// channels and watch entries freed), counted in `stats.evicted`. Nested candidates
     /// stay (their tree's). A candidate found in /proc (at start, or late)
     /// stays while `waits_on_stdin` says one of its processes waits on its
     /// stdin ([`super::waiting`]): what it did before was not seen, and its
     /// silence may be a server's waiting on its user (a new user's trial
-    /// lost such a server to eviction 10 s after adopting it); one that is
-    /// merely asleep with pipes goes like the others. Returns how many were
+    /// lost such a server to eviction 10 s after adopting it), and counts
+    /// as busy from then on (weighed again once idle as long again); one
+    /// that is merely asleep with pipes goes like the others. At most
+    /// [`MAX_WEIGHED`] are weighed in one call. Returns how many were
     /// evicted, and how many idle ones found in /proc were kept for their
     /// waiting on stdin.
     pub fn evict_idle(&mut self, n: usize, now_ns: u64, idle_ns: u64, mut waits_on_stdin: impl FnMut(&[u32]) -> bool) -> (usize, usize) {
@@ -188,15 +194,24 @@ impl Gate {
             .map(|(s, c)| (c.last_ns, *s))
             .collect();
         idle.sort_unstable();
-        let (mut picked, mut kept) = (Vec::new(), 0);
+        let (mut picked, mut kept, mut weighed) = (Vec::new(), 0, 0);
         for (last, s) in idle {
             if picked.len() == n {
                 break;
             }
-            let c = &self.cands[&s];
-            if c.adopted && waits_on_stdin(&c.members) {
-                kept += 1;
-                continue;
+            let c = self.cands.get_mut(&s).expect("an idle candidate");
+            if c.adopted {
+                if weighed == MAX_WEIGHED {
+                    continue;
+                }
+                weighed += 1;
+                if waits_on_stdin(&c.members) {
+                    // weighed again once idle as long again: the others
+                    // found in /proc come first meanwhile
+                    c.last_ns = now_ns;
+                    kept += 1;
+                    continue;
+                }
             }
             picked.push((last, s));
         }
@@ -287,11 +302,38 @@ mod tests {
         // nor 30 nor 41; 60 kept
         assert_eq!(g.evict_idle(3, now, 10 * sec, &mut waits), (3, 1));
         assert!(!g.is_candidate(40) && !g.is_candidate(50) && !g.is_candidate(70) && g.is_candidate(60) && g.is_candidate(20));
-        assert_eq!(g.evict_idle(9, now, 10 * sec, &mut waits), (1, 1));
+        // 60, kept, counts as busy from now: not weighed again yet
+        assert_eq!(g.evict_idle(9, now, 10 * sec, &mut waits), (1, 0));
         assert!(g.is_candidate(10) && g.is_candidate(30) && g.is_candidate(41) && g.is_candidate(60) && !g.is_candidate(20));
+        // 10 s on: 60 weighed again and kept again; 10 idle by now
+        assert_eq!(g.evict_idle(9, now + 10 * sec, 10 * sec, &mut waits), (1, 1));
+        assert!(!g.is_candidate(10) && g.is_candidate(60));
         assert_eq!(asked, vec![vec![60, 61], vec![70, 71], vec![60, 61]], "only candidates found in /proc are asked, with their processes");
-        assert_eq!(g.stats.evicted, 4);
+        assert_eq!(g.stats.evicted, 5);
         assert!(g.actions.iter().all(|a| matches!(a, crate::discover::KernelAction::Unwatch { .. })));
         assert!(g.last_reject.as_ref().is_some_and(|(_, r)| r.contains("kernel tables were full")));
+    }
+
+    #[test]
+    fn at_most_a_bounded_number_found_in_proc_are_weighed_in_one_pass_and_the_kept_go_last() {
+        let mut g = Gate::new(100);
+        let n = MAX_WEIGHED as u32 + 10;
+        for s in 1..=n {
+            g.add(s * 10, How::StdioPipes, false);
+            g.mark_adopted(s * 10);
+        }
+        let sec = 1_000_000_000;
+        let now = crate::timefmt::Clock::boot_ns() + 12 * sec;
+        // all wait on their stdin but the last ten
+        let weighed = std::cell::Cell::new(0);
+        let waits = |m: &[u32]| {
+            weighed.set(weighed.get() + 1);
+            m[0] <= MAX_WEIGHED as u32 * 10
+        };
+        assert_eq!(g.evict_idle(5, now, 10 * sec, waits), (0, MAX_WEIGHED), "the first pass weighs its bound and keeps them");
+        assert_eq!(weighed.get(), MAX_WEIGHED);
+        // the kept count as busy: the next pass reaches the rest
+        assert_eq!(g.evict_idle(5, now + sec, 10 * sec, waits), (5, 0));
+        assert_eq!(weighed.get(), MAX_WEIGHED + 5);
     }
 }
